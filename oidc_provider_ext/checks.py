@@ -1,0 +1,120 @@
+"""System checks. IDs are stable and unique (tests/test_checks.py asserts both)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from .conf import MAX_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
+
+E001 = "oidc_provider_ext.E001"  # OIDC not enabled in DOT
+E002 = "oidc_provider_ext.E002"  # DOT validator is not ours
+E003 = "oidc_provider_ext.E003"  # issuer missing
+E004 = "oidc_provider_ext.E004"  # issuer malformed
+E005 = "oidc_provider_ext.E005"  # unknown/invalid OIDC_PROVIDER_EXT keys
+E006 = "oidc_provider_ext.E006"  # code lifetime above 10 minutes
+E007 = "oidc_provider_ext.E007"  # adapter cannot be imported
+E008 = "oidc_provider_ext.E008"  # DOT server class is not ours
+W001 = "oidc_provider_ext.W001"  # issuer is not https
+
+
+def _dot() -> dict:
+    value = getattr(settings, "OAUTH2_PROVIDER", None)
+    return value if isinstance(value, dict) else {}
+
+
+@register(Tags.security, Tags.compatibility)
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    dot = _dot()
+    if not dot.get("OIDC_ENABLED"):
+        errors.append(
+            Error(
+                "OpenID Connect is not enabled in django-oauth-toolkit.",
+                hint="Set OAUTH2_PROVIDER = oidc_provider_ext.conf.dot_settings() in your settings.",
+                id=E001,
+            )
+        )
+    validator_path = dot.get("OAUTH2_VALIDATOR_CLASS", "")
+    if not _is_subclass(validator_path, "oidc_provider_ext.validator.OIDCValidator"):
+        errors.append(
+            Error(
+                f"OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is {validator_path or 'unset'!r}, not OIDCValidator "
+                "or a subclass of it.",
+                hint="Use oidc_provider_ext.conf.dot_settings(), or subclass oidc_provider_ext.validator.OIDCValidator.",
+                id=E002,
+            )
+        )
+    server_path = dot.get("OAUTH2_SERVER_CLASS", "")
+    if not _is_subclass(server_path, "oidc_provider_ext.server.Server"):
+        errors.append(
+            Error(
+                f"OAUTH2_PROVIDER['OAUTH2_SERVER_CLASS'] is {server_path or 'unset'!r}; it must be "
+                "oidc_provider_ext.server.Server (it refuses implicit/password grants and PKCE plain).",
+                hint="Use oidc_provider_ext.conf.dot_settings().",
+                id=E008,
+            )
+        )
+    try:
+        issuer = app_settings.raw("ISSUER")
+    except ImproperlyConfigured as exc:
+        return [*errors, Error(str(exc), hint=f"Remove or fix the key in {SETTINGS_NAME}.", id=E005)]
+    if not issuer:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['ISSUER'] is not set.",
+                hint="Set it to the https URL relying parties use, e.g. https://id.example.com.",
+                id=E003,
+            )
+        )
+    else:
+        parts = urlsplit(str(issuer))
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}['ISSUER'] = {issuer!r} is not a URL without query or fragment.",
+                    hint="OIDC Discovery 3: the issuer is an https URL with no query or fragment.",
+                    id=E004,
+                )
+            )
+        elif parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            errors.append(
+                Warning(
+                    f"{SETTINGS_NAME}['ISSUER'] = {issuer!r} is not https.",
+                    hint="Relying parties require an https issuer outside local development.",
+                    id=W001,
+                )
+            )
+    code_lifetime = app_settings.raw("CODE_EXPIRE_SECONDS")
+    if not isinstance(code_lifetime, int) or not 0 < code_lifetime <= MAX_CODE_EXPIRE_SECONDS:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['CODE_EXPIRE_SECONDS'] = {code_lifetime!r} must be 1..{MAX_CODE_EXPIRE_SECONDS}.",
+                hint="RFC 6749 4.1.2 recommends at most 10 minutes; the default is 60 seconds.",
+                id=E006,
+            )
+        )
+    try:
+        import_string(app_settings.ADAPTER)
+    except ImportError as exc:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['ADAPTER'] = {app_settings.ADAPTER!r} cannot be imported: {exc}.",
+                hint="Point it at a subclass of oidc_provider_ext.adapter.DefaultOIDCAdapter.",
+                id=E007,
+            )
+        )
+    return errors
+
+
+def _is_subclass(path, base_path: str) -> bool:
+    try:
+        cls = import_string(path) if isinstance(path, str) else path
+        base = import_string(base_path)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, base)

@@ -1,0 +1,159 @@
+"""The one place this app reads its settings.
+
+Every setting lives in the ``OIDC_PROVIDER_EXT`` dict of the host's settings module. Values are read
+lazily on each access (so ``override_settings`` works in tests), unknown keys are an error, and the
+defaults below are the documented ones (docs/settings.md).
+
+``dot_settings()`` builds the ``OAUTH2_PROVIDER`` dict django-oauth-toolkit needs, so a host site
+writes ``OAUTH2_PROVIDER = dot_settings()`` instead of copying DOT wiring by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+SETTINGS_NAME = "OIDC_PROVIDER_EXT"
+
+# RFC 6749 4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
+MAX_CODE_EXPIRE_SECONDS = 600
+
+DEFAULT_SCOPES = {
+    "openid": "Sign you in with your account",
+    "profile": "See your name and basic profile",
+    "email": "See your email address",
+    "address": "See your postal address",
+    "phone": "See your phone number",
+    "offline_access": "Stay connected when you are not using the app",
+}
+
+
+@dataclass(frozen=True)
+class _Setting:
+    default: Any
+    doc: str
+
+
+_SETTINGS: dict[str, _Setting] = {
+    "ISSUER": _Setting(None, "Issuer identifier (https URL, no trailing slash). Required."),
+    "ADAPTER": _Setting(
+        "oidc_provider_ext.adapter.DefaultOIDCAdapter", "Dotted path of the adapter class."
+    ),
+    "CODE_EXPIRE_SECONDS": _Setting(60, "Authorization code lifetime; capped at 600."),
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _Setting(3600, "Access token lifetime (expires_in)."),
+    "ID_TOKEN_EXPIRE_SECONDS": _Setting(3600, "ID token lifetime."),
+    "SCOPES": _Setting(DEFAULT_SCOPES, "Scope name -> description shown on the consent page."),
+    "DEFAULT_SCOPES": _Setting(["openid"], "Scopes granted when a request names none."),
+    "KEY_ENCRYPTION_SECRET": _Setting(
+        None, "Secret the private-key encryption key is derived from; defaults to SECRET_KEY."
+    ),
+    "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
+    "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
+    "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": _Setting(
+        1800, "How long a pending authorization request (login + consent) stays valid."
+    ),
+}
+
+
+class AppSettings:
+    """Typed, lazy accessor for ``settings.OIDC_PROVIDER_EXT``."""
+
+    def _user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, SETTINGS_NAME, {})
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
+        unknown = sorted(set(value) - set(_SETTINGS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown {SETTINGS_NAME} key(s): {', '.join(unknown)}. "
+                f"Known keys: {', '.join(sorted(_SETTINGS))}."
+            )
+        return value
+
+    def _get(self, name: str) -> Any:
+        return self._user_settings().get(name, _SETTINGS[name].default)
+
+    @property
+    def ISSUER(self) -> str:
+        issuer = self._get("ISSUER")
+        if not issuer:
+            raise ImproperlyConfigured(f"{SETTINGS_NAME}['ISSUER'] is required (see check oidc_provider_ext.E003).")
+        return str(issuer).rstrip("/")
+
+    @property
+    def ADAPTER(self) -> str:
+        return self._get("ADAPTER")
+
+    @property
+    def CODE_EXPIRE_SECONDS(self) -> int:
+        return min(int(self._get("CODE_EXPIRE_SECONDS")), MAX_CODE_EXPIRE_SECONDS)
+
+    @property
+    def ACCESS_TOKEN_EXPIRE_SECONDS(self) -> int:
+        return int(self._get("ACCESS_TOKEN_EXPIRE_SECONDS"))
+
+    @property
+    def ID_TOKEN_EXPIRE_SECONDS(self) -> int:
+        return int(self._get("ID_TOKEN_EXPIRE_SECONDS"))
+
+    @property
+    def SCOPES(self) -> dict[str, str]:
+        return dict(self._get("SCOPES"))
+
+    @property
+    def DEFAULT_SCOPES(self) -> list[str]:
+        return list(self._get("DEFAULT_SCOPES"))
+
+    @property
+    def KEY_ENCRYPTION_SECRET(self) -> str:
+        return self._get("KEY_ENCRYPTION_SECRET") or settings.SECRET_KEY
+
+    @property
+    def SIGNING_ALG(self) -> str:
+        return self._get("SIGNING_ALG")
+
+    @property
+    def JWKS_MAX_AGE_SECONDS(self) -> int:
+        return int(self._get("JWKS_MAX_AGE_SECONDS"))
+
+    @property
+    def AUTHORIZE_REQUEST_MAX_AGE_SECONDS(self) -> int:
+        return int(self._get("AUTHORIZE_REQUEST_MAX_AGE_SECONDS"))
+
+    def raw(self, name: str) -> Any:
+        """The configured value of ``name`` without normalisation (for system checks)."""
+        return self._get(name)
+
+
+app_settings = AppSettings()
+
+
+def dot_settings(**overrides: Any) -> dict[str, Any]:
+    """The ``OAUTH2_PROVIDER`` dict that wires django-oauth-toolkit to this app.
+
+    Pass DOT keys as keyword arguments to override (e.g. ``ALLOWED_REDIRECT_URI_SCHEMES``).
+    Token lifetimes are *not* DOT settings here: they come from ``OIDC_PROVIDER_EXT``.
+    """
+    base: dict[str, Any] = {
+        "OIDC_ENABLED": True,
+        "OAUTH2_VALIDATOR_CLASS": "oidc_provider_ext.validator.OIDCValidator",
+        "OAUTH2_SERVER_CLASS": "oidc_provider_ext.server.Server",
+        "OIDC_SERVER_CLASS": "oidc_provider_ext.server.Server",
+        "SCOPES_BACKEND_CLASS": "oidc_provider_ext.scopes.ScopesBackend",
+        # RFC 9700 2.1.1: S256 only; enforced by our Server, declared here so DOT's checks agree.
+        "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+        "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+        "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+        "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+        # PKCE is decided per client by OIDCValidator.is_pkce_required.
+        "PKCE_REQUIRED": False,
+        "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+        "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+        "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": True,
+        "REQUEST_APPROVAL_PROMPT": "force",
+    }
+    base.update(overrides)
+    return base

@@ -1,0 +1,37 @@
+"""URLconf of the provider: ``path("", include("oidc_provider_ext.urls"))`` in the root URLconf
+mounts the endpoints under ``/connect/`` and discovery at the issuer root
+(``/.well-known/openid-configuration``, OIDC Discovery 4).
+
+The lists are composable, so a site can mount a subset or another prefix::
+
+    path("", include(([path("oauth/", include(endpoint_urlpatterns)), *discovery_urlpatterns],
+                      "oidc_provider_ext")))
+"""
+
+from django.urls import include, path
+
+from .views import authorize, discovery, login, token
+
+app_name = "oidc_provider_ext"
+
+oauth2_urlpatterns = [
+    path("authorize", authorize.AuthorizeView.as_view(), name="authorize"),
+    path("token", token.TokenView.as_view(), name="token"),
+    path("revocation", token.RevocationView.as_view(), name="revocation"),
+    path("introspect", token.IntrospectionView.as_view(), name="introspect"),
+    path("login", login.LoginView.as_view(), name="login"),
+]
+
+oidc_urlpatterns = [
+    path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
+    path("jwks", discovery.JwksView.as_view(), name="jwks"),
+    path("endsession", token.EndSessionView.as_view(), name="endsession"),
+]
+
+endpoint_urlpatterns = oauth2_urlpatterns + oidc_urlpatterns
+
+discovery_urlpatterns = [
+    path(".well-known/openid-configuration", discovery.DiscoveryView.as_view(), name="discovery"),
+]
+
+urlpatterns = [path("connect/", include(endpoint_urlpatterns)), *discovery_urlpatterns]

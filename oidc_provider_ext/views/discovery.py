@@ -1,0 +1,68 @@
+"""OpenID Provider metadata (OIDC Discovery 1.0 section 3) and the JWK Set."""
+
+from urllib.parse import urlsplit
+
+from django.http import JsonResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import View
+
+from .. import keys
+from ..conf import app_settings
+
+
+def endpoint_url(name: str) -> str:
+    """Absolute URL of one of our endpoints, built from the configured issuer, never the Host header."""
+    issuer = urlsplit(app_settings.ISSUER)
+    return f"{issuer.scheme}://{issuer.netloc}{reverse(name)}"
+
+
+def provider_metadata() -> dict:
+    """Only what this provider really supports (each value is exercised by tests)."""
+    return {
+        "issuer": app_settings.ISSUER,
+        "authorization_endpoint": endpoint_url("oidc_provider_ext:authorize"),
+        "token_endpoint": endpoint_url("oidc_provider_ext:token"),
+        "userinfo_endpoint": endpoint_url("oidc_provider_ext:userinfo"),
+        "jwks_uri": endpoint_url("oidc_provider_ext:jwks"),
+        "revocation_endpoint": endpoint_url("oidc_provider_ext:revocation"),
+        "introspection_endpoint": endpoint_url("oidc_provider_ext:introspect"),
+        "end_session_endpoint": endpoint_url("oidc_provider_ext:endsession"),
+        "scopes_supported": list(app_settings.SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [app_settings.SIGNING_ALG],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
+            "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
+        ],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
+
+
+class DiscoveryView(View):
+    def get(self, request, *args, **kwargs):
+        response = JsonResponse(provider_metadata())
+        response["Access-Control-Allow-Origin"] = "*"
+        response["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class JwksView(View):
+    def get(self, request, *args, **kwargs):
+        response = JsonResponse(keys.jwks())
+        response["Content-Type"] = "application/jwk-set+json"
+        response["Access-Control-Allow-Origin"] = "*"
+        # Short enough that a newly announced key is seen before it starts signing.
+        response["Cache-Control"] = f"public, max-age={app_settings.JWKS_MAX_AGE_SECONDS}"
+        return response

@@ -1,0 +1,13 @@
+"""HTML error pages at the IdP: shown when the client cannot safely be redirected to."""
+
+from django.shortcuts import render
+
+ERROR_TEMPLATE = "oidc_provider_ext/error.html"
+
+
+def error_page(request, title: str, message: str, status: int = 400, **context):
+    """An error the *user* sees: what went wrong and what to do next."""
+    context.update(title=title, message=message, status=status)
+    response = render(request, ERROR_TEMPLATE, context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

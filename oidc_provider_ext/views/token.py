@@ -1,0 +1,165 @@
+"""Back-channel endpoints: token (RFC 6749 3.2), revocation (RFC 7009), introspection (RFC 7662)."""
+
+from __future__ import annotations
+
+import calendar
+
+from django.http import HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.generic import View
+from oauth2_provider import views as dot_views
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import Request
+
+from ..conf import app_settings
+from ..tokens import subject_for
+from ..validator import checksum
+
+
+def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _form_post_only(request):
+    """RFC 6749 3.2 / RFC 7009 2.1 / RFC 7662 2.1: POST with a form-encoded body."""
+    if request.method != "POST":
+        return oauth_error("invalid_request", "Use POST.", status=405, Allow="POST")
+    content_type = request.content_type or ""
+    if content_type != "application/x-www-form-urlencoded":
+        return oauth_error("invalid_request", "The body must be application/x-www-form-urlencoded.")
+    if request.GET:
+        # RFC 9700 4.13 spirit: credentials and tokens never travel in the query string.
+        return oauth_error("invalid_request", "Parameters must be sent in the request body, not the query string.")
+    return None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TokenView(dot_views.TokenView):
+    http_method_names = ["post", "options"]
+
+    @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token"))
+    def post(self, request, *args, **kwargs):
+        problem = _form_post_only(request)
+        if problem:
+            return problem
+        url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class RevocationView(dot_views.RevokeTokenView):
+    http_method_names = ["post", "options"]
+
+    def post(self, request, *args, **kwargs):
+        problem = _form_post_only(request)
+        if problem:
+            return problem
+        response = super().post(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IntrospectionView(OAuthLibMixin, View):
+    """RFC 7662. Only an authenticated confidential client may ask, and only about its own tokens;
+    anything else is ``{"active": false}`` (2.2: nothing more is said about inactive tokens)."""
+
+    http_method_names = ["post", "options"]
+
+    @method_decorator(sensitive_post_parameters("client_secret", "token"))
+    def post(self, request, *args, **kwargs):
+        problem = _form_post_only(request)
+        if problem:
+            return problem
+        client = self._authenticated_client(request)
+        if client is None:
+            return oauth_error(
+                "invalid_client", "Client authentication failed.", status=401, WWW_Authenticate='Basic realm="oidc"'
+            )
+        token = request.POST.get("token")
+        if not token:
+            return oauth_error("invalid_request", "The token parameter is missing.")
+        data = self._introspect(token, request.POST.get("token_type_hint"), client)
+        response = JsonResponse(data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _authenticated_client(self, request):
+        core = self.get_oauthlib_core()
+        uri, http_method, body, headers = core._extract_params(request)
+        oauth_request = Request(uri, http_method, body, headers)
+        validator = core.server.request_validator
+        if not validator.authenticate_client(oauth_request):
+            return None
+        client = oauth_request.client
+        return client if client is not None and client.client_type == client.CLIENT_CONFIDENTIAL else None
+
+    @staticmethod
+    def _introspect(token: str, hint: str | None, client) -> dict:
+        token_checksum = checksum(token)
+        access = (
+            get_access_token_model()
+            .objects.select_related("user", "application")
+            .filter(token_checksum=token_checksum, application=client)
+            .first()
+        )
+        if access is not None and access.is_valid():
+            data = {
+                "active": True,
+                "token_type": "Bearer",
+                "scope": access.scope,
+                "client_id": access.application.client_id,
+                "exp": int(calendar.timegm(access.expires.utctimetuple())),
+                "iat": int(calendar.timegm(access.created.utctimetuple())),
+                "iss": app_settings.ISSUER,
+            }
+            if access.user is not None:
+                data.update(sub=subject_for(access.user), username=access.user.get_username())
+            else:
+                data["sub"] = access.application.client_id
+            return data
+        refresh = (
+            get_refresh_token_model()
+            .objects.select_related("user", "application")
+            .filter(token_checksum=token_checksum, application=client, revoked__isnull=True)
+            .first()
+        )
+        if refresh is not None and refresh.access_token_id is not None:
+            return {
+                "active": True,
+                "token_type": "refresh_token",
+                "client_id": refresh.application.client_id,
+                "sub": subject_for(refresh.user),
+                "username": refresh.user.get_username(),
+                "iss": app_settings.ISSUER,
+            }
+        return {"active": False}
+
+
+class UserInfoView(dot_views.UserInfoView):
+    """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
+
+    def _create_userinfo_response(self, request):
+        response = super()._create_userinfo_response(request)
+        response["Cache-Control"] = "no-store"
+        if response.status_code == 200 and not response.get("Content-Type", "").startswith("application/json"):
+            response["Content-Type"] = "application/json"
+        return response
+
+
+class EndSessionView(dot_views.RPInitiatedLogoutView):
+    template_name = "oidc_provider_ext/logout_confirm.html"
+
