@@ -58,7 +58,9 @@ def _adapter_for(path: str) -> DefaultOIDCAdapter:
     except ImportError as exc:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured(f"OIDC_PROVIDER_EXT['ADAPTER'] = {path!r} cannot be imported: {exc}") from exc
+        raise ImproperlyConfigured(
+            f"OIDC_PROVIDER_EXT['ADAPTER'] = {path!r} cannot be imported: {exc}"
+        ) from exc
     return cls()
 
 

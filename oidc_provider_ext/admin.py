@@ -27,6 +27,9 @@ class ClientAdmin(ApplicationAdmin):
     """DOT's application admin, plus the OIDC profile and a secret that is shown exactly once."""
 
     inlines = [*ApplicationAdmin.inlines, ClientProfileInline]
+    # DOT's per-application algorithm names a key in DOT's settings; ID tokens here are signed
+    # by the database key store (oidc_provider_ext.keys), so the field would only mislead.
+    exclude = ("algorithm",)
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -66,7 +69,14 @@ class SigningKeyAdmin(admin.ModelAdmin):
 class RedeemedCodeAdmin(admin.ModelAdmin):
     list_display = ("code_checksum", "application", "created", "reuse_detected")
     list_filter = ("reuse_detected",)
-    readonly_fields = ("code_checksum", "application", "access_token", "token_family", "reuse_detected", "created")
+    readonly_fields = (
+        "code_checksum",
+        "application",
+        "access_token",
+        "token_family",
+        "reuse_detected",
+        "created",
+    )
 
     def has_add_permission(self, request):
         return False

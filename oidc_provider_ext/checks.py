@@ -43,9 +43,10 @@ def check_settings(app_configs=None, **kwargs):
     if not _is_subclass(validator_path, "oidc_provider_ext.validator.OIDCValidator"):
         errors.append(
             Error(
-                f"OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is {validator_path or 'unset'!r}, not OIDCValidator "
-                "or a subclass of it.",
-                hint="Use oidc_provider_ext.conf.dot_settings(), or subclass oidc_provider_ext.validator.OIDCValidator.",
+                f"OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is {validator_path or 'unset'!r}, "
+                "not OIDCValidator or a subclass of it.",
+                hint="Use oidc_provider_ext.conf.dot_settings(), "
+                "or subclass oidc_provider_ext.validator.OIDCValidator.",
                 id=E002,
             )
         )
@@ -93,7 +94,8 @@ def check_settings(app_configs=None, **kwargs):
     if not isinstance(code_lifetime, int) or not 0 < code_lifetime <= MAX_CODE_EXPIRE_SECONDS:
         errors.append(
             Error(
-                f"{SETTINGS_NAME}['CODE_EXPIRE_SECONDS'] = {code_lifetime!r} must be 1..{MAX_CODE_EXPIRE_SECONDS}.",
+                f"{SETTINGS_NAME}['CODE_EXPIRE_SECONDS'] = {code_lifetime!r} "
+                f"must be 1..{MAX_CODE_EXPIRE_SECONDS}.",
                 hint="RFC 6749 4.1.2 recommends at most 10 minutes; the default is 60 seconds.",
                 id=E006,
             )

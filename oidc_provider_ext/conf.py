@@ -39,9 +39,7 @@ class _Setting:
 
 _SETTINGS: dict[str, _Setting] = {
     "ISSUER": _Setting(None, "Issuer identifier (https URL, no trailing slash). Required."),
-    "ADAPTER": _Setting(
-        "oidc_provider_ext.adapter.DefaultOIDCAdapter", "Dotted path of the adapter class."
-    ),
+    "ADAPTER": _Setting("oidc_provider_ext.adapter.DefaultOIDCAdapter", "Dotted path of the adapter class."),
     "CODE_EXPIRE_SECONDS": _Setting(60, "Authorization code lifetime; capped at 600."),
     "ACCESS_TOKEN_EXPIRE_SECONDS": _Setting(3600, "Access token lifetime (expires_in)."),
     "ID_TOKEN_EXPIRE_SECONDS": _Setting(3600, "ID token lifetime."),
@@ -80,7 +78,9 @@ class AppSettings:
     def ISSUER(self) -> str:
         issuer = self._get("ISSUER")
         if not issuer:
-            raise ImproperlyConfigured(f"{SETTINGS_NAME}['ISSUER'] is required (see check oidc_provider_ext.E003).")
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['ISSUER'] is required (see check oidc_provider_ext.E003)."
+            )
         return str(issuer).rstrip("/")
 
     @property

@@ -40,9 +40,9 @@ class KeyDecryptionError(Exception):
 
 def _fernet() -> Fernet:
     secret = app_settings.KEY_ENCRYPTION_SECRET.encode()
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext key-encryption").derive(
-        secret
-    )
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext key-encryption"
+    ).derive(secret)
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
@@ -129,7 +129,9 @@ def signing_key(alg: str | None = None) -> tuple[str, jwk.JWK]:
     try:
         with transaction.atomic():
             create_key(alg, state=SigningKey.State.ACTIVE)
-            log.warning("No active %s signing key existed; created one. Manage keys with `manage.py oidc_keys`.", alg)
+            log.warning(
+                "No active %s signing key existed; created one. Manage keys with `manage.py oidc_keys`.", alg
+            )
     except IntegrityError:
         pass  # another process created it at the same moment
     invalidate()

@@ -14,7 +14,6 @@ Compared with ``oauthlib.openid.Server`` (what DOT uses by default):
 
 from __future__ import annotations
 
-from oauthlib.common import generate_token
 from oauthlib.oauth2.rfc6749.endpoints import (
     AuthorizationEndpoint,
     IntrospectEndpoint,
@@ -34,7 +33,7 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
 )
 
 from .conf import app_settings
-from .tokens import generate_access_token
+from .tokens import generate_access_token, generate_refresh_token
 
 OFFLINE_ACCESS = "offline_access"
 S256_ONLY = {"S256": code_challenge_method_s256}
@@ -80,7 +79,7 @@ class Server(
             request_validator,
             token_generator=generate_access_token,
             expires_in=_access_token_lifetime,
-            refresh_token_generator=generate_token,
+            refresh_token_generator=generate_refresh_token,
         )
         self.auth_grant = S256OnlyCodeGrant(request_validator)
         self.openid_connect_auth = S256OnlyOIDCCodeGrant(request_validator)

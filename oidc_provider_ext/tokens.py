@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from typing import Any
@@ -29,7 +30,9 @@ def generate_access_token(request) -> str:
     claims: dict[str, Any] = {
         "iss": app_settings.ISSUER,
         # RFC 9068 2.2: sub is the resource owner, or the client itself for client credentials.
-        "sub": subject_for(user) if user is not None and request.grant_type != "client_credentials" else client_id,
+        "sub": subject_for(user)
+        if user is not None and request.grant_type != "client_credentials"
+        else client_id,
         "aud": client_id,
         "client_id": client_id,
         "iat": now,
@@ -38,3 +41,8 @@ def generate_access_token(request) -> str:
         "scope": " ".join(request.scopes or []),
     }
     return sign(claims, typ=ACCESS_TOKEN_TYP)
+
+
+def generate_refresh_token(request) -> str:
+    """Opaque refresh token: 256 bits from the OS CSPRNG."""
+    return secrets.token_urlsafe(32)

@@ -23,6 +23,7 @@ from oauth2_provider.models import (
     revoke_access_token,
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
 
 from . import keys
 from .adapter import get_adapter
@@ -53,8 +54,11 @@ class OIDCValidator(OAuth2Validator):
         return None
 
     def validate_response_type(self, client_id, response_type, client, request, *args, **kwargs):
-        # RFC 9700 2.1.2: the authorization code flow only.
-        return response_type == "code" and client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
+        # RFC 9700 2.1.2: the authorization code flow only; hybrid types containing "code" reach
+        # here too and are unsupported (RFC 6749 4.1.2.1), not merely unauthorized for this client.
+        if response_type != "code":
+            raise errors.UnsupportedResponseTypeError(request=request)
+        return client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
 
     def is_pkce_required(self, client_id, request):
         client = request.client or self._load_application(client_id, request)
@@ -115,7 +119,9 @@ class OIDCValidator(OAuth2Validator):
         )
         if redeemed is None:
             return
-        log.warning("Authorization code replayed for client %s; revoking the tokens it issued.", client.client_id)
+        log.warning(
+            "Authorization code replayed for client %s; revoking the tokens it issued.", client.client_id
+        )
         RedeemedCode.objects.filter(pk=redeemed.pk).update(reuse_detected=True)
         self._revoke_redeemed(redeemed)
 

@@ -2,14 +2,14 @@
 
 import django.db.models.deletion
 import django.db.models.functions.text
-import oidc_provider_ext.models.keys
 from django.conf import settings
-from oauth2_provider.settings import oauth2_settings
 from django.db import migrations, models
+from oauth2_provider.settings import oauth2_settings
+
+import oidc_provider_ext.models.keys
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -20,82 +20,181 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ClientProfile',
+            name="ClientProfile",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('require_pkce', models.BooleanField(default=False, help_text='Confidential clients may run the classic server-side flow without PKCE unless this is set. Public clients always need PKCE (S256).', verbose_name='require PKCE')),
-                ('application', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='oidc_profile', to=oauth2_settings.APPLICATION_MODEL, verbose_name='client')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "require_pkce",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Confidential clients may run the classic server-side flow without PKCE unless this is set. Public clients always need PKCE (S256).",
+                        verbose_name="require PKCE",
+                    ),
+                ),
+                (
+                    "application",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="oidc_profile",
+                        to=oauth2_settings.APPLICATION_MODEL,
+                        verbose_name="client",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'client OIDC profile',
-                'verbose_name_plural': 'client OIDC profiles',
+                "verbose_name": "client OIDC profile",
+                "verbose_name_plural": "client OIDC profiles",
             },
         ),
         migrations.CreateModel(
-            name='RedeemedCode',
+            name="RedeemedCode",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('code_checksum', models.CharField(max_length=64, unique=True, verbose_name='code checksum')),
-                ('token_family', models.UUIDField(blank=True, null=True, verbose_name='refresh token family')),
-                ('reuse_detected', models.BooleanField(default=False, verbose_name='reuse detected')),
-                ('created', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='redeemed at')),
-                ('access_token', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=oauth2_settings.ACCESS_TOKEN_MODEL)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=oauth2_settings.APPLICATION_MODEL)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("code_checksum", models.CharField(max_length=64, unique=True, verbose_name="code checksum")),
+                (
+                    "token_family",
+                    models.UUIDField(blank=True, null=True, verbose_name="refresh token family"),
+                ),
+                ("reuse_detected", models.BooleanField(default=False, verbose_name="reuse detected")),
+                (
+                    "created",
+                    models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="redeemed at"),
+                ),
+                (
+                    "access_token",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=oauth2_settings.ACCESS_TOKEN_MODEL,
+                    ),
+                ),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=oauth2_settings.APPLICATION_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'redeemed authorization code',
-                'verbose_name_plural': 'redeemed authorization codes',
+                "verbose_name": "redeemed authorization code",
+                "verbose_name_plural": "redeemed authorization codes",
             },
         ),
         migrations.CreateModel(
-            name='SigningKey',
+            name="SigningKey",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('kid', models.CharField(default=oidc_provider_ext.models.keys.default_kid, max_length=64, unique=True, verbose_name='key ID')),
-                ('alg', models.CharField(choices=[('RS256', 'RS256'), ('PS256', 'PS256'), ('ES256', 'ES256')], default='RS256', max_length=8, verbose_name='algorithm')),
-                ('state', models.CharField(choices=[('next', 'next (published, not signing yet)'), ('active', 'active (signs new tokens)'), ('retired', 'retired (published until its tokens expire)')], default='next', max_length=8, verbose_name='state')),
-                ('public_jwk', models.JSONField(verbose_name='public JWK')),
-                ('private_jwk_encrypted', models.TextField(editable=False, verbose_name='private JWK (encrypted)')),
-                ('created', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('activated', models.DateTimeField(blank=True, null=True, verbose_name='activated')),
-                ('retired', models.DateTimeField(blank=True, null=True, verbose_name='retired')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "kid",
+                    models.CharField(
+                        default=oidc_provider_ext.models.keys.default_kid,
+                        max_length=64,
+                        unique=True,
+                        verbose_name="key ID",
+                    ),
+                ),
+                (
+                    "alg",
+                    models.CharField(
+                        choices=[("RS256", "RS256"), ("PS256", "PS256"), ("ES256", "ES256")],
+                        default="RS256",
+                        max_length=8,
+                        verbose_name="algorithm",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("next", "next (published, not signing yet)"),
+                            ("active", "active (signs new tokens)"),
+                            ("retired", "retired (published until its tokens expire)"),
+                        ],
+                        default="next",
+                        max_length=8,
+                        verbose_name="state",
+                    ),
+                ),
+                ("public_jwk", models.JSONField(verbose_name="public JWK")),
+                (
+                    "private_jwk_encrypted",
+                    models.TextField(editable=False, verbose_name="private JWK (encrypted)"),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("activated", models.DateTimeField(blank=True, null=True, verbose_name="activated")),
+                ("retired", models.DateTimeField(blank=True, null=True, verbose_name="retired")),
             ],
             options={
-                'verbose_name': 'signing key',
-                'verbose_name_plural': 'signing keys',
-                'ordering': ['-created'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('state', 'active')), fields=('alg',), name='oidc_one_active_key_per_alg')],
+                "verbose_name": "signing key",
+                "verbose_name_plural": "signing keys",
+                "ordering": ["-created"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("state", "active")),
+                        fields=("alg",),
+                        name="oidc_one_active_key_per_alg",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('code', models.SlugField(help_text='Case-insensitive, unique.', max_length=64, verbose_name='organisation code')),
-                ('name', models.CharField(max_length=200, verbose_name='display name')),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('created', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "code",
+                    models.SlugField(
+                        help_text="Case-insensitive, unique.", max_length=64, verbose_name="organisation code"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="display name")),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                ("created", models.DateTimeField(auto_now_add=True, verbose_name="created")),
             ],
             options={
-                'verbose_name': 'tenant',
-                'verbose_name_plural': 'tenants',
-                'ordering': ['code'],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('code'), name='oidc_tenant_code_ci_unique')],
+                "verbose_name": "tenant",
+                "verbose_name_plural": "tenants",
+                "ordering": ["code"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("code"), name="oidc_tenant_code_ci_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='TenantMembership',
+            name="TenantMembership",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('created', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='oidc_provider_ext.tenant')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='oidc_tenant_memberships', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                ("created", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="oidc_provider_ext.tenant",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="oidc_tenant_memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'tenant membership',
-                'verbose_name_plural': 'tenant memberships',
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'user'), name='oidc_membership_unique')],
+                "verbose_name": "tenant membership",
+                "verbose_name_plural": "tenant memberships",
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "user"), name="oidc_membership_unique")
+                ],
             },
         ),
     ]

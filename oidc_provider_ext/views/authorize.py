@@ -21,11 +21,13 @@ from django.views.generic import View
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from ..adapter import get_adapter
-from ..conf import app_settings
-from ..forms import ConsentForm
+from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.forms import ConsentForm
+
 from .errors import error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
@@ -74,7 +76,11 @@ class AuthorizeView(OAuthLibMixin, View):
         return self._redirect(response["url"], application)
 
     def _redirect(self, uri, application):
-        response = OAuth2ResponseRedirect(uri, application.get_allowed_schemes())
+        # A redirect only ever targets a redirect_uri oauthlib validated against the client.
+        schemes = (
+            application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+        )
+        response = OAuth2ResponseRedirect(uri, schemes)
         # The redirect carries a code (or an error): no Referer leak, no caching.
         response["Referrer-Policy"] = "no-referrer"
         return response
@@ -107,7 +113,9 @@ class AuthorizeView(OAuthLibMixin, View):
 
         if not request.user.is_authenticated:
             if "none" in prompt:
-                return self._client_error(credentials, application, "login_required", "The user is not signed in.")
+                return self._client_error(
+                    credentials, application, "login_required", "The user is not signed in."
+                )
             return redirect_to_login(request.get_full_path(), reverse("oidc_provider_ext:login"))
 
         if "login" in prompt:
@@ -115,7 +123,9 @@ class AuthorizeView(OAuthLibMixin, View):
             # next URL drops prompt=login so the user is not sent round again after signing in.
             query = QueryDict(request.META.get("QUERY_STRING", ""), mutable=True)
             query.pop("prompt", None)
-            return redirect_to_login(f"{request.path}?{query.urlencode()}", reverse("oidc_provider_ext:login"))
+            return redirect_to_login(
+                f"{request.path}?{query.urlencode()}", reverse("oidc_provider_ext:login")
+            )
 
         if application.skip_authorization:
             return self._issue_code(scopes, credentials, application)
@@ -160,7 +170,9 @@ class AuthorizeView(OAuthLibMixin, View):
 
     def post(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
-            return redirect_to_login(reverse("oidc_provider_ext:authorize"), reverse("oidc_provider_ext:login"))
+            return redirect_to_login(
+                reverse("oidc_provider_ext:authorize"), reverse("oidc_provider_ext:login")
+            )
         form = ConsentForm(request.POST)
         pending = request.session.get(PENDING_SESSION_KEY, {})
         entry = pending.pop(form.data.get("request_id", ""), None) if form.is_valid() else None
@@ -181,8 +193,12 @@ class AuthorizeView(OAuthLibMixin, View):
         credentials = entry["credentials"]
         application = get_application_model().objects.filter(client_id=credentials["client_id"]).first()
         if application is None:
-            return error_page(request, title="Unknown application", message="This application no longer exists.")
+            return error_page(
+                request, title="Unknown application", message="This application no longer exists."
+            )
         if form.cleaned_data["decision"] != ConsentForm.ALLOW:
-            return self._client_error(credentials, application, "access_denied", "The user denied the request.")
+            return self._client_error(
+                credentials, application, "access_denied", "The user denied the request."
+            )
         # create_authorization_response re-validates client, redirect_uri, scopes and PKCE.
         return self._issue_code(entry["scopes"], credentials, application)

@@ -8,8 +8,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
-from .. import keys
-from ..conf import app_settings
+from oidc_provider_ext import keys
+from oidc_provider_ext.conf import app_settings
 
 
 def endpoint_url(name: str) -> str:
@@ -40,8 +40,21 @@ def provider_metadata() -> dict:
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash",
-            "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
+            "name",
+            "given_name",
+            "family_name",
+            "preferred_username",
+            "email",
+            "email_verified",
         ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
-from ..forms import LoginForm
+from oidc_provider_ext.forms import LoginForm
 
 AUTH_TIME_SESSION_KEY = "oidc_auth_time"
 

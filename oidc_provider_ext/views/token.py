@@ -14,9 +14,9 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request
 
-from ..conf import app_settings
-from ..tokens import subject_for
-from ..validator import checksum
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.tokens import subject_for
+from oidc_provider_ext.validator import checksum
 
 
 def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
@@ -37,7 +37,9 @@ def _form_post_only(request):
         return oauth_error("invalid_request", "The body must be application/x-www-form-urlencoded.")
     if request.GET:
         # RFC 9700 4.13 spirit: credentials and tokens never travel in the query string.
-        return oauth_error("invalid_request", "Parameters must be sent in the request body, not the query string.")
+        return oauth_error(
+            "invalid_request", "Parameters must be sent in the request body, not the query string."
+        )
     return None
 
 
@@ -87,7 +89,10 @@ class IntrospectionView(OAuthLibMixin, View):
         client = self._authenticated_client(request)
         if client is None:
             return oauth_error(
-                "invalid_client", "Client authentication failed.", status=401, WWW_Authenticate='Basic realm="oidc"'
+                "invalid_client",
+                "Client authentication failed.",
+                status=401,
+                WWW_Authenticate='Basic realm="oidc"',
             )
         token = request.POST.get("token")
         if not token:
@@ -153,13 +158,30 @@ class UserInfoView(dot_views.UserInfoView):
     """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
 
     def _create_userinfo_response(self, request):
+        if "access_token" in request.GET:
+            # RFC 9700 2.1: access tokens are never sent in the query string.
+            return oauth_error(
+                "invalid_request",
+                "Send the access token in the Authorization header.",
+                status=400,
+                WWW_Authenticate='Bearer error="invalid_request"',
+            )
+        if "HTTP_AUTHORIZATION" in request.META and "access_token" in request.POST:
+            # RFC 6750 2: a client MUST NOT use more than one method to transmit the token.
+            return oauth_error(
+                "invalid_request",
+                "Send the access token one way only.",
+                status=400,
+                WWW_Authenticate='Bearer error="invalid_request"',
+            )
         response = super()._create_userinfo_response(request)
         response["Cache-Control"] = "no-store"
-        if response.status_code == 200 and not response.get("Content-Type", "").startswith("application/json"):
+        if response.status_code == 200 and not response.get("Content-Type", "").startswith(
+            "application/json"
+        ):
             response["Content-Type"] = "application/json"
         return response
 
 
 class EndSessionView(dot_views.RPInitiatedLogoutView):
     template_name = "oidc_provider_ext/logout_confirm.html"
-

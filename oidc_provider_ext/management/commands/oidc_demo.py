@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from ...conf import app_settings
-from ...models import ClientProfile, Tenant, TenantMembership
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 DEMO_USERNAME = "demo"
@@ -56,7 +56,6 @@ class Command(BaseCommand):
             "redirect_uris": " ".join(redirect_uris),
             "post_logout_redirect_uris": " ".join(redirect_uris),
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
-            "algorithm": Application.RS256_ALGORITHM,
         }
         confidential, _ = Application.objects.update_or_create(
             client_id=CONFIDENTIAL_CLIENT_ID,
@@ -98,18 +97,18 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Demo data ready.")
             + f"""
-  Issuer:        {data['issuer']}
-  Discovery:     {data['issuer']}/.well-known/openid-configuration
+  Issuer:        {data["issuer"]}
+  Discovery:     {data["issuer"]}/.well-known/openid-configuration
   User:          {DEMO_USERNAME} / {password}   (member of tenant '{TENANT_CODE}')
   Confidential:  client_id={CONFIDENTIAL_CLIENT_ID} client_secret={client_secret}
   Public:        client_id={PUBLIC_CLIENT_ID} (PKCE S256 required)
-  Redirect URIs: {' '.join(redirect_uris)}
+  Redirect URIs: {" ".join(redirect_uris)}
 
 Try the flow: open
-  {data['issuer']}/connect/authorize?response_type=code&client_id={CONFIDENTIAL_CLIENT_ID}&redirect_uri={redirect_uris[0]}&scope=openid%20profile%20email%20offline_access&state=xyz&nonce=n-0S6
+  {data["issuer"]}/connect/authorize?response_type=code&client_id={CONFIDENTIAL_CLIENT_ID}&redirect_uri={redirect_uris[0]}&scope=openid%20profile%20email%20offline_access&state=xyz&nonce=n-0S6
 sign in, allow, copy the code from the redirect, then:
   curl -u {CONFIDENTIAL_CLIENT_ID}:{client_secret} -d grant_type=authorization_code \\
-       -d code=CODE -d redirect_uri={redirect_uris[0]} {data['issuer']}/connect/token
+       -d code=CODE -d redirect_uri={redirect_uris[0]} {data["issuer"]}/connect/token
 """
         )
 

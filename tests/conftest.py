@@ -1,0 +1,74 @@
+import os
+
+import pytest
+from django.test import Client
+from jwcrypto import jwk
+
+from oidc_provider_ext import keys
+
+from .factories import ApplicationFactory, PublicApplicationFactory, UserFactory
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    url = "set" if os.environ.get("DATABASE_URL") else "unset"
+    return f"database: {settings.DATABASES['default']['ENGINE']} (DATABASE_URL {url})"
+
+
+_generated: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_snapshot(monkeypatch):
+    # Each test has its own database; the in-process key snapshot must not outlive it.
+    keys.invalidate()
+    # RSA generation costs ~0.5 s: generate one key pair per algorithm per session. Keys are still
+    # created, encrypted and stored through the real code path, per test.
+    real_generate = keys._generate
+
+    def cached_generate(alg):
+        if alg not in _generated:
+            _generated[alg] = real_generate(alg).export_private()
+        return jwk.JWK.from_json(_generated[alg])
+
+    monkeypatch.setattr(keys, "_generate", cached_generate)
+    yield
+    keys.invalidate()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def confidential_app(db):
+    return ApplicationFactory()
+
+
+@pytest.fixture
+def public_app(db):
+    return PublicApplicationFactory()
+
+
+@pytest.fixture
+def browser():
+    """A fresh cookie jar: the user's browser."""
+    return Client()
+
+
+@pytest.fixture
+def rp():
+    """The relying party's back channel: no cookies shared with the browser."""
+    return Client()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Django's advice for test suites: PBKDF2 with 1M iterations is the deliberate cost of a real
+    # login, not something the tests measure. PBKDF2 stays listed so its hashes still verify.
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]

@@ -1,0 +1,97 @@
+"""Drives the authorization code flow through Django's test client, like a browser + RP would."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from django.urls import reverse
+
+from .factories import REDIRECT_URI, USER_PASSWORD
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(app, **params) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email",
+        "state": "state-123",
+        "nonce": "nonce-456",
+    }
+    query.update(params)
+    query = {k: v for k, v in query.items() if v is not None}
+    return f"{reverse('oidc_provider_ext:authorize')}?{urlencode(query)}"
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def login(client, user, password: str = USER_PASSWORD, next_url: str = "/"):
+    return client.post(
+        f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': next_url})}",
+        {"username": user.username, "password": password},
+    )
+
+
+def consent(client, response, decision: str = "allow"):
+    """POST the consent form found in ``response`` (the consent page)."""
+    assert response.status_code == 200, response.content[:500]
+    request_id = response.context["form"].initial["request_id"]
+    return client.post(
+        reverse("oidc_provider_ext:authorize"), {"request_id": request_id, "decision": decision}
+    )
+
+
+def get_code(client, app, user, **params) -> tuple[str, dict]:
+    """Sign in (if needed), consent, and return (code, redirect query)."""
+    url = authorize_url(app, **params)
+    response = client.get(url)
+    if response.status_code == 302 and reverse("oidc_provider_ext:login") in response["Location"]:
+        response = login(client, user, next_url=url)
+        assert response.status_code == 302, response.content[:500]
+        response = client.get(response["Location"])
+    if response.status_code == 200:
+        response = consent(client, response)
+    assert response.status_code == 302, response.content[:500]
+    location = response["Location"]
+    assert location.startswith(params.get("redirect_uri", REDIRECT_URI)), location
+    query = query_of(location)
+    assert "code" in query, query
+    return query["code"], query
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    from urllib.parse import quote
+
+    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+def token_request(client, data, auth: tuple[str, str] | None = None, **extra):
+    """POST to the token endpoint; ``data`` is a dict or an already-encoded body."""
+    if auth is not None:
+        extra["HTTP_AUTHORIZATION"] = basic_auth(*auth)
+    body = data if isinstance(data, str) else urlencode(data)
+    return client.post(
+        reverse("oidc_provider_ext:token"), body, content_type="application/x-www-form-urlencoded", **extra
+    )
+
+
+def exchange(client, app, code: str, verifier: str | None = None, redirect_uri: str = REDIRECT_URI, **extra):
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if verifier:
+        data["code_verifier"] = verifier
+    if app.client_type == "public":
+        data["client_id"] = app.client_id
+        return token_request(client, data, **extra)
+    return token_request(client, data, auth=(app.client_id, app.raw_secret), **extra)

@@ -1,0 +1,65 @@
+"""Single-use codes under concurrent redemption (RFC 6749 4.1.2). Runs on PostgreSQL, where requests
+really run in parallel; on SQLite it is skipped with the reason printed (CI runs both)."""
+
+import threading
+
+import pytest
+from django.db import connection, connections
+from django.test import Client
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from oidc_provider_ext.models import RedeemedCode
+
+from .flow import exchange, get_code
+
+CONCURRENCY = 20
+ROUNDS = 5
+
+
+def _requires_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "concurrent redemption is tested on PostgreSQL; set DATABASE_URL=postgres://... to run it"
+        )
+
+
+def _race(app, code) -> list[int]:
+    barrier = threading.Barrier(CONCURRENCY)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def redeem():
+        try:
+            barrier.wait()
+            status = exchange(Client(), app, code).status_code
+            with lock:
+                statuses.append(status)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=redeem) for _ in range(CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_redemption_has_exactly_one_winner(browser, user, confidential_app):
+    _requires_postgres()
+    for _ in range(ROUNDS):
+        AccessToken.objects.all().delete()
+        code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+        statuses = _race(confidential_app, code)
+        assert len(statuses) == CONCURRENCY
+        assert statuses.count(200) == 1, statuses
+        assert set(statuses) == {200, 400}, statuses
+        # Every loser is a replay of the code, so what the winner got is revoked (RFC 6749 4.1.2
+        # "SHOULD revoke"), whichever finished first: no live token outlives the race.
+        redeemed = RedeemedCode.objects.get()
+        assert redeemed.reuse_detected
+        assert not AccessToken.objects.filter(user=user).exists()
+        assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
+        RedeemedCode.objects.all().delete()

@@ -1,0 +1,232 @@
+"""The example project and the app's plumbing: URL names, system checks, settings, migrations,
+the demo command and the admin."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.urls import reverse
+
+from oidc_provider_ext import checks
+from oidc_provider_ext.conf import app_settings, dot_settings
+
+URL_NAMES = [
+    ("oidc_provider_ext:authorize", "/connect/authorize"),
+    ("oidc_provider_ext:token", "/connect/token"),
+    ("oidc_provider_ext:userinfo", "/connect/userinfo"),
+    ("oidc_provider_ext:jwks", "/connect/jwks"),
+    ("oidc_provider_ext:introspect", "/connect/introspect"),
+    ("oidc_provider_ext:revocation", "/connect/revocation"),
+    ("oidc_provider_ext:endsession", "/connect/endsession"),
+    ("oidc_provider_ext:login", "/connect/login"),
+    ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
+]
+
+
+@pytest.mark.parametrize(("name", "path"), URL_NAMES)
+def test_every_url_name_reverses_to_its_path(name, path):
+    assert reverse(name) == path
+
+
+def test_every_app_url_name_is_listed():
+    from oidc_provider_ext import urls
+
+    names = {p.name for p in urls.endpoint_urlpatterns + urls.discovery_urlpatterns}
+    assert {f"oidc_provider_ext:{n}" for n in names} == {name for name, _ in URL_NAMES}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["login", "logout", "password_change", "password_change_done", "password_reset", "password_reset_done"],
+)
+def test_django_auth_pages_are_wired(name):
+    assert reverse(name).startswith("/accounts/")
+
+
+@pytest.mark.django_db
+def test_migrations_are_complete():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+class TestChecks:
+    def _ids(self):
+        return {
+            message.id
+            for message in run_checks()
+            if message.id and message.id.startswith("oidc_provider_ext.")
+        }
+
+    def test_example_project_is_clean(self):
+        assert self._ids() == set()
+
+    def test_ids_are_unique(self):
+        ids = [value for name, value in vars(checks).items() if name[:1] in "EW" and name[1:].isdigit()]
+        assert len(ids) == len(set(ids)) >= 9
+
+    def test_e001_oidc_disabled(self, settings):
+        settings.OAUTH2_PROVIDER = dot_settings(OIDC_ENABLED=False)
+        assert checks.E001 in self._ids()
+
+    def test_e002_wrong_validator(self, settings):
+        settings.OAUTH2_PROVIDER = dot_settings(
+            OAUTH2_VALIDATOR_CLASS="oauth2_provider.oauth2_validators.OAuth2Validator"
+        )
+        assert checks.E002 in self._ids()
+
+    def test_e003_missing_issuer(self, settings):
+        settings.OIDC_PROVIDER_EXT = {}
+        assert checks.E003 in self._ids()
+
+    def test_e004_malformed_issuer(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com/?x=1"}
+        assert checks.E004 in self._ids()
+
+    def test_e005_unknown_key(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", "ISUSER": "typo"}
+        assert checks.E005 in self._ids()
+
+    def test_e006_code_lifetime_too_long(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", "CODE_EXPIRE_SECONDS": 601}
+        assert checks.E006 in self._ids()
+
+    def test_e007_bad_adapter(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", "ADAPTER": "nowhere.Adapter"}
+        assert checks.E007 in self._ids()
+
+    def test_e008_wrong_server(self, settings):
+        settings.OAUTH2_PROVIDER = dot_settings(OAUTH2_SERVER_CLASS="oauthlib.openid.Server")
+        assert checks.E008 in self._ids()
+
+    def test_w001_http_issuer(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "http://id.example.com"}
+        assert checks.W001 in self._ids()
+
+
+class TestSettings:
+    def test_unknown_key_raises(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://x", "NOPE": 1}
+        with pytest.raises(ImproperlyConfigured, match="NOPE"):
+            assert app_settings.ISSUER
+
+    def test_read_lazily(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://a.example.com/"}
+        assert app_settings.ISSUER == "https://a.example.com"
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://b.example.com"}
+        assert app_settings.ISSUER == "https://b.example.com"
+
+    def test_defaults(self, settings):
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://x"}
+        assert app_settings.CODE_EXPIRE_SECONDS == 60
+        assert app_settings.ACCESS_TOKEN_EXPIRE_SECONDS == 3600
+
+
+@pytest.mark.django_db
+class TestDemoCommand:
+    def _run(self, *args):
+        out = StringIO()
+        call_command("oidc_demo", "--json", *args, stdout=out)
+        return json.loads(out.getvalue())
+
+    def test_json_shape_and_working_credentials(self, client):
+        data = self._run()
+        assert set(data) == {"issuer", "user", "confidential", "public", "tenant"}
+        assert data["tenant"] == "acme"
+        assert data["confidential"]["redirect_uri"] == "http://127.0.0.1:8765/callback"
+        assert client.login(username=data["user"]["username"], password=data["user"]["password"])
+        from oauth2_provider.models import Application
+
+        app = Application.objects.get(client_id=data["confidential"]["client_id"])
+        from django.contrib.auth.hashers import check_password
+
+        assert check_password(data["confidential"]["client_secret"], app.client_secret)
+        assert Application.objects.get(client_id=data["public"]["client_id"]).client_type == "public"
+
+    def test_idempotent_and_redirect_uris_repeatable(self):
+        from django.contrib.auth import get_user_model
+        from oauth2_provider.models import Application
+
+        from oidc_provider_ext.models import Tenant
+
+        self._run()
+        data = self._run(
+            "--redirect-uri", "http://localhost:9000/cb", "--redirect-uri", "http://localhost:9000/cb2"
+        )
+        assert Application.objects.count() == 2
+        assert Tenant.objects.count() == 1
+        assert get_user_model().objects.count() == 1
+        app = Application.objects.get(client_id=data["public"]["client_id"])
+        assert app.redirect_uris.split() == ["http://localhost:9000/cb", "http://localhost:9000/cb2"]
+        assert data["public"]["redirect_uri"] == "http://localhost:9000/cb"
+
+    def test_human_output_explains_how_to_try(self):
+        out = StringIO()
+        call_command("oidc_demo", stdout=out)
+        assert "/connect/authorize?" in out.getvalue()
+        assert "curl" in out.getvalue()
+
+
+@pytest.mark.django_db
+class TestAdmin:
+    @pytest.fixture
+    def staff(self, client):
+        from django.contrib.auth import get_user_model
+
+        admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+        client.force_login(admin_user)
+        return client
+
+    @pytest.mark.parametrize(
+        "model",
+        [
+            "oauth2_provider/application",
+            "oidc_provider_ext/signingkey",
+            "oidc_provider_ext/tenant",
+            "oidc_provider_ext/redeemedcode",
+        ],
+    )
+    def test_changelists_render(self, staff, model):
+        assert staff.get(f"/admin/{model}/").status_code == 200
+
+    def test_create_client_shows_secret_once(self, staff):
+        from oauth2_provider.models import Application
+
+        page = staff.get("/admin/oauth2_provider/application/add/")
+        assert page.status_code == 200
+        secret = page.context["adminform"].form["client_secret"].value()
+        assert secret and len(secret) >= 40
+        response = staff.post(
+            "/admin/oauth2_provider/application/add/",
+            {
+                "client_id": "admin-made",
+                "client_secret": secret,
+                "hash_client_secret": "on",
+                "redirect_uris": "https://rp.example.com/cb",
+                "post_logout_redirect_uris": "",
+                "client_type": "confidential",
+                "authorization_grant_type": "authorization-code",
+                "name": "Made in admin",
+                "allowed_origins": "",
+                "oidc_profile-TOTAL_FORMS": "1",
+                "oidc_profile-INITIAL_FORMS": "0",
+                "oidc_profile-MIN_NUM_FORMS": "0",
+                "oidc_profile-MAX_NUM_FORMS": "1",
+                "oidc_profile-0-require_pkce": "on",
+            },
+            follow=True,
+        )
+        assert response.status_code == 200, response.content[:2000]
+        assert "adminform" not in response.context or not response.context["adminform"].form.errors, (
+            response.context["adminform"].form.errors
+        )
+        app = Application.objects.get(client_id="admin-made")
+        assert app.client_secret != secret  # stored hashed
+        assert app.oidc_profile.require_pkce
+        messages = [str(m) for m in response.context["messages"]]
+        assert any(secret in m for m in messages)
+        change = staff.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
+        assert secret not in change.content.decode()
