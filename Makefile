@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 ## Run the example IdP on SQLite with demo data at http://$(HOST):$(PORT)
+# The issuer follows the address it serves on, unless OIDC_ISSUER is set in the environment.
+run: export OIDC_ISSUER ?= http://$(HOST):$(PORT)
 run: install
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py oidc_demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 

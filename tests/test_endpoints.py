@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from oidc_provider_ext.conf import app_settings
+
 from .factories import ApplicationFactory
 from .flow import basic_auth, exchange, get_code
 
@@ -198,7 +200,7 @@ class TestDiscovery:
         response = client.get("/.well-known/openid-configuration")
         assert response.status_code == 200
         meta = response.json()
-        issuer = "http://127.0.0.1:8000"
+        issuer = app_settings.ISSUER
         assert meta["issuer"] == issuer
         for key, name in [
             ("authorization_endpoint", "authorize"),

@@ -7,6 +7,7 @@ from django.urls import reverse
 from jwcrypto import jwk, jwt
 
 from oidc_provider_ext import keys
+from oidc_provider_ext.conf import app_settings
 
 from .factories import REDIRECT_URI
 from .flow import authorize_url, consent, exchange, get_code, login, pkce_pair, query_of, token_request
@@ -57,7 +58,7 @@ def test_confidential_client_flow_with_basic_auth(browser, rp, user, confidentia
     assert "refresh_token" not in body  # no offline_access requested
 
     id_token = verify_jwt(body["id_token"], typ="JWT")
-    assert id_token["iss"] == "http://127.0.0.1:8000"
+    assert id_token["iss"] == app_settings.ISSUER
     assert id_token["aud"] == confidential_app.client_id
     assert id_token["sub"] == str(user.pk)
     assert id_token["nonce"] == "nonce-456"
