@@ -7,17 +7,40 @@ subclasses.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .conf import app_settings
 
+# OIDC Core 5.4: the claims each scope value requests.
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": (
+        "name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile",
+        "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at",
+    ),
+    "email": ("email", "email_verified"),
+    "address": ("address",),
+    "phone": ("phone_number", "phone_number_verified"),
+}  # fmt: skip
+
+PASSWORD_ACR = "urn:oidc-provider-ext:acr:password"
+
 
 class DefaultOIDCAdapter:
     """Default mapping from Django users to OpenID Connect identities."""
+
+    #: Claims :meth:`get_claim_values` can produce for some user (advertised in discovery).
+    claims_supported: tuple[str, ...] = (
+        "name", "given_name", "family_name", "preferred_username", "email", "email_verified", "updated_at",
+    )  # fmt: skip
+    #: Authentication context classes a sign-in here can satisfy (discovery ``acr_values_supported``).
+    acr_values_supported: tuple[str, ...] = (PASSWORD_ACR,)
 
     def get_subject(self, user: AbstractBaseUser, **kwargs: Any) -> str:
         """The ``sub`` claim: stable, never reassigned, at most 255 ASCII characters (OIDC Core 2).
@@ -30,25 +53,44 @@ class DefaultOIDCAdapter:
         """Human text for ``scope`` on the consent page."""
         return app_settings.SCOPES.get(scope, scope)
 
-    def get_user_claims(self, user: AbstractBaseUser, scopes: list[str], **kwargs: Any) -> dict[str, Any]:
-        """Standard claims released for the granted ``scopes`` (OIDC Core 5.4).
+    def get_scope_claims(self, scope: str, **kwargs: Any) -> tuple[str, ...]:
+        """Names of the claims ``scope`` releases (OIDC Core 5.4 for the standard scopes)."""
+        return SCOPE_CLAIMS.get(scope, ())
 
-        Only non-empty values are returned: an RP must not see an empty ``email`` as a real one.
+    def get_claim_values(self, user: AbstractBaseUser, **kwargs: Any) -> dict[str, Any]:
+        """Every standard claim this site knows about ``user``; empty values are left out, since an
+        RP must not mistake an empty ``email`` for a real one. Override to add ``address``,
+        ``phone_number``, ``picture`` … from your own profile model."""
+        full_name = getattr(user, "get_full_name", lambda: "")()
+        values: dict[str, Any] = {
+            "name": full_name,
+            "given_name": getattr(user, "first_name", ""),
+            "family_name": getattr(user, "last_name", ""),
+            "preferred_username": user.get_username(),
+            "email": getattr(user, "email", ""),
+        }
+        if values["email"]:
+            # Django does not record verification; say so rather than claim it.
+            values["email_verified"] = False
+        date_joined = getattr(user, "date_joined", None)
+        if date_joined is not None:
+            values["updated_at"] = int(date_joined.timestamp())
+        return {name: value for name, value in values.items() if value not in ("", None)}
+
+    def get_user_claims(
+        self, user: AbstractBaseUser, scopes: Iterable[str], requested: Iterable[str] = (), **kwargs: Any
+    ) -> dict[str, Any]:
+        """Claims released for the granted ``scopes`` plus the individually ``requested`` ones
+        (the ``claims`` request parameter, OIDC Core 5.5)."""
+        wanted = {name for scope in scopes for name in self.get_scope_claims(scope)} | set(requested)
+        return {name: value for name, value in self.get_claim_values(user).items() if name in wanted}
+
+    def get_authentication_context(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any):
+        """``(acr, amr)`` of a sign-in that just succeeded through ``request``.
+
+        ``amr`` values come from RFC 8176. The default is a password sign-in.
         """
-        claims: dict[str, Any] = {}
-        if "profile" in scopes:
-            full_name = getattr(user, "get_full_name", lambda: "")()
-            claims.update(
-                name=full_name or None,
-                given_name=getattr(user, "first_name", "") or None,
-                family_name=getattr(user, "last_name", "") or None,
-                preferred_username=user.get_username(),
-            )
-        if "email" in scopes:
-            email = getattr(user, "email", "")
-            if email:
-                claims.update(email=email, email_verified=False)
-        return {key: value for key, value in claims.items() if value is not None}
+        return PASSWORD_ACR, ["pwd"]
 
 
 @lru_cache(maxsize=8)
@@ -56,8 +98,6 @@ def _adapter_for(path: str) -> DefaultOIDCAdapter:
     try:
         cls = import_string(path)
     except ImportError as exc:
-        from django.core.exceptions import ImproperlyConfigured
-
         raise ImproperlyConfigured(
             f"OIDC_PROVIDER_EXT['ADAPTER'] = {path!r} cannot be imported: {exc}"
         ) from exc

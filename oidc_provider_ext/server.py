@@ -33,7 +33,7 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
 )
 
 from .conf import app_settings
-from .tokens import generate_access_token, generate_refresh_token
+from .tokens import generate_refresh_token
 
 OFFLINE_ACCESS = "offline_access"
 S256_ONLY = {"S256": code_challenge_method_s256}
@@ -77,7 +77,7 @@ class Server(
     def __init__(self, request_validator, *args, **kwargs):
         self.bearer = OfflineAccessBearerToken(
             request_validator,
-            token_generator=generate_access_token,
+            token_generator=request_validator.generate_access_token,
             expires_in=_access_token_lifetime,
             refresh_token_generator=generate_refresh_token,
         )

@@ -1,15 +1,22 @@
-"""Minting of the JWTs this provider issues: access tokens (RFC 9068) and ID token claims."""
+"""Minting of the JWTs this provider issues."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
 from typing import Any
 
+from jwcrypto import jws
+from jwcrypto.common import JWException
+
 from .adapter import get_adapter
 from .conf import app_settings
-from .keys import sign
+from .keys import sign, verification_key
+from .models import SigningKey
+
+SIGNING_ALGS = frozenset(SigningKey.Algorithm.values)  # never "none", never HS*
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 2.1
 
@@ -18,31 +25,60 @@ def subject_for(user) -> str:
     return get_adapter().get_subject(user)
 
 
-def generate_access_token(request) -> str:
-    """oauthlib token generator: a signed JWT access token per RFC 9068.
-
-    ``request`` is the oauthlib request at the token endpoint: client, user and scopes are set.
-    The token is also stored by DOT (checksum lookup), so revocation and introspection work.
-    """
+def mint_access_token(
+    *, client_id: str, subject: str, scopes: list[str], extra: dict[str, Any] | None = None
+) -> str:
+    """A signed RFC 9068 access token. ``extra`` carries ``auth_time``/``acr``/``amr`` (2.2.1)
+    and the like when known."""
     now = int(time.time())
-    client_id = request.client.client_id
-    user = getattr(request, "user", None)
     claims: dict[str, Any] = {
         "iss": app_settings.ISSUER,
-        # RFC 9068 2.2: sub is the resource owner, or the client itself for client credentials.
-        "sub": subject_for(user)
-        if user is not None and request.grant_type != "client_credentials"
-        else client_id,
+        "sub": subject,
         "aud": client_id,
         "client_id": client_id,
         "iat": now,
         "exp": now + app_settings.ACCESS_TOKEN_EXPIRE_SECONDS,
         "jti": uuid.uuid4().hex,
-        "scope": " ".join(request.scopes or []),
+        "scope": " ".join(scopes),
     }
+    claims.update(extra or {})
     return sign(claims, typ=ACCESS_TOKEN_TYP)
 
 
-def generate_refresh_token(request) -> str:
+def generate_refresh_token(request=None) -> str:
     """Opaque refresh token: 256 bits from the OS CSPRNG."""
     return secrets.token_urlsafe(32)
+
+
+class InvalidIdTokenHint(ValueError):
+    """The id_token_hint was not issued by us to this client."""
+
+
+def verify_id_token_hint(token: str, client_id: str) -> dict[str, Any]:
+    """Claims of an ID token we issued to ``client_id``, verified with any published key.
+
+    OIDC Core 3.1.2.1: the hint may have expired, so ``exp`` is not checked; the signature, the
+    issuer and the audience are.
+    """
+    if not token or len(token) > 16384:
+        raise InvalidIdTokenHint("id_token_hint is empty or too long")
+    try:
+        parsed = jws.JWS()
+        parsed.deserialize(token)
+        header = parsed.jose_header
+        key = verification_key(header.get("kid", "")) if isinstance(header.get("kid"), str) else None
+        if key is None or header.get("alg") not in SIGNING_ALGS or header.get("typ", "JWT").lower() != "jwt":
+            raise InvalidIdTokenHint("id_token_hint is not an ID token of this provider")
+        parsed.verify(key, alg=header.get("alg"))
+        claims = json.loads(parsed.payload)
+    except (JWException, ValueError, TypeError) as exc:
+        raise InvalidIdTokenHint("id_token_hint cannot be verified") from exc
+    if not isinstance(claims, dict) or claims.get("iss") != app_settings.ISSUER:
+        raise InvalidIdTokenHint("id_token_hint was issued by another provider")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+    if client_id not in audiences:
+        raise InvalidIdTokenHint("id_token_hint was issued to another client")
+    if not isinstance(claims.get("sub"), str):
+        raise InvalidIdTokenHint("id_token_hint has no subject")
+    return claims

@@ -16,6 +16,11 @@ app_name = "oidc_provider_ext"
 
 oauth2_urlpatterns = [
     path("authorize", authorize.AuthorizeView.as_view(), name="authorize"),
+    path(
+        "authorize/continue/<str:request_id>",
+        authorize.AuthorizeContinueView.as_view(),
+        name="authorize-continue",
+    ),
     path("token", token.TokenView.as_view(), name="token"),
     path("revocation", token.RevocationView.as_view(), name="revocation"),
     path("introspect", token.IntrospectionView.as_view(), name="introspect"),

@@ -4,20 +4,19 @@ request object. Views and models never reach into oauthlib internals."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException
 from oauth2_provider.models import (
     AbstractApplication,
     get_access_token_model,
-    get_grant_model,
+    get_application_model,
     get_id_token_model,
     get_refresh_token_model,
     revoke_access_token,
@@ -28,24 +27,46 @@ from oauthlib.oauth2.rfc6749 import errors
 from . import keys
 from .adapter import get_adapter
 from .conf import app_settings
-from .models import RedeemedCode
+from .models import AuthorizationGrant
+from .tokens import mint_access_token, subject_for
 
 log = logging.getLogger(__name__)
 
-Grant = get_grant_model()
+Application = get_application_model()
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 IDToken = get_id_token_model()
 
-_NO_GRANT = object()
+_NOT_LOADED = object()
 
 
 def checksum(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def _requested(claims: dict | None, member: str) -> list[str]:
+    """Claim names requested for ``member`` ("id_token" or "userinfo") by the claims parameter."""
+    section = (claims or {}).get(member) or {}
+    return list(section) if isinstance(section, dict) else []
+
+
 class OIDCValidator(OAuth2Validator):
     # --- clients -------------------------------------------------------------------------------
+
+    def _load_application(self, client_id, request):
+        client = request.client
+        if isinstance(client, Application) and client.client_id == client_id:
+            return client
+        try:
+            client = Application.objects.select_related("oidc_profile").get(client_id=client_id)
+        except (Application.DoesNotExist, ValueError):  # ValueError: NUL byte on PostgreSQL
+            request.client = None
+            return None
+        if not client.is_usable(request):
+            request.client = None
+            return None
+        request.client = client
+        return client
 
     def get_default_redirect_uri(self, client_id, request, *args, **kwargs):
         # OIDC Core 3.1.2.1: redirect_uri is REQUIRED, so there is no default. At the token
@@ -72,69 +93,81 @@ class OIDCValidator(OAuth2Validator):
 
     # --- authorization codes -------------------------------------------------------------------
 
-    def _create_authorization_code(self, request, code, expires=None):
-        expires = timezone.now() + timedelta(seconds=app_settings.CODE_EXPIRE_SECONDS)
-        return super()._create_authorization_code(request, code, expires=expires)
+    def save_authorization_code(self, client_id, code, request, *args, **kwargs):
+        context = request.oidc_context  # set by the authorization view through credentials
+        AuthorizationGrant.objects.create(
+            code_checksum=checksum(code["code"]),
+            application=request.client,
+            user=request.user,
+            op_session_id=context["op_session_id"],
+            sid=context["sid"],
+            auth_time=datetime.fromtimestamp(context["auth_time"], tz=UTC),
+            acr=context["acr"],
+            amr=context["amr"],
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scopes),
+            code_challenge=request.code_challenge or "",
+            code_challenge_method=request.code_challenge_method or "",
+            nonce=request.nonce or "",
+            claims=request.claims or {},
+            expires=timezone.now() + timedelta(seconds=app_settings.CODE_EXPIRE_SECONDS),
+        )
 
-    def _grant(self, code, request):
-        """The Grant row for ``code``, loaded once per token request."""
-        cached = getattr(request, "_oidc_grant", _NO_GRANT)
-        if cached is _NO_GRANT or (cached is not None and cached.code != code):
-            cached = Grant.objects.select_related("user").filter(code=code).first()
-            request._oidc_grant = cached
-        return cached
+    def _grant(self, code, request) -> AuthorizationGrant | None:
+        """The grant behind ``code``, loaded once per token request."""
+        code_checksum = checksum(code)
+        grant = getattr(request, "_oidc_grant", _NOT_LOADED)
+        if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
+            grant = (
+                AuthorizationGrant.objects.select_related("user").filter(code_checksum=code_checksum).first()
+            )
+            request._oidc_grant = grant
+        return grant
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
         grant = self._grant(code, request)
-        code_checksum = checksum(code)
         if grant is None or grant.application_id != client.pk:
-            # Unknown code, another client's code, or a code already redeemed (its Grant row is
-            # deleted on redemption). RFC 6749 4.1.2: deny, and revoke what a redeemed code issued.
-            if grant is None:
-                self._code_replayed(code_checksum, client)
             return False
-        if grant.is_expired():
+        if grant.redeemed is not None:
+            self._code_replayed(grant)
             return False
-        try:
-            with transaction.atomic():
-                redeemed = RedeemedCode.objects.create(code_checksum=code_checksum, application=client)
-        except IntegrityError:
-            # Lost the race against a concurrent redemption of the same code.
-            self._code_replayed(code_checksum, client)
+        if grant.expires <= timezone.now():
             return False
-        request._oidc_redeemed_code = redeemed
-        request.scopes = grant.scope.split(" ")
+        # The single-use lock: exactly one concurrent request turns redeemed from NULL to a time.
+        won = AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True).update(
+            redeemed=timezone.now()
+        )
+        if not won:
+            self._code_replayed(grant)
+            return False
+        request.scopes = grant.scopes
         request.user = grant.user
-        if grant.nonce:
-            request.nonce = grant.nonce
-        if grant.claims:
-            request.claims = json.loads(grant.claims)
+        request.nonce = grant.nonce or None
+        request.claims = grant.claims
         return True
 
-    def _code_replayed(self, code_checksum, client):
-        redeemed = (
-            RedeemedCode.objects.filter(code_checksum=code_checksum, application=client)
-            .select_related("access_token")
-            .first()
-        )
-        if redeemed is None:
-            return
-        log.warning(
-            "Authorization code replayed for client %s; revoking the tokens it issued.", client.client_id
-        )
-        RedeemedCode.objects.filter(pk=redeemed.pk).update(reuse_detected=True)
-        self._revoke_redeemed(redeemed)
+    def _code_replayed(self, grant: AuthorizationGrant) -> None:
+        # RFC 6749 4.1.2: deny, and revoke the tokens previously issued from this code.
+        log.warning("Authorization code replayed for client %s; revoking its tokens.", grant.application_id)
+        AuthorizationGrant.objects.filter(pk=grant.pk).update(reuse_detected=True)
+        grant.refresh_from_db(fields=["access_token", "token_family"])
+        self._revoke_grant_tokens(grant)
 
     @staticmethod
-    def _revoke_redeemed(redeemed):
-        if redeemed.token_family:
-            RefreshToken.revoke_family(redeemed.token_family)
-        if redeemed.access_token is not None:
-            revoke_access_token(redeemed.access_token)
+    def _revoke_grant_tokens(grant: AuthorizationGrant) -> None:
+        if grant.token_family:
+            RefreshToken.revoke_family(grant.token_family)
+        if grant.access_token_id is not None:
+            access_token = AccessToken.objects.filter(pk=grant.access_token_id).first()
+            if access_token is not None:
+                revoke_access_token(access_token)
 
-    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, *args, **kwargs):
-        request = kwargs.get("request") or (args[0] if args else None)
-        grant = self._grant(code, request) if request is not None else Grant.objects.filter(code=code).first()
+    def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs):
+        # Nothing to do: validate_code already consumed the code, atomically.
+        pass
+
+    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request, *args, **kwargs):
+        grant = self._grant(code, request)
         # RFC 6749 4.1.3: identical to the redirect_uri of the authorization request.
         return grant is not None and grant.application_id == client.pk and grant.redirect_uri == redirect_uri
 
@@ -148,13 +181,45 @@ class OIDCValidator(OAuth2Validator):
 
     def get_authorization_code_scopes(self, client_id, code, redirect_uri, request):
         grant = self._grant(code, request)
-        return grant.scope.split(" ") if grant and grant.scope else []
+        return grant.scopes if grant else []
 
     def get_authorization_code_nonce(self, client_id, code, redirect_uri, request):
         grant = self._grant(code, request)
         return (grant.nonce or None) if grant else None
 
+    def _check_and_set_request_resource(self, request):
+        # RFC 8707 resource indicators are not supported (not advertised); DOT's implementation
+        # would look for its own Grant rows, which this app does not create.
+        request.resource = []
+
+    # --- refresh tokens ----------------------------------------------------------------------------
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        family = request.refresh_token_instance.token_family
+        grant = AuthorizationGrant.objects.filter(token_family=family).first() if family else None
+        request._oidc_grant = grant
+        request.claims = grant.claims if grant else None
+        return True
+
     # --- tokens ----------------------------------------------------------------------------------
+
+    def generate_access_token(self, request) -> str:
+        """oauthlib token generator (see server.py): an RFC 9068 JWT access token."""
+        client_id = request.client.client_id
+        if request.grant_type == "client_credentials":
+            # RFC 9068 2.2: with no resource owner, sub identifies the client.
+            return mint_access_token(client_id=client_id, subject=client_id, scopes=request.scopes)
+        extra = {}
+        grant = getattr(request, "_oidc_grant", None)
+        if grant is not None:
+            extra = {"auth_time": int(grant.auth_time.timestamp()), "acr": grant.acr, "amr": grant.amr}
+            if grant.sid:
+                extra["sid"] = grant.sid
+        return mint_access_token(
+            client_id=client_id, subject=subject_for(request.user), scopes=request.scopes, extra=extra
+        )
 
     def _create_access_token(self, expires, request, token, source_refresh_token=None):
         # Reuse the IDToken row finalize_id_token just saved instead of re-parsing the JWT.
@@ -166,7 +231,7 @@ class OIDCValidator(OAuth2Validator):
             id_token=id_token if isinstance(id_token, IDToken) else None,
             application=request.client,
             source_refresh_token=source_refresh_token,
-            resource=getattr(request, "resource", []),
+            resource=[],
         )
         self._set_token_value(access_token, token["access_token"])
         access_token.save()
@@ -182,19 +247,18 @@ class OIDCValidator(OAuth2Validator):
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         super()._save_bearer_token(token, request, *args, **kwargs)
-        redeemed = getattr(request, "_oidc_redeemed_code", None)
-        if redeemed is None:
+        if request.grant_type != "authorization_code":
             return
-        access_token = getattr(request, "_oidc_access_token", None)
+        grant = request._oidc_grant
+        grant.access_token = getattr(request, "_oidc_access_token", None)
         refresh_token = getattr(request, "_oidc_refresh_token", None)
-        linked = RedeemedCode.objects.filter(pk=redeemed.pk, reuse_detected=False).update(
-            access_token=access_token, token_family=refresh_token.token_family if refresh_token else None
+        grant.token_family = refresh_token.token_family if refresh_token else None
+        linked = AuthorizationGrant.objects.filter(pk=grant.pk, reuse_detected=False).update(
+            access_token=grant.access_token, token_family=grant.token_family
         )
         if not linked:
             # A replay of this code arrived while we were minting: revoke what we just issued.
-            redeemed.access_token = access_token
-            redeemed.token_family = refresh_token.token_family if refresh_token else None
-            self._revoke_redeemed(redeemed)
+            self._revoke_grant_tokens(grant)
 
     # --- OpenID Connect --------------------------------------------------------------------------
 
@@ -205,37 +269,62 @@ class OIDCValidator(OAuth2Validator):
     def validate_silent_authorization(self, request):
         return True
 
-    def get_oidc_claims(self, token, token_handler, request):
-        claims = {"sub": get_adapter().get_subject(request.user)}
-        claims.update(get_adapter().get_user_claims(request.user, list(request.scopes or [])))
+    def validate_user_match(self, id_token_hint, scopes, claims, request):
+        # id_token_hint is checked by the authorization view against the browser's session.
+        return True
+
+    def get_userinfo_claims(self, request):
+        access_token = request.access_token
+        refresh = access_token.source_refresh_token_id
+        lookup = Q(access_token_id=access_token.pk)
+        if refresh is not None:
+            lookup |= Q(token_family=RefreshToken.objects.filter(pk=refresh).values("token_family")[:1])
+        grant = AuthorizationGrant.objects.filter(lookup).only("claims").first()
+        requested = _requested(grant.claims if grant else None, "userinfo")
+        claims = {"sub": subject_for(request.user)}
+        claims.update(get_adapter().get_user_claims(request.user, request.scopes, requested=requested))
         return claims
 
     def get_discovery_claims(self, request):
-        return ["sub", "name", "given_name", "family_name", "preferred_username", "email", "email_verified"]
+        return ["sub", *get_adapter().claims_supported]
 
     def get_id_token_dictionary(self, token, token_handler, request):
-        claims = self.get_oidc_claims(token, token_handler, request)
+        adapter = get_adapter()
+        grant = request._oidc_grant
+        claims = {"sub": subject_for(request.user)}
+        claims.update(
+            adapter.get_user_claims(
+                request.user, request.scopes, requested=_requested(request.claims, "id_token")
+            )
+        )
         now = int(time.time())
-        expires = timezone.now() + timedelta(seconds=app_settings.ID_TOKEN_EXPIRE_SECONDS)
-        auth_time = request.user.last_login or timezone.now()
+        # OIDC Core 2: auth_time is when this OP session authenticated; a refreshed ID token keeps
+        # it, and acr/amr/sid of the original (12.2).
         claims.update(
             iss=app_settings.ISSUER,
             iat=now,
             exp=now + app_settings.ID_TOKEN_EXPIRE_SECONDS,
-            auth_time=int(auth_time.timestamp()),
+            auth_time=int(grant.auth_time.timestamp()),
             azp=request.client.client_id,
             jti=str(uuid.uuid4()),
         )
-        return claims, expires
+        if grant.acr:
+            claims["acr"] = grant.acr
+        if grant.amr:
+            claims["amr"] = grant.amr
+        if grant.sid:
+            claims["sid"] = grant.sid
+        return claims, timezone.now() + timedelta(seconds=app_settings.ID_TOKEN_EXPIRE_SECONDS)
 
     def finalize_id_token(self, id_token, token, token_handler, request):
         claims, expires = self.get_id_token_dictionary(token, token_handler, request)
         id_token.update(claims)
-        if "nonce" not in id_token and request.nonce:
+        if request.grant_type == "refresh_token":
+            id_token.pop("nonce", None)  # OIDC Core 12.2: a refreshed ID token SHOULD NOT carry nonce
+        elif "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
         signed = keys.sign(id_token, typ="JWT")
-        with transaction.atomic():
-            request.id_token = self._save_id_token(id_token["jti"], request, expires)
+        request.id_token = self._save_id_token(id_token["jti"], request, expires)
         return signed
 
     def _get_key_for_token(self, token):

@@ -202,9 +202,10 @@ class TestConsentPost:
             },
         )
         assert response["Location"].startswith(REDIRECT_URI + "?")
-        from oauth2_provider.models import Grant
+        from oidc_provider_ext.models import AuthorizationGrant
+        from oidc_provider_ext.validator import checksum
 
-        grant = Grant.objects.get(code=query_of(response["Location"])["code"])
+        grant = AuthorizationGrant.objects.get(code_checksum=checksum(query_of(response["Location"])["code"]))
         assert grant.scope == "openid"
         assert grant.application == confidential_app
 
@@ -227,12 +228,12 @@ class TestConsentPost:
         )
         assert response.status_code == 403
 
-    def test_anonymous_post_goes_to_login(self, client):
+    def test_anonymous_post_is_refused(self, client):
         response = client.post(
             reverse("oidc_provider_ext:authorize"), {"request_id": "x", "decision": "allow"}
         )
-        assert response.status_code == 302
-        assert response["Location"].startswith(reverse("oidc_provider_ext:login"))
+        assert response.status_code == 400
+        assert "Location" not in response
 
 
 def test_login_with_wrong_password_is_400_with_generic_message(client, user):

@@ -8,7 +8,7 @@ from django.db import connection, connections
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from oidc_provider_ext.models import RedeemedCode
+from oidc_provider_ext.models import AuthorizationGrant
 
 from .flow import exchange, get_code
 
@@ -58,8 +58,8 @@ def test_concurrent_redemption_has_exactly_one_winner(browser, user, confidentia
         assert set(statuses) == {200, 400}, statuses
         # Every loser is a replay of the code, so what the winner got is revoked (RFC 6749 4.1.2
         # "SHOULD revoke"), whichever finished first: no live token outlives the race.
-        redeemed = RedeemedCode.objects.get()
-        assert redeemed.reuse_detected
+        grant = AuthorizationGrant.objects.get(redeemed__isnull=False, access_token__isnull=True)
+        assert grant.reuse_detected
         assert not AccessToken.objects.filter(user=user).exists()
         assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
-        RedeemedCode.objects.all().delete()
+        AuthorizationGrant.objects.all().delete()

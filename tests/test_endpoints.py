@@ -44,6 +44,7 @@ class TestUserinfo:
             "preferred_username": user.username,
             "email": user.email,
             "email_verified": False,
+            "updated_at": int(user.date_joined.timestamp()),
         }
 
     def test_post_with_header(self, rp, user, tokens):

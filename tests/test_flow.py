@@ -125,10 +125,21 @@ def test_offline_access_gives_refresh_token_that_refreshes(browser, rp, user, co
     assert verify_jwt(refreshed["id_token"], typ="JWT")["sub"] == str(user.pk)
 
 
-def test_signed_in_user_is_not_asked_to_log_in_again(browser, user, confidential_app):
-    get_code(browser, confidential_app, user)
-    response = browser.get(authorize_url(confidential_app))
-    assert response.status_code == 200  # straight to consent
+def test_remembered_consent_skips_login_and_consent(browser, user, confidential_app):
+    get_code(browser, confidential_app, user, scope="openid email")
+    response = browser.get(authorize_url(confidential_app, scope="openid email"))
+    assert response.status_code == 302
+    assert "code" in query_of(response["Location"])
+    # A scope the user has not consented to yet brings the consent page back.
+    response = browser.get(authorize_url(confidential_app, scope="openid email profile"))
+    assert response.status_code == 200
+    assert response.templates[0].name == "oidc_provider_ext/consent.html"
+
+
+def test_offline_access_is_always_asked(browser, user, confidential_app):
+    get_code(browser, confidential_app, user, scope="openid offline_access")
+    response = browser.get(authorize_url(confidential_app, scope="openid offline_access"))
+    assert response.status_code == 200
     assert response.templates[0].name == "oidc_provider_ext/consent.html"
 
 

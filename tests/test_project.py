@@ -8,13 +8,14 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.urls import reverse
+from django.urls import resolve, reverse
 
 from oidc_provider_ext import checks
 from oidc_provider_ext.conf import app_settings, dot_settings
 
 URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),
+    ("oidc_provider_ext:authorize-continue", "/connect/authorize/continue/abc"),
     ("oidc_provider_ext:token", "/connect/token"),
     ("oidc_provider_ext:userinfo", "/connect/userinfo"),
     ("oidc_provider_ext:jwks", "/connect/jwks"),
@@ -28,7 +29,9 @@ URL_NAMES = [
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    assert reverse(name) == path
+    args = [path.rsplit("/", 1)[1]] if name.endswith("-continue") else []
+    assert reverse(name, args=args) == path
+    assert resolve(path).url_name == name.split(":")[1]
 
 
 def test_every_app_url_name_is_listed():
@@ -186,7 +189,9 @@ class TestAdmin:
             "oauth2_provider/application",
             "oidc_provider_ext/signingkey",
             "oidc_provider_ext/tenant",
-            "oidc_provider_ext/redeemedcode",
+            "oidc_provider_ext/authorizationgrant",
+            "oidc_provider_ext/opsession",
+            "oidc_provider_ext/consent",
         ],
     )
     def test_changelists_render(self, staff, model):

@@ -5,7 +5,10 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from oauth2_provider.models import AccessToken, Grant, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from oidc_provider_ext.models import AuthorizationGrant
+from oidc_provider_ext.validator import checksum
 
 from .factories import REDIRECT_URI, ApplicationFactory, PublicApplicationFactory
 from .flow import basic_auth, exchange, get_code, pkce_pair, token_request
@@ -77,25 +80,27 @@ class TestCodeRedemption:
 
     def test_expired_code(self, browser, rp, user, confidential_app):
         code, _ = get_code(browser, confidential_app, user)
-        Grant.objects.filter(code=code).update(expires=timezone.now() - timedelta(seconds=1))
+        AuthorizationGrant.objects.filter(code_checksum=checksum(code)).update(
+            expires=timezone.now() - timedelta(seconds=1)
+        )
         assert_oauth_error(exchange(rp, confidential_app, code), "invalid_grant")
 
     def test_code_lifetime_is_60_seconds(self, browser, user, confidential_app):
         code, _ = get_code(browser, confidential_app, user)
-        grant = Grant.objects.get(code=code)
+        grant = AuthorizationGrant.objects.get(code_checksum=checksum(code))
         lifetime = (grant.expires - grant.created).total_seconds()
         assert 59 <= lifetime <= 61
 
     def test_code_lifetime_setting_is_capped_at_10_minutes(self, settings, browser, user, confidential_app):
         settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CODE_EXPIRE_SECONDS": 3600}
         code, _ = get_code(browser, confidential_app, user)
-        grant = Grant.objects.get(code=code)
+        grant = AuthorizationGrant.objects.get(code_checksum=checksum(code))
         assert (grant.expires - grant.created).total_seconds() <= 601
 
     def test_code_lifetime_setting_is_honoured(self, settings, browser, user, confidential_app):
         settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CODE_EXPIRE_SECONDS": 30}
         code, _ = get_code(browser, confidential_app, user)
-        grant = Grant.objects.get(code=code)
+        grant = AuthorizationGrant.objects.get(code_checksum=checksum(code))
         assert 29 <= (grant.expires - grant.created).total_seconds() <= 31
 
     def test_reused_code_fails_and_revokes_what_it_issued(self, browser, rp, user, confidential_app):

@@ -1,8 +1,11 @@
-"""``/connect/authorize``: validate the request, sign the user in, ask for consent, issue a code.
+"""``/connect/authorize``: validate the request, sign the user in when needed, ask for consent,
+issue a code.
 
-The validated request is kept server-side (in the session) between the consent page and its POST:
-the form carries only an opaque request id, so nothing the browser sends back can change the
-client, redirect_uri, scopes, PKCE challenge or nonce (DESIGN.md, "Data that must survive").
+The validated request is kept server-side (in the session) from the first GET until the code is
+issued: the login round-trip and the consent form carry only an opaque request id, so nothing the
+browser sends back can change the client, redirect_uri, scopes, PKCE challenge or nonce
+(DESIGN.md, "Data that must survive"). Every rule of OIDC Core 3.1.2.1 that depends on the
+browser's session (prompt, max_age, id_token_hint) is decided here.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import time
 from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.generic import View
@@ -24,15 +27,18 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
+from oidc_provider_ext import sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-
-from .errors import error_page
+from oidc_provider_ext.models import Consent
+from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
+from oidc_provider_ext.views.errors import error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
 MAX_PENDING = 10
-# Only these survive to the POST; oauthlib's own request object and sets are not serialisable.
+OFFLINE_ACCESS = "offline_access"
+# Only these survive to the code; oauthlib's own request object and sets are not serialisable.
 _KEPT_CREDENTIALS = (
     "client_id",
     "redirect_uri",
@@ -45,17 +51,263 @@ _KEPT_CREDENTIALS = (
 )
 
 
+class ClientError(Exception):
+    """An error for the client, sent to its (validated) redirect_uri."""
+
+    def __init__(self, error: str, description: str):
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
 def _add_query(uri: str, params: dict[str, str]) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}{urlencode(params)}"
+
+
+def _parse_max_age(raw) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0 or str(raw).strip() != str(value):
+        raise ClientError("invalid_request", "max_age must be a non-negative integer number of seconds.")
+    return value
+
+
+def _requested_value(claims: dict | None, name: str) -> tuple[bool, list]:
+    """(essential, allowed values) requested for ``name`` in the id_token member (OIDC Core 5.5.1)."""
+    spec = ((claims or {}).get("id_token") or {}).get(name)
+    if not isinstance(spec, dict):
+        return False, []
+    values = spec.get("values") if isinstance(spec.get("values"), list) else []
+    if "value" in spec:
+        values = [spec["value"], *values]
+    return bool(spec.get("essential")), values
+
+
+def pending_request(request, request_id: str) -> dict | None:
+    """The stored authorization request ``request_id`` of this browser session, if still valid."""
+    entry = request.session.get(PENDING_SESSION_KEY, {}).get(request_id)
+    if entry is None or time.time() - entry["created"] >= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS:
+        return None
+    return entry
+
+
+def pending_request_for_next(request, next_url: str) -> dict | None:
+    """The pending request a login page's ``next`` URL continues, for login_hint and ui_locales."""
+    prefix = reverse("oidc_provider_ext:authorize-continue", args=["X"])[:-1]
+    if next_url and next_url.startswith(prefix):
+        return pending_request(request, next_url[len(prefix) :].split("?")[0].strip("/"))
+    return None
 
 
 @method_decorator(never_cache, name="dispatch")
 class AuthorizeView(OAuthLibMixin, View):
     template_name = "oidc_provider_ext/consent.html"
 
-    # --- responses -------------------------------------------------------------------------------
+    # --- entry points ------------------------------------------------------------------------------
 
-    def _fatal_error_page(self, error):
+    def get(self, request, *args, **kwargs):
+        try:
+            scopes, credentials = self.validate_authorization_request(request)
+        except OAuthToolkitError as error:
+            return self._oauthlib_error(error)
+        application = credentials["request"].client
+        try:
+            entry = self._new_entry(scopes, credentials, application)
+        except ClientError as error:
+            return self._client_error(credentials, application, error.error, error.description)
+        return self._continue(self._remember(entry), entry, application)
+
+    def post(self, request, *args, **kwargs):
+        """The consent decision."""
+        form = ConsentForm(request.POST)
+        request_id = form.data.get("request_id", "") if form.is_valid() else ""
+        entry = pending_request(request, request_id)
+        if not request.user.is_authenticated or entry is None or entry.get("user") != str(request.user.pk):
+            return self._expired()
+        self._forget(request_id)
+        application = (
+            get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
+        )
+        if application is None:
+            return error_page(request, "Unknown application", "This application no longer exists.")
+        if form.cleaned_data["decision"] != ConsentForm.ALLOW:
+            return self._client_error(
+                entry["credentials"], application, "access_denied", "The user denied the request."
+            )
+        self._remember_consent(application, entry["scopes"])
+        return self._issue_code(entry, application)
+
+    # --- the decision ------------------------------------------------------------------------------
+
+    def _new_entry(self, scopes, credentials, application) -> dict:
+        query = self.request.GET
+        prompt = sorted(credentials.get("prompt") or ())
+        claims = credentials.get("claims") or {}
+        essential, acr_values = _requested_value(claims, "acr")
+        if essential and acr_values and not set(acr_values) & set(get_adapter().acr_values_supported):
+            # OIDC Core 5.5.1.1 and the unmet_authentication_requirements errata: an essential
+            # acr we cannot satisfy is a failed authentication.
+            raise ClientError(
+                "unmet_authentication_requirements", "None of the requested acr values is supported."
+            )
+        hint_sub = None
+        if query.get("id_token_hint"):
+            try:
+                hint_sub = verify_id_token_hint(query["id_token_hint"], application.client_id)["sub"]
+            except InvalidIdTokenHint as exc:
+                raise ClientError("invalid_request", str(exc)) from exc
+        _essential, sub_values = _requested_value(claims, "sub")
+        return {
+            "created": time.time(),
+            "scopes": list(scopes),
+            "credentials": {key: credentials[key] for key in _KEPT_CREDENTIALS if credentials.get(key)},
+            "prompt": prompt,
+            "max_age": _parse_max_age(query.get("max_age")),
+            "subject": hint_sub or (sub_values[0] if sub_values else None),
+            "login_hint": query.get("login_hint", "")[:255],
+            "ui_locales": query.get("ui_locales", "")[:255],
+        }
+
+    def _continue(self, request_id: str, entry: dict, application):
+        request = self.request
+        prompt = set(entry["prompt"])
+        reason = self._login_reason(entry, sessions.current(request))
+        if reason:
+            if "none" in prompt:
+                self._forget(request_id)
+                return self._client_error(entry["credentials"], application, "login_required", reason)
+            entry["login_started"] = int(time.time())
+            self._store(request_id, entry)
+            return self._redirect_to_login(request_id, entry)
+
+        if application.skip_authorization or (
+            self._consent_covers(application, entry["scopes"]) and "consent" not in prompt
+        ):
+            self._forget(request_id)
+            return self._issue_code(entry, application)
+        if "none" in prompt:
+            self._forget(request_id)
+            return self._client_error(
+                entry["credentials"],
+                application,
+                "consent_required",
+                "The user has not consented to this request.",
+            )
+        entry["user"] = str(request.user.pk)
+        self._store(request_id, entry)
+        return self._render_consent(request_id, entry, application)
+
+    def _login_reason(self, entry: dict, session: sessions.CurrentSession | None) -> str | None:
+        """Why the user must (re-)authenticate for this request, or None (OIDC Core 3.1.2.1)."""
+        if session is None:
+            return "The user is not signed in."
+        if entry.get("login_started") and session.auth_time >= entry["login_started"]:
+            return None  # signed in for this very request: prompt=login and max_age are satisfied
+        if {"login", "select_account"} & set(entry["prompt"]):
+            return "The client asked for the user to sign in again."
+        if entry["max_age"] is not None and time.time() - session.auth_time > entry["max_age"]:
+            return "The sign-in is older than max_age."
+        if entry["subject"] is not None and entry["subject"] != subject_for(self.request.user):
+            return "The signed-in user is not the one the client asked for."
+        return None
+
+    def _consent_covers(self, application, scopes: list[str]) -> bool:
+        # OIDC Core 11: offline access is always consented to explicitly.
+        if OFFLINE_ACCESS in scopes:
+            return False
+        now = timezone.now()
+        consent = (
+            Consent.objects.filter(user=self.request.user, application=application, revoked__isnull=True)
+            .exclude(expires__lte=now)
+            .only("scope")
+            .first()
+        )
+        return consent is not None and set(scopes) <= consent.scopes
+
+    def _remember_consent(self, application, scopes: list[str]) -> None:
+        now = timezone.now()
+        consent = Consent.objects.filter(
+            user=self.request.user, application=application, revoked__isnull=True
+        ).first()
+        if consent is None:
+            Consent.objects.create(
+                user=self.request.user, application=application, scope=" ".join(sorted(scopes)), granted=now
+            )
+        else:
+            consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
+            consent.granted = now
+            consent.save(update_fields=["scope", "granted"])
+
+    # --- pending requests --------------------------------------------------------------------------
+
+    def _remember(self, entry: dict) -> str:
+        request_id = secrets.token_urlsafe(24)
+        self._store(request_id, entry)
+        return request_id
+
+    def _store(self, request_id: str, entry: dict) -> None:
+        now = time.time()
+        pending = {
+            key: value
+            for key, value in self.request.session.get(PENDING_SESSION_KEY, {}).items()
+            if now - value["created"] < app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        }
+        pending[request_id] = entry
+        while len(pending) > MAX_PENDING:
+            pending.pop(min(pending, key=lambda key: pending[key]["created"]))
+        self.request.session[PENDING_SESSION_KEY] = pending
+
+    def _forget(self, request_id: str) -> None:
+        pending = dict(self.request.session.get(PENDING_SESSION_KEY, {}))
+        if pending.pop(request_id, None) is not None:
+            self.request.session[PENDING_SESSION_KEY] = pending
+
+    # --- responses ---------------------------------------------------------------------------------
+
+    def _redirect_to_login(self, request_id: str, entry: dict):
+        login_url = reverse("oidc_provider_ext:login")
+        if entry["login_hint"]:
+            login_url = _add_query(login_url, {"login_hint": entry["login_hint"]})
+        return redirect_to_login(
+            reverse("oidc_provider_ext:authorize-continue", args=[request_id]), login_url
+        )
+
+    def _render_consent(self, request_id: str, entry: dict, application):
+        adapter = get_adapter()
+        context = {
+            "form": ConsentForm(initial={"request_id": request_id}),
+            "application": application,
+            "scopes": [(scope, adapter.get_scope_description(scope)) for scope in entry["scopes"]],
+        }
+        with translation.override(_ui_language(entry["ui_locales"])):
+            return render(self.request, self.template_name, context)
+
+    def _issue_code(self, entry: dict, application):
+        session = sessions.current(self.request)
+        credentials = dict(entry["credentials"])
+        credentials["oidc_context"] = {
+            "op_session_id": session.id,
+            "sid": session.sid,
+            "auth_time": session.auth_time,
+            "acr": session.acr,
+            "amr": session.amr,
+        }
+        try:
+            # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
+            uri, _headers, _body, _status = self.create_authorization_response(
+                request=self.request, scopes=" ".join(entry["scopes"]), credentials=credentials, allow=True
+            )
+        except OAuthToolkitError as error:
+            return self._oauthlib_error(error, application)
+        return self._redirect(uri, application)
+
+    def _oauthlib_error(self, error, application=None):
+        redirect, response = self.error_response(error)
+        if redirect and error.oauthlib_error.redirect_uri:
+            return self._redirect(response["url"], application)
         oauthlib_error = error.oauthlib_error
         return error_page(
             self.request,
@@ -69,11 +321,12 @@ class AuthorizeView(OAuthLibMixin, View):
             error_description=oauthlib_error.description,
         )
 
-    def _error_response(self, error, application):
-        redirect, response = self.error_response(error)
-        if not redirect or not error.oauthlib_error.redirect_uri:
-            return self._fatal_error_page(error)
-        return self._redirect(response["url"], application)
+    def _client_error(self, credentials, application, error: str, description: str):
+        # OIDC Core 3.1.2.6: errors go back to the validated redirect_uri, with state.
+        params = {"error": error, "error_description": description}
+        if credentials.get("state"):
+            params["state"] = credentials["state"]
+        return self._redirect(_add_query(credentials["redirect_uri"], params), application)
 
     def _redirect(self, uri, application):
         # A redirect only ever targets a redirect_uri oauthlib validated against the client.
@@ -85,120 +338,44 @@ class AuthorizeView(OAuthLibMixin, View):
         response["Referrer-Policy"] = "no-referrer"
         return response
 
-    def _client_error(self, credentials, application, error: str, description: str):
-        # OIDC Core 3.1.2.6: errors go back to the validated redirect_uri, with state.
-        params = {"error": error, "error_description": description}
-        if credentials.get("state"):
-            params["state"] = credentials["state"]
-        return self._redirect(_add_query(credentials["redirect_uri"], params), application)
+    def _expired(self):
+        return error_page(
+            self.request,
+            title="This sign-in request has expired",
+            message=(
+                "The request was already answered, is too old, or belongs to another sign-in. "
+                "Go back to the application and start again."
+            ),
+        )
 
-    def _issue_code(self, scopes: list[str], credentials: dict, application):
-        try:
-            uri, _headers, _body, _status = self.create_authorization_response(
-                request=self.request, scopes=" ".join(scopes), credentials=dict(credentials), allow=True
-            )
-        except OAuthToolkitError as error:
-            return self._error_response(error, application)
-        return self._redirect(uri, application)
 
-    # --- GET: the authorization request ----------------------------------------------------------
+@method_decorator(never_cache, name="dispatch")
+class AuthorizeContinueView(AuthorizeView):
+    """Where the login page sends the user back: continue the stored request."""
 
-    def get(self, request, *args, **kwargs):
-        try:
-            scopes, credentials = self.validate_authorization_request(request)
-        except OAuthToolkitError as error:
-            return self._error_response(error, application=None)
-        application = credentials["request"].client
-        prompt = credentials.get("prompt") or set()
-
-        if not request.user.is_authenticated:
-            if "none" in prompt:
-                return self._client_error(
-                    credentials, application, "login_required", "The user is not signed in."
-                )
-            return redirect_to_login(request.get_full_path(), reverse("oidc_provider_ext:login"))
-
-        if "login" in prompt:
-            # OIDC Core 3.1.2.1: re-authenticate. The login page always asks for the password; the
-            # next URL drops prompt=login so the user is not sent round again after signing in.
-            query = QueryDict(request.META.get("QUERY_STRING", ""), mutable=True)
-            query.pop("prompt", None)
-            return redirect_to_login(
-                f"{request.path}?{query.urlencode()}", reverse("oidc_provider_ext:login")
-            )
-
-        if application.skip_authorization:
-            return self._issue_code(scopes, credentials, application)
-        if "none" in prompt:
-            return self._client_error(
-                credentials, application, "consent_required", "The user has not consented to this client."
-            )
-        request_id = self._remember(scopes, credentials)
-        return self._render_consent(request_id, scopes, application)
-
-    def _remember(self, scopes, credentials) -> str:
-        pending = self.request.session.get(PENDING_SESSION_KEY, {})
-        now = time.time()
-        pending = {
-            key: value
-            for key, value in pending.items()
-            if now - value["created"] < app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
-        }
-        while len(pending) >= MAX_PENDING:
-            pending.pop(min(pending, key=lambda k: pending[k]["created"]))
-        request_id = secrets.token_urlsafe(24)
-        pending[request_id] = {
-            "created": now,
-            "user": str(self.request.user.pk),
-            "scopes": list(scopes),
-            "credentials": {key: credentials[key] for key in _KEPT_CREDENTIALS if credentials.get(key)},
-        }
-        self.request.session[PENDING_SESSION_KEY] = pending
-        return request_id
-
-    def _render_consent(self, request_id, scopes, application, status=200):
-        adapter = get_adapter()
-        form = ConsentForm(initial={"request_id": request_id})
-        context = {
-            "form": form,
-            "application": application,
-            "scopes": [(scope, adapter.get_scope_description(scope)) for scope in scopes],
-        }
-        return render(self.request, self.template_name, context, status=status)
-
-    # --- POST: the consent decision ----------------------------------------------------------------
+    def get(self, request, request_id: str, *args, **kwargs):
+        entry = pending_request(request, request_id)
+        if entry is None:
+            return self._expired()
+        application = (
+            get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
+        )
+        if application is None:
+            return error_page(request, "Unknown application", "This application no longer exists.")
+        return self._continue(request_id, entry, application)
 
     def post(self, request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(
-                reverse("oidc_provider_ext:authorize"), reverse("oidc_provider_ext:login")
-            )
-        form = ConsentForm(request.POST)
-        pending = request.session.get(PENDING_SESSION_KEY, {})
-        entry = pending.pop(form.data.get("request_id", ""), None) if form.is_valid() else None
-        request.session[PENDING_SESSION_KEY] = pending
-        if (
-            entry is None
-            or entry["user"] != str(request.user.pk)
-            or time.time() - entry["created"] >= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
-        ):
-            return error_page(
-                request,
-                title="This sign-in request has expired",
-                message=(
-                    "The request was already answered, is too old, or belongs to another sign-in. "
-                    "Go back to the application and start again."
-                ),
-            )
-        credentials = entry["credentials"]
-        application = get_application_model().objects.filter(client_id=credentials["client_id"]).first()
-        if application is None:
-            return error_page(
-                request, title="Unknown application", message="This application no longer exists."
-            )
-        if form.cleaned_data["decision"] != ConsentForm.ALLOW:
-            return self._client_error(
-                credentials, application, "access_denied", "The user denied the request."
-            )
-        # create_authorization_response re-validates client, redirect_uri, scopes and PKCE.
-        return self._issue_code(entry["scopes"], credentials, application)
+        return self.http_method_not_allowed(request, *args, **kwargs)
+
+
+def _ui_language(ui_locales: str) -> str:
+    """The first of the client's ui_locales this site has a translation for (OIDC Core 3.1.2.1)."""
+    from django.conf import settings
+
+    available = {code.lower() for code, _name in settings.LANGUAGES}
+    for tag in ui_locales.split():
+        tag = tag.lower()
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in available:
+                return candidate
+    return translation.get_language() or settings.LANGUAGE_CODE

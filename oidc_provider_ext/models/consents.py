@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.settings import oauth2_settings
+
+
+class Consent(models.Model):
+    """A user's remembered consent for a client (and tenant): which scopes, since when."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_consents")
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        "oidc_provider_ext.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    scope = models.TextField(_("granted scopes"))
+    granted = models.DateTimeField(_("granted"))
+    expires = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        indexes = [models.Index(fields=["user", "application"], name="oidc_consent_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.application_id}: {self.scope}"
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.scope.split())

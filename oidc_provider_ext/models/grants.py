@@ -1,0 +1,57 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.settings import oauth2_settings
+
+
+class AuthorizationGrant(models.Model):
+    """What a user granted a client in one authorization request; the root of every token issued
+    from its code, including every refresh.
+
+    It replaces DOT's ``Grant``: only the SHA-256 of the code is stored (a database leak hands out
+    no live code), single use is one conditional UPDATE on ``redeemed`` (atomic on SQLite and
+    PostgreSQL), and the row outlives its code so that a replay can revoke what the code issued
+    (RFC 6749 4.1.2) and a refresh keeps the original ``auth_time``, ``acr`` and ``sid``
+    (OIDC Core 12.2).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    code_checksum = models.CharField(_("code checksum"), max_length=64, unique=True)
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    op_session = models.ForeignKey(
+        "oidc_provider_ext.OPSession", on_delete=models.SET_NULL, null=True, blank=True, related_name="grants"
+    )
+    redirect_uri = models.TextField(_("redirect URI"))
+    scope = models.TextField(_("scope"), blank=True)
+    code_challenge = models.CharField(_("PKCE code challenge"), max_length=128, blank=True)
+    code_challenge_method = models.CharField(_("PKCE method"), max_length=10, blank=True)
+    nonce = models.CharField(_("nonce"), max_length=255, blank=True)
+    claims = models.JSONField(_("requested claims"), default=dict, blank=True)
+    # Copied from the OP session when the code is issued, so every token derived from this grant
+    # reports the original authentication even after the session ends (OIDC Core 12.2).
+    auth_time = models.DateTimeField(_("authenticated at"))
+    acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
+    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
+    sid = models.CharField(_("session ID"), max_length=64, blank=True)
+    expires = models.DateTimeField(_("code expires"))
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    redeemed = models.DateTimeField(_("redeemed"), null=True, blank=True)
+    reuse_detected = models.BooleanField(_("code replay detected"), default=False)
+    access_token = models.ForeignKey(
+        oauth2_settings.ACCESS_TOKEN_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token_family = models.UUIDField(_("refresh token family"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("authorization grant")
+        verbose_name_plural = _("authorization grants")
+
+    def __str__(self) -> str:
+        return f"grant {self.pk} to {self.application_id}"
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()

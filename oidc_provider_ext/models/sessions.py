@@ -1,0 +1,34 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+def default_sid() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class OPSession(models.Model):
+    """One sign-in at this OpenID Provider: the ``sid`` of OIDC Front/Back-Channel Logout, and the
+    ``auth_time``, ``acr`` and ``amr`` every token issued in it reports (OIDC Core 2)."""
+
+    id = models.BigAutoField(primary_key=True)
+    sid = models.CharField(_("session ID"), max_length=64, unique=True, default=default_sid)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_sessions")
+    tenant = models.ForeignKey(
+        "oidc_provider_ext.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    auth_time = models.DateTimeField(_("authenticated at"))
+    acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
+    amr = models.JSONField(_("authentication methods"), default=list, blank=True)
+    session_key = models.CharField(_("Django session key"), max_length=40, blank=True, db_index=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    ended = models.DateTimeField(_("ended"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("OP session")
+        verbose_name_plural = _("OP sessions")
+
+    def __str__(self) -> str:
+        return f"{self.user} since {self.auth_time:%Y-%m-%d %H:%M}"

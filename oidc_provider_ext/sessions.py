@@ -1,0 +1,83 @@
+"""OP sessions: created on every sign-in, remembered in the browser's Django session.
+
+The Django session carries a small copy (sid, auth_time, acr, amr) per tenant so the
+authorization endpoint decides ``prompt``/``max_age`` without a query; the ``OPSession`` row is the
+server-side record tokens and logout refer to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.dispatch import receiver
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .adapter import get_adapter
+from .models import OPSession
+
+SESSION_KEY = "oidc_op_sessions"
+NO_TENANT = ""
+
+
+@dataclass(frozen=True)
+class CurrentSession:
+    id: int
+    sid: str
+    auth_time: int
+    acr: str
+    amr: list[str]
+
+
+def tenant_key(tenant) -> str:
+    return tenant.code if tenant is not None else NO_TENANT
+
+
+def current(request: HttpRequest, tenant=None) -> CurrentSession | None:
+    """The signed-in user's OP session for ``tenant`` in this browser, if any."""
+    if not request.user.is_authenticated:
+        return None
+    entry = request.session.get(SESSION_KEY, {}).get(tenant_key(tenant))
+    return CurrentSession(**entry) if entry else None
+
+
+def start(request: HttpRequest, user, tenant=None) -> OPSession:
+    acr, amr = get_adapter().get_authentication_context(request, user)
+    if not request.session.session_key:
+        request.session.save()
+    op_session = OPSession.objects.create(
+        user=user,
+        tenant=tenant,
+        auth_time=timezone.now().replace(microsecond=0),
+        acr=acr,
+        amr=list(amr),
+        session_key=request.session.session_key,
+    )
+    sessions = dict(request.session.get(SESSION_KEY, {}))
+    sessions[tenant_key(tenant)] = {
+        "id": op_session.pk,
+        "sid": op_session.sid,
+        "auth_time": int(op_session.auth_time.timestamp()),
+        "acr": acr,
+        "amr": list(amr),
+    }
+    request.session[SESSION_KEY] = sessions
+    return op_session
+
+
+@receiver(user_logged_in)
+def _on_login(sender, request, user, **kwargs):
+    # Every sign-in path (our login page, the admin's, django.contrib.auth's) starts an OP
+    # session, so auth_time is when the user really authenticated, never last_login.
+    if request is not None and hasattr(request, "session"):
+        start(request, user, tenant=getattr(request, "oidc_login_tenant", None))
+
+
+@receiver(user_logged_out)
+def _on_logout(sender, request, user, **kwargs):
+    if request is None or not hasattr(request, "session"):
+        return
+    ids = [entry["id"] for entry in request.session.get(SESSION_KEY, {}).values()]
+    if ids:
+        OPSession.objects.filter(pk__in=ids, ended__isnull=True).update(ended=timezone.now())
