@@ -50,6 +50,9 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
+    "UI_LOCALES": _Setting(
+        ["en"], "Languages the hosted pages are offered in (ui_locales); each needs translations."
+    ),
     "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": _Setting(
         1800, "How long a pending authorization request (login + consent) stays valid."
     ),
@@ -122,6 +125,10 @@ class AppSettings:
     @property
     def AUTHORIZE_REQUEST_MAX_AGE_SECONDS(self) -> int:
         return int(self._get("AUTHORIZE_REQUEST_MAX_AGE_SECONDS"))
+
+    @property
+    def UI_LOCALES(self) -> list[str]:
+        return [str(code).lower() for code in self._get("UI_LOCALES")]
 
     def raw(self, name: str) -> Any:
         """The configured value of ``name`` without normalisation (for system checks)."""

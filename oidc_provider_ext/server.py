@@ -14,6 +14,9 @@ Compared with ``oauthlib.openid.Server`` (what DOT uses by default):
 
 from __future__ import annotations
 
+import json
+
+from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.endpoints import (
     AuthorizationEndpoint,
     IntrospectEndpoint,
@@ -50,6 +53,23 @@ class S256OnlyOIDCCodeGrant(AuthorizationCodeGrant):
         self.proxy_target = S256OnlyCodeGrant(request_validator=request_validator, **kwargs)
         self.custom_validators.post_auth.append(self.openid_authorization_validator)
         self.register_token_modifier(self.add_id_token)
+
+    def _inflate_claims(self, request):
+        # oauthlib raises without the request, so the error could not go back to the client with
+        # its state; OIDC Core 5.5 also requires a JSON object with object members.
+        if not request.claims or isinstance(request.claims, dict):
+            return
+        try:
+            claims = json.loads(request.claims)
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict) or any(
+            not isinstance(claims.get(member, {}), dict | None) for member in ("id_token", "userinfo")
+        ):
+            raise errors.InvalidRequestError(
+                description="The claims parameter must be a JSON object (OIDC Core 5.5).", request=request
+            )
+        request.claims = claims
 
 
 class OfflineAccessBearerToken(BearerToken):

@@ -95,3 +95,29 @@ def exchange(client, app, code: str, verifier: str | None = None, redirect_uri: 
         data["client_id"] = app.client_id
         return token_request(client, data, **extra)
     return token_request(client, data, auth=(app.client_id, app.raw_secret), **extra)
+
+
+def verify_jwt(token: str, *, typ: str = "JWT", algs=("RS256", "PS256", "ES256")) -> dict:
+    """Verify a JWT against the published JWKS, as a relying party does; return its claims."""
+    import json
+
+    from django.test import Client
+    from jwcrypto import jwk, jwt
+
+    jwks = Client().get(reverse("oidc_provider_ext:jwks")).json()
+    keyset = jwk.JWKSet.from_json(json.dumps(jwks))
+    parsed = jwt.JWT(jwt=token, key=keyset, algs=list(algs), check_claims=False)
+    header = json.loads(parsed.header)
+    assert header["typ"] == typ
+    assert header["kid"] in {k["kid"] for k in jwks["keys"]}
+    return json.loads(parsed.claims)
+
+
+def set_auth_time(browser, seconds_ago: int, tenant: str = "") -> None:
+    """Pretend the browser's OP session authenticated ``seconds_ago`` seconds ago."""
+    import time
+
+    session = browser.session
+    entry = session["oidc_op_sessions"][tenant]
+    entry["auth_time"] = int(time.time()) - seconds_ago
+    session.save()

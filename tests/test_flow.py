@@ -1,31 +1,25 @@
 """The authorization code flow end to end, as the source documents describe it."""
 
-import json
-
 import pytest
 from django.urls import reverse
-from jwcrypto import jwk, jwt
 
 from oidc_provider_ext import keys
 from oidc_provider_ext.conf import app_settings
 
 from .factories import REDIRECT_URI
-from .flow import authorize_url, consent, exchange, get_code, login, pkce_pair, query_of, token_request
+from .flow import (
+    authorize_url,
+    consent,
+    exchange,
+    get_code,
+    login,
+    pkce_pair,
+    query_of,
+    token_request,
+    verify_jwt,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def verify_jwt(token: str, *, typ: str) -> dict:
-    """Verify a JWT against the published JWKS, as a relying party does."""
-    from django.test import Client
-
-    jwks = Client().get(reverse("oidc_provider_ext:jwks")).json()
-    keyset = jwk.JWKSet.from_json(json.dumps(jwks))
-    parsed = jwt.JWT(jwt=token, key=keyset, algs=["RS256"])
-    header = json.loads(parsed.header)
-    assert header["typ"] == typ
-    assert header["kid"] in {k["kid"] for k in jwks["keys"]}
-    return json.loads(parsed.claims)
 
 
 def test_confidential_client_flow_with_basic_auth(browser, rp, user, confidential_app):

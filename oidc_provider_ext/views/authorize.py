@@ -94,12 +94,14 @@ def pending_request(request, request_id: str) -> dict | None:
     return entry
 
 
-def pending_request_for_next(request, next_url: str) -> dict | None:
-    """The pending request a login page's ``next`` URL continues, for login_hint and ui_locales."""
+def pending_request_for_next(request, next_url: str) -> tuple[str, dict] | None:
+    """``(request id, stored request)`` that a login page's ``next`` URL continues, if any."""
     prefix = reverse("oidc_provider_ext:authorize-continue", args=["X"])[:-1]
-    if next_url and next_url.startswith(prefix):
-        return pending_request(request, next_url[len(prefix) :].split("?")[0].strip("/"))
-    return None
+    if not next_url or not next_url.startswith(prefix):
+        return None
+    request_id = next_url[len(prefix) :].split("?")[0].strip("/")
+    entry = pending_request(request, request_id)
+    return (request_id, entry) if entry else None
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -144,6 +146,11 @@ class AuthorizeView(OAuthLibMixin, View):
 
     def _new_entry(self, scopes, credentials, application) -> dict:
         query = self.request.GET
+        # OIDC Core 3.1.2.6: request objects are not supported (not advertised in discovery).
+        if "request" in query:
+            raise ClientError("request_not_supported", "Request objects are not supported.")
+        if "request_uri" in query:
+            raise ClientError("request_uri_not_supported", "request_uri is not supported.")
         prompt = sorted(credentials.get("prompt") or ())
         claims = credentials.get("claims") or {}
         essential, acr_values = _requested_value(claims, "acr")
@@ -369,13 +376,12 @@ class AuthorizeContinueView(AuthorizeView):
 
 
 def _ui_language(ui_locales: str) -> str:
-    """The first of the client's ui_locales this site has a translation for (OIDC Core 3.1.2.1)."""
-    from django.conf import settings
-
-    available = {code.lower() for code, _name in settings.LANGUAGES}
+    """The first of the client's ui_locales this site offers (OIDC Core 3.1.2.1), else the
+    current language."""
+    available = set(app_settings.UI_LOCALES)
     for tag in ui_locales.split():
         tag = tag.lower()
         for candidate in (tag, tag.split("-")[0]):
             if candidate in available:
                 return candidate
-    return translation.get_language() or settings.LANGUAGE_CODE
+    return translation.get_language()

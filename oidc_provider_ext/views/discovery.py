@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
 from oidc_provider_ext import keys
+from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 
 
@@ -18,8 +19,26 @@ def endpoint_url(name: str) -> str:
     return f"{issuer.scheme}://{issuer.netloc}{reverse(name)}"
 
 
+# Claims every ID token carries (OIDC Core 2), besides what the adapter releases.
+PROTOCOL_CLAIMS = (
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "sid",
+    "at_hash",
+)
+
+
 def provider_metadata() -> dict:
     """Only what this provider really supports (each value is exercised by tests)."""
+    adapter = get_adapter()
     return {
         "issuer": app_settings.ISSUER,
         "authorization_endpoint": endpoint_url("oidc_provider_ext:authorize"),
@@ -39,24 +58,12 @@ def provider_metadata() -> dict:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
-        "claims_supported": [
-            "sub",
-            "iss",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "nonce",
-            "azp",
-            "at_hash",
-            "name",
-            "given_name",
-            "family_name",
-            "preferred_username",
-            "email",
-            "email_verified",
-        ],
-        "claims_parameter_supported": False,
+        "claims_supported": [*PROTOCOL_CLAIMS, *adapter.claims_supported],
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": True,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": list(adapter.acr_values_supported),
+        "ui_locales_supported": app_settings.UI_LOCALES,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
     }

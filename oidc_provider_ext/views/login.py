@@ -6,7 +6,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.views.authorize import _ui_language, pending_request_for_next
+from oidc_provider_ext.views.authorize import PENDING_SESSION_KEY, _ui_language, pending_request_for_next
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -18,20 +18,36 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = False
 
     def dispatch(self, request, *args, **kwargs):
-        pending = pending_request_for_next(request, request.GET.get(self.redirect_field_name, ""))
-        self.pending_authorization = pending
-        with translation.override(
-            _ui_language(pending["ui_locales"]) if pending else translation.get_language()
-        ):
-            return super().dispatch(request, *args, **kwargs)
+        next_url = request.POST.get(self.redirect_field_name) or request.GET.get(self.redirect_field_name, "")
+        # (request id, stored request) of the authorization request this sign-in completes.
+        self.pending_authorization = pending_request_for_next(request, next_url)
+        entry = self.pending_authorization[1] if self.pending_authorization else None
+        language = _ui_language(entry["ui_locales"]) if entry else translation.get_language()
+        with translation.override(language):
+            response = super().dispatch(request, *args, **kwargs)
+            if hasattr(response, "render"):
+                response.render()  # inside the override: the page is in the client's language
+            return response
 
     def get_initial(self):
         initial = super().get_initial()
         # OIDC Core 3.1.2.1 login_hint: pre-fill the identifier the client already knows.
-        hint = self.request.GET.get("login_hint") or (self.pending_authorization or {}).get("login_hint")
+        entry = self.pending_authorization[1] if self.pending_authorization else {}
+        hint = self.request.GET.get("login_hint") or entry.get("login_hint")
         if hint:
             initial["username"] = hint[:150]
         return initial
+
+    def form_valid(self, form):
+        # Signing in as a different user flushes the session (django.contrib.auth.login); the
+        # authorization request being completed must survive that (prompt=select_account).
+        response = super().form_valid(form)
+        if self.pending_authorization:
+            request_id, entry = self.pending_authorization
+            pending = dict(self.request.session.get(PENDING_SESSION_KEY, {}))
+            pending.setdefault(request_id, entry)
+            self.request.session[PENDING_SESSION_KEY] = pending
+        return response
 
     def form_invalid(self, form):
         # As the source documents describe: bad credentials answer HTTP 400 Bad Request.
