@@ -262,6 +262,10 @@ class OIDCValidator(OAuth2Validator):
 
     # --- OpenID Connect --------------------------------------------------------------------------
 
+    def get_oidc_issuer_endpoint(self, request):
+        # The issuer is a setting, never derived from the Host header or DOT's URL names.
+        return app_settings.ISSUER
+
     def validate_silent_login(self, request):
         # prompt=none is decided by the authorization view, which knows the browser session.
         return True

@@ -251,3 +251,41 @@ def test_userinfo_token_sent_two_ways_is_invalid_request(rp, tokens):
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+class TestEndSession:
+    def test_confirmed_logout_returns_to_registered_uri_with_state(self, browser, rp, user, confidential_app):
+        code, _ = get_code(browser, confidential_app, user)
+        id_token = exchange(rp, confidential_app, code).json()["id_token"]
+        params = {
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": "https://rp.example.com/logged-out",
+            "state": "bye",
+        }
+        page = browser.get(reverse("oidc_provider_ext:endsession"), params)
+        assert page.status_code == 200
+        assert page.templates[0].name == "oidc_provider_ext/logout_confirm.html"
+        response = browser.post(reverse("oidc_provider_ext:endsession"), {**params, "allow": "true"})
+        assert response.status_code == 302
+        assert response["Location"] == "https://rp.example.com/logged-out?state=bye"
+        assert "_auth_user_id" not in browser.session
+
+    def test_unregistered_post_logout_redirect_uri_is_refused(self, browser, rp, user, confidential_app):
+        code, _ = get_code(browser, confidential_app, user)
+        id_token = exchange(rp, confidential_app, code).json()["id_token"]
+        response = browser.get(
+            reverse("oidc_provider_ext:endsession"),
+            {"id_token_hint": id_token, "post_logout_redirect_uri": "https://evil.example.com/"},
+        )
+        assert response.status_code == 400
+        assert "Location" not in response
+
+    def test_prompt_none_after_logout_is_login_required(self, browser, rp, user, confidential_app):
+        from .flow import authorize_url, query_of
+
+        code, _ = get_code(browser, confidential_app, user)
+        id_token = exchange(rp, confidential_app, code).json()["id_token"]
+        params = {"id_token_hint": id_token, "post_logout_redirect_uri": "https://rp.example.com/logged-out"}
+        browser.post(reverse("oidc_provider_ext:endsession"), {**params, "allow": "true"})
+        response = browser.get(authorize_url(confidential_app, prompt="none"))
+        assert query_of(response["Location"])["error"] == "login_required"
