@@ -354,6 +354,15 @@ def jwks() -> dict:
     return {"keys": [entry.public for kid, entry in snap.published.items() if snap.live(kid) is not None]}
 
 
+def alg_for_client(application) -> str:
+    """The JWS algorithm of ``application``'s ID tokens: its ``id_token_signed_response_alg``
+    (OIDC Registration 2), or ``SIGNING_ALG`` when the client has no OIDC profile."""
+    profile = getattr(application, "oidc_profile", None)
+    if profile is None or not profile.id_token_signed_response_alg:
+        return app_settings.SIGNING_ALG
+    return profile.id_token_signed_response_alg
+
+
 def sign(claims: dict, *, typ: str = "JWT", alg: str | None = None) -> str:
     """Compact JWS over ``claims`` with the active key; the header carries ``kid``."""
     alg = alg or app_settings.SIGNING_ALG

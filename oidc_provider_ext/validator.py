@@ -233,7 +233,7 @@ class OIDCValidator(OAuth2Validator):
         id_token.update(claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        signed = keys.sign(id_token, typ="JWT")
+        signed = keys.sign(id_token, typ="JWT", alg=keys.alg_for_client(request.client))
         with transaction.atomic():
             request.id_token = self._save_id_token(id_token["jti"], request, expires)
         return signed

@@ -1,5 +1,5 @@
-"""Signing keys: rotation without downtime, pruning, the JWKS, encryption at rest, cross-process
-freshness and query-free signing."""
+"""Signing keys: rotation without downtime, pruning, the JWKS, per-client algorithms, encryption at
+rest, cross-process freshness and query-free signing."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from jwcrypto.common import JWKeyNotFound
 from oidc_provider_ext import keys
 from oidc_provider_ext.models import SigningKey
 
+from .factories import ApplicationFactory
 from .flow import exchange, get_code
 
 pytestmark = pytest.mark.django_db
@@ -256,6 +257,82 @@ class TestPruneAndJwks:
         key.refresh_from_db()
         assert key.retired is not None
         assert keys.prunable_after(key) == key.retired + keys.retirement_window()
+
+
+# --- per-client algorithm ----------------------------------------------------------------------
+
+
+class TestClientAlgorithm:
+    @pytest.mark.parametrize(("alg", "kty"), [("PS256", "RSA"), ("ES256", "EC")])
+    def test_id_token_uses_the_clients_algorithm(self, alg, kty, browser, rp, user, confidential_app):
+        profile = confidential_app.oidc_profile
+        profile.id_token_signed_response_alg = alg
+        profile.save()
+        body = tokens_for(browser, rp, confidential_app, user)
+        jwks = published_jwks()
+
+        header = header_of(body["id_token"])
+        assert header["alg"] == alg
+        published = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+        assert published["alg"] == alg and published["kty"] == kty
+        assert verify(body["id_token"], jwks, alg=alg)["aud"] == confidential_app.client_id
+        # Access tokens keep the provider's algorithm.
+        assert header_of(body["access_token"])["alg"] == "RS256"
+        verify(body["access_token"], jwks, alg="RS256")
+
+    def test_alg_for_client(self, settings, confidential_app):
+        from oauth2_provider.models import get_application_model
+
+        assert keys.alg_for_client(confidential_app) == "RS256"
+        confidential_app.oidc_profile.id_token_signed_response_alg = "ES256"
+        assert keys.alg_for_client(confidential_app) == "ES256"
+        bare = get_application_model().objects.create(
+            name="no profile", client_type="public", authorization_grant_type="authorization-code"
+        )
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SIGNING_ALG": "PS256"}
+        assert keys.alg_for_client(bare) == "PS256"
+
+    def test_every_advertised_algorithm_signs_and_verifies(self, client):
+        advertised = client.get("/.well-known/openid-configuration").json()[
+            "id_token_signing_alg_values_supported"
+        ]
+        assert advertised[0] == "RS256"
+        for alg in advertised:
+            token = keys.sign({"sub": "x"}, alg=alg)
+            assert header_of(token)["alg"] == alg
+            assert verify(token, published_jwks(), alg=alg) == {"sub": "x"}
+
+    def test_admin_shows_and_saves_the_field(self, client):
+        from django.contrib.auth import get_user_model
+
+        admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+        client.force_login(admin)
+        app = ApplicationFactory()
+        url = f"/admin/oauth2_provider/application/{app.pk}/change/"
+        page = client.get(url)
+        form = page.context["inline_admin_formsets"][-1].formset.forms[0]
+        assert "id_token_signed_response_alg" in form.fields
+        data = {
+            name: value for name, value in page.context["adminform"].form.initial.items() if value is not None
+        }
+        data.update(
+            {
+                "client_secret": "",
+                "allowed_origins": "",
+                "oidc_profile-TOTAL_FORMS": "1",
+                "oidc_profile-INITIAL_FORMS": "1",
+                "oidc_profile-MIN_NUM_FORMS": "0",
+                "oidc_profile-MAX_NUM_FORMS": "1",
+                "oidc_profile-0-id": str(app.oidc_profile.pk),
+                "oidc_profile-0-application": str(app.pk),
+                "oidc_profile-0-id_token_signed_response_alg": "ES256",
+            }
+        )
+        data.pop("user", None)
+        response = client.post(url, data)
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        app.oidc_profile.refresh_from_db()
+        assert app.oidc_profile.id_token_signed_response_alg == "ES256"
 
 
 # --- encryption at rest ------------------------------------------------------------------------
