@@ -1,14 +1,16 @@
 """Signing keys: rotation without downtime, pruning, the JWKS, per-client algorithms, encryption at
-rest, cross-process freshness and query-free signing."""
+rest, cross-process freshness, the `oidc_keys` command and query-free signing."""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -449,3 +451,110 @@ def test_signing_costs_no_query_once_warm(clock, django_assert_num_queries):
         keys.sign({"sub": "y"}, typ="at+jwt")
         assert kid in kids(keys.jwks())
         assert keys.verification_key(kid) is not None
+
+
+# --- the oidc_keys command ---------------------------------------------------------------------
+
+
+def run(*args) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("oidc_keys", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+class TestCommand:
+    def test_list_without_keys(self):
+        out, _ = run("list")
+        assert "No signing keys" in out
+
+    def test_list_shows_every_key_and_when_retired_ones_go(self):
+        keys.rotate()
+        rotation = keys.rotate()
+        out, err = run("list")
+        lines = out.splitlines()
+        assert lines[0].split() == [
+            "KID",
+            "ALG",
+            "STATE",
+            "CREATED",
+            "ACTIVATED",
+            "RETIRED",
+            "PRUNABLE",
+            "AFTER",
+        ]
+        row = next(line for line in lines if rotation.retired.kid in line)
+        prunable = keys.prunable_after(SigningKey.objects.get(kid=rotation.retired.kid))
+        assert "retired" in row and prunable.strftime("%Y-%m-%d %H:%M:%SZ") in row
+        assert any(rotation.activated.kid in line and "active" in line for line in lines)
+        assert any(rotation.next.kid in line and "next" in line for line in lines)
+        assert err == ""
+
+    def test_list_names_keys_it_cannot_decrypt(self, settings):
+        key = keys.create_key("RS256")
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "changed"}
+        out, err = run("list")
+        assert key.kid in out
+        assert "cannot be decrypted" in err and key.kid in err
+
+    def test_create_makes_a_next_key_and_says_how_long_to_wait(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "JWKS_MAX_AGE_SECONDS": 900}
+        out, _ = run("create", "--alg", "ES256")
+        key = SigningKey.objects.get()
+        assert (key.alg, key.state) == ("ES256", "next")
+        assert key.kid in out and "900 s" in out
+
+    def test_create_active_only_when_none_is(self):
+        run("create", "--alg", "PS256", "--active")
+        assert SigningKey.objects.get().state == "active"
+        with pytest.raises(CommandError, match="rotate --alg PS256"):
+            run("create", "--alg", "PS256", "--active")
+        assert SigningKey.objects.count() == 1
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("create", "--alg", "HS256"), "invalid choice: 'HS256'"),
+            (("rotate", "--alg", "none"), "invalid choice: 'none'"),
+            (("shuffle",), "invalid choice: 'shuffle'"),
+            ((), "required"),
+        ],
+    )
+    def test_bad_input_is_a_clear_error(self, args, message):
+        with pytest.raises(CommandError, match=message):
+            run(*args)
+
+    def test_rotate_reports_each_key_and_the_advice(self):
+        first = keys.rotate()
+        SigningKey.objects.filter(pk=first.next.pk).update(created=timezone.now() - timedelta(hours=2))
+        out, err = run("rotate")
+        assert f"retired  {first.activated.kid}" in out
+        assert f"active   {first.next.kid}" in out
+        new_next = SigningKey.objects.get(state="next")
+        assert f"next     {new_next.kid}" in out
+        assert "JWKS_MAX_AGE_SECONDS" in out
+        assert err == ""  # the activated key was published two hours ago: no warning
+
+    def test_rotate_warns_when_the_new_key_was_not_published_long_enough(self):
+        out, err = run("rotate")
+        assert "was not published before it started signing" in err
+        out, err = run("rotate")
+        assert "was published only" in err
+
+    def test_rotate_with_the_wrong_secret_is_an_operator_error(self, settings):
+        keys.rotate()
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "changed"}
+        with pytest.raises(CommandError, match="cannot be decrypted: KEY_ENCRYPTION_SECRET"):
+            run("rotate")
+
+    def test_prune_and_dry_run(self):
+        keys.rotate()
+        gone = retired_key(ago=keys.retirement_window() + timedelta(seconds=1))
+        kept = retired_key(ago=timedelta(minutes=1))
+        out, _ = run("prune", "--dry-run")
+        assert "Would remove 1" in out and gone.kid in out
+        assert SigningKey.objects.filter(kid=gone.kid).exists()
+        out, _ = run("prune")
+        assert "Removed 1" in out and gone.kid in out and f"kept {kept.kid}" in out
+        assert not SigningKey.objects.filter(kid=gone.kid).exists()
+        out, _ = run("prune")
+        assert "Nothing to prune" in out
