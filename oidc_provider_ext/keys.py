@@ -1,9 +1,16 @@
 """Signing-key store: keys live in the database, private halves encrypted at rest.
 
+Lifecycle of a key (per algorithm): ``next`` (published in the JWKS, not signing) → ``active``
+(signs new tokens; at most one per algorithm) → ``retired`` (published until every token it signed
+has expired) → removed by ``prune()``. ``rotate()`` moves every key one step at once.
+
 Signing and verification read an in-process snapshot of the published keys, so minting a token
-costs no query once warm. The snapshot is refreshed after ``SNAPSHOT_TTL_SECONDS`` and dropped at
-once in the process that changes a key (signals below); other processes pick a change up within the
-TTL, which is why a new key is published as ``next`` well before it becomes ``active``.
+costs no query once warm. The snapshot is dropped at once in the process that changes a key
+(signals below). Other processes (gunicorn workers, other hosts) learn about a change through a
+"key generation" value in Django's cache, which every change replaces and which each process reads
+at most once per ``GENERATION_CHECK_SECONDS``; with a per-process cache (LocMemCache) they fall
+back on ``SNAPSHOT_TTL_SECONDS``. Either way a new key is published as ``next`` well before it
+becomes ``active``, so no relying party ever meets a ``kid`` it has not had the chance to fetch.
 """
 
 from __future__ import annotations
@@ -11,13 +18,16 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -31,11 +41,24 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_TTL_SECONDS = 60
 UNKNOWN_KID_RELOAD_SECONDS = 5
-_PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRED)
+# How often a process asks the cache whether another process changed a key. One cache read per
+# second per process is cheap; a rotation reaches every worker within about this long.
+GENERATION_CHECK_SECONDS = 1
+GENERATION_CACHE_KEY = "oidc_provider_ext:keys:generation"
+# Allowance for relying parties whose clocks run slow: RFC 7519 4.1.4 lets them accept a token a
+# little after ``exp``, so a retired key stays published that much longer.
+CLOCK_SKEW_SECONDS = 60
+# The algorithms of SigningKey.Algorithm (RFC 7518 3.1). RS256 is the one every OpenID Provider
+# must support (OIDC Core 15.1), so it comes first wherever they are listed.
+SUPPORTED_ALGS: tuple[str, ...] = ("RS256", "PS256", "ES256")
+_SIGNING_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE)  # signing now or soon
 
 
 class KeyDecryptionError(Exception):
     """The private key cannot be decrypted: KEY_ENCRYPTION_SECRET (or SECRET_KEY) changed."""
+
+
+# --- encryption at rest ----------------------------------------------------------------------------
 
 
 def _fernet() -> Fernet:
@@ -46,65 +69,227 @@ def _fernet() -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
+def private_jwk(key: SigningKey, fernet: Fernet | None = None) -> jwk.JWK:
+    """The decrypted private JWK of ``key``; ``KeyDecryptionError`` if the secret changed."""
+    try:
+        private = (fernet or _fernet()).decrypt(key.private_jwk_encrypted.encode())
+    except InvalidToken as exc:
+        raise KeyDecryptionError(
+            f"Signing key {key.kid} ({key.alg}) cannot be decrypted: KEY_ENCRYPTION_SECRET (or "
+            "SECRET_KEY, its default) is not the one the key was stored with. Restore that secret; "
+            "see 'Signing keys' in docs/operations.md if it is lost."
+        ) from exc
+    return jwk.JWK.from_json(private)
+
+
 def _generate(alg: str) -> jwk.JWK:
     if alg == SigningKey.Algorithm.ES256:
         return jwk.JWK.generate(kty="EC", crv="P-256")
+    # RS256 and PS256 both take an RSA key (RFC 7518 3.3, 3.5: at least 2048 bits).
     return jwk.JWK.generate(kty="RSA", size=2048)
+
+
+def _check_alg(alg: str) -> None:
+    if alg not in SUPPORTED_ALGS:
+        raise ValueError(f"Unsupported signing algorithm {alg!r}; use one of {', '.join(SUPPORTED_ALGS)}.")
 
 
 def create_key(alg: str = "RS256", state: str = SigningKey.State.NEXT) -> SigningKey:
     """Generate a key pair and store it (private half encrypted)."""
-    if alg not in SigningKey.Algorithm.values:
-        raise ValueError(f"Unsupported signing algorithm {alg!r}; use one of {SigningKey.Algorithm.values}.")
+    _check_alg(alg)
     key = SigningKey(alg=alg, state=state)
     pair = _generate(alg)
     public = json.loads(pair.export_public())
     public.update(kid=key.kid, alg=alg, use="sig")
     key.public_jwk = public
     key.private_jwk_encrypted = _fernet().encrypt(pair.export_private().encode()).decode()
-    if state == SigningKey.State.ACTIVE:
-        key.activated = timezone.now()
     key.save()
     return key
 
 
+# --- lifecycle -------------------------------------------------------------------------------------
+
+
+def max_token_lifetime() -> timedelta:
+    """The longest a token signed now stays valid: every JWT this provider signs has one of these."""
+    return timedelta(
+        seconds=max(app_settings.ID_TOKEN_EXPIRE_SECONDS, app_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+    )
+
+
+def retirement_window() -> timedelta:
+    """How long a key stays published after it is retired.
+
+    Other processes may go on signing with it until their snapshot notices the rotation (at most
+    ``SNAPSHOT_TTL_SECONDS``, usually ``GENERATION_CHECK_SECONDS``); the last token it signed then
+    lives one maximum lifetime, and relying parties may accept it ``CLOCK_SKEW_SECONDS`` late.
+    """
+    return max_token_lifetime() + timedelta(seconds=SNAPSHOT_TTL_SECONDS + CLOCK_SKEW_SECONDS)
+
+
+def prunable_after(key: SigningKey) -> datetime | None:
+    """When every token ``key`` can have signed has expired; None unless it is retired.
+
+    A retired key without a ``retired`` time (a row changed behind the ORM's back) is kept.
+    """
+    if key.state != SigningKey.State.RETIRED or key.retired is None:
+        return None
+    return key.retired + retirement_window()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What ``rotate()`` did. ``was_published`` is False when no ``next`` key existed, so the new
+    active key was never in the JWKS before it started signing."""
+
+    retired: SigningKey | None
+    activated: SigningKey
+    next: SigningKey
+    was_published: bool
+
+
+def rotate(alg: str = "RS256") -> Rotation:
+    """next → active, active → retired, and a fresh next key, in one transaction.
+
+    The oldest ``next`` key is promoted: it has been published longest, so relying parties that
+    cache the JWKS are the most likely to have it already.
+    """
+    _check_alg(alg)
+    with transaction.atomic():
+        # Locks the rows so two concurrent rotations of the same algorithm run one after the other.
+        current = list(
+            SigningKey.objects.select_for_update()
+            .filter(alg=alg, state__in=_SIGNING_STATES)
+            .order_by("created")
+        )
+        now = timezone.now()  # after the lock: a rotation that waited must not backdate `retired`
+        active = next((k for k in current if k.state == SigningKey.State.ACTIVE), None)
+        promoted = next((k for k in current if k.state == SigningKey.State.NEXT), None)
+        was_published = promoted is not None
+        if promoted is None:
+            promoted = create_key(alg, SigningKey.State.NEXT)
+        # Refuse to activate a key that cannot sign: the transaction rolls back, nothing changes.
+        private_jwk(promoted)
+        if active is not None:
+            # Retire first: the unique constraint allows one active key per algorithm at any moment.
+            active.state, active.retired = SigningKey.State.RETIRED, now
+            active.save(update_fields=["state", "retired"])
+        promoted.state, promoted.activated = SigningKey.State.ACTIVE, now
+        promoted.save(update_fields=["state", "activated"])
+        upcoming = create_key(alg, SigningKey.State.NEXT)
+    return Rotation(retired=active, activated=promoted, next=upcoming, was_published=was_published)
+
+
+def prune(now: datetime | None = None, *, dry_run: bool = False) -> list[SigningKey]:
+    """Delete the retired keys whose every token has expired; return them (``dry_run``: only list).
+
+    Only ``retired`` keys past ``prunable_after()`` go: next and active keys are never removed.
+    """
+    cutoff = (now or timezone.now()) - retirement_window()
+    doomed = list(
+        SigningKey.objects.filter(state=SigningKey.State.RETIRED, retired__lt=cutoff).order_by("retired")
+    )
+    if doomed and not dry_run:
+        # Delete exactly the rows listed, so what is reported is what was removed.
+        SigningKey.objects.filter(pk__in=[k.pk for k in doomed]).delete()
+    return doomed
+
+
+# --- in-process snapshot ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Published:
+    public: dict  # the public JWK as the JWKS shows it
+    key: jwk.JWK
+    verify_until: float | None  # epoch seconds; None while next or active
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    loaded_at: float
+    loaded_at: float  # time.monotonic()
+    generation: str | None
     signing: dict[str, tuple[str, jwk.JWK]]  # alg -> (kid, private JWK)
-    verifying: dict[str, jwk.JWK]  # kid -> public JWK
-    jwks: dict
+    published: dict[str, _Published]  # kid -> public key, in creation order
+
+    def live(self, kid: str) -> jwk.JWK | None:
+        """The public key ``kid`` if it may still verify a token at this moment."""
+        entry = self.published.get(kid)
+        if entry is None or (entry.verify_until is not None and entry.verify_until <= time.time()):
+            return None
+        return entry.key
 
 
 _lock = threading.Lock()
 _snapshot: _Snapshot | None = None
+_generation_checked_at = 0.0
+
+
+def _read_generation() -> str | None:
+    try:
+        return cache.get(GENERATION_CACHE_KEY)
+    except Exception:  # a cache outage must not stop signing: fall back on the snapshot TTL
+        log.warning("Cannot read the signing-key generation from the cache.", exc_info=True)
+        return None
+
+
+def bump_generation() -> None:
+    """Tell every process that the keys changed; each reloads within ``GENERATION_CHECK_SECONDS``.
+
+    Called on every change made through the ORM. Call it yourself after changing ``SigningKey``
+    rows behind the ORM's back (``QuerySet.update()``, SQL). A random value rather than a counter:
+    a cache that evicted or lost the entry can never bring back a value a process already holds.
+    """
+    try:
+        cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
+    except Exception:
+        log.warning(
+            "Cannot publish the signing-key generation; other processes reload within %ss.",
+            SNAPSHOT_TTL_SECONDS,
+            exc_info=True,
+        )
 
 
 def _load_snapshot() -> _Snapshot:
+    # Read the generation before the rows: a change committed during the load then shows up as a
+    # newer generation at the next check instead of being missed.
+    generation = _read_generation()
     fernet = _fernet()
     signing: dict[str, tuple[str, jwk.JWK]] = {}
-    verifying: dict[str, jwk.JWK] = {}
-    published = []
-    for key in SigningKey.objects.filter(state__in=_PUBLISHED_STATES).order_by("created"):
-        verifying[key.kid] = jwk.JWK(**key.public_jwk)
-        published.append(key.public_jwk)
+    published: dict[str, _Published] = {}
+    # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
+    # so one that expires while this snapshot is in use stops verifying at once.
+    for key in SigningKey.objects.all().order_by("created"):
+        until = prunable_after(key)
+        published[key.kid] = _Published(
+            key.public_jwk, jwk.JWK(**key.public_jwk), until.timestamp() if until else None
+        )
         if key.state == SigningKey.State.ACTIVE:
-            try:
-                private = fernet.decrypt(key.private_jwk_encrypted.encode())
-            except InvalidToken as exc:
-                raise KeyDecryptionError(
-                    f"Signing key {key.kid} cannot be decrypted: KEY_ENCRYPTION_SECRET or SECRET_KEY changed."
-                ) from exc
-            signing[key.alg] = (key.kid, jwk.JWK.from_json(private))
-    return _Snapshot(time.monotonic(), signing, verifying, {"keys": published})
+            signing[key.alg] = (key.kid, private_jwk(key, fernet))
+    return _Snapshot(time.monotonic(), generation, signing, published)
+
+
+def _stale(snap: _Snapshot) -> bool:
+    global _generation_checked_at
+    now = time.monotonic()
+    if now - snap.loaded_at > SNAPSHOT_TTL_SECONDS:
+        return True
+    if now - _generation_checked_at < GENERATION_CHECK_SECONDS:
+        return False
+    _generation_checked_at = now
+    return _read_generation() != snap.generation
 
 
 def _current() -> _Snapshot:
-    global _snapshot
+    global _snapshot, _generation_checked_at
     snap = _snapshot
-    if snap is None or time.monotonic() - snap.loaded_at > SNAPSHOT_TTL_SECONDS:
+    if snap is None or _stale(snap):
         with _lock:
-            _snapshot = snap = _load_snapshot()
+            # Another thread may have reloaded while this one waited for the lock.
+            if _snapshot is None or _snapshot is snap:
+                _snapshot = _load_snapshot()
+                _generation_checked_at = _snapshot.loaded_at
+            snap = _snapshot
     return snap
 
 
@@ -118,6 +303,13 @@ def invalidate() -> None:
 @receiver(post_delete, sender=SigningKey)
 def _key_changed(**kwargs) -> None:
     invalidate()
+    # Again after commit: a snapshot loaded inside the transaction may hold rows that roll back.
+    # Other processes are told only after commit, or they would reload before the change is visible.
+    transaction.on_commit(invalidate)
+    transaction.on_commit(bump_generation)
+
+
+# --- signing and verification ----------------------------------------------------------------------
 
 
 def signing_key(alg: str | None = None) -> tuple[str, jwk.JWK]:
@@ -139,26 +331,43 @@ def signing_key(alg: str | None = None) -> tuple[str, jwk.JWK]:
 
 
 def verification_key(kid: str) -> jwk.JWK | None:
-    """The published public key with ``kid``, or None."""
+    """The published public key with ``kid``, or None (also once every token it signed expired)."""
     snap = _current()
-    key = snap.verifying.get(kid)
-    if key is None and time.monotonic() - snap.loaded_at > UNKNOWN_KID_RELOAD_SECONDS:
+    key = snap.live(kid)
+    if (
+        key is None
+        and kid not in snap.published
+        and time.monotonic() - snap.loaded_at > UNKNOWN_KID_RELOAD_SECONDS
+    ):
         # Maybe a key another process published since our snapshot. Bounded so a flood of
         # made-up kids cannot turn into a flood of queries.
         invalidate()
-        key = _current().verifying.get(kid)
+        key = _current().live(kid)
     return key
 
 
 def jwks() -> dict:
-    """The JWK Set: every key that may verify a live token (next, active, retired)."""
-    return _current().jwks
+    """The JWK Set: exactly the keys that may verify a live token (next, active, retired within
+    its window). ``next`` keys verify nothing yet; they are published so caches hold them before
+    they sign (OIDC Core 10.1.1)."""
+    snap = _current()
+    return {"keys": [entry.public for kid, entry in snap.published.items() if snap.live(kid) is not None]}
+
+
+def alg_for_client(application) -> str:
+    """The JWS algorithm of ``application``'s ID tokens: its ``id_token_signed_response_alg``
+    (OIDC Registration 2), or ``SIGNING_ALG`` when the client has no OIDC profile."""
+    profile = getattr(application, "oidc_profile", None)
+    if profile is None or not profile.id_token_signed_response_alg:
+        return app_settings.SIGNING_ALG
+    return profile.id_token_signed_response_alg
 
 
 def sign(claims: dict, *, typ: str = "JWT", alg: str | None = None) -> str:
     """Compact JWS over ``claims`` with the active key; the header carries ``kid``."""
+    alg = alg or app_settings.SIGNING_ALG
     kid, key = signing_key(alg)
-    header = {"alg": alg or app_settings.SIGNING_ALG, "typ": typ, "kid": kid}
+    header = {"alg": alg, "typ": typ, "kid": kid}
     token = jwt.JWT(header=header, claims=claims)
     token.make_signed_token(key)
     return token.serialize()

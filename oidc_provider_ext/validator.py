@@ -327,7 +327,7 @@ class OIDCValidator(OAuth2Validator):
             id_token.pop("nonce", None)  # OIDC Core 12.2: a refreshed ID token SHOULD NOT carry nonce
         elif "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        signed = keys.sign(id_token, typ="JWT")
+        signed = keys.sign(id_token, typ="JWT", alg=keys.alg_for_client(request.client))
         request.id_token = self._save_id_token(id_token["jti"], request, expires)
         return signed
 

@@ -219,7 +219,7 @@ class TestDiscovery:
         assert "implicit" not in meta["grant_types_supported"]
         assert "password" not in meta["grant_types_supported"]
         assert set(meta["scopes_supported"]) >= {"openid", "offline_access", "profile", "email"}
-        assert meta["id_token_signing_alg_values_supported"] == ["RS256"]
+        assert meta["id_token_signing_alg_values_supported"] == ["RS256", "PS256", "ES256"]
 
     def test_issuer_comes_from_settings_not_host_header(self, client, settings):
         settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com"}

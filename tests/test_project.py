@@ -221,6 +221,7 @@ class TestAdmin:
                 "oidc_profile-MIN_NUM_FORMS": "0",
                 "oidc_profile-MAX_NUM_FORMS": "1",
                 "oidc_profile-0-require_pkce": "on",
+                "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
             },
             follow=True,
         )

@@ -2,6 +2,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
+from .keys import SigningKey
+
 
 class ClientProfile(models.Model):
     """OIDC settings of a DOT Application, kept beside it so DOT's models are never swapped."""
@@ -19,6 +21,18 @@ class ClientProfile(models.Model):
         help_text=_(
             "Confidential clients may run the classic server-side flow without PKCE unless this is "
             "set. Public clients always need PKCE (S256)."
+        ),
+    )
+    # OIDC Dynamic Client Registration 1.0 section 2 names this metadata and makes RS256 its
+    # default; the key store holds a key per algorithm, so each client can pick its own.
+    id_token_signed_response_alg = models.CharField(
+        _("ID token signing algorithm"),
+        max_length=8,
+        choices=SigningKey.Algorithm.choices,
+        default=SigningKey.Algorithm.RS256,
+        help_text=_(
+            "JWS algorithm of the ID tokens this client receives. Access tokens always use the "
+            "provider's SIGNING_ALG."
         ),
     )
 

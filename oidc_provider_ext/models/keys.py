@@ -1,6 +1,7 @@
 import secrets
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -45,3 +46,13 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alg} {self.kid} ({self.state})"
+
+    def save(self, *args, **kwargs):
+        # The timestamps follow the state whoever changes it (keys.rotate(), the admin): a retired
+        # key without ``retired`` would have no end to its publication window and never be pruned.
+        now = timezone.now()
+        if self.state == self.State.ACTIVE and self.activated is None:
+            self.activated = now
+        if self.state == self.State.RETIRED and self.retired is None:
+            self.retired = now
+        super().save(*args, **kwargs)

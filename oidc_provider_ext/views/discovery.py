@@ -53,7 +53,8 @@ def provider_metadata() -> dict:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [app_settings.SIGNING_ALG],
+        # Each client picks one with id_token_signed_response_alg; RS256 comes first (OIDC Core 15.1).
+        "id_token_signing_alg_values_supported": list(keys.SUPPORTED_ALGS),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
