@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .conf import app_settings
+from .models import Tenant, TenantMembership
 
 # OIDC Core 5.4: the claims each scope value requests.
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,45 @@ class DefaultOIDCAdapter:
         (the ``claims`` request parameter, OIDC Core 5.5)."""
         wanted = {name for scope in scopes for name in self.get_scope_claims(scope)} | set(requested)
         return {name: value for name, value in self.get_claim_values(user).items() if name in wanted}
+
+    # --- tenants ---------------------------------------------------------------------------------
+    # A tenant is any object with ``code``, ``name``, ``is_active`` and optional ``logo_url``,
+    # ``brand_colour``, ``support_url``. Override these hooks to serve your own organisation model.
+
+    def has_tenants(self, **kwargs: Any) -> bool:
+        """Whether the site defines tenants at all; without any it is a single-tenant IdP."""
+        return Tenant.objects.exists()
+
+    def get_tenant(self, code: str, **kwargs: Any):
+        """The tenant with ``code`` (case-insensitive), active or not, or None."""
+        return Tenant.objects.filter(code=code.lower()).first()
+
+    def get_user_tenants(self, user: AbstractBaseUser, **kwargs: Any) -> list:
+        """Active tenants ``user`` is an active member of."""
+        return list(
+            Tenant.objects.filter(
+                is_active=True, memberships__user=user, memberships__is_active=True
+            ).order_by("name")
+        )
+
+    def is_tenant_member(self, user: AbstractBaseUser, tenant, **kwargs: Any) -> bool:
+        """Whether ``user`` may sign in to ``tenant`` (an active member of an active tenant)."""
+        return bool(
+            tenant.is_active
+            and TenantMembership.objects.filter(tenant__code=tenant.code, user=user, is_active=True).exists()
+        )
+
+    def client_allows_tenant(self, application, tenant, **kwargs: Any) -> bool:
+        """Whether ``application`` accepts sign-ins to ``tenant``; a client with no list accepts any."""
+        profile = getattr(application, "oidc_profile", None)
+        if profile is None or profile.pk is None:
+            return True
+        allowed = {t.code for t in profile.allowed_tenants.all()}
+        return not allowed or tenant.code in allowed
+
+    def get_tenant_claims(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> dict[str, Any]:
+        """Claims naming the tenant in ID tokens, access tokens, userinfo and introspection."""
+        return {"tenant": tenant_code} if tenant_code else {}
 
     def get_authentication_context(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any):
         """``(acr, amr)`` of a sign-in that just succeeded through ``request``.

@@ -19,6 +19,7 @@ Application = get_application_model()
 class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     can_delete = False
+    filter_horizontal = ("allowed_tenants",)
     extra = 1
     max_num = 1
 
@@ -117,4 +118,16 @@ class TenantAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "is_active", "created")
     list_filter = ("is_active",)
     search_fields = ("code", "name")
+    fieldsets = [
+        (None, {"fields": ("code", "name", "is_active")}),
+        ("Branding", {"fields": ("logo_url", "brand_colour", "support_url")}),
+    ]
     inlines = [TenantMembershipInline]
+
+
+@admin.register(TenantMembership)
+class TenantMembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "tenant", "is_active", "created")
+    list_filter = ("is_active", "tenant")
+    search_fields = ("user__username", "user__email", "tenant__code", "tenant__name")
+    raw_id_fields = ("user",)

@@ -3,16 +3,25 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
+from .adapter import get_adapter
+
 
 class LoginForm(AuthenticationForm):
-    """Django's authentication form, laid out by crispy-forms."""
+    """Django's authentication form, laid out by crispy-forms, scoped to a tenant when one is given."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, tenant=None, **kwargs):
+        self.tenant = tenant
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.fields["username"].widget.attrs.update(autocomplete="username", autofocus=True)
         self.fields["password"].widget.attrs.update(autocomplete="current-password")
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if self.tenant is not None and not get_adapter().is_tenant_member(user, self.tenant):
+            # Exactly the wrong-password error: a non-member must not learn the account exists.
+            raise self.get_invalid_login_error()
 
 
 class ConsentForm(forms.Form):

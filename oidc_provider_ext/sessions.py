@@ -2,12 +2,14 @@
 
 The Django session carries a small copy (sid, auth_time, acr, amr) per tenant so the
 authorization endpoint decides ``prompt``/``max_age`` without a query; the ``OPSession`` row is the
-server-side record tokens and logout refer to.
+server-side record tokens and logout refer to. A session for tenant A never stands in for tenant
+B: each tenant has its own entry, and signing in to B leaves A's entry in place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
@@ -30,19 +32,30 @@ class CurrentSession:
     amr: list[str]
 
 
-def tenant_key(tenant) -> str:
-    return tenant.code if tenant is not None else NO_TENANT
-
-
-def current(request: HttpRequest, tenant=None) -> CurrentSession | None:
-    """The signed-in user's OP session for ``tenant`` in this browser, if any."""
+def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:
+    """The signed-in user's OP session for ``tenant`` (a code, "" for none) in this browser."""
     if not request.user.is_authenticated:
         return None
-    entry = request.session.get(SESSION_KEY, {}).get(tenant_key(tenant))
+    entry = request.session.get(SESSION_KEY, {}).get(tenant)
     return CurrentSession(**entry) if entry else None
 
 
-def start(request: HttpRequest, user, tenant=None) -> OPSession:
+def _remember(request: HttpRequest, tenant: str, op_session: OPSession) -> CurrentSession:
+    entry = CurrentSession(
+        id=op_session.pk,
+        sid=op_session.sid,
+        auth_time=int(op_session.auth_time.timestamp()),
+        acr=op_session.acr,
+        amr=list(op_session.amr),
+    )
+    sessions = dict(request.session.get(SESSION_KEY, {}))
+    sessions[tenant] = asdict(entry)
+    request.session[SESSION_KEY] = sessions
+    return entry
+
+
+def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession:
+    """A new OP session for a sign-in that just happened."""
     acr, amr = get_adapter().get_authentication_context(request, user)
     if not request.session.session_key:
         request.session.save()
@@ -54,16 +67,24 @@ def start(request: HttpRequest, user, tenant=None) -> OPSession:
         amr=list(amr),
         session_key=request.session.session_key,
     )
-    sessions = dict(request.session.get(SESSION_KEY, {}))
-    sessions[tenant_key(tenant)] = {
-        "id": op_session.pk,
-        "sid": op_session.sid,
-        "auth_time": int(op_session.auth_time.timestamp()),
-        "acr": acr,
-        "amr": list(amr),
-    }
-    request.session[SESSION_KEY] = sessions
-    return op_session
+    return _remember(request, tenant, op_session)
+
+
+def adopt(request: HttpRequest, tenant: str, source: CurrentSession) -> CurrentSession:
+    """An OP session for ``tenant`` from the same authentication as ``source``.
+
+    Used when the tenant is only known after an unscoped sign-in (the user's only organisation, or
+    the one picked on the chooser page): the user authenticated once, for this very request.
+    """
+    op_session = OPSession.objects.create(
+        user=request.user,
+        tenant=tenant,
+        auth_time=datetime.fromtimestamp(source.auth_time, tz=UTC),
+        acr=source.acr,
+        amr=list(source.amr),
+        session_key=request.session.session_key or "",
+    )
+    return _remember(request, tenant, op_session)
 
 
 @receiver(user_logged_in)
@@ -71,7 +92,7 @@ def _on_login(sender, request, user, **kwargs):
     # Every sign-in path (our login page, the admin's, django.contrib.auth's) starts an OP
     # session, so auth_time is when the user really authenticated, never last_login.
     if request is not None and hasattr(request, "session"):
-        start(request, user, tenant=getattr(request, "oidc_login_tenant", None))
+        start(request, user, tenant=getattr(request, "oidc_login_tenant", NO_TENANT))
 
 
 @receiver(user_logged_out)

@@ -9,7 +9,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException
@@ -100,6 +99,7 @@ class OIDCValidator(OAuth2Validator):
             application=request.client,
             user=request.user,
             op_session_id=context["op_session_id"],
+            tenant=context["tenant"],
             sid=context["sid"],
             auth_time=datetime.fromtimestamp(context["auth_time"], tz=UTC),
             acr=context["acr"],
@@ -199,6 +199,12 @@ class OIDCValidator(OAuth2Validator):
             return False
         family = request.refresh_token_instance.token_family
         grant = AuthorizationGrant.objects.filter(token_family=family).first() if family else None
+        if grant is not None and grant.tenant:
+            # Tenant-scoped tokens live only as long as the user may sign in to that tenant.
+            adapter = get_adapter()
+            tenant = adapter.get_tenant(grant.tenant)
+            if tenant is None or not adapter.is_tenant_member(request.user, tenant):
+                return False
         request._oidc_grant = grant
         request.claims = grant.claims if grant else None
         return True
@@ -217,6 +223,7 @@ class OIDCValidator(OAuth2Validator):
             extra = {"auth_time": int(grant.auth_time.timestamp()), "acr": grant.acr, "amr": grant.amr}
             if grant.sid:
                 extra["sid"] = grant.sid
+            extra.update(get_adapter().get_tenant_claims(request.user, grant.tenant))
         return mint_access_token(
             client_id=client_id, subject=subject_for(request.user), scopes=request.scopes, extra=extra
         )
@@ -278,15 +285,15 @@ class OIDCValidator(OAuth2Validator):
         return True
 
     def get_userinfo_claims(self, request):
-        access_token = request.access_token
-        refresh = access_token.source_refresh_token_id
-        lookup = Q(access_token_id=access_token.pk)
-        if refresh is not None:
-            lookup |= Q(token_family=RefreshToken.objects.filter(pk=refresh).values("token_family")[:1])
-        grant = AuthorizationGrant.objects.filter(lookup).only("claims").first()
+        grant = (
+            AuthorizationGrant.objects.for_access_token(request.access_token).only("claims", "tenant").first()
+        )
         requested = _requested(grant.claims if grant else None, "userinfo")
+        adapter = get_adapter()
         claims = {"sub": subject_for(request.user)}
-        claims.update(get_adapter().get_user_claims(request.user, request.scopes, requested=requested))
+        claims.update(adapter.get_user_claims(request.user, request.scopes, requested=requested))
+        if grant is not None:
+            claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
         return claims
 
     def get_discovery_claims(self, request):
@@ -318,6 +325,7 @@ class OIDCValidator(OAuth2Validator):
             claims["amr"] = grant.amr
         if grant.sid:
             claims["sid"] = grant.sid
+        claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
         return claims, timezone.now() + timedelta(seconds=app_settings.ID_TOKEN_EXPIRE_SECONDS)
 
     def finalize_id_token(self, id_token, token, token_handler, request):

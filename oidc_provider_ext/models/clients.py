@@ -36,6 +36,23 @@ class ClientProfile(models.Model):
         ),
     )
 
+    allowed_tenants = models.ManyToManyField(
+        "oidc_provider_ext.Tenant",
+        blank=True,
+        related_name="+",
+        verbose_name=_("allowed tenants"),
+        help_text=_("Organisations users of this client may sign in to. None selected: any active one."),
+    )
+    default_tenant = models.ForeignKey(
+        "oidc_provider_ext.Tenant",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("default tenant"),
+        help_text=_("Used when a request names no tenant (acr_values=tenant:<code>)."),
+    )
+
     class Meta:
         verbose_name = _("client OIDC profile")
         verbose_name_plural = _("client OIDC profiles")

@@ -12,9 +12,9 @@ class Consent(models.Model):
     application = models.ForeignKey(
         oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+"
     )
-    tenant = models.ForeignKey(
-        "oidc_provider_ext.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
+    # The tenant's code, not a foreign key: the adapter may serve tenants from the site's own
+    # organisation model. "" means no tenant.
+    tenant = models.CharField(_("tenant"), max_length=64, blank=True, db_index=True)
     scope = models.TextField(_("granted scopes"))
     granted = models.DateTimeField(_("granted"))
     expires = models.DateTimeField(_("expires"), null=True, blank=True)

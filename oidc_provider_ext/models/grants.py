@@ -4,6 +4,19 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
 
+class AuthorizationGrantQuerySet(models.QuerySet):
+    def for_access_token(self, access_token):
+        """The grant an access token derives from: directly (code exchange) or through the
+        refresh-token family it was rotated from."""
+        lookup = models.Q(access_token_id=access_token.pk)
+        if access_token.source_refresh_token_id is not None:
+            from oauth2_provider.models import get_refresh_token_model
+
+            family = get_refresh_token_model().objects.filter(pk=access_token.source_refresh_token_id)
+            lookup |= models.Q(token_family=models.Subquery(family.values("token_family")[:1]))
+        return self.filter(lookup)
+
+
 class AuthorizationGrant(models.Model):
     """What a user granted a client in one authorization request; the root of every token issued
     from its code, including every refresh.
@@ -36,6 +49,7 @@ class AuthorizationGrant(models.Model):
     acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
     amr = models.JSONField(_("authentication methods"), default=list, blank=True)
     sid = models.CharField(_("session ID"), max_length=64, blank=True)
+    tenant = models.CharField(_("tenant"), max_length=64, blank=True)
     expires = models.DateTimeField(_("code expires"))
     created = models.DateTimeField(_("created"), auto_now_add=True)
     redeemed = models.DateTimeField(_("redeemed"), null=True, blank=True)
@@ -44,6 +58,8 @@ class AuthorizationGrant(models.Model):
         oauth2_settings.ACCESS_TOKEN_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     token_family = models.UUIDField(_("refresh token family"), null=True, blank=True, db_index=True)
+
+    objects = AuthorizationGrantQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("authorization grant")

@@ -16,9 +16,9 @@ class OPSession(models.Model):
     id = models.BigAutoField(primary_key=True)
     sid = models.CharField(_("session ID"), max_length=64, unique=True, default=default_sid)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_sessions")
-    tenant = models.ForeignKey(
-        "oidc_provider_ext.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
+    # The tenant's code, not a foreign key: the adapter may serve tenants from the site's own
+    # organisation model. "" means no tenant.
+    tenant = models.CharField(_("tenant"), max_length=64, blank=True, db_index=True)
     auth_time = models.DateTimeField(_("authenticated at"))
     acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
     amr = models.JSONField(_("authentication methods"), default=list, blank=True)

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
@@ -11,6 +12,14 @@ class Tenant(models.Model):
     code = models.SlugField(_("organisation code"), max_length=64, help_text=_("Case-insensitive, unique."))
     name = models.CharField(_("display name"), max_length=200)
     is_active = models.BooleanField(_("active"), default=True)
+    logo_url = models.URLField(_("logo URL"), blank=True, help_text=_("Shown on the sign-in page."))
+    brand_colour = models.CharField(
+        _("brand colour"),
+        max_length=7,
+        blank=True,
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a hex colour such as #0a58ca."))],
+    )
+    support_url = models.URLField(_("support link"), blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

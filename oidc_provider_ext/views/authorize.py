@@ -32,6 +32,7 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.models import Consent
+from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
 from oidc_provider_ext.views.errors import error_page
 
@@ -120,6 +121,9 @@ class AuthorizeView(OAuthLibMixin, View):
             entry = self._new_entry(scopes, credentials, application)
         except ClientError as error:
             return self._client_error(credentials, application, error.error, error.description)
+        except TenantError as error:
+            # The source documents: an invalid organisation code is HTTP 400 in the browser.
+            return error_page(request, error.title, error.message)
         return self._continue(self._remember(entry), entry, application)
 
     def post(self, request, *args, **kwargs):
@@ -130,16 +134,14 @@ class AuthorizeView(OAuthLibMixin, View):
         if not request.user.is_authenticated or entry is None or entry.get("user") != str(request.user.pk):
             return self._expired()
         self._forget(request_id)
-        application = (
-            get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
-        )
+        application = _client(entry)
         if application is None:
             return error_page(request, "Unknown application", "This application no longer exists.")
         if form.cleaned_data["decision"] != ConsentForm.ALLOW:
             return self._client_error(
                 entry["credentials"], application, "access_denied", "The user denied the request."
             )
-        self._remember_consent(application, entry["scopes"])
+        self._remember_consent(application, entry["scopes"], entry["tenant"])
         return self._issue_code(entry, application)
 
     # --- the decision ------------------------------------------------------------------------------
@@ -152,6 +154,17 @@ class AuthorizeView(OAuthLibMixin, View):
         if "request_uri" in query:
             raise ClientError("request_uri_not_supported", "request_uri is not supported.")
         prompt = sorted(credentials.get("prompt") or ())
+        try:
+            acr = parse_acr_values(query.get("acr_values"))
+        except ValueError as exc:
+            raise ClientError("invalid_request", str(exc)) from exc
+        if acr.tenant is not None:
+            tenant = resolve_requested_tenant(acr.tenant, application)
+        else:
+            tenant = default_tenant(application)
+        # With no tenant named and no client default, the tenant is decided after sign-in: the
+        # user's only organisation, or the one they pick. A site without tenants has none.
+        tenant_deferred = tenant is None and get_adapter().has_tenants()
         claims = credentials.get("claims") or {}
         essential, acr_values = _requested_value(claims, "acr")
         if essential and acr_values and not set(acr_values) & set(get_adapter().acr_values_supported):
@@ -176,12 +189,19 @@ class AuthorizeView(OAuthLibMixin, View):
             "subject": hint_sub or (sub_values[0] if sub_values else None),
             "login_hint": query.get("login_hint", "")[:255],
             "ui_locales": query.get("ui_locales", "")[:255],
+            "tenant": tenant.code if tenant is not None else sessions.NO_TENANT,
+            "tenant_deferred": tenant_deferred,
+            "idp": list(acr.idps),
         }
 
     def _continue(self, request_id: str, entry: dict, application):
         request = self.request
         prompt = set(entry["prompt"])
-        reason = self._login_reason(entry, sessions.current(request))
+        if entry["tenant_deferred"] and request.user.is_authenticated:
+            response = self._decide_tenant(request_id, entry, application)
+            if response is not None:
+                return response
+        reason = self._login_reason(entry, sessions.current(request, entry["tenant"]))
         if reason:
             if "none" in prompt:
                 self._forget(request_id)
@@ -190,9 +210,8 @@ class AuthorizeView(OAuthLibMixin, View):
             self._store(request_id, entry)
             return self._redirect_to_login(request_id, entry)
 
-        if application.skip_authorization or (
-            self._consent_covers(application, entry["scopes"]) and "consent" not in prompt
-        ):
+        consented = self._consent_covers(application, entry["scopes"], entry["tenant"])
+        if application.skip_authorization or (consented and "consent" not in prompt):
             self._forget(request_id)
             return self._issue_code(entry, application)
         if "none" in prompt:
@@ -206,6 +225,61 @@ class AuthorizeView(OAuthLibMixin, View):
         entry["user"] = str(request.user.pk)
         self._store(request_id, entry)
         return self._render_consent(request_id, entry, application)
+
+    def _decide_tenant(self, request_id: str, entry: dict, application):
+        """Pick the tenant of a request that named none, once the user is known (issue: tenants)."""
+        adapter = get_adapter()
+        tenants = [
+            t
+            for t in adapter.get_user_tenants(self.request.user)
+            if adapter.client_allows_tenant(application, t)
+        ]
+        if len(tenants) > 1:
+            if "none" in entry["prompt"]:
+                self._forget(request_id)
+                return self._client_error(
+                    entry["credentials"],
+                    application,
+                    "interaction_required",
+                    "The user must choose an organisation.",
+                )
+            return self._render_chooser(request_id, entry, tenants)
+        if not tenants:
+            profile = getattr(application, "oidc_profile", None)
+            if profile is not None and profile.pk is not None and profile.allowed_tenants.exists():
+                self._forget(request_id)
+                return error_page(
+                    self.request,
+                    "No organisation for this application",
+                    "Your account is not a member of an organisation this application accepts. "
+                    "Contact your administrator.",
+                )
+            self._choose_tenant(request_id, entry, sessions.NO_TENANT)
+            return None
+        self._choose_tenant(request_id, entry, tenants[0].code)
+        return None
+
+    def _choose_tenant(self, request_id: str, entry: dict, code: str) -> None:
+        entry["tenant"], entry["tenant_deferred"] = code, False
+        # The sign-in that just happened for this request (unscoped: the tenant was unknown) also
+        # opens the chosen tenant's session; an older sign-in does not.
+        unscoped = sessions.current(self.request, sessions.NO_TENANT)
+        if (
+            code
+            and sessions.current(self.request, code) is None
+            and unscoped is not None
+            and entry.get("login_started")
+            and unscoped.auth_time >= entry["login_started"]
+        ):
+            sessions.adopt(self.request, code, unscoped)
+        self._store(request_id, entry)
+
+    def _render_chooser(self, request_id: str, entry: dict, tenants: list):
+        entry["user"] = str(self.request.user.pk)
+        self._store(request_id, entry)
+        context = {"tenants": tenants, "request_id": request_id}
+        with translation.override(_ui_language(entry["ui_locales"])):
+            return render(self.request, "oidc_provider_ext/tenant_chooser.html", context)
 
     def _login_reason(self, entry: dict, session: sessions.CurrentSession | None) -> str | None:
         """Why the user must (re-)authenticate for this request, or None (OIDC Core 3.1.2.1)."""
@@ -221,27 +295,33 @@ class AuthorizeView(OAuthLibMixin, View):
             return "The signed-in user is not the one the client asked for."
         return None
 
-    def _consent_covers(self, application, scopes: list[str]) -> bool:
+    def _consent_covers(self, application, scopes: list[str], tenant: str) -> bool:
         # OIDC Core 11: offline access is always consented to explicitly.
         if OFFLINE_ACCESS in scopes:
             return False
         now = timezone.now()
         consent = (
-            Consent.objects.filter(user=self.request.user, application=application, revoked__isnull=True)
+            Consent.objects.filter(
+                user=self.request.user, application=application, tenant=tenant, revoked__isnull=True
+            )
             .exclude(expires__lte=now)
             .only("scope")
             .first()
         )
         return consent is not None and set(scopes) <= consent.scopes
 
-    def _remember_consent(self, application, scopes: list[str]) -> None:
+    def _remember_consent(self, application, scopes: list[str], tenant: str) -> None:
         now = timezone.now()
         consent = Consent.objects.filter(
-            user=self.request.user, application=application, revoked__isnull=True
+            user=self.request.user, application=application, tenant=tenant, revoked__isnull=True
         ).first()
         if consent is None:
             Consent.objects.create(
-                user=self.request.user, application=application, scope=" ".join(sorted(scopes)), granted=now
+                user=self.request.user,
+                application=application,
+                tenant=tenant,
+                scope=" ".join(sorted(scopes)),
+                granted=now,
             )
         else:
             consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
@@ -293,9 +373,10 @@ class AuthorizeView(OAuthLibMixin, View):
             return render(self.request, self.template_name, context)
 
     def _issue_code(self, entry: dict, application):
-        session = sessions.current(self.request)
+        session = sessions.current(self.request, entry["tenant"])
         credentials = dict(entry["credentials"])
         credentials["oidc_context"] = {
+            "tenant": entry["tenant"],
             "op_session_id": session.id,
             "sid": session.sid,
             "auth_time": session.auth_time,
@@ -364,15 +445,44 @@ class AuthorizeContinueView(AuthorizeView):
         entry = pending_request(request, request_id)
         if entry is None:
             return self._expired()
-        application = (
-            get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
-        )
+        application = _client(entry)
         if application is None:
             return error_page(request, "Unknown application", "This application no longer exists.")
         return self._continue(request_id, entry, application)
 
-    def post(self, request, *args, **kwargs):
-        return self.http_method_not_allowed(request, *args, **kwargs)
+    def post(self, request, request_id: str, *args, **kwargs):
+        """The tenant chooser's answer."""
+        entry = pending_request(request, request_id)
+        if not request.user.is_authenticated or entry is None or entry.get("user") != str(request.user.pk):
+            return self._expired()
+        application = _client(entry)
+        adapter = get_adapter()
+        chosen = request.POST.get("tenant", "")
+        allowed = {
+            t.code
+            for t in adapter.get_user_tenants(request.user)
+            if adapter.client_allows_tenant(application, t)
+        }
+        if application is None or not entry["tenant_deferred"] or chosen not in allowed:
+            return error_page(
+                request, "Organisation not available", "Choose one of the organisations offered."
+            )
+        self._choose_tenant(request_id, entry, chosen)
+        return self._continue(request_id, entry, application)
+
+
+def _client(entry: dict):
+    return get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
+
+
+def allowed_tenants(user, application) -> list:
+    """The active tenants ``user`` belongs to that ``application`` accepts."""
+    adapter = get_adapter()
+    return [
+        tenant
+        for tenant in adapter.get_user_tenants(user)
+        if adapter.client_allows_tenant(application, tenant)
+    ]
 
 
 def _ui_language(ui_locales: str) -> str:

@@ -1,10 +1,11 @@
-"""The hosted sign-in page of the authorization flow."""
+"""The hosted sign-in page of the authorization flow, branded and scoped per tenant."""
 
 from django.contrib.auth import views as auth_views
 from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
+from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
 from oidc_provider_ext.views.authorize import PENDING_SESSION_KEY, _ui_language, pending_request_for_next
 
@@ -21,13 +22,22 @@ class LoginView(auth_views.LoginView):
         next_url = request.POST.get(self.redirect_field_name) or request.GET.get(self.redirect_field_name, "")
         # (request id, stored request) of the authorization request this sign-in completes.
         self.pending_authorization = pending_request_for_next(request, next_url)
-        entry = self.pending_authorization[1] if self.pending_authorization else None
+        entry = self.pending_authorization[1] if self.pending_authorization else {}
+        code = entry.get("tenant") if not entry.get("tenant_deferred") else None
+        self.tenant = get_adapter().get_tenant(code) if code else None
         language = _ui_language(entry["ui_locales"]) if entry else translation.get_language()
         with translation.override(language):
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render"):
                 response.render()  # inside the override: the page is in the client's language
             return response
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "tenant": self.tenant}
+
+    def get_context_data(self, **kwargs):
+        entry = self.pending_authorization[1] if self.pending_authorization else {}
+        return super().get_context_data(tenant=self.tenant, idp_hints=entry.get("idp", []), **kwargs)
 
     def get_initial(self):
         initial = super().get_initial()
@@ -39,6 +49,8 @@ class LoginView(auth_views.LoginView):
         return initial
 
     def form_valid(self, form):
+        # The OP session this sign-in starts belongs to the tenant it was scoped to.
+        self.request.oidc_login_tenant = self.tenant.code if self.tenant is not None else ""
         # Signing in as a different user flushes the session (django.contrib.auth.login); the
         # authorization request being completed must survive that (prompt=select_account).
         response = super().form_valid(form)

@@ -14,7 +14,9 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request
 
+from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
 from oidc_provider_ext.validator import checksum
 
@@ -133,6 +135,9 @@ class IntrospectionView(OAuthLibMixin, View):
             }
             if access.user is not None:
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
+                grant = AuthorizationGrant.objects.for_access_token(access).only("tenant").first()
+                if grant is not None:
+                    data.update(get_adapter().get_tenant_claims(access.user, grant.tenant))
             else:
                 data["sub"] = access.application.client_id
             return data
@@ -143,7 +148,12 @@ class IntrospectionView(OAuthLibMixin, View):
             .first()
         )
         if refresh is not None and refresh.access_token_id is not None:
+            grant = (
+                AuthorizationGrant.objects.filter(token_family=refresh.token_family).only("tenant").first()
+            )
+            tenant_claims = get_adapter().get_tenant_claims(refresh.user, grant.tenant) if grant else {}
             return {
+                **tenant_claims,
                 "active": True,
                 "token_type": "refresh_token",
                 "client_id": refresh.application.client_id,

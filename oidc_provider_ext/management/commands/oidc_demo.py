@@ -78,7 +78,8 @@ class Command(BaseCommand):
             },
         )
         for client in (confidential, public):
-            ClientProfile.objects.get_or_create(application=client)
+            # Requests without acr_values=tenant:<code> sign in to the demo tenant.
+            ClientProfile.objects.update_or_create(application=client, defaults={"default_tenant": tenant})
 
         data = {
             "issuer": app_settings.ISSUER,
