@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth.hashers import identify_hasher
+from django.db import models
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
 
@@ -118,6 +119,8 @@ class TenantAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "is_active", "created")
     list_filter = ("is_active",)
     search_fields = ("code", "name")
+    # Django 6 assumes https for scheme-less URLs; say so now (and silence the 5.x warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ("code", "name", "is_active")}),
         ("Branding", {"fields": ("logo_url", "brand_colour", "support_url")}),

@@ -26,7 +26,13 @@ class Tenant(models.Model):
         verbose_name = _("tenant")
         verbose_name_plural = _("tenants")
         ordering = ["code"]
-        constraints = [models.UniqueConstraint(Lower("code"), name="oidc_tenant_code_ci_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("code"),
+                name="oidc_tenant_code_ci_unique",
+                violation_error_message=_("An organisation with this code already exists (any case)."),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"

@@ -1,0 +1,343 @@
+"""Tenants: acr_values=tenant:<org_code> selects the organisation a user signs in to."""
+
+import pytest
+from django.urls import reverse
+
+from oidc_provider_ext.models import ClientProfile
+from oidc_provider_ext.tenants import parse_acr_values
+
+from .factories import REDIRECT_URI, TenantFactory, TenantMembershipFactory, UserFactory
+from .flow import authorize_url, consent, exchange, login, query_of, token_request, verify_jwt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme(user):
+    tenant = TenantFactory(
+        code="acme",
+        name="Acme Corporation",
+        logo_url="https://cdn.acme.example/logo.png",
+        brand_colour="#aa3300",
+        support_url="https://help.acme.example/",
+    )
+    TenantMembershipFactory(tenant=tenant, user=user)
+    return tenant
+
+
+@pytest.fixture
+def globex(db):
+    return TenantFactory(code="globex", name="Globex")
+
+
+def tenant_url(app, code, **params):
+    return authorize_url(app, acr_values=f"tenant:{code}", **params)
+
+
+def sign_in_through(browser, url, user, password=None):
+    """GET the authorize URL, sign in on the page it leads to, return the next response."""
+    response = browser.get(url)
+    assert response.status_code == 302 and reverse("oidc_provider_ext:login") in response["Location"], (
+        response
+    )
+    login_page = response["Location"]
+    kwargs = {"username": user.username, "password": password or "correct horse battery staple"}
+    response = browser.post(login_page, kwargs)
+    if response.status_code != 302:
+        return response
+    return browser.get(response["Location"])
+
+
+def code_from(browser, response):
+    if response.status_code == 200:
+        response = consent(browser, response)
+    assert response.status_code == 302 and response["Location"].startswith(REDIRECT_URI), response
+    return query_of(response["Location"])["code"]
+
+
+class TestParsing:
+    @pytest.mark.parametrize(
+        ("raw", "tenant", "idps", "classes"),
+        [
+            ("tenant:acme", "acme", (), ()),
+            ("TENANT:AcMe", "acme", (), ()),
+            ("urn:x:mfa tenant:acme idp:google", "acme", ("google",), ("urn:x:mfa",)),
+            ("urn:x:mfa", None, (), ("urn:x:mfa",)),
+            ("", None, (), ()),
+            (None, None, (), ()),
+        ],
+    )
+    def test_valid(self, raw, tenant, idps, classes):
+        parsed = parse_acr_values(raw)
+        assert (parsed.tenant, parsed.idps, parsed.classes) == (tenant, idps, classes)
+
+    @pytest.mark.parametrize("raw", ["tenant:acme tenant:globex", "tenant:"])
+    def test_invalid(self, raw):
+        with pytest.raises(ValueError):
+            parse_acr_values(raw)
+
+    def test_two_tenants_is_invalid_request_to_the_client(
+        self, browser, user, confidential_app, acme, globex
+    ):
+        login(browser, user)
+        response = browser.get(authorize_url(confidential_app, acr_values="tenant:acme tenant:globex"))
+        query = query_of(response["Location"])
+        assert query["error"] == "invalid_request" and query["state"] == "state-123"
+
+    def test_unknown_tenant_is_a_400_page_not_a_redirect(self, browser, confidential_app, acme):
+        response = browser.get(tenant_url(confidential_app, "initech"))
+        assert response.status_code == 400 and "Location" not in response
+        assert "initech" in response.content.decode()
+        assert "Unknown organisation" in response.content.decode()
+
+    def test_disabled_tenant_is_a_400_page(self, browser, confidential_app, acme):
+        acme.is_active = False
+        acme.save()
+        response = browser.get(tenant_url(confidential_app, "acme"))
+        assert response.status_code == 400 and "Location" not in response
+        assert "disabled" in response.content.decode()
+
+    def test_tenant_not_allowed_for_client_is_a_400_page(self, browser, confidential_app, acme, globex):
+        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        response = browser.get(tenant_url(confidential_app, "acme"))
+        assert response.status_code == 400 and "Location" not in response
+        assert "does not accept" in response.content.decode()
+
+    def test_code_is_case_insensitive(self, browser, rp, user, confidential_app, acme):
+        code = code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "ACME"), user))
+        assert verify_jwt(exchange(rp, confidential_app, code).json()["id_token"])["tenant"] == "acme"
+
+    def test_other_acr_values_do_not_become_the_acr(self, browser, rp, user, confidential_app, acme):
+        url = authorize_url(confidential_app, acr_values="urn:x:mfa tenant:acme idp:google")
+        code = code_from(browser, sign_in_through(browser, url, user))
+        claims = verify_jwt(exchange(rp, confidential_app, code).json()["id_token"])
+        assert claims["acr"] == "urn:oidc-provider-ext:acr:password"  # what really happened
+        assert claims["tenant"] == "acme"
+
+
+class TestLoginPage:
+    def test_branding(self, browser, confidential_app, acme):
+        page = browser.get(tenant_url(confidential_app, "acme"), follow=True).content.decode()
+        assert "Acme Corporation" in page
+        assert 'src="https://cdn.acme.example/logo.png"' in page
+        assert "#aa3300" in page
+        assert 'href="https://help.acme.example/"' in page
+
+    def test_member_signs_in(self, browser, rp, user, confidential_app, acme):
+        code = code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        assert exchange(rp, confidential_app, code).status_code == 200
+
+    def test_non_member_gets_the_wrong_password_answer(self, browser, confidential_app, acme):
+        outsider = UserFactory()
+        wrong_password = sign_in_through(
+            browser, tenant_url(confidential_app, "acme"), outsider, password="nope"
+        )
+        non_member = sign_in_through(browser, tenant_url(confidential_app, "acme"), outsider)
+        assert wrong_password.status_code == non_member.status_code == 400
+        message = "The username or password is not correct"
+        assert message in wrong_password.content.decode() and message in non_member.content.decode()
+        assert "_auth_user_id" not in browser.session
+
+    def test_inactive_membership_cannot_sign_in(self, browser, user, confidential_app, acme):
+        acme.memberships.update(is_active=False)
+        assert sign_in_through(browser, tenant_url(confidential_app, "acme"), user).status_code == 400
+
+
+class TestWithoutTenantInRequest:
+    def test_client_default_tenant(self, browser, rp, user, confidential_app, acme):
+        ClientProfile.objects.filter(application=confidential_app).update(default_tenant=acme)
+        page = browser.get(authorize_url(confidential_app), follow=True)
+        assert "Acme Corporation" in page.content.decode()  # branded login for the default tenant
+        code = code_from(browser, sign_in_through(browser, authorize_url(confidential_app), user))
+        assert verify_jwt(exchange(rp, confidential_app, code).json()["id_token"])["tenant"] == "acme"
+
+    def test_users_only_tenant(self, browser, rp, user, confidential_app, acme, globex):
+        code = code_from(browser, sign_in_through(browser, authorize_url(confidential_app), user))
+        assert verify_jwt(exchange(rp, confidential_app, code).json()["id_token"])["tenant"] == "acme"
+
+    def test_chooser_for_a_user_in_several(self, browser, rp, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        response = sign_in_through(browser, authorize_url(confidential_app), user)
+        assert response.status_code == 200
+        assert response.templates[0].name == "oidc_provider_ext/tenant_chooser.html"
+        assert {t.code for t in response.context["tenants"]} == {"acme", "globex"}
+        response = browser.post(
+            reverse("oidc_provider_ext:authorize-continue", args=[response.context["request_id"]]),
+            {"tenant": "globex"},
+        )
+        code = code_from(browser, response)
+        assert verify_jwt(exchange(rp, confidential_app, code).json()["id_token"])["tenant"] == "globex"
+
+    def test_chooser_refuses_a_tenant_not_offered(self, browser, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        TenantFactory(code="initech")
+        response = sign_in_through(browser, authorize_url(confidential_app), user)
+        response = browser.post(
+            reverse("oidc_provider_ext:authorize-continue", args=[response.context["request_id"]]),
+            {"tenant": "initech"},
+        )
+        assert response.status_code == 400 and "Location" not in response
+
+    def test_chooser_with_prompt_none_is_interaction_required(
+        self, browser, user, confidential_app, acme, globex
+    ):
+        TenantMembershipFactory(tenant=globex, user=user)
+        login(browser, user)
+        query = query_of(browser.get(authorize_url(confidential_app, prompt="none"))["Location"])
+        assert query["error"] == "interaction_required"
+
+    def test_client_restricted_to_tenants_the_user_is_not_in(
+        self, browser, user, confidential_app, acme, globex
+    ):
+        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        response = sign_in_through(browser, authorize_url(confidential_app), user)
+        assert response.status_code == 400 and "Location" not in response
+
+    def test_site_without_tenants_is_single_tenant(self, browser, rp, user, confidential_app):
+        code = code_from(browser, sign_in_through(browser, authorize_url(confidential_app), user))
+        body = exchange(rp, confidential_app, code).json()
+        assert "tenant" not in verify_jwt(body["id_token"])
+        assert "tenant" not in verify_jwt(body["access_token"], typ="at+jwt")
+
+
+class TestSessionIsolation:
+    def test_session_for_a_does_not_satisfy_b(self, browser, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        response = browser.get(tenant_url(confidential_app, "globex"))
+        assert response.status_code == 302 and reverse("oidc_provider_ext:login") in response["Location"]
+        query = query_of(browser.get(tenant_url(confidential_app, "globex", prompt="none"))["Location"])
+        assert query["error"] == "login_required"
+
+    def test_switching_back_keeps_the_other_session(self, browser, rp, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        first = code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        acme_sid = verify_jwt(exchange(rp, confidential_app, first).json()["id_token"])["sid"]
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "globex"), user))
+        query = query_of(browser.get(tenant_url(confidential_app, "acme", prompt="none"))["Location"])
+        claims = verify_jwt(exchange(rp, confidential_app, query["code"]).json()["id_token"])
+        assert claims["tenant"] == "acme" and claims["sid"] == acme_sid
+
+    def test_logout_ends_every_tenant_session(self, browser, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "globex"), user))
+        browser.post(reverse("logout"))
+        for code in ("acme", "globex"):
+            query = query_of(browser.get(tenant_url(confidential_app, code, prompt="none"))["Location"])
+            assert query["error"] == "login_required"
+
+    def test_consent_is_per_tenant(self, browser, user, confidential_app, acme, globex):
+        TenantMembershipFactory(tenant=globex, user=user)
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        response = sign_in_through(browser, tenant_url(confidential_app, "globex"), user)
+        assert response.status_code == 200  # consent again for the other organisation
+        assert response.templates[0].name == "oidc_provider_ext/consent.html"
+
+
+class TestTokensCarryTheTenant:
+    @pytest.fixture
+    def tokens(self, browser, rp, user, confidential_app, acme):
+        url = tenant_url(confidential_app, "acme", scope="openid offline_access")
+        code = code_from(browser, sign_in_through(browser, url, user))
+        return exchange(rp, confidential_app, code).json()
+
+    def test_id_token_access_token_userinfo_introspection(self, rp, confidential_app, tokens):
+        from urllib.parse import urlencode
+
+        from .flow import basic_auth
+
+        assert verify_jwt(tokens["id_token"])["tenant"] == "acme"
+        assert verify_jwt(tokens["access_token"], typ="at+jwt")["tenant"] == "acme"
+        info = rp.get(
+            reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}"
+        )
+        assert info.json()["tenant"] == "acme"
+        for token in (tokens["access_token"], tokens["refresh_token"]):
+            response = rp.post(
+                reverse("oidc_provider_ext:introspect"),
+                urlencode({"token": token}),
+                content_type="application/x-www-form-urlencoded",
+                HTTP_AUTHORIZATION=basic_auth(confidential_app.client_id, confidential_app.raw_secret),
+            )
+            assert response.json()["tenant"] == "acme"
+
+    def test_refresh_keeps_the_tenant(self, rp, confidential_app, tokens):
+        auth = (confidential_app.client_id, confidential_app.raw_secret)
+        body = token_request(
+            rp, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth
+        )
+        refreshed = body.json()
+        assert verify_jwt(refreshed["id_token"])["tenant"] == "acme"
+        assert verify_jwt(refreshed["access_token"], typ="at+jwt")["tenant"] == "acme"
+        info = rp.get(
+            reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {refreshed['access_token']}"
+        )
+        assert info.json()["tenant"] == "acme"
+
+    def test_refresh_stops_when_membership_ends(self, rp, confidential_app, tokens, acme):
+        acme.memberships.update(is_active=False)
+        auth = (confidential_app.client_id, confidential_app.raw_secret)
+        response = token_request(
+            rp, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth
+        )
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+@pytest.fixture
+def staff(client):
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(admin_user)
+    return client
+
+
+class TestAdmin:
+    def test_tenant_pages_render(self, staff, acme):
+        assert staff.get("/admin/oidc_provider_ext/tenant/").status_code == 200
+        assert staff.get("/admin/oidc_provider_ext/tenant/?q=acm&is_active__exact=1").status_code == 200
+        assert staff.get(f"/admin/oidc_provider_ext/tenant/{acme.pk}/change/").status_code == 200
+        assert staff.get("/admin/oidc_provider_ext/tenantmembership/?q=acme").status_code == 200
+
+    def test_add_tenant_with_membership_inline(self, staff, user):
+        from oidc_provider_ext.models import Tenant
+
+        response = staff.post(
+            "/admin/oidc_provider_ext/tenant/add/",
+            {
+                "code": "Initech",
+                "name": "Initech",
+                "is_active": "on",
+                "logo_url": "",
+                "brand_colour": "#112233",
+                "support_url": "",
+                "memberships-TOTAL_FORMS": "1",
+                "memberships-INITIAL_FORMS": "0",
+                "memberships-MIN_NUM_FORMS": "0",
+                "memberships-MAX_NUM_FORMS": "1000",
+                "memberships-0-user": str(user.pk),
+                "memberships-0-is_active": "on",
+            },
+        )
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        tenant = Tenant.objects.get(code="initech")  # stored lower-case
+        assert tenant.memberships.get().user == user
+
+    def test_bad_colour_and_duplicate_code_are_refused(self, staff, acme):
+        response = staff.post(
+            "/admin/oidc_provider_ext/tenant/add/",
+            {
+                "code": "ACME",
+                "name": "Again",
+                "brand_colour": "red",
+                "memberships-TOTAL_FORMS": "0",
+                "memberships-INITIAL_FORMS": "0",
+                "memberships-MIN_NUM_FORMS": "0",
+                "memberships-MAX_NUM_FORMS": "1000",
+            },
+        )
+        assert response.status_code == 200
+        errors = response.context["adminform"].form.errors
+        assert "brand_colour" in errors
+        assert any("already exists" in str(message) for message in errors.get("__all__", [])), errors
