@@ -4,6 +4,7 @@ from django.db import models
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
 
+from . import consents
 from .models import (
     AuthorizationGrant,
     ClientProfile,
@@ -21,6 +22,7 @@ class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     can_delete = False
     filter_horizontal = ("allowed_tenants",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     extra = 1
     max_num = 1
 
@@ -39,7 +41,9 @@ class ClientAdmin(ApplicationAdmin):
     inlines = [*ApplicationAdmin.inlines, ClientProfileInline]
     # DOT's per-application algorithm names a key in DOT's settings; ID tokens here are signed
     # by the database key store (oidc_provider_ext.keys), so the field would only mislead.
-    exclude = ("algorithm",)
+    # skip_authorization is replaced by the OIDC profile's consent policy (one way to do it).
+    exclude = ("algorithm", "skip_authorization")
+    list_filter = ("client_type", "authorization_grant_type", "oidc_profile__consent_policy")
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -103,9 +107,18 @@ class OPSessionAdmin(ReadOnlyAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(ReadOnlyAdmin):
-    list_display = ("user", "application", "tenant", "scope", "granted", "expires", "revoked")
-    list_filter = ("revoked",)
+    list_display = ("user", "application", "tenant", "scope", "granted", "last_used", "expires", "revoked")
+    list_filter = (("revoked", admin.EmptyFieldListFilter), "tenant")
+    search_fields = ("user__username", "user__email", "application__name", "application__client_id")
     raw_id_fields = ("user", "application")
+    actions = ["revoke_consents"]
+
+    @admin.action(description="Revoke selected consents and the tokens issued under them")
+    def revoke_consents(self, request, queryset):
+        live = list(queryset.filter(revoked__isnull=True))
+        for consent in live:
+            consents.revoke(consent)
+        self.message_user(request, f"Revoked {len(live)} consent(s).", messages.SUCCESS)
 
 
 class TenantMembershipInline(admin.TabularInline):

@@ -50,6 +50,7 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
+    "CONSENT_LIFETIME_DAYS": _Setting(None, "Default lifetime of a remembered consent; None: until revoked."),
     "UI_LOCALES": _Setting(
         ["en"], "Languages the hosted pages are offered in (ui_locales); each needs translations."
     ),
@@ -125,6 +126,11 @@ class AppSettings:
     @property
     def AUTHORIZE_REQUEST_MAX_AGE_SECONDS(self) -> int:
         return int(self._get("AUTHORIZE_REQUEST_MAX_AGE_SECONDS"))
+
+    @property
+    def CONSENT_LIFETIME_DAYS(self) -> int | None:
+        value = self._get("CONSENT_LIFETIME_DAYS")
+        return None if value is None else int(value)
 
     @property
     def UI_LOCALES(self) -> list[str]:

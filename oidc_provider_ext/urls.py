@@ -10,7 +10,7 @@ The lists are composable, so a site can mount a subset or another prefix::
 
 from django.urls import include, path
 
-from .views import authorize, discovery, login, token
+from .views import apps, authorize, discovery, login, token
 
 app_name = "oidc_provider_ext"
 
@@ -25,6 +25,8 @@ oauth2_urlpatterns = [
     path("revocation", token.RevocationView.as_view(), name="revocation"),
     path("introspect", token.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),
+    path("apps", apps.ConnectedAppsView.as_view(), name="connected-apps"),
+    path("apps/<int:pk>/revoke", apps.RevokeAppView.as_view(), name="connected-app-revoke"),
 ]
 
 oidc_urlpatterns = [

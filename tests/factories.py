@@ -55,10 +55,16 @@ class ApplicationFactory(DjangoModelFactory[Application]):
         obj.raw_secret = raw
         return obj
 
-    @factory.post_generation
-    def require_pkce(self, create, extracted, **kwargs):
-        if create:
-            ClientProfile.objects.create(application=self, require_pkce=bool(extracted))
+    profile = factory.RelatedFactory(
+        "tests.factories.ClientProfileFactory", factory_related_name="application"
+    )
+
+
+class ClientProfileFactory(DjangoModelFactory[ClientProfile]):
+    """Override through the client: ``ApplicationFactory(profile__consent_policy="skip")``."""
+
+    class Meta:
+        model = ClientProfile
 
 
 class PublicApplicationFactory(ApplicationFactory):

@@ -43,13 +43,14 @@ def login(client, user, password: str = USER_PASSWORD, next_url: str = "/"):
     )
 
 
-def consent(client, response, decision: str = "allow"):
-    """POST the consent form found in ``response`` (the consent page)."""
+def consent(client, response, decision: str = "allow", untick: tuple[str, ...] = ()):
+    """POST the consent form in ``response`` as a browser does: every enabled scope checkbox is
+    ticked by default (``untick`` some), the disabled openid one is not sent."""
     assert response.status_code == 200, response.content[:500]
     request_id = response.context["form"].initial["request_id"]
-    return client.post(
-        reverse("oidc_provider_ext:authorize"), {"request_id": request_id, "decision": decision}
-    )
+    ticked = [s["name"] for s in response.context["scopes"] if not s["required"] and s["name"] not in untick]
+    data = {"request_id": request_id, "decision": decision, "scope": ticked}
+    return client.post(reverse("oidc_provider_ext:authorize"), data)
 
 
 def get_code(client, app, user, **params) -> tuple[str, dict]:

@@ -102,7 +102,7 @@ def test_pkce_challenge_without_method_means_plain_and_is_rejected(client, user,
 
 
 def test_client_requiring_pkce_rejects_request_without_it(client, user):
-    app = ApplicationFactory(require_pkce=True)
+    app = ApplicationFactory(profile__require_pkce=True)
     login(client, user)
     assert_client_error(client.get(authorize_url(app)), "invalid_request")
     _, challenge = pkce_pair()

@@ -140,7 +140,7 @@ def test_offline_access_is_always_asked(browser, user, confidential_app):
 def test_skip_authorization_client_gets_code_without_consent_page(browser, user):
     from .factories import ApplicationFactory
 
-    app = ApplicationFactory(skip_authorization=True)
+    app = ApplicationFactory(profile__consent_policy="skip")
     login(browser, user)
     response = browser.get(authorize_url(app))
     assert response.status_code == 302

@@ -328,6 +328,7 @@ class TestClientAlgorithm:
                 "oidc_profile-0-id": str(app.oidc_profile.pk),
                 "oidc_profile-0-application": str(app.pk),
                 "oidc_profile-0-id_token_signed_response_alg": "ES256",
+                "oidc_profile-0-consent_policy": "remember",
             }
         )
         data.pop("user", None)

@@ -23,13 +23,15 @@ URL_NAMES = [
     ("oidc_provider_ext:revocation", "/connect/revocation"),
     ("oidc_provider_ext:endsession", "/connect/endsession"),
     ("oidc_provider_ext:login", "/connect/login"),
+    ("oidc_provider_ext:connected-apps", "/connect/apps"),
+    ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
 ]
 
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = [path.rsplit("/", 1)[1]] if name.endswith("-continue") else []
+    args = {"-continue": ["abc"], "-revoke": [7]}.get(name[name.rfind("-") :], [])
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 
@@ -222,6 +224,7 @@ class TestAdmin:
                 "oidc_profile-MAX_NUM_FORMS": "1",
                 "oidc_profile-0-require_pkce": "on",
                 "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
+                "oidc_profile-0-consent_policy": "skip",
             },
             follow=True,
         )
@@ -232,6 +235,7 @@ class TestAdmin:
         app = Application.objects.get(client_id="admin-made")
         assert app.client_secret != secret  # stored hashed
         assert app.oidc_profile.require_pkce
+        assert app.oidc_profile.consent_policy == "skip"
         messages = [str(m) for m in response.context["messages"]]
         assert any(secret in m for m in messages)
         change = staff.get(f"/admin/oauth2_provider/application/{app.pk}/change/")

@@ -36,6 +36,29 @@ class ClientProfile(models.Model):
         ),
     )
 
+    class ConsentPolicy(models.TextChoices):
+        ASK = "ask", _("Always ask")
+        REMEMBER = "remember", _("Ask once, remember the answer")
+        SKIP = "skip", _("Never ask (first-party client)")
+
+    consent_policy = models.CharField(
+        _("consent"),
+        max_length=8,
+        choices=ConsentPolicy.choices,
+        default=ConsentPolicy.REMEMBER,
+        help_text=_("“Never ask” is for the operator's own applications only."),
+    )
+    consent_lifetime_days = models.PositiveIntegerField(
+        _("consent lifetime (days)"),
+        null=True,
+        blank=True,
+        help_text=_("How long a remembered consent lasts. Empty: the site default (CONSENT_LIFETIME_DAYS)."),
+    )
+    # Shown on the consent page; names from OIDC Dynamic Client Registration 1.0 section 2.
+    logo_uri = models.URLField(_("logo URL"), blank=True)
+    client_uri = models.URLField(_("home page"), blank=True)
+    policy_uri = models.URLField(_("privacy policy"), blank=True)
+    tos_uri = models.URLField(_("terms of service"), blank=True)
     allowed_tenants = models.ManyToManyField(
         "oidc_provider_ext.Tenant",
         blank=True,

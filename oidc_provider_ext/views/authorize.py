@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.generic import View
@@ -27,18 +27,17 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from oidc_provider_ext import sessions
+from oidc_provider_ext import consents, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-from oidc_provider_ext.models import Consent
+from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
 from oidc_provider_ext.views.errors import error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
 MAX_PENDING = 10
-OFFLINE_ACCESS = "offline_access"
 # Only these survive to the code; oauthlib's own request object and sets are not serialisable.
 _KEPT_CREDENTIALS = (
     "client_id",
@@ -50,6 +49,17 @@ _KEPT_CREDENTIALS = (
     "nonce",
     "claims",
 )
+
+
+# Human names of the claims a scope releases, for the consent page.
+CLAIM_LABELS = {
+    "name": "full name", "given_name": "first name", "family_name": "last name", "middle_name": "middle name",
+    "nickname": "nickname", "preferred_username": "username", "profile": "profile page", "picture": "picture",
+    "website": "website", "gender": "gender", "birthdate": "birth date", "zoneinfo": "time zone",
+    "locale": "language", "updated_at": "when your profile changed", "email": "email address",
+    "email_verified": "whether your email is verified", "address": "postal address",
+    "phone_number": "phone number", "phone_number_verified": "whether your phone is verified",
+}  # fmt: skip
 
 
 class ClientError(Exception):
@@ -141,7 +151,17 @@ class AuthorizeView(OAuthLibMixin, View):
             return self._client_error(
                 entry["credentials"], application, "access_denied", "The user denied the request."
             )
-        self._remember_consent(application, entry["scopes"], entry["tenant"])
+        # Only scopes that were asked can be unticked, and openid never (it is the sign-in itself);
+        # anything else the browser sends is ignored: the request is the stored one.
+        ticked = set(request.POST.getlist("scope"))
+        asked = set(entry.get("asked", entry["scopes"]))
+        granted = [
+            scope
+            for scope in entry["scopes"]
+            if scope not in asked or scope in ticked or scope == consents.OPENID
+        ]
+        entry["scopes"] = granted
+        consents.remember(request.user, application, entry["tenant"], granted)
         return self._issue_code(entry, application)
 
     # --- the decision ------------------------------------------------------------------------------
@@ -210,9 +230,13 @@ class AuthorizeView(OAuthLibMixin, View):
             self._store(request_id, entry)
             return self._redirect_to_login(request_id, entry)
 
-        consented = self._consent_covers(application, entry["scopes"], entry["tenant"])
-        if application.skip_authorization or (consented and "consent" not in prompt):
+        if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
             self._forget(request_id)
+            return self._issue_code(entry, application)
+        missing = consents.missing_scopes(request.user, application, entry["tenant"], entry["scopes"])
+        if not missing and "consent" not in prompt:
+            self._forget(request_id)
+            consents.touch(request.user, application, entry["tenant"])
             return self._issue_code(entry, application)
         if "none" in prompt:
             self._forget(request_id)
@@ -222,6 +246,8 @@ class AuthorizeView(OAuthLibMixin, View):
                 "consent_required",
                 "The user has not consented to this request.",
             )
+        # prompt=consent asks for everything again; otherwise only for what is new (issue: consent).
+        entry["asked"] = list(entry["scopes"]) if "consent" in prompt else missing
         entry["user"] = str(request.user.pk)
         self._store(request_id, entry)
         return self._render_consent(request_id, entry, application)
@@ -295,39 +321,6 @@ class AuthorizeView(OAuthLibMixin, View):
             return "The signed-in user is not the one the client asked for."
         return None
 
-    def _consent_covers(self, application, scopes: list[str], tenant: str) -> bool:
-        # OIDC Core 11: offline access is always consented to explicitly.
-        if OFFLINE_ACCESS in scopes:
-            return False
-        now = timezone.now()
-        consent = (
-            Consent.objects.filter(
-                user=self.request.user, application=application, tenant=tenant, revoked__isnull=True
-            )
-            .exclude(expires__lte=now)
-            .only("scope")
-            .first()
-        )
-        return consent is not None and set(scopes) <= consent.scopes
-
-    def _remember_consent(self, application, scopes: list[str], tenant: str) -> None:
-        now = timezone.now()
-        consent = Consent.objects.filter(
-            user=self.request.user, application=application, tenant=tenant, revoked__isnull=True
-        ).first()
-        if consent is None:
-            Consent.objects.create(
-                user=self.request.user,
-                application=application,
-                tenant=tenant,
-                scope=" ".join(sorted(scopes)),
-                granted=now,
-            )
-        else:
-            consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
-            consent.granted = now
-            consent.save(update_fields=["scope", "granted"])
-
     # --- pending requests --------------------------------------------------------------------------
 
     def _remember(self, entry: dict) -> str:
@@ -364,10 +357,27 @@ class AuthorizeView(OAuthLibMixin, View):
 
     def _render_consent(self, request_id: str, entry: dict, application):
         adapter = get_adapter()
+        asked = set(entry["asked"])
+
+        def describe(scope):
+            return {
+                "name": scope,
+                "description": adapter.get_scope_description(scope),
+                "claims": [CLAIM_LABELS.get(claim, claim) for claim in adapter.get_scope_claims(scope)],
+                "required": scope == consents.OPENID,
+            }
+
         context = {
             "form": ConsentForm(initial={"request_id": request_id}),
             "application": application,
-            "scopes": [(scope, adapter.get_scope_description(scope)) for scope in entry["scopes"]],
+            "profile": getattr(application, "oidc_profile", None),
+            "tenant": adapter.get_tenant(entry["tenant"]) if entry["tenant"] else None,
+            "scopes": [describe(scope) for scope in entry["scopes"] if scope in asked],
+            "already_allowed": [describe(scope) for scope in entry["scopes"] if scope not in asked],
+            "switch_account_url": _add_query(
+                reverse("oidc_provider_ext:login"),
+                {"next": reverse("oidc_provider_ext:authorize-continue", args=[request_id])},
+            ),
         }
         with translation.override(_ui_language(entry["ui_locales"])):
             return render(self.request, self.template_name, context)
