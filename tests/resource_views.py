@@ -1,4 +1,5 @@
-"""Test-only URLconf: the provider's endpoints plus small APIs protected by oidc_provider_ext.resource."""
+"""Test-only URLconf: the provider's endpoints plus small APIs protected by oidc_provider_ext.resource
+(and by the DRF integration when djangorestframework is installed)."""
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
@@ -64,3 +65,45 @@ urlpatterns = [
     path("api/async-profile", async_profile, name="api-async-profile"),
     path("api/email", EmailView.as_view(), name="api-email"),
 ]
+
+try:
+    import rest_framework  # noqa: F401
+except ImportError:  # the DRF tests skip themselves
+    pass
+else:
+    from rest_framework.renderers import JSONRenderer
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from oidc_provider_ext.contrib.drf import HasScopes, JWTAccessTokenAuthentication
+
+    class DRFProfile(APIView):
+        authentication_classes = [JWTAccessTokenAuthentication]
+        permission_classes = [HasScopes]
+        renderer_classes = [JSONRenderer]
+        required_scopes = ["profile"]
+
+        def get(self, request):
+            user = request.user
+            return Response(
+                {
+                    "user": user.get_username() if user.is_authenticated else None,
+                    "sub": request.auth.sub,
+                    "scopes": list(request.auth.scopes),
+                }
+            )
+
+        def post(self, request):
+            return self.get(request)
+
+    class DRFAdmin(DRFProfile):
+        required_scopes = ["profile", "admin"]
+
+    class DRFNoScopesDeclared(DRFProfile):
+        required_scopes = None
+
+    urlpatterns += [
+        path("drf/profile", DRFProfile.as_view(), name="drf-profile"),
+        path("drf/admin", DRFAdmin.as_view(), name="drf-admin"),
+        path("drf/misconfigured", DRFNoScopesDeclared.as_view(), name="drf-misconfigured"),
+    ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
@@ -24,6 +25,7 @@ from jwcrypto import jwk, jws
 from oauth2_provider.models import get_access_token_model
 
 from oidc_provider_ext import keys
+from oidc_provider_ext.adapter import DefaultOIDCAdapter, get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.resource import (
     AccessTokenClaims,
@@ -36,10 +38,21 @@ from oidc_provider_ext.resource import (
     validate_access_token,
 )
 
-from .flow import basic_auth, exchange, get_code
+from .factories import ApplicationFactory
+from .flow import basic_auth, exchange, get_code, token_request
+
+try:
+    import rest_framework  # noqa: F401
+
+    HAS_DRF = True
+except ImportError:
+    HAS_DRF = False
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.resource_views")]
 
+needs_drf = pytest.mark.skipif(
+    not HAS_DRF, reason="djangorestframework is not installed (pip install -e '.[test]' installs it)"
+)
 DROP = object()
 
 
@@ -801,3 +814,137 @@ print(json.dumps({{"sub": claims.sub, "loaded": loaded}}))
     output = json.loads(result.stdout)
     assert output["loaded"] == []
     assert output["sub"] == validate_access_token(tokens["access_token"]).sub
+
+
+# --- adapter hook -------------------------------------------------------------------------------
+
+
+class TestGetUserBySubject:
+    def test_inverse_of_get_subject(self, user):
+        adapter = get_adapter()
+        assert adapter.get_user_by_subject(adapter.get_subject(user)) == user
+
+    @pytest.mark.parametrize("subject", ["abc", "", "1.0", " 1", "99999999999999999999999", "client-1"])
+    def test_subjects_that_are_no_user(self, user, subject):
+        assert get_adapter().get_user_by_subject(subject) is None
+
+    def test_whitespace_variant_of_a_real_subject_is_no_user(self, user):
+        assert get_adapter().get_user_by_subject(f" {user.pk}") is None
+
+    def test_inactive_user_is_no_user(self, user):
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        assert get_adapter().get_user_by_subject(str(user.pk)) is None
+
+    def test_overridden_get_subject_without_inverse_gives_none(self, user):
+        class ByUsername(DefaultOIDCAdapter):
+            def get_subject(self, user, **kwargs):
+                return user.get_username()
+
+        adapter = ByUsername()
+        assert adapter.get_user_by_subject(str(user.pk)) is None
+        assert adapter.get_user_by_subject(user.get_username()) is None
+
+
+# --- Django REST framework ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_credentials_token(rp):
+    from oauth2_provider.models import get_application_model
+
+    app = ApplicationFactory(authorization_grant_type=get_application_model().GRANT_CLIENT_CREDENTIALS)
+    response = token_request(
+        rp, {"grant_type": "client_credentials", "scope": "profile"}, auth=(app.client_id, app.raw_secret)
+    )
+    assert response.status_code == 200, response.content
+    return app, response.json()["access_token"]
+
+
+@needs_drf
+class TestDRF:
+    def test_valid_token_authenticates_the_user(self, api, user, tokens):
+        response = api.get("/drf/profile", **bearer(tokens["access_token"]))
+        assert response.status_code == 200, response.content
+        assert response.json() == {
+            "user": user.get_username(),
+            "sub": str(user.pk),
+            "scopes": ["openid", "profile", "email"],
+        }
+
+    def test_post_needs_no_csrf_token(self, tokens):
+        response = Client(enforce_csrf_checks=True).post("/drf/profile", **bearer(tokens["access_token"]))
+        assert response.status_code == 200
+
+    def test_client_credentials_token_has_no_user(self, api, client_credentials_token):
+        app, token = client_credentials_token
+        response = api.get("/drf/profile", **bearer(token))
+        assert response.status_code == 200, response.content
+        assert response.json() == {"user": None, "sub": app.client_id, "scopes": ["profile"]}
+
+    def test_token_of_a_deactivated_user_has_no_user(self, api, user, tokens):
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        response = api.get("/drf/profile", **bearer(tokens["access_token"]))
+        assert response.json()["user"] is None
+
+    def test_no_token_is_401_with_plain_challenge(self, api):
+        response = api.get("/drf/profile")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+    def test_id_token_is_401_invalid_token(self, api, tokens):
+        response = api.get("/drf/profile", **bearer(tokens["id_token"]))
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
+        assert 'error="invalid_token"' in response["WWW-Authenticate"]
+        assert "typ" in response["WWW-Authenticate"]
+
+    @pytest.mark.parametrize("token", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
+    def test_garbage_is_401_invalid_token(self, api, token):
+        response = api.get("/drf/profile", **bearer(token))
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
+
+    def test_revoked_token_is_401(self, api, rp, confidential_app, tokens):
+        revoke(rp, confidential_app, tokens["access_token"])
+        response = api.get("/drf/profile", **bearer(tokens["access_token"]))
+        assert response.status_code == 401
+        assert "revoked" in response.json()["error_description"]
+
+    def test_missing_scope_is_403_insufficient_scope(self, api, tokens):
+        response = api.get("/drf/admin", **bearer(tokens["access_token"]))
+        assert response.status_code == 403
+        assert response.json()["error"] == "insufficient_scope"
+        assert 'error="insufficient_scope"' in response["WWW-Authenticate"]
+        assert 'scope="profile admin"' in response["WWW-Authenticate"]
+
+    def test_token_in_query_string_is_400(self, api, tokens):
+        response = api.get("/drf/profile?" + urlencode({"access_token": tokens["access_token"]}))
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
+
+    def test_view_without_required_scopes_is_a_configuration_error(self, api, tokens):
+        with pytest.raises(ImproperlyConfigured, match="required_scopes"):
+            api.get("/drf/misconfigured", **bearer(tokens["access_token"]))
+
+    def test_unavailable_remote_jwks_is_503(self, api, settings, tokens):
+        configure(settings, RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")
+        response = api.get("/drf/profile", **bearer(tokens["access_token"]))
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+
+
+def test_resource_module_does_not_import_drf():
+    code = (
+        "import django, sys; django.setup(); import oidc_provider_ext.resource; "
+        "sys.exit('rest_framework' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "idp_project.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
