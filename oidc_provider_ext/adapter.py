@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
@@ -49,6 +50,29 @@ class DefaultOIDCAdapter:
         The default is the user's primary key as a string.
         """
         return str(user.pk)
+
+    def get_user_by_subject(self, subject: str, **kwargs: Any) -> AbstractBaseUser | None:
+        """The active user whose ``sub`` is ``subject``, or None: the inverse of :meth:`get_subject`.
+
+        Used by resource servers (``oidc_provider_ext.contrib.drf``) to turn a validated access
+        token into ``request.user``. ``kwargs`` carries ``claims``, the validated
+        :class:`~oidc_provider_ext.resource.AccessTokenClaims`.
+
+        The default looks the user up by primary key, which is right only where the users table is
+        the provider's own (the same project, or an API sharing its database). A user is returned
+        only if :meth:`get_subject` gives back exactly ``subject``, so a site that overrides
+        ``get_subject`` but not this hook gets None rather than the wrong user. Inactive users get
+        None, as Django's ``ModelBackend`` refuses them.
+        """
+        user_model = get_user_model()
+        try:
+            pk = user_model._meta.pk.to_python(subject)
+        except (ValidationError, TypeError, ValueError):
+            return None  # e.g. a non-numeric subject and an integer primary key
+        user = user_model._default_manager.filter(pk=pk).first()
+        if user is None or not getattr(user, "is_active", True):
+            return None
+        return user if self.get_subject(user) == subject else None
 
     def get_scope_description(self, scope: str, **kwargs: Any) -> str:
         """Human text for ``scope`` on the consent page."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -57,7 +58,24 @@ _SETTINGS: dict[str, _Setting] = {
     "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": _Setting(
         1800, "How long a pending authorization request (login + consent) stays valid."
     ),
+    # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
+    "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
+    "RESOURCE_SERVER_AUDIENCE": _Setting(None, "A value aud must contain; None does not check aud."),
+    "RESOURCE_SERVER_JWKS_URL": _Setting(
+        None, "JWKS URL of a remote provider; None verifies with this project's key store."
+    ),
+    "RESOURCE_SERVER_JWKS_CACHE_SECONDS": _Setting(300, "How long a fetched remote JWKS is cached."),
+    "RESOURCE_SERVER_JWKS_REFETCH_SECONDS": _Setting(
+        60, "Least interval between refetches of the remote JWKS caused by an unknown kid."
+    ),
+    "RESOURCE_SERVER_CHECK_REVOCATION": _Setting(
+        True, "With the in-process key store, refuse tokens revoked at this provider."
+    ),
+    "RESOURCE_SERVER_LEEWAY_SECONDS": _Setting(30, "Clock skew allowed when checking exp, iat and nbf."),
+    "RESOURCE_SERVER_REALM": _Setting("api", "realm of the WWW-Authenticate: Bearer challenge."),
 }
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class AppSettings:
@@ -135,6 +153,53 @@ class AppSettings:
     @property
     def UI_LOCALES(self) -> list[str]:
         return [str(code).lower() for code in self._get("UI_LOCALES")]
+
+    @property
+    def RESOURCE_SERVER_ISSUER(self) -> str:
+        # Normalised like ISSUER (the provider never emits a trailing slash), then compared exactly.
+        issuer = self._get("RESOURCE_SERVER_ISSUER")
+        return str(issuer).rstrip("/") if issuer else self.ISSUER
+
+    @property
+    def RESOURCE_SERVER_AUDIENCE(self) -> str | None:
+        audience = self._get("RESOURCE_SERVER_AUDIENCE")
+        return str(audience) if audience else None
+
+    @property
+    def RESOURCE_SERVER_JWKS_URL(self) -> str | None:
+        url = self._get("RESOURCE_SERVER_JWKS_URL")
+        if not url:
+            return None
+        parts = urlsplit(str(url))
+        # Whoever can change the key set in transit can mint tokens: https only, except loopback.
+        if not parts.netloc or not (
+            parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+        ):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['RESOURCE_SERVER_JWKS_URL'] = {url!r} must be an https URL "
+                "(http only for 127.0.0.1, localhost or ::1)."
+            )
+        return str(url)
+
+    @property
+    def RESOURCE_SERVER_JWKS_CACHE_SECONDS(self) -> int:
+        return int(self._get("RESOURCE_SERVER_JWKS_CACHE_SECONDS"))
+
+    @property
+    def RESOURCE_SERVER_JWKS_REFETCH_SECONDS(self) -> int:
+        return int(self._get("RESOURCE_SERVER_JWKS_REFETCH_SECONDS"))
+
+    @property
+    def RESOURCE_SERVER_CHECK_REVOCATION(self) -> bool:
+        return bool(self._get("RESOURCE_SERVER_CHECK_REVOCATION"))
+
+    @property
+    def RESOURCE_SERVER_LEEWAY_SECONDS(self) -> int:
+        return int(self._get("RESOURCE_SERVER_LEEWAY_SECONDS"))
+
+    @property
+    def RESOURCE_SERVER_REALM(self) -> str:
+        return str(self._get("RESOURCE_SERVER_REALM"))
 
     def raw(self, name: str) -> Any:
         """The configured value of ``name`` without normalisation (for system checks)."""

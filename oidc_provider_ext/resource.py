@@ -1,0 +1,455 @@
+"""Validating this provider's access tokens at a resource server (an API).
+
+Public API:
+
+* :func:`validate_access_token` checks a JWT access token as RFC 9068 section 4 asks and returns
+  its :class:`AccessTokenClaims`, or raises a :class:`ResourceServerError`;
+* :func:`require_access_token` is a view decorator built on it, answering per RFC 6750 3;
+* :func:`bearer_token` and :func:`bearer_challenge` are the pieces both share with
+  :mod:`oidc_provider_ext.contrib.drf` (the Django REST framework integration).
+
+Keys come from this project's key store (the API runs inside the provider's project), or from the
+provider's JWKS URL (``RESOURCE_SERVER_JWKS_URL``, the API runs apart). Only in the first case can a
+revoked token be refused: DOT deletes the token's row on revocation, and that row is checked.
+docs/resource-server.md has the whole story.
+
+Importing this module does not import any model, so a project that does not install the provider
+app can use it with a remote JWKS URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import wraps
+from inspect import iscoroutinefunction
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+from . import remote_jwks
+from .conf import app_settings
+
+__all__ = [
+    "AccessTokenClaims",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "KeySetUnavailable",
+    "ResourceServerError",
+    "bearer_challenge",
+    "bearer_token",
+    "require_access_token",
+    "validate_access_token",
+]
+
+log = logging.getLogger(__name__)
+
+# RFC 9068 2.1 / 4: "at+jwt", or the full media type "application/at+jwt"; media types compare
+# case-insensitively (RFC 7515 4.1.9). An ID token's typ is "JWT" (or absent), so it fails here.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+# RFC 8725 3.1 / RFC 9068 4: only asymmetric algorithms. "none" and HS* never verify: with HS* a
+# public key would serve as the HMAC secret, and anyone can read a public key.
+_KEY_TYPE_OF_ALG = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "ES512": "EC",
+    "EdDSA": "OKP",
+}
+ALLOWED_ALGS = frozenset(_KEY_TYPE_OF_ALG)
+
+# Our access tokens are well under 2 KB; a bound keeps parsing cheap for whatever is sent.
+MAX_TOKEN_LENGTH = 8192
+
+# RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). The signature
+# may be empty here so that an unsigned token is refused by name (alg "none") below.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+# RFC 6750 3: characters allowed inside the challenge's quoted attribute values.
+_CHALLENGE_VALUE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+# --- results and errors -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessTokenClaims:
+    """A validated access token: the RFC 9068 2.2 claims, and every claim as signed in ``claims``."""
+
+    sub: str
+    client_id: str
+    scopes: tuple[str, ...]
+    issuer: str
+    audience: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+    jti: str
+    claims: Mapping[str, Any]
+
+    @property
+    def has_resource_owner(self) -> bool:
+        """False for a token the client obtained for itself (client credentials).
+
+        RFC 9068 2.2: without a resource owner, ``sub`` identifies the client; this provider then
+        sets ``sub`` to the ``client_id``.
+        """
+        return self.sub != self.client_id
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """Whether every one of ``scopes`` was granted."""
+        return set(scopes) <= set(self.scopes)
+
+
+class ResourceServerError(Exception):
+    """A request a resource server refuses: the RFC 6750 3.1 ``error`` code and HTTP status."""
+
+    error: ClassVar[str] = "invalid_request"
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class InvalidRequest(ResourceServerError):
+    """The request is malformed, e.g. the token travels in the query string (400)."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
+class InvalidToken(ResourceServerError):
+    """The token is malformed, not ours, not an access token, expired or revoked (401)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class InsufficientScope(ResourceServerError):
+    """The token is valid but lacks a required scope (403); ``scope`` lists the ones required."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+    def __init__(self, required: Iterable[str], description: str | None = None) -> None:
+        self.scope: tuple[str, ...] = tuple(required)
+        super().__init__(description or f"This request needs the scope(s): {' '.join(self.scope)}.")
+
+
+class KeySetUnavailable(ResourceServerError):
+    """The remote JWKS cannot be fetched, so no token can be checked now (503).
+
+    Not an RFC 6750 error: the token may well be valid, and the client should retry later rather
+    than discard it. ``error`` borrows RFC 6749's ``temporarily_unavailable``.
+    """
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate_access_token(
+    token: str, *, required_scopes: Iterable[str] = (), audience: str | None = None
+) -> AccessTokenClaims:
+    """Validate one of this provider's access tokens (RFC 9068 4) and return its claims.
+
+    ``audience``, when given, overrides ``RESOURCE_SERVER_AUDIENCE``: ``aud`` must contain it.
+    Raises :class:`InvalidToken` (for any malformed input too), :class:`InsufficientScope` when a
+    ``required_scopes`` entry was not granted, or :class:`KeySetUnavailable`.
+    """
+    required = tuple(required_scopes)
+    if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
+    if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
+    header = _json_segment(token.split(".", 1)[0], "header")
+    alg, kid = _check_header(header)
+    key = _verification_key(kid)
+    if key is None:
+        raise InvalidToken("The access token is signed with a key this provider does not publish.")
+    claims = _json_segment_bytes(_verify_signature(token, key, alg), "payload")
+    if audience is None:
+        audience = app_settings.RESOURCE_SERVER_AUDIENCE
+    result = _check_claims(claims, audience)
+    if not app_settings.RESOURCE_SERVER_JWKS_URL and app_settings.RESOURCE_SERVER_CHECK_REVOCATION:
+        _check_not_revoked(token)
+    if not result.has_scopes(*required):
+        raise InsufficientScope(required)
+    return result
+
+
+def _reject_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 7515 4 / RFC 7519 4: member names must be unique; we reject rather than keep the last.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 6)")
+
+
+def _json_segment(segment: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError as exc:
+        raise InvalidToken(f"The access token's {what} is not base64url.") from exc
+    return _json_segment_bytes(raw, what)
+
+
+def _json_segment_bytes(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_reject_duplicate_names,
+            parse_constant=_reject_constant,
+        )
+    except (ValueError, RecursionError) as exc:
+        raise InvalidToken(f"The access token's {what} is not a JSON object.") from exc
+    if not isinstance(value, dict):
+        raise InvalidToken(f"The access token's {what} is not a JSON object.")
+    return value
+
+
+def _check_header(header: dict[str, Any]) -> tuple[str, str]:
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        # OIDC Core 2: an ID token is for the client, never a credential at an API.
+        raise InvalidToken('The token is not an access token: its header typ is not "at+jwt".')
+    if "crit" in header or "b64" in header:
+        # RFC 7515 4.1.11: extensions we do not understand must not be ignored; we use none.
+        raise InvalidToken("The access token uses JWS header extensions this server does not support.")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
+        raise InvalidToken(f"The access token's alg {alg!r} is not allowed.")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("The access token's header has no kid.")
+    return alg, kid
+
+
+def _verification_key(kid: str) -> jwk.JWK | None:
+    url = app_settings.RESOURCE_SERVER_JWKS_URL
+    if url:
+        try:
+            return remote_jwks.verification_key(url, kid)
+        except remote_jwks.JWKSFetchError as exc:
+            log.warning("%s", exc)
+            raise KeySetUnavailable("The provider's signing keys cannot be fetched; retry later.") from exc
+    from . import keys  # imports models: only where the provider app is installed
+
+    return keys.verification_key(kid)
+
+
+def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
+    # RFC 8725 3.1: a key is used only with its own algorithm; one declaring another alg, or of
+    # another type, does not verify this token.
+    if key.get("alg", alg) != alg or key.get("kty") != _KEY_TYPE_OF_ALG[alg]:
+        raise InvalidToken(f"The access token's alg {alg!r} does not match its key.")
+    signed = jws.JWS()
+    signed.allowed_algs = [alg]
+    try:
+        signed.deserialize(token)
+        signed.verify(key, alg=alg)
+    except (JWException, ValueError, TypeError) as exc:
+        raise InvalidToken("The access token's signature is invalid.") from exc
+    return signed.payload
+
+
+def _number(claims: dict[str, Any], name: str) -> float:
+    value = claims.get(name)
+    # RFC 7519 2: NumericDate is a JSON number; bool is an int in Python, not a JSON number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken(f"The access token's {name} claim is missing or not a number.")
+    return value
+
+
+def _string(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"The access token's {name} claim is missing or not a string.")
+    return value
+
+
+def _check_claims(claims: dict[str, Any], audience: str | None) -> AccessTokenClaims:
+    # RFC 9068 4: iss must exactly match the issuer identifier.
+    issuer = _string(claims, "iss")
+    if issuer != app_settings.RESOURCE_SERVER_ISSUER:
+        raise InvalidToken("The access token was not issued by the issuer this server trusts.")
+    now = time.time()
+    leeway = app_settings.RESOURCE_SERVER_LEEWAY_SECONDS
+    expires_at = _number(claims, "exp")
+    if now >= expires_at + leeway:  # RFC 7519 4.1.4: valid only before exp
+        raise InvalidToken("The access token has expired.")
+    issued_at = _number(claims, "iat")
+    if issued_at > now + leeway:
+        raise InvalidToken("The access token was issued in the future.")
+    if "nbf" in claims and _number(claims, "nbf") > now + leeway:  # RFC 7519 4.1.5
+        raise InvalidToken("The access token is not valid yet.")
+    aud = claims.get("aud")
+    audiences = (aud,) if isinstance(aud, str) else tuple(aud) if isinstance(aud, list) else ()
+    if not audiences or not all(isinstance(value, str) for value in audiences):
+        raise InvalidToken("The access token's aud claim is missing or malformed.")
+    # RFC 9068 4: aud must contain an identifier this resource server expects for itself.
+    if audience is not None and audience not in audiences:
+        raise InvalidToken("The access token is not meant for this resource server (aud).")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("The access token's scope claim is not a string.")
+    return AccessTokenClaims(
+        sub=_string(claims, "sub"),
+        client_id=_string(claims, "client_id"),
+        scopes=tuple(name for name in scope.split(" ") if name),  # RFC 6749 3.3: space-delimited
+        issuer=issuer,
+        audience=audiences,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        jti=_string(claims, "jti"),
+        claims=MappingProxyType(claims),
+    )
+
+
+def _check_not_revoked(token: str) -> None:
+    # DOT deletes an access token's row when it is revoked (RFC 7009), and our tokens are stored
+    # by their SHA-256 checksum. No row: revoked, or never issued by this provider.
+    from oauth2_provider.models import get_access_token_model
+
+    from .validator import checksum
+
+    stored = get_access_token_model().objects.filter(token_checksum=checksum(token)).only("expires").first()
+    if stored is None:
+        raise InvalidToken("The access token has been revoked.")
+    if stored.is_expired():
+        raise InvalidToken("The access token has expired.")
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 2.1), or None when there is none.
+
+    Only the header is read. Raises :class:`InvalidRequest` when a token is sent in the query
+    string (RFC 6750 5.3, RFC 9700 4.3.2: it ends up in logs and ``Referer`` headers) or the
+    header names the Bearer scheme without a token.
+    """
+    if "access_token" in request.GET:
+        raise InvalidRequest("Send the access token in the Authorization header, not the query string.")
+    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+    if scheme.lower() != "bearer":  # RFC 7235 2.1: the scheme is case-insensitive
+        return None
+    token = credentials.strip()
+    if not token:
+        raise InvalidRequest("The Authorization header names Bearer but carries no token.")
+    return token
+
+
+def _quoted(value: str) -> str:
+    return _CHALLENGE_VALUE.sub("", value)
+
+
+def bearer_challenge(error: ResourceServerError | None = None, *, realm: str | None = None) -> str:
+    """The ``WWW-Authenticate`` value for ``error`` (RFC 6750 3).
+
+    Without ``error`` (no credentials were sent) the challenge has no error attribute (RFC 6750
+    3.1). ``realm`` defaults to ``RESOURCE_SERVER_REALM``.
+    """
+    params = {"realm": realm if realm is not None else app_settings.RESOURCE_SERVER_REALM}
+    if error is not None:
+        params.update(error=error.error, error_description=error.description)
+        if isinstance(error, InsufficientScope):
+            params["scope"] = " ".join(error.scope)
+    return "Bearer " + ", ".join(f'{name}="{_quoted(value)}"' for name, value in params.items())
+
+
+def _error_response(error: ResourceServerError | None) -> JsonResponse:
+    if error is None:
+        body = {"error_description": "This resource needs an access token: send Authorization: Bearer."}
+        status = 401
+    else:
+        body = {"error": error.error, "error_description": error.description}
+        status = error.status_code
+    response = JsonResponse(body, status=status)
+    if not isinstance(error, KeySetUnavailable):
+        response["WWW-Authenticate"] = bearer_challenge(error)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _authenticate(request: HttpRequest, scopes: tuple[str, ...], audience: str | None) -> HttpResponse | None:
+    try:
+        token = bearer_token(request)
+        if token is None:
+            return _error_response(None)
+        request.access_token_claims = validate_access_token(  # type: ignore[attr-defined]
+            token, required_scopes=scopes, audience=audience
+        )
+    except ResourceServerError as exc:
+        log.debug("Refused a bearer request to %s: %s", request.path, exc.description)
+        return _error_response(exc)
+    return None
+
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def require_access_token(*scopes: str, audience: str | None = None) -> Callable[[_View], _View]:
+    """Decorate a view so it runs only for a valid access token granting every one of ``scopes``.
+
+    The validated :class:`AccessTokenClaims` are ``request.access_token_claims``. Otherwise the
+    answer is 401 (no token, or an invalid one), 403 (``insufficient_scope``), 400 (token in the
+    query string) or 503 (remote JWKS unavailable), with a ``WWW-Authenticate: Bearer`` challenge.
+    ``audience`` overrides ``RESOURCE_SERVER_AUDIENCE``. Works on sync and async function views;
+    use ``method_decorator(require_access_token(...), name="dispatch")`` on class-based views.
+
+    The view is exempt from CSRF checks: a bearer token is never sent by a browser on its own, so a
+    cross-site request cannot carry it.
+    """
+    if any(not isinstance(scope, str) for scope in scopes):
+        raise TypeError("Write @require_access_token() or @require_access_token('scope', ...).")
+
+    def decorator(view: _View) -> _View:
+        if iscoroutinefunction(view):
+
+            @wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                problem = await sync_to_async(_authenticate)(request, scopes, audience)
+                if problem is not None:
+                    return problem
+                return await view(request, *args, **kwargs)
+
+            wrapper: Any = async_wrapper
+        else:
+
+            @wraps(view)
+            def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                problem = _authenticate(request, scopes, audience)
+                if problem is not None:
+                    return problem
+                return view(request, *args, **kwargs)
+
+            wrapper = sync_wrapper
+        wrapper.csrf_exempt = True
+        return wrapper
+
+    return decorator
