@@ -7,6 +7,7 @@ from oauth2_provider.models import get_application_model
 from . import consents
 from .models import (
     AuthorizationGrant,
+    BackchannelDelivery,
     ClientProfile,
     Consent,
     OPSession,
@@ -97,12 +98,62 @@ class AuthorizationGrantAdmin(ReadOnlyAdmin):
     exclude = ("code_checksum",)
 
 
+class BackchannelDeliveryInline(admin.TabularInline):
+    model = BackchannelDelivery
+    extra = 0
+    can_delete = False
+    fields = ("application", "uri", "status", "attempts", "last_attempt", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(OPSession)
 class OPSessionAdmin(ReadOnlyAdmin):
-    list_display = ("sid", "user", "tenant", "auth_time", "acr", "ended")
-    list_filter = ("ended",)
+    list_display = ("sid", "user", "tenant", "auth_time", "acr", "user_agent", "ended")
+    list_filter = (("ended", admin.EmptyFieldListFilter), "tenant")
     search_fields = ("sid", "user__username")
     raw_id_fields = ("user",)
+    readonly_fields = ("clients",)
+    inlines = [BackchannelDeliveryInline]
+
+    @admin.display(description="clients that received tokens")
+    def clients(self, obj):
+        grants = AuthorizationGrant.objects.filter(op_session=obj, redeemed__isnull=False)
+        return (
+            ", ".join(sorted({str(grant.application) for grant in grants.select_related("application")}))
+            or "—"
+        )
+
+
+@admin.register(BackchannelDelivery)
+class BackchannelDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("op_session", "application", "uri", "status", "attempts", "last_attempt")
+    list_filter = ("status",)
+    search_fields = ("uri", "op_session__sid")
+    readonly_fields = (
+        "op_session",
+        "application",
+        "uri",
+        "status",
+        "attempts",
+        "last_attempt",
+        "last_error",
+        "created",
+    )
+    actions = ["retry"]
+
+    @admin.action(description="Send the logout token again")
+    def retry(self, request, queryset):
+        from .logout import deliver
+
+        failed = list(queryset.exclude(status=BackchannelDelivery.Status.DELIVERED))
+        deliver(failed)
+        delivered = BackchannelDelivery.objects.filter(
+            pk__in=[d.pk for d in failed], status="delivered"
+        ).count()
+        self.message_user(request, f"Delivered {delivered} of {len(failed)}.", messages.INFO)
 
 
 @admin.register(Consent)

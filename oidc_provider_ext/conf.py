@@ -51,6 +51,8 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
+    "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": _Setting(2, "How long a back-channel logout POST may take."),
+    "LOGOUT_TOKEN_EXPIRE_SECONDS": _Setting(120, "Lifetime of a logout token."),
     "CONSENT_LIFETIME_DAYS": _Setting(None, "Default lifetime of a remembered consent; None: until revoked."),
     "UI_LOCALES": _Setting(
         ["en"], "Languages the hosted pages are offered in (ui_locales); each needs translations."
@@ -146,6 +148,14 @@ class AppSettings:
         return int(self._get("AUTHORIZE_REQUEST_MAX_AGE_SECONDS"))
 
     @property
+    def BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS(self) -> float:
+        return float(self._get("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS"))
+
+    @property
+    def LOGOUT_TOKEN_EXPIRE_SECONDS(self) -> int:
+        return int(self._get("LOGOUT_TOKEN_EXPIRE_SECONDS"))
+
+    @property
     def CONSENT_LIFETIME_DAYS(self) -> int | None:
         value = self._get("CONSENT_LIFETIME_DAYS")
         return None if value is None else int(value)
@@ -228,9 +238,7 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
         "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
         # PKCE is decided per client by OIDCValidator.is_pkce_required.
         "PKCE_REQUIRED": False,
-        "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
-        "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
-        "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": True,
+        "REFRESH_TOKEN_REUSE_PROTECTION": True,
         "REQUEST_APPROVAL_PROMPT": "force",
     }
     base.update(overrides)

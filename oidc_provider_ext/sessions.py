@@ -59,13 +59,19 @@ def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession
     acr, amr = get_adapter().get_authentication_context(request, user)
     if not request.session.session_key:
         request.session.save()
+    key = request.session.session_key
+    # login() cycled the session key: the browser's other OP sessions now live under the new one.
+    earlier = [entry["id"] for entry in request.session.get(SESSION_KEY, {}).values()]
+    if earlier:
+        OPSession.objects.filter(pk__in=earlier).update(session_key=key)
     op_session = OPSession.objects.create(
         user=user,
         tenant=tenant,
         auth_time=timezone.now().replace(microsecond=0),
         acr=acr,
         amr=list(amr),
-        session_key=request.session.session_key,
+        session_key=key,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
     )
     return _remember(request, tenant, op_session)
 
@@ -83,6 +89,7 @@ def adopt(request: HttpRequest, tenant: str, source: CurrentSession) -> CurrentS
         acr=source.acr,
         amr=list(source.amr),
         session_key=request.session.session_key or "",
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
     )
     return _remember(request, tenant, op_session)
 
@@ -97,8 +104,18 @@ def _on_login(sender, request, user, **kwargs):
 
 @receiver(user_logged_out)
 def _on_logout(sender, request, user, **kwargs):
+    # Any sign-out (end-session endpoint, the admin's, django.contrib.auth's) ends the browser's
+    # OP sessions: their tokens are revoked and the clients are told (Back-Channel Logout).
     if request is None or not hasattr(request, "session"):
         return
     ids = [entry["id"] for entry in request.session.get(SESSION_KEY, {}).values()]
     if ids:
-        OPSession.objects.filter(pk__in=ids, ended__isnull=True).update(ended=timezone.now())
+        from .logout import end
+
+        end(list(OPSession.objects.filter(pk__in=ids)))
+
+
+def forget(request: HttpRequest, op_session_id: int) -> None:
+    """Drop one OP session from this browser (the others, for other tenants, stay)."""
+    sessions = {t: e for t, e in request.session.get(SESSION_KEY, {}).items() if e["id"] != op_session_id}
+    request.session[SESSION_KEY] = sessions

@@ -10,7 +10,7 @@ The lists are composable, so a site can mount a subset or another prefix::
 
 from django.urls import include, path
 
-from .views import apps, authorize, discovery, login, token
+from .views import account, authorize, discovery, login, logout, token
 
 app_name = "oidc_provider_ext"
 
@@ -25,14 +25,16 @@ oauth2_urlpatterns = [
     path("revocation", token.RevocationView.as_view(), name="revocation"),
     path("introspect", token.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),
-    path("apps", apps.ConnectedAppsView.as_view(), name="connected-apps"),
-    path("apps/<int:pk>/revoke", apps.RevokeAppView.as_view(), name="connected-app-revoke"),
+    path("apps", account.ConnectedAppsView.as_view(), name="connected-apps"),
+    path("apps/<int:pk>/revoke", account.RevokeAppView.as_view(), name="connected-app-revoke"),
+    path("sessions", account.SessionsView.as_view(), name="sessions"),
+    path("sessions/<int:pk>/end", account.EndOPSessionView.as_view(), name="session-end"),
 ]
 
 oidc_urlpatterns = [
     path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
     path("jwks", discovery.JwksView.as_view(), name="jwks"),
-    path("endsession", token.EndSessionView.as_view(), name="endsession"),
+    path("endsession", logout.EndSessionView.as_view(), name="endsession"),
 ]
 
 endpoint_urlpatterns = oauth2_urlpatterns + oidc_urlpatterns

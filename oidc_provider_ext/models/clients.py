@@ -59,6 +59,17 @@ class ClientProfile(models.Model):
     client_uri = models.URLField(_("home page"), blank=True)
     policy_uri = models.URLField(_("privacy policy"), blank=True)
     tos_uri = models.URLField(_("terms of service"), blank=True)
+    # OpenID Connect Back-Channel Logout 1.0 section 2.2 client metadata.
+    backchannel_logout_uri = models.URLField(
+        _("back-channel logout URI"),
+        blank=True,
+        help_text=_("Receives a signed logout token (POST) when a user's session with this client ends."),
+    )
+    backchannel_logout_session_required = models.BooleanField(
+        _("back-channel logout needs sid"),
+        default=False,
+        help_text=_("The client needs the sid claim in logout tokens (it is always sent)."),
+    )
     allowed_tenants = models.ManyToManyField(
         "oidc_provider_ext.Tenant",
         blank=True,

@@ -23,6 +23,7 @@ class OPSession(models.Model):
     acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
     amr = models.JSONField(_("authentication methods"), default=list, blank=True)
     session_key = models.CharField(_("Django session key"), max_length=40, blank=True, db_index=True)
+    user_agent = models.CharField(_("browser"), max_length=255, blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
     ended = models.DateTimeField(_("ended"), null=True, blank=True, db_index=True)
 

@@ -62,6 +62,9 @@ def provider_metadata() -> dict:
         "claims_supported": [*PROTOCOL_CLAIMS, *adapter.claims_supported],
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": True,
+        # Back-Channel Logout 1.0 section 2.1: logout tokens always carry sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "acr_values_supported": list(adapter.acr_values_supported),
         "ui_locales_supported": app_settings.UI_LOCALES,

@@ -191,7 +191,3 @@ class UserInfoView(dot_views.UserInfoView):
         ):
             response["Content-Type"] = "application/json"
         return response
-
-
-class EndSessionView(dot_views.RPInitiatedLogoutView):
-    template_name = "oidc_provider_ext/logout_confirm.html"

@@ -1,17 +1,18 @@
-"""“Connected apps”: the signed-in user's remembered consents, each revocable."""
+"""The user's own account pages: connected apps (consents) and signed-in sessions."""
 
 from django.contrib import messages
+from django.contrib.auth import logout as django_logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from django.views.generic import ListView, TemplateView
+from django.views.generic import ListView, TemplateView, View
 
-from oidc_provider_ext import consents
+from oidc_provider_ext import consents, logout, sessions
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.models import Consent
+from oidc_provider_ext.models import Consent, OPSession
 
 
 def _live(user):
@@ -60,3 +61,40 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
         name = consent.application.name or consent.application.client_id
         messages.success(request, f"{name} can no longer access your account.")
         return redirect("oidc_provider_ext:connected-apps")
+
+
+@method_decorator(never_cache, name="dispatch")
+class SessionsView(LoginRequiredMixin, ListView):
+    """The user's signed-in sessions (device/browser, when), each can be ended."""
+
+    template_name = "oidc_provider_ext/sessions.html"
+    context_object_name = "op_sessions"
+    login_url = reverse_lazy("oidc_provider_ext:login")
+
+    def get_queryset(self):
+        here = {entry["id"] for entry in self.request.session.get(sessions.SESSION_KEY, {}).values()}
+        rows = list(
+            OPSession.objects.filter(user=self.request.user, ended__isnull=True).order_by("-auth_time")
+        )
+        for op_session in rows:
+            op_session.is_current = op_session.pk in here
+        return rows
+
+
+@method_decorator(never_cache, name="dispatch")
+class EndOPSessionView(LoginRequiredMixin, View):
+    login_url = reverse_lazy("oidc_provider_ext:login")
+
+    def post(self, request, pk: int, *args, **kwargs):
+        op_session = get_object_or_404(OPSession, pk=pk, user=request.user, ended__isnull=True)
+        here = request.session.get(sessions.SESSION_KEY, {})
+        if any(entry["id"] == op_session.pk for entry in here.values()):
+            if len(here) == 1:
+                django_logout(request)  # this browser's last session: sign out (ends it, see sessions)
+                return redirect("oidc_provider_ext:login")
+            sessions.forget(request, op_session.pk)
+        else:
+            logout.forget_in_browser(op_session)
+        logout.end([op_session])
+        messages.success(request, "That session is signed out.")
+        return redirect("oidc_provider_ext:sessions")

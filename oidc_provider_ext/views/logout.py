@@ -1,0 +1,133 @@
+"""``/connect/endsession``: OpenID Connect RP-Initiated Logout 1.0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import logout as django_logout
+from django.http import HttpResponseForbidden
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
+from django.utils import translation
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.generic import View
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import get_application_model
+from oauthlib.common import add_params_to_uri
+
+from oidc_provider_ext import logout, sessions
+from oidc_provider_ext.models import OPSession
+from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
+from oidc_provider_ext.views.authorize import _ui_language
+from oidc_provider_ext.views.errors import error_page
+
+PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
+
+
+class LogoutError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    params: dict
+    application: object | None
+    claims: dict | None
+    redirect_uri: str | None
+    state: str | None
+
+
+@method_decorator(never_cache, name="dispatch")
+# RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
+# for CSRF explicitly below.
+@method_decorator(csrf_exempt, name="dispatch")
+class EndSessionView(View):
+    confirm_template = "oidc_provider_ext/logout_confirm.html"
+    done_template = "oidc_provider_ext/logged_out.html"
+
+    def get(self, request, *args, **kwargs):
+        return self._handle(request.GET, confirmed=False)
+
+    def post(self, request, *args, **kwargs):
+        confirmed = request.POST.get("confirm") == "yes"
+        if confirmed and CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+            return HttpResponseForbidden("The sign-out form expired. Reload the page and try again.")
+        return self._handle(request.POST, confirmed=confirmed)
+
+    def _handle(self, params, confirmed: bool):
+        request = self.request
+        try:
+            logout_request = self._validate(params)
+        except LogoutError as exc:
+            return error_page(request, "This sign-out link is not valid", str(exc))
+        with translation.override(_ui_language(params.get("ui_locales", ""))):
+            browser_sessions = (
+                request.session.get(sessions.SESSION_KEY, {}) if request.user.is_authenticated else {}
+            )
+            if request.user.is_authenticated and (
+                confirmed or self._hint_proves_user(logout_request, browser_sessions)
+            ):
+                self._log_out(logout_request, browser_sessions)
+            elif request.user.is_authenticated:
+                return render(request, self.confirm_template, {"logout": logout_request}, status=200)
+            return self._done(logout_request)
+
+    def _validate(self, params) -> LogoutRequest:
+        clean = {name: params.get(name) or None for name in PARAMETERS}
+        claims = None
+        if clean["id_token_hint"]:
+            try:
+                # Section 2: any ID token we issued, expired ones included, signed by any published key.
+                claims = verify_id_token_hint(clean["id_token_hint"], clean["client_id"])
+            except InvalidIdTokenHint as exc:
+                raise LogoutError(f"The id_token_hint is not valid: {exc}.") from exc
+        application = None
+        client_id = clean["client_id"] or (claims and _single_audience(claims))
+        if client_id:
+            application = get_application_model().objects.filter(client_id=client_id).first()
+            if application is None:
+                raise LogoutError("The client_id is not a registered application.")
+        uri = clean["post_logout_redirect_uri"]
+        if uri:
+            # Section 3: exact match with a URI registered for this client, or no redirection.
+            if application is None:
+                raise LogoutError("post_logout_redirect_uri needs a client_id or an id_token_hint.")
+            if uri not in application.post_logout_redirect_uris.split():
+                raise LogoutError("The post_logout_redirect_uri is not registered for this application.")
+        return LogoutRequest(clean, application, claims, uri, clean["state"])
+
+    def _hint_proves_user(self, logout_request: LogoutRequest, browser_sessions: dict) -> bool:
+        """No confirmation when the hint is an ID token of the signed-in user from this session."""
+        claims = logout_request.claims
+        if not claims or claims.get("sub") != subject_for(self.request.user):
+            return False
+        return claims.get("sid") in {entry["sid"] for entry in browser_sessions.values()}
+
+    def _log_out(self, logout_request: LogoutRequest, browser_sessions: dict) -> None:
+        sid = (logout_request.claims or {}).get("sid")
+        ended = [entry for entry in browser_sessions.values() if entry["sid"] == sid]
+        if ended and len(browser_sessions) > 1:
+            # End this OP session only; the browser stays signed in to its other tenants.
+            logout.end(list(OPSession.objects.filter(pk=ended[0]["id"])))
+            sessions.forget(self.request, ended[0]["id"])
+        else:
+            django_logout(self.request)  # ends every OP session of this browser (sessions._on_logout)
+
+    def _done(self, logout_request: LogoutRequest):
+        if logout_request.redirect_uri:
+            uri = logout_request.redirect_uri
+            if logout_request.state:
+                uri = add_params_to_uri(uri, [("state", logout_request.state)])
+            return OAuth2ResponseRedirect(uri, logout_request.application.get_allowed_schemes())
+        return render(self.request, self.done_template, {"logout": logout_request})
+
+
+def _single_audience(claims: dict) -> str | None:
+    audience = claims.get("aud")
+    if isinstance(audience, str):
+        return audience
+    if isinstance(audience, list) and len(audience) == 1:
+        return audience[0]
+    return claims.get("azp")
