@@ -44,6 +44,9 @@ _SETTINGS: dict[str, _Setting] = {
     "CODE_EXPIRE_SECONDS": _Setting(60, "Authorization code lifetime; capped at 600."),
     "ACCESS_TOKEN_EXPIRE_SECONDS": _Setting(3600, "Access token lifetime (expires_in)."),
     "ID_TOKEN_EXPIRE_SECONDS": _Setting(3600, "ID token lifetime."),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _Setting(
+        30 * 24 * 3600, "Refresh token lifetime; each rotation starts anew."
+    ),
     "SCOPES": _Setting(DEFAULT_SCOPES, "Scope name -> description shown on the consent page."),
     "DEFAULT_SCOPES": _Setting(["openid"], "Scopes granted when a request names none."),
     "KEY_ENCRYPTION_SECRET": _Setting(
@@ -122,6 +125,10 @@ class AppSettings:
     @property
     def ID_TOKEN_EXPIRE_SECONDS(self) -> int:
         return int(self._get("ID_TOKEN_EXPIRE_SECONDS"))
+
+    @property
+    def REFRESH_TOKEN_EXPIRE_SECONDS(self) -> int:
+        return int(self._get("REFRESH_TOKEN_EXPIRE_SECONDS"))
 
     @property
     def SCOPES(self) -> dict[str, str]:
@@ -238,7 +245,12 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
         "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
         # PKCE is decided per client by OIDCValidator.is_pkce_required.
         "PKCE_REQUIRED": False,
-        "REFRESH_TOKEN_REUSE_PROTECTION": True,
+        # RFC 9700 4.14.2: a rotated refresh token presented again revokes its whole family. The
+        # validator does it (race-free); DOT's own implementation would deadlock under concurrency.
+        "REFRESH_TOKEN_REUSE_PROTECTION": False,
+        # Access and refresh tokens are stored as SHA-256 checksums only: a database leak hands
+        # out no live token. Codes are ours (AuthorizationGrant) and never stored in clear either.
+        "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
         "REQUEST_APPROVAL_PROMPT": "force",
     }
     base.update(overrides)

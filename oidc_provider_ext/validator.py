@@ -9,6 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException
@@ -196,8 +197,23 @@ class OIDCValidator(OAuth2Validator):
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            # RFC 9700 4.14.2 reuse detection is ours (DOT's REFRESH_TOKEN_REUSE_PROTECTION is off):
+            # DOT's version revokes the family without the grant lock and deadlocks against a
+            # concurrent rotation on PostgreSQL.
+            used = RefreshToken.objects.filter(token_checksum=checksum(refresh_token), revoked__isnull=False)
+            family = used.values_list("token_family", flat=True).first()
+            if family:
+                self._refresh_token_replayed(family)
             return False
-        family = request.refresh_token_instance.token_family
+        rt = request.refresh_token_instance
+        if rt.created + timedelta(seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS) <= timezone.now():
+            return False
+        # The single-use lock, as for codes: exactly one concurrent request revokes (consumes) the
+        # token. A loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
+        if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
+            self._refresh_token_replayed(rt.token_family)
+            return False
+        family = rt.token_family
         grant = AuthorizationGrant.objects.filter(token_family=family).first() if family else None
         if grant is not None and grant.tenant:
             # Tenant-scoped tokens live only as long as the user may sign in to that tenant.
@@ -208,6 +224,17 @@ class OIDCValidator(OAuth2Validator):
         request._oidc_grant = grant
         request.claims = grant.claims if grant else None
         return True
+
+    @staticmethod
+    def _refresh_token_replayed(family) -> None:
+        if not family:
+            return
+        log.warning("Refresh token replayed; revoking its family %s.", family)
+        with transaction.atomic():
+            # Marking the grant takes its row lock: it waits for a concurrent winner still minting
+            # in this family, so the family revocation below also catches the winner's new tokens.
+            AuthorizationGrant.objects.filter(token_family=family).update(reuse_detected=True)
+            RefreshToken.revoke_family(family)
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -253,7 +280,18 @@ class OIDCValidator(OAuth2Validator):
         return refresh_token
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
+        old_access_token_id = None
+        if request.grant_type == "refresh_token":
+            old_access_token_id = request.refresh_token_instance.access_token_id
+            if request._oidc_grant is not None:
+                # Lock the grant first, in the same order _refresh_token_replayed does (no deadlock),
+                # and hold it until commit so a concurrent replay waits for our tokens to exist.
+                locked = AuthorizationGrant.objects.select_for_update().get(pk=request._oidc_grant.pk)
+                request._oidc_grant.reuse_detected = locked.reuse_detected
         super()._save_bearer_token(token, request, *args, **kwargs)
+        if request.grant_type == "refresh_token":
+            self._after_rotation(request, old_access_token_id)
+            return
         if request.grant_type != "authorization_code":
             return
         grant = request._oidc_grant
@@ -266,6 +304,23 @@ class OIDCValidator(OAuth2Validator):
         if not linked:
             # A replay of this code arrived while we were minting: revoke what we just issued.
             self._revoke_grant_tokens(grant)
+
+    def _after_rotation(self, request, old_access_token_id) -> None:
+        # validate_refresh_token already consumed the old refresh token, so DOT's rotation found it
+        # revoked and left its access token alone: retire it here, as rotation should.
+        if old_access_token_id:
+            AccessToken.objects.filter(pk=old_access_token_id).delete()
+        grant = request._oidc_grant
+        if grant is None:
+            return
+        if grant.reuse_detected:
+            # A replay of the token we consumed was seen before we got the lock: this response
+            # still succeeds (one winner), but what it carries is revoked with the family.
+            RefreshToken.revoke_family(grant.token_family)
+            return
+        AuthorizationGrant.objects.filter(pk=grant.pk).update(
+            access_token=getattr(request, "_oidc_access_token", None)
+        )
 
     # --- OpenID Connect --------------------------------------------------------------------------
 

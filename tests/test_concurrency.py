@@ -63,3 +63,50 @@ def test_concurrent_redemption_has_exactly_one_winner(browser, user, confidentia
         assert not AccessToken.objects.filter(user=user).exists()
         assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
         AuthorizationGrant.objects.all().delete()
+
+
+def _race_refresh(app, refresh_token) -> list[int]:
+    from .flow import token_request
+
+    barrier = threading.Barrier(CONCURRENCY)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def refresh():
+        try:
+            barrier.wait()
+            response = token_request(
+                Client(),
+                {"grant_type": "refresh_token", "refresh_token": refresh_token},
+                auth=(app.client_id, app.raw_secret),
+            )
+            with lock:
+                statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=refresh) for _ in range(CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refresh_has_exactly_one_winner(browser, user, confidential_app):
+    """RFC 9700 4.14.2: one success; the replays reveal the theft and revoke the whole family,
+    the winner's fresh tokens included, whatever order the requests finish in."""
+    _requires_postgres()
+    rp = Client()
+    for _ in range(ROUNDS):
+        code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+        refresh_token = exchange(rp, confidential_app, code).json()["refresh_token"]
+        statuses = _race_refresh(confidential_app, refresh_token)
+        assert len(statuses) == CONCURRENCY
+        assert statuses.count(200) == 1, statuses
+        assert set(statuses) == {200, 400}, statuses
+        assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
+        assert not AccessToken.objects.filter(user=user).exists()
+        AuthorizationGrant.objects.all().delete()

@@ -31,10 +31,11 @@ from oidc_provider_ext import consents, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
-from oidc_provider_ext.views.errors import error_page
+from oidc_provider_ext.views.errors import bad_request_page, error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
 MAX_PENDING = 10
@@ -116,6 +117,9 @@ def pending_request_for_next(request, next_url: str) -> tuple[str, dict] | None:
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(
+    rejecting_bad_requests(bad_request_page, repeatable_form_fields=("scope",)), name="dispatch"
+)
 class AuthorizeView(OAuthLibMixin, View):
     template_name = "oidc_provider_ext/consent.html"
 

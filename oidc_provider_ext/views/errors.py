@@ -5,6 +5,10 @@ from django.shortcuts import render
 ERROR_TEMPLATE = "oidc_provider_ext/error.html"
 
 
+def bad_request_page(request, description: str):
+    return error_page(request, "This request is not valid", description, error="invalid_request")
+
+
 def error_page(request, title: str, message: str, status: int = 400, **context):
     """An error the *user* sees: what went wrong and what to do next."""
     context.update(title=title, message=message, status=status)

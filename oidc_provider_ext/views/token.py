@@ -16,6 +16,7 @@ from oauthlib.common import Request
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
 from oidc_provider_ext.validator import checksum
@@ -45,7 +46,18 @@ def _form_post_only(request):
     return None
 
 
+def _invalid_request(request, description):
+    return oauth_error("invalid_request", description)
+
+
+def _invalid_bearer_request(request, description):
+    return oauth_error(
+        "invalid_request", description, status=400, WWW_Authenticate='Bearer error="invalid_request"'
+    )
+
+
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
 class TokenView(dot_views.TokenView):
     http_method_names = ["post", "options"]
 
@@ -64,6 +76,7 @@ class TokenView(dot_views.TokenView):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
 class RevocationView(dot_views.RevokeTokenView):
     http_method_names = ["post", "options"]
 
@@ -77,6 +90,7 @@ class RevocationView(dot_views.RevokeTokenView):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
 class IntrospectionView(OAuthLibMixin, View):
     """RFC 7662. Only an authenticated confidential client may ask, and only about its own tokens;
     anything else is ``{"active": false}`` (2.2: nothing more is said about inactive tokens)."""
@@ -164,6 +178,7 @@ class IntrospectionView(OAuthLibMixin, View):
         return {"active": False}
 
 
+@method_decorator(rejecting_bad_requests(_invalid_bearer_request), name="dispatch")
 class UserInfoView(dot_views.UserInfoView):
     """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
 
