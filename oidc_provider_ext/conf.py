@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import lazy
 
 SETTINGS_NAME = "OIDC_PROVIDER_EXT"
 
@@ -226,6 +227,18 @@ class AppSettings:
 app_settings = AppSettings()
 
 
+def pkce_required(client_id: str) -> bool:
+    """Whether the client must use PKCE (also what ``OIDCValidator.is_pkce_required`` decides)."""
+    from oauth2_provider.models import get_application_model
+
+    from .validator import pkce_required_for
+
+    client = (
+        get_application_model().objects.select_related("oidc_profile").filter(client_id=client_id).first()
+    )
+    return pkce_required_for(client)
+
+
 def dot_settings(**overrides: Any) -> dict[str, Any]:
     """The ``OAUTH2_PROVIDER`` dict that wires django-oauth-toolkit to this app.
 
@@ -243,11 +256,15 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
         "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
         "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
         "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
-        # PKCE is decided per client by OIDCValidator.is_pkce_required.
-        "PKCE_REQUIRED": False,
-        # RFC 9700 4.14.2: a rotated refresh token presented again revokes its whole family. The
-        # validator does it (race-free); DOT's own implementation would deadlock under concurrency.
-        "REFRESH_TOKEN_REUSE_PROTECTION": False,
+        # PKCE is a per-client policy (public clients always; confidential ones when the operator
+        # says so); DOT accepts a callable for that.
+        "PKCE_REQUIRED": pkce_required,
+        # RFC 9700 4.14.2: a rotated refresh token presented again revokes its whole family
+        # (enforced race-free by OIDCValidator.validate_refresh_token).
+        "REFRESH_TOKEN_REUSE_PROTECTION": True,
+        # RFC 9207: iss in every authorization response (errors too: AuthorizeView adds it there).
+        "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+        "OIDC_ISS_ENDPOINT": lazy(lambda: app_settings.ISSUER, str)(),
         # Access and refresh tokens are stored as SHA-256 checksums only: a database leak hands
         # out no live token. Codes are ours (AuthorizationGrant) and never stored in clear either.
         "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,

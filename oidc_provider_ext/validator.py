@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException
@@ -22,6 +23,7 @@ from oauth2_provider.models import (
     revoke_access_token,
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from . import keys
@@ -48,6 +50,16 @@ def _requested(claims: dict | None, member: str) -> list[str]:
     """Claim names requested for ``member`` ("id_token" or "userinfo") by the claims parameter."""
     section = (claims or {}).get(member) or {}
     return list(section) if isinstance(section, dict) else []
+
+
+def pkce_required_for(client) -> bool:
+    if client is None:
+        return True
+    # RFC 7636 / RFC 9700 2.1.1: public clients cannot authenticate, so PKCE binds the code.
+    if client.client_type == AbstractApplication.CLIENT_PUBLIC:
+        return True
+    profile = getattr(client, "oidc_profile", None)
+    return bool(profile and profile.require_pkce)
 
 
 class OIDCValidator(OAuth2Validator):
@@ -82,14 +94,7 @@ class OIDCValidator(OAuth2Validator):
         return client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
 
     def is_pkce_required(self, client_id, request):
-        client = request.client or self._load_application(client_id, request)
-        if client is None:
-            return True
-        # RFC 7636 / RFC 9700 2.1.1: public clients cannot authenticate, so PKCE binds the code.
-        if client.client_type == AbstractApplication.CLIENT_PUBLIC:
-            return True
-        profile = getattr(client, "oidc_profile", None)
-        return bool(profile and profile.require_pkce)
+        return pkce_required_for(request.client or self._load_application(client_id, request))
 
     # --- authorization codes -------------------------------------------------------------------
 
@@ -196,16 +201,23 @@ class OIDCValidator(OAuth2Validator):
     # --- refresh tokens ----------------------------------------------------------------------------
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
-        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
-            # RFC 9700 4.14.2 reuse detection is ours (DOT's REFRESH_TOKEN_REUSE_PROTECTION is off):
-            # DOT's version revokes the family without the grant lock and deadlocks against a
-            # concurrent rotation on PostgreSQL.
-            used = RefreshToken.objects.filter(token_checksum=checksum(refresh_token), revoked__isnull=False)
-            family = used.values_list("token_family", flat=True).first()
-            if family:
-                self._refresh_token_replayed(family)
+        """Replaces DOT's: its reuse protection revokes the family without the grant lock and
+        deadlocks against a concurrent rotation on PostgreSQL; this one is race-free."""
+        rt = (
+            RefreshToken.objects.filter(token_checksum=checksum(refresh_token))
+            .select_related("user")
+            .order_by(F("revoked").desc(nulls_first=True))  # the live row first
+            .first()
+        )
+        if rt is None:
             return False
-        rt = request.refresh_token_instance
+        if rt.revoked is not None:
+            # RFC 9700 4.14.2: a used or revoked token presented again means it was stolen.
+            if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+                self._refresh_token_replayed(rt.token_family)
+            return False
+        if rt.application_id != client.pk or rt.access_token_id is None:
+            return False  # another client's token, or an orphan whose access token was revoked
         if rt.created + timedelta(seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS) <= timezone.now():
             return False
         # The single-use lock, as for codes: exactly one concurrent request revokes (consumes) the
@@ -213,6 +225,9 @@ class OIDCValidator(OAuth2Validator):
         if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
             self._refresh_token_replayed(rt.token_family)
             return False
+        request.user = rt.user
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt
         family = rt.token_family
         grant = AuthorizationGrant.objects.filter(token_family=family).first() if family else None
         if grant is not None and grant.tenant:

@@ -446,7 +446,7 @@ class TestDiscoveryTellsTheTruth:
         assert meta["response_types_supported"] == ["code"]
         assert meta["code_challenge_methods_supported"] == ["S256"]
         assert meta["request_parameter_supported"] is False
-        assert "authorization_response_iss_parameter_supported" not in meta  # we do not send iss
+        assert meta["authorization_response_iss_parameter_supported"] is True
         assert {"auth_time", "acr", "amr", "sid", "azp"} <= set(meta["claims_supported"])
 
     def test_every_advertised_scope_is_accepted(self, browser, user, confidential_app, meta):

@@ -144,7 +144,10 @@ class TestDemoCommand:
         assert set(data) == {"issuer", "user", "confidential", "public", "tenant"}
         assert data["tenant"] == "acme"
         assert data["confidential"]["redirect_uri"] == "http://127.0.0.1:8765/callback"
-        assert client.login(username=data["user"]["username"], password=data["user"]["password"])
+        from django.contrib.auth import get_user_model
+
+        demo = get_user_model().objects.get(username=data["user"]["username"])
+        assert demo.check_password(data["user"]["password"])
         from oauth2_provider.models import Application
 
         app = Application.objects.get(client_id=data["confidential"]["client_id"])

@@ -38,7 +38,7 @@ def test_refresh(warm, browser, rp, user, confidential_app, django_assert_num_qu
     code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
     refresh_token = exchange(rp, confidential_app, code).json()["refresh_token"]
     # DOT's rotation path dominates this count (locks, revocation of the old pair).
-    with django_assert_num_queries(22):
+    with django_assert_num_queries(21):
         response = token_request(
             rp,
             {"grant_type": "refresh_token", "refresh_token": refresh_token},

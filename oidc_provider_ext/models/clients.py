@@ -70,6 +70,14 @@ class ClientProfile(models.Model):
         default=False,
         help_text=_("The client needs the sid claim in logout tokens (it is always sent)."),
     )
+    introspection_audiences = models.TextField(
+        _("may introspect tokens of"),
+        blank=True,
+        help_text=_(
+            "Space-separated client IDs whose access and refresh tokens this client (a resource "
+            "server) may introspect. Empty: only its own tokens (RFC 7662 section 4)."
+        ),
+    )
     allowed_tenants = models.ManyToManyField(
         "oidc_provider_ext.Tenant",
         blank=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
@@ -431,6 +431,10 @@ class AuthorizeView(OAuthLibMixin, View):
         return self._redirect(_add_query(credentials["redirect_uri"], params), application)
 
     def _redirect(self, uri, application):
+        # RFC 9207: every authorization response, errors included, names the issuer (DOT adds it
+        # to successful ones already).
+        if "iss" not in parse_qs(urlsplit(uri).query):
+            uri = _add_query(uri, {"iss": app_settings.ISSUER})
         # A redirect only ever targets a redirect_uri oauthlib validated against the client.
         schemes = (
             application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES

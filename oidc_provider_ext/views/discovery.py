@@ -59,6 +59,7 @@ def provider_metadata() -> dict:
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "claims_supported": [*PROTOCOL_CLAIMS, *adapter.claims_supported],
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": True,

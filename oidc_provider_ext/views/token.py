@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 
+from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -44,6 +45,15 @@ def _form_post_only(request):
             "invalid_request", "Parameters must be sent in the request body, not the query string."
         )
     return None
+
+
+def _visible_to(client) -> Q:
+    """RFC 7662 4: a client learns only about its own tokens, unless an operator made it a resource
+    server for other clients' tokens (OIDC profile: introspection audiences = their client ids,
+    the ``aud`` of their access tokens)."""
+    profile = getattr(client, "oidc_profile", None)
+    audiences = profile.introspection_audiences.split() if profile is not None else []
+    return Q(application=client) | Q(application__client_id__in=audiences)
 
 
 def _invalid_request(request, description):
@@ -134,7 +144,7 @@ class IntrospectionView(OAuthLibMixin, View):
         access = (
             get_access_token_model()
             .objects.select_related("user", "application")
-            .filter(token_checksum=token_checksum, application=client)
+            .filter(_visible_to(client), token_checksum=token_checksum)
             .first()
         )
         if access is not None and access.is_valid():
@@ -158,7 +168,7 @@ class IntrospectionView(OAuthLibMixin, View):
         refresh = (
             get_refresh_token_model()
             .objects.select_related("user", "application")
-            .filter(token_checksum=token_checksum, application=client, revoked__isnull=True)
+            .filter(_visible_to(client), token_checksum=token_checksum, revoked__isnull=True)
             .first()
         )
         if refresh is not None and refresh.access_token_id is not None:
