@@ -1,3 +1,5 @@
+import logging
+
 from django.apps import AppConfig
 
 
@@ -7,4 +9,10 @@ class OidcProviderExtConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, keys  # noqa: F401  (registers system checks and key signals)
+        from . import checks, keys, sessions  # noqa: F401  (system checks, key and session signals)
+
+        # oauthlib's DEBUG records contain authorization codes and tokens ("Saving grant {'code':
+        # ...}"). Unless the site configured that logger itself, keep it at INFO.
+        oauthlib_logger = logging.getLogger("oauthlib")
+        if oauthlib_logger.level == logging.NOTSET:
+            oauthlib_logger.setLevel(logging.INFO)

@@ -56,6 +56,14 @@ def _visible_to(client) -> Q:
     return Q(application=client) | Q(application__client_id__in=audiences)
 
 
+class JsonErrorsMixin:
+    """A wrong HTTP method is answered like every other error of a back-channel endpoint."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        allowed = ", ".join(m.upper() for m in self._allowed_methods())
+        return oauth_error("invalid_request", f"Use {allowed}.", status=405, Allow=allowed)
+
+
 def _invalid_request(request, description):
     return oauth_error("invalid_request", description)
 
@@ -68,7 +76,7 @@ def _invalid_bearer_request(request, description):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
-class TokenView(dot_views.TokenView):
+class TokenView(JsonErrorsMixin, dot_views.TokenView):
     http_method_names = ["post", "options"]
 
     @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token"))
@@ -87,7 +95,7 @@ class TokenView(dot_views.TokenView):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
-class RevocationView(dot_views.RevokeTokenView):
+class RevocationView(JsonErrorsMixin, dot_views.RevokeTokenView):
     http_method_names = ["post", "options"]
 
     def post(self, request, *args, **kwargs):
@@ -101,7 +109,7 @@ class RevocationView(dot_views.RevokeTokenView):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(rejecting_bad_requests(_invalid_request), name="dispatch")
-class IntrospectionView(OAuthLibMixin, View):
+class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     """RFC 7662. Only an authenticated confidential client may ask, and only about its own tokens;
     anything else is ``{"active": false}`` (2.2: nothing more is said about inactive tokens)."""
 
@@ -189,7 +197,7 @@ class IntrospectionView(OAuthLibMixin, View):
 
 
 @method_decorator(rejecting_bad_requests(_invalid_bearer_request), name="dispatch")
-class UserInfoView(dot_views.UserInfoView):
+class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
     """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
 
     def _create_userinfo_response(self, request):
@@ -211,8 +219,7 @@ class UserInfoView(dot_views.UserInfoView):
             )
         response = super()._create_userinfo_response(request)
         response["Cache-Control"] = "no-store"
-        if response.status_code == 200 and not response.get("Content-Type", "").startswith(
-            "application/json"
-        ):
+        # oauthlib hands back a JSON body (claims, or an RFC 6750 error) without saying so.
+        if response.content:
             response["Content-Type"] = "application/json"
         return response
