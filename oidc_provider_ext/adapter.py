@@ -116,7 +116,9 @@ class DefaultOIDCAdapter:
 
     def has_tenants(self, **kwargs: Any) -> bool:
         """Whether the site defines tenants at all; without any it is a single-tenant IdP."""
-        return Tenant.objects.exists()
+        from .clients import has_tenants
+
+        return has_tenants()
 
     def get_tenant(self, code: str, **kwargs: Any):
         """The tenant with ``code`` (case-insensitive), active or not, or None."""
@@ -136,6 +138,13 @@ class DefaultOIDCAdapter:
             tenant.is_active
             and TenantMembership.objects.filter(tenant__code=tenant.code, user=user, is_active=True).exists()
         )
+
+    def is_member_of(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> bool:
+        """Whether ``user`` may still use tokens of tenant ``tenant_code`` (checked at every
+        refresh, so it is one query by default)."""
+        return TenantMembership.objects.filter(
+            user=user, is_active=True, tenant__code=tenant_code, tenant__is_active=True
+        ).exists()
 
     def client_allows_tenant(self, application, tenant, **kwargs: Any) -> bool:
         """Whether ``application`` accepts sign-ins to ``tenant``; a client with no list accepts any."""

@@ -9,7 +9,7 @@ class OidcProviderExtConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, keys, sessions  # noqa: F401  (system checks, key and session signals)
+        from . import checks, clients, keys, sessions  # noqa: F401  (system checks and signal receivers)
 
         # oauthlib's DEBUG records contain authorization codes and tokens ("Saving grant {'code':
         # ...}"). Unless the site configured that logger itself, keep it at INFO.

@@ -57,6 +57,7 @@ _SETTINGS: dict[str, _Setting] = {
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
     "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": _Setting(2, "How long a back-channel logout POST may take."),
     "LOGOUT_TOKEN_EXPIRE_SECONDS": _Setting(120, "Lifetime of a logout token."),
+    "CLIENT_CACHE_SECONDS": _Setting(30, "How long a client and its profile are cached; 0 disables."),
     "CONSENT_LIFETIME_DAYS": _Setting(None, "Default lifetime of a remembered consent; None: until revoked."),
     "UI_LOCALES": _Setting(
         ["en"], "Languages the hosted pages are offered in (ui_locales); each needs translations."
@@ -164,6 +165,10 @@ class AppSettings:
         return int(self._get("LOGOUT_TOKEN_EXPIRE_SECONDS"))
 
     @property
+    def CLIENT_CACHE_SECONDS(self) -> int:
+        return int(self._get("CLIENT_CACHE_SECONDS"))
+
+    @property
     def CONSENT_LIFETIME_DAYS(self) -> int | None:
         value = self._get("CONSENT_LIFETIME_DAYS")
         return None if value is None else int(value)
@@ -229,14 +234,10 @@ app_settings = AppSettings()
 
 def pkce_required(client_id: str) -> bool:
     """Whether the client must use PKCE (also what ``OIDCValidator.is_pkce_required`` decides)."""
-    from oauth2_provider.models import get_application_model
-
+    from .clients import get_client
     from .validator import pkce_required_for
 
-    client = (
-        get_application_model().objects.select_related("oidc_profile").filter(client_id=client_id).first()
-    )
-    return pkce_required_for(client)
+    return pkce_required_for(get_client(client_id))
 
 
 def dot_settings(**overrides: Any) -> dict[str, Any]:

@@ -28,16 +28,17 @@ def live_consent(user, application, tenant: str) -> Consent | None:
     )
 
 
-def missing_scopes(user, application, tenant: str, scopes: list[str]) -> list[str]:
-    """The requested scopes the user has not consented to (all of them when the client always asks).
+def missing_scopes(user, application, tenant: str, scopes: list[str]) -> tuple[list[str], Consent | None]:
+    """The requested scopes the user has not consented to (all of them when the client always asks),
+    and the live consent, if any.
 
     OIDC Core 11: offline access needs explicit consent every time, so it is never "remembered".
     """
     if policy(application) == ClientProfile.ConsentPolicy.ASK:
-        return list(scopes)
+        return list(scopes), None
     consent = live_consent(user, application, tenant)
     granted = consent.scopes if consent is not None else set()
-    return [scope for scope in scopes if scope not in granted or scope == OFFLINE_ACCESS]
+    return [scope for scope in scopes if scope not in granted or scope == OFFLINE_ACCESS], consent
 
 
 def remember(user, application, tenant: str, scopes: list[str]) -> None:
@@ -63,11 +64,15 @@ def remember(user, application, tenant: str, scopes: list[str]) -> None:
             consent.save(update_fields=["scope", "granted", "expires", "last_used"])
 
 
-def touch(user, application, tenant: str) -> None:
-    """Note that a remembered consent was used (the connected-apps page shows it)."""
-    Consent.objects.filter(user=user, application=application, tenant=tenant, revoked__isnull=True).update(
-        last_used=timezone.now()
-    )
+LAST_USED_RESOLUTION = timedelta(hours=1)
+
+
+def touch(consent: Consent | None) -> None:
+    """Note that a remembered consent was used (the connected-apps page shows it). To the hour:
+    a sign-in within the hour after the last recorded one costs no write."""
+    now = timezone.now()
+    if consent is not None and (consent.last_used is None or now - consent.last_used >= LAST_USED_RESOLUTION):
+        Consent.objects.filter(pk=consent.pk).update(last_used=now)
 
 
 def revoke(consent: Consent) -> None:

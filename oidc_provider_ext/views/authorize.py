@@ -23,12 +23,12 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import View
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oidc_provider_ext import consents, sessions
 from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.clients import get_client
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -138,7 +138,9 @@ class AuthorizeView(OAuthLibMixin, View):
         except TenantError as error:
             # The source documents: an invalid organisation code is HTTP 400 in the browser.
             return error_page(request, error.title, error.message)
-        return self._continue(self._remember(entry), entry, application)
+        # Stored only if the request has to wait (login, consent, chooser): an immediate answer
+        # leaves the session untouched (no session write).
+        return self._continue(secrets.token_urlsafe(24), entry, application)
 
     def post(self, request, *args, **kwargs):
         """The consent decision."""
@@ -237,10 +239,12 @@ class AuthorizeView(OAuthLibMixin, View):
         if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
             self._forget(request_id)
             return self._issue_code(entry, application)
-        missing = consents.missing_scopes(request.user, application, entry["tenant"], entry["scopes"])
+        missing, consent = consents.missing_scopes(
+            request.user, application, entry["tenant"], entry["scopes"]
+        )
         if not missing and "consent" not in prompt:
             self._forget(request_id)
-            consents.touch(request.user, application, entry["tenant"])
+            consents.touch(consent)
             return self._issue_code(entry, application)
         if "none" in prompt:
             self._forget(request_id)
@@ -326,11 +330,6 @@ class AuthorizeView(OAuthLibMixin, View):
         return None
 
     # --- pending requests --------------------------------------------------------------------------
-
-    def _remember(self, entry: dict) -> str:
-        request_id = secrets.token_urlsafe(24)
-        self._store(request_id, entry)
-        return request_id
 
     def _store(self, request_id: str, entry: dict) -> None:
         now = time.time()
@@ -490,7 +489,7 @@ class AuthorizeContinueView(AuthorizeView):
 
 
 def _client(entry: dict):
-    return get_application_model().objects.filter(client_id=entry["credentials"]["client_id"]).first()
+    return get_client(entry["credentials"]["client_id"])
 
 
 def allowed_tenants(user, application) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
@@ -84,7 +85,11 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
         problem = _form_post_only(request)
         if problem:
             return problem
-        url, headers, body, status = self.create_token_response(request)
+        # One transaction per token request: the single-use locks (code, refresh token, grant)
+        # hold until the new tokens are committed, which is what makes replays race-free; with
+        # SQLite's BEGIN IMMEDIATE it also serialises writers instead of failing them.
+        with transaction.atomic():
+            url, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value

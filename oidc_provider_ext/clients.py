@@ -1,0 +1,83 @@
+"""Client lookup with a short-lived cache: a token or authorization request needs the client and
+its OIDC profile, which rarely change. Changes made here (admin, commands, signals below) are
+dropped from the cache at once; other processes sharing a cache (Redis) see that too, while a
+per-process cache (locmem) may serve a changed client for up to ``CLIENT_CACHE_SECONDS``."""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import receiver
+from oauth2_provider.models import get_application_model
+
+from .conf import app_settings
+from .models import ClientProfile, Tenant
+
+Application = get_application_model()
+_PREFIX = "oidc_provider_ext:client:"
+_HAS_TENANTS = "oidc_provider_ext:has_tenants"
+
+
+def _key(client_id: str) -> str:
+    return _PREFIX + client_id.encode("utf-8", "replace").hex()[:400]
+
+
+def get_client(client_id: str):
+    """The Application with ``client_id`` and its OIDC profile (and allowed tenants), or None."""
+    if not client_id or "\x00" in client_id:
+        return None
+    ttl = app_settings.CLIENT_CACHE_SECONDS
+    if ttl:
+        cached = cache.get(_key(client_id))
+        if cached is not None:
+            return cached
+    client = (
+        Application.objects.select_related("oidc_profile")
+        .prefetch_related("oidc_profile__allowed_tenants")
+        .filter(client_id=client_id)
+        .first()
+    )
+    if client is not None and ttl:
+        cache.set(_key(client_id), client, ttl)
+    return client
+
+
+def forget(client_id: str) -> None:
+    cache.delete(_key(client_id))
+
+
+@receiver(post_save, sender=Application)
+@receiver(post_delete, sender=Application)
+def _application_changed(instance, **kwargs):
+    forget(instance.client_id)
+
+
+@receiver(post_save, sender=ClientProfile)
+@receiver(post_delete, sender=ClientProfile)
+def _profile_changed(instance, **kwargs):
+    client_id = (
+        Application.objects.filter(pk=instance.application_id).values_list("client_id", flat=True).first()
+    )
+    if client_id:
+        forget(client_id)
+
+
+@receiver(m2m_changed, sender=ClientProfile.allowed_tenants.through)
+def _allowed_tenants_changed(instance, **kwargs):
+    if isinstance(instance, ClientProfile):
+        _profile_changed(instance)
+
+
+def has_tenants() -> bool:
+    """Whether any tenant exists (cached like clients; the answer changes about never)."""
+    value = cache.get(_HAS_TENANTS)
+    if value is None:
+        value = Tenant.objects.exists()
+        cache.set(_HAS_TENANTS, value, app_settings.CLIENT_CACHE_SECONDS or None)
+    return value
+
+
+@receiver(post_save, sender=Tenant)
+@receiver(post_delete, sender=Tenant)
+def _tenants_changed(**kwargs):
+    cache.delete(_HAS_TENANTS)
