@@ -162,8 +162,10 @@ CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 X_FRAME_OPTIONS = "DENY"
-# Authorization responses carry codes in the URL: never leak them in a Referer.
-SECURE_REFERRER_POLICY = "no-referrer"
+# "same-origin", not "no-referrer": under no-referrer browsers send "Origin: null" with form
+# POSTs (Fetch, serializing a request origin) and Django's CSRF check refuses every sign-in.
+# Responses that carry a code (authorization responses) set no-referrer themselves.
+SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -74,6 +74,12 @@ class OIDCValidator(OAuth2Validator):
         request.client = client
         return client
 
+    def _extract_basic_auth(self, request):
+        # RFC 7617 credentials are base64, i.e. ASCII; DOT passes anything else to b64decode, which
+        # raises a ValueError DOT does not catch (a 500). Not ASCII: no Basic credentials at all.
+        auth_string = super()._extract_basic_auth(request)
+        return auth_string if auth_string is None or auth_string.isascii() else None
+
     def get_default_redirect_uri(self, client_id, request, *args, **kwargs):
         # OIDC Core 3.1.2.1: redirect_uri is REQUIRED, so there is no default. At the token
         # endpoint, RFC 6749 4.1.3 requires it whenever the authorization request carried it,

@@ -249,3 +249,30 @@ def test_login_does_not_redirect_to_other_sites(client, user):
     response = login(client, user, next_url="https://evil.example.com/")
     assert response.status_code == 302
     assert not response["Location"].startswith("https://evil.example.com")
+
+
+def test_authorization_request_by_post(client, user, confidential_app):
+    """OIDC Core 3.1.2.1: the authorization endpoint supports POST (form-encoded, cross-site)."""
+    from django.test import Client
+
+    from .flow import authorize_url
+
+    rp_form_post = Client(enforce_csrf_checks=True)  # an RP's auto-submitting form has no CSRF token
+    params = dict(pair.split("=", 1) for pair in authorize_url(confidential_app).split("?", 1)[1].split("&"))
+    from urllib.parse import unquote_plus
+
+    params = {key: unquote_plus(value) for key, value in params.items()}
+    response = rp_form_post.post(reverse("oidc_provider_ext:authorize"), params)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("oidc_provider_ext:login"))
+    bad = rp_form_post.post(
+        reverse("oidc_provider_ext:authorize"), {**params, "redirect_uri": "https://evil.example/"}
+    )
+    assert bad.status_code == 400 and "Location" not in bad
+
+
+def test_tenant_chooser_post_requires_csrf(user, confidential_app):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post(reverse("oidc_provider_ext:authorize-continue", args=["x"]), {"tenant": "acme"})
+    assert response.status_code == 403

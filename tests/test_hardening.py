@@ -136,7 +136,9 @@ class TestHostedPageHeaders:
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
         assert page["X-Frame-Options"] == "DENY"
-        assert page["Referrer-Policy"] == "no-referrer"
+        # same-origin: no-referrer would make browsers send "Origin: null" and fail CSRF.
+        assert page["Referrer-Policy"] == "same-origin"
+        assert 'name="referrer"' not in page.content.decode()
         assert "<script" not in page.content.decode()
 
     def test_brand_colour_style_carries_the_csp_nonce(self, client, confidential_app):
@@ -421,3 +423,15 @@ def test_users_sign_in_once_per_lockout_window(client):
         ).status_code
         == 302
     )
+
+
+@pytest.mark.parametrize("endpoint", ["token", "introspect", "revocation"])
+def test_non_ascii_basic_credentials_are_invalid_client_not_500(rp, endpoint):
+    """Found by tests/test_fuzz.py: DOT's base64 decoding raised on non-ASCII Basic credentials."""
+    response = rp.post(
+        reverse(f"oidc_provider_ext:{endpoint}"),
+        "grant_type=client_credentials&token=x",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION="Basic \x80\x81",
+    )
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"

@@ -15,11 +15,13 @@ import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
@@ -117,6 +119,9 @@ def pending_request_for_next(request, next_url: str) -> tuple[str, dict] | None:
 
 
 @method_decorator(never_cache, name="dispatch")
+# OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
+# no CSRF token of ours; the consent form's POST is CSRF-checked explicitly in post().
+@method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(
     rejecting_bad_requests(bad_request_page, repeatable_form_fields=("scope",)), name="dispatch"
 )
@@ -124,6 +129,9 @@ class AuthorizeView(OAuthLibMixin, View):
     template_name = "oidc_provider_ext/consent.html"
 
     # --- entry points ------------------------------------------------------------------------------
+
+    def _params(self):
+        return self.request.POST if self.request.method == "POST" else self.request.GET
 
     def get(self, request, *args, **kwargs):
         try:
@@ -143,7 +151,13 @@ class AuthorizeView(OAuthLibMixin, View):
         return self._continue(secrets.token_urlsafe(24), entry, application)
 
     def post(self, request, *args, **kwargs):
-        """The consent decision."""
+        """The consent form's decision, or an authorization request sent by POST."""
+        if "request_id" not in request.POST or "decision" not in request.POST:
+            if len(request.POST.getlist("scope")) > 1:
+                return bad_request_page(request, "The parameter 'scope' is repeated.")
+            return self.get(request, *args, **kwargs)
+        if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+            return error_page(request, "This form has expired", "Reload the page and try again.", status=403)
         form = ConsentForm(request.POST)
         request_id = form.data.get("request_id", "") if form.is_valid() else ""
         entry = pending_request(request, request_id)
@@ -173,7 +187,7 @@ class AuthorizeView(OAuthLibMixin, View):
     # --- the decision ------------------------------------------------------------------------------
 
     def _new_entry(self, scopes, credentials, application) -> dict:
-        query = self.request.GET
+        query = self._params()
         # OIDC Core 3.1.2.6: request objects are not supported (not advertised in discovery).
         if "request" in query:
             raise ClientError("request_not_supported", "Request objects are not supported.")
@@ -469,6 +483,8 @@ class AuthorizeContinueView(AuthorizeView):
 
     def post(self, request, request_id: str, *args, **kwargs):
         """The tenant chooser's answer."""
+        if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+            return error_page(request, "This form has expired", "Reload the page and try again.", status=403)
         entry = pending_request(request, request_id)
         if not request.user.is_authenticated or entry is None or entry.get("user") != str(request.user.pk):
             return self._expired()
