@@ -66,16 +66,33 @@ _open_sessions: list[requests.Session] = []
 
 
 def http_session(session: requests.Session | None = None) -> requests.Session:
-    """A ``requests`` session closed when the test ends. The live server serves each keep-alive
-    connection in its own thread, which holds a database connection until the socket closes; one
-    left open keeps PostgreSQL from dropping the test database."""
+    """A ``requests`` session that is closed when the test ends."""
     session = session if session is not None else requests.Session()
     _open_sessions.append(session)
     return session
 
 
+@pytest.fixture(scope="session")
+def _live_server_connections(django_db_setup, django_db_blocker):
+    """Ends the live server's database sessions before the test database is dropped.
+
+    The live server serves each keep-alive connection in a thread that holds a database connection
+    until the client closes the socket; a response kept alive by a failed test's traceback keeps its
+    socket open, and PostgreSQL refuses to drop a database that is in use."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
-def live_issuer(live_server, settings):
+def live_issuer(live_server, settings, _live_server_connections):
     """The live server's URL, which is also the issuer (OIDC Discovery 4.3: they must be equal)."""
     settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ISSUER": live_server.url}
     yield live_server.url
@@ -102,7 +119,7 @@ def tenant_selection_implemented(demo: dict) -> bool:
     """Whether ``acr_values=tenant:<code>`` selects a tenant yet. DESIGN.md: an unknown org code gets
     an HTTP 400 page at the IdP, never a redirect; while that does not hold, the parameter is only
     accepted and ignored (docs/flows.md)."""
-    response = requests.get(
+    response = http_session().get(
         f"{demo['issuer']}/connect/authorize",
         params={
             "response_type": "code",
@@ -183,12 +200,8 @@ class UserAgent:
         self.pages = []
         return self.follow(self.get(url), decision=decision, password=password)
 
-    def post_authorize(self, url: str, data: dict, **kwargs) -> str:
-        """The authorization request sent as a form POST (OIDC Core 3.1.2.1)."""
-        self.pages = []
-        return self.follow(self.post(url, data), **kwargs)
-
     def follow(self, response, *, decision: str = "allow", password: str | None = None) -> str:
+        """Continue from ``response`` like ``authorize``."""
         for _ in range(12):
             if response.is_redirect:
                 location = urljoin(response.url, response.headers["Location"])

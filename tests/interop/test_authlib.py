@@ -35,7 +35,9 @@ class AuthlibRP:
     def __init__(self, demo: dict, client: str, auth_method: str):
         self.demo = demo
         self.client = demo[client]
-        self.meta = requests.get(f"{demo['issuer']}/.well-known/openid-configuration", timeout=10).json()
+        self.meta = (
+            http_session().get(f"{demo['issuer']}/.well-known/openid-configuration", timeout=10).json()
+        )
         self.session = http_session(
             OAuth2Session(
                 client_id=self.client["client_id"],
@@ -66,7 +68,7 @@ class AuthlibRP:
     def id_token_claims(self, token: dict, nonce: str | None = None) -> CodeIDToken:
         # Fetched when needed, as Authlib's framework clients do: the example IdP creates its first
         # signing key when it first signs, so a JWKS fetched before any sign-in can be empty.
-        jwks = JsonWebKey.import_key_set(requests.get(self.meta["jwks_uri"], timeout=10).json())
+        jwks = JsonWebKey.import_key_set(http_session().get(self.meta["jwks_uri"], timeout=10).json())
         claims = jwt.decode(
             token["id_token"],
             jwks,
@@ -174,7 +176,7 @@ def _raw_refresh(rp: AuthlibRP, auth_method: str, refresh_token: str) -> request
         del data["client_id"]
     elif auth_method == "client_secret_post":
         data["client_secret"] = rp.client["client_secret"]
-    return requests.post(rp.meta["token_endpoint"], data=data, auth=auth, timeout=10)
+    return http_session().post(rp.meta["token_endpoint"], data=data, auth=auth, timeout=10)
 
 
 def _end_session(user_agent: UserAgent, rp: AuthlibRP, id_token: str) -> str:
