@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint migrations-check check-deploy clean chromium
+.PHONY: run test lint migrations-check check-deploy clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ run: install
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
 test: install $(INTEROP)/node_modules/.installed chromium
 	$(BIN)/python -m pytest
+
+## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
+screenshots: install chromium
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
 
 lint: install
 	$(BIN)/ruff check .
