@@ -13,7 +13,7 @@
 import * as client from "openid-client";
 
 const cfg = JSON.parse(process.env.RP_CONFIG ?? "{}");
-const result = { steps: [] };
+const result = {};
 let step = "start";
 
 class Browser {
@@ -91,7 +91,7 @@ async function signInAndConsent(browser, authorizationUrl) {
     const login = formWith(response.text, "password");
     const consent = formWith(response.text, "request_id");
     if (login) {
-      pages.push({ page: "login", status: response.status, html: response.text.slice(0, 4000) });
+      pages.push({ page: "login", status: response.status, html: response.text.slice(0, 20000) });
       if (pages.filter((p) => p.page === "login").length > 1) throw new Error("the password was refused");
       const action = new URL(login.action || response.url, response.url);
       response = await browser.post(action, { ...login.fields, username: cfg.username, password: cfg.password });
