@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint migrations-check check-deploy clean
+INTEROP := tests/interop
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test lint migrations-check check-deploy clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,24 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The openid-client relying party of tests/interop, reinstalled when its lockfile changes. Without
+# npm the interop tests say why they skip (and fail in CI, where everything must be installed).
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(INTEROP) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: install Node.js 20+ to run tests/interop"; \
+	fi
+
+# Debian's Chromium for tests/e2e (Playwright drives it; no browser is downloaded).
+chromium:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "$(CHROMIUM) not found: run 'sudo apt-get install -y chromium' for tests/e2e"; \
+		fi; }
+
 ## Run the example IdP on SQLite with demo data at http://$(HOST):$(PORT)
 # The issuer follows the address it serves on, unless OIDC_ISSUER is set in the environment.
 run: export OIDC_ISSUER ?= http://$(HOST):$(PORT)
@@ -27,8 +48,13 @@ run: install
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## Run the whole test suite (DATABASE_URL selects the database; SQLite by default)
-test: install
+# Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
+test: install $(INTEROP)/node_modules/.installed chromium
 	$(BIN)/python -m pytest
+
+## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
+screenshots: install chromium
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
 
 lint: install
 	$(BIN)/ruff check .

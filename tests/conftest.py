@@ -8,6 +8,9 @@ from oidc_provider_ext import keys
 
 from .factories import ApplicationFactory, PublicApplicationFactory, UserFactory
 
+# Live-server fixtures (live_issuer, demo) for tests/interop, tests/e2e and tests/conformance.
+pytest_plugins = ["tests.live"]
+
 
 def pytest_report_header(config):
     from django.conf import settings
