@@ -130,6 +130,17 @@ if os.environ.get("REDIS_URL"):
         }
     }
 
+PASSWORD_HASHERS = [
+    # Users' passwords: Django's default, deliberately slow.
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    # Generated client secrets only (>= 256 bits): never first, see docs/client-secrets.md.
+    "oidc_provider_ext.hashers.ClientSecretHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -19,6 +19,8 @@ E005 = "oidc_provider_ext.E005"  # unknown/invalid OIDC_PROVIDER_EXT keys
 E006 = "oidc_provider_ext.E006"  # code lifetime above 10 minutes
 E007 = "oidc_provider_ext.E007"  # adapter cannot be imported
 E008 = "oidc_provider_ext.E008"  # DOT server class is not ours
+E009 = "oidc_provider_ext.E009"  # client-secret hasher missing from PASSWORD_HASHERS
+E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHERS
 W001 = "oidc_provider_ext.W001"  # issuer is not https
 
 
@@ -98,6 +100,24 @@ def check_settings(app_configs=None, **kwargs):
                 f"must be 1..{MAX_CODE_EXPIRE_SECONDS}.",
                 hint="RFC 6749 4.1.2 recommends at most 10 minutes; the default is 60 seconds.",
                 id=E006,
+            )
+        )
+    hasher = "oidc_provider_ext.hashers.ClientSecretHasher"
+    hashers = list(settings.PASSWORD_HASHERS)
+    if hasher not in hashers:
+        errors.append(
+            Error(
+                f"{hasher} is not in PASSWORD_HASHERS: generated client secrets cannot be hashed.",
+                hint="Append it to PASSWORD_HASHERS (last, after your users' password hashers).",
+                id=E009,
+            )
+        )
+    elif hashers[0] == hasher:
+        errors.append(
+            Error(
+                f"{hasher} is the first of PASSWORD_HASHERS: users' passwords would get a fast hash.",
+                hint="Keep a slow password hasher (Django's default PBKDF2) first; put this one last.",
+                id=E010,
             )
         )
     try:

@@ -5,12 +5,14 @@ per-process cache (locmem) may serve a changed client for up to ``CLIENT_CACHE_S
 
 from __future__ import annotations
 
+from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.cache import cache
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
 from .conf import app_settings
+from .hashers import ALGORITHM, looks_generated
 from .models import ClientProfile, Tenant
 
 Application = get_application_model()
@@ -20,6 +22,36 @@ _HAS_TENANTS = "oidc_provider_ext:has_tenants"
 
 def _key(client_id: str) -> str:
     return _PREFIX + client_id.encode("utf-8", "replace").hex()[:400]
+
+
+@receiver(pre_save, sender=Application)
+def _hash_generated_secret(instance, **kwargs):
+    """Generated secrets get the fast keyed hash; anything else is left to DOT (PBKDF2)."""
+    secret = instance.client_secret
+    if not (instance.hash_client_secret and secret) or _is_hashed(secret):
+        return
+    if looks_generated(secret):
+        instance.client_secret = make_password(secret, hasher=ALGORITHM)
+
+
+def upgrade_secret_hash(stored: str, provided: str) -> None:
+    """After a successful check against a slow hash of a generated secret, store the fast one
+    (existing clients move over transparently on their next token request)."""
+    if stored.startswith(ALGORITHM + "$") or not _is_hashed(stored) or not looks_generated(provided):
+        return
+    clients = Application.objects.filter(client_secret=stored)
+    client_ids = list(clients.values_list("client_id", flat=True))
+    clients.update(client_secret=make_password(provided, hasher=ALGORITHM))
+    for client_id in client_ids:
+        forget(client_id)
+
+
+def _is_hashed(value: str) -> bool:
+    try:
+        identify_hasher(value)
+    except ValueError:
+        return False
+    return True
 
 
 def get_client(client_id: str):

@@ -26,7 +26,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from . import keys
 from .adapter import get_adapter
-from .clients import get_client
+from .clients import get_client, upgrade_secret_hash
 from .conf import app_settings
 from .models import AuthorizationGrant
 from .tokens import mint_access_token, subject_for
@@ -73,6 +73,12 @@ class OIDCValidator(OAuth2Validator):
             return None
         request.client = client
         return client
+
+    def _check_secret(self, provided_secret, stored_secret):
+        valid = super()._check_secret(provided_secret, stored_secret)
+        if valid:
+            upgrade_secret_hash(stored_secret, provided_secret)
+        return valid
 
     def _extract_basic_auth(self, request):
         # RFC 7617 credentials are base64, i.e. ASCII; DOT passes anything else to b64decode, which

@@ -74,4 +74,5 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = [
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "oidc_provider_ext.hashers.ClientSecretHasher",
     ]
