@@ -350,6 +350,10 @@ def jwks() -> dict:
     """The JWK Set: exactly the keys that may verify a live token (next, active, retired within
     its window). ``next`` keys verify nothing yet; they are published so caches hold them before
     they sign (OIDC Core 10.1.1)."""
+    if not _current().signing:
+        # A fresh install has no key until something is signed; publishing an empty set with
+        # long cache headers would leave relying parties unable to verify the first tokens.
+        signing_key()
     snap = _current()
     return {"keys": [entry.public for kid, entry in snap.published.items() if snap.live(kid) is not None]}
 

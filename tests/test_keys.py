@@ -559,3 +559,11 @@ class TestCommand:
         assert not SigningKey.objects.filter(kid=gone.kid).exists()
         out, _ = run("prune")
         assert "Nothing to prune" in out
+
+
+def test_jwks_of_a_fresh_install_is_never_empty(client, db):
+    from oidc_provider_ext.models import SigningKey
+
+    assert not SigningKey.objects.exists()
+    keys_published = client.get("/connect/jwks").json()["keys"]
+    assert len(keys_published) == 1 and keys_published[0]["alg"] == "RS256"

@@ -1,0 +1,87 @@
+"""Remove what has expired, in batches, so tables stay small. Safe to run from cron at any time.
+
+What goes (and when):
+- authorization grants whose code expired unredeemed, and redeemed grants older than the longest
+  a token derived from them can live (refresh-token lifetime + access-token lifetime);
+- access tokens past their expiry; refresh tokens revoked or past REFRESH_TOKEN_EXPIRE_SECONDS;
+- DOT's own Grant and IDToken rows (this app does not create them) once expired;
+- consents revoked or expired, OP sessions ended, and delivered back-channel logouts, older than
+  --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, Consent, OPSession
+
+
+class Command(BaseCommand):
+    help = "Delete expired codes, tokens, consents, sessions and deliveries in batches."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=1000)
+        parser.add_argument(
+            "--keep-days", type=int, default=30, help="History kept for ended/revoked records."
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing.")
+
+    def handle(self, *args, batch_size, keep_days, dry_run, **options):
+        now = timezone.now()
+        history = now - timedelta(days=keep_days)
+        token_horizon = now - timedelta(
+            seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS + app_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+        )
+        RefreshToken = get_refresh_token_model()
+        plan = [
+            ("access tokens", get_access_token_model().objects.filter(expires__lt=now)),
+            (
+                "refresh tokens",
+                RefreshToken.objects.filter(
+                    Q(revoked__lt=now - timedelta(minutes=5))
+                    | Q(created__lt=now - timedelta(seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS))
+                ),
+            ),
+            (
+                "authorization grants",
+                AuthorizationGrant.objects.filter(
+                    Q(redeemed__isnull=True, expires__lt=now) | Q(redeemed__lt=token_horizon)
+                ),
+            ),
+            ("DOT grants", get_grant_model().objects.filter(expires__lt=now)),
+            ("DOT ID tokens", get_id_token_model().objects.filter(expires__lt=now)),
+            ("consents", Consent.objects.filter(Q(revoked__lt=history) | Q(expires__lt=history))),
+            ("OP sessions", OPSession.objects.filter(ended__lt=history)),
+            (
+                "back-channel deliveries",
+                BackchannelDelivery.objects.filter(
+                    status=BackchannelDelivery.Status.DELIVERED, created__lt=history
+                ),
+            ),
+        ]
+        for label, queryset in plan:
+            removed = queryset.count() if dry_run else self._delete_in_batches(queryset, batch_size)
+            self.stdout.write(f"{label}: {'would remove' if dry_run else 'removed'} {removed}")
+
+    @staticmethod
+    def _delete_in_batches(queryset, batch_size: int) -> int:
+        removed = 0
+        while True:
+            with transaction.atomic():
+                pks = list(queryset.values_list("pk", flat=True)[:batch_size])
+                if not pks:
+                    return removed
+                queryset.model.objects.filter(pk__in=pks).delete()
+            removed += len(pks)
