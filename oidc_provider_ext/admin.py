@@ -1,10 +1,10 @@
 from django.contrib import admin, messages
-from django.contrib.auth.hashers import identify_hasher
 from django.db import models
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
 
 from . import consents
+from .clients import is_hashed
 from .models import (
     AuthorizationGrant,
     BackchannelDelivery,
@@ -28,14 +28,6 @@ class ClientProfileInline(admin.StackedInline):
     max_num = 1
 
 
-def _is_hashed(secret: str) -> bool:
-    try:
-        identify_hasher(secret)
-    except ValueError:
-        return False
-    return True
-
-
 class ClientAdmin(ApplicationAdmin):
     """DOT's application admin, plus the OIDC profile and a secret that is shown exactly once."""
 
@@ -56,7 +48,7 @@ class ClientAdmin(ApplicationAdmin):
     def save_model(self, request, obj, form, change):
         raw_secret = obj.client_secret
         super().save_model(request, obj, form, change)
-        if not change and raw_secret and obj.hash_client_secret and not _is_hashed(raw_secret):
+        if not change and raw_secret and obj.hash_client_secret and not is_hashed(raw_secret):
             messages.warning(
                 request,
                 f"Client secret for {obj.client_id}: {raw_secret} — copy it now, it is stored hashed "

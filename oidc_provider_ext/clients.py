@@ -28,7 +28,7 @@ def _key(client_id: str) -> str:
 def _hash_generated_secret(instance, **kwargs):
     """Generated secrets get the fast keyed hash; anything else is left to DOT (PBKDF2)."""
     secret = instance.client_secret
-    if not (instance.hash_client_secret and secret) or _is_hashed(secret):
+    if not (instance.hash_client_secret and secret) or is_hashed(secret):
         return
     if looks_generated(secret):
         instance.client_secret = make_password(secret, hasher=ALGORITHM)
@@ -37,7 +37,7 @@ def _hash_generated_secret(instance, **kwargs):
 def upgrade_secret_hash(stored: str, provided: str) -> None:
     """After a successful check against a slow hash of a generated secret, store the fast one
     (existing clients move over transparently on their next token request)."""
-    if stored.startswith(ALGORITHM + "$") or not _is_hashed(stored) or not looks_generated(provided):
+    if stored.startswith(ALGORITHM + "$") or not is_hashed(stored) or not looks_generated(provided):
         return
     clients = Application.objects.filter(client_secret=stored)
     client_ids = list(clients.values_list("client_id", flat=True))
@@ -46,7 +46,7 @@ def upgrade_secret_hash(stored: str, provided: str) -> None:
         forget(client_id)
 
 
-def _is_hashed(value: str) -> bool:
+def is_hashed(value: str) -> bool:
     try:
         identify_hasher(value)
     except ValueError:

@@ -10,7 +10,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from oidc_provider_ext.models import AuthorizationGrant
 
-from .flow import exchange, get_code
+from .flow import exchange, get_code, token_request
 
 CONCURRENCY = 20
 ROUNDS = 5
@@ -23,21 +23,22 @@ def _requires_postgres():
         )
 
 
-def _race(app, code) -> list[int]:
+def _race(request) -> list[int]:
+    """Fire ``request()`` from CONCURRENCY threads released at the same instant; their statuses."""
     barrier = threading.Barrier(CONCURRENCY)
     statuses: list[int] = []
     lock = threading.Lock()
 
-    def redeem():
+    def run():
         try:
             barrier.wait()
-            status = exchange(Client(), app, code).status_code
+            status = request().status_code
             with lock:
                 statuses.append(status)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=redeem) for _ in range(CONCURRENCY)]
+    threads = [threading.Thread(target=run) for _ in range(CONCURRENCY)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -52,7 +53,7 @@ def test_concurrent_redemption_has_exactly_one_winner(browser, user, confidentia
     for _ in range(ROUNDS):
         AccessToken.objects.all().delete()
         code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
-        statuses = _race(confidential_app, code)
+        statuses = _race(lambda code=code: exchange(Client(), confidential_app, code))
         assert len(statuses) == CONCURRENCY
         assert statuses.count(200) == 1, statuses
         assert set(statuses) == {200, 400}, statuses
@@ -65,34 +66,6 @@ def test_concurrent_redemption_has_exactly_one_winner(browser, user, confidentia
         AuthorizationGrant.objects.all().delete()
 
 
-def _race_refresh(app, refresh_token) -> list[int]:
-    from .flow import token_request
-
-    barrier = threading.Barrier(CONCURRENCY)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def refresh():
-        try:
-            barrier.wait()
-            response = token_request(
-                Client(),
-                {"grant_type": "refresh_token", "refresh_token": refresh_token},
-                auth=(app.client_id, app.raw_secret),
-            )
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=refresh) for _ in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return statuses
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_refresh_has_exactly_one_winner(browser, user, confidential_app):
@@ -103,7 +76,9 @@ def test_concurrent_refresh_has_exactly_one_winner(browser, user, confidential_a
     for _ in range(ROUNDS):
         code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
         refresh_token = exchange(rp, confidential_app, code).json()["refresh_token"]
-        statuses = _race_refresh(confidential_app, refresh_token)
+        auth = (confidential_app.client_id, confidential_app.raw_secret)
+        body = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        statuses = _race(lambda body=body, auth=auth: token_request(Client(), body, auth=auth))
         assert len(statuses) == CONCURRENCY
         assert statuses.count(200) == 1, statuses
         assert set(statuses) == {200, 400}, statuses
