@@ -373,9 +373,6 @@ class OIDCValidator(OAuth2Validator):
             claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
         return claims
 
-    def get_discovery_claims(self, request):
-        return ["sub", *get_adapter().claims_supported]
-
     def get_id_token_dictionary(self, token, token_handler, request):
         adapter = get_adapter()
         grant = request._oidc_grant
