@@ -117,26 +117,6 @@ def demo(live_issuer) -> dict:
     return data
 
 
-def tenant_selection_implemented(demo: dict) -> bool:
-    """Whether ``acr_values=tenant:<code>`` selects a tenant yet. DESIGN.md: an unknown org code gets
-    an HTTP 400 page at the IdP, never a redirect; while that does not hold, the parameter is only
-    accepted and ignored (docs/flows.md)."""
-    response = http_session().get(
-        f"{demo['issuer']}/connect/authorize",
-        params={
-            "response_type": "code",
-            "client_id": demo["confidential"]["client_id"],
-            "redirect_uri": demo["confidential"]["redirect_uri"],
-            "scope": "openid",
-            "state": "probe",
-            "acr_values": "tenant:no-such-organisation",
-        },
-        allow_redirects=False,
-        timeout=10,
-    )
-    return response.status_code == 400
-
-
 # --- a browser without JavaScript ------------------------------------------------------------------
 
 
