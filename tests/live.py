@@ -144,9 +144,6 @@ class Form:
             fields.setdefault(name, value)
         return fields
 
-    def values(self, name: str) -> list[str]:
-        return [value for key, value in self.data if key == name]
-
     def submission(
         self, button: tuple[str, str] | None = None, *, uncheck=(), **overrides: str
     ) -> list[tuple[str, str]]:
