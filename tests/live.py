@@ -6,8 +6,10 @@ its URL so discovery, ``iss`` and every endpoint URL agree with what a client co
 talk HTTP to it (never Django's test client), so these tests see the wire behaviour.
 
 ``UserAgent`` is a browser without JavaScript: it follows the IdP's redirects and submits the hosted
-login and consent forms, and hands back the redirect that leaves the IdP (the RP's callback URL with
-``code`` and ``state``, or an error). The relying party does not need to listen on that URL.
+login and consent forms the way a browser does (ticked, enabled checkboxes only: the consent page's
+``scope`` boxes, ``openid`` ticked and disabled), and hands back the redirect that leaves the IdP
+(the RP's callback URL with ``code`` and ``state``, or an error). The relying party does not need to
+listen on that URL.
 """
 
 from __future__ import annotations
@@ -115,53 +117,88 @@ def demo(live_issuer) -> dict:
     return data
 
 
-def tenant_selection_implemented(demo: dict) -> bool:
-    """Whether ``acr_values=tenant:<code>`` selects a tenant yet. DESIGN.md: an unknown org code gets
-    an HTTP 400 page at the IdP, never a redirect; while that does not hold, the parameter is only
-    accepted and ignored (docs/flows.md)."""
-    response = http_session().get(
-        f"{demo['issuer']}/connect/authorize",
-        params={
-            "response_type": "code",
-            "client_id": demo["confidential"]["client_id"],
-            "redirect_uri": demo["confidential"]["redirect_uri"],
-            "scope": "openid",
-            "state": "probe",
-            "acr_values": "tenant:no-such-organisation",
-        },
-        allow_redirects=False,
-        timeout=10,
-    )
-    return response.status_code == 400
-
-
 # --- a browser without JavaScript ------------------------------------------------------------------
 
 
 @dataclass
 class Form:
+    """A ``<form>`` as a browser sees it. ``data`` is the form data set the browser submits (HTML,
+    "constructing the entry list"): every named, enabled control in order, a checkbox or radio
+    button only when it is checked (its value, default "on"), never a disabled control; the
+    submitter button is added by ``submission``. ``controls`` names every named control, submitted
+    or not, so a page can be recognised by what it contains."""
+
     action: str
     method: str
-    fields: dict[str, str] = field(default_factory=dict)
+    data: list[tuple[str, str]] = field(default_factory=list)
+    controls: set[str] = field(default_factory=set)
     buttons: list[tuple[str, str]] = field(default_factory=list)
+    # checkboxes and radio buttons: name -> [(value, checked, disabled)]
+    checkboxes: dict[str, list[tuple[str, bool, bool]]] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The submitted values by name (the first one of a repeated name)."""
+        fields: dict[str, str] = {}
+        for name, value in self.data:
+            fields.setdefault(name, value)
+        return fields
+
+    def submission(
+        self, button: tuple[str, str] | None = None, *, uncheck=(), **overrides: str
+    ) -> list[tuple[str, str]]:
+        """What the browser posts when ``button`` is pressed: ``data`` without the checkboxes whose
+        value is in ``uncheck`` (unticked by the user), with ``overrides`` typed into text fields,
+        and the button's own name and value."""
+        if button is not None:
+            assert button in self.buttons, f"no {button} button in the form (it has {self.buttons})"
+        data = [
+            (name, overrides.get(name, value))
+            for name, value in self.data
+            if not (name in self.checkboxes and value in uncheck)
+        ]
+        data += [(name, value) for name, value in overrides.items() if name not in self.fields]
+        if button is not None:
+            data.append(button)
+        return data
 
 
 class _FormParser(HTMLParser):
     def __init__(self):
         super().__init__()
         self.forms: list[Form] = []
+        self.open = False
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.open = False
 
     def handle_starttag(self, tag, attrs):
+        names = {name for name, _value in attrs}
         attrs = {name: value or "" for name, value in attrs}
         if tag == "form":
             self.forms.append(Form(attrs.get("action", ""), attrs.get("method", "get").lower()))
-        elif self.forms and tag == "input" and attrs.get("name"):
-            if attrs.get("type") in ("submit", "button"):
-                self.forms[-1].buttons.append((attrs["name"], attrs.get("value", "")))
-            else:
-                self.forms[-1].fields[attrs["name"]] = attrs.get("value", "")
-        elif self.forms and tag == "button" and attrs.get("name"):
-            self.forms[-1].buttons.append((attrs["name"], attrs.get("value", "")))
+            self.open = True
+            return
+        name = attrs.get("name")
+        if not self.open or not name:
+            return
+        form = self.forms[-1]
+        form.controls.add(name)
+        kind = attrs.get("type", "submit" if tag == "button" else "text").lower()
+        disabled = "disabled" in names
+        if tag == "button" or kind in ("submit", "image", "button", "reset"):
+            if kind == "submit" and not disabled:
+                form.buttons.append((name, attrs.get("value", "")))
+        elif tag == "input":
+            if kind in ("checkbox", "radio"):
+                checked = "checked" in names
+                value = attrs.get("value", "on")
+                form.checkboxes.setdefault(name, []).append((value, checked, disabled))
+                if checked and not disabled:
+                    form.data.append((name, value))
+            elif not disabled:
+                form.data.append((name, attrs.get("value", "")))
 
 
 def forms_of(html: str) -> list[Form]:
@@ -182,6 +219,7 @@ class UserAgent:
         self.username, self.password = username, password
         self.http = http_session()
         self.pages: list[str] = []  # "login", "consent", … in the order they were shown
+        self.asked: list[list[str]] = []  # the scope checkboxes of each consent page shown
         self.last: requests.Response | None = None
 
     def get(self, url: str, **kwargs) -> requests.Response:
@@ -194,13 +232,15 @@ class UserAgent:
         )
         return self.last
 
-    def authorize(self, url: str, *, decision: str = "allow", password: str | None = None) -> str:
-        """Open ``url`` and go through sign-in and consent; return the URL the IdP finally redirects
-        to outside itself. An IdP page that is neither login nor consent raises AssertionError."""
+    def authorize(self, url: str, *, decision: str = "allow", password: str | None = None, uncheck=()) -> str:
+        """Open ``url`` and go through sign-in and consent (unticking the scopes in ``uncheck``);
+        return the URL the IdP finally redirects to outside itself. An IdP page that is neither
+        login nor consent raises AssertionError."""
         self.pages = []
-        return self.follow(self.get(url), decision=decision, password=password)
+        self.asked = []
+        return self.follow(self.get(url), decision=decision, password=password, uncheck=uncheck)
 
-    def follow(self, response, *, decision: str = "allow", password: str | None = None) -> str:
+    def follow(self, response, *, decision: str = "allow", password: str | None = None, uncheck=()) -> str:
         """Continue from ``response`` like ``authorize``."""
         for _ in range(12):
             if response.is_redirect:
@@ -217,7 +257,9 @@ class UserAgent:
                 response = self.submit_login(response, password=password)
                 password = None
             elif page == "consent":
-                response = self.submit_consent(response, decision)
+                form = self._form(response, "request_id")
+                self.asked.append([value for value, _c, _d in form.checkboxes.get("scope", [])])
+                response = self.submit_consent(response, decision, uncheck=uncheck)
             else:
                 raise AssertionError(
                     f"the IdP showed an unexpected page (HTTP {response.status_code}) at {response.url}:\n"
@@ -227,32 +269,46 @@ class UserAgent:
 
     @staticmethod
     def page_kind(response) -> str:
+        """Which hosted page ``response`` is: login, consent, logout (the confirmation), signed-out,
+        error, or other."""
         if "text/html" not in response.headers.get("Content-Type", ""):
             return "other"
         for form in forms_of(response.text):
-            if "password" in form.fields:
+            if "password" in form.controls:
                 return "login"
-            if "request_id" in form.fields:
+            if "request_id" in form.controls and "decision" in dict(form.buttons):
                 return "consent"
-            if "post_logout_redirect_uri" in form.fields or ("allow", "true") in form.buttons:
+            if ("confirm", "yes") in form.buttons:
                 return "logout"
-        return "error" if response.status_code >= 400 else "other"
+        if response.status_code >= 400:
+            return "error"
+        return "signed-out" if "You are signed out" in response.text else "other"
 
     def _form(self, response, marker: str) -> Form:
-        form = next((f for f in forms_of(response.text) if marker in f.fields), None)
+        form = next((f for f in forms_of(response.text) if marker in f.controls), None)
         assert form is not None, f"no form with {marker!r} at {response.url}"
         return form
 
-    def submit_login(self, response, password: str | None = None) -> requests.Response:
-        form = self._form(response, "password")
-        data = {**form.fields, "username": self.username, "password": password or self.password}
+    def submit(self, response, form: Form, data) -> requests.Response:
+        """POST ``data`` to the form's action (resolved against the page's URL, as a browser does)."""
         return self.post(urljoin(response.url, form.action or response.url), data)
 
-    def submit_consent(self, response, decision: str = "allow") -> requests.Response:
+    def submit_login(self, response, password: str | None = None) -> requests.Response:
+        form = self._form(response, "password")
+        data = form.submission(username=self.username, password=password or self.password)
+        return self.submit(response, form, data)
+
+    def submit_consent(self, response, decision: str = "allow", uncheck=()) -> requests.Response:
+        """Press Allow or Deny; the ticked scope checkboxes are posted as a browser posts them
+        (``openid`` is ticked and disabled, so it is not sent), minus the scopes in ``uncheck``."""
         form = self._form(response, "request_id")
-        assert ("decision", decision) in form.buttons, f"no {decision!r} button on the consent page"
-        data = {**form.fields, "decision": decision}
-        return self.post(urljoin(response.url, form.action or response.url), data)
+        return self.submit(response, form, form.submission(("decision", decision), uncheck=uncheck))
+
+    def submit_logout(self, response) -> requests.Response:
+        """Press "Sign out" on the RP-initiated logout confirmation page."""
+        form = next((f for f in forms_of(response.text) if ("confirm", "yes") in f.buttons), None)
+        assert form is not None, f"no sign-out confirmation form at {response.url}"
+        return self.submit(response, form, form.submission(("confirm", "yes")))
 
     def login(self, password: str | None = None) -> requests.Response:
         """Sign in on the hosted login page directly (no authorization request)."""

@@ -105,11 +105,14 @@ class OP:
         query = self.request_params(client, **params)
         return f"{self.meta['authorization_endpoint']}?{urlencode(query)}", query
 
-    def authorize(self, user_agent: UserAgent, client: Client | None = None, **params) -> AuthorizationResult:
-        """Send an authorization request, sign in and consent as needed; return the redirect."""
+    def authorize(
+        self, user_agent: UserAgent, client: Client | None = None, *, uncheck=(), **params
+    ) -> AuthorizationResult:
+        """Send an authorization request, sign in and consent as needed (unticking the scopes in
+        ``uncheck``); return the redirect."""
         client = client or self.client
         url, query = self.authorization_url(client, **params)
-        location = user_agent.authorize(url)
+        location = user_agent.authorize(url, uncheck=uncheck)
         return AuthorizationResult(url, query, location, list(user_agent.pages))
 
     def expect_code(self, result: AuthorizationResult, client: Client | None = None) -> str:
@@ -124,8 +127,10 @@ class OP:
         assert query.get("state") == result.params["state"], (
             "RFC 6749 4.1.2 / OIDC Core 3.1.2.5: state must be returned exactly as sent"
         )
-        if self.meta.get("authorization_response_iss_parameter_supported"):
-            assert query.get("iss") == self.issuer, "RFC 9207 2: iss must be in the authorization response"
+        assert query.get("iss") == self.issuer, (
+            "RFC 9207 2: iss is in every authorization response (the OP advertises "
+            "authorization_response_iss_parameter_supported)"
+        )
         return query["code"]
 
     def expect_error(self, result: AuthorizationResult, *allowed: str, client: Client | None = None) -> str:
@@ -141,6 +146,7 @@ class OP:
         assert query.get("state") == result.params.get("state"), (
             "RFC 6749 4.1.2.1: state must be returned in the error response exactly as sent"
         )
+        assert query.get("iss") == self.issuer, "RFC 9207 2: iss is in error responses too"
         return query["error"]
 
     # --- the back channel -----------------------------------------------------------------------

@@ -26,6 +26,14 @@ PROFILE_CLAIMS = {
     "name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile",
     "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at",
 }  # fmt: skip
+# OIDC Core 2 and 3.1.3.6, RFC 7519 4.1.7 (jti): the ID token's own claims, whatever the scope.
+PROTOCOL_CLAIMS = {
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash",
+    "jti",
+}  # fmt: skip
+# This provider's extension claim (docs/tenants.md): every sign-in is at a tenant, and ID tokens,
+# access tokens, userinfo and introspection say which one. OIDC Core 5.1.2 allows additional claims.
+EXTENSION_CLAIMS = {"tenant"}
 SCOPE_CLAIMS = {
     "profile": PROFILE_CLAIMS,
     "email": {"email", "email_verified"},
@@ -67,13 +75,26 @@ def released(op, scope: str) -> tuple[dict, dict]:
     return claims, info
 
 
-def assert_scope_claims(info: dict, scopes: set[str], expected: set[str]) -> None:
-    allowed = {"sub"}.union(*(SCOPE_CLAIMS.get(scope, set()) for scope in scopes))
-    assert set(info) <= allowed, (
-        f"OIDC Core 5.4: only the requested scopes' claims are released, also got {set(info) - allowed}"
-    )
+def assert_scope_claims(op, released: tuple[dict, dict], scopes: set[str], expected: set[str]) -> None:
+    """OIDC Core 5.4: the scopes' claims (those the user has) are released, and no other user
+    claims: besides them only ``sub``, the ID token's protocol claims and the provider's ``tenant``
+    extension claim (docs/tenants.md), which must name the demo client's tenant."""
+    claims, info = released
+    scope_claims = set().union(*(SCOPE_CLAIMS.get(scope, set()) for scope in scopes))
+    for where, released_claims, allowed in (
+        ("userinfo", info, {"sub"} | EXTENSION_CLAIMS | scope_claims),
+        ("the ID token", claims, PROTOCOL_CLAIMS | EXTENSION_CLAIMS | scope_claims),
+    ):
+        assert set(released_claims) <= allowed, (
+            f"OIDC Core 5.4: {where} releases only the requested scopes' claims (besides sub, the "
+            f"protocol claims and the provider's tenant extension claim), also got "
+            f"{set(released_claims) - allowed}"
+        )
+        assert released_claims.get("tenant") == op.demo["tenant"], (
+            f"docs/tenants.md: {where} carries the tenant of the sign-in (the demo clients' default)"
+        )
     assert expected <= set(info), (
-        f"OIDC Core 5.4: the scope's claims the user has, missing {expected - set(info)}"
+        f"OIDC Core 5.4: userinfo releases the scope's claims the user has, missing {expected - set(info)}"
     )
 
 
@@ -154,31 +175,34 @@ def test_oidcc_ensure_request_without_nonce_succeeds_for_code_flow(op):
 
 
 def test_oidcc_scope_profile(op):
-    _claims, info = released(op, "openid profile")
-    assert_scope_claims(info, {"profile"}, {"name", "given_name", "family_name", "preferred_username"})
+    assert_scope_claims(
+        op,
+        released(op, "openid profile"),
+        {"profile"},
+        {"name", "given_name", "family_name", "preferred_username"},
+    )
 
 
 def test_oidcc_scope_email(op):
-    _claims, info = released(op, "openid email")
-    assert_scope_claims(info, {"email"}, {"email", "email_verified"})
+    assert_scope_claims(op, released(op, "openid email"), {"email"}, {"email", "email_verified"})
 
 
 def test_oidcc_scope_address(op, full_profile):
-    _claims, info = released(op, "openid address")
-    assert_scope_claims(info, {"address"}, {"address"})
+    _claims, info = result = released(op, "openid address")
+    assert_scope_claims(op, result, {"address"}, {"address"})
     assert isinstance(info["address"], dict), "OIDC Core 5.1.1: address is a JSON object"
 
 
 def test_oidcc_scope_phone(op, full_profile):
-    _claims, info = released(op, "openid phone")
-    assert_scope_claims(info, {"phone"}, {"phone_number", "phone_number_verified"})
+    _claims, info = result = released(op, "openid phone")
+    assert_scope_claims(op, result, {"phone"}, {"phone_number", "phone_number_verified"})
     assert isinstance(info["phone_number_verified"], bool), "OIDC Core 5.1: phone_number_verified is boolean"
 
 
 def test_oidcc_scope_all(op, full_profile):
-    _claims, info = released(op, "openid profile email address phone")
     assert_scope_claims(
-        info,
+        op,
+        released(op, "openid profile email address phone"),
         {"profile", "email", "address", "phone"},
         {"name", "email", "email_verified", "address", "phone_number"},
     )
@@ -188,6 +212,21 @@ def test_oidcc_ensure_other_scope_order_succeeds(op):
     # RFC 6749 3.3: scope is a space-delimited, order-independent list.
     _claims, info = released(op, "email openid")
     assert "email" in info, "OIDC Core 5.4: scope email releases email whatever the order"
+
+
+def test_unticked_scope_is_not_granted(op):
+    """Not a module of the plan: the consent page lets the user untick a scope (docs/consent.md)."""
+    result = op.authorize(op.user_agent(), scope="openid profile email", uncheck={"email"})
+    tokens = op.exchange(op.expect_code(result))
+    assert tokens.get("scope", "").split() == ["openid", "profile"], (
+        "RFC 6749 5.1: when the granted scope differs from the requested one the response MUST say so; "
+        "the user unticked email"
+    )
+    claims = op.check_id_token(tokens["id_token"], nonce=result.params["nonce"])
+    info = op.check_userinfo(op.userinfo(tokens["access_token"]), claims["sub"])
+    assert "name" in info and "email" not in info and "email" not in claims, (
+        "OIDC Core 5.4: claims of a scope the user did not grant are not released"
+    )
 
 
 # --- request parameters ------------------------------------------------------------------------------
@@ -344,14 +383,6 @@ def test_oidcc_ensure_registered_redirect_uri(op):
     assert user_agent.page_kind(response) == "error", "the user sees an error page"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "provider bug: POST /connect/authorize with a form-encoded authorization request answers "
-        "HTTP 403 (Django CSRF: the endpoint's POST is the consent form); OIDC Core 3.1.2.1 requires "
-        "the authorization endpoint to accept POST"
-    ),
-)
 def test_oidcc_ensure_post_request_succeeds(op):
     """OIDC Core 3.1.2.1: "Authorization Servers MUST support the use of the HTTP GET and POST methods
     at the Authorization Endpoint"; with POST the parameters are form-serialized (3.1.2.1, 13.2). The

@@ -1,8 +1,10 @@
 """The OpenID Foundation's ``oidcc-config-certification-test-plan``: the discovery document and the
-keys it points to, one test per test module, against the example IdP on a live server."""
+keys it points to, one test per test module, against the example IdP on a live server. The tests
+after the plan's modules check that what discovery advertises is what the OP does."""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -126,4 +128,76 @@ def test_oidcc_server_rotate_keys(op):
     )
     assert op.verify_signature(before["id_token"])[0]["kid"] == old_kid, (
         "OIDC Core 10.1.1: the retired key stays published while its tokens are valid"
+    )
+
+
+# --- not modules of the plan ---------------------------------------------------------------------------
+
+
+def test_discovery_advertises_what_the_op_does(op):
+    """Each optional capability the document claims, exercised: OIDC Discovery 3 metadata is a
+    promise relying parties act on."""
+    meta = op.meta
+    user_agent = op.user_agent()
+
+    assert meta.get("authorization_response_iss_parameter_supported") is True, (
+        "RFC 9207 3: the OP advertises that it sends iss"
+    )
+    # op.expect_error / op.expect_code assert iss == issuer in both kinds of response (RFC 9207 2).
+    op.expect_error(op.authorize(user_agent, prompt="none"), "login_required")
+
+    assert meta.get("claims_parameter_supported") is True, "OIDC Discovery 3: claims_parameter_supported"
+    claims_request = json.dumps({"id_token": {"email": None}})
+    _result, _tokens, claims = op.code_flow(user_agent, scope="openid", claims=claims_request)
+    assert claims.get("email") == "demo@example.com", (
+        "OIDC Core 5.5: a claim requested in the claims parameter's id_token member is in the ID token"
+    )
+
+    assert set(meta.get("prompt_values_supported", [])) == {"none", "login", "consent", "select_account"}, (
+        "Initiating User Registration via OpenID Connect 1.0 §4: prompt_values_supported lists the "
+        "prompt values the OP supports (OIDC Core 3.1.2.1)"
+    )
+    result = op.authorize(user_agent, prompt="select_account")
+    op.expect_code(result)
+    assert result.pages == ["login"], "OIDC Core 3.1.2.1 select_account: the OP lets the user (re)choose"
+    result = op.authorize(user_agent, prompt="consent")
+    op.expect_code(result)
+    assert result.pages == ["consent"] and user_agent.asked == [["openid"]], (
+        "OIDC Core 3.1.2.1 prompt=consent: the OP asks for consent although it is remembered"
+    )
+    # prompt=login and prompt=none with a session: test_oidcc_prompt_login, test_oidcc_prompt_none_*.
+
+    acr_values = meta.get("acr_values_supported", [])
+    assert claims["acr"] in acr_values, "OIDC Discovery 3: the acr the OP issues is one it advertises"
+    assert not [value for value in acr_values if value.startswith("tenant:")], (
+        "docs/tenants.md: tenant: selectors are not authentication context classes"
+    )
+
+    assert meta.get("backchannel_logout_supported") is True, "Back-Channel Logout 1.0 §2.1"
+    assert meta.get("backchannel_logout_session_supported") is True, (
+        "Back-Channel Logout 1.0 §2.1: logout tokens carry sid (test_backchannel_logout_token checks one)"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        'provider gap: on a fresh install GET /connect/jwks answers 200 {"keys": []} (with '
+        "Cache-Control: public, max-age=JWKS_MAX_AGE_SECONDS) until the first token is signed, when "
+        "keys.signing_key() creates the first active key; OIDC Discovery 1.0 §3: the jwks_uri document "
+        "contains the signing key(s) the RP uses to validate the OP's signatures. An RP or shared cache "
+        "that fetched the empty set cannot verify the first ID tokens (OIDC Core 10.1.1: the key must "
+        "be published before it is used); docs/operations.md asks operators to run `oidc_keys rotate` "
+        "first, nothing enforces it"
+    ),
+)
+def test_jwks_is_never_empty(op):
+    published = op.jwks()["keys"]
+    assert published, (
+        "OIDC Discovery 1.0 §3: the JWK Set holds the OP's signing key(s) before any token is signed"
+    )
+    _result, tokens, _claims = op.code_flow()
+    kid = op.verify_signature(tokens["id_token"])[0]["kid"]
+    assert kid in {key.get("kid") for key in published}, (
+        "OIDC Core 10.1.1: the key that signs was published before it signed"
     )

@@ -1,6 +1,7 @@
 """A tiny relying party web site for the browser tests: a home page with "Sign in" links, a
 ``/callback`` that redeems the code (client_secret_basic + PKCE) and shows who signed in, a
-"Sign out" link to the IdP's end-session endpoint and a ``/logged-out`` page. It runs in a thread
+"Sign out" link to the IdP's end-session endpoint (with the ID token as hint, and one with only the
+client_id) and a ``/logged-out`` page. It runs in a thread
 on 127.0.0.1, so the browser really lands on the RP after each redirect."""
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ class RelyingParty:
             "nonce_ok": claims.get("nonce") == pending["nonce"],
         }
 
-    def end_session_url(self, id_token: str) -> str:
-        query = {"id_token_hint": id_token, "post_logout_redirect_uri": self.logged_out, "state": "bye"}
+    def end_session_url(self, id_token: str | None) -> str:
+        """RP-Initiated Logout 1.0 §2: with the ID token as hint, or (``None``) only the client_id."""
+        hint = {"id_token_hint": id_token} if id_token else {"client_id": self.client_id}
+        query = {**hint, "post_logout_redirect_uri": self.logged_out, "state": "bye"}
         return f"{self.meta['end_session_endpoint']}?{urlencode(query)}"
 
 
@@ -145,11 +148,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             name = rp.last["userinfo"].get("name", rp.last["claims"]["sub"])
             logout = html.escape(rp.end_session_url(rp.last["tokens"]["id_token"]))
+            logout_without_hint = html.escape(rp.end_session_url(None))
             self._send(
                 "Signed in",
                 f'<p>Signed in as <strong id="who">{html.escape(name)}</strong>.</p>'
                 f'<p>Code: <code id="code">{html.escape(query["code"])}</code></p>'
-                f'<a id="sign-out" href="{logout}">Sign out</a>',
+                f'<a id="sign-out" href="{logout}">Sign out</a><br>'
+                f'<a id="sign-out-without-hint" href="{logout_without_hint}">'
+                "Sign out (without the ID token)</a>",
             )
         elif url.path == "/logged-out":
             rp.last = {"query": query}

@@ -1,13 +1,9 @@
 """End-to-end in a real browser: Playwright drives Debian's Chromium (``/usr/bin/chromium``, no
 browser download) from a relying party's page through the IdP's hosted pages and back.
 
-The hosted pages carry ``<meta name="referrer" content="no-referrer">``, so a browser sends
-``Origin: null`` with their form POSTs (Fetch, "serializing a request origin") and Django's CSRF
-check refuses every sign-in, consent and logout with HTTP 403. That provider bug is shown by
-``test_hosted_forms_post_in_a_real_browser`` (strict xfail). So that the rest of the flow is still
-proved in a browser, the other tests replace that meta element by one with ``same-origin`` (the
-site's own ``Referrer-Policy`` header) as each IdP page loads (``page`` fixture), and the browser
-sends the IdP's origin. Once the bug is fixed the script finds nothing to replace.
+Nothing is patched in the browser: the forms are submitted exactly as a user's browser submits
+them, with the ``Origin`` and ``Referer`` the IdP's ``Referrer-Policy: same-origin`` lets it send,
+which Django's CSRF check needs (``test_hosted_forms_post_in_a_real_browser``).
 
 Screenshots of the pages are saved for every run in a temporary directory (its path is printed with
 ``-s``); with ``UPDATE_SCREENSHOTS=1`` they also replace docs/screenshots/*.png, which README.md
@@ -23,26 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.live import chromium_binary, run_demo, tenant_selection_implemented
+from tests.live import chromium_binary, run_demo
 
 from .rp_site import RelyingParty
 
 pytestmark = pytest.mark.live
 
-# The workaround for the no-referrer bug (module docstring): a referrer meta element inserted later
-# replaces the document's policy (HTML "meta name=referrer"), and a test cannot set Origin itself.
-SAME_ORIGIN_REFERRER_POLICY = """
-new MutationObserver((records, observer) => {
-  for (const meta of document.querySelectorAll('meta[name="referrer"][content="no-referrer"]')) {
-    const policy = document.createElement("meta");
-    policy.name = "referrer";
-    policy.content = "same-origin";
-    meta.replaceWith(policy);
-    observer.disconnect();
-  }
-}).observe(document, {childList: true, subtree: true});
-"""
-README_SCREENSHOTS = {"login", "consent", "error", "logout", "login-tenant", "connected-apps"}
+README_SCREENSHOTS = {"login", "consent", "error", "logout", "connected_apps"}
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -81,7 +64,7 @@ def screenshot_dir(tmp_path_factory) -> Path:
 def screenshot(screenshot_dir):
     def take(page, name: str) -> Path:
         path = screenshot_dir / f"{name}.png"
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
         if os.environ.get("UPDATE_SCREENSHOTS") and name in README_SCREENSHOTS:
             DOCS_SCREENSHOTS.mkdir(exist_ok=True)
@@ -101,26 +84,12 @@ def rp(live_issuer):
     site.stop()
 
 
-def _new_page(chromium, rp, origin_workaround: bool):
-    context = chromium.new_context(viewport={"width": 720, "height": 440}, locale="en-US")
-    if origin_workaround:
-        context.add_init_script(SAME_ORIGIN_REFERRER_POLICY)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    return context, page
-
-
 @pytest.fixture
 def page(chromium, rp):
-    context, page = _new_page(chromium, rp, origin_workaround=True)
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def plain_page(chromium, rp):
-    """A browser page exactly as a user has it (no Origin rewrite)."""
-    context, page = _new_page(chromium, rp, origin_workaround=False)
+    """A browser page exactly as a user has it."""
+    context = chromium.new_context(viewport={"width": 720, "height": 440}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
     yield page
     context.close()
 
@@ -165,27 +134,42 @@ def test_sign_in_consent_callback_token(page, rp, screenshot):
     assert rp.last["tokens"]["token_type"] == "Bearer", "OIDC Core 3.1.3.3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "provider bug: the hosted pages set <meta name=referrer content=no-referrer>, so browsers send "
-        "Origin: null with the login/consent/logout form POSTs and Django's CSRF check answers 403 "
-        "(Fetch 'serialize a request origin'); no user can sign in from a real browser"
-    ),
-)
-def test_hosted_forms_post_in_a_real_browser(plain_page, rp):
-    with plain_page.expect_response(lambda r: r.request.method == "POST") as posted:
-        sign_in_form = plain_page
-        sign_in_form.goto(rp.url)
-        sign_in_form.click("#sign-in")
-        sign_in_form.fill("#id_username", rp.demo["user"]["username"])
-        sign_in_form.fill("#id_password", rp.demo["user"]["password"])
-        sign_in_form.click("button[type=submit]")
+def test_hosted_forms_post_in_a_real_browser(page, rp):
+    """The browser's own POSTs of the login and consent forms pass Django's CSRF check: the pages'
+    ``Referrer-Policy: same-origin`` lets Chromium send the IdP's Origin (Fetch, "serializing a
+    request origin"; a ``no-referrer`` policy made it ``Origin: null``, refused with 403)."""
+    issuer_origin = rp.issuer
+    login = page.goto(rp.authorization_url())
+    page.wait_for_selector("#id_username")
+    assert login.status == 200 and login.url.startswith(f"{rp.issuer}/connect/login")
+    assert login.all_headers().get("referrer-policy") == "same-origin", (
+        "docs/security.md: the hosted pages send Referrer-Policy: same-origin"
+    )
+    assert page.locator('meta[name="referrer"]').count() == 0, "no referrer meta element overrides it"
+    page.fill("#id_username", rp.demo["user"]["username"])
+    page.fill("#id_password", rp.demo["user"]["password"])
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("button[type=submit]")
     response = posted.value
+    assert response.request.all_headers().get("origin") == issuer_origin, (
+        "Fetch: a same-origin form POST under Referrer-Policy same-origin carries the page's Origin"
+    )
     assert response.status == 302, (
         f"OIDC Core 3.1.2.3: the OP authenticates the End-User on its login page; the browser's POST "
-        f"(Origin: {response.request.headers.get('origin')}) answered HTTP {response.status}"
+        f"(Origin: {response.request.all_headers().get('origin')}) answered HTTP {response.status}"
     )
+    page.wait_for_selector('button[name="decision"][value="allow"]')
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click('button[name="decision"][value="allow"]')
+    response = posted.value
+    assert response.status == 302 and response.headers["location"].startswith(rp.callback + "?"), (
+        f"OIDC Core 3.1.2.5: the consent POST redirects to the client, got HTTP {response.status}"
+    )
+    assert response.all_headers().get("referrer-policy") == "no-referrer", (
+        "the authorization response's redirect sends no Referer to the client (RFC 9700 4.2.4: the "
+        "code must not leak through Referer)"
+    )
+    page.wait_for_selector("#who")
 
 
 def test_wrong_password(page, rp, screenshot):
@@ -216,14 +200,35 @@ def test_invalid_request_error_page(page, rp, screenshot):
     screenshot(page, "error")
 
 
-def test_logout(page, rp, screenshot):
+def test_logout(page, rp):
+    """An id_token_hint of the browser's own session: signed out at once, no confirmation page
+    (docs/logout.md; RP-Initiated Logout 1.0 §2 only makes asking a SHOULD here)."""
     sign_in(page, rp)
     page.click('button[name="decision"][value="allow"]')
-    page.click("#sign-out")
-    page.wait_for_selector('button[name="allow"]')
+    with page.expect_response(lambda r: r.url.startswith(f"{rp.issuer}/connect/endsession")) as ended:
+        page.click("#sign-out")
+    assert ended.value.status == 302, "docs/logout.md: no confirmation page for the user's own ID token"
+    page.wait_for_selector("#state")
+    assert page.url.startswith(rp.logged_out), "RP-Initiated Logout 1.0 §3: back to the RP"
+    assert page.inner_text("#state") == "bye", "RP-Initiated Logout 1.0 §3: state comes back"
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("#id_username")  # signed out of the IdP: asked to sign in again
+
+
+def test_logout_confirmation(page, rp, screenshot):
+    """No id_token_hint: the OP MUST ask (RP-Initiated Logout 1.0 §2); its form is posted by the
+    browser (CSRF-checked) and the user lands on the client's post_logout_redirect_uri."""
+    sign_in(page, rp)
+    page.click('button[name="decision"][value="allow"]')
+    page.click("#sign-out-without-hint")
+    page.wait_for_selector('button[name="confirm"][value="yes"]')
     assert page.url.startswith(f"{rp.issuer}/connect/endsession"), "RP-Initiated Logout 1.0 §2"
+    assert "Demo web app (confidential)" in page.inner_text("h1"), "the page names the client"
     screenshot(page, "logout")
-    page.click('button[name="allow"]')
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click('button[name="confirm"][value="yes"]')
+    assert posted.value.status == 302, f"the confirmation POST answered HTTP {posted.value.status}"
     page.wait_for_selector("#state")
     assert page.url.startswith(rp.logged_out), "RP-Initiated Logout 1.0 §3: back to the RP"
     assert page.inner_text("#state") == "bye", "RP-Initiated Logout 1.0 §3: state comes back"
@@ -233,28 +238,64 @@ def test_logout(page, rp, screenshot):
 
 
 def test_tenant_branded_login(page, rp, screenshot):
-    if not tenant_selection_implemented(rp.demo):
-        pytest.xfail("tenant selection not implemented yet")
     page.goto(rp.url)
     page.click("#sign-in-acme")
     page.wait_for_selector("#id_username")
-    assert "Acme Corporation" in page.content(), "DESIGN.md: the login page is branded per tenant"
+    assert page.inner_text("[data-tenant]").splitlines()[-1] == "Acme Corporation", (
+        "docs/tenants.md: acr_values=tenant:acme brands the login page with the tenant's name"
+    )
+    assert page.title() == "Sign in to Acme Corporation"
     screenshot(page, "login-tenant")
+    page.fill("#id_username", rp.demo["user"]["username"])
+    page.fill("#id_password", rp.demo["user"]["password"])
+    page.click("button[type=submit]")
+    page.click('button[name="decision"][value="allow"]')
+    page.wait_for_selector("#who")
+    assert rp.last["claims"]["tenant"] == "acme", "docs/tenants.md: the ID token names the tenant"
+    assert rp.last["userinfo"]["tenant"] == "acme", "docs/tenants.md: userinfo names the tenant"
+
+
+def test_unknown_tenant_error_page(page, rp, screenshot):
+    response = page.goto(rp.authorization_url(acr_values="tenant:globex"))
+    assert response.status == 400, "docs/tenants.md: an unknown tenant is an HTTP 400 page at the IdP"
+    assert page.url.startswith(rp.issuer), "docs/tenants.md: the client is not redirected to"
+    assert page.inner_text("h1") == "Unknown organisation", "the page names the problem"
+    screenshot(page, "error-tenant")
 
 
 def test_connected_apps_page(page, rp, screenshot):
-    from django.urls import NoReverseMatch, reverse
-
-    for name in ("consents", "connected-apps", "connected_apps"):
-        try:
-            path = reverse(f"oidc_provider_ext:{name}")
-            break
-        except NoReverseMatch:
-            continue
-    else:
-        pytest.skip("the connected apps page does not exist yet (DESIGN.md lists it among the hosted pages)")
+    """docs/consent.md: the user's consents at /connect/apps; Revoke → confirmation → POST removes
+    the consent and revokes the client's tokens at once."""
     sign_in(page, rp)
     page.click('button[name="decision"][value="allow"]')
-    page.goto(f"{rp.issuer}{path}")
-    assert "Demo web app (confidential)" in page.content(), "the page lists the client the user allowed"
-    screenshot(page, "connected-apps")
+    page.wait_for_selector("#who")
+    access_token = rp.last["tokens"]["access_token"]
+    page.goto(f"{rp.issuer}/connect/apps")
+    app = page.locator("li[data-consent]")
+    assert app.count() == 1 and "Demo web app (confidential)" in app.inner_text(), (
+        "docs/consent.md: the page lists the client the user allowed"
+    )
+    assert "at Acme Corporation" in app.inner_text(), "docs/consent.md: consent is per tenant"
+    screenshot(page, "connected_apps")
+    app.get_by_role("link", name="Revoke").click()
+    page.wait_for_selector("h1:has-text('Revoke access')")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("button[type=submit]")
+    assert posted.value.status == 302, f"the revocation POST answered HTTP {posted.value.status}"
+    page.wait_for_selector("text=No applications have access to your account.")
+    userinfo = rp.http.get(
+        rp.meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {access_token}"}, timeout=10
+    )
+    assert userinfo.status_code == 401, "docs/consent.md: revoking stops the client's tokens at once"
+
+
+def test_sessions_page(page, rp):
+    """docs/logout.md: /connect/sessions lists where the user is signed in, this browser marked."""
+    sign_in(page, rp)
+    page.click('button[name="decision"][value="allow"]')
+    page.wait_for_selector("#who")
+    page.goto(f"{rp.issuer}/connect/sessions")
+    session = page.locator("li[data-sid]")
+    assert session.count() == 1, "one sign-in, one OP session"
+    assert "this browser" in session.inner_text() and "acme" in session.inner_text()
+    assert session.get_attribute("data-sid") == rp.last["claims"]["sid"], "the ID token's sid"

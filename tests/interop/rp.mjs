@@ -8,8 +8,9 @@
 // "error" member naming the step, and the exit status is 1.
 //
 // The user's browser is played by fetch with a cookie jar: it follows the IdP's redirects, submits
-// the hosted login and consent forms and stops at the redirect to redirect_uri, whose URL is handed
-// to openid-client as the "current URL" of the callback. Nothing needs to listen on redirect_uri.
+// the hosted login and consent forms as a browser does (ticked, enabled checkboxes only) and stops
+// at the redirect to redirect_uri, whose URL is handed to openid-client as the "current URL" of the
+// callback. Nothing needs to listen on redirect_uri.
 import * as client from "openid-client";
 
 const cfg = JSON.parse(process.env.RP_CONFIG ?? "{}");
@@ -42,6 +43,7 @@ class Browser {
     return this.request(url);
   }
 
+  // `fields`: [name, value] pairs, so a name can repeat (the consent page's scope checkboxes).
   post(url, fields) {
     return this.request(url, {
       method: "POST",
@@ -51,20 +53,56 @@ class Browser {
   }
 }
 
-// The first <form> containing an input named `marker`: its action and its inputs' values.
+function attribute(tag, name) {
+  const value = new RegExp(`\\s${name}="([^"]*)"`, "i").exec(tag)?.[1];
+  return value === undefined ? undefined : unescape(value);
+}
+
+function flag(tag, name) {
+  return new RegExp(`\\s${name}(?=[\\s>/=])`, "i").test(tag);
+}
+
+// The first <form> with a control named `marker`, as a browser submits it (HTML "constructing the
+// entry list"): `fields` are the [name, value] pairs of its enabled controls, checkboxes and radio
+// buttons only when checked, never a disabled control; `buttons` its submit buttons; `controls` the
+// names of all its controls, submitted or not; `checkboxes` every checkbox value by name.
 function formWith(html, marker) {
   for (const [, attributes, body] of html.matchAll(/<form([^>]*)>([\s\S]*?)<\/form>/gi)) {
-    const fields = {};
-    for (const [tag] of body.matchAll(/<input[^>]*>/gi)) {
-      const name = /\bname="([^"]*)"/.exec(tag)?.[1];
-      const type = /\btype="([^"]*)"/.exec(tag)?.[1] ?? "text";
-      if (name && type !== "submit") fields[name] = unescape(/\bvalue="([^"]*)"/.exec(tag)?.[1] ?? "");
+    const action = attribute(attributes, "action") ?? "";
+    const form = { action, fields: [], buttons: [], controls: new Set(), checkboxes: {} };
+    for (const [tag, element] of body.matchAll(/<(input|button)\b[^>]*>/gi)) {
+      const name = attribute(tag, "name");
+      if (!name) continue;
+      form.controls.add(name);
+      const isButton = element.toLowerCase() === "button";
+      const type = (attribute(tag, "type") ?? (isButton ? "submit" : "text")).toLowerCase();
+      const disabled = flag(tag, "disabled");
+      if (isButton || ["submit", "image", "button", "reset"].includes(type)) {
+        if (type === "submit" && !disabled) form.buttons.push([name, attribute(tag, "value") ?? ""]);
+      } else if (type === "checkbox" || type === "radio") {
+        const value = attribute(tag, "value") ?? "on";
+        (form.checkboxes[name] ??= []).push(value);
+        if (flag(tag, "checked") && !disabled) form.fields.push([name, value]);
+      } else if (!disabled) {
+        form.fields.push([name, attribute(tag, "value") ?? ""]);
+      }
     }
-    if (marker in fields) {
-      return { action: unescape(/\baction="([^"]*)"/.exec(attributes)?.[1] ?? ""), fields };
-    }
+    if (form.controls.has(marker)) return form;
   }
   return null;
+}
+
+// What the browser posts: the form's fields with `typed` values replacing (or adding) text fields,
+// plus the pressed button's name and value when it has a name (it must be one of the form's).
+function submission(form, typed, button = null) {
+  if (button && !form.buttons.some(([name, value]) => name === button[0] && value === button[1])) {
+    throw new Error(`no ${button.join("=")} button in the form (it has ${JSON.stringify(form.buttons)})`);
+  }
+  const fields = form.fields.map(([name, value]) => [name, name in typed ? typed[name] : value]);
+  for (const [name, value] of Object.entries(typed)) {
+    if (!fields.some(([field]) => field === name)) fields.push([name, value]);
+  }
+  return button ? [...fields, button] : fields;
 }
 
 function unescape(value) {
@@ -94,13 +132,23 @@ async function signInAndConsent(browser, authorizationUrl) {
       pages.push({ page: "login", status: response.status, html: response.text.slice(0, 20000) });
       if (pages.filter((p) => p.page === "login").length > 1) throw new Error("the password was refused");
       const action = new URL(login.action || response.url, response.url);
-      response = await browser.post(action, { ...login.fields, username: cfg.username, password: cfg.password });
+      const typed = { username: cfg.username, password: cfg.password };
+      response = await browser.post(action, submission(login, typed));
     } else if (consent) {
-      pages.push({ page: "consent", status: response.status });
+      // The scope checkboxes as shown (openid ticked and disabled: the browser does not send it) and
+      // what pressing Allow sends.
+      const posted = submission(consent, {}, ["decision", "allow"]);
+      pages.push({
+        page: "consent",
+        status: response.status,
+        scopes: consent.checkboxes.scope ?? [],
+        posted_scopes: posted.filter(([name]) => name === "scope").map(([, value]) => value),
+      });
       const action = new URL(consent.action || response.url, response.url);
-      response = await browser.post(action, { ...consent.fields, decision: "allow" });
+      response = await browser.post(action, posted);
     } else {
-      throw new Error(`unexpected IdP page (HTTP ${response.status}) at ${response.url}: ${response.text.slice(0, 500)}`);
+      const text = response.text.slice(0, 500);
+      throw new Error(`unexpected IdP page (HTTP ${response.status}) at ${response.url}: ${text}`);
     }
   }
   throw new Error("too many redirects at the IdP");
@@ -231,19 +279,23 @@ async function main() {
     post_logout_redirect_uri: cfg.redirect_uri,
     state: logoutState,
   });
-  const confirmation = await browser.get(endSessionUrl.href);
-  const form = formWith(confirmation.text, "post_logout_redirect_uri");
+  // docs/logout.md: an id_token_hint of this browser's session logs out at once (a redirect);
+  // otherwise the OP shows a confirmation page whose "Sign out" button posts confirm=yes.
+  const first = await browser.get(endSessionUrl.href);
+  const form = formWith(first.text, "confirm");
   result.end_session = {
-    confirmation_status: confirmation.status,
-    confirmation_text: confirmation.text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").slice(0, 600),
+    first_status: first.status,
+    first_text: first.text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").slice(0, 600),
+    confirmation_shown: form !== null,
+    status: first.status,
+    location: first.location,
     expected_state: logoutState,
   };
   if (form) {
-    // The confirmation page's "Sign out" button (DOT's RP-initiated logout view).
-    const loggedOut = await browser.post(new URL(form.action || endSessionUrl.href, endSessionUrl), {
-      ...form.fields,
-      allow: "true",
-    });
+    const loggedOut = await browser.post(
+      new URL(form.action || endSessionUrl.href, endSessionUrl),
+      submission(form, {}, ["confirm", "yes"]),
+    );
     Object.assign(result.end_session, { status: loggedOut.status, location: loggedOut.location });
   }
 
