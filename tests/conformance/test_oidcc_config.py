@@ -179,18 +179,6 @@ def test_discovery_advertises_what_the_op_does(op):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'provider gap: on a fresh install GET /connect/jwks answers 200 {"keys": []} (with '
-        "Cache-Control: public, max-age=JWKS_MAX_AGE_SECONDS) until the first token is signed, when "
-        "keys.signing_key() creates the first active key; OIDC Discovery 1.0 §3: the jwks_uri document "
-        "contains the signing key(s) the RP uses to validate the OP's signatures. An RP or shared cache "
-        "that fetched the empty set cannot verify the first ID tokens (OIDC Core 10.1.1: the key must "
-        "be published before it is used); docs/operations.md asks operators to run `oidc_keys rotate` "
-        "first, nothing enforces it"
-    ),
-)
 def test_jwks_is_never_empty(op):
     published = op.jwks()["keys"]
     assert published, (
