@@ -315,3 +315,11 @@ def test_admin_revoke_action(client, user, app, browser, rp):
         ).status_code
         == 401
     )
+
+
+def test_consent_page_lists_only_claims_the_site_releases(browser, user, app):
+    login(browser, user)
+    page = consent_page(browser, app, scope="openid profile")
+    (profile,) = [s for s in page.context["scopes"] if s["name"] == "profile"]
+    assert "full name" in profile["claims"] and "username" in profile["claims"]
+    assert "nickname" not in profile["claims"] and "birth date" not in profile["claims"]

@@ -380,7 +380,12 @@ class AuthorizeView(OAuthLibMixin, View):
             return {
                 "name": scope,
                 "description": adapter.get_scope_description(scope),
-                "claims": [CLAIM_LABELS.get(claim, claim) for claim in adapter.get_scope_claims(scope)],
+                # Only what this site really releases (the adapter's claims), not all OIDC Core 5.4 names.
+                "claims": [
+                    CLAIM_LABELS.get(claim, claim)
+                    for claim in adapter.get_scope_claims(scope)
+                    if claim in adapter.claims_supported
+                ],
                 "required": scope == consents.OPENID,
             }
 
