@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint migrations-check check-deploy clean
+.PHONY: run test bench bench-quick lint migrations-check check-deploy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ run: install
 ## Run the whole test suite (DATABASE_URL selects the database; SQLite by default)
 test: install
 	$(BIN)/python -m pytest
+
+## Benchmark against stock DOT under gunicorn, SQLite and PostgreSQL (docs/performance.md)
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--databases sqlite" or "--prefill 1000000".
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
