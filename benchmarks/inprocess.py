@@ -7,9 +7,11 @@ and profile) and writes a JSON report on stdout:
 - SQL queries of one code exchange, one refresh and one userinfo call, with their SQL text.
   Counted on a real connection (no test transaction around them), so they are what production
   runs; the BEGIN/COMMIT of a transaction is not a query Django sees and is not counted.
-- Where the time of one exchange goes: client-secret hashing, SQL (time inside the driver),
-  JWS signing, and the rest (Python: Django, DOT, oauthlib, this app); medians over N exchanges.
-- A cProfile of N exchanges: tottime per package and the top functions.
+- Where the time of one exchange goes: client-secret hashing, SQL (time inside the driver, so
+  COMMIT is in "rest"), JWS signing, and the rest (Python: Django, DOT, oauthlib, this app);
+  medians over N exchanges.
+- The same for userinfo calls (no hashing, no signing: SQL and Python only).
+- A cProfile of N exchanges and of userinfo calls: own time per package and the top functions.
 - The cost of checking the user's password with the configured hasher, and a sign-in through
   Django's test client with the time, queries and hashing of each step.
 """
@@ -31,6 +33,7 @@ import django
 from benchmarks import flows
 
 SQL_TEXT_CHARS = 160
+USERINFO_CALLS = 30
 
 
 class Meter:
@@ -145,20 +148,20 @@ def count_queries(rp, project, client, codes, meter) -> dict:
         "userinfo",
     )
     report["userinfo"] = _query_report(meter)
-    return report
+    return report, refreshed["access_token"]
 
 
 def _median_ms(values: list[float]) -> float | None:
     return round(statistics.median(values) * 1000, 2) if values else None
 
 
-def exchange_breakdown(rp, project, client, codes, meter) -> dict:
-    """Medians over ``codes`` of where one exchange spends its time."""
+def breakdown(calls, meter, what: str) -> dict:
+    """Medians over ``calls`` (each sends one request) of where a request spends its time."""
     rows = {"total": [], "client_secret_hashing": [], "sql": [], "jws_signing": [], "rest": [], "queries": []}
-    for code, verifier in codes:
+    for call in calls:
         meter.reset()
         started = time.perf_counter()
-        _expect_ok(_exchange(rp, project, client, code, verifier), "exchange")
+        _expect_ok(call(), what)
         total = time.perf_counter() - started
         rows["total"].append(total)
         rows["client_secret_hashing"].append(meter.hash_seconds)
@@ -168,7 +171,7 @@ def exchange_breakdown(rp, project, client, codes, meter) -> dict:
         rows["queries"].append(len(meter.queries))
     report = {f"{key}_ms": _median_ms(values) for key, values in rows.items() if key != "queries"}
     report["queries"] = statistics.median(rows["queries"]) if rows["queries"] else None
-    report["exchanges"] = len(codes)
+    report["requests"] = len(calls)
     return report
 
 
@@ -203,15 +206,16 @@ def _short(key) -> str:
     return f"{filename}:{line}({function})"
 
 
-def profile_exchanges(rp, project, client, codes, top: int = 25) -> dict:
+def profile(calls, what: str, top: int = 25) -> dict:
+    """cProfile of ``calls`` (each sends one request): own time per package, top functions."""
     profiler = cProfile.Profile()
-    for code, verifier in codes:
+    for call in calls:
         profiler.enable()
-        response = _exchange(rp, project, client, code, verifier)
+        response = call()
         profiler.disable()
-        _expect_ok(response, "profiled exchange")
+        _expect_ok(response, what)
     stats = pstats.Stats(profiler, stream=io.StringIO())
-    n = len(codes)
+    n = len(calls)
     total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.stats.values())
     by_package: dict[str, float] = {}
     for (filename, _line, function), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():
@@ -223,7 +227,7 @@ def profile_exchanges(rp, project, client, codes, top: int = 25) -> dict:
         return [
             {
                 "function": _short(key),
-                "calls_per_exchange": round(value[1] / n, 1),
+                "calls_per_request": round(value[1] / n, 1),
                 "tottime_ms": round(value[2] / n * 1000, 3),
                 "cumtime_ms": round(value[3] / n * 1000, 3),
             }
@@ -231,8 +235,8 @@ def profile_exchanges(rp, project, client, codes, top: int = 25) -> dict:
         ]
 
     return {
-        "exchanges": n,
-        "profiled_ms_per_exchange": round(total / n * 1000, 2),
+        "requests": n,
+        "profiled_ms_per_request": round(total / n * 1000, 2),
         "tottime_ms_by_package": {
             k: round(v / n * 1000, 2) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])
         },
@@ -307,13 +311,23 @@ def main() -> None:
     meter = Meter()
     report = {"settings_module": os.environ.get("DJANGO_SETTINGS_MODULE")}
     rp = warm_transport(project)
+
+    def exchanges(pairs):
+        return [lambda c=c, v=v: _exchange(rp, project, client, c, v) for c, v in pairs]
+
+    def userinfo_calls(n: int):
+        headers = {"Authorization": f"Bearer {access_token}"}
+        return [lambda: rp.request("GET", project.userinfo_path, None, headers)] * n
+
     with meter.active():
-        report["queries"] = count_queries(rp, project, client, codes[:2], meter)
-        report["exchange_breakdown"] = exchange_breakdown(rp, project, client, codes[2 : 2 + timed], meter)
+        report["queries"], access_token = count_queries(rp, project, client, codes[:2], meter)
+        report["exchange_breakdown"] = breakdown(exchanges(codes[2 : 2 + timed]), meter, "exchange")
+        report["userinfo_breakdown"] = breakdown(userinfo_calls(USERINFO_CALLS), meter, "userinfo")
         report["signin_steps"] = signin_steps(project, client, meter)
     report["password"] = password_cost(client)
     if job.get("profile"):
-        report["profile"] = profile_exchanges(rp, project, client, codes[2 + timed :])
+        report["profile"] = profile(exchanges(codes[2 + timed :]), "profiled exchange")
+        report["userinfo_profile"] = profile(userinfo_calls(USERINFO_CALLS), "profiled userinfo")
     json.dump(report, sys.stdout)
 
 

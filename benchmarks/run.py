@@ -312,6 +312,48 @@ class Server:
 # --- load --------------------------------------------------------------------------------------
 
 
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far (Linux /proc/stat), or None."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy / ticks, (busy + idle + iowait) / ticks
+
+
+class Meters:
+    """CPU used during a phase: by this process (the clients), by the gunicorn workers, and by
+    the whole machine, whose remainder is PostgreSQL and anything else running on it."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.log_offset = server.log_offset()
+        self.client = time.process_time()
+        self.workers = server.cpu_seconds()
+        self.machine = machine_cpu()
+        self.started = time.perf_counter()
+
+    def phase(self, samples: list[stats.Sample], ended: float) -> stats.PhaseStats:
+        workers, machine = self.server.cpu_seconds(), machine_cpu()
+        phase = stats.PhaseStats(
+            samples=samples,
+            wall_seconds=ended - self.started,
+            client_cpu_seconds=time.process_time() - self.client,
+            server_cpu_seconds=workers - self.workers if None not in (workers, self.workers) else None,
+            server_exceptions=self.server.exceptions_since(self.log_offset),
+        )
+        if machine and self.machine:
+            busy, total = machine[0] - self.machine[0], machine[1] - self.machine[1]
+            phase.machine_busy = busy / total if total else None
+            elapsed = time.perf_counter() - self.started
+            others = busy - phase.client_cpu_seconds - (phase.server_cpu_seconds or 0)
+            phase.other_cpu_cores = others / elapsed if elapsed else None
+        return phase
+
+
 @dataclass
 class Job:
     """One request of a timed phase."""
@@ -362,23 +404,13 @@ def run_phase(
                 if keep_bodies and response is not None and sample.ok:
                     answered.append((job, response))
 
-    log_offset = server.log_offset()
-    cpu_before, server_before = time.process_time(), server.cpu_seconds()
+    meters = Meters(server)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    server_after = server.cpu_seconds()
-    phase = stats.PhaseStats(
-        samples=samples,
-        wall_seconds=ended[0] - started,
-        client_cpu_seconds=time.process_time() - cpu_before,
-        server_cpu_seconds=(
-            server_after - server_before if server_after is not None and server_before is not None else None
-        ),
-        server_exceptions=server.exceptions_since(log_offset),
-    )
+    phase = meters.phase(samples, ended[0])
     return phase, answered
 
 
@@ -445,21 +477,13 @@ def run_signins(
                 samples.append(sample)
                 ended[0] = time.perf_counter()
 
-    log_offset = server.log_offset()
-    cpu_before, server_before = time.process_time(), server.cpu_seconds()
+    meters = Meters(server)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    server_after = server.cpu_seconds()
-    phase = stats.PhaseStats(
-        samples,
-        ended[0] - started,
-        time.process_time() - cpu_before,
-        server_after - server_before if server_after is not None and server_before is not None else None,
-        server.exceptions_since(log_offset),
-    )
+    phase = meters.phase(samples, ended[0])
 
     steps: dict[str, list[float]] = {}
 
@@ -481,108 +505,149 @@ def run_signins(
 # --- one project on one database ---------------------------------------------------------------------
 
 
-def benchmark_target(target: Target, mode: dict, args, workdir: Path) -> dict:
-    name = f"{target.database}/{target.project.name}"
-    log(f"\n== {name}: migrate and seed")
-    django_admin(target, "migrate", "--noinput", "-v", "0")
-    client = flows.Client.from_seed(
-        json.loads(django_admin(target, *target.seed_command).strip().splitlines()[-1])
-    )
-    result: dict = {"phases": {}}
-    headers = flows.token_headers(client)
+class Bench:
+    """One project on one database while its server runs: the client, the codes, the results."""
 
-    with Server(target, args.workers, workdir) as server:
-        log(f"   gunicorn -w {args.workers} on {HOST}:{server.port}")
+    def __init__(self, target: Target, server: Server, client: flows.Client):
+        self.target, self.server, self.client = target, server, client
+        self.name = f"{target.database}/{target.project.name}"
+        self.headers = flows.token_headers(client)
+        self.result: dict = {"phases": {}, "port": server.port}
+        self.codes: list = []
+        self.inprocess_codes: list = []
+        self.tokens: list[dict] = []
+        self.access_tokens: list[str] = []
+
+    def exchange_jobs(self, pairs) -> list[Job]:
+        body = flows.exchange_body
+        return [
+            Job("POST", self.target.project.token_path, body(self.client, code, verifier), self.headers, code)
+            for code, verifier in pairs
+        ]
+
+    def mint(self, mode: dict) -> None:
         inprocess_count = INPROCESS_CODES + 2 * mode["timed"]
-        codes, seconds = mint_codes(server, client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count)
-        result["mint"] = {
+        codes, seconds = mint_codes(
+            self.server, self.client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count
+        )
+        self.result["mint"] = {
             "codes": len(codes),
             "seconds": round(seconds, 2),
             "codes_per_second": round(len(codes) / seconds, 1),
         }
-        log(f"   minted {len(codes)} codes in {seconds:.1f} s (2 signed-in browsers, untimed)")
-        warmup, inprocess_codes, codes = (
-            codes[:WARMUP_EXCHANGES],
-            codes[WARMUP_EXCHANGES : WARMUP_EXCHANGES + inprocess_count],
-            codes[WARMUP_EXCHANGES + inprocess_count :],
-        )
+        log(f"   {self.name}: minted {len(codes)} codes in {seconds:.1f} s (2 signed-in browsers, untimed)")
+        warmup = codes[:WARMUP_EXCHANGES]
+        self.inprocess_codes = codes[WARMUP_EXCHANGES : WARMUP_EXCHANGES + inprocess_count]
+        self.codes = codes[WARMUP_EXCHANGES + inprocess_count :]
+        # The first requests of a worker build its middleware chain, URL resolver and key cache.
+        run_phase(self.server, self.exchange_jobs(warmup), clients=2, deadline_seconds=60)
 
-        def exchange_jobs(pairs):
-            return [
-                Job(
-                    "POST",
-                    target.project.token_path,
-                    flows.exchange_body(client, code, verifier),
-                    headers,
-                    code,
-                )
-                for code, verifier in pairs
-            ]
-
-        run_phase(server, exchange_jobs(warmup), clients=2, deadline_seconds=60)
-
-        # a. code exchange
+    def exchange(self, mode: dict, args) -> None:
         phase, answered = run_phase(
-            server,
-            exchange_jobs(codes),
+            self.server,
+            self.exchange_jobs(self.codes),
             clients=args.clients,
             deadline_seconds=mode["phase_seconds"],
             keep_bodies=True,
         )
-        result["phases"]["exchange"] = report_phase(name, "exchange", phase)
-        tokens = [json.loads(response.body) for _job, response in answered]
+        self.result["phases"]["exchange"] = report_phase(self.name, "exchange", phase)
+        self.tokens = [json.loads(response.body) for _job, response in answered]
 
-        # b. refresh, each refresh token once
+    def refresh(self, mode: dict, args) -> None:
         jobs = [
-            Job("POST", target.project.token_path, flows.refresh_body(t["refresh_token"]), headers, n)
-            for n, t in enumerate(tokens)
+            Job(
+                "POST",
+                self.target.project.token_path,
+                flows.refresh_body(t["refresh_token"]),
+                self.headers,
+                n,
+            )
+            for n, t in enumerate(self.tokens)
             if "refresh_token" in t
         ]
         phase, answered = run_phase(
-            server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"], keep_bodies=True
+            self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"], keep_bodies=True
         )
-        result["phases"]["refresh"] = report_phase(name, "refresh", phase)
-
-        # c. userinfo with live access tokens: a refresh revokes the access token it replaces, so
-        # the refreshed ones and those whose refresh was never attempted (jobs go out in order).
-        access_tokens = [json.loads(response.body)["access_token"] for _job, response in answered]
+        self.result["phases"]["refresh"] = report_phase(self.name, "refresh", phase)
+        # A refresh revokes the access token it replaces: userinfo uses the refreshed ones and
+        # those whose refresh was never attempted (jobs go out in order).
+        self.access_tokens = [json.loads(response.body)["access_token"] for _job, response in answered]
         attempted = {job.tag for job in jobs[: len(phase.samples)]}
-        access_tokens += [t["access_token"] for n, t in enumerate(tokens) if n not in attempted]
-        if access_tokens:
-            jobs = [
-                Job("GET", target.project.userinfo_path, None, {"Authorization": f"Bearer {token}"})
-                for token in itertools.islice(itertools.cycle(access_tokens), mode["userinfo"])
-            ]
-            phase, _ = run_phase(server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"])
-            result["phases"]["userinfo"] = report_phase(name, "userinfo", phase)
+        self.access_tokens += [t["access_token"] for n, t in enumerate(self.tokens) if n not in attempted]
 
-        # d. full sign-ins
+    def userinfo(self, mode: dict, args) -> None:
+        if not self.access_tokens:
+            return
+        jobs = [
+            Job("GET", self.target.project.userinfo_path, None, {"Authorization": f"Bearer {token}"})
+            for token in itertools.islice(itertools.cycle(self.access_tokens), mode["userinfo"])
+        ]
+        phase, _ = run_phase(self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"])
+        self.result["phases"]["userinfo"] = report_phase(self.name, "userinfo", phase)
+
+    def signin(self, mode: dict, args) -> None:
         phase, breakdown = run_signins(
-            server,
-            client,
+            self.server,
+            self.client,
             count=mode["signins"],
             clients=args.clients,
             deadline=mode["phase_seconds"],
             sequential=mode["breakdown"],
         )
-        result["phases"]["signin"] = report_phase(name, "signin", phase)
-        result["signin_breakdown"] = breakdown
+        self.result["phases"]["signin"] = report_phase(self.name, "signin", phase)
+        self.result["signin_breakdown"] = breakdown
 
-        # e. in-process: queries per request, where an exchange's time goes, a profile
-        log(f"   in-process measurements ({len(inprocess_codes)} exchanges through Django's test client)")
-        result["inprocess"] = run_inprocess(target, client, inprocess_codes, mode["timed"], server.port)
-        hashing = (result["inprocess"].get("password") or {}).get("user_password_check_ms")
-        if hashing is not None and breakdown["total_p50_ms"] is not None:
+    def inprocess(self, mode: dict, args) -> None:
+        log(f"   {self.name}: in-process measurements through Django's test client")
+        inprocess = run_inprocess(
+            self.target, self.client, self.inprocess_codes, mode["timed"], self.server.port
+        )
+        self.result["inprocess"] = inprocess
+        hashing = (inprocess.get("password") or {}).get("user_password_check_ms")
+        breakdown = self.result.get("signin_breakdown") or {}
+        if hashing is not None and breakdown.get("total_p50_ms") is not None:
             # The deliberate cost of a sign-in is the password hash; this is everything else.
             breakdown["user_password_check_ms"] = hashing
             breakdown["total_minus_password_check_ms"] = round(breakdown["total_p50_ms"] - hashing, 2)
 
-        # f. the same exchange phase with N more token rows in the database
-        if args.prefill and target.project.name in args.prefill_projects:
-            result["prefill"] = run_prefill(target, server, client, mode, args, result["phases"]["exchange"])
+    def prefill(self, mode: dict, args) -> None:
+        if args.prefill and self.target.project.name in args.prefill_projects:
+            self.result["prefill"] = run_prefill(
+                self.target, self.server, self.client, mode, args, self.result["phases"]["exchange"]
+            )
 
-    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    return result
+
+# Each timed phase runs for every project back to back, so the projects compared share the
+# machine's conditions of the same minute (the two cores may be shared with other work).
+PHASE_STEPS = ("exchange", "refresh", "userinfo", "signin")
+
+
+def benchmark_database(database: str, targets_: list[Target], mode: dict, args, workdir: Path) -> dict:
+    results: dict[str, dict | None] = {"ours": None, "stock": None}
+    with contextlib.ExitStack() as stack:
+        benches = []
+        for target in targets_:
+            log(f"\n== {target.database}/{target.project.name}: migrate and seed")
+            django_admin(target, "migrate", "--noinput", "-v", "0")
+            seed = django_admin(target, *target.seed_command).strip().splitlines()[-1]
+            server = stack.enter_context(Server(target, args.workers, workdir))
+            log(f"   gunicorn -w {args.workers} on {HOST}:{server.port}")
+            benches.append(Bench(target, server, flows.Client.from_seed(json.loads(seed))))
+        for bench in benches:
+            bench.mint(mode)
+        for step in PHASE_STEPS:
+            log(f"\n-- {database}: {step}")
+            for bench in benches:
+                getattr(bench, step)(mode, args)
+        log("")
+        for bench in benches:
+            bench.inprocess(mode, args)
+        for bench in benches:
+            bench.prefill(mode, args)
+    for bench in benches:
+        bench.result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        results[bench.target.project.name] = bench.result
+    return results
 
 
 def run_inprocess(target: Target, client: flows.Client, codes, timed: int, port: int) -> dict:
@@ -636,11 +701,16 @@ def run_prefill(target: Target, server: Server, client: flows.Client, mode: dict
 def report_phase(name: str, phase_name: str, phase: stats.PhaseStats) -> dict:
     summary = phase.summary()
     log(
-        f"   {phase_name:<10} {summary['requests']:>5} req  {summary['rps'] or 0:>8.1f} ok/s  "
+        f"   {name:<17} {phase_name:<10} {summary['requests']:>5} req  {summary['rps'] or 0:>8.1f} ok/s  "
         f"p50 {summary['p50_ms'] or 0:>7.1f} ms  p99 {summary['p99_ms'] or 0:>7.1f} ms  "
         f"errors {summary['errors']}  (client CPU {summary['client_cpu_ms_per_request'] or 0:.2f} ms/req, "
         f"server CPU {summary['server_cpu_ms_per_request'] or 0:.1f} ms/req)"
     )
+    if summary.get("machine_busy") is not None:
+        log(
+            f"{'':>32}machine {summary['machine_busy']:.0%} busy; other processes "
+            f"(PostgreSQL included) {summary['other_cpu_cores']:.2f} cores"
+        )
     for sample in summary["error_samples"]:
         log(f"      error {sample[:200]!r}")
     for exception, count in summary["server_exceptions"].items():
@@ -746,10 +816,8 @@ def main(argv=None) -> int:
                         created_pg.append(f"bench_{p}")
                     else:
                         urls[p] = ""
-            project_results: dict[str, dict | None] = {"ours": None, "stock": None}
-            for target in targets(database, urls, stock_key):
-                if target.project.name in args.projects:
-                    project_results[target.project.name] = benchmark_target(target, mode, args, workdir)
+            selected = [t for t in targets(database, urls, stock_key) if t.project.name in args.projects]
+            project_results = benchmark_database(database, selected, mode, args, workdir)
             result["databases"][database] = stats.database_result(
                 project_results["ours"], project_results["stock"]
             )

@@ -49,15 +49,20 @@ class PhaseStats:
     client_cpu_seconds: float = 0.0
     server_cpu_seconds: float | None = None
     server_exceptions: dict[str, int] = field(default_factory=dict)
+    machine_busy: float | None = None  # fraction of all CPUs busy during the phase
+    other_cpu_cores: float | None = None  # cores used by everything but the clients and workers
 
     def summary(self) -> dict:
-        return summarize(
+        summary = summarize(
             self.samples,
             self.wall_seconds,
             client_cpu_seconds=self.client_cpu_seconds,
             server_cpu_seconds=self.server_cpu_seconds,
             server_exceptions=self.server_exceptions,
         )
+        summary["machine_busy"] = None if self.machine_busy is None else round(self.machine_busy, 3)
+        summary["other_cpu_cores"] = None if self.other_cpu_cores is None else round(self.other_cpu_cores, 2)
+        return summary
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -237,8 +242,11 @@ def format_table(headers: list[str], rows: list[list]) -> str:
 
 
 def results_table(result: dict) -> str:
-    """The summary table: one row per database, phase and project, then the ratio."""
-    headers = ["db", "phase", "project", "req", "ok/s", "p50 ms", "p99 ms", "errors", "speed-up"]
+    """The summary table: one row per database, phase and project, then the ratio. ``cpu ms/req``
+    is the gunicorn workers' CPU per request; ``others`` the cores everything else used meanwhile
+    (PostgreSQL, and whatever else shares the machine)."""
+    headers = ["db", "phase", "project", "req", "ok/s", "p50 ms", "p99 ms", "errors", "cpu ms/req", "others"]
+    headers.append("speed-up")
     rows = []
     for db, entry in result["databases"].items():
         for phase in PHASES:
@@ -260,6 +268,8 @@ def results_table(result: dict) -> str:
                         summary["p50_ms"],
                         summary["p99_ms"],
                         summary["errors"],
+                        summary.get("server_cpu_ms_per_request"),
+                        summary.get("other_cpu_cores"),
                         speedup,
                     ]
                 )
@@ -292,10 +302,12 @@ def inprocess_table(result: dict) -> str:
                 breakdown.get("sql_ms"),
                 breakdown.get("jws_signing_ms"),
                 breakdown.get("rest_ms"),
+                (inproc.get("userinfo_breakdown") or {}).get("total_ms"),
+                (inproc.get("userinfo_breakdown") or {}).get("sql_ms"),
             ]
         )
     headers = ["db", "project", "q/exchange", "q/refresh", "q/userinfo", "exchange", "secret hash"]
-    return format_table([*headers, "sql", "jws sign", "rest"], rows)
+    return format_table([*headers, "sql", "jws sign", "rest", "userinfo", "its sql"], rows)
 
 
 SIGNIN_STEPS = ("authorize", "login_page", "login", "resume", "consent")
@@ -339,21 +351,25 @@ def prefill_table(result: dict) -> str:
 
 
 def profile_summary(result: dict, project: str = "ours", packages: int = 8, functions: int = 12) -> list[str]:
-    """Lines: where the profiled exchange of ``project`` spends its time, per database."""
+    """Lines: where the profiled requests of ``project`` spend their time, per database."""
     lines = []
     for db, name, data in _projects(result):
-        profile = (data.get("inprocess") or {}).get("profile")
-        if name != project or not profile:
+        inproc = data.get("inprocess") or {}
+        if name != project:
             continue
-        lines.append(
-            f"\nProfile of {profile['exchanges']} exchanges ({project}, {db}): "
-            f"{profile['profiled_ms_per_exchange']} ms each under cProfile; own time by package (ms):"
-        )
-        top = list(profile["tottime_ms_by_package"].items())[:packages]
-        lines.append("  " + ", ".join(f"{package} {ms}" for package, ms in top))
-        lines.append("  top functions by own time (ms per exchange, calls):")
-        for row in profile["top_tottime"][:functions]:
+        for key, what in (("profile", "exchanges"), ("userinfo_profile", "userinfo calls")):
+            profile = inproc.get(key)
+            if not profile:
+                continue
             lines.append(
-                f"    {row['tottime_ms']:>8.3f}  {row['calls_per_exchange']:>7}  {row['function'][:100]}"
+                f"\nProfile of {profile['requests']} {what} ({project}, {db}): "
+                f"{profile['profiled_ms_per_request']} ms each under cProfile; own time by package (ms):"
             )
+            top = list(profile["tottime_ms_by_package"].items())[:packages]
+            lines.append("  " + ", ".join(f"{package} {ms}" for package, ms in top))
+            lines.append("  top functions by own time (ms per request, calls):")
+            for row in profile["top_tottime"][:functions]:
+                lines.append(
+                    f"    {row['tottime_ms']:>8.3f}  {row['calls_per_request']:>7}  {row['function'][:100]}"
+                )
     return lines

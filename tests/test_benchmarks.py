@@ -59,6 +59,13 @@ def test_summary_counts_only_successes_as_throughput_and_keeps_the_first_error_b
     assert summary["server_cpu_ms_per_request"] == 100.0
 
 
+def test_phase_stats_report_how_busy_the_machine_was():
+    phase = stats.PhaseStats([stats.Sample(0.01, 200)], 1.0, machine_busy=0.8512, other_cpu_cores=1.234)
+    summary = phase.summary()
+    assert summary["machine_busy"] == 0.851
+    assert summary["other_cpu_cores"] == 1.23
+
+
 def test_an_empty_phase_summarises_without_numbers():
     summary = stats.summarize([], 0.0)
     assert summary["requests"] == 0
@@ -110,10 +117,10 @@ def _project_result(rps: float) -> dict:
             "queries": {"exchange": {"queries": 7}, "refresh": {"queries": 18}, "userinfo": {"queries": 2}},
             "exchange_breakdown": {"total_ms": 5.0, "sql_ms": 1.0, "rest_ms": 3.0},
             "profile": {
-                "exchanges": 2,
-                "profiled_ms_per_exchange": 6.0,
+                "requests": 2,
+                "profiled_ms_per_request": 6.0,
                 "tottime_ms_by_package": {"django": 3.0},
-                "top_tottime": [{"function": "f", "calls_per_exchange": 1.0, "tottime_ms": 1.0}],
+                "top_tottime": [{"function": "f", "calls_per_request": 1.0, "tottime_ms": 1.0}],
             },
         },
         "signin_breakdown": {"total_p50_ms": 250.0, "steps_p50_ms": {"login": 220.0}},
