@@ -316,19 +316,23 @@ SIGNIN_STEPS = ("authorize", "login_page", "login", "resume", "consent")
 def signin_table(result: dict) -> str:
     rows = []
     for db, project, data in _projects(result):
-        signin = data.get("signin_breakdown") or {}
-        steps = signin.get("steps_p50_ms") or {}
+        http = data.get("signin_breakdown") or {}
+        steps = http.get("steps_p50_ms") or {}
+        inproc = (data.get("inprocess") or {}).get("signin") or {}
         rows.append(
             [
                 db,
                 project,
-                signin.get("total_p50_ms"),
+                http.get("total_p50_ms"),
                 *[steps.get(step) for step in SIGNIN_STEPS],
-                signin.get("user_password_check_ms"),
-                signin.get("total_minus_password_check_ms"),
+                inproc.get("total_ms"),
+                inproc.get("password_hash_ms"),
+                inproc.get("total_minus_password_hash_ms"),
+                inproc.get("queries"),
             ]
         )
-    return format_table(["db", "project", "total", *SIGNIN_STEPS, "pw check", "total - pw"], rows)
+    headers = ["db", "project", "HTTP total", *SIGNIN_STEPS]
+    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "queries"], rows)
 
 
 def prefill_table(result: dict) -> str:
