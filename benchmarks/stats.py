@@ -176,7 +176,31 @@ def database_result(ours: dict | None, stock: dict | None) -> dict:
     return result
 
 
-def prefill_result(rows: int, empty: dict, filled: dict, seconds: float) -> dict:
+def _without_hashing(inprocess: dict | None) -> dict:
+    """An in-process exchange breakdown reduced to what the database can change."""
+    breakdown = (inprocess or {}).get("exchange_breakdown") or {}
+    total, hashing = breakdown.get("total_ms"), breakdown.get("client_secret_hashing_ms")
+    userinfo = (inprocess or {}).get("userinfo_breakdown") or {}
+    return {
+        "exchange_minus_hashing_ms": None if total is None else round(total - (hashing or 0), 2),
+        "exchange_sql_ms": breakdown.get("sql_ms"),
+        "userinfo_ms": userinfo.get("total_ms"),
+        "userinfo_sql_ms": userinfo.get("sql_ms"),
+    }
+
+
+def prefill_result(
+    rows: int,
+    empty: dict,
+    filled: dict,
+    seconds: float,
+    *,
+    empty_inprocess: dict | None = None,
+    filled_inprocess: dict | None = None,
+) -> dict:
+    """Exchange latency under load before and after ``rows`` tokens were inserted, and the
+    in-process exchange without client-secret hashing (which otherwise hides the database)."""
+    before, after = _without_hashing(empty_inprocess), _without_hashing(filled_inprocess)
     return {
         "rows": rows,
         "insert_seconds": round(seconds, 1),
@@ -184,6 +208,9 @@ def prefill_result(rows: int, empty: dict, filled: dict, seconds: float) -> dict
         "filled": filled,
         "p50_ratio": ratio(filled.get("p50_ms"), empty.get("p50_ms")),
         "p99_ratio": ratio(filled.get("p99_ms"), empty.get("p99_ms")),
+        "inprocess_empty": before,
+        "inprocess_filled": after,
+        "inprocess_ratios": {key: ratio(after[key], before[key]) for key in before},
     }
 
 
@@ -336,22 +363,32 @@ def signin_table(result: dict) -> str:
 
 
 def prefill_table(result: dict) -> str:
-    rows = [
-        [
-            db,
-            entry["rows"],
-            entry["empty"]["p50_ms"],
-            entry["filled"]["p50_ms"],
-            format_ratio(entry["p50_ratio"]),
-            entry["empty"]["p99_ms"],
-            entry["filled"]["p99_ms"],
-            format_ratio(entry["p99_ratio"]),
-            entry["filled"]["errors"],
-        ]
-        for db, entry in (result.get("prefill") or {}).items()
-    ]
-    headers = ["db", "rows", "p50 empty", "p50 filled", "ratio", "p99 empty", "p99 filled", "ratio"]
-    return format_table([*headers, "errors"], rows)
+    rows = []
+    for db, entry in (result.get("prefill") or {}).items():
+        before, after = entry.get("inprocess_empty") or {}, entry.get("inprocess_filled") or {}
+        ratios = entry.get("inprocess_ratios") or {}
+        rows.append(
+            [
+                db,
+                entry["rows"],
+                entry["empty"]["p50_ms"],
+                entry["filled"]["p50_ms"],
+                format_ratio(entry["p50_ratio"]),
+                entry["empty"]["p99_ms"],
+                entry["filled"]["p99_ms"],
+                format_ratio(entry["p99_ratio"]),
+                entry["filled"]["errors"],
+                before.get("exchange_minus_hashing_ms"),
+                after.get("exchange_minus_hashing_ms"),
+                format_ratio(ratios.get("exchange_minus_hashing_ms")),
+                before.get("exchange_sql_ms"),
+                after.get("exchange_sql_ms"),
+            ]
+        )
+    headers = ["db", "rows", "p50 empty", "p50 filled", "ratio", "p99 empty", "p99 filled", "ratio", "errors"]
+    return format_table(
+        [*headers, "no-hash empty", "no-hash filled", "ratio", "sql empty", "sql filled"], rows
+    )
 
 
 def profile_summary(result: dict, project: str = "ours", packages: int = 8, functions: int = 12) -> list[str]:

@@ -138,9 +138,16 @@ def _result() -> dict:
     result["machine"]["loadavg_at_start"] = [0.1, 0.1, 0.1]
     result["databases"]["postgresql"] = stats.database_result(_project_result(200.0), _project_result(8.0))
     result["databases"]["sqlite"] = stats.database_result(_project_result(100.0), None)
+    inprocess = {"exchange_breakdown": {"total_ms": 210.0, "client_secret_hashing_ms": 200.0, "sql_ms": 4.0}}
+    filled = {"exchange_breakdown": {"total_ms": 212.0, "client_secret_hashing_ms": 200.0, "sql_ms": 5.0}}
     result["prefill"] = {
         "postgresql": stats.prefill_result(
-            1000, {"p50_ms": 10.0, "p99_ms": 20.0}, {"p50_ms": 11.0, "p99_ms": 30.0, "errors": 0}, 12.0
+            1000,
+            {"p50_ms": 10.0, "p99_ms": 20.0},
+            {"p50_ms": 11.0, "p99_ms": 30.0, "errors": 0},
+            12.0,
+            empty_inprocess=inprocess,
+            filled_inprocess=filled,
         )
     }
     return result
@@ -153,6 +160,9 @@ def test_a_complete_result_has_the_documented_shape_and_survives_json():
     assert result["databases"]["sqlite"]["ratios"] == {}  # no stock run, no ratio
     assert result["prefill"]["postgresql"]["p50_ratio"] == 1.1
     assert result["prefill"]["postgresql"]["p99_ratio"] == 1.5
+    # Without the client-secret hash, what the database adds shows: 10 ms -> 12 ms.
+    assert result["prefill"]["postgresql"]["inprocess_ratios"]["exchange_minus_hashing_ms"] == 1.2
+    assert result["prefill"]["postgresql"]["inprocess_ratios"]["userinfo_ms"] is None
 
 
 def test_shape_problems_names_what_is_missing():
