@@ -741,7 +741,7 @@ def print_report(result: dict) -> None:
     )
     log("speed-up = ours ok/s ÷ stock ok/s in this run\n")
     log(stats.results_table(result))
-    log("\nIn-process (Django test client, no server): SQL queries per request; one exchange, median ms")
+    log("\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, ms")
     log(stats.inprocess_table(result))
     log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
     log(stats.signin_table(result))

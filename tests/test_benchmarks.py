@@ -165,6 +165,18 @@ def test_a_complete_result_has_the_documented_shape_and_survives_json():
     assert result["prefill"]["postgresql"]["inprocess_ratios"]["userinfo_ms"] is None
 
 
+def test_prefill_prefers_the_fastest_in_process_exchange():
+    empty = {
+        "exchange_breakdown": {"total_ms": 300.0, "min_minus_hashing_ms": 8.0, "fastest": {"sql_ms": 3.0}}
+    }
+    filled = {
+        "exchange_breakdown": {"total_ms": 250.0, "min_minus_hashing_ms": 9.0, "fastest": {"sql_ms": 4.0}}
+    }
+    entry = stats.prefill_result(10, {}, {}, 1.0, empty_inprocess=empty, filled_inprocess=filled)
+    assert entry["inprocess_ratios"]["exchange_minus_hashing_ms"] == 1.12
+    assert entry["inprocess_filled"]["exchange_sql_ms"] == 4.0
+
+
 def test_shape_problems_names_what_is_missing():
     result = _result()
     del result["machine"]["django"]
