@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint migrations-check check-deploy clean chromium screenshots
+.PHONY: run test bench bench-quick lint migrations-check check-deploy clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ test: install $(INTEROP)/node_modules/.installed chromium
 ## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
 screenshots: install chromium
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
+
+## Benchmark against stock DOT under gunicorn, SQLite and PostgreSQL (docs/performance.md)
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--databases sqlite" or "--prefill 1000000".
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,4 +25,4 @@ def test_wheel_contains_templates_static_and_migrations(tmp_path):
         "oidc_provider_ext/py.typed",
     ]:
         assert expected in names, expected
-    assert not any(name.startswith(("idp_project/", "tests/")) for name in names)
+    assert not any(name.startswith(("idp_project/", "tests/", "benchmarks/")) for name in names)

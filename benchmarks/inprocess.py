@@ -1,0 +1,367 @@
+"""In-process measurements of one project, run by run.py as
+``python -m benchmarks.inprocess`` with the project's DJANGO_SETTINGS_MODULE and DATABASE_URL.
+
+Reads a JSON job on stdin (the client, codes minted over HTTP by run.py, how many exchanges to time
+and profile) and writes a JSON report on stdout:
+
+- SQL queries of one code exchange, one refresh and one userinfo call, with their SQL text.
+  Counted on a real connection (no test transaction around them), so they are what production
+  runs; the BEGIN/COMMIT of a transaction is not a query Django sees and is not counted.
+- Where the time of one exchange goes: client-secret hashing, SQL (time inside the driver, so
+  COMMIT is in "rest"), JWS signing, and the rest (Python: Django, DOT, oauthlib, this app);
+  medians over N exchanges, and the parts of the fastest one.
+- The same for userinfo calls (no hashing, no signing: SQL and Python only).
+- A cProfile (CPU time) of N exchanges and of userinfo calls: own time per package and the top
+  functions.
+- The cost of checking the user's password with the configured hasher, and full sign-ins through
+  Django's test client with the time, queries and hashing of each step.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+
+import django
+
+from benchmarks import flows
+
+SQL_TEXT_CHARS = 160
+USERINFO_CALLS = 30
+SIGNIN_RUNS = 5
+PASSWORD_CHECKS = 5
+
+
+class Meter:
+    """Counts and times SQL, password/secret hashing and JWS signing while active."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.queries: list[tuple[str, float]] = []
+        self.hash_seconds = 0.0
+        self.sign_seconds = 0.0
+
+    @property
+    def sql_seconds(self) -> float:
+        return sum(seconds for _sql, seconds in self.queries)
+
+    def _sql(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.queries.append((" ".join(str(sql).split()), time.perf_counter() - started))
+
+    @contextmanager
+    def active(self):
+        from django.contrib.auth.hashers import get_hashers
+        from django.db import connection
+        from jwcrypto import jws
+
+        patched = []
+
+        def timed(owner, name, counter):
+            original = owner.__dict__[name]
+
+            def wrapper(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    setattr(self, counter, getattr(self, counter) + time.perf_counter() - started)
+
+            setattr(owner, name, wrapper)
+            patched.append((owner, name, original))
+
+        # verify() is what check_password() calls for both user passwords and client secrets.
+        for hasher_class in {type(h) for h in get_hashers()}:
+            owner = next(c for c in hasher_class.__mro__ if "verify" in c.__dict__)
+            if (owner, "verify") not in {(o, n) for o, n, _ in patched}:
+                timed(owner, "verify", "hash_seconds")
+        timed(jws.JWS, "add_signature", "sign_seconds")
+        try:
+            with connection.execute_wrapper(self._sql):
+                yield self
+        finally:
+            for owner, name, original in reversed(patched):
+                setattr(owner, name, original)
+
+
+def _exchange(rp, project, client, code, verifier):
+    return rp.request(
+        "POST", project.token_path, flows.exchange_body(client, code, verifier), flows.token_headers(client)
+    )
+
+
+def _expect_ok(response, what: str) -> dict:
+    if response.status != 200:
+        raise SystemExit(f"{what} failed in-process: {response.status} {response.text()}")
+    return json.loads(response.body)
+
+
+def _query_report(meter: Meter) -> dict:
+    return {
+        "queries": len(meter.queries),
+        "sql_ms": round(meter.sql_seconds * 1000, 2),
+        "sql": [f"{seconds * 1000:6.2f} ms  {sql[:SQL_TEXT_CHARS]}" for sql, seconds in meter.queries],
+    }
+
+
+def warm_transport(project) -> flows.DjangoTransport:
+    """A test client whose first request (which builds the middleware chain, and WhiteNoise's
+    file index with it) is behind it, as in a long-running worker."""
+    rp = flows.DjangoTransport()
+    rp.request("GET", project.ready_path)
+    return rp
+
+
+def count_queries(rp, project, client, codes, meter) -> dict:
+    code, verifier = codes[0]
+    _expect_ok(_exchange(rp, project, client, code, verifier), "warm-up exchange")
+    report = {}
+    code, verifier = codes[1]
+    meter.reset()
+    tokens = _expect_ok(_exchange(rp, project, client, code, verifier), "exchange")
+    report["exchange"] = _query_report(meter)
+    meter.reset()
+    refreshed = _expect_ok(
+        rp.request(
+            "POST",
+            project.token_path,
+            flows.refresh_body(tokens["refresh_token"]),
+            flows.token_headers(client),
+        ),
+        "refresh",
+    )
+    report["refresh"] = _query_report(meter)
+    meter.reset()
+    _expect_ok(
+        rp.request(
+            "GET", project.userinfo_path, None, {"Authorization": f"Bearer {refreshed['access_token']}"}
+        ),
+        "userinfo",
+    )
+    report["userinfo"] = _query_report(meter)
+    return report, refreshed["access_token"]
+
+
+def _median_ms(values: list[float]) -> float | None:
+    return round(statistics.median(values) * 1000, 2) if values else None
+
+
+def breakdown(calls, meter, what: str) -> dict:
+    """Medians over ``calls`` (each sends one request) of where a request spends its time."""
+    rows = {"total": [], "client_secret_hashing": [], "sql": [], "jws_signing": [], "rest": [], "queries": []}
+    for call in calls:
+        meter.reset()
+        started = time.perf_counter()
+        _expect_ok(call(), what)
+        total = time.perf_counter() - started
+        rows["total"].append(total)
+        rows["client_secret_hashing"].append(meter.hash_seconds)
+        rows["sql"].append(meter.sql_seconds)
+        rows["jws_signing"].append(meter.sign_seconds)
+        rows["rest"].append(total - meter.hash_seconds - meter.sql_seconds - meter.sign_seconds)
+        rows["queries"].append(len(meter.queries))
+    report = {f"{key}_ms": _median_ms(values) for key, values in rows.items() if key != "queries"}
+    report["queries"] = statistics.median(rows["queries"]) if rows["queries"] else None
+    report["requests"] = len(calls)
+    if calls:
+        # The fastest request is the one other processes on the machine disturbed least; its
+        # parts add up, unlike per-part minimums.
+        fastest = min(range(len(calls)), key=rows["total"].__getitem__)
+        report["fastest"] = {
+            f"{key}_ms": round(values[fastest] * 1000, 2) for key, values in rows.items() if key != "queries"
+        }
+        report["min_minus_hashing_ms"] = round(
+            min(t - h for t, h in zip(rows["total"], rows["client_secret_hashing"], strict=True)) * 1000, 2
+        )
+    return report
+
+
+def _package(filename: str, function: str) -> str:
+    if filename == "~":  # C functions: name them by their module
+        for marker, name in (
+            ("_hashlib", "hashlib (C: PBKDF2/SHA)"),
+            ("cryptography", "cryptography (C: RSA)"),
+            ("psycopg", "psycopg"),
+            ("sqlite3", "sqlite3"),
+            ("socket", "socket"),
+        ):
+            if marker in function:
+                return name
+        return "builtins"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    for local in ("oidc_provider_ext", "benchmarks", "idp_project"):
+        if f"/{local}/" in filename:
+            return local
+    return "stdlib"
+
+
+def _short(key) -> str:
+    filename, line, function = key
+    if filename == "~":
+        return function
+    if "site-packages/" in filename:
+        filename = filename.split("site-packages/", 1)[1]
+    else:
+        filename = os.path.relpath(filename)
+    return f"{filename}:{line}({function})"
+
+
+def profile(calls, what: str, top: int = 25) -> dict:
+    """cProfile of ``calls`` (each sends one request): own time per package, top functions."""
+    # CPU time, not wall time: on a shared machine, wall time charges other processes' turns to
+    # whichever function was running. Waiting for the database therefore shows as little.
+    profiler = cProfile.Profile(time.process_time)
+    for call in calls:
+        profiler.enable()
+        response = call()
+        profiler.disable()
+        _expect_ok(response, what)
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    n = len(calls)
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.stats.values())
+    by_package: dict[str, float] = {}
+    for (filename, _line, function), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():
+        package = _package(filename, function)
+        by_package[package] = by_package.get(package, 0.0) + tt
+
+    def rows(index: int):
+        ordered = sorted(stats.stats.items(), key=lambda item: item[1][index], reverse=True)[:top]
+        return [
+            {
+                "function": _short(key),
+                "calls_per_request": round(value[1] / n, 1),
+                "tottime_ms": round(value[2] / n * 1000, 3),
+                "cumtime_ms": round(value[3] / n * 1000, 3),
+            }
+            for key, value in ordered
+        ]
+
+    return {
+        "requests": n,
+        "profiled_ms_per_request": round(total / n * 1000, 2),
+        "tottime_ms_by_package": {
+            k: round(v / n * 1000, 2) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])
+        },
+        "top_tottime": rows(2),
+        "top_cumtime": rows(3),
+    }
+
+
+def password_cost(client) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import check_password, identify_hasher
+    from oauth2_provider.models import get_application_model
+
+    user = get_user_model().objects.get(username=client.username)
+    hasher = identify_hasher(user.password)
+    timings = []
+    for _ in range(PASSWORD_CHECKS):
+        started = time.perf_counter()
+        assert check_password(client.password, user.password)
+        timings.append(time.perf_counter() - started)
+    secret = get_application_model().objects.get(client_id=client.client_id).client_secret
+    try:
+        secret_hasher = identify_hasher(secret).algorithm
+    except ValueError:
+        secret_hasher = "plain (not hashed)"
+    return {
+        "user_password_hasher": hasher.algorithm,
+        "user_password_iterations": hasher.decode(user.password).get("iterations"),
+        # The minimum is the cost of the hash itself; anything above it is the machine's other work.
+        "user_password_check_ms": round(min(timings) * 1000, 2),
+        "user_password_check_median_ms": _median_ms(timings),
+        "client_secret_hasher": secret_hasher,
+    }
+
+
+def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
+    """Full sign-ins through the test client, fresh browser each: per step the median time,
+    queries, hashing and SQL, and per sign-in the total and the total without the password hash
+    (both measured in the same requests, so contention on the machine cannot make them disagree)."""
+    steps: dict[str, dict[str, list[float]]] = {}
+    totals: list[float] = []
+    hashing: list[float] = []
+
+    def observe(step, call):
+        meter.reset()
+        started = time.perf_counter()
+        response = call()
+        row = steps.setdefault(step, {"ms": [], "queries": [], "hash_ms": [], "sql_ms": []})
+        row["ms"].append(time.perf_counter() - started)
+        row["queries"].append(len(meter.queries))
+        row["hash_ms"].append(meter.hash_seconds)
+        row["sql_ms"].append(meter.sql_seconds)
+        totals[-1] += row["ms"][-1]
+        hashing[-1] += meter.hash_seconds
+        return response
+
+    browser = warm_transport(project)
+    flows.authorize(browser, project, client)  # warm templates and caches
+    for _ in range(runs):
+        browser.forget_cookies()
+        totals.append(0.0)
+        hashing.append(0.0)
+        flows.authorize(browser, project, client, observe)
+    return {
+        "sign_ins": runs,
+        "total_ms": _median_ms(totals),
+        "password_hash_ms": _median_ms(hashing),
+        "total_minus_password_hash_ms": _median_ms([t - h for t, h in zip(totals, hashing, strict=True)]),
+        "queries": sum(statistics.median(row["queries"]) for row in steps.values()),
+        "steps": {
+            step: {
+                "ms": _median_ms(row["ms"]),
+                "queries": statistics.median(row["queries"]),
+                "hash_ms": _median_ms(row["hash_ms"]),
+                "sql_ms": _median_ms(row["sql_ms"]),
+            }
+            for step, row in steps.items()
+        },
+    }
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    django.setup()
+    project = flows.PROJECTS[job["project"]]
+    client = flows.Client(**job["client"])
+    codes = [tuple(pair) for pair in job["codes"]]
+    timed = job["timed"]
+    meter = Meter()
+    report = {"settings_module": os.environ.get("DJANGO_SETTINGS_MODULE")}
+    rp = warm_transport(project)
+
+    def exchanges(pairs):
+        return [lambda c=c, v=v: _exchange(rp, project, client, c, v) for c, v in pairs]
+
+    def userinfo_calls(n: int):
+        headers = {"Authorization": f"Bearer {access_token}"}
+        return [lambda: rp.request("GET", project.userinfo_path, None, headers)] * n
+
+    with meter.active():
+        report["queries"], access_token = count_queries(rp, project, client, codes[:2], meter)
+        report["exchange_breakdown"] = breakdown(exchanges(codes[2 : 2 + timed]), meter, "exchange")
+        report["userinfo_breakdown"] = breakdown(userinfo_calls(USERINFO_CALLS), meter, "userinfo")
+        report["signin"] = signin(project, client, meter)
+    report["password"] = password_cost(client)
+    if job.get("profile"):
+        report["profile"] = profile(exchanges(codes[2 + timed :]), "profiled exchange")
+        report["userinfo_profile"] = profile(userinfo_calls(USERINFO_CALLS), "profiled userinfo")
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

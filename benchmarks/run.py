@@ -1,0 +1,864 @@
+#!/usr/bin/env python
+"""Benchmark idp_project against stock django-oauth-toolkit over HTTP, on SQLite and PostgreSQL.
+
+    python benchmarks/run.py            # full run (a few minutes on 2 cores)
+    python benchmarks/run.py --quick    # smoke run
+    python benchmarks/run.py --prefill 1000000 --projects ours
+
+For each database and project: a fresh database, migrate, seed a user and a confidential client,
+start ``gunicorn -w 2`` on a free 127.0.0.1 port, mint authorization codes over HTTP (untimed),
+then time, with N concurrent clients: code exchanges, refreshes, userinfo calls and full sign-ins.
+An in-process pass counts SQL queries and breaks one exchange down. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    # Run as a script: import the benchmarks package from the repository root, and do not let
+    # this directory shadow anything on sys.path.
+    sys.path[0] = str(ROOT)
+
+from benchmarks import flows, prefill, stats  # noqa: E402
+
+HOST = "127.0.0.1"
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432"
+CODE_LIFETIME_SECONDS = 600  # the maximum RFC 6749 4.1.2 recommends; codes wait for the timed phase
+WARMUP_EXCHANGES = 4
+INPROCESS_CODES = 2  # warm-up + the exchange whose queries are counted
+
+MODES = {
+    # codes: pre-minted codes (exchange phase, then refresh with their refresh tokens);
+    # phase_seconds: a phase also stops at this deadline (stock DOT needs ~0.25 s per exchange);
+    # userinfo: userinfo calls (access tokens reused round-robin);
+    # signins: concurrent full sign-ins (deadline phase_seconds); breakdown: sequential ones;
+    # timed: in-process exchanges timed and profiled.
+    "quick": {"codes": 100, "phase_seconds": 8, "userinfo": 400, "signins": 24, "breakdown": 3, "timed": 5},
+    "full": {"codes": 400, "phase_seconds": 20, "userinfo": 2000, "signins": 64, "breakdown": 5, "timed": 10},
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One project on one database."""
+
+    project: flows.Project
+    database: str  # "sqlite" | "postgresql"
+    database_url: str
+    settings_module: str
+    wsgi: str
+    seed_command: list[str]
+    env: dict[str, str]
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# --- environment -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def rsa_private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def postgres_admin(base_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{base_url}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def reset_postgres_database(base_url: str, name: str) -> str:
+    if not name.startswith("bench_"):
+        raise ValueError(f"refusing to drop {name!r}: benchmark databases start with bench_")
+    postgres_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    postgres_admin(base_url, f'CREATE DATABASE "{name}"')
+    return f"{base_url}/{name}"
+
+
+def drop_postgres_database(base_url: str, name: str) -> None:
+    if name.startswith("bench_"):
+        postgres_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_available(base_url: str) -> str | None:
+    """The server version, or None when it cannot be reached."""
+    try:
+        import psycopg
+
+        with psycopg.connect(f"{base_url}/postgres", connect_timeout=3) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+        log(f"PostgreSQL at {base_url} is not available ({exc}); skipping it.")
+        return None
+
+
+def machine_info(postgres_version: str | None) -> dict:
+    import sqlite3
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "django": version("django"),
+        "django_oauth_toolkit": version("django-oauth-toolkit"),
+        "oauthlib": version("oauthlib"),
+        "jwcrypto": version("jwcrypto"),
+        "gunicorn": version("gunicorn"),
+        "psycopg": version("psycopg"),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": postgres_version,
+        "git_commit": commit + ("+dirty" if dirty else ""),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def targets(database: str, database_urls: dict[str, str], stock_key: str) -> list[Target]:
+    redirect = ["--redirect-uri", flows.REDIRECT_URI]
+    return [
+        Target(
+            project=flows.OURS,
+            database=database,
+            database_url=database_urls["ours"],
+            settings_module="idp_project.settings",
+            wsgi="idp_project.wsgi:application",
+            seed_command=["oidc_demo", "--json", *redirect],
+            env={"OIDC_CODE_EXPIRE_SECONDS": str(CODE_LIFETIME_SECONDS)},
+        ),
+        Target(
+            project=flows.STOCK,
+            database=database,
+            database_url=database_urls["stock"],
+            settings_module="benchmarks.stock_dot.settings",
+            wsgi="benchmarks.stock_dot.wsgi:application",
+            seed_command=["stock_dot_seed", *redirect],
+            env={
+                "STOCK_DOT_CODE_EXPIRE_SECONDS": str(CODE_LIFETIME_SECONDS),
+                "STOCK_DOT_OIDC_RSA_PRIVATE_KEY": stock_key,
+            },
+        ),
+    ]
+
+
+def target_env(target: Target, port: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("DJANGO_DEBUG", "REDIS_URL"):
+        env.pop(name, None)  # the benchmark measures the defaults
+    env.update(target.env)
+    env.update(DATABASE_URL=target.database_url, DJANGO_SETTINGS_MODULE=target.settings_module)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONWARNINGS"] = "ignore"  # WhiteNoise warns about a missing STATIC_ROOT on each boot
+    if port is not None and target.project is flows.OURS:
+        env["OIDC_ISSUER"] = f"http://{HOST}:{port}"
+    return env
+
+
+def django_admin(target: Target, *args: str, port: int | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "django", *args],
+        cwd=ROOT,
+        env=target_env(target, port),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise SystemExit(f"`django-admin {' '.join(args)}` failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, target: Target, workers: int, workdir: Path):
+        self.target = target
+        self.port = free_port()
+        self.log_path = workdir / f"gunicorn-{target.database}-{target.project.name}.log"
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", str(self.workers),
+            "--bind", f"{HOST}:{self.port}",
+            "--log-level", "warning",
+            "--error-logfile", str(self.log_path),
+            "--graceful-timeout", "5",
+            self.target.wsgi,
+        ]  # fmt: skip
+        # Django logs tracebacks to the workers' stderr: keep them with gunicorn's own log.
+        with open(self.log_path, "ab") as output:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=target_env(self.target, self.port),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited ({self.process.returncode}); see {self.log_path}")
+            with contextlib.suppress(OSError):
+                response, _ = flows.send(HOST, self.port, "GET", self.target.project.ready_path, timeout=5)
+                if response.status == 200 and len(self.worker_pids()) == self.workers:
+                    return self
+            time.sleep(0.2)
+        self.__exit__()
+        raise SystemExit(f"gunicorn did not become ready on port {self.port}; see {self.log_path}")
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def worker_pids(self) -> list[int]:
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(child) for child in children]
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the workers so far (Linux /proc), or None elsewhere."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        try:
+            for pid in self.worker_pids():
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            return None
+        return total / ticks
+
+    def log_offset(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def exceptions_since(self, offset: int) -> dict[str, int]:
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(offset)
+                text = log_file.read().decode("utf-8", "replace")
+        except OSError:
+            return {}
+        return stats.server_exceptions(text)
+
+    def error_log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        return ""
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far (Linux /proc/stat), or None."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy / ticks, (busy + idle + iowait) / ticks
+
+
+class Meters:
+    """CPU used during a phase: by this process (the clients), by the gunicorn workers, and by
+    the whole machine, whose remainder is PostgreSQL and anything else running on it."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.log_offset = server.log_offset()
+        self.client = time.process_time()
+        self.workers = server.cpu_seconds()
+        self.machine = machine_cpu()
+        self.started = time.perf_counter()
+
+    def phase(self, samples: list[stats.Sample], ended: float) -> stats.PhaseStats:
+        workers, machine = self.server.cpu_seconds(), machine_cpu()
+        phase = stats.PhaseStats(
+            samples=samples,
+            wall_seconds=ended - self.started,
+            client_cpu_seconds=time.process_time() - self.client,
+            server_cpu_seconds=workers - self.workers if None not in (workers, self.workers) else None,
+            server_exceptions=self.server.exceptions_since(self.log_offset),
+        )
+        if machine and self.machine:
+            busy, total = machine[0] - self.machine[0], machine[1] - self.machine[1]
+            phase.machine_busy = busy / total if total else None
+            elapsed = time.perf_counter() - self.started
+            others = busy - phase.client_cpu_seconds - (phase.server_cpu_seconds or 0)
+            phase.other_cpu_cores = others / elapsed if elapsed else None
+        return phase
+
+
+@dataclass
+class Job:
+    """One request of a timed phase."""
+
+    method: str
+    path: str
+    body: bytes | None
+    headers: dict[str, str]
+    tag: object = None  # what the caller needs back with the answer (e.g. the code)
+
+
+def run_phase(
+    server: Server,
+    jobs: list[Job],
+    *,
+    clients: int,
+    deadline_seconds: float,
+    keep_bodies: bool = False,
+) -> tuple[stats.PhaseStats, list[tuple[Job, flows.Response]]]:
+    """Send ``jobs`` from ``clients`` threads until done or the deadline; every request is
+    timed from connect to the last byte of the answer."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    samples: list[stats.Sample] = []
+    answered: list[tuple[Job, flows.Response]] = []
+    started = time.perf_counter()
+    deadline = started + deadline_seconds
+    ended = [started]
+
+    def worker():
+        while time.perf_counter() < deadline:
+            with lock:
+                index = next(counter)
+            if index >= len(jobs):
+                return
+            job = jobs[index]
+            try:
+                response, seconds = flows.send(HOST, server.port, job.method, job.path, job.body, job.headers)
+            except OSError as exc:
+                sample = stats.Sample(0.0, 0, f"{type(exc).__name__}: {exc}")
+                response = None
+            else:
+                error = None if 200 <= response.status < 300 else response.text()
+                sample = stats.Sample(seconds, response.status, error)
+            with lock:
+                samples.append(sample)
+                ended[0] = time.perf_counter()
+                if keep_bodies and response is not None and sample.ok:
+                    answered.append((job, response))
+
+    meters = Meters(server)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    phase = meters.phase(samples, ended[0])
+    return phase, answered
+
+
+def mint_codes(server: Server, client: flows.Client, count: int, sessions: int = 2) -> tuple[list, float]:
+    """``count`` (code, verifier) pairs, minted by ``sessions`` signed-in browsers (untimed)."""
+    codes: list[tuple[str, str]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def browser(n: int):
+        transport = flows.HttpTransport(HOST, server.port)
+        for _ in range(n):
+            try:
+                pair = flows.authorize(transport, server.target.project, client)
+            except (flows.FlowError, OSError) as exc:
+                with lock:
+                    errors.append(str(exc))
+                if len(errors) > 5:
+                    return
+                continue
+            with lock:
+                codes.append(pair)
+
+    shares = [count // sessions + (1 if i < count % sessions else 0) for i in range(sessions)]
+    threads = [threading.Thread(target=browser, args=(n,), daemon=True) for n in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        log(f"    minting: {len(errors)} failures, first: {errors[0][:300]}")
+        log(server.error_log_tail())
+    return codes, time.perf_counter() - started
+
+
+def run_signins(
+    server: Server, client: flows.Client, *, count: int, clients: int, deadline: float, sequential: int
+):
+    """Concurrent full sign-ins (fresh browser each: authorize → login → consent → code), then a
+    few sequential ones timed per step."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    samples: list[stats.Sample] = []
+    started = time.perf_counter()
+    ended = [started]
+
+    def sign_in(observe=flows._unobserved) -> stats.Sample:
+        transport = flows.HttpTransport(HOST, server.port)
+        begun = time.perf_counter()
+        try:
+            flows.authorize(transport, server.target.project, client, observe)
+        except (flows.FlowError, OSError) as exc:
+            return stats.Sample(time.perf_counter() - begun, 0, str(exc))
+        return stats.Sample(time.perf_counter() - begun, 200)
+
+    def worker():
+        while time.perf_counter() < started + deadline:
+            with lock:
+                if next(counter) >= count:
+                    return
+            sample = sign_in()
+            with lock:
+                samples.append(sample)
+                ended[0] = time.perf_counter()
+
+    meters = Meters(server)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    phase = meters.phase(samples, ended[0])
+
+    steps: dict[str, list[float]] = {}
+
+    def observe(step, call):
+        begun = time.perf_counter()
+        response = call()
+        steps.setdefault(step, []).append(time.perf_counter() - begun)
+        return response
+
+    totals = [sign_in(observe).latency for _ in range(sequential)]
+    breakdown = {
+        "sign_ins": sequential,
+        "total_p50_ms": stats._ms(stats.percentile(totals, 50)),
+        "steps_p50_ms": {step: stats._ms(stats.percentile(values, 50)) for step, values in steps.items()},
+    }
+    return phase, breakdown
+
+
+# --- one project on one database ---------------------------------------------------------------------
+
+
+class Bench:
+    """One project on one database while its server runs: the client, the codes, the results."""
+
+    def __init__(self, target: Target, server: Server, client: flows.Client):
+        self.target, self.server, self.client = target, server, client
+        self.name = f"{target.database}/{target.project.name}"
+        self.headers = flows.token_headers(client)
+        self.result: dict = {"phases": {}, "port": server.port}
+        self.codes: list = []
+        self.inprocess_codes: list = []
+        self.tokens: list[dict] = []
+        self.access_tokens: list[str] = []
+
+    def exchange_jobs(self, pairs) -> list[Job]:
+        body = flows.exchange_body
+        return [
+            Job("POST", self.target.project.token_path, body(self.client, code, verifier), self.headers, code)
+            for code, verifier in pairs
+        ]
+
+    def mint(self, mode: dict) -> None:
+        inprocess_count = INPROCESS_CODES + 2 * mode["timed"]
+        codes, seconds = mint_codes(
+            self.server, self.client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count
+        )
+        self.result["mint"] = {
+            "codes": len(codes),
+            "seconds": round(seconds, 2),
+            "codes_per_second": round(len(codes) / seconds, 1),
+        }
+        log(f"   {self.name}: minted {len(codes)} codes in {seconds:.1f} s (2 signed-in browsers, untimed)")
+        warmup = codes[:WARMUP_EXCHANGES]
+        self.inprocess_codes = codes[WARMUP_EXCHANGES : WARMUP_EXCHANGES + inprocess_count]
+        self.codes = codes[WARMUP_EXCHANGES + inprocess_count :]
+        # The first requests of a worker build its middleware chain, URL resolver and key cache.
+        run_phase(self.server, self.exchange_jobs(warmup), clients=2, deadline_seconds=60)
+
+    def exchange(self, mode: dict, args) -> None:
+        phase, answered = run_phase(
+            self.server,
+            self.exchange_jobs(self.codes),
+            clients=args.clients,
+            deadline_seconds=mode["phase_seconds"],
+            keep_bodies=True,
+        )
+        self.result["phases"]["exchange"] = report_phase(self.name, "exchange", phase)
+        self.tokens = [json.loads(response.body) for _job, response in answered]
+
+    def refresh(self, mode: dict, args) -> None:
+        jobs = [
+            Job(
+                "POST",
+                self.target.project.token_path,
+                flows.refresh_body(t["refresh_token"]),
+                self.headers,
+                n,
+            )
+            for n, t in enumerate(self.tokens)
+            if "refresh_token" in t
+        ]
+        phase, answered = run_phase(
+            self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"], keep_bodies=True
+        )
+        self.result["phases"]["refresh"] = report_phase(self.name, "refresh", phase)
+        # A refresh revokes the access token it replaces: userinfo uses the refreshed ones and
+        # those whose refresh was never attempted (jobs go out in order).
+        self.access_tokens = [json.loads(response.body)["access_token"] for _job, response in answered]
+        attempted = {job.tag for job in jobs[: len(phase.samples)]}
+        self.access_tokens += [t["access_token"] for n, t in enumerate(self.tokens) if n not in attempted]
+
+    def userinfo(self, mode: dict, args) -> None:
+        if not self.access_tokens:
+            return
+        jobs = [
+            Job("GET", self.target.project.userinfo_path, None, {"Authorization": f"Bearer {token}"})
+            for token in itertools.islice(itertools.cycle(self.access_tokens), mode["userinfo"])
+        ]
+        phase, _ = run_phase(self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"])
+        self.result["phases"]["userinfo"] = report_phase(self.name, "userinfo", phase)
+
+    def signin(self, mode: dict, args) -> None:
+        phase, breakdown = run_signins(
+            self.server,
+            self.client,
+            count=mode["signins"],
+            clients=args.clients,
+            deadline=mode["phase_seconds"],
+            sequential=mode["breakdown"],
+        )
+        self.result["phases"]["signin"] = report_phase(self.name, "signin", phase)
+        self.result["signin_breakdown"] = breakdown
+
+    def inprocess(self, mode: dict, args) -> None:
+        log(f"   {self.name}: in-process measurements through Django's test client")
+        inprocess = run_inprocess(
+            self.target, self.client, self.inprocess_codes, mode["timed"], self.server.port
+        )
+        self.result["inprocess"] = inprocess
+
+    def prefill(self, mode: dict, args) -> None:
+        if args.prefill and self.target.project.name in args.prefill_projects:
+            self.result["prefill"] = run_prefill(
+                self.target, self.server, self.client, mode, args, self.result
+            )
+
+
+# Each timed phase runs for every project back to back, so the projects compared share the
+# machine's conditions of the same minute (the two cores may be shared with other work).
+PHASE_STEPS = ("exchange", "refresh", "userinfo", "signin")
+
+
+def benchmark_database(database: str, targets_: list[Target], mode: dict, args, workdir: Path) -> dict:
+    results: dict[str, dict | None] = {"ours": None, "stock": None}
+    with contextlib.ExitStack() as stack:
+        benches = []
+        for target in targets_:
+            log(f"\n== {target.database}/{target.project.name}: migrate and seed")
+            django_admin(target, "migrate", "--noinput", "-v", "0")
+            seed = django_admin(target, *target.seed_command).strip().splitlines()[-1]
+            server = stack.enter_context(Server(target, args.workers, workdir))
+            log(f"   gunicorn -w {args.workers} on {HOST}:{server.port}")
+            benches.append(Bench(target, server, flows.Client.from_seed(json.loads(seed))))
+        for bench in benches:
+            bench.mint(mode)
+        for step in PHASE_STEPS:
+            log(f"\n-- {database}: {step}")
+            for bench in benches:
+                getattr(bench, step)(mode, args)
+        log("")
+        for bench in benches:
+            bench.inprocess(mode, args)
+        for bench in benches:
+            bench.prefill(mode, args)
+    for bench in benches:
+        bench.result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        results[bench.target.project.name] = bench.result
+    return results
+
+
+def run_inprocess(target: Target, client: flows.Client, codes, timed: int, port: int, profile=True) -> dict:
+    job = {
+        "project": target.project.name,
+        "client": client.__dict__,
+        "codes": codes,
+        "timed": timed,
+        "profile": profile,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.inprocess"],
+        cwd=ROOT,
+        env=target_env(target, port),
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode:
+        log(f"   in-process measurement failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}")
+        return {"error": completed.stderr[-2000:]}
+    return json.loads(completed.stdout)
+
+
+def run_prefill(target: Target, server: Server, client: flows.Client, mode: dict, args, before: dict) -> dict:
+    """Insert ``--prefill`` tokens, then measure again what ``before`` measured on the (nearly)
+    empty database: the concurrent exchange phase, and the in-process exchange without hashing,
+    which shows what the database itself adds."""
+    log(f"   prefill: inserting {args.prefill} tokens of history")
+    if target.database == "postgresql":
+        seconds = prefill.prefill_postgresql(target.database_url, args.prefill, client.client_id, log=log)
+    else:
+        path = target.database_url.removeprefix("sqlite:///")
+        seconds = prefill.prefill_sqlite(path, args.prefill, client.client_id, log=log)
+    log(f"   prefill took {seconds:.0f} s; minting again")
+    inprocess_count = INPROCESS_CODES + mode["timed"]
+    codes, _ = mint_codes(server, client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count)
+    inprocess_codes, codes = codes[:inprocess_count], codes[inprocess_count:]
+    jobs = [
+        Job(
+            "POST",
+            target.project.token_path,
+            flows.exchange_body(client, code, verifier),
+            flows.token_headers(client),
+        )
+        for code, verifier in codes
+    ]
+    run_phase(server, jobs[:WARMUP_EXCHANGES], clients=2, deadline_seconds=60)
+    phase, _ = run_phase(
+        server, jobs[WARMUP_EXCHANGES:], clients=args.clients, deadline_seconds=mode["phase_seconds"]
+    )
+    filled = report_phase(f"{target.database}/{target.project.name}", f"exchange, {args.prefill} rows", phase)
+    log(f"   {target.database}/{target.project.name}: in-process measurements with {args.prefill} rows")
+    filled_inprocess = run_inprocess(
+        target, client, inprocess_codes, mode["timed"], server.port, profile=False
+    )
+    return stats.prefill_result(
+        args.prefill,
+        before["phases"]["exchange"],
+        filled,
+        seconds,
+        empty_inprocess=before.get("inprocess"),
+        filled_inprocess=filled_inprocess,
+    )
+
+
+def report_phase(name: str, phase_name: str, phase: stats.PhaseStats) -> dict:
+    summary = phase.summary()
+    log(
+        f"   {name:<17} {phase_name:<10} {summary['requests']:>5} req  {summary['rps'] or 0:>8.1f} ok/s  "
+        f"p50 {summary['p50_ms'] or 0:>7.1f} ms  p99 {summary['p99_ms'] or 0:>7.1f} ms  "
+        f"errors {summary['errors']}  (client CPU {summary['client_cpu_ms_per_request'] or 0:.2f} ms/req, "
+        f"server CPU {summary['server_cpu_ms_per_request'] or 0:.1f} ms/req)"
+    )
+    if summary.get("machine_busy") is not None:
+        log(
+            f"{'':>32}machine {summary['machine_busy']:.0%} busy; other processes "
+            f"(PostgreSQL included) {summary['other_cpu_cores']:.2f} cores"
+        )
+    for sample in summary["error_samples"]:
+        log(f"      error {sample[:200]!r}")
+    for exception, count in summary["server_exceptions"].items():
+        log(f"      server log: {count} × {exception}")
+    return summary
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def print_report(result: dict) -> None:
+    log("\n" + "=" * 100)
+    machine, parameters = result["machine"], result["parameters"]
+    log(
+        f"Results {result['date']} ({result['mode']}), {machine['nproc']} CPUs, "
+        f"{parameters['clients']} concurrent clients, gunicorn -w {parameters['workers']}, "
+        f"load average {machine['loadavg_at_start']} at start"
+    )
+    log("speed-up = ours ok/s ÷ stock ok/s in this run\n")
+    log(stats.results_table(result))
+    log("\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, ms")
+    log(stats.inprocess_table(result))
+    log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
+    log(stats.signin_table(result))
+    for line in stats.profile_summary(result):
+        log(line)
+    if result.get("prefill"):
+        log(
+            "\nToken endpoint with history (ms): exchange under load, "
+            "and in-process exchange without the secret hash"
+        )
+        log(stats.prefill_table(result))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    parser.add_argument("--projects", default="ours,stock", help="comma-separated: ours,stock")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--codes", type=int, help="codes to mint and exchange (default: by mode)")
+    parser.add_argument("--phase-seconds", type=float, help="deadline of each timed phase (default: by mode)")
+    parser.add_argument(
+        "--prefill", type=int, default=0, metavar="N", help="then insert N tokens and measure again"
+    )
+    parser.add_argument(
+        "--prefill-projects", default="ours", help="projects the prefill applies to (default: ours)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="server URL without a database name; databases bench_ours and bench_stock are created",
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and server logs")
+    args = parser.parse_args(argv)
+    args.databases = [d for d in args.databases.split(",") if d]
+    args.projects = [p for p in args.projects.split(",") if p]
+    args.prefill_projects = [p for p in args.prefill_projects.split(",") if p]
+    unknown = set(args.databases) - {"sqlite", "postgresql"} | set(args.projects) - set(flows.PROJECTS)
+    if unknown:
+        parser.error(f"unknown database or project: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    mode_name = "quick" if args.quick else "full"
+    mode = dict(MODES[mode_name])
+    if args.codes:
+        mode["codes"] = args.codes
+    if args.phase_seconds:
+        mode["phase_seconds"] = args.phase_seconds
+    args.postgres_url = args.postgres_url.rstrip("/")
+    postgres_version = postgres_available(args.postgres_url) if "postgresql" in args.databases else None
+    databases = [d for d in args.databases if d != "postgresql" or postgres_version]
+
+    result = stats.new_result(
+        mode=mode_name,
+        machine=machine_info(postgres_version),
+        parameters={
+            **mode,
+            "clients": args.clients,
+            "workers": args.workers,
+            "prefill": args.prefill,
+            "code_lifetime_seconds": CODE_LIFETIME_SECONDS,
+        },
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="oidc-bench-"))
+    stock_key = rsa_private_key_pem()
+    created_pg: list[str] = []
+    started = time.monotonic()
+    try:
+        for database in databases:
+            if database == "sqlite":
+                urls = {p: f"sqlite:///{workdir / f'bench_{p}.sqlite3'}" for p in flows.PROJECTS}
+            else:
+                urls = {}
+                for p in flows.PROJECTS:
+                    if p in args.projects:
+                        urls[p] = reset_postgres_database(args.postgres_url, f"bench_{p}")
+                        created_pg.append(f"bench_{p}")
+                    else:
+                        urls[p] = ""
+            selected = [t for t in targets(database, urls, stock_key) if t.project.name in args.projects]
+            project_results = benchmark_database(database, selected, mode, args, workdir)
+            result["databases"][database] = stats.database_result(
+                project_results["ours"], project_results["stock"]
+            )
+            prefilled = {p: r["prefill"] for p, r in project_results.items() if r and r.get("prefill")}
+            if prefilled:
+                result["prefill"] = result["prefill"] or {}
+                result["prefill"][database] = prefilled.get("ours") or next(iter(prefilled.values()))
+    finally:
+        if args.keep:
+            log(f"\nKept {workdir} and PostgreSQL databases {', '.join(created_pg) or '-'}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            for name in created_pg:
+                with contextlib.suppress(Exception):
+                    drop_postgres_database(args.postgres_url, name)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    problems = stats.shape_problems(result)
+    print_report(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
+    log(f"\nWrote {shown} in {result['seconds']:.0f} s")
+    if problems:
+        log(f"Result document problems: {problems}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

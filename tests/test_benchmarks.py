@@ -1,0 +1,305 @@
+"""The benchmark harness without servers: its statistics, its result document, and its browser and
+relying-party conversations run in-process against the example IdP, so a template change that
+would break `make bench` fails here. Nothing here is timed: performance lives in benchmarks/."""
+
+import json
+import runpy
+
+import pytest
+from django.urls import reverse
+
+from benchmarks import flows, inprocess, run, stats
+
+from .factories import REDIRECT_URI, USER_PASSWORD
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "p", "expected"),
+    [
+        ([1, 2, 3, 4], 50, 2.5),
+        ([1, 2, 3, 4], 0, 1),
+        ([1, 2, 3, 4], 100, 4),
+        ([4, 1, 3, 2], 99, 3.97),  # unsorted input; linear interpolation like numpy's default
+        (list(range(1, 101)), 99, 99.01),
+        ([7], 99, 7),
+    ],
+)
+def test_percentile_interpolates_between_closest_ranks(values, p, expected):
+    assert stats.percentile(values, p) == pytest.approx(expected)
+
+
+def test_percentile_of_nothing_is_none_and_out_of_range_is_an_error():
+    assert stats.percentile([], 50) is None
+    with pytest.raises(ValueError, match="0..100"):
+        stats.percentile([1], 101)
+
+
+def test_summary_counts_only_successes_as_throughput_and_keeps_the_first_error_bodies():
+    samples = [stats.Sample(0.010, 200)] * 8 + [
+        stats.Sample(0.050, 500, "database is locked " + "x" * 1000),
+        stats.Sample(0.020, 400, '{"error": "invalid_grant"}'),
+        stats.Sample(0.0, 0, "ConnectionResetError"),
+        stats.Sample(0.030, 500, "fourth error"),
+    ]
+    summary = stats.summarize(samples, 2.0, client_cpu_seconds=0.012, server_cpu_seconds=1.2)
+
+    assert summary["requests"] == 12
+    assert summary["ok"] == 8
+    assert summary["errors"] == 4
+    assert summary["rps"] == 4.0
+    assert summary["errors_by_status"] == {"500": 2, "400": 1, "0": 1}
+    assert len(summary["error_samples"]) == stats.MAX_ERROR_SAMPLES
+    assert summary["error_samples"][0].startswith("500: database is locked")
+    assert len(summary["error_samples"][0]) <= stats.ERROR_SAMPLE_CHARS + 5
+    assert summary["p50_ms"] == 10.0
+    assert summary["max_ms"] == 50.0
+    assert summary["client_cpu_ms_per_request"] == 1.0
+    assert summary["server_cpu_ms_per_request"] == 100.0
+
+
+def test_phase_stats_report_how_busy_the_machine_was():
+    phase = stats.PhaseStats([stats.Sample(0.01, 200)], 1.0, machine_busy=0.8512, other_cpu_cores=1.234)
+    summary = phase.summary()
+    assert summary["machine_busy"] == 0.851
+    assert summary["other_cpu_cores"] == 1.23
+
+
+def test_an_empty_phase_summarises_without_numbers():
+    summary = stats.summarize([], 0.0)
+    assert summary["requests"] == 0
+    assert summary["rps"] is None
+    assert summary["p99_ms"] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "n/a"), (0.5, "0.50×"), (1.234, "1.23×"), (24.33, "24.3×"), (150.4, "150×")],
+)
+def test_format_ratio(value, text):
+    assert stats.format_ratio(value) == text
+
+
+def test_ratio_of_a_missing_or_zero_side_is_none():
+    assert stats.ratio(10, 0) is None
+    assert stats.ratio(None, 5) is None
+    assert stats.ratio(30, 8) == 3.75
+
+
+def test_server_exceptions_counts_the_last_line_of_each_traceback():
+    log = """Internal Server Error: /o/token/
+Traceback (most recent call last):
+  File "x.py", line 1, in f
+sqlite3.OperationalError: database is locked
+
+The above exception was the direct cause of the following exception:
+
+django.db.utils.OperationalError: database is locked
+[2026-01-01 00:00:00 +0000] [12] [CRITICAL] WORKER TIMEOUT (pid:13)
+django.db.utils.OperationalError: database is locked
+"""
+    assert stats.server_exceptions(log) == {
+        "sqlite3.OperationalError: database is locked": 1,
+        "django.db.utils.OperationalError: database is locked": 2,
+        "gunicorn: WORKER TIMEOUT": 1,
+    }
+
+
+# --- the result document -------------------------------------------------------------------------
+
+
+def _project_result(rps: float) -> dict:
+    phase = stats.summarize([stats.Sample(0.1, 200)] * 10, 10 / rps)
+    return {
+        "phases": dict.fromkeys(stats.PHASES, phase),
+        "inprocess": {
+            "queries": {"exchange": {"queries": 7}, "refresh": {"queries": 18}, "userinfo": {"queries": 2}},
+            "exchange_breakdown": {"total_ms": 5.0, "sql_ms": 1.0, "rest_ms": 3.0},
+            "signin": {"total_ms": 240.0, "password_hash_ms": 215.0, "total_minus_password_hash_ms": 25.0},
+            "profile": {
+                "requests": 2,
+                "profiled_ms_per_request": 6.0,
+                "tottime_ms_by_package": {"django": 3.0},
+                "top_tottime": [{"function": "f", "calls_per_request": 1.0, "tottime_ms": 1.0}],
+            },
+        },
+        "signin_breakdown": {"total_p50_ms": 250.0, "steps_p50_ms": {"login": 220.0}},
+    }
+
+
+def _result() -> dict:
+    result = stats.new_result(
+        mode="quick",
+        machine={"nproc": 2, "python": "3.11", "django": "5.2", "django_oauth_toolkit": "3.4.1"},
+        parameters={"clients": 8, "workers": 2},
+        date="2026-01-01T00:00:00+00:00",
+    )
+    result["machine"]["loadavg_at_start"] = [0.1, 0.1, 0.1]
+    result["databases"]["postgresql"] = stats.database_result(_project_result(200.0), _project_result(8.0))
+    result["databases"]["sqlite"] = stats.database_result(_project_result(100.0), None)
+    inprocess = {"exchange_breakdown": {"total_ms": 210.0, "client_secret_hashing_ms": 200.0, "sql_ms": 4.0}}
+    filled = {"exchange_breakdown": {"total_ms": 212.0, "client_secret_hashing_ms": 200.0, "sql_ms": 5.0}}
+    result["prefill"] = {
+        "postgresql": stats.prefill_result(
+            1000,
+            {"p50_ms": 10.0, "p99_ms": 20.0},
+            {"p50_ms": 11.0, "p99_ms": 30.0, "errors": 0},
+            12.0,
+            empty_inprocess=inprocess,
+            filled_inprocess=filled,
+        )
+    }
+    return result
+
+
+def test_a_complete_result_has_the_documented_shape_and_survives_json():
+    result = json.loads(json.dumps(_result()))
+    assert stats.shape_problems(result) == []
+    assert result["databases"]["postgresql"]["ratios"]["exchange"]["speedup"] == 25.0
+    assert result["databases"]["sqlite"]["ratios"] == {}  # no stock run, no ratio
+    assert result["prefill"]["postgresql"]["p50_ratio"] == 1.1
+    assert result["prefill"]["postgresql"]["p99_ratio"] == 1.5
+    # Without the client-secret hash, what the database adds shows: 10 ms -> 12 ms.
+    assert result["prefill"]["postgresql"]["inprocess_ratios"]["exchange_minus_hashing_ms"] == 1.2
+    assert result["prefill"]["postgresql"]["inprocess_ratios"]["userinfo_ms"] is None
+
+
+def test_prefill_prefers_the_fastest_in_process_exchange():
+    empty = {
+        "exchange_breakdown": {"total_ms": 300.0, "min_minus_hashing_ms": 8.0, "fastest": {"sql_ms": 3.0}}
+    }
+    filled = {
+        "exchange_breakdown": {"total_ms": 250.0, "min_minus_hashing_ms": 9.0, "fastest": {"sql_ms": 4.0}}
+    }
+    entry = stats.prefill_result(10, {}, {}, 1.0, empty_inprocess=empty, filled_inprocess=filled)
+    assert entry["inprocess_ratios"]["exchange_minus_hashing_ms"] == 1.12
+    assert entry["inprocess_filled"]["exchange_sql_ms"] == 4.0
+
+
+def test_shape_problems_names_what_is_missing():
+    result = _result()
+    del result["machine"]["django"]
+    del result["databases"]["postgresql"]["ours"]["phases"]["exchange"]["p99_ms"]
+    problems = stats.shape_problems(result)
+    assert "machine.django missing" in problems
+    assert "postgresql.ours.exchange lacks ['p99_ms']" in problems
+
+
+def test_tables_show_every_run_and_the_ratio():
+    result = _result()
+    table = stats.results_table(result)
+    assert "25.0×" in table
+    assert table.count("postgresql") == len(stats.PHASES) * 2
+    assert "7" in stats.inprocess_table(result)
+    assert "250.0" in stats.signin_table(result) and "25.0" in stats.signin_table(result)
+    assert "1.10×" in stats.prefill_table(result)
+    assert any("django 3.0" in line for line in stats.profile_summary(result))
+
+
+def test_modes_and_arguments():
+    args = run.parse_args(["--quick", "--databases", "sqlite", "--prefill", "1000"])
+    assert args.quick and args.databases == ["sqlite"] and args.prefill == 1000
+    assert args.projects == ["ours", "stock"]
+    assert run.MODES["quick"]["codes"] < run.MODES["full"]["codes"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--databases", "oracle"])
+
+
+def test_profile_rows_are_named_by_package():
+    assert inprocess._package("~", "<built-in method _hashlib.pbkdf2_hmac>").startswith("hashlib")
+    assert inprocess._package("/x/site-packages/oauthlib/common.py", "f") == "oauthlib"
+    assert inprocess._package("/work/repo/oidc_provider_ext/validator.py", "f") == "oidc_provider_ext"
+
+
+# --- the conversations ---------------------------------------------------------------------------
+
+OURS_CONSENT = """<form method="post" action="/connect/authorize">
+<input type="hidden" name="csrfmiddlewaretoken" value="tok&amp;en">
+<input type="hidden" name="request_id" value="abc">
+<button type="submit" name="decision" value="allow">Allow</button></form>"""
+STOCK_CONSENT = """<form id="authorizationForm" method="post">
+<input type="hidden" name="csrfmiddlewaretoken" value="t">
+<input type="hidden" name="redirect_uri" value="http://127.0.0.1:8765/callback">
+<input type="hidden" name="code_challenge" value="c"><input type="submit" name="allow" value="Authorize"/>
+</form>"""
+
+
+def test_find_form_reads_hidden_inputs_and_the_action():
+    action, fields = flows.find_form(
+        "<form action='/other'><input name='q'></form>" + OURS_CONSENT, "request_id"
+    )
+    assert action == "/connect/authorize"
+    assert fields == {"csrfmiddlewaretoken": "tok&en", "request_id": "abc"}
+    action, fields = flows.find_form(STOCK_CONSENT, "redirect_uri")
+    assert action == ""  # DOT's form posts back to the authorize URL
+    assert "allow" not in fields  # the submit button is added by the flow
+    with pytest.raises(flows.FlowError, match="no form"):
+        flows.find_form(OURS_CONSENT, "password")
+
+
+def test_pkce_pair_is_s256_and_basic_auth_form_encodes():
+    import base64
+    import hashlib
+
+    verifier, challenge = flows.pkce_pair()
+    digest = hashlib.sha256(verifier.encode()).digest()
+    assert challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    # RFC 6749 2.3.1: both parts are encoded before they are joined by ":".
+    assert flows.basic_auth("a b", "p:w") == "Basic " + base64.b64encode(b"a%20b:p%3Aw").decode()
+
+
+@pytest.mark.django_db
+def test_the_benchmark_conversation_runs_against_the_example_idp(user, confidential_app):
+    """authorize → login → consent → code, exchange, refresh, userinfo: what run.py drives over
+    HTTP, here through Django's test client."""
+    client = flows.Client(
+        client_id=confidential_app.client_id,
+        client_secret=confidential_app.raw_secret,
+        redirect_uri=REDIRECT_URI,
+        username=user.username,
+        password=USER_PASSWORD,
+    )
+    browser = flows.DjangoTransport()
+    steps = []
+
+    def observe(step, call):
+        steps.append(step)
+        return call()
+
+    code, verifier = flows.authorize(browser, flows.OURS, client, observe)
+    assert steps == ["authorize", "login_page", "login", "resume", "consent"]
+    code2, _ = flows.authorize(browser, flows.OURS, client)  # signed in: offline_access asks again
+    assert code2 != code
+
+    rp = flows.DjangoTransport()
+    assert flows.OURS.token_path == reverse("oidc_provider_ext:token")
+    response = rp.request(
+        "POST",
+        flows.OURS.token_path,
+        flows.exchange_body(client, code, verifier),
+        flows.token_headers(client),
+    )
+    assert response.status == 200, response.text()
+    tokens = json.loads(response.body)
+    assert {"access_token", "refresh_token", "id_token"} <= set(tokens)
+    response = rp.request(
+        "POST",
+        flows.OURS.token_path,
+        flows.refresh_body(tokens["refresh_token"]),
+        flows.token_headers(client),
+    )
+    assert response.status == 200, response.text()
+    access_token = json.loads(response.body)["access_token"]
+    response = rp.request("GET", flows.OURS.userinfo_path, None, {"Authorization": f"Bearer {access_token}"})
+    assert response.status == 200
+    assert json.loads(response.body)["sub"]
+
+
+def test_code_lifetime_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OIDC_CODE_EXPIRE_SECONDS", "600")
+    settings = runpy.run_path(str(run.ROOT / "idp_project" / "settings.py"))
+    assert settings["OIDC_PROVIDER_EXT"]["CODE_EXPIRE_SECONDS"] == 600
+    monkeypatch.delenv("OIDC_CODE_EXPIRE_SECONDS")
+    settings = runpy.run_path(str(run.ROOT / "idp_project" / "settings.py"))
+    assert "CODE_EXPIRE_SECONDS" not in settings["OIDC_PROVIDER_EXT"]
