@@ -250,14 +250,14 @@ class DjangoTransport:
 Observe = Callable[[str, Callable[[], Response]], Response]
 
 
-def _unobserved(step: str, call: Callable[[], Response]) -> Response:
+def unobserved(step: str, call: Callable[[], Response]) -> Response:
     return call()
 
 
 # --- the browser's side --------------------------------------------------------------------------
 
 
-def authorize(transport, project: Project, client: Client, observe: Observe = _unobserved) -> tuple[str, str]:
+def authorize(transport, project: Project, client: Client, observe: Observe = unobserved) -> tuple[str, str]:
     """Authorize → (login) → consent → code; returns ``(code, verifier)``.
 
     ``observe(step, call)`` wraps each HTTP step (``authorize``, ``login_page``, ``login``,

@@ -458,7 +458,7 @@ def run_signins(
     started = time.perf_counter()
     ended = [started]
 
-    def sign_in(observe=flows._unobserved) -> stats.Sample:
+    def sign_in(observe=flows.unobserved) -> stats.Sample:
         transport = flows.HttpTransport(HOST, server.port)
         begun = time.perf_counter()
         try:
@@ -496,8 +496,8 @@ def run_signins(
     totals = [sign_in(observe).latency for _ in range(sequential)]
     breakdown = {
         "sign_ins": sequential,
-        "total_p50_ms": stats._ms(stats.percentile(totals, 50)),
-        "steps_p50_ms": {step: stats._ms(stats.percentile(values, 50)) for step, values in steps.items()},
+        "total_p50_ms": stats.ms(stats.percentile(totals, 50)),
+        "steps_p50_ms": {step: stats.ms(stats.percentile(values, 50)) for step, values in steps.items()},
     }
     return phase, breakdown
 
