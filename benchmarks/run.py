@@ -350,7 +350,8 @@ class Meters:
             phase.machine_busy = busy / total if total else None
             elapsed = time.perf_counter() - self.started
             others = busy - phase.client_cpu_seconds - (phase.server_cpu_seconds or 0)
-            phase.other_cpu_cores = others / elapsed if elapsed else None
+            # Clock-tick rounding can make an idle machine's remainder slightly negative.
+            phase.other_cpu_cores = max(0.0, others / elapsed) if elapsed else None
         return phase
 
 
