@@ -160,13 +160,14 @@ class _FormParser(HTMLParser):
         attrs = dict(attrs)
         if tag == "form":
             self.forms.append({"action": attrs.get("action") or "", "fields": {}})
-        elif (
-            tag == "input"
-            and self.forms
-            and attrs.get("name")
-            and (attrs.get("type") or "text").lower() in ("hidden", "text")
-        ):
-            self.forms[-1]["fields"][attrs["name"]] = attrs.get("value") or ""
+        elif tag == "input" and self.forms and attrs.get("name") and "disabled" not in attrs:
+            kind = (attrs.get("type") or "text").lower()
+            fields = self.forms[-1]["fields"]
+            if kind in ("hidden", "text"):
+                fields[attrs["name"]] = attrs.get("value") or ""
+            elif kind == "checkbox" and "checked" in attrs:
+                # As a browser submits them: one value per ticked box (the consent page's scopes).
+                fields.setdefault(attrs["name"], []).append(attrs.get("value") or "on")
 
 
 def find_form(html: str, field_name: str) -> tuple[str, dict[str, str]]:
@@ -250,14 +251,14 @@ class DjangoTransport:
 Observe = Callable[[str, Callable[[], Response]], Response]
 
 
-def _unobserved(step: str, call: Callable[[], Response]) -> Response:
+def unobserved(step: str, call: Callable[[], Response]) -> Response:
     return call()
 
 
 # --- the browser's side --------------------------------------------------------------------------
 
 
-def authorize(transport, project: Project, client: Client, observe: Observe = _unobserved) -> tuple[str, str]:
+def authorize(transport, project: Project, client: Client, observe: Observe = unobserved) -> tuple[str, str]:
     """Authorize → (login) → consent → code; returns ``(code, verifier)``.
 
     ``observe(step, call)`` wraps each HTTP step (``authorize``, ``login_page``, ``login``,
@@ -302,4 +303,5 @@ def _local(url: str) -> str:
 
 
 def _post(transport, path: str, fields: dict[str, str]) -> Response:
-    return transport.request("POST", path, urlencode(fields).encode(), {"Content-Type": FORM_CONTENT_TYPE})
+    body = urlencode(fields, doseq=True).encode()
+    return transport.request("POST", path, body, {"Content-Type": FORM_CONTENT_TYPE})

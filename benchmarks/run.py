@@ -350,7 +350,8 @@ class Meters:
             phase.machine_busy = busy / total if total else None
             elapsed = time.perf_counter() - self.started
             others = busy - phase.client_cpu_seconds - (phase.server_cpu_seconds or 0)
-            phase.other_cpu_cores = others / elapsed if elapsed else None
+            # Clock-tick rounding can make an idle machine's remainder slightly negative.
+            phase.other_cpu_cores = max(0.0, others / elapsed) if elapsed else None
         return phase
 
 
@@ -458,7 +459,7 @@ def run_signins(
     started = time.perf_counter()
     ended = [started]
 
-    def sign_in(observe=flows._unobserved) -> stats.Sample:
+    def sign_in(observe=flows.unobserved) -> stats.Sample:
         transport = flows.HttpTransport(HOST, server.port)
         begun = time.perf_counter()
         try:
@@ -496,8 +497,8 @@ def run_signins(
     totals = [sign_in(observe).latency for _ in range(sequential)]
     breakdown = {
         "sign_ins": sequential,
-        "total_p50_ms": stats._ms(stats.percentile(totals, 50)),
-        "steps_p50_ms": {step: stats._ms(stats.percentile(values, 50)) for step, values in steps.items()},
+        "total_p50_ms": stats.ms(stats.percentile(totals, 50)),
+        "steps_p50_ms": {step: stats.ms(stats.percentile(values, 50)) for step, values in steps.items()},
     }
     return phase, breakdown
 

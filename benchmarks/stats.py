@@ -65,7 +65,7 @@ class PhaseStats:
         return summary
 
 
-def _ms(seconds: float | None) -> float | None:
+def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
@@ -96,13 +96,13 @@ def summarize(
         ],
         "seconds": round(wall_seconds, 3),
         "rps": round(ok / wall_seconds, 2) if wall_seconds > 0 else None,
-        "p50_ms": _ms(percentile(latencies, 50)),
-        "p90_ms": _ms(percentile(latencies, 90)),
-        "p99_ms": _ms(percentile(latencies, 99)),
-        "max_ms": _ms(max(latencies)) if latencies else None,
-        "client_cpu_ms_per_request": _ms(client_cpu_seconds / count) if count else None,
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p90_ms": ms(percentile(latencies, 90)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "max_ms": ms(max(latencies)) if latencies else None,
+        "client_cpu_ms_per_request": ms(client_cpu_seconds / count) if count else None,
         "server_cpu_ms_per_request": (
-            _ms(server_cpu_seconds / count) if count and server_cpu_seconds is not None else None
+            ms(server_cpu_seconds / count) if count and server_cpu_seconds is not None else None
         ),
         "server_exceptions": dict(server_exceptions or {}),
     }
