@@ -1,0 +1,80 @@
+"""Every documented setting changes behaviour (the ones not exercised elsewhere)."""
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import unquote
+
+import pytest
+from django.urls import reverse
+
+from oidc_provider_ext.clients import get_client
+from oidc_provider_ext.tokens import mint_logout_token
+
+from .flow import authorize_url, login, verify_jwt
+
+pytestmark = pytest.mark.django_db
+
+
+def test_client_cache_seconds(settings, confidential_app):
+    type(confidential_app).objects.filter(pk=confidential_app.pk).update(name="Before")
+    get_client(confidential_app.client_id)  # cached now
+    type(confidential_app).objects.filter(pk=confidential_app.pk).update(name="After")  # no signal
+    assert get_client(confidential_app.client_id).name == "Before"
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_CACHE_SECONDS": 0}
+    assert get_client(confidential_app.client_id).name == "After"
+
+
+def test_client_changes_through_the_orm_are_seen_at_once(confidential_app):
+    get_client(confidential_app.client_id)
+    confidential_app.name = "Renamed"
+    confidential_app.save()
+    assert get_client(confidential_app.client_id).name == "Renamed"
+
+
+def test_logout_token_expire_seconds(settings, db):
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGOUT_TOKEN_EXPIRE_SECONDS": 30}
+    claims = verify_jwt(mint_logout_token(client_id="c", subject="s", sid="x"), typ="logout+jwt")
+    assert claims["exp"] - claims["iat"] == 30
+
+
+def test_backchannel_logout_timeout_seconds(settings, db):
+    from oidc_provider_ext.logout import _post
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(1.0)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 0.2}
+        assert "timed out" in (_post(url, "token") or "")
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 5}
+        assert _post(url, "token") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_authorize_request_max_age_seconds(settings, browser, user, confidential_app):
+    response = browser.get(authorize_url(confidential_app))  # stored, waiting for the login
+    next_url = unquote(response["Location"].split("next=", 1)[1])
+    assert next_url.startswith(reverse("oidc_provider_ext:authorize-continue", args=["x"])[:-1])
+    session = browser.session
+    for entry in session["oidc_pending_authorizations"].values():
+        entry["created"] -= 120
+    session.save()
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": 60}
+    login(browser, user)
+    expired = browser.get(next_url)
+    assert expired.status_code == 400 and "expired" in expired.content.decode()
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": 600}
+    page = browser.get(next_url)
+    assert page.status_code == 200 and page.templates[0].name == "oidc_provider_ext/consent.html"
