@@ -11,7 +11,6 @@ import pytest
 from django.urls import reverse
 
 from oidc_provider_ext import keys
-from oidc_provider_ext.adapter import DefaultOIDCAdapter
 from oidc_provider_ext.conf import app_settings
 
 from .factories import REDIRECT_URI, UserFactory
@@ -388,22 +387,6 @@ class TestClaimsParameter:
         assert query["error"] == "invalid_request"
 
 
-class RichAdapter(DefaultOIDCAdapter):
-    claims_supported = (
-        *DefaultOIDCAdapter.claims_supported,
-        "address",
-        "phone_number",
-        "phone_number_verified",
-    )
-
-    def get_claim_values(self, user, **kwargs):
-        values = super().get_claim_values(user, **kwargs)
-        values["address"] = {"street_address": "1 Analytical Way", "locality": "London", "country": "GB"}
-        values["phone_number"] = "+44 20 7946 0000"
-        values["phone_number_verified"] = True
-        return values
-
-
 class TestScopes:
     def _userinfo(self, browser, rp, app, user, scope):
         body = tokens_for(browser, rp, app, user, scope=scope)
@@ -421,7 +404,10 @@ class TestScopes:
         assert info == {"sub": str(user.pk), "email": user.email, "email_verified": False}
 
     def test_address_and_phone_through_the_adapter(self, browser, rp, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": "tests.test_oidc.RichAdapter"}
+        settings.OIDC_PROVIDER_EXT = {
+            **settings.OIDC_PROVIDER_EXT,
+            "ADAPTER": "tests.adapters.AddressPhoneAdapter",
+        }
         info = self._userinfo(browser, rp, confidential_app, user, "openid address phone")
         assert info["address"]["locality"] == "London"
         assert info["phone_number"] == "+44 20 7946 0000" and info["phone_number_verified"] is True

@@ -16,8 +16,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from oidc_provider_ext.adapter import DefaultOIDCAdapter
-
 from .conftest import AuthorizationResult, b64url, b64url_decode, pkce_pair
 
 pytestmark = pytest.mark.live
@@ -42,29 +40,11 @@ SCOPE_CLAIMS = {
 }
 
 
-class FullProfileAdapter(DefaultOIDCAdapter):
-    """The suite's test user has every standard claim; Django users have no address or phone."""
-
-    claims_supported = (
-        *DefaultOIDCAdapter.claims_supported,
-        "address",
-        "phone_number",
-        "phone_number_verified",
-    )
-
-    def get_claim_values(self, user, **kwargs):
-        values = super().get_claim_values(user, **kwargs)
-        values["address"] = {"street_address": "1 Main St", "locality": "Springfield", "country": "US"}
-        values["phone_number"] = "+1 555 0100"
-        values["phone_number_verified"] = False
-        return values
-
-
 @pytest.fixture
 def full_profile(settings):
     settings.OIDC_PROVIDER_EXT = {
         **settings.OIDC_PROVIDER_EXT,
-        "ADAPTER": f"{__name__}.FullProfileAdapter",
+        "ADAPTER": "tests.adapters.AddressPhoneAdapter",
     }
 
 
