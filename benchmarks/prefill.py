@@ -28,7 +28,7 @@ TABLES = (
 # {u0} first synthetic user id - 1, {i0}/{a0}/{r0}/{g0} id offsets, {app} the client's id.
 # n runs over the chunk; the user of token n is u0 + 1 + n % PREFILL_USERS.
 _GRANT_COLUMNS = """id, code_checksum, redirect_uri, scope, code_challenge, code_challenge_method, nonce,
-    claims, auth_time, acr, amr, sid, expires, created, redeemed, reuse_detected, token_family,
+    claims, auth_time, acr, amr, sid, tenant, expires, created, redeemed, reuse_detected, token_family,
     access_token_id, application_id, user_id, op_session_id"""
 _PG_AGO = "now() - n * interval '1 second'"
 _PG = {
@@ -63,7 +63,7 @@ _PG = {
         INSERT INTO oidc_provider_ext_authorizationgrant ({grant_columns})
         SELECT {g0} + n, encode(sha256(('code' || ({g0} + n))::bytea), 'hex'),
                'http://127.0.0.1:8765/callback', 'openid offline_access', '', '', '', '{{}}'::jsonb,
-               {ago}, '', '[]'::jsonb, '', {ago} + interval '1 minute', {ago}, {ago}, false,
+               {ago}, '', '[]'::jsonb, '', '', {ago} + interval '1 minute', {ago}, {ago}, false,
                md5('family' || ({r0} + n))::uuid, {a0} + n, {app}, {u0} + 1 + mod(n, {users}), NULL
         FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS n""",
 }
@@ -95,7 +95,7 @@ _SQLITE = {
     "oidc_provider_ext_authorizationgrant": """
         INSERT INTO oidc_provider_ext_authorizationgrant ({grant_columns})
         {seq} SELECT {g0} + n, lower(hex(randomblob(32))), 'http://127.0.0.1:8765/callback',
-               'openid offline_access', '', '', '', '{{}}', {ago}, '', '[]', '', {ago}, {ago}, {ago}, 0,
+               'openid offline_access', '', '', '', '{{}}', {ago}, '', '[]', '', '', {ago}, {ago}, {ago}, 0,
                printf('%032x', {r0} + n), {a0} + n, {app}, {u0} + 1 + n % {users}, NULL FROM seq""",
 }
 
