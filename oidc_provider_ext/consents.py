@@ -20,12 +20,13 @@ def policy(application) -> str:
     return profile.consent_policy if profile is not None else ClientProfile.ConsentPolicy.REMEMBER
 
 
+def live_consents(user):
+    """The user's consents that are neither revoked nor expired."""
+    return Consent.objects.filter(user=user, revoked__isnull=True).exclude(expires__lte=timezone.now())
+
+
 def live_consent(user, application, tenant: str) -> Consent | None:
-    return (
-        Consent.objects.filter(user=user, application=application, tenant=tenant, revoked__isnull=True)
-        .exclude(expires__lte=timezone.now())
-        .first()
-    )
+    return live_consents(user).filter(application=application, tenant=tenant).first()
 
 
 def missing_scopes(user, application, tenant: str, scopes: list[str]) -> tuple[list[str], Consent | None]:

@@ -9,6 +9,7 @@ from functools import wraps
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.middleware.csrf import CsrfViewMiddleware
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PARAMETER_LENGTH = 8192  # an id_token_hint or a claims request fits easily
@@ -39,6 +40,12 @@ def problem(request: HttpRequest, repeatable_form_fields: tuple[str, ...] = ()) 
             if len(name) > 256 or any(len(value) > MAX_PARAMETER_LENGTH for value in values):
                 return f"The parameter {name[:64]!r} is too long."
     return None
+
+
+def csrf_failed(request: HttpRequest) -> bool:
+    """Django's CSRF check, for a form POSTed to a view that must be csrf_exempt for other POSTs
+    (relying parties post cross-site to the authorization and end-session endpoints)."""
+    return CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None
 
 
 def rejecting_bad_requests(

@@ -5,23 +5,17 @@ from django.contrib.auth import logout as django_logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse_lazy
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
 
 from oidc_provider_ext import consents, logout, sessions
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.models import Consent, OPSession
+from oidc_provider_ext.models import OPSession
 
 
 def _live(user):
-    return (
-        Consent.objects.filter(user=user, revoked__isnull=True)
-        .exclude(expires__lte=timezone.now())
-        .select_related("application")
-        .order_by("-last_used", "-granted")
-    )
+    return consents.live_consents(user).select_related("application").order_by("-last_used", "-granted")
 
 
 @method_decorator(never_cache, name="dispatch")

@@ -15,7 +15,6 @@ import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -33,7 +32,7 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.clients import get_client
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -156,7 +155,7 @@ class AuthorizeView(OAuthLibMixin, View):
             if len(request.POST.getlist("scope")) > 1:
                 return bad_request_page(request, "The parameter 'scope' is repeated.")
             return self.get(request, *args, **kwargs)
-        if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+        if csrf_failed(request):
             return error_page(request, "This form has expired", "Reload the page and try again.", status=403)
         form = ConsentForm(request.POST)
         request_id = form.data.get("request_id", "") if form.is_valid() else ""
@@ -488,7 +487,7 @@ class AuthorizeContinueView(AuthorizeView):
 
     def post(self, request, request_id: str, *args, **kwargs):
         """The tenant chooser's answer."""
-        if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+        if csrf_failed(request):
             return error_page(request, "This form has expired", "Reload the page and try again.", status=403)
         entry = pending_request(request, request_id)
         if not request.user.is_authenticated or entry is None or entry.get("user") != str(request.user.pk):

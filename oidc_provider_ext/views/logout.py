@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from django.contrib.auth import logout as django_logout
 from django.http import HttpResponseForbidden
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -18,7 +17,7 @@ from oauth2_provider.models import get_application_model
 from oauthlib.common import add_params_to_uri
 
 from oidc_provider_ext import logout, sessions
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
 from oidc_provider_ext.views.authorize import _ui_language
@@ -54,7 +53,7 @@ class EndSessionView(View):
 
     def post(self, request, *args, **kwargs):
         confirmed = request.POST.get("confirm") == "yes"
-        if confirmed and CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
+        if confirmed and csrf_failed(request):
             return HttpResponseForbidden("The sign-out form expired. Reload the page and try again.")
         return self._handle(request.POST, confirmed=confirmed)
 
