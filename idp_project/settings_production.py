@@ -1,18 +1,30 @@
 """Production profile of the example IdP: ``DJANGO_SETTINGS_MODULE=idp_project.settings_production``.
 
 Everything in settings.py, plus the transport and cookie hardening `manage.py check --deploy`
-asks for. Requires DJANGO_SECRET_KEY and an https OIDC_ISSUER in the environment.
+asks for. Requires in the environment: DJANGO_SECRET_KEY, OIDC_SECRET_KEYS (the provider's own
+secrets, comma-separated, newest first: see docs/operations.md, "Secrets") and an https OIDC_ISSUER.
 """
 
 import os
+
+from django.core.exceptions import ImproperlyConfigured
 
 from oidc_provider_ext.conf import dot_settings
 
 from .settings import *  # noqa: F403
 from .settings import OIDC_PROVIDER_EXT
 
+_missing = [name for name in ("DJANGO_SECRET_KEY", "OIDC_SECRET_KEYS") if not os.environ.get(name)]
+if _missing:
+    # No defaults in production: the example's are public (check --deploy refuses them too, E021).
+    raise ImproperlyConfigured(
+        f"Set {' and '.join(_missing)} in the environment for idp_project.settings_production "
+        "(long random values, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
+
 DEBUG = False
-SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]  # no default in production: fail loudly
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+OIDC_PROVIDER_EXT["SECRET_KEYS"] = os.environ["OIDC_SECRET_KEYS"].split(",")
 
 if not OIDC_PROVIDER_EXT["ISSUER"].startswith("https://"):
     raise RuntimeError("OIDC_ISSUER must be an https URL in production.")

@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
 from .conf import app_settings
-from .hashers import ALGORITHM, looks_generated
+from .hashers import ALGORITHM, ClientSecretHasher, looks_generated
 from .models import ClientProfile, Tenant
 
 Application = get_application_model()
@@ -35,9 +35,14 @@ def _hash_generated_secret(instance, **kwargs):
 
 
 def upgrade_secret_hash(stored: str, provided: str) -> None:
-    """After a successful check against a slow hash of a generated secret, store the fast one
-    (existing clients move over transparently on their next token request)."""
-    if stored.startswith(ALGORITHM + "$") or not is_hashed(stored) or not looks_generated(provided):
+    """After a successful check against a slow hash of a generated secret, or a fast one made under
+    an older of SECRET_KEYS, store the fast one under the current key (existing clients move over
+    transparently on their next token request)."""
+    if not is_hashed(stored) or not looks_generated(provided):
+        return
+    if stored.startswith(ALGORITHM + "$") and ClientSecretHasher().verifies_under_current_key(
+        provided, stored
+    ):
         return
     clients = Application.objects.filter(client_secret=stored)
     client_ids = list(clients.values_list("client_id", flat=True))

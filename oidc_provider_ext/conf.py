@@ -50,8 +50,11 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "SCOPES": _Setting(DEFAULT_SCOPES, "Scope name -> description shown on the consent page."),
     "DEFAULT_SCOPES": _Setting(["openid"], "Scopes granted when a request names none."),
-    "KEY_ENCRYPTION_SECRET": _Setting(
-        None, "Secret the private-key encryption key is derived from; defaults to SECRET_KEY."
+    "SECRET_KEYS": _Setting(
+        None,
+        "The provider's own secrets, newest first: signing-key encryption, client-secret and "
+        "session-key HMACs derive from them. None: SECRET_KEY and its fallbacks (refused by "
+        "check --deploy).",
     ),
     "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
@@ -141,8 +144,15 @@ class AppSettings:
         return list(self._get("DEFAULT_SCOPES"))
 
     @property
-    def KEY_ENCRYPTION_SECRET(self) -> str:
-        return self._get("KEY_ENCRYPTION_SECRET") or settings.SECRET_KEY
+    def SECRET_KEYS(self) -> list[str]:
+        configured = self._get("SECRET_KEYS")
+        if isinstance(configured, str):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['SECRET_KEYS'] must be a list of strings, newest first."
+            )
+        if configured:
+            return [str(secret) for secret in configured]
+        return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
 
     @property
     def SIGNING_ALG(self) -> str:

@@ -15,11 +15,10 @@ import hmac
 import math
 import string
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
 from django.contrib.auth.hashers import BasePasswordHasher, mask_hash
 from django.utils.crypto import constant_time_compare, get_random_string
+
+from .internal import crypto
 
 ALGORITHM = "oidc_hmac_sha256"
 MIN_GENERATED_BITS = 256
@@ -38,18 +37,12 @@ def looks_generated(secret: str) -> bool:
 
 
 def _keys() -> list[bytes]:
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return [
-        HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext client-secret").derive(
-            secret.encode()
-        )
-        for secret in secrets
-    ]
+    return crypto.derived_keys(crypto.CLIENT_SECRET)
 
 
 class ClientSecretHasher(BasePasswordHasher):
-    """``oidc_hmac_sha256$<salt>$<HMAC-SHA-256(key, salt + secret)>``; the key derives from
-    SECRET_KEY (and SECRET_KEY_FALLBACKS when verifying, so the key can be rotated)."""
+    """``oidc_hmac_sha256$<salt>$<HMAC-SHA-256(key, salt + secret)>``; the key derives from the first
+    of ``SECRET_KEYS`` (every one of them when verifying, so the secret can be rotated)."""
 
     algorithm = ALGORITHM
 
@@ -75,6 +68,11 @@ class ClientSecretHasher(BasePasswordHasher):
             constant_time_compare(self._digest(key, password, decoded["salt"]), decoded["hash"])
             for key in _keys()
         )
+
+    def verifies_under_current_key(self, password, encoded) -> bool:
+        """Whether ``encoded`` was made with the current key (else it is re-hashed on use)."""
+        decoded = self.decode(encoded)
+        return constant_time_compare(self._digest(_keys()[0], password, decoded["salt"]), decoded["hash"])
 
     def safe_summary(self, encoded):
         decoded = self.decode(encoded)

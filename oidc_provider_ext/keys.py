@@ -15,7 +15,6 @@ becomes ``active``, so no relying party ever meets a ``kid`` it has not had the 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import secrets
@@ -24,9 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
@@ -35,6 +32,7 @@ from django.utils import timezone
 from jwcrypto import jwk, jwt
 
 from .conf import app_settings
+from .internal import crypto
 from .models import SigningKey
 
 log = logging.getLogger(__name__)
@@ -55,31 +53,42 @@ _SIGNING_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE)  # signing no
 
 
 class KeyDecryptionError(Exception):
-    """The private key cannot be decrypted: KEY_ENCRYPTION_SECRET (or SECRET_KEY) changed."""
+    """The private key cannot be decrypted: the secret it was stored with is not in SECRET_KEYS."""
 
 
 # --- encryption at rest ----------------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    secret = app_settings.KEY_ENCRYPTION_SECRET.encode()
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext key-encryption"
-    ).derive(secret)
-    return Fernet(base64.urlsafe_b64encode(derived))
-
-
-def private_jwk(key: SigningKey, fernet: Fernet | None = None) -> jwk.JWK:
+def private_jwk(key: SigningKey, fernet: MultiFernet | None = None) -> jwk.JWK:
     """The decrypted private JWK of ``key``; ``KeyDecryptionError`` if the secret changed."""
     try:
-        private = (fernet or _fernet()).decrypt(key.private_jwk_encrypted.encode())
+        private = (fernet or crypto.fernet()).decrypt(key.private_jwk_encrypted.encode())
     except InvalidToken as exc:
         raise KeyDecryptionError(
-            f"Signing key {key.kid} ({key.alg}) cannot be decrypted: KEY_ENCRYPTION_SECRET (or "
-            "SECRET_KEY, its default) is not the one the key was stored with. Restore that secret; "
+            f"Signing key {key.kid} ({key.alg}) cannot be decrypted: none of SECRET_KEYS (or "
+            "SECRET_KEY, their default) is the one the key was stored with. Restore that secret; "
             "see 'Signing keys' in docs/operations.md if it is lost."
         ) from exc
     return jwk.JWK.from_json(private)
+
+
+def reencrypt() -> int:
+    """Encrypt every stored private key under the current (first) of SECRET_KEYS; the number of
+    keys rewritten. Run after putting a new secret first, before dropping the old one."""
+    fernet = crypto.fernet()
+    rewritten = 0
+    for key in SigningKey.objects.all():
+        token = key.private_jwk_encrypted.encode()
+        try:
+            rotated = fernet.rotate(token).decode()
+        except InvalidToken as exc:
+            raise KeyDecryptionError(
+                f"Signing key {key.kid} cannot be decrypted with any of SECRET_KEYS."
+            ) from exc
+        if rotated != key.private_jwk_encrypted:
+            SigningKey.objects.filter(pk=key.pk).update(private_jwk_encrypted=rotated)
+            rewritten += 1
+    return rewritten
 
 
 def _generate(alg: str) -> jwk.JWK:
@@ -102,7 +111,7 @@ def create_key(alg: str = "RS256", state: str = SigningKey.State.NEXT) -> Signin
     public = json.loads(pair.export_public())
     public.update(kid=key.kid, alg=alg, use="sig")
     key.public_jwk = public
-    key.private_jwk_encrypted = _fernet().encrypt(pair.export_private().encode()).decode()
+    key.private_jwk_encrypted = crypto.fernet().encrypt(pair.export_private().encode()).decode()
     key.save()
     return key
 
@@ -254,7 +263,7 @@ def _load_snapshot() -> _Snapshot:
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
-    fernet = _fernet()
+    fernet = crypto.fernet()
     signing: dict[str, tuple[str, jwk.JWK]] = {}
     published: dict[str, _Published] = {}
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,

@@ -176,6 +176,7 @@ class TestHostedPageHeaders:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "idp_project.settings_production",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "OIDC_SECRET_KEYS": secrets.token_urlsafe(50),
             "OIDC_ISSUER": "https://id.example.com",
             "DJANGO_ALLOWED_HOSTS": "id.example.com",
         }

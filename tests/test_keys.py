@@ -3,6 +3,7 @@ rest, cross-process freshness, the `oidc_keys` command and query-free signing.""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import timedelta
@@ -155,9 +156,9 @@ class TestRotation:
         assert keys.signing_key("RS256")[0] == rs.activated.kid
 
     def test_rotation_refuses_a_next_key_it_cannot_decrypt(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "old"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
         first = keys.rotate()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "new"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new"]}
         with pytest.raises(keys.KeyDecryptionError, match=first.next.kid):
             keys.rotate()
         # Rolled back: the key that still signs is still active.
@@ -354,10 +355,10 @@ class TestEncryptionAtRest:
         assert '"d"' not in key.private_jwk_encrypted
 
     def test_another_secret_cannot_decrypt(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "first"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["first"]}
         key = keys.create_key("RS256", SigningKey.State.ACTIVE)
         assert keys.sign({"sub": "x"})
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "second"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["second"]}
         with pytest.raises(keys.KeyDecryptionError, match=key.kid):
             keys.private_jwk(key)
         keys.invalidate()
@@ -369,10 +370,39 @@ class TestEncryptionAtRest:
         settings.SECRET_KEY = "a-different-secret-key-" + "y" * 40
         with pytest.raises(keys.KeyDecryptionError):
             keys.private_jwk(key)
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "stable"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["stable"]}
         pinned = keys.create_key("ES256")
         settings.SECRET_KEY = "yet-another-secret-key-" + "z" * 40
         assert keys.private_jwk(pinned)
+
+    def test_rotating_secret_keys_keeps_keys_readable_and_reencrypt_drops_the_old_secret(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
+        key = keys.create_key("ES256")
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new", "old"]}
+        assert keys.private_jwk(key)  # the old secret still decrypts
+        out, _ = run("reencrypt")
+        assert "Re-encrypted 1 key" in out
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new"]}
+        key.refresh_from_db()
+        assert keys.private_jwk(key)  # readable without the old secret now
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
+        with pytest.raises(keys.KeyDecryptionError):
+            keys.private_jwk(key)
+
+    def test_a_database_dump_and_secret_key_do_not_decrypt_once_secret_keys_is_set(self, settings):
+        # The review's attack: the example project's SECRET_KEY is public. With SECRET_KEYS set,
+        # knowing SECRET_KEY (and reading the table) is not enough.
+        from cryptography.fernet import Fernet, InvalidToken
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["s3cret-" + "k" * 40]}
+        key = keys.create_key("RS256")
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext key-encryption"
+        ).derive(settings.SECRET_KEY.encode())
+        with pytest.raises(InvalidToken):
+            Fernet(base64.urlsafe_b64encode(derived)).decrypt(key.private_jwk_encrypted.encode())
 
 
 # --- freshness across processes ----------------------------------------------------------------
@@ -492,7 +522,7 @@ class TestCommand:
 
     def test_list_names_keys_it_cannot_decrypt(self, settings):
         key = keys.create_key("RS256")
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "changed"}
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["changed"]}
         out, err = run("list")
         assert key.kid in out
         assert "cannot be decrypted" in err and key.kid in err
@@ -543,8 +573,8 @@ class TestCommand:
 
     def test_rotate_with_the_wrong_secret_is_an_operator_error(self, settings):
         keys.rotate()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "KEY_ENCRYPTION_SECRET": "changed"}
-        with pytest.raises(CommandError, match="cannot be decrypted: KEY_ENCRYPTION_SECRET"):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["changed"]}
+        with pytest.raises(CommandError, match="cannot be decrypted: none of SECRET_KEYS"):
             run("rotate")
 
     def test_prune_and_dry_run(self):

@@ -38,10 +38,12 @@ def _readable(key: SigningKey) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Manage the ID token / access token signing keys: list, create, rotate, prune."
+    help = "Manage the ID token / access token signing keys: list, create, rotate, prune, reencrypt."
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,create,rotate,prune}")
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="{list,create,rotate,prune,reencrypt}"
+        )
         actions.add_parser("list", help="Show every key with its state and dates.")
         create = actions.add_parser("create", help="Create a key (state 'next' unless --active).")
         create.add_argument("--alg", choices=keys.SUPPORTED_ALGS, help="Default: SIGNING_ALG.")
@@ -54,12 +56,21 @@ class Command(BaseCommand):
         rotate.add_argument("--alg", choices=keys.SUPPORTED_ALGS, help="Default: SIGNING_ALG.")
         prune = actions.add_parser("prune", help="Delete retired keys whose every token has expired.")
         prune.add_argument("--dry-run", action="store_true", help="Only show what would be removed.")
+        actions.add_parser(
+            "reencrypt", help="Encrypt every private key under the first of SECRET_KEYS (after a rotation)."
+        )
 
     def handle(self, *args, action: str, **options):
         try:
             getattr(self, f"_{action}")(**options)
         except keys.KeyDecryptionError as exc:
             raise CommandError(str(exc)) from exc
+
+    # --- reencrypt -----------------------------------------------------------------------------
+
+    def _reencrypt(self, **options):
+        rewritten = keys.reencrypt()
+        self.stdout.write(f"Re-encrypted {rewritten} key(s) under the current secret.")
 
     # --- list ----------------------------------------------------------------------------------
 
@@ -93,7 +104,7 @@ class Command(BaseCommand):
         if unreadable:
             self.stderr.write(
                 self.style.WARNING(
-                    f"{len(unreadable)} key(s) cannot be decrypted with the current KEY_ENCRYPTION_SECRET "
+                    f"{len(unreadable)} key(s) cannot be decrypted with any of SECRET_KEYS "
                     f"(or SECRET_KEY): {', '.join(unreadable)}. Restore the secret they were stored with; "
                     "see 'Signing keys' in docs/operations.md if it is lost."
                 )
