@@ -146,6 +146,30 @@ class DefaultOIDCAdapter:
             user=user, is_active=True, tenant__code=tenant_code, tenant__is_active=True
         ).exists()
 
+    def may_use_client(self, user: AbstractBaseUser | None, application, tenant: str, **kwargs: Any) -> bool:
+        """Whether ``user`` may (still) use ``application`` in tenant ``tenant`` (a code, "" for
+        none). ``user`` is None for a client acting for itself (client credentials).
+
+        THE account-state rule: asked on every path that issues or honours a token — authorize with
+        an existing session (``prompt=none`` too), code exchange, refresh, userinfo, introspection,
+        client credentials. Override it to add your own conditions (a suspended account, a client an
+        operator disabled); a refusal looks to the client like a revoked grant. The default: the
+        user is active and, for a tenant, still a member of it (:meth:`is_member_of`) and the client
+        accepts that tenant.
+        """
+        if user is None:
+            return True
+        if not getattr(user, "is_active", True):
+            return False
+        if not tenant:
+            return True
+        profile = getattr(application, "oidc_profile", None)
+        if profile is not None and profile.pk is not None:
+            allowed = {t.code for t in profile.allowed_tenants.all()}  # prefetched by get_client
+            if allowed and tenant not in allowed:
+                return False
+        return self.is_member_of(user, tenant)
+
     def client_allows_tenant(self, application, tenant, **kwargs: Any) -> bool:
         """Whether ``application`` accepts sign-ins to ``tenant``; a client with no list accepts any."""
         profile = getattr(application, "oidc_profile", None)

@@ -10,6 +10,9 @@ class OidcProviderExtConfig(AppConfig):
 
     def ready(self):
         from . import checks, clients, keys, sessions  # noqa: F401  (system checks and signal receivers)
+        from .internal import receivers
+
+        receivers.connect()
 
         # oauthlib's DEBUG records contain authorization codes and tokens ("Saving grant {'code':
         # ...}"). Unless the site configured that logger itself, keep it at INFO.

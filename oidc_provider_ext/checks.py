@@ -22,6 +22,9 @@ E008 = "oidc_provider_ext.E008"  # DOT server class is not ours
 E009 = "oidc_provider_ext.E009"  # client-secret hasher missing from PASSWORD_HASHERS
 E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHERS
 W001 = "oidc_provider_ext.W001"  # issuer is not https
+E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption would derive from SECRET_KEY)
+E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
+W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 
 
 def _dot() -> dict:
@@ -130,6 +133,61 @@ def check_settings(app_configs=None, **kwargs):
                 id=E007,
             )
         )
+    return errors
+
+
+MIDDLEWARE_PATH = "oidc_provider_ext.middleware.OPSessionMiddleware"
+
+
+@register(Tags.security)
+def check_middleware(app_configs=None, **kwargs):
+    if MIDDLEWARE_PATH in settings.MIDDLEWARE:
+        return []
+    return [
+        Warning(
+            f"{MIDDLEWARE_PATH} is not in MIDDLEWARE: a browser whose sign-in was ended elsewhere "
+            "(another device, an operator, deactivation) stays signed in to the site's other pages.",
+            hint="Add it to MIDDLEWARE after django.contrib.auth.middleware.AuthenticationMiddleware.",
+            id=W020,
+        )
+    ]
+
+
+def _weak_secret(value) -> bool:
+    # Django's own check --deploy (security.W009) uses the same measure for SECRET_KEY; a value
+    # that says it is insecure (the example project's default) is refused whatever its length.
+    value = str(value or "")
+    return len(value) < 50 or len(set(value)) < 5 or "insecure" in value.lower() or "change-me" in value
+
+
+@register(Tags.security, deploy=True)
+def check_secrets(app_configs=None, **kwargs):
+    """The provider's secrets in production: its own, and none of them a published example."""
+    errors = []
+    configured = app_settings.raw("SECRET_KEYS")
+    if not configured:
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['SECRET_KEYS'] is not set: signing keys are encrypted under a key "
+                "derived from SECRET_KEY, so whoever knows SECRET_KEY can decrypt them from a database dump.",
+                hint="Set it to a list with one long random secret of its own (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(50))'), then run manage.py oidc_keys reencrypt. "
+                "See docs/operations.md, 'Secrets'.",
+                id=E020,
+            )
+        )
+    candidates = {"SECRET_KEY": settings.SECRET_KEY}
+    if isinstance(configured, list | tuple):
+        candidates.update({f"{SETTINGS_NAME}['SECRET_KEYS'][{i}]": v for i, v in enumerate(configured)})
+    for name, value in candidates.items():
+        if _weak_secret(value):
+            errors.append(
+                Error(
+                    f"{name} is an example or weak value (short, few distinct characters, or says insecure).",
+                    hint="Generate a long random secret for production and keep it out of the repository.",
+                    id=E021,
+                )
+            )
     return errors
 
 

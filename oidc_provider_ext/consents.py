@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
 
 from .conf import app_settings
 from .models import AuthorizationGrant, ClientProfile, Consent
@@ -77,16 +76,10 @@ def touch(consent: Consent | None) -> None:
 
 
 def revoke(consent: Consent) -> None:
-    """Take consent back and revoke the client's access and refresh tokens for that user and
-    tenant, so they stop working at once (userinfo, introspection, refresh)."""
+    """Take consent back and revoke what the client got under it for that user and tenant, so it
+    stops working at once (userinfo, introspection, refresh) and codes not yet redeemed die."""
     with transaction.atomic():
         Consent.objects.filter(pk=consent.pk).update(revoked=timezone.now())
-        grants = AuthorizationGrant.objects.filter(
+        AuthorizationGrant.objects.filter(
             user_id=consent.user_id, application_id=consent.application_id, tenant=consent.tenant
-        )
-        families = {family for family in grants.values_list("token_family", flat=True) if family}
-        for family in families:
-            get_refresh_token_model().revoke_family(family)
-        access_ids = [pk for pk in grants.values_list("access_token_id", flat=True) if pk]
-        for access_token in get_access_token_model().objects.filter(pk__in=access_ids):
-            revoke_access_token(access_token)
+        ).revoke_tokens()

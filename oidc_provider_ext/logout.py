@@ -10,21 +10,16 @@ import logging
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from importlib import import_module
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
 
 from . import keys
 from .conf import app_settings
 from .models import AuthorizationGrant, BackchannelDelivery, ClientProfile, OPSession
-from .sessions import SESSION_KEY
 from .tokens import mint_logout_token, subject_for
 
 log = logging.getLogger(__name__)
-OFFLINE_ACCESS = "offline_access"
 
 
 def end(op_sessions: list[OPSession]) -> None:
@@ -34,22 +29,13 @@ def end(op_sessions: list[OPSession]) -> None:
     if not live:
         return
     OPSession.objects.filter(pk__in=[s.pk for s in live]).update(ended=now)
-    grants = list(AuthorizationGrant.objects.filter(op_session__in=live, redeemed__isnull=False))
-    _revoke_session_tokens(grants)
+    in_sessions = AuthorizationGrant.objects.filter(op_session__in=live)
+    grants = list(in_sessions.filter(redeemed__isnull=False))
+    # Codes not yet redeemed die with the session; access tokens too; the refresh tokens of an
+    # offline_access grant survive it (OIDC Core 11), everything else is revoked.
+    in_sessions.revoke_tokens(keep_offline_access=True)
     deliveries = _plan_deliveries(live, grants)
     deliver(deliveries)
-
-
-def _revoke_session_tokens(grants: list[AuthorizationGrant]) -> None:
-    for grant in grants:
-        if OFFLINE_ACCESS in grant.scopes:
-            continue  # OIDC Core 11: offline access survives the end of the session
-        if grant.token_family:
-            get_refresh_token_model().revoke_family(grant.token_family)
-        if grant.access_token_id:
-            access_token = get_access_token_model().objects.filter(pk=grant.access_token_id).first()
-            if access_token is not None:
-                revoke_access_token(access_token)
 
 
 def _plan_deliveries(
@@ -123,20 +109,3 @@ def _post(uri: str, logout_token: str) -> str | None:
         return f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-
-
-def forget_in_browser(op_session: OPSession) -> None:
-    """Remove an ended OP session from the Django session that holds it (another device); when it
-    was that browser's last OP session, the browser is signed out altogether."""
-    if not op_session.session_key:
-        return
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=op_session.session_key)
-    entries = store.get(SESSION_KEY, {})
-    remaining = {tenant: entry for tenant, entry in entries.items() if entry["id"] != op_session.pk}
-    if remaining == entries:
-        return
-    if remaining:
-        store[SESSION_KEY] = remaining
-        store.save()
-    else:
-        store.delete()

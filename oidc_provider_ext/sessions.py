@@ -1,26 +1,31 @@
 """OP sessions: created on every sign-in, remembered in the browser's Django session.
 
 The Django session carries a small copy (sid, auth_time, acr, amr) per tenant so the
-authorization endpoint decides ``prompt``/``max_age`` without a query; the ``OPSession`` row is the
-server-side record tokens and logout refer to. A session for tenant A never stands in for tenant
-B: each tenant has its own entry, and signing in to B leaves A's entry in place.
+authorization endpoint decides ``prompt``/``max_age`` without reading the row; the ``OPSession``
+row is the server-side record tokens and logout refer to, and the authority on whether the sign-in
+still stands: once it is ended (sign-out on another device, an operator, the user's deactivation,
+the end of a tenant membership) the browser's copy is dropped on its next request
+(:func:`browser_entries`), and a browser left with none is signed out. A session for tenant A never
+stands in for tenant B: each tenant has its own entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
+from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db.models import Q
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
 from .adapter import get_adapter
-from .models import OPSession
+from .models import AuthorizationGrant, OPSession
 
 SESSION_KEY = "oidc_op_sessions"
 NO_TENANT = ""
+_VERIFIED = "_oidc_op_sessions"  # request attribute: this request's verified entries
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,57 @@ class CurrentSession:
     amr: list[str]
 
 
+def browser_entries(request: HttpRequest) -> dict[str, dict]:
+    """This browser's live OP sessions by tenant code: one query per request, none without any.
+
+    Entries whose OP session was ended elsewhere are dropped from the browser's session; when none
+    is left, the browser is signed out of Django as well (that is what ending its session meant).
+    """
+    verified = getattr(request, _VERIFIED, None)
+    if verified is not None:
+        return verified
+    entries = request.session.get(SESSION_KEY, {}) if request.user.is_authenticated else {}
+    if entries:
+        ids = [entry["id"] for entry in entries.values()]
+        live = set(
+            OPSession.objects.filter(pk__in=ids, user=request.user, ended__isnull=True).values_list(
+                "pk", flat=True
+            )
+        )
+        if len(live) < len(ids):
+            entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
+            if entries:
+                request.session[SESSION_KEY] = entries
+            else:
+                django_logout(request)
+    setattr(request, _VERIFIED, entries)
+    return entries
+
+
 def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:
-    """The signed-in user's OP session for ``tenant`` (a code, "" for none) in this browser."""
-    if not request.user.is_authenticated:
-        return None
-    entry = request.session.get(SESSION_KEY, {}).get(tenant)
+    """The signed-in user's live OP session for ``tenant`` (a code, "" for none) in this browser."""
+    entry = browser_entries(request).get(tenant)
     return CurrentSession(**entry) if entry else None
 
 
-def _remember(request: HttpRequest, tenant: str, op_session: OPSession) -> CurrentSession:
+def _remember(request: HttpRequest, tenant: str, entry: CurrentSession) -> CurrentSession:
+    sessions = {**request.session.get(SESSION_KEY, {}), tenant: asdict(entry)}
+    request.session[SESSION_KEY] = sessions
+    setattr(request, _VERIFIED, sessions)
+    return entry
+
+
+def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession:
+    """A new OP session for a sign-in that just happened."""
+    acr, amr = get_adapter().get_authentication_context(request, user)
+    op_session = OPSession.objects.create(
+        user=user,
+        tenant=tenant,
+        auth_time=timezone.now().replace(microsecond=0),
+        acr=acr,
+        amr=list(amr),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
+    )
     entry = CurrentSession(
         id=op_session.pk,
         sid=op_session.sid,
@@ -48,50 +95,20 @@ def _remember(request: HttpRequest, tenant: str, op_session: OPSession) -> Curre
         acr=op_session.acr,
         amr=list(op_session.amr),
     )
-    sessions = dict(request.session.get(SESSION_KEY, {}))
-    sessions[tenant] = asdict(entry)
-    request.session[SESSION_KEY] = sessions
-    return entry
+    return _remember(request, tenant, entry)
 
 
-def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession:
-    """A new OP session for a sign-in that just happened."""
-    acr, amr = get_adapter().get_authentication_context(request, user)
-    if not request.session.session_key:
-        request.session.save()
-    key = request.session.session_key
-    # login() cycled the session key: the browser's other OP sessions now live under the new one.
-    earlier = [entry["id"] for entry in request.session.get(SESSION_KEY, {}).values()]
-    if earlier:
-        OPSession.objects.filter(pk__in=earlier).update(session_key=key)
-    op_session = OPSession.objects.create(
-        user=user,
-        tenant=tenant,
-        auth_time=timezone.now().replace(microsecond=0),
-        acr=acr,
-        amr=list(amr),
-        session_key=key,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
-    )
-    return _remember(request, tenant, op_session)
+def rescope(request: HttpRequest, tenant: str, source: CurrentSession) -> CurrentSession:
+    """Give the unscoped sign-in that just happened for this request to ``tenant``.
 
-
-def adopt(request: HttpRequest, tenant: str, source: CurrentSession) -> CurrentSession:
-    """An OP session for ``tenant`` from the same authentication as ``source``.
-
-    Used when the tenant is only known after an unscoped sign-in (the user's only organisation, or
-    the one picked on the chooser page): the user authenticated once, for this very request.
+    Used when the tenant is only known after the sign-in (the user's only organisation, or the one
+    picked on the chooser page). One sign-in is one OP session: the session moves to the tenant
+    rather than a second one being opened beside it, so one logout ends it.
     """
-    op_session = OPSession.objects.create(
-        user=request.user,
-        tenant=tenant,
-        auth_time=datetime.fromtimestamp(source.auth_time, tz=UTC),
-        acr=source.acr,
-        amr=list(source.amr),
-        session_key=request.session.session_key or "",
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
-    )
-    return _remember(request, tenant, op_session)
+    OPSession.objects.filter(pk=source.id).update(tenant=tenant)
+    sessions = {t: e for t, e in request.session.get(SESSION_KEY, {}).items() if e["id"] != source.id}
+    request.session[SESSION_KEY] = sessions
+    return _remember(request, tenant, source)
 
 
 @receiver(user_logged_in)
@@ -119,3 +136,23 @@ def forget(request: HttpRequest, op_session_id: int) -> None:
     """Drop one OP session from this browser (the others, for other tenants, stay)."""
     sessions = {t: e for t, e in request.session.get(SESSION_KEY, {}).items() if e["id"] != op_session_id}
     request.session[SESSION_KEY] = sessions
+    setattr(request, _VERIFIED, sessions)
+
+
+def end_access(*, user=None, tenant: str | None = None) -> None:
+    """The user (or every member of ``tenant``, or one user in one tenant) may no longer use what
+    they were given: end their OP sessions (their clients are told, Back-Channel Logout) and revoke
+    every grant's tokens, offline access included. Called when a user is deactivated, a membership
+    ends or a tenant is disabled (internal.receivers); a site whose adapter serves its own
+    organisation model calls it when a membership ends there."""
+    from .logout import end
+
+    if user is None and tenant is None:
+        raise ValueError("end_access needs a user, a tenant or both.")
+    scope = Q()
+    if user is not None:
+        scope &= Q(user=user)
+    if tenant is not None:
+        scope &= Q(tenant=tenant)
+    end(list(OPSession.objects.filter(scope, ended__isnull=True)))
+    AuthorizationGrant.objects.filter(scope).revoke_tokens()

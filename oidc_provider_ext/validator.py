@@ -18,7 +18,6 @@ from oauth2_provider.models import (
     get_access_token_model,
     get_application_model,
     get_refresh_token_model,
-    revoke_access_token,
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
@@ -29,6 +28,7 @@ from .adapter import get_adapter
 from .clients import get_client, upgrade_secret_hash
 from .conf import app_settings
 from .models import AuthorizationGrant
+from .models.grants import revoke_issued
 from .tokens import mint_access_token, subject_for
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,12 @@ class OIDCValidator(OAuth2Validator):
         auth_string = super()._extract_basic_auth(request)
         return auth_string if auth_string is None or auth_string.isascii() else None
 
+    def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
+        if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):
+            return False
+        # The account-state rule for a client acting for itself (adapter.may_use_client).
+        return grant_type != "client_credentials" or get_adapter().may_use_client(None, client, "")
+
     def get_default_redirect_uri(self, client_id, request, *args, **kwargs):
         # OIDC Core 3.1.2.1: redirect_uri is REQUIRED, so there is no default. At the token
         # endpoint, RFC 6749 4.1.3 requires it whenever the authorization request carried it,
@@ -131,7 +137,9 @@ class OIDCValidator(OAuth2Validator):
         grant = getattr(request, "_oidc_grant", _NOT_LOADED)
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
             grant = (
-                AuthorizationGrant.objects.select_related("user").filter(code_checksum=code_checksum).first()
+                AuthorizationGrant.objects.select_related("user", "op_session")
+                .filter(code_checksum=code_checksum)
+                .first()
             )
             request._oidc_grant = grant
         return grant
@@ -144,6 +152,12 @@ class OIDCValidator(OAuth2Validator):
             self._code_replayed(grant)
             return False
         if grant.expires <= timezone.now():
+            return False
+        # A code dies with the OP session it was issued in (logout, sign-out elsewhere) and with the
+        # user's right to use the client (deactivation, end of the tenant membership).
+        if grant.op_session is None or grant.op_session.ended is not None:
+            return False
+        if not get_adapter().may_use_client(grant.user, client, grant.tenant):
             return False
         # The single-use lock: exactly one concurrent request turns redeemed from NULL to a time.
         won = AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True).update(
@@ -167,12 +181,7 @@ class OIDCValidator(OAuth2Validator):
 
     @staticmethod
     def _revoke_grant_tokens(grant: AuthorizationGrant) -> None:
-        if grant.token_family:
-            RefreshToken.revoke_family(grant.token_family)
-        if grant.access_token_id is not None:
-            access_token = AccessToken.objects.filter(pk=grant.access_token_id).first()
-            if access_token is not None:
-                revoke_access_token(access_token)
+        revoke_issued([grant.access_token_id], [grant.token_family])
 
     def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs):
         # Nothing to do: validate_code already consumed the code, atomically.
@@ -242,8 +251,9 @@ class OIDCValidator(OAuth2Validator):
         request.user = rt.user
         request.refresh_token = refresh_token
         request.refresh_token_instance = rt
-        # Tenant-scoped tokens live only as long as the user may sign in to that tenant.
-        if grant is not None and grant.tenant and not get_adapter().is_member_of(request.user, grant.tenant):
+        # Tokens live only as long as the user may use the client (in that tenant): a deactivated
+        # user or an ended membership refreshes nothing.
+        if not get_adapter().may_use_client(request.user, client, grant.tenant if grant else ""):
             return False
         request._oidc_grant = grant
         request.claims = grant.claims if grant else None
@@ -361,10 +371,22 @@ class OIDCValidator(OAuth2Validator):
         # id_token_hint is checked by the authorization view against the browser's session.
         return True
 
-    def get_userinfo_claims(self, request):
-        grant = (
-            AuthorizationGrant.objects.for_access_token(request.access_token).only("claims", "tenant").first()
+    def validate_bearer_token(self, token, scopes, request):
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        access_token = request.access_token
+        if access_token.user is None:
+            # OIDC Core 5.3: userinfo (the resource that asks for "openid") answers about a user;
+            # a token a client obtained for itself has none.
+            return "openid" not in (scopes or ())
+        grant = AuthorizationGrant.objects.for_access_token(access_token).only("claims", "tenant").first()
+        request._oidc_grant = grant
+        return get_adapter().may_use_client(
+            access_token.user, access_token.application, grant.tenant if grant else ""
         )
+
+    def get_userinfo_claims(self, request):
+        grant = request._oidc_grant  # loaded by validate_bearer_token
         requested = _requested(grant.claims if grant else None, "userinfo")
         adapter = get_adapter()
         claims = {"sub": subject_for(request.user)}

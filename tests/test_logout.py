@@ -343,6 +343,9 @@ class TestSignedInSessions:
                 reverse("oidc_provider_ext:session-end", args=[phone_session.pk]), follow=True
             )
             assert "That session is signed out" in response.content.decode()
+        # Nothing in the OP session row leads to the phone's Django session: the phone learns on its
+        # next request, and is sent to sign in.
+        assert phone.get(reverse("oidc_provider_ext:sessions")).status_code == 302
         assert not signed_in(phone) and signed_in(laptop)
         assert not works(rp, on_phone["access_token"])
         assert [verify_jwt(t, typ="logout+jwt")["sid"] for t in receiver.tokens] == [phone_session.sid]

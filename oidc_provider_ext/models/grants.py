@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
@@ -15,6 +16,49 @@ class AuthorizationGrantQuerySet(models.QuerySet):
             family = get_refresh_token_model().objects.filter(pk=access_token.source_refresh_token_id)
             lookup |= models.Q(token_family=models.Subquery(family.values("token_family")[:1]))
         return self.filter(lookup)
+
+    def revoke_tokens(self, *, keep_offline_access: bool = False) -> None:
+        """Revoke what these grants issued, at once: codes not yet redeemed die, every access token
+        (the first, and each one a refresh rotated out) stops working, refresh-token families are
+        revoked. ``keep_offline_access`` spares the refresh tokens of ``offline_access`` grants
+        (OIDC Core 11: the end of a session does not end offline access) but not their access tokens.
+        """
+        now = timezone.now()
+        self.filter(redeemed__isnull=True, expires__gt=now).update(expires=now)
+        rows = list(
+            self.exclude(redeemed__isnull=True).values_list("access_token_id", "token_family", "scope")
+        )
+        kept = {
+            family
+            for _access, family, scope in rows
+            if family and keep_offline_access and OFFLINE_ACCESS in scope.split()
+        }
+        revoke_issued(
+            {access for access, _family, _scope in rows if access},
+            {family for _access, family, _scope in rows if family},
+            keep_refresh_of=kept,
+        )
+
+
+OFFLINE_ACCESS = "offline_access"
+
+
+def revoke_issued(access_token_ids, families, keep_refresh_of=frozenset()) -> None:
+    """Revoke access tokens by id and refresh-token families with every access token rotated from
+    them. A family in ``keep_refresh_of`` keeps its refresh tokens; its access tokens are expired
+    rather than deleted, so the refresh token still has the access token it is bound to (an orphan
+    is refused at refresh)."""
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    families = {family for family in families if family}
+    for family in families - set(keep_refresh_of):
+        get_refresh_token_model().revoke_family(family)  # deletes the family's access tokens too
+    now = timezone.now()
+    get_access_token_model().objects.filter(
+        models.Q(pk__in=[pk for pk in access_token_ids if pk])
+        | models.Q(source_refresh_token__token_family__in=families),
+        expires__gt=now,
+    ).update(expires=now)
 
 
 class AuthorizationGrant(models.Model):

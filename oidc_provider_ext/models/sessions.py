@@ -11,7 +11,12 @@ def default_sid() -> str:
 
 class OPSession(models.Model):
     """One sign-in at this OpenID Provider: the ``sid`` of OIDC Front/Back-Channel Logout, and the
-    ``auth_time``, ``acr`` and ``amr`` every token issued in it reports (OIDC Core 2)."""
+    ``auth_time``, ``acr`` and ``amr`` every token issued in it reports (OIDC Core 2).
+
+    The row does not know the browser's Django session key, not even hashed: the browser's session
+    names its OP sessions (``sessions.SESSION_KEY``), and ending one here (``ended``) signs that
+    browser out on its next request (``sessions.browser_entries``). A database dump or a view-only
+    admin therefore holds nothing a session cookie can be made from."""
 
     id = models.BigAutoField(primary_key=True)
     sid = models.CharField(_("session ID"), max_length=64, unique=True, default=default_sid)
@@ -22,7 +27,6 @@ class OPSession(models.Model):
     auth_time = models.DateTimeField(_("authenticated at"))
     acr = models.CharField(_("authentication context class"), max_length=255, blank=True)
     amr = models.JSONField(_("authentication methods"), default=list, blank=True)
-    session_key = models.CharField(_("Django session key"), max_length=40, blank=True, db_index=True)
     user_agent = models.CharField(_("browser"), max_length=255, blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
     ended = models.DateTimeField(_("ended"), null=True, blank=True, db_index=True)

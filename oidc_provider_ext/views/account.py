@@ -66,7 +66,7 @@ class SessionsView(LoginRequiredMixin, ListView):
     login_url = reverse_lazy("oidc_provider_ext:login")
 
     def get_queryset(self):
-        here = {entry["id"] for entry in self.request.session.get(sessions.SESSION_KEY, {}).values()}
+        here = {entry["id"] for entry in sessions.browser_entries(self.request).values()}
         rows = list(
             OPSession.objects.filter(user=self.request.user, ended__isnull=True).order_by("-auth_time")
         )
@@ -81,14 +81,13 @@ class EndOPSessionView(LoginRequiredMixin, View):
 
     def post(self, request, pk: int, *args, **kwargs):
         op_session = get_object_or_404(OPSession, pk=pk, user=request.user, ended__isnull=True)
-        here = request.session.get(sessions.SESSION_KEY, {})
+        here = sessions.browser_entries(request)
         if any(entry["id"] == op_session.pk for entry in here.values()):
             if len(here) == 1:
                 django_logout(request)  # this browser's last session: sign out (ends it, see sessions)
                 return redirect("oidc_provider_ext:login")
             sessions.forget(request, op_session.pk)
-        else:
-            logout.forget_in_browser(op_session)
+        # Another device learns on its next request that its session ended (sessions.browser_entries).
         logout.end([op_session])
         messages.success(request, "That session is signed out.")
         return redirect("oidc_provider_ext:sessions")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from contextlib import nullcontext
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
+from django.db import IntegrityError, transaction
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -27,9 +29,8 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from oidc_provider_ext import consents, sessions
+from oidc_provider_ext import clients, consents, sessions
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.clients import get_client
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
@@ -39,6 +40,7 @@ from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_
 from oidc_provider_ext.views.errors import bad_request_page, error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
+WRONG_SUBJECT = "The signed-in user is not the one the client asked for."
 MAX_PENDING = 10
 # Only these survive to the code; oauthlib's own request object and sets are not serialisable.
 _KEPT_CREDENTIALS = (
@@ -180,8 +182,7 @@ class AuthorizeView(OAuthLibMixin, View):
             if scope not in asked or scope in ticked or scope == consents.OPENID
         ]
         entry["scopes"] = granted
-        consents.remember(request.user, application, entry["tenant"], granted)
-        return self._issue_code(entry, application)
+        return self._issue_code(entry, application, consented=True)
 
     # --- the decision ------------------------------------------------------------------------------
 
@@ -240,7 +241,20 @@ class AuthorizeView(OAuthLibMixin, View):
             response = self._decide_tenant(request_id, entry, application)
             if response is not None:
                 return response
-        reason = self._login_reason(entry, sessions.current(request, entry["tenant"]))
+        session = sessions.current(request, entry["tenant"])
+        if session is not None and not get_adapter().may_use_client(
+            request.user, application, entry["tenant"]
+        ):
+            # The account-state rule: a user no longer allowed here (deactivated, membership ended)
+            # gets no code from an old session, prompt=none or not; they must sign in again.
+            sessions.forget(request, session.id)
+            session = None
+        reason = self._login_reason(entry, session)
+        if reason == WRONG_SUBJECT and entry.get("login_started"):
+            # OIDC Core 3.1.2.2 (id_token_hint) / 5.5.1 (sub): never a positive answer for another
+            # user, not even one who signed in for this request.
+            self._forget(request_id)
+            return self._client_error(entry["credentials"], application, "login_required", reason)
         if reason:
             if "none" in prompt:
                 self._forget(request_id)
@@ -308,8 +322,8 @@ class AuthorizeView(OAuthLibMixin, View):
 
     def _choose_tenant(self, request_id: str, entry: dict, code: str) -> None:
         entry["tenant"], entry["tenant_deferred"] = code, False
-        # The sign-in that just happened for this request (unscoped: the tenant was unknown) also
-        # opens the chosen tenant's session; an older sign-in does not.
+        # The sign-in that just happened for this request (unscoped: the tenant was unknown) becomes
+        # the chosen tenant's session; an older sign-in does not.
         unscoped = sessions.current(self.request, sessions.NO_TENANT)
         if (
             code
@@ -318,7 +332,7 @@ class AuthorizeView(OAuthLibMixin, View):
             and entry.get("login_started")
             and unscoped.auth_time >= entry["login_started"]
         ):
-            sessions.adopt(self.request, code, unscoped)
+            sessions.rescope(self.request, code, unscoped)
         self._store(request_id, entry)
 
     def _render_chooser(self, request_id: str, entry: dict, tenants: list):
@@ -332,14 +346,14 @@ class AuthorizeView(OAuthLibMixin, View):
         """Why the user must (re-)authenticate for this request, or None (OIDC Core 3.1.2.1)."""
         if session is None:
             return "The user is not signed in."
+        if entry["subject"] is not None and entry["subject"] != subject_for(self.request.user):
+            return WRONG_SUBJECT
         if entry.get("login_started") and session.auth_time >= entry["login_started"]:
             return None  # signed in for this very request: prompt=login and max_age are satisfied
         if {"login", "select_account"} & set(entry["prompt"]):
             return "The client asked for the user to sign in again."
         if entry["max_age"] is not None and time.time() - session.auth_time > entry["max_age"]:
             return "The sign-in is older than max_age."
-        if entry["subject"] is not None and entry["subject"] != subject_for(self.request.user):
-            return "The signed-in user is not the one the client asked for."
         return None
 
     # --- pending requests --------------------------------------------------------------------------
@@ -403,8 +417,15 @@ class AuthorizeView(OAuthLibMixin, View):
         with translation.override(_ui_language(entry["ui_locales"])):
             return render(self.request, self.template_name, context)
 
-    def _issue_code(self, entry: dict, application):
+    def _issue_code(self, entry: dict, application, consented: bool = False):
+        """The code (and, after the consent form, the remembered consent) for ``entry``."""
         session = sessions.current(self.request, entry["tenant"])
+        if session is None or not get_adapter().may_use_client(
+            self.request.user, application, entry["tenant"]
+        ):
+            # The session ended (another tab signed out, an operator ended it) or the user may no
+            # longer use this client while the consent page was open: no code, no consent.
+            return self._expired()
         credentials = dict(entry["credentials"])
         credentials["oidc_context"] = {
             "tenant": entry["tenant"],
@@ -415,12 +436,24 @@ class AuthorizeView(OAuthLibMixin, View):
             "amr": session.amr,
         }
         try:
-            # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
-            uri, _headers, _body, _status = self.create_authorization_response(
-                request=self.request, scopes=" ".join(entry["scopes"]), credentials=credentials, allow=True
-            )
+            # One transaction only when there are two writes (consent and code).
+            with transaction.atomic() if consented else nullcontext():
+                if consented:
+                    consents.remember(self.request.user, application, entry["tenant"], entry["scopes"])
+                # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
+                uri, _headers, _body, _status = self.create_authorization_response(
+                    request=self.request,
+                    scopes=" ".join(entry["scopes"]),
+                    credentials=credentials,
+                    allow=True,
+                )
         except OAuthToolkitError as error:
             return self._oauthlib_error(error, application)
+        except IntegrityError:
+            # The client was deleted (perhaps re-created under the same client_id) through another
+            # process within the client cache's lifetime: the cached row no longer exists.
+            clients.forget(application.client_id)
+            return error_page(self.request, "Unknown application", "This application no longer exists.")
         return self._redirect(uri, application)
 
     def _oauthlib_error(self, error, application=None):
@@ -509,7 +542,7 @@ class AuthorizeContinueView(AuthorizeView):
 
 
 def _client(entry: dict):
-    return get_client(entry["credentials"]["client_id"])
+    return clients.get_client(entry["credentials"]["client_id"])
 
 
 def allowed_tenants(user, application) -> list:

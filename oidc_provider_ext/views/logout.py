@@ -64,9 +64,7 @@ class EndSessionView(View):
         except LogoutError as exc:
             return error_page(request, "This sign-out link is not valid", str(exc))
         with translation.override(_ui_language(params.get("ui_locales", ""))):
-            browser_sessions = (
-                request.session.get(sessions.SESSION_KEY, {}) if request.user.is_authenticated else {}
-            )
+            browser_sessions = sessions.browser_entries(request)
             if request.user.is_authenticated and (
                 confirmed or self._hint_proves_user(logout_request, browser_sessions)
             ):

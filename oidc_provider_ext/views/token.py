@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import calendar
+import contextlib
+from urllib.parse import unquote
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
@@ -16,6 +19,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request
 
+from oidc_provider_ext import clients
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -31,6 +35,16 @@ def oauth_error(error: str, description: str, status: int = 400, **headers) -> J
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def _claimed_client_ids(request) -> set[str]:
+    """The client_id in the body and in HTTP Basic credentials, unverified (to drop from a cache)."""
+    claimed = {request.POST.get("client_id", "")}
+    scheme, _space, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "basic":
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            claimed.add(unquote(base64.b64decode(credentials).decode("ascii").split(":", 1)[0]))
+    return claimed - {""}
 
 
 def _form_post_only(request):
@@ -88,8 +102,15 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
         # One transaction per token request: the single-use locks (code, refresh token, grant)
         # hold until the new tokens are committed, which is what makes replays race-free; with
         # SQLite's BEGIN IMMEDIATE it also serialises writers instead of failing them.
-        with transaction.atomic():
-            url, headers, body, status = self.create_token_response(request)
+        try:
+            with transaction.atomic():
+                url, headers, body, status = self.create_token_response(request)
+        except IntegrityError:
+            # A client deleted through another process within the client cache's lifetime: the
+            # cached row it authenticated as no longer exists (RFC 6749 5.2: invalid_client).
+            for client_id in _claimed_client_ids(request):
+                clients.forget(client_id)
+            return oauth_error("invalid_client", "Client authentication failed.", status=401)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value
@@ -171,10 +192,13 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 "iss": app_settings.ISSUER,
             }
             if access.user is not None:
-                data.update(sub=subject_for(access.user), username=access.user.get_username())
                 grant = AuthorizationGrant.objects.for_access_token(access).only("tenant").first()
-                if grant is not None:
-                    data.update(get_adapter().get_tenant_claims(access.user, grant.tenant))
+                tenant = grant.tenant if grant is not None else ""
+                # The account-state rule: a deactivated user's or ended member's token is inactive.
+                if not get_adapter().may_use_client(access.user, access.application, tenant):
+                    return {"active": False}
+                data.update(sub=subject_for(access.user), username=access.user.get_username())
+                data.update(get_adapter().get_tenant_claims(access.user, tenant))
             else:
                 data["sub"] = access.application.client_id
             return data
@@ -188,7 +212,10 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
             grant = (
                 AuthorizationGrant.objects.filter(token_family=refresh.token_family).only("tenant").first()
             )
-            tenant_claims = get_adapter().get_tenant_claims(refresh.user, grant.tenant) if grant else {}
+            tenant = grant.tenant if grant else ""
+            if not get_adapter().may_use_client(refresh.user, refresh.application, tenant):
+                return {"active": False}
+            tenant_claims = get_adapter().get_tenant_claims(refresh.user, tenant)
             return {
                 **tenant_claims,
                 "active": True,
