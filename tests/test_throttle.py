@@ -273,3 +273,36 @@ class TestLoginLockoutCannotDenyTheUser:
         response = _sign_in(sprayer, bob.username)
         assert response.status_code == 429 and "_auth_user_id" not in sprayer.session
         assert _sign_in(Client(REMOTE_ADDR=VICTIM), bob.username).status_code == 302
+
+
+def test_production_profile_takes_the_proxy_count_from_the_environment():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "idp_project.settings_production",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "OIDC_ISSUER": "https://id.example.com",
+    }
+    env.pop("DATABASE_URL", None)
+    script = (
+        "import django; django.setup(); from oidc_provider_ext.throttle import client_ip; "
+        f"print(client_ip({{'REMOTE_ADDR': '{PROXY}', 'HTTP_X_FORWARDED_FOR': '{VICTIM}, {ATTACKER}'}}))"
+    )
+
+    def address(**extra):
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
+
+    assert address() == PROXY  # default 0: REMOTE_ADDR, the forwarded header is ignored
+    assert address(DJANGO_TRUSTED_PROXY_COUNT="1") == ATTACKER  # the entry the proxy appended
