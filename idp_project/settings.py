@@ -59,18 +59,27 @@ MIDDLEWARE = [
 ]
 
 AUTHENTICATION_BACKENDS = [
-    # django-axes counts failed sign-ins per username and per IP address and locks out for a while;
-    # it sees every sign-in path (hosted login, admin, django.contrib.auth), tenant-scoped ones too.
+    # Login throttling (docs/operations.md): an attacker must only ever lock out the attacker.
+    # django-axes locks a (username, client address) pair after AXES_FAILURE_LIMIT failures: the
+    # attacker's own address, never the victim's, on every sign-in path (hosted login, tenant
+    # logins, /admin/login/). Locking by username alone would let anyone lock anyone out; locking
+    # by address at the same low limit would lock out everyone behind one NAT or proxy.
     "axes.backends.AxesStandaloneBackend",
+    # Refuses an address with LOGIN_ADDRESS_FAILURE_LIMIT (50) failures over any usernames in the
+    # window: only a password-spraying source gets there.
+    "oidc_provider_ext.throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks out
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair, not either one
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "oidc_provider_ext/lockout.html"
 AXES_USERNAME_FORM_FIELD = "username"
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]  # behind a proxy, list its header first
+# The one definition of the client address, shared with the client-authentication throttle:
+# REMOTE_ADDR, or behind OIDC_PROVIDER_EXT["TRUSTED_PROXY_COUNT"] proxies the X-Forwarded-For
+# entry the first of them appended (never the leftmost, client-controlled one).
+AXES_CLIENT_IP_CALLABLE = "oidc_provider_ext.throttle.client_ip"
 
 # Content Security Policy (django-csp): no inline scripts, no framing, only our own assets.
 # Tenant and client logos are https URLs configured by operators.

@@ -36,6 +36,14 @@ SECURE_HSTS_PRELOAD = True
 if os.environ.get("DJANGO_BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# How many reverse proxies (load balancer, nginx, ...) each request passes through; each must
+# append the address it received the request from to X-Forwarded-For. The client address used by
+# every throttle (django-axes included, via AXES_CLIENT_IP_CALLABLE) is then the entry the first
+# proxy appended, counted from the right; entries to its left come from the client and are ignored.
+# 0 (the default) uses REMOTE_ADDR: right without a proxy, but behind one every request would share
+# the proxy's address, i.e. one global counter. Too high a number lets clients pick their address.
+OIDC_PROVIDER_EXT["TRUSTED_PROXY_COUNT"] = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT", "0"))
+
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 # Lax, not Strict: the IdP's session cookie must reach /connect/authorize on the top-level

@@ -59,6 +59,14 @@ def is_hashed(value: str) -> bool:
     return True
 
 
+def is_slow_hash(value: str) -> bool:
+    """Whether ``value`` is a stored secret hashed by a password hasher other than the fast one."""
+    try:
+        return identify_hasher(value).algorithm != ALGORITHM
+    except ValueError:
+        return False
+
+
 def get_client(client_id: str):
     """The Application with ``client_id`` and its OIDC profile (and allowed tenants), or None."""
     if not client_id or "\x00" in client_id:

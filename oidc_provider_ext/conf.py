@@ -68,6 +68,22 @@ _SETTINGS: dict[str, _Setting] = {
     "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": _Setting(
         1800, "How long a pending authorization request (login + consent) stays valid."
     ),
+    # Throttles (oidc_provider_ext.throttle): an attacker can only lock out the attacker's address.
+    "TRUSTED_PROXY_COUNT": _Setting(
+        0,
+        "Trusted reverse proxies in front of the site: 0 uses REMOTE_ADDR, "
+        "N the N-th X-Forwarded-For entry from the right.",
+    ),
+    "THROTTLE_WINDOW_SECONDS": _Setting(900, "Window of the failure counters below."),
+    "CLIENT_AUTH_FAILURE_LIMIT": _Setting(
+        10, "Failed client authentications per (client_id, address) before that pair is refused."
+    ),
+    "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": _Setting(
+        30, "Failed client authentications per address (any client ids) before the address is refused."
+    ),
+    "LOGIN_ADDRESS_FAILURE_LIMIT": _Setting(
+        50, "Failed sign-ins per address (any usernames) before LoginThrottleBackend refuses it."
+    ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
     "RESOURCE_SERVER_AUDIENCE": _Setting(None, "A value aud must contain; None does not check aud."),
@@ -186,6 +202,26 @@ class AppSettings:
     @property
     def UI_LOCALES(self) -> list[str]:
         return [str(code).lower() for code in self._get("UI_LOCALES")]
+
+    @property
+    def TRUSTED_PROXY_COUNT(self) -> int:
+        return max(0, int(self._get("TRUSTED_PROXY_COUNT")))
+
+    @property
+    def THROTTLE_WINDOW_SECONDS(self) -> int:
+        return max(1, int(self._get("THROTTLE_WINDOW_SECONDS")))
+
+    @property
+    def CLIENT_AUTH_FAILURE_LIMIT(self) -> int:
+        return int(self._get("CLIENT_AUTH_FAILURE_LIMIT"))
+
+    @property
+    def CLIENT_AUTH_ADDRESS_FAILURE_LIMIT(self) -> int:
+        return int(self._get("CLIENT_AUTH_ADDRESS_FAILURE_LIMIT"))
+
+    @property
+    def LOGIN_ADDRESS_FAILURE_LIMIT(self) -> int:
+        return int(self._get("LOGIN_ADDRESS_FAILURE_LIMIT"))
 
     @property
     def RESOURCE_SERVER_ISSUER(self) -> str:

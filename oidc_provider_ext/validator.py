@@ -23,9 +23,9 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import keys
+from . import keys, throttle
 from .adapter import get_adapter
-from .clients import get_client, upgrade_secret_hash
+from .clients import get_client, is_slow_hash, upgrade_secret_hash
 from .conf import app_settings
 from .models import AuthorizationGrant
 from .models.grants import revoke_issued
@@ -63,13 +63,36 @@ def pkce_required_for(client) -> bool:
 class OIDCValidator(OAuth2Validator):
     # --- clients -------------------------------------------------------------------------------
 
+    def authenticate_client(self, request, *args, **kwargs):
+        # RFC 6749 2.3.1 client authentication, throttled per (client_id, address) and per address
+        # (oidc_provider_ext.throttle): DOT's Basic and body paths both load the client through
+        # _load_application before checking a secret, which refuses there when over a limit.
+        # Refused or wrong, the answer is the same RFC 6749 5.2 invalid_client.
+        attempt = throttle.ClientAuthAttempt(throttle.client_ip(request.headers))
+        request._oidc_client_auth = attempt
+        try:
+            authenticated = super().authenticate_client(request, *args, **kwargs)
+        finally:
+            del request._oidc_client_auth
+        if not authenticated:
+            attempt.failed()
+        return authenticated
+
     def _load_application(self, client_id, request):
+        attempt = getattr(request, "_oidc_client_auth", None)  # set only while authenticating
+        if attempt is not None and client_id and not attempt.allows(client_id):
+            request.client = None
+            return None  # DOT answers "not authenticated" without checking a secret
         client = request.client
         if isinstance(client, Application) and client.client_id == client_id:
             return client
         client = get_client(client_id)
         if client is None or not client.is_usable(request):
             request.client = None
+            if attempt is not None and client_id:
+                # No secret to check: pay what a wrong secret costs, so timing does not tell
+                # which client ids exist.
+                throttle.dummy_verify(client_id)
             return None
         request.client = client
         return client
@@ -78,6 +101,10 @@ class OIDCValidator(OAuth2Validator):
         valid = super()._check_secret(provided_secret, stored_secret)
         if valid:
             upgrade_secret_hash(stored_secret, provided_secret)
+        elif not is_slow_hash(stored_secret):
+            # A fast hash (generated secret) or a plain value failed: pay the slow hasher's cost
+            # like a wrong human-chosen secret and an unknown client do. Success stays fast.
+            throttle.dummy_verify(provided_secret)
         return valid
 
     def _extract_basic_auth(self, request):

@@ -40,6 +40,17 @@ def _fresh_key_snapshot(monkeypatch):
     keys.invalidate()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Failure counters (oidc_provider_ext.throttle) and cached clients live in the cache: one test's
+    # failed attempts from 127.0.0.1 must not throttle the next test.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

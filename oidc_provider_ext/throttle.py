@@ -1,0 +1,158 @@
+"""Failure throttles, keyed so that an attacker can only ever lock out the attacker.
+
+- :func:`client_ip` is the one answer to "which address is this request from": ``REMOTE_ADDR``,
+  or with ``TRUSTED_PROXY_COUNT`` = N the X-Forwarded-For entry the first of the N trusted proxies
+  appended (parsed by python-ipware). The leftmost entries are whatever the client sent; they are
+  never used. The example project hands it to django-axes (``AXES_CLIENT_IP_CALLABLE``).
+- Client authentication at the back-channel endpoints (token, introspection, revocation):
+  failures are counted per (client_id, address) and per address in Django's cache (shared by
+  every worker when the cache is Redis). Over a limit the attempt is refused as ``invalid_client``
+  *before* any secret is verified, so a refused request costs no hashing. A client
+  authenticating from another address is not affected. See docs/client-secrets.md.
+- Sign-in: :class:`LoginThrottleBackend` refuses sign-ins from an address that failed
+  ``LOGIN_ADDRESS_FAILURE_LIMIT`` times (a password-spraying source); the per (username, address)
+  lock is django-axes' job. See docs/operations.md, "Login throttling".
+
+Counters are fixed windows of ``THROTTLE_WINDOW_SECONDS`` started by the first failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+
+from django.contrib.auth.hashers import check_password, get_hasher, make_password
+from django.contrib.auth.signals import user_login_failed
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
+from django.utils.crypto import get_random_string
+from python_ipware import IpWare
+
+from .conf import app_settings
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "oidc_provider_ext:throttle:"
+
+
+def client_ip(request_or_meta) -> str:
+    """The client's address: ``REMOTE_ADDR`` unless ``TRUSTED_PROXY_COUNT`` proxies sit in front.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, so behind N
+    trusted proxies the client is the N-th entry from the right; anything left of it came from
+    the client and is ignored. Accepts a Django request, ``request.META`` or oauthlib's headers.
+    """
+    meta: Mapping = getattr(request_or_meta, "META", request_or_meta)
+    proxies = app_settings.TRUSTED_PROXY_COUNT
+    if proxies:
+        # python-ipware counts the proxy addresses *inside* the header (N - 1 of them: the last
+        # proxy's own address is REMOTE_ADDR) and picks chain[-(count + 1)] = the N-th from the right.
+        found, _ = IpWare(precedence=("HTTP_X_FORWARDED_FOR",), proxy_count=proxies - 1).get_client_ip(meta)
+        if found is not None:
+            return str(found)
+        # No (or too short a) header: the request did not come through the proxies.
+    return str(meta.get("REMOTE_ADDR") or "")
+
+
+def _key(name: str, *parts: str) -> str:
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()
+    return f"{_PREFIX}{name}:{digest}"
+
+
+def _count_failure(keys: Iterable[str]) -> None:
+    window = app_settings.THROTTLE_WINDOW_SECONDS
+    for key in keys:
+        # add() starts the window; incr() never extends it. A key that expired between the two
+        # calls starts a new window.
+        if not cache.add(key, 1, window):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.add(key, 1, window)
+
+
+# --- client authentication (RFC 6749 2.3.1) ------------------------------------------------------
+
+_dummy_hashes: dict[str, str] = {}
+
+
+def dummy_verify(secret: str) -> None:
+    """Verify ``secret`` against a hash nobody knows with the default (slow) hasher: what a failed
+    check of a human-chosen secret costs. Every failed client authentication pays it once, whether
+    the client exists or not, so response times do not tell which client ids exist."""
+    algorithm = get_hasher("default").algorithm
+    if algorithm not in _dummy_hashes:
+        _dummy_hashes[algorithm] = make_password(get_random_string(32))
+    check_password(secret, _dummy_hashes[algorithm])
+
+
+class ClientAuthAttempt:
+    """One client authentication: refuses before any secret is checked when the address, or this
+    client id from this address, is over its limit; counts the failure otherwise."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.client_ids: list[str] = []
+        self.refused = False
+
+    def allows(self, client_id: str) -> bool:
+        """Whether ``client_id`` may have its secret checked now (one cache read)."""
+        address_key = _key("client-address", self.address)
+        pair_key = _key("client", client_id, self.address)
+        counts = cache.get_many([address_key, pair_key])
+        if (
+            counts.get(address_key, 0) >= app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT
+            or counts.get(pair_key, 0) >= app_settings.CLIENT_AUTH_FAILURE_LIMIT
+        ):
+            if not self.refused:
+                log.warning("Client authentication throttled for client %r from %s.", client_id, self.address)
+            self.refused = True
+            return False
+        if client_id not in self.client_ids:
+            self.client_ids.append(client_id)
+        return True
+
+    def failed(self) -> None:
+        if self.refused or not self.client_ids:
+            return  # refused attempts do not extend the window; no client id, no secret checked
+        _count_failure(
+            [
+                _key("client-address", self.address),
+                *(_key("client", client_id, self.address) for client_id in self.client_ids),
+            ]
+        )
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+def _login_address_key(request) -> str:
+    return _key("login-address", client_ip(request))
+
+
+class LoginThrottleBackend:
+    """An authentication backend that authenticates nobody: listed before the backends that do,
+    it refuses every sign-in (a failed one, whatever the password) from an address with
+    ``LOGIN_ADDRESS_FAILURE_LIMIT`` failed sign-ins in the window. That stops a source spraying
+    one password over many usernames; the per (username, address) lock is django-axes'.
+
+    No ``get_user``: it never authenticates anyone, so it must not be the backend
+    ``Client.force_login`` or a session picks."""
+
+    def authenticate(self, request, **credentials):
+        if request is not None and (
+            cache.get(_login_address_key(request), 0) >= app_settings.LOGIN_ADDRESS_FAILURE_LIMIT
+        ):
+            log.warning("Sign-in refused: too many failures from %s.", client_ip(request))
+            # django-axes' middleware (when installed) answers with its lockout page (429).
+            request.axes_locked_out = True
+            raise PermissionDenied  # django.contrib.auth.authenticate: stop, signal a failure
+        return None
+
+
+@receiver(user_login_failed)
+def _count_login_failure(sender, credentials=None, request=None, **kwargs):
+    if request is not None and hasattr(request, "META"):
+        _count_failure([_login_address_key(request)])

@@ -1,0 +1,308 @@
+"""Throttles attacked (oidc_provider_ext.throttle): failed client authentications at the back
+channel, failed sign-ins, and the client address behind trusted proxies. An attacker must only
+ever lock out the attacker."""
+
+from unittest import mock
+
+import pytest
+from django.contrib.auth.hashers import get_hasher
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+from oauth2_provider.models import get_application_model
+
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.hashers import ClientSecretHasher
+from oidc_provider_ext.throttle import client_ip
+
+from .factories import USER_PASSWORD, ApplicationFactory, UserFactory
+from .flow import basic_auth, token_request
+
+pytestmark = pytest.mark.django_db
+Application = get_application_model()
+
+ATTACKER = "203.0.113.9"
+VICTIM = "198.51.100.7"
+PROXY = "10.0.0.2"
+
+
+def _client_credentials_app(**kwargs):
+    return ApplicationFactory(authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS, **kwargs)
+
+
+def _cc(client, client_id, secret):
+    return token_request(client, {"grant_type": "client_credentials"}, auth=(client_id, secret))
+
+
+@pytest.fixture
+def slow_verify():
+    """Spy on the default (slow) hasher's verify: the cost of checking a human-chosen secret."""
+    hasher_class = type(get_hasher("default"))
+    with mock.patch.object(hasher_class, "verify", autospec=True, side_effect=hasher_class.verify) as spy:
+        yield spy
+
+
+# --- client authentication at the back channel ---------------------------------------------------
+
+
+class TestClientAuthThrottle:
+    def test_wrong_secrets_from_one_address_are_refused_without_hashing(self, slow_verify):
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        for _ in range(app_settings.CLIENT_AUTH_FAILURE_LIMIT):
+            assert _cc(attacker, app.client_id, "guess").status_code == 401
+        assert slow_verify.call_count == app_settings.CLIENT_AUTH_FAILURE_LIMIT
+        slow_verify.reset_mock()
+        response = _cc(attacker, app.client_id, "guess")
+        # RFC 6749 5.2: the same invalid_client as a wrong secret, and no hash was computed.
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+        assert slow_verify.call_count == 0
+        # Not even the right secret gets checked from the attacker's address now.
+        assert _cc(attacker, app.client_id, app.raw_secret).status_code == 401
+        assert slow_verify.call_count == 0
+
+    def test_the_client_still_authenticates_from_its_own_address(self):
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        for _ in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT + 1):
+            _cc(attacker, app.client_id, "guess")
+        legit = Client(REMOTE_ADDR=VICTIM)
+        response = _cc(legit, app.client_id, app.raw_secret)
+        assert response.status_code == 200, response.content
+        assert "access_token" in response.json()
+
+    def test_spraying_many_client_ids_from_one_address_is_refused(self, slow_verify):
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        for n in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
+            _cc(attacker, f"client-that-does-not-exist-{n}", "guess")
+        app = _client_credentials_app()
+        slow_verify.reset_mock()
+        assert _cc(attacker, app.client_id, app.raw_secret).status_code == 401
+        assert slow_verify.call_count == 0
+
+    @pytest.mark.parametrize("endpoint", ["introspect", "revocation"])
+    def test_introspection_and_revocation_are_throttled_too(self, slow_verify, endpoint):
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+
+        def post(secret):
+            return attacker.post(
+                reverse(f"oidc_provider_ext:{endpoint}"),
+                "token=x",
+                content_type="application/x-www-form-urlencoded",
+                HTTP_AUTHORIZATION=basic_auth(app.client_id, secret),
+            )
+
+        for _ in range(app_settings.CLIENT_AUTH_FAILURE_LIMIT):
+            assert post("guess").status_code == 401
+        slow_verify.reset_mock()
+        response = post(app.raw_secret)
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+        assert slow_verify.call_count == 0
+
+    def test_a_legitimate_client_is_not_slowed_down(self, slow_verify):
+        """A generated secret is checked with the fast keyed hash only, on success."""
+        app = _client_credentials_app()
+        with mock.patch.object(
+            ClientSecretHasher, "verify", autospec=True, side_effect=ClientSecretHasher.verify
+        ) as fast:
+            assert _cc(Client(), app.client_id, app.raw_secret).status_code == 200
+        assert fast.call_count == 1
+        assert slow_verify.call_count == 0
+
+    def test_limit_settings(self, settings):
+        app = _client_credentials_app()
+        settings.OIDC_PROVIDER_EXT = {
+            **settings.OIDC_PROVIDER_EXT,
+            "CLIENT_AUTH_FAILURE_LIMIT": 2,
+            "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": 3,
+        }
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        _cc(attacker, app.client_id, "guess")
+        _cc(attacker, app.client_id, "guess")
+        assert _cc(attacker, app.client_id, app.raw_secret).status_code == 401  # pair limit 2
+        other = _client_credentials_app()
+        assert _cc(attacker, other.client_id, other.raw_secret).status_code == 200
+        _cc(attacker, other.client_id, "guess")  # third failure from the address
+        third = _client_credentials_app()
+        assert _cc(attacker, third.client_id, third.raw_secret).status_code == 401  # address limit 3
+
+    def test_throttle_window_seconds(self, settings):
+        app = _client_credentials_app()
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_AUTH_FAILURE_LIMIT": 1}
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        timeouts = []
+        real_add = cache.add
+
+        def add(key, value, timeout=None, **kwargs):
+            timeouts.append(timeout)
+            return real_add(key, value, timeout, **kwargs)
+
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "THROTTLE_WINDOW_SECONDS": 42}
+        with mock.patch("oidc_provider_ext.throttle.cache.add", side_effect=add):
+            _cc(attacker, app.client_id, "guess")
+        assert timeouts and set(timeouts) == {42}
+
+
+class TestNoClientExistenceOracle:
+    """An unknown client id costs what a known one with a wrong secret costs: one verification
+    with the slow default hasher, whatever kind of hash the known client has."""
+
+    def test_unknown_and_known_client_ids_run_the_same_verification(self, slow_verify):
+        human = _client_credentials_app(client_secret="a human chosen secret")
+        generated = _client_credentials_app()
+        rp = Client()
+        calls = {}
+        for name, client_id in [
+            ("unknown", "no-such-client"),
+            ("human", human.client_id),
+            ("generated", generated.client_id),
+        ]:
+            slow_verify.reset_mock()
+            assert _cc(rp, client_id, "a wrong secret").status_code == 401
+            calls[name] = slow_verify.call_count
+        assert calls == {"unknown": 1, "human": 1, "generated": 1}
+
+    def test_unknown_client_in_the_body_too(self, slow_verify):
+        response = Client().post(
+            reverse("oidc_provider_ext:token"),
+            "grant_type=client_credentials&client_id=no-such-client&client_secret=x",
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert response.status_code == 401
+        assert slow_verify.call_count == 1
+
+
+# --- the client's address ------------------------------------------------------------------------
+
+
+class TestClientAddress:
+    def test_forwarded_for_is_ignored_without_a_trusted_proxy(self):
+        assert client_ip({"REMOTE_ADDR": ATTACKER, "HTTP_X_FORWARDED_FOR": VICTIM}) == ATTACKER
+
+    def test_behind_one_proxy_the_entry_it_appended_counts(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+        # The client sent "X-Forwarded-For: 198.51.100.7"; the proxy appended the real address.
+        meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {ATTACKER}"}
+        assert client_ip(meta) == ATTACKER
+
+    def test_behind_two_proxies(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 2}
+        meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {ATTACKER}, 10.0.0.1"}
+        assert client_ip(meta) == ATTACKER
+
+    def test_without_the_header_behind_a_proxy_remote_addr_counts(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+        assert client_ip({"REMOTE_ADDR": PROXY}) == PROXY
+
+    def test_two_clients_behind_one_proxy_have_separate_client_auth_counters(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+        app = _client_credentials_app()
+        attacker = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ATTACKER)
+        for _ in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
+            _cc(attacker, app.client_id, "guess")
+        assert _cc(attacker, app.client_id, app.raw_secret).status_code == 401
+        legit = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=VICTIM)
+        assert _cc(legit, app.client_id, app.raw_secret).status_code == 200
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+def _fail_login(client, username, times, path=None):
+    for _ in range(times):
+        client.post(path or reverse("oidc_provider_ext:login"), {"username": username, "password": "wrong"})
+
+
+def _sign_in(client, username, path=None):
+    return client.post(
+        path or reverse("oidc_provider_ext:login"), {"username": username, "password": USER_PASSWORD}
+    )
+
+
+class TestLoginLockoutCannotDenyTheUser:
+    def test_attacker_failing_for_alice_does_not_lock_alice_out(self):
+        alice = UserFactory()
+        _fail_login(Client(REMOTE_ADDR=ATTACKER), alice.username, 6)
+        response = _sign_in(Client(REMOTE_ADDR=VICTIM), alice.username)
+        assert response.status_code == 302
+
+    def test_nor_out_of_the_admin(self):
+        alice = UserFactory(is_staff=True, is_superuser=True)
+        path = reverse("admin:login")
+        _fail_login(Client(REMOTE_ADDR=ATTACKER), alice.username, 6, path=path)
+        victim = Client(REMOTE_ADDR=VICTIM)
+        response = _sign_in(victim, alice.username, path=path)
+        assert response.status_code == 302
+        assert victim.get(reverse("admin:index")).status_code == 200
+
+    def test_the_attackers_own_pair_is_locked(self):
+        alice = UserFactory()
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        _fail_login(attacker, alice.username, 5)
+        response = _sign_in(attacker, alice.username)
+        assert response.status_code == 429
+        assert "_auth_user_id" not in attacker.session
+
+    def test_a_spoofed_forwarded_for_does_not_escape_the_lock(self):
+        """No trusted proxy configured: X-Forwarded-For from a direct client is ignored."""
+        alice = UserFactory()
+        for n in range(5):
+            Client(REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}").post(
+                reverse("oidc_provider_ext:login"), {"username": alice.username, "password": "wrong"}
+            )
+        response = _sign_in(Client(REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR="192.0.2.99"), alice.username)
+        assert response.status_code == 429
+
+    def test_two_users_behind_one_trusted_proxy_have_separate_counters(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+        alice = UserFactory()
+        attacker = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"{VICTIM}, {ATTACKER}")
+        _fail_login(attacker, alice.username, 5)
+        assert _sign_in(attacker, alice.username).status_code == 429
+        victim = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=VICTIM)
+        assert _sign_in(victim, alice.username).status_code == 302
+
+    def test_a_spraying_address_is_refused(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGIN_ADDRESS_FAILURE_LIMIT": 8}
+        sprayer = Client(REMOTE_ADDR=ATTACKER)
+        for n in range(8):
+            _fail_login(sprayer, f"user-{n}", 1)
+        bob = UserFactory()
+        response = _sign_in(sprayer, bob.username)
+        assert response.status_code == 429 and "_auth_user_id" not in sprayer.session
+        assert _sign_in(Client(REMOTE_ADDR=VICTIM), bob.username).status_code == 302
+
+
+def test_production_profile_takes_the_proxy_count_from_the_environment():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "idp_project.settings_production",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "OIDC_ISSUER": "https://id.example.com",
+    }
+    env.pop("DATABASE_URL", None)
+    script = (
+        "import django; django.setup(); from oidc_provider_ext.throttle import client_ip; "
+        f"print(client_ip({{'REMOTE_ADDR': '{PROXY}', 'HTTP_X_FORWARDED_FOR': '{VICTIM}, {ATTACKER}'}}))"
+    )
+
+    def address(**extra):
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
+
+    assert address() == PROXY  # default 0: REMOTE_ADDR, the forwarded header is ignored
+    assert address(DJANGO_TRUSTED_PROXY_COUNT="1") == ATTACKER  # the entry the proxy appended
