@@ -86,7 +86,11 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
-    "RESOURCE_SERVER_AUDIENCE": _Setting(None, "A value aud must contain; None does not check aud."),
+    "RESOURCE_SERVER_AUDIENCE": _Setting(
+        None,
+        "The identifier(s) this resource server accepts in aud: a string or a list of strings. "
+        "Unset, every access token is refused (ImproperlyConfigured) unless the view names one.",
+    ),
     "RESOURCE_SERVER_JWKS_URL": _Setting(
         None, "JWKS URL of a remote provider; None verifies with this project's key store."
     ),
@@ -230,9 +234,11 @@ class AppSettings:
         return str(issuer).rstrip("/") if issuer else self.ISSUER
 
     @property
-    def RESOURCE_SERVER_AUDIENCE(self) -> str | None:
+    def RESOURCE_SERVER_AUDIENCE(self) -> tuple[str, ...] | None:
         audience = self._get("RESOURCE_SERVER_AUDIENCE")
-        return str(audience) if audience else None
+        if audience is None:
+            return None
+        return resource_audiences(audience, f"{SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE']")
 
     @property
     def RESOURCE_SERVER_JWKS_URL(self) -> str | None:
@@ -276,6 +282,27 @@ class AppSettings:
 
 
 app_settings = AppSettings()
+
+
+def resource_audiences(value: Any, where: str) -> tuple[str, ...]:
+    """``value`` (a string or a list of strings) as the audiences a resource server accepts.
+
+    RFC 9068 4: the resource server names the identifier(s) it expects for itself, compared
+    exactly with ``aud`` (today a client_id; an RFC 8707 resource URI works the same). There is no
+    wildcard: "*" and empty values are configuration errors, never "accept any audience".
+    """
+    values = (value,) if isinstance(value, str) else value
+    if not isinstance(values, list | tuple | frozenset | set) or not values:
+        raise ImproperlyConfigured(f"{where} must be a non-empty string or list of strings, not {value!r}.")
+    for item in values:
+        if not isinstance(item, str) or not item.strip() or item != item.strip():
+            raise ImproperlyConfigured(f"{where}: {item!r} is not an audience (a non-empty string).")
+        if item == "*":
+            raise ImproperlyConfigured(
+                f"{where}: there is no wildcard audience. List the identifiers this API accepts "
+                "(today the client_id of every client that may call it)."
+            )
+    return tuple(dict.fromkeys(values))
 
 
 def pkce_required(client_id: str) -> bool:

@@ -8,6 +8,10 @@ Public API:
 * :func:`bearer_token` and :func:`bearer_challenge` are the pieces both share with
   :mod:`oidc_provider_ext.contrib.drf` (the Django REST framework integration).
 
+Every check names the audience this resource server is (``RESOURCE_SERVER_AUDIENCE``, or
+``audience=`` per view): a token whose ``aud`` does not contain it is refused, and with no audience
+at all every token is refused with ImproperlyConfigured. It fails closed; there is no "any client".
+
 Keys come from this project's key store (the API runs inside the provider's project), or from the
 provider's JWKS URL (``RESOURCE_SERVER_JWKS_URL``, the API runs apart). Only in the first case can a
 revoked token be refused: DOT deletes the token's row on revocation, and that row is checked.
@@ -25,7 +29,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from inspect import iscoroutinefunction
@@ -33,12 +37,13 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from . import remote_jwks
-from .conf import app_settings
+from .conf import SETTINGS_NAME, app_settings, resource_audiences
 
 __all__ = [
     "AccessTokenClaims",
@@ -81,6 +86,12 @@ MAX_TOKEN_LENGTH = 8192
 # RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). The signature
 # may be empty here so that an unsigned token is refused by name (alg "none") below.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+# Set on every view require_access_token() protects (and on the DRF authentication class): the
+# audiences it names, or None when it relies on RESOURCE_SERVER_AUDIENCE. System check E011 reads it.
+AUDIENCE_MARK = "oidc_provider_ext_audience"
+
+Audience = str | Sequence[str]
 
 # RFC 6750 3: characters allowed inside the challenge's quoted attribute values.
 _CHALLENGE_VALUE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
@@ -167,15 +178,36 @@ class KeySetUnavailable(ResourceServerError):
 # --- validation ---------------------------------------------------------------------------------
 
 
+def _expected_audiences(audience: Audience | None = None) -> tuple[str, ...]:
+    """The audiences a token must name one of: ``audience``, else ``RESOURCE_SERVER_AUDIENCE``.
+
+    Fails closed (RFC 9068 4: the resource server MUST check ``aud``): with neither, raises
+    ImproperlyConfigured rather than accept any client's token.
+    """
+    if audience is not None:
+        return resource_audiences(audience, "audience")
+    configured = app_settings.RESOURCE_SERVER_AUDIENCE
+    if configured is None:
+        raise ImproperlyConfigured(
+            f"This resource server has no audience, so it refuses every access token. Set "
+            f"{SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE'] (or audience= on the view) to what its "
+            "tokens carry in aud: the client_id of each client allowed to call it (see check "
+            "oidc_provider_ext.E011 and docs/resource-server.md)."
+        )
+    return configured
+
+
 def validate_access_token(
-    token: str, *, required_scopes: Iterable[str] = (), audience: str | None = None
+    token: str, *, required_scopes: Iterable[str] = (), audience: Audience | None = None
 ) -> AccessTokenClaims:
     """Validate one of this provider's access tokens (RFC 9068 4) and return its claims.
 
-    ``audience``, when given, overrides ``RESOURCE_SERVER_AUDIENCE``: ``aud`` must contain it.
+    ``aud`` must contain one of ``audience`` (a string or a list of strings) or, when it is None,
+    of ``RESOURCE_SERVER_AUDIENCE``; with neither, ImproperlyConfigured is raised for any token.
     Raises :class:`InvalidToken` (for any malformed input too), :class:`InsufficientScope` when a
     ``required_scopes`` entry was not granted, or :class:`KeySetUnavailable`.
     """
+    expected = _expected_audiences(audience)
     required = tuple(required_scopes)
     if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
@@ -187,9 +219,7 @@ def validate_access_token(
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
     claims = _json_segment_bytes(_verify_signature(token, key, alg), "payload")
-    if audience is None:
-        audience = app_settings.RESOURCE_SERVER_AUDIENCE
-    result = _check_claims(claims, audience)
+    result = _check_claims(claims, expected)
     if not app_settings.RESOURCE_SERVER_JWKS_URL and app_settings.RESOURCE_SERVER_CHECK_REVOCATION:
         _check_not_revoked(token)
     if not result.has_scopes(*required):
@@ -291,7 +321,7 @@ def _string(claims: dict[str, Any], name: str) -> str:
     return value
 
 
-def _check_claims(claims: dict[str, Any], audience: str | None) -> AccessTokenClaims:
+def _check_claims(claims: dict[str, Any], expected: tuple[str, ...]) -> AccessTokenClaims:
     # RFC 9068 4: iss must exactly match the issuer identifier.
     issuer = _string(claims, "iss")
     if issuer != app_settings.RESOURCE_SERVER_ISSUER:
@@ -311,7 +341,7 @@ def _check_claims(claims: dict[str, Any], audience: str | None) -> AccessTokenCl
     if not audiences or not all(isinstance(value, str) for value in audiences):
         raise InvalidToken("The access token's aud claim is missing or malformed.")
     # RFC 9068 4: aud must contain an identifier this resource server expects for itself.
-    if audience is not None and audience not in audiences:
+    if not set(expected) & set(audiences):
         raise InvalidToken("The access token is not meant for this resource server (aud).")
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
@@ -396,7 +426,9 @@ def _error_response(error: ResourceServerError | None) -> JsonResponse:
     return response
 
 
-def _authenticate(request: HttpRequest, scopes: tuple[str, ...], audience: str | None) -> HttpResponse | None:
+def _authenticate(
+    request: HttpRequest, scopes: tuple[str, ...], audience: tuple[str, ...] | None
+) -> HttpResponse | None:
     try:
         token = bearer_token(request)
         if token is None:
@@ -413,27 +445,30 @@ def _authenticate(request: HttpRequest, scopes: tuple[str, ...], audience: str |
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
-def require_access_token(*scopes: str, audience: str | None = None) -> Callable[[_View], _View]:
+def require_access_token(*scopes: str, audience: Audience | None = None) -> Callable[[_View], _View]:
     """Decorate a view so it runs only for a valid access token granting every one of ``scopes``.
 
     The validated :class:`AccessTokenClaims` are ``request.access_token_claims``. Otherwise the
     answer is 401 (no token, or an invalid one), 403 (``insufficient_scope``), 400 (token in the
     query string) or 503 (remote JWKS unavailable), with a ``WWW-Authenticate: Bearer`` challenge.
-    ``audience`` overrides ``RESOURCE_SERVER_AUDIENCE``. Works on sync and async function views;
-    use ``method_decorator(require_access_token(...), name="dispatch")`` on class-based views.
+    ``audience`` (a string or a list: the token's ``aud`` must name one) overrides
+    ``RESOURCE_SERVER_AUDIENCE``; with neither, a request with a token raises ImproperlyConfigured
+    (and system check E011 says so at startup). Works on sync and async function views; use
+    ``method_decorator(require_access_token(...), name="dispatch")`` on class-based views.
 
     The view is exempt from CSRF checks: a bearer token is never sent by a browser on its own, so a
     cross-site request cannot carry it.
     """
     if any(not isinstance(scope, str) for scope in scopes):
         raise TypeError("Write @require_access_token() or @require_access_token('scope', ...).")
+    audiences = None if audience is None else resource_audiences(audience, "require_access_token(audience=)")
 
     def decorator(view: _View) -> _View:
         if iscoroutinefunction(view):
 
             @wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                problem = await sync_to_async(_authenticate)(request, scopes, audience)
+                problem = await sync_to_async(_authenticate)(request, scopes, audiences)
                 if problem is not None:
                     return problem
                 return await view(request, *args, **kwargs)
@@ -443,13 +478,14 @@ def require_access_token(*scopes: str, audience: str | None = None) -> Callable[
 
             @wraps(view)
             def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                problem = _authenticate(request, scopes, audience)
+                problem = _authenticate(request, scopes, audiences)
                 if problem is not None:
                     return problem
                 return view(request, *args, **kwargs)
 
             wrapper = sync_wrapper
         wrapper.csrf_exempt = True
+        setattr(wrapper, AUDIENCE_MARK, audiences)
         return wrapper
 
     return decorator

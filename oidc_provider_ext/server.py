@@ -5,7 +5,8 @@ Compared with ``oauthlib.openid.Server`` (what DOT uses by default):
 * response type ``code`` only; no implicit or hybrid flows (RFC 9700 2.1.2);
 * grants ``authorization_code``, ``refresh_token`` and ``client_credentials``; no password grant
   (RFC 9700 2.4) and no device grant;
-* PKCE ``S256`` only: ``plain`` is refused at the authorization endpoint (RFC 9700 2.1.1);
+* PKCE ``S256`` only: ``plain`` is refused at the authorization endpoint (RFC 9700 2.1.1), and a
+  ``code_verifier`` for a code issued without ``code_challenge`` is refused (RFC 9700 4.8.2);
 * protected resources accept our access tokens as ``Bearer`` only. oauthlib's ``JWT`` token type
   would validate an *ID token* presented as a bearer token, which OIDC does not allow;
 * a refresh token only when ``offline_access`` was granted (OIDC Core 11);
@@ -44,6 +45,18 @@ S256_ONLY = {"S256": code_challenge_method_s256}
 
 class S256OnlyCodeGrant(OAuth2AuthorizationCodeGrant):
     _code_challenge_methods = S256_ONLY
+
+    def validate_token_request(self, request):
+        super().validate_token_request(request)
+        # RFC 9700 4.8.2 (PKCE downgrade): a code_verifier for a code whose authorization request
+        # had no code_challenge is refused. The code was consumed above, so it cannot be retried.
+        if request.code_verifier is not None and not self.request_validator.get_code_challenge(
+            request.code, request
+        ):
+            raise errors.InvalidGrantError(
+                description="code_verifier sent, but the authorization request had no code_challenge.",
+                request=request,
+            )
 
 
 class S256OnlyOIDCCodeGrant(AuthorizationCodeGrant):

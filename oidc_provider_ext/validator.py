@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db.models import F
 from django.utils import timezone
@@ -58,6 +60,48 @@ def pkce_required_for(client) -> bool:
         return True
     profile = getattr(client, "oidc_profile", None)
     return bool(profile and profile.require_pkce)
+
+
+# RFC 8252 7.3: a loopback IP literal (not "localhost", 8.3) with an optional port of 1-65535
+# written without leading zeros.
+_LOOPBACK_AUTHORITY = re.compile(r"(127\.0\.0\.1|\[::1\])(?::([1-9][0-9]{0,4}))?")
+
+
+def _loopback_parts(uri: str) -> tuple[str, str] | None:
+    """(host, everything after the authority) of an ``http://`` loopback URI, else None."""
+    if not uri.startswith("http://"):
+        return None
+    authority, sep, rest = uri[len("http://") :].partition("/")
+    match = _LOOPBACK_AUTHORITY.fullmatch(authority)
+    if match is None:
+        return None
+    if match[2] and int(match[2]) > 65535:
+        return None
+    return match[1], sep + rest
+
+
+def redirect_uri_allowed(client, uri: str) -> bool:
+    """Whether ``uri`` may receive ``client``'s authorization response.
+
+    RFC 9700 2.1 / 4.1.3 and OIDC Core 3.1.2.1: simple string comparison with a registered URI.
+    The only exception is RFC 8252 7.3: for a native (public) client, a registered ``http``
+    loopback IP literal matches the same URI on any port 1-65535. Replaces DOT's matcher, which
+    lets every client's loopback port vary, and did not check the port's range.
+    """
+    if "#" in uri:  # RFC 6749 3.1.2: never a fragment
+        return False
+    try:
+        if urlsplit(uri).port == 0:  # RFC 6335 6: ports are 1-65535
+            return False
+    except ValueError:  # above 65535, or not a number
+        return False
+    registered = client.redirect_uris.split()
+    if uri in registered:
+        return True
+    requested = _loopback_parts(uri)
+    if requested is None or client.client_type != AbstractApplication.CLIENT_PUBLIC:
+        return False
+    return any(_loopback_parts(candidate) == requested for candidate in registered)
 
 
 class OIDCValidator(OAuth2Validator):
@@ -134,6 +178,9 @@ class OIDCValidator(OAuth2Validator):
 
     def is_pkce_required(self, client_id, request):
         return pkce_required_for(request.client or self._load_application(client_id, request))
+
+    def validate_redirect_uri(self, client_id, redirect_uri, request, *args, **kwargs):
+        return redirect_uri_allowed(request.client, redirect_uri)
 
     # --- authorization codes -------------------------------------------------------------------
 

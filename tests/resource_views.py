@@ -1,5 +1,10 @@
 """Test-only URLconf: the provider's endpoints plus small APIs protected by oidc_provider_ext.resource
-(and by the DRF integration when djangorestframework is installed)."""
+(and by the DRF integration when djangorestframework is installed).
+
+Every API names its audience (RFC 9068 4): the client_id AUDIENCE of the client the tests get tokens
+for (tests/test_resource.py creates it), or a resource URI. The two ``setting-audience`` views name
+none and rely on RESOURCE_SERVER_AUDIENCE, which the tests leave unset unless they set it: they
+show that a resource server without an audience refuses every token (and check E011 fires)."""
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
@@ -7,6 +12,10 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from oidc_provider_ext.resource import AccessTokenClaims, require_access_token
+
+AUDIENCE = "client-x"
+SERVICE_AUDIENCE = "service-y"  # a client-credentials client the DRF views also accept
+RESOURCE_URI = "https://api.example.com"
 
 
 def claims_json(claims: AccessTokenClaims, **extra) -> JsonResponse:
@@ -22,32 +31,37 @@ def claims_json(claims: AccessTokenClaims, **extra) -> JsonResponse:
     )
 
 
-@require_access_token()
+@require_access_token(audience=AUDIENCE)
 def any_token(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
 
 
-@require_access_token("profile")
+@require_access_token("profile", audience=AUDIENCE)
 def profile(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
 
 
-@require_access_token("profile", "admin")
+@require_access_token("profile", "admin", audience=AUDIENCE)
 def admin(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
 
 
-@require_access_token(audience="https://api.example.com")
+@require_access_token(audience=RESOURCE_URI)
 def audience_api(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
 
 
-@require_access_token("profile")
+@require_access_token()
+def setting_audience(request: HttpRequest) -> JsonResponse:
+    return claims_json(request.access_token_claims)
+
+
+@require_access_token("profile", audience=AUDIENCE)
 async def async_profile(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims, view="async")
 
 
-@method_decorator(require_access_token("email"), name="dispatch")
+@method_decorator(require_access_token("email", audience=[AUDIENCE]), name="dispatch")
 class EmailView(View):
     def get(self, request: HttpRequest) -> JsonResponse:
         return claims_json(request.access_token_claims)
@@ -62,6 +76,7 @@ urlpatterns = [
     path("api/profile", profile, name="api-profile"),
     path("api/admin", admin, name="api-admin"),
     path("api/audience", audience_api, name="api-audience"),
+    path("api/setting-audience", setting_audience, name="api-setting-audience"),
     path("api/async-profile", async_profile, name="api-async-profile"),
     path("api/email", EmailView.as_view(), name="api-email"),
 ]
@@ -77,8 +92,11 @@ else:
 
     from oidc_provider_ext.contrib.drf import HasScopes, JWTAccessTokenAuthentication
 
+    class OurTokens(JWTAccessTokenAuthentication):
+        audience = (AUDIENCE, SERVICE_AUDIENCE)
+
     class DRFProfile(APIView):
-        authentication_classes = [JWTAccessTokenAuthentication]
+        authentication_classes = [OurTokens]
         permission_classes = [HasScopes]
         renderer_classes = [JSONRenderer]
         required_scopes = ["profile"]
@@ -102,8 +120,12 @@ else:
     class DRFNoScopesDeclared(DRFProfile):
         required_scopes = None
 
+    class DRFSettingAudience(DRFProfile):
+        authentication_classes = [JWTAccessTokenAuthentication]
+
     urlpatterns += [
         path("drf/profile", DRFProfile.as_view(), name="drf-profile"),
         path("drf/admin", DRFAdmin.as_view(), name="drf-admin"),
         path("drf/misconfigured", DRFNoScopesDeclared.as_view(), name="drf-misconfigured"),
+        path("drf/setting-audience", DRFSettingAudience.as_view(), name="drf-setting-audience"),
     ]

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from .factories import REDIRECT_URI, ApplicationFactory
+from .factories import REDIRECT_URI, ApplicationFactory, PublicApplicationFactory
 from .flow import authorize_url, consent, login, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +63,107 @@ def test_unregistered_redirect_uri_gets_error_page_not_redirect(client, user, co
     response = client.get(authorize_url(confidential_app, redirect_uri=redirect_uri))
     assert_error_page(response)
     assert "evil" not in response.content.decode()
+
+
+LOOPBACK_CALLBACKS = "http://127.0.0.1/callback http://[::1]/callback http://localhost/callback"
+
+
+def loopback_client(public: bool):
+    factory = PublicApplicationFactory if public else ApplicationFactory
+    return factory(redirect_uris=LOOPBACK_CALLBACKS)
+
+
+def authorize_loopback(client, app, redirect_uri):
+    _, challenge = pkce_pair()  # required of public clients; harmless for confidential ones
+    return client.get(
+        authorize_url(app, redirect_uri=redirect_uri, code_challenge=challenge, code_challenge_method="S256")
+    )
+
+
+def assert_consent_page(response):
+    assert response.status_code == 200, response.content[:300]
+    assert response.templates[0].name == "oidc_provider_ext/consent.html"
+
+
+@pytest.mark.parametrize("public", [False, True])
+@pytest.mark.parametrize("redirect_uri", LOOPBACK_CALLBACKS.split())
+def test_registered_loopback_redirect_uri_is_accepted(client, user, public, redirect_uri):
+    login(client, user)
+    assert_consent_page(authorize_loopback(client, loopback_client(public), redirect_uri))
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    ["http://127.0.0.1:9999/callback", "http://[::1]:51004/callback", "http://127.0.0.1:80/callback"],
+)
+def test_confidential_client_gets_no_loopback_port_exception(client, user, redirect_uri):
+    # RFC 8252 7.3 lets the port vary for native apps only; a web client's redirect URI is matched
+    # exactly (RFC 9700 2.1, 4.1.3), so another port is an unregistered redirect URI: no redirect.
+    login(client, user)
+    assert_error_page(authorize_loopback(client, loopback_client(public=False), redirect_uri))
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "http://127.0.0.1:9999/callback",
+        "http://127.0.0.1:1/callback",
+        "http://127.0.0.1:65535/callback",
+        "http://[::1]:51004/callback",
+    ],
+)
+def test_public_client_may_use_any_loopback_port(client, user, redirect_uri):
+    login(client, user)
+    assert_consent_page(authorize_loopback(client, loopback_client(public=True), redirect_uri))
+
+
+@pytest.mark.parametrize("public", [False, True])
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "http://127.0.0.1:99999/callback",
+        "http://127.0.0.1:65536/callback",
+        "http://127.0.0.1:0/callback",
+        "http://[::1]:0/callback",
+        "http://127.0.0.1:00080/callback",
+        "http://127.0.0.1:/callback",
+        "http://127.0.0.1:80x/callback",
+    ],
+)
+def test_invalid_loopback_ports_are_refused(client, user, public, redirect_uri):
+    login(client, user)
+    assert_error_page(authorize_loopback(client, loopback_client(public), redirect_uri))
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "http://127.0.0.1:9999/callback/extra",
+        "http://127.0.0.1:9999/callback?x=1",
+        "http://127.0.0.1:9999/callback?",
+        "http://127.0.0.1:9999/callback#frag",
+        "http://127.0.0.1:9999/CALLBACK",
+        "https://127.0.0.1:9999/callback",
+        "HTTP://127.0.0.1:9999/callback",
+        "http://127.0.0.2:9999/callback",
+        "http://user@127.0.0.1:9999/callback",
+        "http://127.0.0.1:9999@evil.example.com/callback",
+        "http://[::1]:9999/callback/../evil",
+    ],
+)
+def test_loopback_port_exception_varies_the_port_only(client, user, redirect_uri):
+    login(client, user)
+    assert_error_page(authorize_loopback(client, loopback_client(public=True), redirect_uri))
+
+
+def test_localhost_is_not_a_loopback_ip_literal(client, user, settings):
+    # RFC 8252 8.3: "localhost" may resolve elsewhere; only IP literals get the port exception,
+    # even where DOT's own ALLOW_LOCALHOST_LOOPBACK is switched on.
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ALLOW_LOCALHOST_LOOPBACK": True}
+    login(client, user)
+    assert_error_page(
+        authorize_loopback(client, loopback_client(public=True), "http://localhost:9999/callback")
+    )
 
 
 def test_missing_redirect_uri_gets_error_page(client, user, confidential_app):

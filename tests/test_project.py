@@ -109,6 +109,13 @@ class TestChecks:
         settings.OAUTH2_PROVIDER = dot_settings(OAUTH2_SERVER_CLASS="oauthlib.openid.Server")
         assert checks.E008 in self._ids()
 
+    def test_e011_resource_server_without_audience(self, settings):
+        # A URLconf with views protected by the resource-server helper that name no audience.
+        settings.ROOT_URLCONF = "tests.resource_views"
+        assert checks.E011 in self._ids()
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "RESOURCE_SERVER_AUDIENCE": "client-x"}
+        assert checks.E011 not in self._ids()
+
     def test_w001_http_issuer(self, settings):
         settings.OIDC_PROVIDER_EXT = {"ISSUER": "http://id.example.com"}
         assert checks.W001 in self._ids()

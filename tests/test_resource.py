@@ -18,13 +18,14 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.urls import reverse
 from jwcrypto import jwk, jws
 from oauth2_provider.models import get_access_token_model
 
-from oidc_provider_ext import keys
+from oidc_provider_ext import checks, keys
 from oidc_provider_ext.adapter import DefaultOIDCAdapter, get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.resource import (
@@ -40,6 +41,7 @@ from oidc_provider_ext.resource import (
 
 from .factories import ApplicationFactory
 from .flow import basic_auth, exchange, get_code, token_request
+from .resource_views import AUDIENCE, RESOURCE_URI, SERVICE_AUDIENCE
 
 try:
     import rest_framework  # noqa: F401
@@ -87,8 +89,8 @@ def access_claims(**overrides) -> dict:
     claims = {
         "iss": app_settings.ISSUER,
         "sub": "42",
-        "aud": "client-x",
-        "client_id": "client-x",
+        "aud": AUDIENCE,
+        "client_id": AUDIENCE,
         "iat": now,
         "exp": now + 300,
         "jti": uuid.uuid4().hex,
@@ -117,6 +119,12 @@ def rs256(key: jwk.JWK, header: dict, claims: dict) -> str:
     signing_input = f"{b64(json.dumps(header))}.{b64(json.dumps(claims))}"
     signature = key.get_op_key("sign").sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64(signature)}"
+
+
+@pytest.fixture
+def confidential_app(db):
+    # The client the test APIs accept tokens of: its client_id is their audience (RFC 9068 4).
+    return ApplicationFactory(client_id=AUDIENCE)
 
 
 @pytest.fixture
@@ -165,7 +173,9 @@ def test_valid_access_token_reaches_the_view_with_its_claims(api, user, confiden
 
 
 def test_validate_access_token_returns_typed_claims(user, confidential_app, tokens):
-    claims = validate_access_token(tokens["access_token"], required_scopes=["openid", "email"])
+    claims = validate_access_token(
+        tokens["access_token"], required_scopes=["openid", "email"], audience=AUDIENCE
+    )
     assert isinstance(claims, AccessTokenClaims)
     assert claims.sub == str(user.pk)
     assert claims.issuer == app_settings.ISSUER
@@ -213,7 +223,7 @@ def test_id_token_is_refused_by_the_api_and_by_userinfo(api, rp, tokens, setting
     configure(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
     assert_invalid_token(api.get("/api/any", **bearer(tokens["id_token"])), "typ")
     with pytest.raises(InvalidToken, match="typ"):
-        validate_access_token(tokens["id_token"])
+        validate_access_token(tokens["id_token"], audience=AUDIENCE)
     userinfo = rp.get(reverse("oidc_provider_ext:userinfo"), **bearer(tokens["id_token"]))
     assert userinfo.status_code == 401
     assert userinfo["WWW-Authenticate"].startswith("Bearer")
@@ -228,7 +238,7 @@ def test_missing_scope_is_403_insufficient_scope(api, tokens):
     assert 'scope="profile admin"' in challenge  # RFC 6750 3: the scope the resource needs
     assert response["Cache-Control"] == "no-store"
     with pytest.raises(InsufficientScope) as raised:
-        validate_access_token(tokens["access_token"], required_scopes=["admin"])
+        validate_access_token(tokens["access_token"], required_scopes=["admin"], audience=AUDIENCE)
     assert raised.value.scope == ("admin",)
     assert raised.value.error == "insufficient_scope" and raised.value.status_code == 403
 
@@ -389,20 +399,112 @@ def test_resource_server_issuer_setting(api, tokens, settings):
     assert api.get("/api/profile", **bearer(other)).status_code == 200
 
 
-def test_audience_is_checked_only_when_configured(api, confidential_app, tokens, settings):
-    assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
-    configure(settings, RESOURCE_SERVER_AUDIENCE="https://api.example.com")
-    assert_invalid_token(api.get("/api/profile", **bearer(tokens["access_token"])), "aud")
-    configure(settings, RESOURCE_SERVER_AUDIENCE=confidential_app.client_id)
-    assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
+# --- audience: a resource server names itself (RFC 9068 4) and fails closed ---------------------
 
 
-def test_decorator_audience_overrides_the_setting(api, no_revocation_check, settings):
-    configure(settings, RESOURCE_SERVER_AUDIENCE="client-x")
+@pytest.fixture
+def other_client_token(browser, rp, user):
+    """(client, access token) of another client of the same provider: aud is that client's id."""
+    other = ApplicationFactory()
+    code, _ = get_code(browser, other, user, scope="openid profile email")
+    response = exchange(rp, other, code)
+    assert response.status_code == 200, response.content
+    return other, response.json()["access_token"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/any", "/api/profile", "/api/email", "/api/async-profile", "/api/audience"]
+)
+def test_token_of_another_client_is_refused_by_the_decorator(api, other_client_token, path):
+    assert_invalid_token(api.get(path, **bearer(other_client_token[1])), "aud")
+
+
+def test_token_of_another_client_is_refused_only_for_its_aud(other_client_token):
+    other, token = other_client_token
+    with pytest.raises(InvalidToken, match="aud"):
+        validate_access_token(token, audience=AUDIENCE)
+    # Signature, issuer, revocation row and scopes are all good: naming its client accepts it.
+    assert validate_access_token(token, audience=[AUDIENCE, other.client_id]).client_id == other.client_id
+
+
+def test_no_audience_configured_refuses_every_token(api, tokens, other_client_token):
+    assert app_settings.RESOURCE_SERVER_AUDIENCE is None
+    for token in (tokens["access_token"], other_client_token[1], forge(), "garbage"):
+        # An operator error, raised before the token is even parsed: never "allow all".
+        with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
+            validate_access_token(token)
+        with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
+            api.get("/api/setting-audience", **bearer(token))
+    response = Client(raise_request_exception=False).get(
+        "/api/setting-audience", **bearer(tokens["access_token"])
+    )
+    assert response.status_code == 500
+    assert api.get("/api/setting-audience").status_code == 401  # no token: the plain challenge
+
+
+def test_audience_setting_serves_views_that_name_none(api, tokens, other_client_token, settings):
+    other, other_token = other_client_token
+    configure(settings, RESOURCE_SERVER_AUDIENCE=RESOURCE_URI)
+    assert_invalid_token(api.get("/api/setting-audience", **bearer(tokens["access_token"])), "aud")
+    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    assert api.get("/api/setting-audience", **bearer(tokens["access_token"])).status_code == 200
+    assert_invalid_token(api.get("/api/setting-audience", **bearer(other_token)), "aud")
+    # A list: the tokens of each client named are accepted, and no other.
+    configure(settings, RESOURCE_SERVER_AUDIENCE=[AUDIENCE, other.client_id])
+    assert (AUDIENCE, other.client_id) == app_settings.RESOURCE_SERVER_AUDIENCE
+    for token in (tokens["access_token"], other_token):
+        assert api.get("/api/setting-audience", **bearer(token)).status_code == 200
+    assert_invalid_token(api.get("/api/setting-audience", **bearer(forge(aud="client-z"))), "aud")
+
+
+def test_view_audience_overrides_the_setting(api, no_revocation_check, settings):
+    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
     assert_invalid_token(api.get("/api/audience", **bearer(forge())), "aud")
-    token = forge(aud=["client-x", "https://api.example.com"])
-    assert api.get("/api/audience", **bearer(token)).status_code == 200
-    assert api.get("/api/any", **bearer(token)).status_code == 200
+    both = forge(aud=[AUDIENCE, RESOURCE_URI])
+    assert api.get("/api/audience", **bearer(both)).status_code == 200
+    assert api.get("/api/any", **bearer(both)).status_code == 200
+    # RFC 8707-style resource URI as the audience: the same exact comparison.
+    resource_only = forge(aud=RESOURCE_URI)
+    assert api.get("/api/audience", **bearer(resource_only)).status_code == 200
+    assert_invalid_token(api.get("/api/any", **bearer(resource_only)), "aud")
+
+
+@pytest.mark.parametrize(
+    "value", ["*", ["*"], [AUDIENCE, "*"], "", [], [""], [AUDIENCE, 7], f" {AUDIENCE}", 7, {"aud": 1}]
+)
+def test_there_is_no_wildcard_or_empty_audience(api, tokens, settings, value):
+    configure(settings, RESOURCE_SERVER_AUDIENCE=value)
+    with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
+        api.get("/api/setting-audience", **bearer(tokens["access_token"]))
+    with pytest.raises(ImproperlyConfigured, match="audience"):
+        validate_access_token(tokens["access_token"], audience=value)
+    with pytest.raises(ImproperlyConfigured, match="audience"):
+        require_access_token(audience=value)
+
+
+def test_check_e011_names_the_views_without_an_audience(settings):
+    def e011():
+        return [message for message in run_checks() if message.id == checks.E011]
+
+    (message,) = e011()
+    assert "'api/setting-audience'" in message.msg
+    assert ("'drf/setting-audience'" in message.msg) is HAS_DRF
+    for named in ("api/any", "api/profile", "api/email", "api/async-profile", "api/audience", "drf/profile"):
+        assert f"'{named}'" not in message.msg
+    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    assert e011() == []
+    configure(settings, RESOURCE_SERVER_AUDIENCE="*")
+    assert [m.id for m in e011()] == [checks.E011]
+
+
+def test_check_e011_for_a_remote_resource_server(settings, jwks_server):
+    # The API runs apart (only a JWKS URL) and no view names an audience: the check fires.
+    settings.ROOT_URLCONF = "idp_project.urls"
+    assert not [m for m in run_checks() if m.id == checks.E011]
+    configure(settings, RESOURCE_SERVER_JWKS_URL=jwks_server.url)
+    assert [m.id for m in run_checks() if m.id == checks.E011] == [checks.E011]
+    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    assert not [m for m in run_checks() if m.id == checks.E011]
 
 
 @pytest.mark.parametrize(
@@ -528,7 +630,7 @@ def _garbage() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("name", "token"), _garbage(), ids=[name for name, _ in _garbage()])
 def test_garbage_is_invalid_token_and_nothing_else(api, name, token):
     with pytest.raises(InvalidToken) as raised:
-        validate_access_token(token)
+        validate_access_token(token, audience=AUDIENCE)
     assert raised.value.error == "invalid_token" and raised.value.status_code == 401
     if token.strip() and " " not in token:
         assert_invalid_token(api.get("/api/any", **bearer(token)))
@@ -537,7 +639,7 @@ def test_garbage_is_invalid_token_and_nothing_else(api, name, token):
 @pytest.mark.parametrize("value", [None, 42, b"eyJ.eyJ.sig"])
 def test_non_string_tokens_are_invalid(value):
     with pytest.raises(InvalidToken):
-        validate_access_token(value)  # type: ignore[arg-type]
+        validate_access_token(value, audience=AUDIENCE)  # type: ignore[arg-type]
 
 
 def test_token_size_is_bounded(api, no_revocation_check):
@@ -754,7 +856,7 @@ def test_unusable_jwks_is_503_not_401(api, remote, tokens, status, body, headers
     assert response.json()["error"] == "temporarily_unavailable"
     assert "WWW-Authenticate" not in response  # the token was not found wanting
     with pytest.raises(KeySetUnavailable):
-        validate_access_token(tokens["access_token"])
+        validate_access_token(tokens["access_token"], audience=AUDIENCE)
     assert remote.requests == 2
 
 
@@ -786,6 +888,7 @@ settings.configure(
     OIDC_PROVIDER_EXT={{
         "RESOURCE_SERVER_ISSUER": {app_settings.ISSUER!r},
         "RESOURCE_SERVER_JWKS_URL": {remote.url!r},
+        "RESOURCE_SERVER_AUDIENCE": {AUDIENCE!r},
     }},
 )
 import django
@@ -813,7 +916,7 @@ print(json.dumps({{"sub": claims.sub, "loaded": loaded}}))
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["loaded"] == []
-    assert output["sub"] == validate_access_token(tokens["access_token"]).sub
+    assert output["sub"] == validate_access_token(tokens["access_token"], audience=AUDIENCE).sub
 
 
 # --- adapter hook -------------------------------------------------------------------------------
@@ -852,7 +955,9 @@ class TestGetUserBySubject:
 def client_credentials_token(rp):
     from oauth2_provider.models import get_application_model
 
-    app = ApplicationFactory(authorization_grant_type=get_application_model().GRANT_CLIENT_CREDENTIALS)
+    app = ApplicationFactory(
+        client_id=SERVICE_AUDIENCE, authorization_grant_type=get_application_model().GRANT_CLIENT_CREDENTIALS
+    )
     response = token_request(
         rp, {"grant_type": "client_credentials", "scope": "profile"}, auth=(app.client_id, app.raw_secret)
     )
@@ -925,6 +1030,28 @@ class TestDRF:
     def test_view_without_required_scopes_is_a_configuration_error(self, api, tokens):
         with pytest.raises(ImproperlyConfigured, match="required_scopes"):
             api.get("/drf/misconfigured", **bearer(tokens["access_token"]))
+
+    def test_token_of_another_client_is_401_invalid_token(self, api, other_client_token):
+        response = api.get("/drf/profile", **bearer(other_client_token[1]))
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
+        assert "aud" in response.json()["error_description"]
+        assert 'error="invalid_token"' in response["WWW-Authenticate"]
+
+    def test_no_audience_configured_refuses_every_token(self, api, tokens, settings):
+        with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
+            api.get("/drf/setting-audience", **bearer(tokens["access_token"]))
+        configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+        assert api.get("/drf/setting-audience", **bearer(tokens["access_token"])).status_code == 200
+
+    @pytest.mark.parametrize("value", ["*", ["*"], [], ""])
+    def test_wildcard_or_empty_audience_is_refused_when_the_class_is_defined(self, value):
+        from oidc_provider_ext.contrib.drf import JWTAccessTokenAuthentication
+
+        with pytest.raises(ImproperlyConfigured, match="AnyClient.audience"):
+
+            class AnyClient(JWTAccessTokenAuthentication):
+                audience = value
 
     def test_unavailable_remote_jwks_is_503(self, api, settings, tokens):
         configure(settings, RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")

@@ -183,6 +183,19 @@ class TestPkce:
         code, _ = get_code(browser, confidential_app, user)
         assert exchange(rp, confidential_app, code).status_code == 200
 
+    @pytest.mark.parametrize("verifier", ["a" * 43, ""])
+    def test_verifier_for_a_code_issued_without_challenge_is_refused(
+        self, browser, rp, user, confidential_app, verifier
+    ):
+        # RFC 9700 4.8.2 (PKCE downgrade): no code_challenge at authorization, so a code_verifier
+        # at the token endpoint means the request was tampered with or the code was injected.
+        code, _ = get_code(browser, confidential_app, user)
+        data = code_request(confidential_app, code, code_verifier=verifier)
+        response = token_request(rp, data, auth=(confidential_app.client_id, confidential_app.raw_secret))
+        body = assert_oauth_error(response, "invalid_grant")
+        assert "code_challenge" in body["error_description"]
+        assert not AccessToken.objects.exists()
+
     def test_public_client_cannot_use_a_secret_to_skip_pkce(self, browser, rp, user):
         app = PublicApplicationFactory()
         _, challenge = pkce_pair()

@@ -28,8 +28,11 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.conf import resource_audiences
 from oidc_provider_ext.resource import (
+    AUDIENCE_MARK,
     AccessTokenClaims,
+    Audience,
     InsufficientScope,
     InvalidToken,
     KeySetUnavailable,
@@ -73,12 +76,21 @@ class JWTAccessTokenAuthentication(BaseAuthentication):
 
     A request without a Bearer header is left to the next authentication class. A Bearer token
     that fails validation is a 401 ``invalid_token``; a token in the query string a 400
-    ``invalid_request``. Set ``audience`` on a subclass to override ``RESOURCE_SERVER_AUDIENCE``,
-    and ``www_authenticate_realm`` to override ``RESOURCE_SERVER_REALM``.
+    ``invalid_request``. Set ``audience`` (a string or a list) on a subclass to override
+    ``RESOURCE_SERVER_AUDIENCE``, and ``www_authenticate_realm`` to override
+    ``RESOURCE_SERVER_REALM``. With neither audience, a request with a token raises
+    ImproperlyConfigured (RFC 9068 4: fail closed) and system check E011 reports the views.
     """
 
-    audience: str | None = None
+    audience: Audience | None = None
     www_authenticate_realm: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A malformed audience ("*", empty) is refused when the class is defined, not per request.
+        audience = cls.audience
+        marked = None if audience is None else resource_audiences(audience, f"{cls.__qualname__}.audience")
+        setattr(cls, AUDIENCE_MARK, marked)
 
     def authenticate(
         self, request: Request
@@ -138,3 +150,6 @@ class HasScopes(BasePermission):
                 f"{type(view).__name__} uses HasScopes: give it required_scopes = ['scope', ...]."
             )
         return tuple(scopes)
+
+
+setattr(JWTAccessTokenAuthentication, AUDIENCE_MARK, None)  # relies on RESOURCE_SERVER_AUDIENCE
