@@ -285,6 +285,7 @@ def test_production_profile_takes_the_proxy_count_from_the_environment():
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "idp_project.settings_production",
         "DJANGO_SECRET_KEY": "x" * 50,
+        "OIDC_SECRET_KEYS": "y" * 50,
         "OIDC_ISSUER": "https://id.example.com",
     }
     env.pop("DATABASE_URL", None)
