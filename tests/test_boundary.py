@@ -2,14 +2,22 @@
 control characters, invalid UTF-8, malformed escapes, oversized values and deep nesting with its own
 protocol error, never a 500."""
 
+import json
+from datetime import timedelta
+from io import StringIO
+
 import pytest
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from oidc_provider_ext import urls
+from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.requests import value_problem
 
-from .factories import REDIRECT_URI
+from .factories import REDIRECT_URI, USER_PASSWORD
 from .flow import authorize_url, login, query_of
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +147,74 @@ def test_code_challenge_shape(value):
     # RFC 7636 4.2: 43..128 characters of the unreserved set.
     assert value_problem("code_challenge", value)
     assert value_problem("code_challenge", "a" * 43) is None
+
+
+class TestAnonymousStorage:
+    """DESIGN.md "Anonymous requests": each cookieless POST /connect/authorize used to leave a
+    ~21.7 KB session row for 14 days."""
+
+    def _largest_request(self, app):
+        claims = json.dumps({"userinfo": {f"c{i:03}": {"essential": True} for i in range(70)}})
+        assert 1900 < len(claims) <= 2048
+        return {
+            "response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
+            "scope": "openid profile email", "state": "s" * 2048, "nonce": "n" * 255, "claims": claims,
+            "login_hint": "h" * 255, "ui_locales": "en " * 85,
+        }  # fmt: skip
+
+    def test_rows_are_bounded_and_expire_with_the_request(self, confidential_app):
+        lifetime = app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        for _ in range(20):
+            response = Client().post(
+                reverse("oidc_provider_ext:authorize"), self._largest_request(confidential_app)
+            )
+            assert response.status_code == 302 and "/login" in response["Location"]
+        rows = list(Session.objects.all())
+        assert len(rows) == 20
+        soon = timezone.now() + timedelta(seconds=lifetime + 5)
+        for row in rows:
+            assert len(row.session_data) < 8 * 1024
+            assert row.expire_date <= soon
+
+    def test_oversized_values_leave_no_row(self, confidential_app):
+        data = {**self._largest_request(confidential_app), "state": "s" * 2049}
+        response = Client().post(reverse("oidc_provider_ext:authorize"), data)
+        assert response.status_code == 400
+        assert not Session.objects.exists()
+
+    def test_sign_in_restores_the_sites_expiry(self, settings, user, confidential_app):
+        browser = Client()
+        response = browser.get(authorize_url(confidential_app))
+        assert browser.session.get_expiry_age() <= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+        assert response.status_code == 302
+        assert browser.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+        row = Session.objects.get(session_key=browser.session.session_key)
+        assert row.expire_date > timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 60)
+
+    def test_a_signed_in_session_keeps_its_expiry(self, settings, user, confidential_app):
+        browser = Client()
+        login(browser, user)
+        response = browser.get(authorize_url(confidential_app, prompt="login"))
+        assert response.status_code == 302 and "/login" in response["Location"]
+        assert browser.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+
+    def test_a_session_with_other_data_keeps_its_expiry(self, settings, confidential_app):
+        browser = Client()
+        session = browser.session
+        session["cart"] = ["book"]
+        session.save()
+        browser.cookies[settings.SESSION_COOKIE_NAME] = session.session_key
+        browser.get(authorize_url(confidential_app))
+        assert browser.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+
+    def test_cleanup_removes_expired_sessions(self, confidential_app):
+        Client().get(authorize_url(confidential_app))
+        Client().get(authorize_url(confidential_app))
+        Session.objects.filter(pk=Session.objects.first().pk).update(
+            expire_date=timezone.now() - timedelta(seconds=1)
+        )
+        out = StringIO()
+        call_command("oidc_cleanup", stdout=out)
+        assert Session.objects.count() == 1
+        assert "expired sessions: removed" in out.getvalue()

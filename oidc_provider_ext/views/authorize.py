@@ -379,7 +379,13 @@ class AuthorizeView(OAuthLibMixin, View):
         pending[request_id] = entry
         while len(pending) > MAX_PENDING:
             pending.pop(min(pending, key=lambda key: pending[key]["created"]))
-        self.request.session[PENDING_SESSION_KEY] = pending
+        session = self.request.session
+        session[PENDING_SESSION_KEY] = pending
+        # DESIGN.md "Anonymous requests": a session that holds nothing but pending requests
+        # expires with them, not after SESSION_COOKIE_AGE (sessions.py restores that on sign-in).
+        if not self.request.user.is_authenticated and set(session.keys()) <= sessions.PENDING_ONLY_KEYS:
+            session[sessions.PENDING_ONLY_KEY] = True
+            session.set_expiry(app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS)
 
     def _forget(self, request_id: str) -> None:
         pending = dict(self.request.session.get(PENDING_SESSION_KEY, {}))
