@@ -119,6 +119,20 @@ def _on_login(sender, request, user, **kwargs):
         start(request, user, tenant=getattr(request, "oidc_login_tenant", NO_TENANT))
 
 
+# Set by the authorization endpoint on a session that holds only pending authorization requests
+# of an anonymous browser: it expires with them (AUTHORIZE_REQUEST_MAX_AGE_SECONDS).
+PENDING_ONLY_KEY = "oidc_pending_only"
+PENDING_ONLY_KEYS = {"oidc_pending_authorizations", PENDING_ONLY_KEY, "_session_expiry"}
+
+
+@receiver(user_logged_in)
+def _restore_session_expiry(sender, request, user, **kwargs):
+    # A signed-in session follows the site's own expiry policy again (SESSION_COOKIE_AGE, ...).
+    session = getattr(request, "session", None)
+    if session is not None and session.pop(PENDING_ONLY_KEY, False):
+        session.set_expiry(None)
+
+
 @receiver(user_logged_out)
 def _on_logout(sender, request, user, **kwargs):
     # Any sign-out (end-session endpoint, the admin's, django.contrib.auth's) ends the browser's

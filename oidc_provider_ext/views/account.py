@@ -11,7 +11,13 @@ from django.views.generic import ListView, TemplateView, View
 
 from oidc_provider_ext import consents, logout, sessions
 from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
+from oidc_provider_ext.views.errors import boundary_page
+
+# The request boundary, and Django's CSRF check after it (the middleware would read a body the
+# boundary has not vetted yet).
+_boundary = method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
 
 
 def _live(user):
@@ -19,6 +25,7 @@ def _live(user):
 
 
 @method_decorator(never_cache, name="dispatch")
+@_boundary
 class ConnectedAppsView(LoginRequiredMixin, ListView):
     template_name = "oidc_provider_ext/connected_apps.html"
     context_object_name = "consents"
@@ -36,6 +43,7 @@ class ConnectedAppsView(LoginRequiredMixin, ListView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@_boundary
 class RevokeAppView(LoginRequiredMixin, TemplateView):
     """GET asks for confirmation; POST (CSRF-protected) revokes."""
 
@@ -58,6 +66,7 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@_boundary
 class SessionsView(LoginRequiredMixin, ListView):
     """The user's signed-in sessions (device/browser, when), each can be ended."""
 
@@ -76,6 +85,7 @@ class SessionsView(LoginRequiredMixin, ListView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@_boundary
 class EndOPSessionView(LoginRequiredMixin, View):
     login_url = reverse_lazy("oidc_provider_ext:login")
 

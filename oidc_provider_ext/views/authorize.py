@@ -33,7 +33,7 @@ from oidc_provider_ext import clients, consents, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
+from oidc_provider_ext.internal.requests import Problem, csrf_failed, rejecting_bad_requests, value_problem
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -119,13 +119,38 @@ def pending_request_for_next(request, next_url: str) -> tuple[str, dict] | None:
     return (request_id, entry) if entry else None
 
 
+def _boundary_error(request, problem: Problem):
+    """The request boundary's answer at the authorization endpoint (OIDC Core 3.1.2.6): an error
+    redirect when client_id, redirect_uri and state are themselves sound and the redirect_uri is
+    registered for the client; otherwise an error page at the IdP (RFC 6749 4.1.2.1)."""
+    if problem.parameter is None or problem.repeated:  # nothing of it can be trusted
+        return bad_request_page(request, problem.description)
+    params = request.POST if request.method == "POST" else request.GET
+    if "request_id" in params or problem.parameter not in params:
+        return bad_request_page(request, problem.description)
+    trusted = {}
+    for name in ("client_id", "redirect_uri", "state"):
+        values = params.getlist(name)
+        if len(values) > 1 or (values and value_problem(name, values[0])) or name == problem.parameter:
+            return bad_request_page(request, problem.description)
+        trusted[name] = values[0] if values else ""
+    application = get_client(trusted["client_id"])
+    if (
+        application is None
+        or not trusted["redirect_uri"]
+        or not application.redirect_uri_allowed(trusted["redirect_uri"])
+    ):
+        return bad_request_page(request, problem.description)
+    view = AuthorizeView()
+    view.setup(request)
+    return view._client_error(trusted, application, "invalid_request", problem.description)
+
+
 @method_decorator(never_cache, name="dispatch")
 # OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
 # no CSRF token of ours; the consent form's POST is CSRF-checked explicitly in post().
 @method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(
-    rejecting_bad_requests(bad_request_page, repeatable_form_fields=("scope",)), name="dispatch"
-)
+@method_decorator(rejecting_bad_requests(_boundary_error, repeatable_form_fields=("scope",)), name="dispatch")
 class AuthorizeView(OAuthLibMixin, View):
     template_name = "oidc_provider_ext/consent.html"
 
@@ -368,7 +393,13 @@ class AuthorizeView(OAuthLibMixin, View):
         pending[request_id] = entry
         while len(pending) > MAX_PENDING:
             pending.pop(min(pending, key=lambda key: pending[key]["created"]))
-        self.request.session[PENDING_SESSION_KEY] = pending
+        session = self.request.session
+        session[PENDING_SESSION_KEY] = pending
+        # DESIGN.md "Anonymous requests": a session that holds nothing but pending requests
+        # expires with them, not after SESSION_COOKIE_AGE (sessions.py restores that on sign-in).
+        if not self.request.user.is_authenticated and set(session.keys()) <= sessions.PENDING_ONLY_KEYS:
+            session[sessions.PENDING_ONLY_KEY] = True
+            session.set_expiry(app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS)
 
     def _forget(self, request_id: str) -> None:
         pending = dict(self.request.session.get(PENDING_SESSION_KEY, {}))

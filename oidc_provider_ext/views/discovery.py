@@ -11,6 +11,7 @@ from django.views.generic import View
 from oidc_provider_ext import keys
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 
 
 def endpoint_url(name: str) -> str:
@@ -74,6 +75,19 @@ def provider_metadata() -> dict:
     }
 
 
+def _bad_request(request, problem):
+    response = JsonResponse(
+        {"error": "invalid_request", "error_description": problem.description}, status=400
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# They take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
+_boundary = method_decorator(rejecting_bad_requests(_bad_request, reads_parameters=False), name="dispatch")
+
+
+@_boundary
 class DiscoveryView(View):
     def get(self, request, *args, **kwargs):
         response = JsonResponse(provider_metadata())
@@ -83,6 +97,7 @@ class DiscoveryView(View):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@_boundary
 class JwksView(View):
     def get(self, request, *args, **kwargs):
         response = JsonResponse(keys.jwks())

@@ -9,6 +9,11 @@ def bad_request_page(request, description: str):
     return error_page(request, "This request is not valid", description, error="invalid_request")
 
 
+def boundary_page(request, problem):
+    """The request boundary's answer on a page that has no client to redirect to."""
+    return bad_request_page(request, problem.description)
+
+
 def error_page(request, title: str, message: str, status: int = 400, **context):
     """An error the *user* sees: what went wrong and what to do next."""
     context.update(title=title, message=message, status=status)

@@ -7,10 +7,15 @@ from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.views.authorize import PENDING_SESSION_KEY, _ui_language, pending_request_for_next
+from oidc_provider_ext.views.errors import boundary_page
 
 
 @method_decorator(never_cache, name="dispatch")
+# The request boundary runs before the CSRF check (which reads the body), then does it itself;
+# Django's LoginView checks CSRF again in its own dispatch.
+@method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
 class LoginView(auth_views.LoginView):
     template_name = "oidc_provider_ext/login.html"
     form_class = LoginForm

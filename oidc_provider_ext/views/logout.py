@@ -21,7 +21,7 @@ from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_reque
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
 from oidc_provider_ext.views.authorize import _ui_language
-from oidc_provider_ext.views.errors import bad_request_page, error_page
+from oidc_provider_ext.views.errors import boundary_page, error_page
 
 PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
 
@@ -43,7 +43,7 @@ class LogoutRequest:
 # RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
 # for CSRF explicitly below.
 @method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(bad_request_page), name="dispatch")
+@method_decorator(rejecting_bad_requests(boundary_page), name="dispatch")
 class EndSessionView(View):
     confirm_template = "oidc_provider_ext/logout_confirm.html"
     done_template = "oidc_provider_ext/logged_out.html"

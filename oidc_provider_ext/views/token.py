@@ -79,13 +79,14 @@ class JsonErrorsMixin:
         return oauth_error("invalid_request", f"Use {allowed}.", status=405, Allow=allowed)
 
 
-def _invalid_request(request, description):
-    return oauth_error("invalid_request", description)
+def _invalid_request(request, problem):
+    return oauth_error("invalid_request", problem.description)
 
 
-def _invalid_bearer_request(request, description):
+def _invalid_bearer_request(request, problem):
+    # RFC 6750 3.1: invalid_request is a 400 with the Bearer challenge.
     return oauth_error(
-        "invalid_request", description, status=400, WWW_Authenticate='Bearer error="invalid_request"'
+        "invalid_request", problem.description, status=400, WWW_Authenticate='Bearer error="invalid_request"'
     )
 
 

@@ -6,13 +6,17 @@ What goes (and when):
 - access tokens past their expiry; refresh tokens revoked or past REFRESH_TOKEN_EXPIRE_SECONDS;
 - DOT's own Grant and IDToken rows (this app does not create them) once expired;
 - consents revoked or expired, OP sessions ended, and delivered back-channel logouts, older than
-  --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history).
+  --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history);
+- expired browser sessions (``SessionStore.clear_expired()`` of SESSION_ENGINE, where the engine
+  supports it), e.g. those an anonymous authorization request left behind.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import import_module
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.db.models import Q
@@ -74,6 +78,17 @@ class Command(BaseCommand):
         for label, queryset in plan:
             removed = queryset.count() if dry_run else self._delete_in_batches(queryset, batch_size)
             self.stdout.write(f"{label}: {'would remove' if dry_run else 'removed'} {removed}")
+        if not dry_run:
+            self._clear_expired_sessions()
+
+    def _clear_expired_sessions(self) -> None:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        try:
+            store.clear_expired()
+        except NotImplementedError:  # e.g. signed cookies: nothing is stored
+            self.stdout.write("expired sessions: not supported by the session engine")
+        else:
+            self.stdout.write("expired sessions: removed")
 
     @staticmethod
     def _delete_in_batches(queryset, batch_size: int) -> int:
