@@ -184,6 +184,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 OIDC_PROVIDER_EXT = {
     "ISSUER": os.environ.get("OIDC_ISSUER", "http://127.0.0.1:8000"),
+    # The demo clients' back-channel logout endpoints (and the test suite's receivers) listen on
+    # loopback over http. Outbound requests refuse that by default; production settings drop it.
+    "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
 }
 if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # A lifetime, not a performance setting: benchmarks/ mints codes ahead of the timed phase.

@@ -14,6 +14,10 @@ from .settings import OIDC_PROVIDER_EXT
 DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]  # no default in production: fail loudly
 
+# Outbound requests (back-channel logout) reach public https addresses only: the example's
+# loopback allowance is for development. List a network here only if an RP really lives in it.
+OIDC_PROVIDER_EXT = {k: v for k, v in OIDC_PROVIDER_EXT.items() if k != "OUTBOUND_ALLOWED_NETWORKS"}
+
 if not OIDC_PROVIDER_EXT["ISSUER"].startswith("https://"):
     raise RuntimeError("OIDC_ISSUER must be an https URL in production.")
 
