@@ -786,6 +786,7 @@ settings.configure(
     OIDC_PROVIDER_EXT={{
         "RESOURCE_SERVER_ISSUER": {app_settings.ISSUER!r},
         "RESOURCE_SERVER_JWKS_URL": {remote.url!r},
+        "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.0/8"],  # the test's provider listens on loopback
     }},
 )
 import django
