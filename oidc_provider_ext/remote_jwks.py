@@ -8,7 +8,12 @@ provider sees one request per ``RESOURCE_SERVER_JWKS_CACHE_SECONDS``. A token wh
 the cached set causes a refetch, because the provider may have published a new key since (it
 publishes a key as ``next`` before signing with it, so this is rare); such refetches happen at
 most once per ``RESOURCE_SERVER_JWKS_REFETCH_SECONDS``, so tokens with made-up ``kid`` values
-cannot turn into a flood of requests against the provider.
+cannot turn into a flood of requests against the provider. An empty cache is filled by one fetch:
+one per process (the other requests wait for its result) and one across processes (a short
+``cache.add`` lock; the others wait for the cached set or fail, which the API answers with 503).
+
+Fetches go through the guarded outbound client (internal/outbound.py): one total deadline, a size
+cap, no redirects and the ``OUTBOUND_ALLOWED_NETWORKS`` network policy.
 
 This module imports no model: it works in a project that does not install the provider app.
 """
