@@ -158,3 +158,39 @@ def test_only_plain_http_urls(url):
 def test_errors_are_coarse():
     # "Connection refused" vs "timed out" vs "No route to host" would map the provider's network.
     assert category_of(dead_url()) == outbound.CONNECTION_FAILED
+
+
+def test_production_settings_allow_no_internal_network():
+    import os
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "idp_project.settings_production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "OIDC_ISSUER": "https://id.example.com",
+    }
+    env.pop("DATABASE_URL", None)
+    script = (
+        "import django; django.setup(); from oidc_provider_ext.conf import app_settings; "
+        "print(app_settings.OUTBOUND_ALLOWED_NETWORKS)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_body_is_not_read_when_only_the_status_matters():
+    with Server(huge_body()) as server:
+        response = outbound.request("POST", server.url, deadline_seconds=5, max_bytes=0, read_body=False)
+    assert response.status == 200 and response.body == b""

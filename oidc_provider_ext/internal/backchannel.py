@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 WORKERS = 4  # concurrent deliveries per process
 QUEUE = 64  # deliveries waiting for a worker per process; beyond that the retry command sends them
-MAX_RESPONSE_BYTES = 16 * 1024  # the RP's answer is not read for anything but its status
 BACKOFF_BASE_SECONDS = 30  # after the n-th failed attempt: 30 s * 2**(n-1), at most an hour
 BACKOFF_MAX_SECONDS = 3600
 LEASE_MARGIN_SECONDS = 30  # a SENDING row whose worker died is due again after deadline + this
@@ -194,7 +193,8 @@ def post(uri: str, logout_token: str) -> str | None:
             body=urlencode({"logout_token": logout_token}).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             deadline_seconds=app_settings.BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS,
-            max_bytes=MAX_RESPONSE_BYTES,
+            max_bytes=0,
+            read_body=False,  # section 2.8: only the status matters, whatever the RP says with it
         )
     except outbound.OutboundError as exc:
         return exc.category

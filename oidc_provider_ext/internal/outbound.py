@@ -217,10 +217,13 @@ def request(
     max_bytes: int,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
+    read_body: bool = True,
 ) -> Response:
     """Make one request under the policy above; raise :class:`OutboundError` on any failure.
 
-    A 2xx, 4xx or 5xx response is returned (the caller decides); a 3xx raises ``REDIRECT``.
+    A 2xx, 4xx or 5xx response is returned (the caller decides); a 3xx raises ``REDIRECT``. With
+    ``read_body=False`` only the status and headers are read (the body is left unread and the
+    connection closed).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -254,7 +257,7 @@ def request(
         response = connection.getresponse()
         if 300 <= response.status < 400:
             raise OutboundError(REDIRECT, f"HTTP {response.status}")
-        content = response.read(max_bytes + 1)
+        content = response.read(max_bytes + 1) if read_body else b""
         if len(content) > max_bytes:
             raise OutboundError(TOO_LARGE, f"more than {max_bytes} bytes")
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, content)
