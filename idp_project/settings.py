@@ -117,6 +117,10 @@ def _database() -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
         }
+        # Tests get a file too, not Django's shared-cache in-memory database: there a second
+        # thread (the back-channel logout pool, a live server) hits table locks that fail at once
+        # ("database table is locked") instead of waiting like WAL and the busy timeout do.
+        config["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
     return config
 
 
