@@ -128,6 +128,10 @@ def _database() -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
         }
+        # Tests get a file too, not Django's shared-cache in-memory database: there a second
+        # thread (the back-channel logout pool, a live server) hits table locks that fail at once
+        # ("database table is locked") instead of waiting like WAL and the busy timeout do.
+        config["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
     return config
 
 
@@ -195,6 +199,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 OIDC_PROVIDER_EXT = {
     "ISSUER": os.environ.get("OIDC_ISSUER", "http://127.0.0.1:8000"),
+    # The demo clients' back-channel logout endpoints (and the test suite's receivers) listen on
+    # loopback over http. Outbound requests refuse that by default; production settings drop it.
+    "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
 }
 if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # A lifetime, not a performance setting: benchmarks/ mints codes ahead of the timed phase.

@@ -26,6 +26,10 @@ DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 OIDC_PROVIDER_EXT["SECRET_KEYS"] = os.environ["OIDC_SECRET_KEYS"].split(",")
 
+# Outbound requests (back-channel logout) reach public https addresses only: the example's
+# loopback allowance is for development. List a network here only if an RP really lives in it.
+OIDC_PROVIDER_EXT = {k: v for k, v in OIDC_PROVIDER_EXT.items() if k != "OUTBOUND_ALLOWED_NETWORKS"}
+
 if not OIDC_PROVIDER_EXT["ISSUER"].startswith("https://"):
     raise RuntimeError("OIDC_ISSUER must be an https URL in production.")
 

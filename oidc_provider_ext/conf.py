@@ -10,6 +10,7 @@ writes ``OAUTH2_PROVIDER = dot_settings()`` instead of copying DOT wiring by han
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +59,12 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "SIGNING_ALG": _Setting("RS256", "Algorithm of the key created automatically on first use."),
     "JWKS_MAX_AGE_SECONDS": _Setting(3600, "Cache-Control max-age of the JWKS document."),
-    "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": _Setting(2, "How long a back-channel logout POST may take."),
+    "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": _Setting(
+        2, "Total deadline of one back-channel logout POST (connect to last body byte)."
+    ),
+    "OUTBOUND_ALLOWED_NETWORKS": _Setting(
+        [], "CIDRs outbound requests may reach although not public (and over plain http)."
+    ),
     "LOGOUT_TOKEN_EXPIRE_SECONDS": _Setting(120, "Lifetime of a logout token."),
     "CLIENT_CACHE_SECONDS": _Setting(30, "How long a client and its profile are cached; 0 disables."),
     "CONSENT_LIFETIME_DAYS": _Setting(None, "Default lifetime of a remembered consent; None: until revoked."),
@@ -189,6 +195,20 @@ class AppSettings:
     @property
     def BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS(self) -> float:
         return float(self._get("BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS"))
+
+    @property
+    def OUTBOUND_ALLOWED_NETWORKS(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        value = self._get("OUTBOUND_ALLOWED_NETWORKS")
+        if isinstance(value, str):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['OUTBOUND_ALLOWED_NETWORKS'] must be a list of CIDRs."
+            )
+        try:
+            return [ipaddress.ip_network(str(cidr)) for cidr in value]
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['OUTBOUND_ALLOWED_NETWORKS']: {exc} (host bits must be zero)."
+            ) from exc
 
     @property
     def LOGOUT_TOKEN_EXPIRE_SECONDS(self) -> int:

@@ -8,7 +8,12 @@ provider sees one request per ``RESOURCE_SERVER_JWKS_CACHE_SECONDS``. A token wh
 the cached set causes a refetch, because the provider may have published a new key since (it
 publishes a key as ``next`` before signing with it, so this is rare); such refetches happen at
 most once per ``RESOURCE_SERVER_JWKS_REFETCH_SECONDS``, so tokens with made-up ``kid`` values
-cannot turn into a flood of requests against the provider.
+cannot turn into a flood of requests against the provider. An empty cache is filled by one fetch:
+one per process (the other requests wait for its result) and one across processes (a short
+``cache.add`` lock; the others wait for the cached set or fail, which the API answers with 503).
+
+Fetches go through the guarded outbound client (internal/outbound.py): one total deadline, a size
+cap, no redirects and the ``OUTBOUND_ALLOWED_NETWORKS`` network policy.
 
 This module imports no model: it works in a project that does not install the provider app.
 """
@@ -18,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import urllib.error
-import urllib.request
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -28,26 +33,19 @@ from jwcrypto import jwk
 from jwcrypto.common import JWException
 
 from .conf import app_settings
+from .internal import outbound
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT_SECONDS = 5
+FETCH_TIMEOUT_SECONDS = 5  # total: connect, TLS, headers and body
 MAX_JWKS_BYTES = 256 * 1024
+FLIGHT_WAIT_SECONDS = 1  # beyond the fetch deadline, how long a waiting request waits for a fetch
+FLIGHT_POLL_SECONDS = 0.05
 _CACHE_PREFIX = "oidc_provider_ext:resource:jwks:"
 
 
 class JWKSFetchError(Exception):
     """The JWK Set could not be fetched or is not a JWK Set."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead from https to http, where the key set can be swapped in transit.
-    # The configured URL must serve the key set itself.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def _cache_keys(url: str) -> tuple[str, str]:
@@ -56,18 +54,24 @@ def _cache_keys(url: str) -> tuple[str, str]:
 
 
 def fetch(url: str) -> dict[str, list[dict[str, Any]]]:
-    """GET the JWK Set at ``url`` (RFC 7517 5) and return it as ``{"keys": [...]}``."""
-    headers = {"Accept": "application/jwk-set+json, application/json", "User-Agent": "oidc-provider-ext"}
-    request = urllib.request.Request(url, headers=headers)
+    """GET the JWK Set at ``url`` (RFC 7517 5) and return it as ``{"keys": [...]}``.
+
+    Through the guarded outbound client: one total deadline of ``FETCH_TIMEOUT_SECONDS``, at most
+    ``MAX_JWKS_BYTES``, no redirects (one could lead from https to http, where the key set can be
+    swapped in transit: the configured URL must serve the key set itself) and the
+    ``OUTBOUND_ALLOWED_NETWORKS`` policy.
+    """
+    headers = {"Accept": "application/jwk-set+json, application/json"}
     try:
-        with _opener.open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
-            body = response.read(MAX_JWKS_BYTES + 1)
-    except (OSError, ValueError) as exc:  # URLError, HTTPError and timeouts are all OSErrors
+        response = outbound.request(
+            "GET", url, headers=headers, deadline_seconds=FETCH_TIMEOUT_SECONDS, max_bytes=MAX_JWKS_BYTES
+        )
+    except outbound.OutboundError as exc:
         raise JWKSFetchError(f"Fetching the JWKS from {url} failed: {exc}") from exc
-    if len(body) > MAX_JWKS_BYTES:
-        raise JWKSFetchError(f"The JWKS at {url} is larger than {MAX_JWKS_BYTES} bytes.")
+    if response.status != 200:
+        raise JWKSFetchError(f"Fetching the JWKS from {url} failed: HTTP {response.status}")
     try:
-        document = json.loads(body)
+        document = json.loads(response.body)
     except (ValueError, RecursionError) as exc:
         raise JWKSFetchError(f"The JWKS at {url} is not JSON: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
@@ -83,6 +87,68 @@ def _refresh(url: str) -> dict[str, list[dict[str, Any]]]:
     # not going to be in the next one.
     cache.set(refetched_key, True, timeout=app_settings.RESOURCE_SERVER_JWKS_REFETCH_SECONDS)
     return keyset
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.keyset: dict[str, list[dict[str, Any]]] | None = None
+        self.error: JWKSFetchError | None = None
+
+
+_flights: dict[str, _Flight] = {}
+_flights_lock = threading.Lock()
+
+
+def _fetch_once(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Fill an empty cache with one fetch however many requests need it at once.
+
+    In this process the first caller fetches and the others wait for its result (or its error).
+    Across processes ``cache.add`` of a short-lived lock key elects one fetcher; a process that
+    loses waits up to the fetch deadline for the key set to appear in the cache, then gives up
+    (the caller answers 503 and the client retries).
+    """
+    with _flights_lock:
+        flight = _flights.get(url)
+        leader = flight is None
+        if leader:
+            flight = _flights[url] = _Flight()
+    if not leader:
+        if not flight.done.wait(FETCH_TIMEOUT_SECONDS + FLIGHT_WAIT_SECONDS):
+            raise JWKSFetchError(f"Timed out waiting for another fetch of the JWKS at {url}.")
+        if flight.error is not None:
+            raise flight.error
+        return flight.keyset  # type: ignore[return-value]
+    try:
+        flight.keyset = _fetch_across_processes(url)
+        return flight.keyset
+    except JWKSFetchError as exc:
+        flight.error = exc
+        raise
+    finally:
+        with _flights_lock:
+            _flights.pop(url, None)
+        flight.done.set()
+
+
+def _fetch_across_processes(url: str) -> dict[str, list[dict[str, Any]]]:
+    data_key, _refetched = _cache_keys(url)
+    lock_key = f"{data_key}:fetching"
+    if cache.add(lock_key, True, timeout=int(FETCH_TIMEOUT_SECONDS + FLIGHT_WAIT_SECONDS)):
+        try:
+            return _refresh(url)
+        finally:
+            cache.delete(lock_key)
+    waited = 0.0
+    while waited < FETCH_TIMEOUT_SECONDS + FLIGHT_WAIT_SECONDS:
+        time.sleep(FLIGHT_POLL_SECONDS)
+        waited += FLIGHT_POLL_SECONDS
+        keyset = cache.get(data_key)
+        if keyset is not None:
+            return keyset
+        if cache.get(lock_key) is None:  # the other process is done and cached nothing: it failed
+            break
+    raise JWKSFetchError(f"Another process is fetching the JWKS at {url}; it is not available yet.")
 
 
 @lru_cache(maxsize=64)
@@ -110,7 +176,7 @@ def verification_key(url: str, kid: str) -> jwk.JWK | None:
     data_key, refetched_key = _cache_keys(url)
     keyset = cache.get(data_key)
     if keyset is None:
-        keyset = _refresh(url)
+        keyset = _fetch_once(url)
     key = _find(keyset, kid)
     # cache.add only sets a missing key (atomically in Redis, Memcached and the database cache):
     # one caller per interval wins the refetch.

@@ -419,7 +419,10 @@ class OIDCValidator(OAuth2Validator):
     def _save_rotation(self, token, request, expires) -> None:
         previous = request.refresh_token_instance
         access_token = self._create_access_token(expires, request, token, source_refresh_token=previous)
-        self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+        if "refresh_token" in token:
+            self._create_refresh_token(request, token["refresh_token"], access_token, previous)
+        # else: the client narrowed the scope to leave out offline_access (RFC 6749 6 allows
+        # narrowing), so it gave up offline access: an access token only, and the family ends here.
         if previous.access_token_id:
             # Rotation retires the previous access token (expired now: introspection and userinfo
             # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path).

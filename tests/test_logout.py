@@ -10,13 +10,16 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import backchannel, outbound
 from oidc_provider_ext.models import BackchannelDelivery, ClientProfile, OPSession
 from oidc_provider_ext.tokens import BACKCHANNEL_LOGOUT_EVENT
 
 from .factories import ApplicationFactory, TenantFactory, TenantMembershipFactory, UserFactory
 from .flow import authorize_url, exchange, get_code, query_of, token_request, verify_jwt
+from .servers import Server, answer, hold, redirect, trickle_headers
 
 pytestmark = pytest.mark.django_db
 LOGGED_OUT = "https://rp.example.com/logged-out"
@@ -252,6 +255,13 @@ class TestWhatEnds:
             assert query.get("error") == expected
 
 
+def sent():
+    """Wait for this process's back-channel worker pool to finish what the logouts queued."""
+    backchannel.flush()
+
+
+# Transactional: deliveries are handed to the worker pool when the logout commits.
+@pytest.mark.django_db(transaction=True)
 class TestBackChannel:
     def test_receiver_gets_a_verifiable_logout_token(self, browser, rp, user, confidential_app):
         with Receiver() as receiver:
@@ -261,6 +271,7 @@ class TestBackChannel:
             tokens = sign_in(browser, rp, confidential_app, user)
             sid = verify_jwt(tokens["id_token"])["sid"]
             end_session(browser, id_token_hint=tokens["id_token"])
+            sent()
         (logout_token,) = receiver.tokens
         claims = verify_jwt(logout_token, typ="logout+jwt")
         assert claims["iss"] == app_settings.ISSUER
@@ -280,6 +291,7 @@ class TestBackChannel:
             )
             tokens = sign_in(browser, rp, confidential_app, user)
             end_session(browser, id_token_hint=tokens["id_token"])
+            sent()
         assert [verify_jwt(t, typ="logout+jwt")["aud"] for t in receiver.tokens] == [
             confidential_app.client_id
         ]
@@ -291,11 +303,17 @@ class TestBackChannel:
         tokens = sign_in(browser, rp, confidential_app, user)
         response = end_session(browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT)
         assert response["Location"] == LOGGED_OUT and not signed_in(browser)
+        sent()
         delivery = BackchannelDelivery.objects.get()
-        assert delivery.status == "failed" and delivery.last_error
+        # A coarse category, never "[Errno 111] Connection refused" (a port oracle in the admin).
+        assert delivery.status == "failed" and delivery.last_error == "connection failed"
+        assert delivery.next_attempt > timezone.now()  # backing off
         with Receiver() as receiver:
             BackchannelDelivery.objects.update(uri=receiver.url)
             out = StringIO()
+            call_command("oidc_backchannel_retry", stdout=out)
+            assert "Delivered 0" in out.getvalue() and not receiver.tokens  # not due yet
+            BackchannelDelivery.objects.update(next_attempt=timezone.now())  # the backoff passed
             call_command("oidc_backchannel_retry", stdout=out)
         assert "Delivered 1" in out.getvalue()
         assert BackchannelDelivery.objects.get().status == "delivered" and len(receiver.tokens) == 1
@@ -307,7 +325,9 @@ class TestBackChannel:
             )
             tokens = sign_in(browser, rp, confidential_app, user)
             end_session(browser, id_token_hint=tokens["id_token"])
-        assert BackchannelDelivery.objects.get().last_error == "HTTP 500"
+            sent()
+        delivery = BackchannelDelivery.objects.get()
+        assert delivery.status == "failed" and delivery.last_error == "HTTP 5xx"
 
     def test_any_sign_out_path_notifies(self, browser, rp, user, confidential_app):
         with Receiver() as receiver:
@@ -316,6 +336,7 @@ class TestBackChannel:
             )
             tokens = sign_in(browser, rp, confidential_app, user)
             browser.post(reverse("logout"))  # django.contrib.auth's logout view
+            sent()
         assert len(receiver.tokens) == 1 and not works(rp, tokens["access_token"])
 
     def test_discovery(self, client):
@@ -325,6 +346,135 @@ class TestBackChannel:
         assert meta["end_session_endpoint"].endswith("/connect/endsession")
 
 
+def logged_out_with_rp_at(url, browser, rp, user, app) -> BackchannelDelivery:
+    """Sign in, point the client's back-channel logout URI at ``url``, log out: the delivery."""
+    ClientProfile.objects.filter(application=app).update(backchannel_logout_uri=url)
+    tokens = sign_in(browser, rp, app, user)
+    response = end_session(browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT)
+    assert response["Location"] == LOGGED_OUT and not signed_in(browser)
+    return BackchannelDelivery.objects.get()
+
+
+class TestOutbox:
+    """Back-channel deliveries never hold the user's request, and each has one total deadline."""
+
+    @pytest.mark.django_db(transaction=True)
+    def test_logout_returns_while_the_rp_still_holds_the_connection(
+        self, browser, rp, user, confidential_app
+    ):
+        with Server(hold()) as holding:
+            delivery = logged_out_with_rp_at(holding.url, browser, rp, user, confidential_app)
+            # The user has their answer; the RP has not answered (it waits for `release`).
+            delivery.refresh_from_db()
+            assert delivery.status in ("pending", "sending") and delivery.last_error == ""
+            holding.release.set()
+            sent()
+        delivery.refresh_from_db()
+        assert delivery.status == "delivered" and delivery.attempts == 1 and holding.requests == 1
+
+    def test_trickling_rp_is_cut_at_the_total_deadline(self, settings, browser, rp, user, confidential_app):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 0.5}
+        # One header byte every 0.2 s: each read is well within 0.5 s, the whole answer is not.
+        with Server(trickle_headers(interval=0.2)) as trickler:
+            delivery = logged_out_with_rp_at(trickler.url, browser, rp, user, confidential_app)
+            assert delivery.status == "pending"  # not sent inside the request (no commit in this test)
+            assert backchannel.attempt(delivery.pk)
+        delivery.refresh_from_db()
+        assert delivery.status == "failed" and delivery.last_error == outbound.TIMEOUT
+
+    def test_redirect_is_not_followed_nor_delivered(self, browser, rp, user, confidential_app):
+        with Server(answer(200)) as internal, Server(redirect(internal.url)) as rp_endpoint:
+            delivery = logged_out_with_rp_at(rp_endpoint.url, browser, rp, user, confidential_app)
+            backchannel.attempt(delivery.pk)
+        delivery.refresh_from_db()
+        assert delivery.status == "failed" and delivery.last_error == outbound.REDIRECT
+        assert rp_endpoint.requests == 1 and internal.requests == 0
+
+    def test_loopback_rp_is_refused_unless_allowed(self, settings, browser, rp, user, confidential_app):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": []}
+        with Receiver() as receiver:
+            delivery = logged_out_with_rp_at(receiver.url, browser, rp, user, confidential_app)
+            backchannel.attempt(delivery.pk)
+        delivery.refresh_from_db()
+        assert delivery.status == "failed" and delivery.last_error == outbound.REFUSED
+        assert receiver.tokens == []
+
+    def test_private_rp_is_refused_by_policy(self, browser, rp, user, confidential_app):
+        delivery = logged_out_with_rp_at(
+            "https://169.254.169.254/latest/meta-data", browser, rp, user, confidential_app
+        )
+        backchannel.attempt(delivery.pk)
+        delivery.refresh_from_db()
+        assert delivery.status == "failed" and delivery.last_error == outbound.REFUSED
+
+    def test_a_claimed_delivery_is_not_sent_twice(self, browser, rp, user, confidential_app):
+        with Receiver() as receiver:
+            delivery = logged_out_with_rp_at(receiver.url, browser, rp, user, confidential_app)
+            # Another worker holds the lease: neither this process nor the command sends it.
+            BackchannelDelivery.objects.filter(pk=delivery.pk).update(
+                status="sending", attempts=1, next_attempt=timezone.now() + timezone.timedelta(seconds=60)
+            )
+            assert not backchannel.attempt(delivery.pk)
+            call_command("oidc_backchannel_retry", "--workers", "1", stdout=StringIO())
+            assert receiver.tokens == []
+            # Its worker died: once the lease lapses the command sends it.
+            BackchannelDelivery.objects.filter(pk=delivery.pk).update(next_attempt=timezone.now())
+            call_command("oidc_backchannel_retry", "--workers", "1", stdout=StringIO())
+            assert len(receiver.tokens) == 1
+            # Delivered: never again.
+            assert not backchannel.attempt(delivery.pk)
+            call_command("oidc_backchannel_retry", "--workers", "1", stdout=StringIO())
+        assert len(receiver.tokens) == 1
+        delivery.refresh_from_db()
+        assert delivery.status == "delivered" and delivery.attempts == 2
+
+    def test_retries_back_off_and_stop_at_the_cap(self, browser, rp, user, confidential_app):
+        from .servers import dead_url as closed_port
+
+        delivery = logged_out_with_rp_at(closed_port(), browser, rp, user, confidential_app)
+        waits = []
+        for _ in range(3):
+            BackchannelDelivery.objects.filter(pk=delivery.pk).update(next_attempt=timezone.now())
+            assert backchannel.attempt(delivery.pk)
+            delivery.refresh_from_db()
+            waits.append(delivery.next_attempt - delivery.last_attempt)
+        assert waits[0] < waits[1] < waits[2]  # exponential backoff between attempts
+        BackchannelDelivery.objects.filter(pk=delivery.pk).update(next_attempt=timezone.now())
+        out = StringIO()
+        call_command("oidc_backchannel_retry", "--max-attempts", "3", "--workers", "1", stdout=out)
+        assert "given up 1" in out.getvalue()
+        delivery.refresh_from_db()
+        assert delivery.attempts == 3 and delivery.status == "failed"
+
+    def test_full_pool_leaves_deliveries_to_the_retry_command(
+        self, monkeypatch, browser, rp, user, confidential_app
+    ):
+        import threading
+
+        with Receiver() as receiver:
+            delivery = logged_out_with_rp_at(receiver.url, browser, rp, user, confidential_app)
+            backchannel._pool.get()
+            full = threading.BoundedSemaphore(1)
+            full.acquire()
+            monkeypatch.setattr(backchannel._pool, "slots", full)
+            assert backchannel.submit([delivery.pk]) == 0
+            delivery.refresh_from_db()
+            assert delivery.status == "pending"
+            out = StringIO()
+            call_command("oidc_backchannel_retry", "--workers", "1", stdout=out)
+        assert "Delivered 1" in out.getvalue() and len(receiver.tokens) == 1
+
+    def test_each_attempt_mints_a_fresh_token(self, browser, rp, user, confidential_app):
+        with Receiver(status=500) as receiver:
+            delivery = logged_out_with_rp_at(receiver.url, browser, rp, user, confidential_app)
+            for _ in range(2):
+                BackchannelDelivery.objects.filter(pk=delivery.pk).update(next_attempt=timezone.now())
+                backchannel.attempt(delivery.pk)
+        first, second = (verify_jwt(t, typ="logout+jwt") for t in receiver.tokens)
+        assert first["jti"] != second["jti"]
+
+
+@pytest.mark.django_db(transaction=True)
 class TestSignedInSessions:
     def test_lists_sessions_with_browser_and_ends_another_device(self, rp, user, confidential_app):
         laptop = Client(HTTP_USER_AGENT="Firefox on Laptop")
@@ -343,6 +493,7 @@ class TestSignedInSessions:
                 reverse("oidc_provider_ext:session-end", args=[phone_session.pk]), follow=True
             )
             assert "That session is signed out" in response.content.decode()
+            sent()
         # Nothing in the OP session row leads to the phone's Django session: the phone learns on its
         # next request, and is sent to sign in.
         assert phone.get(reverse("oidc_provider_ext:sessions")).status_code == 302

@@ -870,6 +870,77 @@ def test_jwks_redirects_are_not_followed(api, remote, tokens):
     assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
 
 
+def test_jwks_fetch_has_one_total_deadline(api, settings, tokens, monkeypatch):
+    from oidc_provider_ext import remote_jwks
+
+    from .servers import Server, trickle_body
+
+    monkeypatch.setattr(remote_jwks, "FETCH_TIMEOUT_SECONDS", 0.5)
+    # Headers at once, then one body byte every 0.2 s: no single read waits 0.5 s.
+    with Server(trickle_body(interval=0.2, size=200)) as trickler:
+        configure(settings, RESOURCE_SERVER_JWKS_URL=trickler.url)
+        with pytest.raises(KeySetUnavailable):
+            validate_access_token(tokens["access_token"], audience=AUDIENCE)
+
+
+def test_jwks_url_is_subject_to_the_network_policy(api, remote, tokens, settings):
+    configure(settings, OUTBOUND_ALLOWED_NETWORKS=[])  # the provider on 127.0.0.1 is not allowed
+    assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 503
+    assert remote.requests == 0
+
+
+def test_empty_cache_is_filled_by_one_fetch(remote, tokens):
+    from oidc_provider_ext import remote_jwks
+
+    from .servers import Server, answer
+
+    document = json.dumps(remote.document).encode()
+    kid = remote.document["keys"][0]["kid"]
+
+    def slow_jwks(handler, server):
+        server.release.wait(30)
+        answer(200, document, {"Content-Type": "application/json"})(handler, server)
+
+    with Server(slow_jwks) as provider:
+        results: list = []
+
+        def verify():
+            results.append(remote_jwks.verification_key(provider.url, kid))
+
+        threads = [threading.Thread(target=verify) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        assert provider.arrived.wait(10)
+        # Give the other seven every chance to send their own request before the first is answered.
+        for thread in threads:
+            thread.join(timeout=0.1)
+        provider.release.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert provider.requests == 1
+    assert len(results) == 8 and all(key is not None and key.kid == kid for key in results)
+
+
+def test_another_process_fetching_means_waiting_for_its_result(remote, tokens, monkeypatch):
+    from oidc_provider_ext import remote_jwks
+
+    monkeypatch.setattr(remote_jwks, "FETCH_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(remote_jwks, "FLIGHT_WAIT_SECONDS", 0.1)
+    data_key, _refetched = remote_jwks._cache_keys(remote.url)
+    kid = remote.document["keys"][0]["kid"]
+    cache.add(f"{data_key}:fetching", True, timeout=30)  # another process holds the fetch lock
+    with pytest.raises(remote_jwks.JWKSFetchError):  # ... and caches nothing in time
+        remote_jwks.verification_key(remote.url, kid)
+    assert remote.requests == 0
+
+    def other_process_finishes(_seconds):  # while we wait, the other process caches its set
+        cache.set(data_key, remote.document, timeout=30)
+
+    monkeypatch.setattr(remote_jwks.time, "sleep", other_process_finishes)
+    assert remote_jwks.verification_key(remote.url, kid).kid == kid
+    assert remote.requests == 0
+
+
 def test_unreachable_jwks_is_503(api, settings, tokens):
     configure(settings, RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")  # discard port
     response = api.get("/api/profile", **bearer(tokens["access_token"]))
@@ -889,6 +960,7 @@ settings.configure(
         "RESOURCE_SERVER_ISSUER": {app_settings.ISSUER!r},
         "RESOURCE_SERVER_JWKS_URL": {remote.url!r},
         "RESOURCE_SERVER_AUDIENCE": {AUDIENCE!r},
+        "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.0/8"],  # the test's provider listens on loopback
     }},
 )
 import django

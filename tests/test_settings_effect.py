@@ -39,7 +39,7 @@ def test_logout_token_expire_seconds(settings, db):
 
 
 def test_backchannel_logout_timeout_seconds(settings, db):
-    from oidc_provider_ext.logout import _post
+    from oidc_provider_ext.internal.backchannel import post as _post
 
     class Slow(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -55,7 +55,7 @@ def test_backchannel_logout_timeout_seconds(settings, db):
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
         settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 0.2}
-        assert "timed out" in (_post(url, "token") or "")
+        assert _post(url, "token") == "timeout"
         settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 5}
         assert _post(url, "token") is None
     finally:
@@ -78,3 +78,30 @@ def test_authorize_request_max_age_seconds(settings, browser, user, confidential
     settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": 600}
     page = browser.get(next_url)
     assert page.status_code == 200 and page.templates[0].name == "oidc_provider_ext/consent.html"
+
+
+def test_outbound_allowed_networks(settings, db):
+    from oidc_provider_ext.internal.backchannel import post
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": []}
+        assert post(url, "token") == "refused by policy"
+        settings.OIDC_PROVIDER_EXT = {
+            **settings.OIDC_PROVIDER_EXT,
+            "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.1/32"],
+        }
+        assert post(url, "token") is None
+    finally:
+        server.shutdown()
+        server.server_close()

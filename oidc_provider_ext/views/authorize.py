@@ -134,7 +134,7 @@ def _boundary_error(request, problem: Problem):
         if len(values) > 1 or (values and value_problem(name, values[0])) or name == problem.parameter:
             return bad_request_page(request, problem.description)
         trusted[name] = values[0] if values else ""
-    application = get_client(trusted["client_id"])
+    application = clients.get_client(trusted["client_id"])
     if (
         application is None
         or not trusted["redirect_uri"]

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("oidc_provider_ext", "0001_initial"),
+        ("oidc_provider_ext", "0002_backchannel_outbox"),
     ]
 
     operations = [

@@ -1,0 +1,278 @@
+"""The one HTTP client for every request this app makes to another server (back-channel logout,
+a remote JWKS, anything later). Private: not part of the documented API.
+
+Every request gets:
+
+- **one total deadline** for name resolution, connect, TLS handshake, request, headers and body: a
+  server that trickles one byte a second is cut off at the deadline, not at a per-read timeout;
+- **no redirects**: a 3xx is a failure (a redirect would let the target choose another host, an
+  internal one included, or downgrade https to http);
+- **a network policy** on the address actually connected to: loopback, private, link-local and the
+  other IANA special-use ranges are refused unless ``OUTBOUND_ALLOWED_NETWORKS`` lists them, and
+  plain ``http`` is allowed only to those listed networks. The address is checked before the
+  connection is opened (so a refused target sees no packet and "closed port" cannot be told from
+  "refused") and again on the connected socket's peer address; we connect to exactly the address
+  we checked, never re-resolving the name, so DNS rebinding cannot slip between check and use;
+- **a size cap** on the response body;
+- **coarse errors** (:attr:`OutboundError.category`): what may be shown to an operator or stored
+  without turning the feature into a port scanner of the provider's network.
+
+This module imports no model: it works in a project that does not install the provider app.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import ipaddress
+import socket
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from oidc_provider_ext.conf import app_settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+REFUSED = "refused by policy"
+TIMEOUT = "timeout"
+CONNECTION_FAILED = "connection failed"
+TOO_LARGE = "response too large"
+REDIRECT = "redirect not followed"
+INVALID_RESPONSE = "invalid response"
+
+# RFC 6052 2.1: the well-known NAT64 prefix embeds an IPv4 address in its last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# getaddrinfo cannot be given a timeout: it runs here and the caller waits at most its deadline.
+# A resolver that hangs holds one of these threads, never the caller.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="oidc-outbound-dns")
+
+
+class OutboundError(Exception):
+    """The request failed; ``category`` is one of the coarse module constants (safe to store)."""
+
+    def __init__(self, category: str, detail: str = "") -> None:
+        super().__init__(f"{category}: {detail}" if detail else category)
+        self.category = category
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def status_category(status: int) -> str:
+    """``HTTP 5xx`` and the like: the class of a status, not the exact code."""
+    return f"HTTP {status // 100}xx"
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def allowed_by_operator(address: IPAddress) -> bool:
+    address = _unmapped(address)
+    return any(
+        address.version == network.version and address in network
+        for network in app_settings.OUTBOUND_ALLOWED_NETWORKS
+    )
+
+
+def address_allowed(address: IPAddress | str) -> bool:
+    """Whether the policy lets us connect to ``address`` at all (any scheme)."""
+    if isinstance(address, str):
+        address = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if allowed_by_operator(address):
+        return True
+    address = _unmapped(address)
+    # is_global is False for the IANA special-purpose ranges that are not globally reachable
+    # (RFC 6890; loopback, RFC 1918, link-local, CGNAT, documentation, benchmarking, ...).
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def _check(address: str, scheme: str) -> None:
+    if not address_allowed(address):
+        raise OutboundError(REFUSED, f"{address} is not a public address")
+    if scheme == "http" and not allowed_by_operator(ipaddress.ip_address(address.split("%", 1)[0])):
+        raise OutboundError(REFUSED, "plain http is only for networks in OUTBOUND_ALLOWED_NETWORKS")
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("outbound request deadline")
+        return left
+
+
+class _DeadlineSocket:
+    """A socket whose every operation may only use the time left until the one deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._io_refs = 0
+        self._closed = False
+
+    def _arm(self) -> None:
+        self._sock.settimeout(self._deadline.remaining())
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._arm()
+        return self._sock.recv(bufsize, flags)
+
+    def sendall(self, data, flags: int = 0) -> None:
+        self._arm()  # since Python 3.5 the timeout bounds the whole sendall
+        self._sock.sendall(data, flags)
+
+    # Like socket.socket: http.client closes the connection while the response still reads from
+    # the file made here, so the real close waits for the last file to be closed.
+    def makefile(self, mode: str = "rb", buffering: int | None = None, **_kwargs):
+        self._io_refs += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
+
+    def _decref_socketios(self) -> None:  # called by SocketIO.close
+        self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._io_refs <= 0:
+            self._sock.close()
+
+
+class _Connection(http.client.HTTPConnection):
+    """http.client over a socket we connected and checked ourselves."""
+
+    def __init__(self, host: str, port: int, sock: _DeadlineSocket) -> None:
+        super().__init__(host, port)
+        self.sock = sock
+
+    def connect(self) -> None:  # pragma: no cover - the socket is given
+        raise http.client.NotConnected("connection is made by the outbound client")
+
+
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple]:
+    future = _resolver.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        return future.result(timeout=deadline.remaining())
+    except FutureTimeout as exc:
+        raise TimeoutError("name resolution") from exc
+
+
+def _connect(scheme: str, host: str, port: int, deadline: _Deadline) -> socket.socket:
+    try:
+        candidates = _resolve(host, port, deadline)
+    except socket.gaierror as exc:
+        raise OutboundError(CONNECTION_FAILED, "name does not resolve") from exc
+    # Refuse before connecting when any address of the name is refused: a name that mixes a
+    # public and an internal address is an attempt, not a misconfiguration.
+    for _family, _type, _proto, _name, sockaddr in candidates:
+        _check(sockaddr[0], scheme)
+    last_error: OSError | None = None
+    for family, type_, proto, _name, sockaddr in candidates:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(sockaddr)
+            # Check the peer of the connected socket itself (what the bytes will go to).
+            _check(sock.getpeername()[0], scheme)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise
+        except OutboundError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise OutboundError(CONNECTION_FAILED, str(last_error or "no address"))
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    deadline_seconds: float,
+    max_bytes: int,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    read_body: bool = True,
+) -> Response:
+    """Make one request under the policy above; raise :class:`OutboundError` on any failure.
+
+    A 2xx, 4xx or 5xx response is returned (the caller decides); a 3xx raises ``REDIRECT``. With
+    ``read_body=False`` only the status and headers are read (the body is left unread and the
+    connection closed).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise OutboundError(REFUSED, "only http(s) URLs")
+    if parts.username or parts.password:
+        raise OutboundError(REFUSED, "no credentials in URLs")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise OutboundError(REFUSED, "invalid port") from exc
+    host = parts.hostname
+    deadline = _Deadline(deadline_seconds)
+    sock: socket.socket | None = None
+    connection: _Connection | None = None
+    try:
+        sock = _connect(parts.scheme, host, port, deadline)
+        if parts.scheme == "https":
+            context = ssl.create_default_context()
+            sock.settimeout(deadline.remaining())  # bounds the whole handshake
+            sock = context.wrap_socket(sock, server_hostname=host)
+        connection = _Connection(host, port, _DeadlineSocket(sock, deadline))
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        connection.request(
+            method,
+            path,
+            body=body,
+            headers={"User-Agent": "oidc-provider-ext", "Connection": "close", **(headers or {})},
+        )
+        response = connection.getresponse()
+        if 300 <= response.status < 400:
+            raise OutboundError(REDIRECT, f"HTTP {response.status}")
+        content = response.read(max_bytes + 1) if read_body else b""
+        if len(content) > max_bytes:
+            raise OutboundError(TOO_LARGE, f"more than {max_bytes} bytes")
+        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, content)
+    except OutboundError:
+        raise
+    except TimeoutError as exc:  # socket.timeout is TimeoutError since 3.10
+        raise OutboundError(TIMEOUT) from exc
+    except ssl.SSLError as exc:
+        raise OutboundError(CONNECTION_FAILED, "TLS") from exc
+    except (http.client.HTTPException, ValueError) as exc:
+        raise OutboundError(INVALID_RESPONSE, type(exc).__name__) from exc
+    except OSError as exc:
+        raise OutboundError(CONNECTION_FAILED, type(exc).__name__) from exc
+    finally:
+        if connection is not None:
+            connection.close()
+        if sock is not None:
+            sock.close()  # whatever http.client still holds: we are done with this socket
