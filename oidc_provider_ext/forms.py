@@ -14,6 +14,9 @@ class LoginForm(AuthenticationForm):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
+        # The page's <form> carries the one CSRF token; a second one would be a repeated parameter,
+        # which the request boundary refuses (RFC 6749 3.1 applies to every endpoint here).
+        self.helper.disable_csrf = True
         self.fields["username"].widget.attrs.update(autocomplete="username", autofocus=True)
         self.fields["password"].widget.attrs.update(autocomplete="current-password")
 

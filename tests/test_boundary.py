@@ -218,3 +218,19 @@ class TestAnonymousStorage:
         call_command("oidc_cleanup", stdout=out)
         assert Session.objects.count() == 1
         assert "expired sessions: removed" in out.getvalue()
+
+
+def test_the_login_form_posts_like_a_browser(user, confidential_app):
+    # A browser posts every named input of the form: one CSRF token, not crispy-forms' second copy
+    # (a repeated parameter, which the boundary refuses). The live conformance suite found it.
+    from .live import forms_of
+
+    browser = Client(enforce_csrf_checks=True)
+    login_url = browser.get(authorize_url(confidential_app))["Location"]
+    page = browser.get(login_url)
+    form = next(f for f in forms_of(page.content.decode()) if "password" in f.controls)
+    names = [name for name, _value in form.data]
+    assert names.count("csrfmiddlewaretoken") == 1
+    data = dict(form.data) | {"username": user.username, "password": USER_PASSWORD}
+    response = browser.post(login_url, data)
+    assert response.status_code == 302, response.content[:300]
