@@ -234,3 +234,13 @@ def test_the_login_form_posts_like_a_browser(user, confidential_app):
     data = dict(form.data) | {"username": user.username, "password": USER_PASSWORD}
     response = browser.post(login_url, data)
     assert response.status_code == 302, response.content[:300]
+
+
+def test_boundary_error_redirects_only_where_the_authorization_response_may_go(client, confidential_app):
+    # A confidential client's loopback URI on another port is not its redirect URI (RFC 8252 7.3 is
+    # for public clients): a bad nonce there gets the IdP's page, never a redirect to that port.
+    confidential_app.redirect_uris = "http://127.0.0.1/callback"
+    confidential_app.save()
+    url = authorize_url(confidential_app, redirect_uri="http://127.0.0.1:9999/callback", nonce="a\x00b")
+    response = client.get(url)
+    assert response.status_code == 400

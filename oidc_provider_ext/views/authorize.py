@@ -37,6 +37,7 @@ from oidc_provider_ext.internal.requests import Problem, csrf_failed, rejecting_
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
+from oidc_provider_ext.validator import redirect_uri_allowed
 from oidc_provider_ext.views.errors import bad_request_page, error_page
 
 PENDING_SESSION_KEY = "oidc_pending_authorizations"
@@ -138,7 +139,8 @@ def _boundary_error(request, problem: Problem):
     if (
         application is None
         or not trusted["redirect_uri"]
-        or not application.redirect_uri_allowed(trusted["redirect_uri"])
+        # The one redirect-URI rule (exact match; loopback ports for public clients only).
+        or not redirect_uri_allowed(application, trusted["redirect_uri"])
     ):
         return bad_request_page(request, problem.description)
     view = AuthorizeView()
