@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from .internal import backchannel
 from .models import AuthorizationGrant, BackchannelDelivery, ClientProfile, OPSession
+from .tokens import subject_for
 
 
 def end(op_sessions: list[OPSession]) -> None:
@@ -26,10 +27,12 @@ def end(op_sessions: list[OPSession]) -> None:
     with transaction.atomic():
         OPSession.objects.filter(pk__in=[s.pk for s in live]).update(ended=now)
         in_sessions = AuthorizationGrant.objects.filter(op_session__in=live)
-        grants = list(in_sessions.filter(redeemed__isnull=False))
         # Codes not yet redeemed die with the session; access tokens too; the refresh tokens of an
-        # offline_access grant survive it (OIDC Core 11), everything else is revoked.
+        # offline_access grant survive it (OIDC Core 11), everything else is revoked. A code being
+        # redeemed right now either loses to this (its row is expired first) or wins, and then it
+        # is redeemed before the clients to tell are read below.
         in_sessions.revoke_tokens(keep_offline_access=True)
+        grants = list(in_sessions.filter(redeemed__isnull=False))
         backchannel.record(_plan_deliveries(live, grants))
 
 
@@ -44,9 +47,14 @@ def _plan_deliveries(
             application_id__in={app for _session, app in pairs}
         ).exclude(backchannel_logout_uri="")
     }
+    by_id = {op_session.pk: op_session for op_session in op_sessions}
     return [
         BackchannelDelivery.objects.create(
-            op_session_id=session_id, application_id=app_id, uri=profiles[app_id].backchannel_logout_uri
+            op_session_id=session_id,
+            application_id=app_id,
+            uri=profiles[app_id].backchannel_logout_uri,
+            subject=subject_for(by_id[session_id].user),
+            sid=by_id[session_id].sid,
         )
         for session_id, app_id in sorted(pairs)
         if app_id in profiles

@@ -361,16 +361,33 @@ def _check_claims(claims: dict[str, Any], expected: tuple[str, ...]) -> AccessTo
 
 def _check_not_revoked(token: str) -> None:
     # DOT deletes an access token's row when it is revoked (RFC 7009), and our tokens are stored
-    # by their SHA-256 checksum. No row: revoked, or never issued by this provider.
+    # by their SHA-256 checksum. No row: revoked, or never issued by this provider. In-process, the
+    # provider's account-state rule applies too (adapter.may_use_client, as at userinfo): a user
+    # deactivated or suspended behind the provider's back is refused before the token expires.
     from oauth2_provider.models import get_access_token_model
 
+    from .adapter import get_adapter
+    from .models import AuthorizationGrant
     from .validator import checksum
 
-    stored = get_access_token_model().objects.filter(token_checksum=checksum(token)).only("expires").first()
+    stored = (
+        get_access_token_model()
+        .objects.select_related("user", "application")
+        .filter(token_checksum=checksum(token))
+        .first()
+    )
     if stored is None:
         raise InvalidToken("The access token has been revoked.")
     if stored.is_expired():
         raise InvalidToken("The access token has expired.")
+    tenant = ""
+    if stored.user is not None:
+        grant = AuthorizationGrant.objects.for_access_token(stored).only("tenant").first()
+        if grant is None:
+            raise InvalidToken("The access token has been revoked.")
+        tenant = grant.tenant
+    if not get_adapter().may_use_client(stored.user, stored.application, tenant):
+        raise InvalidToken("The access token may no longer be used.")
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

@@ -50,9 +50,9 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     if entries:
         ids = [entry["id"] for entry in entries.values()]
         live = set(
-            OPSession.objects.filter(pk__in=ids, user=request.user, ended__isnull=True).values_list(
-                "pk", flat=True
-            )
+            OPSession.objects.filter(pk__in=ids, user=request.user, ended__isnull=True)
+            .exclude(expires__lte=timezone.now())
+            .values_list("pk", flat=True)
         )
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
@@ -87,6 +87,7 @@ def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession
         acr=acr,
         amr=list(amr),
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
+        expires=request.session.get_expiry_date(),
     )
     entry = CurrentSession(
         id=op_session.pk,
@@ -114,8 +115,10 @@ def rescope(request: HttpRequest, tenant: str, source: CurrentSession) -> Curren
 @receiver(user_logged_in)
 def _on_login(sender, request, user, **kwargs):
     # Every sign-in path (our login page, the admin's, django.contrib.auth's) starts an OP
-    # session, so auth_time is when the user really authenticated, never last_login.
+    # session, so auth_time is when the user really authenticated, never last_login. The browser
+    # session's own expiry comes first: the OP session expires with it.
     if request is not None and hasattr(request, "session"):
+        _restore_session_expiry(request.session)
         start(request, user, tenant=getattr(request, "oidc_login_tenant", NO_TENANT))
 
 
@@ -125,11 +128,9 @@ PENDING_ONLY_KEY = "oidc_pending_only"
 PENDING_ONLY_KEYS = {"oidc_pending_authorizations", PENDING_ONLY_KEY, "_session_expiry"}
 
 
-@receiver(user_logged_in)
-def _restore_session_expiry(sender, request, user, **kwargs):
+def _restore_session_expiry(session) -> None:
     # A signed-in session follows the site's own expiry policy again (SESSION_COOKIE_AGE, ...).
-    session = getattr(request, "session", None)
-    if session is not None and session.pop(PENDING_ONLY_KEY, False):
+    if session.pop(PENDING_ONLY_KEY, False):
         session.set_expiry(None)
 
 

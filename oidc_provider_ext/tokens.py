@@ -67,7 +67,13 @@ def verify_id_token_hint(token: str, client_id: str | None) -> dict[str, Any]:
         parsed.deserialize(token)
         header = parsed.jose_header
         key = verification_key(header.get("kid", "")) if isinstance(header.get("kid"), str) else None
-        if key is None or header.get("alg") not in SIGNING_ALGS or header.get("typ", "JWT").lower() != "jwt":
+        typ = header.get("typ", "JWT")  # attacker-chosen until verified: any JSON value
+        if (
+            key is None
+            or header.get("alg") not in SIGNING_ALGS
+            or not isinstance(typ, str)
+            or typ.lower() != "jwt"
+        ):
             raise InvalidIdTokenHint("id_token_hint is not an ID token of this provider")
         parsed.verify(key, alg=header.get("alg"))
         claims = json.loads(parsed.payload)

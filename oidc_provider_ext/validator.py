@@ -234,8 +234,12 @@ class OIDCValidator(OAuth2Validator):
         if not get_adapter().may_use_client(grant.user, client, grant.tenant):
             return False
         # The single-use lock: exactly one concurrent request turns redeemed from NULL to a time.
-        won = AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True).update(
-            redeemed=timezone.now()
+        # The row's expiry is part of it: a logout, consent revocation or deactivation committing
+        # between the checks above and this UPDATE expired the code in this very row
+        # (AuthorizationGrant.objects.revoke_tokens), and PostgreSQL re-checks a row it waited for.
+        now = timezone.now()
+        won = AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True, expires__gt=now).update(
+            redeemed=now
         )
         if not won:
             self._code_replayed(grant)
@@ -322,15 +326,19 @@ class OIDCValidator(OAuth2Validator):
         if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
             self._refresh_token_replayed(family)
             return False
+        if grant is None:
+            # Every refresh token this provider issues descends from a grant (its auth_time, acr,
+            # tenant and the family's revocation): without it the token cannot be honoured.
+            return False
         request.user = rt.user
         request.refresh_token = refresh_token
         request.refresh_token_instance = rt
         # Tokens live only as long as the user may use the client (in that tenant): a deactivated
         # user or an ended membership refreshes nothing.
-        if not get_adapter().may_use_client(request.user, client, grant.tenant if grant else ""):
+        if not get_adapter().may_use_client(request.user, client, grant.tenant):
             return False
         request._oidc_grant = grant
-        request.claims = grant.claims if grant else None
+        request.claims = grant.claims
         return True
 
     @staticmethod
@@ -457,19 +465,18 @@ class OIDCValidator(OAuth2Validator):
             # a token a client obtained for itself has none.
             return "openid" not in (scopes or ())
         grant = AuthorizationGrant.objects.for_access_token(access_token).only("claims", "tenant").first()
+        if grant is None:
+            return False  # a user's token always descends from a grant (cleanup keeps it as long)
         request._oidc_grant = grant
-        return get_adapter().may_use_client(
-            access_token.user, access_token.application, grant.tenant if grant else ""
-        )
+        return get_adapter().may_use_client(access_token.user, access_token.application, grant.tenant)
 
     def get_userinfo_claims(self, request):
         grant = request._oidc_grant  # loaded by validate_bearer_token
-        requested = _requested(grant.claims if grant else None, "userinfo")
+        requested = _requested(grant.claims, "userinfo")
         adapter = get_adapter()
         claims = {"sub": subject_for(request.user)}
         claims.update(adapter.get_user_claims(request.user, request.scopes, requested=requested))
-        if grant is not None:
-            claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
+        claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
         return claims
 
     def get_id_token_dictionary(self, token, token_handler, request):

@@ -1058,10 +1058,13 @@ class TestDRF:
         assert response.status_code == 200, response.content
         assert response.json() == {"user": None, "sub": app.client_id, "scopes": ["profile"]}
 
-    def test_token_of_a_deactivated_user_has_no_user(self, api, user, tokens):
+    def test_token_of_a_deactivated_user_is_refused(self, api, user, tokens):
+        # In-process the provider's account-state rule applies (adapter.may_use_client): a user
+        # deactivated behind the provider's back (no signal) is refused, not served anonymously.
         get_user_model().objects.filter(pk=user.pk).update(is_active=False)
         response = api.get("/drf/profile", **bearer(tokens["access_token"]))
-        assert response.json()["user"] is None
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_token"
 
     def test_no_token_is_401_with_plain_challenge(self, api):
         response = api.get("/drf/profile")

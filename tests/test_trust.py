@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from io import StringIO
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -19,7 +21,13 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from oidc_provider_ext import checks, clients, consents
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
-from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, OPSession, SigningKey
+from oidc_provider_ext.models import (
+    AuthorizationGrant,
+    BackchannelDelivery,
+    ClientProfile,
+    OPSession,
+    SigningKey,
+)
 
 from .factories import (
     REDIRECT_URI,
@@ -414,3 +422,140 @@ class TestNo500:
 
 def test_oidc_keys_reencrypt_is_a_command():
     call_command("oidc_keys", "reencrypt")
+
+
+# --- the second attacker review (of this fix) -------------------------------------------------------
+
+
+class TestSecondReview:
+    def test_cleanup_keeps_the_grant_of_a_family_still_in_use(self, browser, rp, user, confidential_app):
+        # Rotation can keep a family alive past refresh + access lifetimes after the code.
+        tokens = tokens_for(browser, rp, confidential_app, user, scope="openid offline_access")
+        AuthorizationGrant.objects.update(redeemed="2000-01-01T00:00:00Z")
+        call_command("oidc_cleanup", stdout=StringIO())
+        assert AuthorizationGrant.objects.exists()
+        response = refresh(rp, confidential_app, tokens["refresh_token"])
+        assert response.status_code == 200 and "id_token" in response.json()
+
+    def test_a_refresh_token_without_its_grant_is_invalid_grant_not_500(
+        self, browser, rp, user, confidential_app
+    ):
+        tokens = tokens_for(browser, rp, confidential_app, user, scope="openid offline_access")
+        AuthorizationGrant.objects.all().delete()
+        assert refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+        assert userinfo(rp, tokens["access_token"]).status_code == 401
+
+    def test_a_logout_committing_during_redemption_wins(self, browser, rp, user, settings, confidential_app):
+        # The logout lands between validate_code's checks and its single-use UPDATE.
+        code, _ = get_code(browser, confidential_app, user)
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}._LogoutMidway"}
+        response = exchange(rp, confidential_app, code)
+        assert response.json()["error"] == "invalid_grant"
+        assert not AccessToken.objects.exists()
+
+    @pytest.mark.parametrize("typ", [1, None, ["JWT"], {"a": 1}])
+    def test_a_forged_hint_with_an_odd_typ_is_refused_not_500(self, client, confidential_app, typ):
+        from oidc_provider_ext import keys
+
+        kid = keys.signing_key("RS256")[0]
+        header = _b64({"alg": "RS256", "kid": kid, "typ": typ})
+        forged = f"{header}.{_b64({'sub': '1'})}.AAAA"
+        assert (
+            client.get(reverse("oidc_provider_ext:endsession"), {"id_token_hint": forged}).status_code == 400
+        )
+        response = client.get(authorize_url(confidential_app, id_token_hint=forged))
+        assert response.status_code in (302, 400) and "error" in (
+            query_of(response["Location"]) if response.status_code == 302 else {"error": 1}
+        )
+
+    @pytest.mark.parametrize(
+        "spec", [{"essential": True, "value": [1]}, {"essential": True, "values": [{"a": 1}]}]
+    )
+    def test_unhashable_acr_values_are_unmet_not_500(self, client, confidential_app, spec):
+        response = client.get(authorize_url(confidential_app, claims=json.dumps({"id_token": {"acr": spec}})))
+        assert response.status_code == 302
+        assert query_of(response["Location"])["error"] == "unmet_authentication_requirements"
+
+    def test_introspection_of_a_client_credentials_token_asks_the_hook(self, rp, settings):
+        app = ApplicationFactory(
+            client_id="suspended", authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS
+        )
+        token = token_request(
+            rp, {"grant_type": "client_credentials"}, auth=(app.client_id, app.raw_secret)
+        ).json()["access_token"]
+        assert introspect(rp, app, token)["active"] is True
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}._RefusingAdapter"}
+        assert introspect(rp, app, token) == {"active": False}
+
+    def test_another_account_signing_in_ends_the_previous_users_sessions(self, browser, rp, confidential_app):
+        alice, bob = UserFactory(), UserFactory()
+        tokens = tokens_for(browser, rp, confidential_app, alice)
+        response = browser.post(
+            reverse("oidc_provider_ext:login"), {"username": bob.username, "password": USER_PASSWORD}
+        )
+        assert response.status_code == 302
+        assert not OPSession.objects.filter(user=alice, ended__isnull=True).exists()
+        assert userinfo(rp, tokens["access_token"]).status_code == 401
+
+    def test_an_op_session_ends_with_its_browser_session(self, browser, rp, user, confidential_app):
+        tokens = tokens_for(browser, rp, confidential_app, user)
+        op_session = OPSession.objects.get(user=user)
+        assert op_session.expires is not None  # the browser session's expiry, recorded at sign-in
+        OPSession.objects.update(expires="2000-01-01T00:00:00Z")  # the browser session expired
+        out = StringIO()
+        call_command("oidc_cleanup", stdout=out)  # nobody logged out: the cleanup ends it
+        assert "expired OP sessions: ended 1" in out.getvalue()
+        assert OPSession.objects.get(pk=op_session.pk).ended is not None
+        assert userinfo(rp, tokens["access_token"]).status_code == 401
+        assert "code" not in silent(browser, confidential_app)
+
+    def test_an_expired_op_session_is_not_honoured_before_the_cleanup(
+        self, browser, rp, user, confidential_app
+    ):
+        tokens_for(browser, rp, confidential_app, user)
+        OPSession.objects.update(expires="2000-01-01T00:00:00Z")
+        assert "code" not in silent(browser, confidential_app)
+        assert OPSession.objects.get(user=user).ended is not None  # and it is ended on the way
+
+    def test_deleting_a_user_still_tells_the_clients(self, browser, rp, user, confidential_app):
+        ClientProfile.objects.filter(application=confidential_app).update(
+            backchannel_logout_uri="https://rp.example.com/bcl"
+        )
+        tokens_for(browser, rp, confidential_app, user)
+        sid = OPSession.objects.get(user=user).sid
+        subject = str(user.pk)
+        user.delete()
+        delivery = BackchannelDelivery.objects.get()
+        assert (delivery.subject, delivery.sid, delivery.op_session_id) == (subject, sid, None)
+
+    def test_a_lost_delivery_on_its_last_attempt_is_given_up_not_sending_for_ever(self, browser, rp, user):
+        app = ApplicationFactory()
+        ClientProfile.objects.filter(application=app).update(
+            backchannel_logout_uri="https://rp.example.com/bcl"
+        )
+        tokens_for(browser, rp, app, user)
+        from oidc_provider_ext import logout
+
+        with mock.patch("oidc_provider_ext.internal.backchannel.submit"):  # nothing sends it here
+            logout.end(list(OPSession.objects.filter(user=user)))
+        BackchannelDelivery.objects.update(
+            status=BackchannelDelivery.Status.SENDING, attempts=10, next_attempt="2000-01-01T00:00:00Z"
+        )
+        call_command("oidc_backchannel_retry", "--max-attempts", "10", stdout=StringIO())
+        assert BackchannelDelivery.objects.get().status == BackchannelDelivery.Status.FAILED
+
+
+def _b64(value) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+class _LogoutMidway(DefaultOIDCAdapter):
+    """Signs the user out (as another request would) the moment the code exchange asks."""
+
+    def may_use_client(self, user, application, tenant, **kwargs):
+        from oidc_provider_ext import logout
+
+        logout.end(list(OPSession.objects.filter(user=user, ended__isnull=True)))
+        return super().may_use_client(user, application, tenant, **kwargs)

@@ -139,6 +139,14 @@ def due(max_attempts: int = DEFAULT_MAX_ATTEMPTS):
     )
 
 
+def give_up_lost(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> int:
+    """SENDING rows whose worker died on their last allowed attempt: FAILED (the admin's *send
+    again* can queue them anew), instead of SENDING for ever."""
+    return BackchannelDelivery.objects.filter(
+        status=Status.SENDING, next_attempt__lte=timezone.now(), attempts__gte=max_attempts
+    ).update(status=Status.FAILED, last_error=outbound.TIMEOUT)
+
+
 def attempt(pk: int, max_attempts: int | None = None) -> bool:
     """Claim delivery ``pk`` and send it once; False when it was not ours to send (delivered,
     leased by another worker, not due, or at ``max_attempts``)."""
@@ -157,9 +165,7 @@ def attempt(pk: int, max_attempts: int | None = None) -> bool:
         next_attempt=now + timedelta(seconds=deadline + LEASE_MARGIN_SECONDS),
     ):
         return False
-    delivery = BackchannelDelivery.objects.select_related(
-        "op_session__user", "application__oidc_profile"
-    ).get(pk=pk)
+    delivery = BackchannelDelivery.objects.select_related("application__oidc_profile").get(pk=pk)
     error = post(delivery.uri, _logout_token(delivery))  # a fresh token for every attempt
     finished = timezone.now()
     # Only our own lease is settled: a row re-claimed after a lapsed lease has more attempts.
@@ -174,11 +180,15 @@ def attempt(pk: int, max_attempts: int | None = None) -> bool:
 
 
 def _logout_token(delivery: BackchannelDelivery) -> str:
-    op_session = delivery.op_session
+    # sub and sid were copied when the session ended: the user (and the OP session) may be gone.
+    # (Rows recorded before they were copied still have their OP session.)
+    subject, sid = delivery.subject, delivery.sid
+    if not subject and delivery.op_session is not None:
+        subject, sid = subject_for(delivery.op_session.user), delivery.op_session.sid
     return mint_logout_token(
         client_id=delivery.application.client_id,
-        subject=subject_for(op_session.user),
-        sid=op_session.sid,
+        subject=subject,
+        sid=sid,
         alg=keys.alg_for_client(delivery.application),
     )
 

@@ -10,7 +10,7 @@ at the next refresh, userinfo or introspection call; these receivers make it imm
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from oidc_provider_ext.models import Tenant, TenantMembership
 from oidc_provider_ext.sessions import end_access
@@ -19,6 +19,12 @@ from oidc_provider_ext.sessions import end_access
 def _user_saved(sender, instance, created, **kwargs):
     if not created and not getattr(instance, "is_active", True):
         end_access(user=instance)
+
+
+def _user_deleting(sender, instance, **kwargs):
+    # Before the cascade deletes their OP sessions: end them, so the clients are told (the
+    # deliveries keep sub and sid and outlive the rows they came from).
+    end_access(user=instance)
 
 
 def _membership_saved(sender, instance, created, **kwargs):
@@ -44,6 +50,9 @@ def _tenant_deleted(sender, instance, **kwargs):
 
 def connect() -> None:
     post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="oidc_provider_ext.user_saved")
+    pre_delete.connect(
+        _user_deleting, sender=get_user_model(), dispatch_uid="oidc_provider_ext.user_deleting"
+    )
     post_save.connect(
         _membership_saved, sender=TenantMembership, dispatch_uid="oidc_provider_ext.membership_saved"
     )

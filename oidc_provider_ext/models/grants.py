@@ -24,7 +24,9 @@ class AuthorizationGrantQuerySet(models.QuerySet):
         (OIDC Core 11: the end of a session does not end offline access) but not their access tokens.
         """
         now = timezone.now()
-        self.filter(redeemed__isnull=True, expires__gt=now).update(expires=now)
+        # Expired as of their creation, not of now: a redemption racing this compares the row's
+        # expiry with its own clock reading, which may be a moment older than ours.
+        self.filter(redeemed__isnull=True, expires__gt=now).update(expires=models.F("created"))
         rows = list(
             self.exclude(redeemed__isnull=True).values_list("access_token_id", "token_family", "scope")
         )

@@ -19,9 +19,17 @@ class BackchannelDelivery(models.Model):
         FAILED = "failed", _("failed")
 
     id = models.BigAutoField(primary_key=True)
+    # SET_NULL, and what the logout token says is copied below: deleting the user (which deletes
+    # their OP sessions) must not delete the news that their sessions ended.
     op_session = models.ForeignKey(
-        "oidc_provider_ext.OPSession", on_delete=models.CASCADE, related_name="deliveries"
+        "oidc_provider_ext.OPSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
     )
+    subject = models.CharField(_("subject (sub)"), max_length=255, blank=True)
+    sid = models.CharField(_("session ID (sid)"), max_length=64, blank=True)
     application = models.ForeignKey(
         oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+"
     )

@@ -30,6 +30,10 @@ class OPSession(models.Model):
     user_agent = models.CharField(_("browser"), max_length=255, blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
     ended = models.DateTimeField(_("ended"), null=True, blank=True, db_index=True)
+    # When the browser session that holds it expires (at sign-in). Past it the OP session is over
+    # even if no logout said so (the browser's session expired or was flushed: another account
+    # signed in, the password changed elsewhere); oidc_cleanup ends it and tells the clients.
+    expires = models.DateTimeField(_("expires"), null=True, blank=True, db_index=True)
 
     class Meta:
         verbose_name = _("OP session")

@@ -91,7 +91,10 @@ def _parse_max_age(raw) -> int | None:
     return value
 
 
-def _requested_value(claims: dict | None, name: str) -> tuple[bool, list]:
+_MATCHES_NOTHING = "\x00"
+
+
+def _requested_value(claims: dict | None, name: str) -> tuple[bool, list[str]]:
     """(essential, allowed values) requested for ``name`` in the id_token member (OIDC Core 5.5.1)."""
     spec = ((claims or {}).get("id_token") or {}).get(name)
     if not isinstance(spec, dict):
@@ -99,7 +102,11 @@ def _requested_value(claims: dict | None, name: str) -> tuple[bool, list]:
     values = spec.get("values") if isinstance(spec.get("values"), list) else []
     if "value" in spec:
         values = [spec["value"], *values]
-    return bool(spec.get("essential")), values
+    # Only strings can match an acr or a sub; anything else (numbers, lists, objects) stands for a
+    # value nothing matches (a control character, which the request boundary keeps out of claims).
+    return bool(spec.get("essential")), [
+        value if isinstance(value, str) else _MATCHES_NOTHING for value in values
+    ]
 
 
 def pending_request(request, request_id: str) -> dict | None:

@@ -200,8 +200,10 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                     return {"active": False}
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
                 data.update(get_adapter().get_tenant_claims(access.user, tenant))
-            else:
+            elif get_adapter().may_use_client(None, access.application, ""):
                 data["sub"] = access.application.client_id
+            else:
+                return {"active": False}  # the account-state rule for a client acting for itself
             return data
         refresh = (
             get_refresh_token_model()

@@ -63,6 +63,7 @@ class Command(BaseCommand):
             done = outcomes.filter(status=BackchannelDelivery.Status.DELIVERED).count()
             delivered += done
             failed += len(mine) - done
+        backchannel.give_up_lost(max_attempts)
         given_up = BackchannelDelivery.objects.filter(
             status=BackchannelDelivery.Status.FAILED, attempts__gte=max_attempts
         ).count()

@@ -2,11 +2,13 @@
 
 What goes (and when):
 - authorization grants whose code expired unredeemed, and redeemed grants older than the longest
-  a token derived from them can live (refresh-token lifetime + access-token lifetime);
+  a token derived from them can live (refresh-token lifetime + access-token lifetime) whose
+  refresh-token family has no usable token left (rotation can keep a family alive for ever);
 - access tokens past their expiry; refresh tokens revoked or past REFRESH_TOKEN_EXPIRE_SECONDS;
 - DOT's own Grant and IDToken rows (this app does not create them) once expired;
 - consents revoked or expired, OP sessions ended, and delivered back-channel logouts, older than
   --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history);
+- OP sessions whose browser session expired are ended first (their clients are told);
 - expired browser sessions (``SessionStore.clear_expired()`` of SESSION_ENGINE, where the engine
   supports it), e.g. those an anonymous authorization request left behind.
 """
@@ -28,6 +30,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
+from oidc_provider_ext import logout
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, Consent, OPSession
 
@@ -60,8 +63,16 @@ class Command(BaseCommand):
             ),
             (
                 "authorization grants",
+                # A grant is the root of its refresh-token family (auth_time, acr, tenant, claims,
+                # revocation): it stays while any refresh token of the family may still be used,
+                # however long rotation has kept the family alive.
                 AuthorizationGrant.objects.filter(
                     Q(redeemed__isnull=True, expires__lt=now) | Q(redeemed__lt=token_horizon)
+                ).exclude(
+                    token_family__in=RefreshToken.objects.filter(
+                        revoked__isnull=True,
+                        created__gte=now - timedelta(seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS),
+                    ).values("token_family")
                 ),
             ),
             ("DOT grants", get_grant_model().objects.filter(expires__lt=now)),
@@ -75,6 +86,17 @@ class Command(BaseCommand):
                 ),
             ),
         ]
+        expired_sessions = OPSession.objects.filter(ended__isnull=True, expires__lt=now)
+        if dry_run:
+            self.stdout.write(f"expired OP sessions: would end {expired_sessions.count()}")
+        else:
+            # The browser session is gone, so the sign-in is over: end them like a logout would
+            # (tokens revoked, clients told), in batches.
+            ended = 0
+            while batch := list(expired_sessions[:batch_size]):
+                logout.end(batch)
+                ended += len(batch)
+            self.stdout.write(f"expired OP sessions: ended {ended}")
         for label, queryset in plan:
             removed = queryset.count() if dry_run else self._delete_in_batches(queryset, batch_size)
             self.stdout.write(f"{label}: {'would remove' if dry_run else 'removed'} {removed}")
