@@ -1,4 +1,4 @@
-"""System checks. IDs are stable and unique (tests/test_checks.py asserts both)."""
+"""System checks. IDs are stable and unique (tests/test_project.py::TestChecks asserts both)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ E008 = "oidc_provider_ext.E008"  # DOT server class is not ours
 E009 = "oidc_provider_ext.E009"  # client-secret hasher missing from PASSWORD_HASHERS
 E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHERS
 E011 = "oidc_provider_ext.E011"  # resource server without an audience (or a malformed one)
+E022 = "oidc_provider_ext.E022"  # a DOT setting makes DOT fetch URLs itself, outside the guarded client
 W001 = "oidc_provider_ext.W001"  # issuer is not https
 E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption would derive from SECRET_KEY)
 E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
@@ -135,6 +136,40 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+# DOT settings that make DOT open HTTP connections of its own (read from DOT 3.4's settings.py,
+# oauth2_validators.py and cimd.py), bypassing internal/outbound.py: no SSRF network policy, and
+# for introspection no timeout at all, inside a user's request. Key -> (what DOT then does, hint).
+DOT_OUTBOUND_SETTINGS = {
+    "RESOURCE_SERVER_INTROSPECTION_URL": (
+        "DOT POSTs every bearer token it does not know to that URL (requests.post: no timeout, "
+        "redirects followed, no network policy) from inside userinfo and other API requests",
+        "This provider verifies its own tokens. An API verifying another provider's tokens uses "
+        f"{SETTINGS_NAME}['RESOURCE_SERVER_JWKS_URL'] (fetched by the guarded outbound client).",
+    ),
+    "CIMD_ENABLED": (
+        "DOT fetches a client's metadata document from the URL a client sends as its client_id "
+        "(DOT's own fetcher, outside this app's network policy)",
+        "Client ID metadata documents are not supported; register clients in the admin.",
+    ),
+}
+
+
+@register(Tags.security)
+def check_dot_outbound(app_configs=None, **kwargs):
+    """E022: every request the provider makes goes through the one guarded client (DESIGN.md,
+    "Outbound requests"); a DOT setting that makes DOT fetch URLs itself is refused."""
+    dot = _dot()
+    return [
+        Error(
+            f"OAUTH2_PROVIDER[{key!r}] is set: {consequence}.",
+            hint=f"Remove it. {hint} See docs/operations.md, 'Outbound requests'.",
+            id=E022,
+        )
+        for key, (consequence, hint) in DOT_OUTBOUND_SETTINGS.items()
+        if dot.get(key)
+    ]
 
 
 MIDDLEWARE_PATH = "oidc_provider_ext.middleware.OPSessionMiddleware"

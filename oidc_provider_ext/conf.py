@@ -337,6 +337,8 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
     """The ``OAUTH2_PROVIDER`` dict that wires django-oauth-toolkit to this app.
 
     Pass DOT keys as keyword arguments to override (e.g. ``ALLOWED_REDIRECT_URI_SCHEMES``).
+    Keys that make DOT fetch URLs itself (``RESOURCE_SERVER_INTROSPECTION_URL``, ``CIMD_ENABLED``)
+    are refused by system check E022: every outbound request goes through the guarded client.
     Token lifetimes are *not* DOT settings here: they come from ``OIDC_PROVIDER_EXT``.
     """
     base: dict[str, Any] = {

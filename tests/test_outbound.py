@@ -102,6 +102,97 @@ def test_special_use_addresses_are_refused(no_allowance, address):
     assert category_of(f"https://{host}:8443/jwks") == outbound.REFUSED
 
 
+# One address in each IANA special-purpose range (RFC 6890 and the IPv4/IPv6 registries), and the
+# IPv6 forms that wrap an internal IPv4 address. Several are "global" to ipaddress on some Python
+# versions (3.11.7: 6to4, site-local, 192.88.99.0/24): the policy must not depend on that.
+SPECIAL_PURPOSE = [
+    "0.1.2.3",
+    "10.255.0.1",
+    "100.127.255.254",
+    "127.1.2.3",
+    "169.254.0.1",
+    "172.31.255.255",
+    "192.0.0.9",  # PCP anycast: globally reachable per IANA, refused with all of 192.0.0.0/24
+    "192.0.0.170",
+    "192.0.2.10",
+    "192.88.99.1",  # 6to4 relay anycast
+    "192.168.0.1",
+    "198.18.0.1",
+    "198.19.255.255",
+    "198.51.100.7",
+    "203.0.113.7",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "::127.0.0.1",  # IPv4-compatible (deprecated, RFC 4291 2.5.5.1)
+    "::ffff:10.0.0.1",  # IPv4-mapped
+    "::ffff:0:a00:1",  # IPv4-translated (RFC 2765)
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::c0a8:101",  # NAT64 of 192.168.1.1
+    "64:ff9b:1::1",  # local-use NAT64 (RFC 8215)
+    "100::1",  # discard-only
+    "2001::1",  # Teredo
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo whose client is 10.0.0.1 (XOR-obfuscated)
+    "2001:1::1",
+    "2001:2::1",  # benchmarking
+    "2001:10::1",  # ORCHID
+    "2001:1ff::1",  # last of 2001::/23
+    "2001:db8::1",  # documentation
+    "3fff::1",  # documentation (RFC 9637)
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2002:c0a8:101:1::1",  # 6to4 of 192.168.1.1
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "febf::1",
+    "fec0::1",  # site-local (deprecated, RFC 3879)
+    "feff::1",
+    "ff02::1",
+    "ff0e::1",
+    "4000::1",  # outside global unicast 2000::/3
+    "5f00::1",  # SRv6 SIDs (RFC 9602)
+]
+
+
+@pytest.mark.parametrize("address", SPECIAL_PURPOSE)
+def test_every_special_purpose_form_is_refused(no_allowance, address):
+    assert not outbound.address_allowed(address)
+    assert not outbound.address_allowed(f"{address}%2") if ":" in address else True  # zone id
+    host = f"[{address}]" if ":" in address else address
+    assert category_of(f"https://{host}:8443/jwks") == outbound.REFUSED
+
+
+@pytest.mark.parametrize("address", SPECIAL_PURPOSE)
+def test_the_policy_does_not_ask_ipaddress_what_is_global(no_allowance, monkeypatch, address):
+    # Another Python version may call any of these global: the answer must not change.
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        for name in ("is_global", "is_private", "is_reserved", "is_multicast", "is_link_local"):
+            monkeypatch.setattr(cls, name, property(lambda self, name=name: name == "is_global"))
+    assert not outbound.address_allowed(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["2002:5db8:d822::1", "::ffff:93.184.216.34", "64:ff9b::5db8:d822"],  # all reach 93.184.216.34
+)
+def test_wrapped_public_ipv4_is_judged_as_that_ipv4(no_allowance, address):
+    assert outbound.address_allowed(address)
+
+
+def test_operator_allowance_is_matched_on_the_unwrapped_address(settings):
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": ["10.0.0.0/8"]}
+    assert outbound.address_allowed("2002:a00:1::1") and outbound.address_allowed("64:ff9b::a00:1")
+    assert not outbound.address_allowed("2002:c0a8:101::1")  # 6to4 of 192.168.1.1
+    # Teredo is not unwrapped: listing its client's network does not let it through.
+    assert not outbound.address_allowed("2001:0:4136:e378:8000:63bf:f5ff:fffe")
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": ["fec0::/10"]}
+    assert outbound.address_allowed("fec0::1")  # an operator may list any range itself
+
+
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111"])
 def test_public_addresses_are_allowed_over_https_only(no_allowance, address):
     assert outbound.address_allowed(address)

@@ -116,6 +116,24 @@ class TestChecks:
         settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "RESOURCE_SERVER_AUDIENCE": "client-x"}
         assert checks.E011 not in self._ids()
 
+    @pytest.mark.parametrize(
+        "override",
+        [
+            # DOT would POST every unknown bearer token there from inside a userinfo request,
+            # with requests and no timeout, no redirect or network policy.
+            {
+                "RESOURCE_SERVER_INTROSPECTION_URL": "http://169.254.169.254/latest",
+                "RESOURCE_SERVER_AUTH_TOKEN": "t",
+            },
+            {"RESOURCE_SERVER_INTROSPECTION_URL": "https://as.example/introspect"},
+            # DOT would fetch a client_id URL (RFC draft client ID metadata document) itself.
+            {"CIMD_ENABLED": True},
+        ],
+    )
+    def test_e022_dot_settings_that_make_dot_fetch_urls(self, settings, override):
+        settings.OAUTH2_PROVIDER = dot_settings(**override)
+        assert checks.E022 in self._ids()
+
     def test_w001_http_issuer(self, settings):
         settings.OIDC_PROVIDER_EXT = {"ISSUER": "http://id.example.com"}
         assert checks.W001 in self._ids()

@@ -8,8 +8,10 @@ Every request gets:
 - **no redirects**: a 3xx is a failure (a redirect would let the target choose another host, an
   internal one included, or downgrade https to http);
 - **a network policy** on the address actually connected to: loopback, private, link-local and the
-  other IANA special-use ranges are refused unless ``OUTBOUND_ALLOWED_NETWORKS`` lists them, and
-  plain ``http`` is allowed only to those listed networks. The address is checked before the
+  other IANA special-purpose ranges (this module's own table, the same on every Python version;
+  IPv4-mapped, NAT64 and 6to4 addresses judged by the IPv4 address they reach, Teredo refused)
+  are refused unless ``OUTBOUND_ALLOWED_NETWORKS`` lists them, and plain ``http`` is allowed
+  only to those listed networks. The address is checked before the
   connection is opened (so a refused target sees no packet and "closed port" cannot be told from
   "refused") and again on the connected socket's peer address; we connect to exactly the address
   we checked, never re-resolving the name, so DNS rebinding cannot slip between check and use;
@@ -44,8 +46,57 @@ TOO_LARGE = "response too large"
 REDIRECT = "redirect not followed"
 INVALID_RESPONSE = "invalid response"
 
-# RFC 6052 2.1: the well-known NAT64 prefix embeds an IPv4 address in its last 32 bits.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+def _networks(*cidrs: str) -> tuple:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# The network policy is this module's own table, not ``ipaddress.is_global``: what that property
+# says differs between Python versions (3.11.7 calls 6to4, site-local and 192.88.99.0/24 global).
+#
+# IPv6 forms that carry an IPv4 address the packets end up at; the policy judges that IPv4 address.
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")  # RFC 4291 2.5.5.2: a.b.c.d on a dual-stack socket
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 2.1: IPv4 in the last 32 bits
+_6TO4 = ipaddress.ip_network("2002::/16")  # RFC 3056 2: IPv4 in bits 16..47
+
+# IANA IPv4 Special-Purpose Address Registry (RFC 6890), refused whatever it says of reachability.
+REFUSED_IPV4 = _networks(
+    "0.0.0.0/8",  # "this network" (RFC 791)
+    "10.0.0.0/8",  # private (RFC 1918)
+    "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local, cloud metadata (RFC 3927)
+    "172.16.0.0/12",  # private (RFC 1918)
+    "192.0.0.0/24",  # IETF protocol assignments (RFC 6890)
+    "192.0.2.0/24",  # documentation TEST-NET-1 (RFC 5737)
+    "192.88.99.0/24",  # 6to4 relay anycast (RFC 7526, deprecated)
+    "192.168.0.0/16",  # private (RFC 1918)
+    "198.18.0.0/15",  # benchmarking (RFC 2544)
+    "198.51.100.0/24",  # documentation TEST-NET-2 (RFC 5737)
+    "203.0.113.0/24",  # documentation TEST-NET-3 (RFC 5737)
+    "224.0.0.0/4",  # multicast (RFC 5771)
+    "240.0.0.0/4",  # reserved (RFC 1112), 255.255.255.255 limited broadcast included
+)
+
+# Only global unicast (2000::/3, RFC 4291 2.4 and the IANA IPv6 Address Space registry) is ever
+# public; everything outside it is refused: ::/128, ::1, IPv4-compatible and -translated forms,
+# 64:ff9b:1::/48 (RFC 8215 local NAT64), 100::/64 (discard, RFC 6666), fc00::/7 (unique local),
+# fe80::/10 (link-local), fec0::/10 (site-local, RFC 3879), ff00::/8 (multicast). Listed here too,
+# so the table reads like the IANA IPv6 Special-Purpose Address Registry.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+REFUSED_IPV6 = _networks(
+    "::/128",
+    "::1/128",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/23",  # IETF protocol assignments (RFC 2928), Teredo 2001::/32 (RFC 4380) included
+    "2001:db8::/32",  # documentation (RFC 3849)
+    "3fff::/20",  # documentation (RFC 9637)
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+)
 
 # getaddrinfo cannot be given a timeout: it runs here and the caller waits at most its deadline.
 # A resolver that hangs holds one of these threads, never the caller.
@@ -73,38 +124,50 @@ def status_category(status: int) -> str:
 
 
 def _unmapped(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv4-mapped, NAT64 or 6to4 address reaches; otherwise ``address``.
+
+    Teredo (2001::/32, RFC 4380 4) also embeds IPv4 addresses, obfuscated; it is not unwrapped but
+    refused outright (2001::/23) unless the operator lists the Teredo address itself.
+    """
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on a dual-stack socket
-            return address.ipv4_mapped
-        if address in _NAT64:
+        if address in _MAPPED or address in _NAT64:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address in _6TO4:
+            return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
     return address
 
 
-def allowed_by_operator(address: IPAddress) -> bool:
-    address = _unmapped(address)
+def _parse(address: IPAddress | str) -> IPAddress:
+    if isinstance(address, str):
+        return ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    return address
+
+
+def allowed_by_operator(address: IPAddress | str) -> bool:
+    address = _unmapped(_parse(address))
     return any(
         address.version == network.version and address in network
         for network in app_settings.OUTBOUND_ALLOWED_NETWORKS
     )
 
 
+def is_public(address: IPAddress | str) -> bool:
+    """Whether ``address`` (unwrapped) is outside every special-purpose range above."""
+    address = _unmapped(_parse(address))
+    if isinstance(address, ipaddress.IPv4Address):
+        return not any(address in network for network in REFUSED_IPV4)
+    return address in _GLOBAL_UNICAST_V6 and not any(address in network for network in REFUSED_IPV6)
+
+
 def address_allowed(address: IPAddress | str) -> bool:
     """Whether the policy lets us connect to ``address`` at all (any scheme)."""
-    if isinstance(address, str):
-        address = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if allowed_by_operator(address):
-        return True
-    address = _unmapped(address)
-    # is_global is False for the IANA special-purpose ranges that are not globally reachable
-    # (RFC 6890; loopback, RFC 1918, link-local, CGNAT, documentation, benchmarking, ...).
-    return address.is_global and not (address.is_multicast or address.is_reserved)
+    return allowed_by_operator(address) or is_public(address)
 
 
 def _check(address: str, scheme: str) -> None:
     if not address_allowed(address):
         raise OutboundError(REFUSED, f"{address} is not a public address")
-    if scheme == "http" and not allowed_by_operator(ipaddress.ip_address(address.split("%", 1)[0])):
+    if scheme == "http" and not allowed_by_operator(address):
         raise OutboundError(REFUSED, "plain http is only for networks in OUTBOUND_ALLOWED_NETWORKS")
 
 
