@@ -76,10 +76,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair, not either o
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "oidc_provider_ext/lockout.html"
 AXES_USERNAME_FORM_FIELD = "username"
-# The one definition of the client address, shared with the client-authentication throttle:
-# REMOTE_ADDR, or behind OIDC_PROVIDER_EXT["TRUSTED_PROXY_COUNT"] proxies the X-Forwarded-For
-# entry the first of them appended (never the leftmost, client-controlled one).
-AXES_CLIENT_IP_CALLABLE = "oidc_provider_ext.throttle.client_ip"
+# The one definition of the client address, shared with the other throttles: REMOTE_ADDR, or
+# behind OIDC_PROVIDER_EXT["TRUSTED_PROXY_COUNT"] proxies the X-Forwarded-For entry the first of
+# them appended (never the leftmost, client-controlled one); an IPv6 address counts as its /64
+# (else one customer rotates through 2**64 addresses), an IPv4-mapped one as the IPv4 address.
+AXES_CLIENT_IP_CALLABLE = "oidc_provider_ext.throttle.throttle_address"
 
 # Content Security Policy (django-csp): no inline scripts, no framing, only our own assets.
 # Tenant and client logos are https URLs configured by operators.

@@ -87,6 +87,11 @@ _SETTINGS: dict[str, _Setting] = {
     "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": _Setting(
         30, "Failed client authentications per address (any client ids) before the address is refused."
     ),
+    "CLIENT_AUTH_PROVEN_SECONDS": _Setting(
+        86400,
+        "After a successful client authentication, how long that (client_id, address) pair is "
+        "exempt from CLIENT_AUTH_ADDRESS_FAILURE_LIMIT (renewed by each success); 0 disables.",
+    ),
     "LOGIN_ADDRESS_FAILURE_LIMIT": _Setting(
         50, "Failed sign-ins per address (any usernames) before LoginThrottleBackend refuses it."
     ),
@@ -242,6 +247,10 @@ class AppSettings:
     @property
     def CLIENT_AUTH_ADDRESS_FAILURE_LIMIT(self) -> int:
         return int(self._get("CLIENT_AUTH_ADDRESS_FAILURE_LIMIT"))
+
+    @property
+    def CLIENT_AUTH_PROVEN_SECONDS(self) -> int:
+        return int(self._get("CLIENT_AUTH_PROVEN_SECONDS"))
 
     @property
     def LOGIN_ADDRESS_FAILURE_LIMIT(self) -> int:

@@ -3,12 +3,19 @@
 - :func:`client_ip` is the one answer to "which address is this request from": ``REMOTE_ADDR``,
   or with ``TRUSTED_PROXY_COUNT`` = N the X-Forwarded-For entry the first of the N trusted proxies
   appended (parsed by python-ipware). The leftmost entries are whatever the client sent; they are
-  never used. The example project hands it to django-axes (``AXES_CLIENT_IP_CALLABLE``).
+  never used. Logs and other uses take it as it is.
+- :func:`throttle_address` is what every throttle counts by: :func:`client_ip`, but an IPv6
+  address stands for its /64 (one customer's allocation, RFC 6177 / RFC 7421: whoever has one
+  address has 2**64) and an IPv4-mapped IPv6 address for the IPv4 address. The example project
+  hands it to django-axes (``AXES_CLIENT_IP_CALLABLE``).
 - Client authentication at the back-channel endpoints (token, introspection, revocation):
   failures are counted per (client_id, address) and per address in Django's cache (shared by
   every worker when the cache is Redis). Over a limit the attempt is refused as ``invalid_client``
   *before* any secret is verified, so a refused request costs no hashing. A client
-  authenticating from another address is not affected. See docs/client-secrets.md.
+  authenticating from another address is not affected, and neither is one that authenticated
+  from this address within ``CLIENT_AUTH_PROVEN_SECONDS`` (a marker set on success exempts that
+  (client_id, address) pair from the per-address limit; its own pair limit still applies): on a
+  shared egress address, spraying client ids locks out the sprayer only. See docs/client-secrets.md.
 - Sign-in: :class:`LoginThrottleBackend` refuses sign-ins from an address that failed
   ``LOGIN_ADDRESS_FAILURE_LIMIT`` times (a password-spraying source); the per (username, address)
   lock is django-axes' job. See docs/operations.md, "Login throttling".
@@ -19,6 +26,7 @@ Counters are fixed windows of ``THROTTLE_WINDOW_SECONDS`` started by the first f
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -56,6 +64,26 @@ def client_ip(request_or_meta) -> str:
     return str(meta.get("REMOTE_ADDR") or "")
 
 
+def address_scope(address: str) -> str:
+    """The unit a throttle counts ``address`` as: an IPv6 address's /64 (written as its first
+    address, so it still fits django-axes' GenericIPAddressField), an IPv4-mapped IPv6 address's
+    IPv4 address, anything else unchanged."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone id names an interface, not a host
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False).network_address)
+    return str(ip)
+
+
+def throttle_address(request_or_meta) -> str:
+    """:func:`client_ip` as every throttle counts it (see :func:`address_scope`)."""
+    return address_scope(client_ip(request_or_meta))
+
+
 def _key(name: str, *parts: str) -> str:
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()
     return f"{_PREFIX}{name}:{digest}"
@@ -89,22 +117,28 @@ def dummy_verify(secret: str) -> None:
 
 
 class ClientAuthAttempt:
-    """One client authentication: refuses before any secret is checked when the address, or this
-    client id from this address, is over its limit; counts the failure otherwise."""
+    """One client authentication: refuses before any secret is checked when this client id from
+    this address is over its limit, or the address is and the pair has not proven itself from
+    there lately; counts the failure otherwise, and marks the pair proven on success."""
 
     def __init__(self, address: str):
-        self.address = address
+        self.address = address  # the full address, for the log
+        self.scope = address_scope(address)  # what the counters count
         self.client_ids: list[str] = []
         self.refused = False
 
     def allows(self, client_id: str) -> bool:
         """Whether ``client_id`` may have its secret checked now (one cache read)."""
-        address_key = _key("client-address", self.address)
-        pair_key = _key("client", client_id, self.address)
-        counts = cache.get_many([address_key, pair_key])
-        if (
-            counts.get(address_key, 0) >= app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT
-            or counts.get(pair_key, 0) >= app_settings.CLIENT_AUTH_FAILURE_LIMIT
+        address_key = _key("client-address", self.scope)
+        pair_key = _key("client", client_id, self.scope)
+        proven_key = _key("client-proven", client_id, self.scope)
+        counts = cache.get_many([address_key, pair_key, proven_key])
+        # The per-address limit stops spraying many client ids; a pair that authenticated from
+        # this address lately is not spraying, and a sprayer cannot get the marker without the
+        # secret. Exempt, it still has its own limit, so guessing its secret stays bounded.
+        address_over = counts.get(address_key, 0) >= app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT
+        if (address_over and not counts.get(proven_key)) or (
+            counts.get(pair_key, 0) >= app_settings.CLIENT_AUTH_FAILURE_LIMIT
         ):
             if not self.refused:
                 log.warning("Client authentication throttled for client %r from %s.", client_id, self.address)
@@ -119,17 +153,25 @@ class ClientAuthAttempt:
             return  # refused attempts do not extend the window; no client id, no secret checked
         _count_failure(
             [
-                _key("client-address", self.address),
-                *(_key("client", client_id, self.address) for client_id in self.client_ids),
+                _key("client-address", self.scope),
+                *(_key("client", client_id, self.scope) for client_id in self.client_ids),
             ]
         )
+
+    def succeeded(self, client_id: str) -> None:
+        """``client_id`` proved itself from this address: exempt the pair from the per-address
+        limit for ``CLIENT_AUTH_PROVEN_SECONDS`` (renewed by every success; a cache write, no query)."""
+        if app_settings.CLIENT_AUTH_PROVEN_SECONDS > 0:
+            cache.set(
+                _key("client-proven", client_id, self.scope), 1, app_settings.CLIENT_AUTH_PROVEN_SECONDS
+            )
 
 
 # --- sign-in -------------------------------------------------------------------------------------
 
 
 def _login_address_key(request) -> str:
-    return _key("login-address", client_ip(request))
+    return _key("login-address", throttle_address(request))
 
 
 class LoginThrottleBackend:

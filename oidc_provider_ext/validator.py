@@ -109,9 +109,10 @@ class OIDCValidator(OAuth2Validator):
 
     def authenticate_client(self, request, *args, **kwargs):
         # RFC 6749 2.3.1 client authentication, throttled per (client_id, address) and per address
-        # (oidc_provider_ext.throttle): DOT's Basic and body paths both load the client through
-        # _load_application before checking a secret, which refuses there when over a limit.
-        # Refused or wrong, the answer is the same RFC 6749 5.2 invalid_client.
+        # (oidc_provider_ext.throttle; an IPv6 address counts as its /64): DOT's Basic and body
+        # paths both load the client through _load_application before checking a secret, which
+        # refuses there when over a limit. Refused or wrong, the answer is the same RFC 6749 5.2
+        # invalid_client. A success marks the (client_id, address) pair as proven.
         attempt = throttle.ClientAuthAttempt(throttle.client_ip(request.headers))
         request._oidc_client_auth = attempt
         try:
@@ -120,6 +121,8 @@ class OIDCValidator(OAuth2Validator):
             del request._oidc_client_auth
         if not authenticated:
             attempt.failed()
+        elif request.client is not None:
+            attempt.succeeded(request.client.client_id)
         return authenticated
 
     def _load_application(self, client_id, request):

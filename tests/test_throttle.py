@@ -13,7 +13,7 @@ from oauth2_provider.models import get_application_model
 
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.hashers import ClientSecretHasher
-from oidc_provider_ext.throttle import client_ip
+from oidc_provider_ext.throttle import client_ip, throttle_address
 
 from .factories import USER_PASSWORD, ApplicationFactory, UserFactory
 from .flow import basic_auth, token_request
@@ -24,6 +24,15 @@ Application = get_application_model()
 ATTACKER = "203.0.113.9"
 VICTIM = "198.51.100.7"
 PROXY = "10.0.0.2"
+# One customer's IPv6 /64 (every address in it is the attacker's), and a neighbour's /64.
+ATTACKER_64 = "2001:db8:1:2"
+NEIGHBOUR_64 = "2001:db8:1:3"
+SHARED = "192.0.2.80"  # a cloud NAT / proxy egress address shared by a client and an attacker
+
+
+def _v6(prefix, n):
+    """The n-th address of a /64, spread over the interface identifier as a rotating attacker would."""
+    return f"{prefix}:{n:x}:{(n * 7919) % 65536:x}:{n % 7:x}:1"
 
 
 def _client_credentials_app(**kwargs):
@@ -307,3 +316,140 @@ def test_production_profile_takes_the_proxy_count_from_the_environment():
 
     assert address() == PROXY  # default 0: REMOTE_ADDR, the forwarded header is ignored
     assert address(DJANGO_TRUSTED_PROXY_COUNT="1") == ATTACKER  # the entry the proxy appended
+
+
+class TestSharedAddressClientAuth:
+    """Many clients share an egress address (cloud NAT, serverless, corporate proxy); so may an
+    attacker. Spraying client ids from it must not lock out a client that proves itself there."""
+
+    def test_spraying_from_a_shared_address_does_not_stop_a_client_authenticating_from_it(self, slow_verify):
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        rp = Client(REMOTE_ADDR=SHARED)
+        assert _cc(rp, app.client_id, app.raw_secret).status_code == 200
+        attacker = Client(REMOTE_ADDR=SHARED)
+        for n in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
+            _cc(attacker, f"client-that-does-not-exist-{n}", "guess")
+        slow_verify.reset_mock()
+        # The spraying is refused, without hashing, for unknown and known-but-unproven ids alike.
+        assert _cc(attacker, "client-that-does-not-exist-x", "guess").status_code == 401
+        assert slow_verify.call_count == 0
+        # A client proven at another address only is not exempt here.
+        bystander = _client_credentials_app(client_secret="another human chosen secret")
+        assert _cc(Client(REMOTE_ADDR=VICTIM), bystander.client_id, bystander.raw_secret).status_code == 200
+        slow_verify.reset_mock()
+        assert _cc(attacker, bystander.client_id, "guess").status_code == 401
+        assert slow_verify.call_count == 0
+        # The client that has been authenticating from the shared address goes on doing so.
+        response = _cc(rp, app.client_id, app.raw_secret)
+        assert response.status_code == 200, response.content
+        assert "access_token" in response.json()
+
+    def test_a_proven_pair_keeps_its_own_limit(self, slow_verify):
+        """The exemption is from the per-address limit only: guessing the proven client's secret
+        from the shared address still costs at most CLIENT_AUTH_FAILURE_LIMIT hashes."""
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        assert _cc(Client(REMOTE_ADDR=SHARED), app.client_id, app.raw_secret).status_code == 200
+        attacker = Client(REMOTE_ADDR=SHARED)
+        for n in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
+            _cc(attacker, f"client-that-does-not-exist-{n}", "guess")
+        slow_verify.reset_mock()
+        for _ in range(app_settings.CLIENT_AUTH_FAILURE_LIMIT):
+            assert _cc(attacker, app.client_id, "guess").status_code == 401
+        assert slow_verify.call_count == app_settings.CLIENT_AUTH_FAILURE_LIMIT
+        slow_verify.reset_mock()
+        assert _cc(attacker, app.client_id, "guess").status_code == 401
+        assert slow_verify.call_count == 0
+
+    def test_client_auth_proven_seconds(self, settings):
+        app = _client_credentials_app()
+        rp = Client(REMOTE_ADDR=SHARED)
+        timeouts = []
+        real_set = cache.set
+
+        def set_(key, value, timeout=None, **kwargs):
+            if ":client-proven:" in key:
+                timeouts.append(timeout)
+            return real_set(key, value, timeout, **kwargs)
+
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_AUTH_PROVEN_SECONDS": 42}
+        with mock.patch("oidc_provider_ext.throttle.cache.set", side_effect=set_):
+            assert _cc(rp, app.client_id, app.raw_secret).status_code == 200
+        assert timeouts == [42]
+        # 0: no exemption; the sprayed shared address refuses the client too.
+        settings.OIDC_PROVIDER_EXT = {
+            **settings.OIDC_PROVIDER_EXT,
+            "CLIENT_AUTH_PROVEN_SECONDS": 0,
+            "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": 3,
+        }
+        cache.clear()
+        assert _cc(rp, app.client_id, app.raw_secret).status_code == 200
+        for n in range(3):
+            _cc(Client(REMOTE_ADDR=SHARED), f"client-that-does-not-exist-{n}", "guess")
+        assert _cc(rp, app.client_id, app.raw_secret).status_code == 401
+
+
+class TestIPv6Prefix:
+    """An IPv6 customer owns a whole /64: every throttle keys it as one address."""
+
+    def test_throttle_address(self):
+        assert throttle_address({"REMOTE_ADDR": ATTACKER}) == ATTACKER  # IPv4 unchanged
+        assert throttle_address({"REMOTE_ADDR": _v6(ATTACKER_64, 5)}) == f"{ATTACKER_64}::"
+        assert throttle_address({"REMOTE_ADDR": f"{ATTACKER_64}::1"}) == f"{ATTACKER_64}::"
+        assert throttle_address({"REMOTE_ADDR": f"::ffff:{ATTACKER}"}) == ATTACKER
+        # client_ip, for logs and other uses, keeps the full address.
+        assert client_ip({"REMOTE_ADDR": _v6(ATTACKER_64, 5)}) == _v6(ATTACKER_64, 5)
+
+    def test_behind_a_trusted_proxy_the_forwarded_address_is_keyed_by_its_64(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+        meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {_v6(ATTACKER_64, 9)}"}
+        assert throttle_address(meta) == f"{ATTACKER_64}::"
+
+    def test_client_auth_failures_from_one_64_lock_that_64(self, slow_verify):
+        app = _client_credentials_app(client_secret="a human chosen secret")
+        for n in range(app_settings.CLIENT_AUTH_FAILURE_LIMIT):
+            assert _cc(Client(REMOTE_ADDR=_v6(ATTACKER_64, n)), app.client_id, "guess").status_code == 401
+        slow_verify.reset_mock()
+        assert (
+            _cc(Client(REMOTE_ADDR=_v6(ATTACKER_64, 999)), app.client_id, app.raw_secret).status_code == 401
+        )
+        assert slow_verify.call_count == 0
+        assert _cc(Client(REMOTE_ADDR=_v6(NEIGHBOUR_64, 1)), app.client_id, app.raw_secret).status_code == 200
+
+    def test_spraying_client_ids_from_one_64_is_refused(self, slow_verify):
+        for n in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
+            _cc(Client(REMOTE_ADDR=_v6(ATTACKER_64, n)), f"client-that-does-not-exist-{n}", "guess")
+        slow_verify.reset_mock()
+        assert (
+            _cc(Client(REMOTE_ADDR=_v6(ATTACKER_64, 999)), "client-that-does-not-exist-x", "g").status_code
+            == 401
+        )
+        assert slow_verify.call_count == 0
+        app = _client_credentials_app()
+        assert _cc(Client(REMOTE_ADDR=_v6(NEIGHBOUR_64, 1)), app.client_id, app.raw_secret).status_code == 200
+
+    def test_axes_locks_the_username_and_64_pair(self):
+        alice = UserFactory()
+        for n in range(5):
+            _fail_login(Client(REMOTE_ADDR=_v6(ATTACKER_64, n)), alice.username, 1)
+        attacker = Client(REMOTE_ADDR=_v6(ATTACKER_64, 999))
+        assert _sign_in(attacker, alice.username).status_code == 429
+        assert "_auth_user_id" not in attacker.session
+        assert _sign_in(Client(REMOTE_ADDR=_v6(NEIGHBOUR_64, 1)), alice.username).status_code == 302
+
+    def test_an_ipv4_mapped_address_is_the_ipv4_address(self):
+        alice = UserFactory()
+        _fail_login(Client(REMOTE_ADDR=ATTACKER), alice.username, 3)
+        _fail_login(Client(REMOTE_ADDR=f"::ffff:{ATTACKER}"), alice.username, 2)
+        assert _sign_in(Client(REMOTE_ADDR=ATTACKER), alice.username).status_code == 429
+        # IPv4 is unchanged: the neighbouring IPv4 address is another address.
+        assert _sign_in(Client(REMOTE_ADDR="203.0.113.10"), alice.username).status_code == 302
+
+    def test_a_spraying_64_is_refused_at_sign_in(self, settings):
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGIN_ADDRESS_FAILURE_LIMIT": 8}
+        for n in range(8):
+            _fail_login(Client(REMOTE_ADDR=_v6(ATTACKER_64, n)), f"user-{n}", 1)
+        bob = UserFactory()
+        sprayer = Client(REMOTE_ADDR=_v6(ATTACKER_64, 999))
+        assert _sign_in(sprayer, bob.username).status_code == 429
+        assert "_auth_user_id" not in sprayer.session
+        assert _sign_in(Client(REMOTE_ADDR=_v6(NEIGHBOUR_64, 1)), bob.username).status_code == 302
