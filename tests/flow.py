@@ -50,7 +50,12 @@ def consent(client, response, decision: str = "allow", untick: tuple[str, ...] =
     request_id = response.context["form"].initial["request_id"]
     ticked = [s["name"] for s in response.context["scopes"] if not s["required"] and s["name"] not in untick]
     data = {"request_id": request_id, "decision": decision, "scope": ticked}
-    return client.post(reverse("oidc_provider_ext:authorize"), data)
+    return client.post(response.context["form_action"], data)
+
+
+def continue_url(request_id: str) -> str:
+    """Where the browser's answers to a pending authorization request go."""
+    return reverse("oidc_provider_ext:authorize-continue", args=[request_id])
 
 
 def get_code(client, app, user, **params) -> tuple[str, dict]:

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from .factories import REDIRECT_URI, ApplicationFactory, PublicApplicationFactory
-from .flow import authorize_url, consent, login, pkce_pair, query_of
+from .flow import authorize_url, consent, continue_url, login, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db
 
@@ -277,9 +277,7 @@ class TestConsentPost:
 
     def test_unknown_request_id(self, client, user):
         login(client, user)
-        response = client.post(
-            reverse("oidc_provider_ext:authorize"), {"request_id": "forged", "decision": "allow"}
-        )
+        response = client.post(continue_url("forged"), {"request_id": "forged", "decision": "allow"})
         assert response.status_code == 400
         assert "Location" not in response
 
@@ -293,7 +291,7 @@ class TestConsentPost:
         login(client, user)
         page = client.get(authorize_url(confidential_app, scope="openid"))
         response = client.post(
-            reverse("oidc_provider_ext:authorize"),
+            page.context["form_action"],
             {
                 "request_id": page.context["form"].initial["request_id"],
                 "decision": "allow",
@@ -324,15 +322,11 @@ class TestConsentPost:
         browser = Client(enforce_csrf_checks=True)
         login_page = browser.get(reverse("oidc_provider_ext:login"))
         assert login_page.status_code == 200
-        response = browser.post(
-            reverse("oidc_provider_ext:authorize"), {"request_id": "x", "decision": "allow"}
-        )
+        response = browser.post(continue_url("x"), {"request_id": "x", "decision": "allow"})
         assert response.status_code == 403
 
     def test_anonymous_post_is_refused(self, client):
-        response = client.post(
-            reverse("oidc_provider_ext:authorize"), {"request_id": "x", "decision": "allow"}
-        )
+        response = client.post(continue_url("x"), {"request_id": "x", "decision": "allow"})
         assert response.status_code == 400
         assert "Location" not in response
 

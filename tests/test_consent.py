@@ -10,7 +10,17 @@ from django.utils import timezone
 from oidc_provider_ext.models import Consent
 
 from .factories import REDIRECT_URI, ApplicationFactory, UserFactory
-from .flow import authorize_url, basic_auth, consent, exchange, login, query_of, token_request, verify_jwt
+from .flow import (
+    authorize_url,
+    basic_auth,
+    consent,
+    continue_url,
+    exchange,
+    login,
+    query_of,
+    token_request,
+    verify_jwt,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -175,7 +185,7 @@ class TestTamperedPosts:
         login(browser, user)
         page = consent_page(browser, app, scope="openid")
         response = browser.post(
-            reverse("oidc_provider_ext:authorize"),
+            page.context["form_action"],
             {
                 "request_id": page.context["form"].initial["request_id"],
                 "decision": "allow",
@@ -189,7 +199,7 @@ class TestTamperedPosts:
         login(browser, user)
         page = consent_page(browser, app)
         response = browser.post(
-            reverse("oidc_provider_ext:authorize"),
+            page.context["form_action"],
             {
                 "request_id": page.context["form"].initial["request_id"],
                 "decision": "allow",
@@ -209,9 +219,7 @@ class TestTamperedPosts:
         page = consent_page(browser, app)
         assert consent(browser, page).status_code == 302
         assert consent(browser, page).status_code == 400
-        forged = browser.post(
-            reverse("oidc_provider_ext:authorize"), {"request_id": "x" * 32, "decision": "allow"}
-        )
+        forged = browser.post(continue_url("x" * 32), {"request_id": "x" * 32, "decision": "allow"})
         assert forged.status_code == 400 and "Location" not in forged
 
 

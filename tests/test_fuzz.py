@@ -217,11 +217,10 @@ def _scenario(world, name) -> Scenario:
         scenario = Scenario(name, "POST", authorize, [], "page", world.browser)
 
         def refresh():
-            scenario.params = [
-                ("request_id", world.pending_consent()),
-                ("decision", "allow"),
-                ("scope", "profile"),
-            ]
+            request_id = world.pending_consent()
+            # The consent form posts to the pending request's own URL.
+            scenario.path = reverse("oidc_provider_ext:authorize-continue", args=[request_id])
+            scenario.params = [("request_id", request_id), ("decision", "allow"), ("scope", "profile")]
 
         scenario.refresh = refresh
         other = Client()

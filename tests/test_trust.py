@@ -386,7 +386,7 @@ class TestNo500:
         assert page.status_code == 200  # the consent page is open
         OPSession.objects.filter(user=user).update(ended="2026-01-01T00:00:00Z")  # another tab signed out
         response = browser.post(
-            reverse("oidc_provider_ext:authorize"),
+            page.context["form_action"],
             {"request_id": page.context["form"].initial["request_id"], "decision": "allow"},
         )
         assert 400 <= response.status_code < 500 or (
@@ -412,7 +412,7 @@ class TestNo500:
         ApplicationFactory(client_id="recreated")
         cache.set(clients._key("recreated"), cached, 30)
         response = browser.post(
-            reverse("oidc_provider_ext:authorize"),
+            page.context["form_action"],
             {"request_id": page.context["form"].initial["request_id"], "decision": "allow"},
         )
         assert response.status_code == 400

@@ -8,9 +8,10 @@ from django.views.decorators.cache import never_cache
 from oidc_provider_ext import logout, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
+from oidc_provider_ext.internal.authorization import for_login_page
+from oidc_provider_ext.internal.locales import ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
-from oidc_provider_ext.views.authorize import PENDING_SESSION_KEY, _ui_language, pending_request_for_next
 from oidc_provider_ext.views.errors import boundary_page
 
 
@@ -27,12 +28,11 @@ class LoginView(auth_views.LoginView):
 
     def dispatch(self, request, *args, **kwargs):
         next_url = request.POST.get(self.redirect_field_name) or request.GET.get(self.redirect_field_name, "")
-        # (request id, stored request) of the authorization request this sign-in completes.
-        self.pending_authorization = pending_request_for_next(request, next_url)
-        entry = self.pending_authorization[1] if self.pending_authorization else {}
-        code = entry.get("tenant") if not entry.get("tenant_deferred") else None
+        # The authorization request this sign-in completes, if any.
+        self.pending = pending = for_login_page(request, next_url)
+        code = pending.tenant if pending is not None and not pending.tenant_deferred else None
         self.tenant = get_adapter().get_tenant(code) if code else None
-        language = _ui_language(entry["ui_locales"]) if entry else translation.get_language()
+        language = ui_language(pending.ui_locales) if pending is not None else translation.get_language()
         with translation.override(language):
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render"):
@@ -43,14 +43,13 @@ class LoginView(auth_views.LoginView):
         return {**super().get_form_kwargs(), "tenant": self.tenant}
 
     def get_context_data(self, **kwargs):
-        entry = self.pending_authorization[1] if self.pending_authorization else {}
-        return super().get_context_data(tenant=self.tenant, idp_hints=entry.get("idp", []), **kwargs)
+        idp_hints = self.pending.idp if self.pending is not None else []
+        return super().get_context_data(tenant=self.tenant, idp_hints=idp_hints, **kwargs)
 
     def get_initial(self):
         initial = super().get_initial()
         # OIDC Core 3.1.2.1 login_hint: pre-fill the identifier the client already knows.
-        entry = self.pending_authorization[1] if self.pending_authorization else {}
-        hint = self.request.GET.get("login_hint") or entry.get("login_hint")
+        hint = self.request.GET.get("login_hint") or (self.pending.login_hint if self.pending else "")
         if hint:
             initial["username"] = hint[:150]
         return initial
@@ -67,11 +66,8 @@ class LoginView(auth_views.LoginView):
         # Signing in as a different user flushes the session (django.contrib.auth.login); the
         # authorization request being completed must survive that (prompt=select_account).
         response = super().form_valid(form)
-        if self.pending_authorization:
-            request_id, entry = self.pending_authorization
-            pending = dict(self.request.session.get(PENDING_SESSION_KEY, {}))
-            pending.setdefault(request_id, entry)
-            self.request.session[PENDING_SESSION_KEY] = pending
+        if self.pending is not None:
+            self.pending.keep_after_sign_in(self.request)
         return response
 
     def form_invalid(self, form):

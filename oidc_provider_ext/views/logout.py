@@ -17,10 +17,10 @@ from oauth2_provider.models import get_application_model
 from oauthlib.common import add_params_to_uri
 
 from oidc_provider_ext import logout, sessions
+from oidc_provider_ext.internal.locales import ui_language
 from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
-from oidc_provider_ext.views.authorize import _ui_language
 from oidc_provider_ext.views.errors import boundary_page, error_page
 
 PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
@@ -63,7 +63,7 @@ class EndSessionView(View):
             logout_request = self._validate(params)
         except LogoutError as exc:
             return error_page(request, "This sign-out link is not valid", str(exc))
-        with translation.override(_ui_language(params.get("ui_locales", ""))):
+        with translation.override(ui_language(params.get("ui_locales", ""))):
             browser_sessions = sessions.browser_entries(request)
             if request.user.is_authenticated and (
                 confirmed or self._hint_proves_user(logout_request, browser_sessions)

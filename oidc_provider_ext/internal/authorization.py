@@ -1,0 +1,401 @@
+"""The pending authorization request: a typed object with its own storage and transitions.
+
+``/connect/authorize`` validates a request once (oauthlib, then :meth:`PendingAuthorization.
+from_request`), and from then on the request lives here, server-side in the browser's session, until
+it is answered: the login round trip, the tenant chooser and the consent form carry only its
+opaque id, so nothing the browser sends back can change the client, redirect_uri, scopes, PKCE
+challenge or nonce (DESIGN.md, "Data that must survive").
+
+:meth:`PendingAuthorization.next_step` applies the rules of OIDC Core 3.1.2.1 that depend on the
+browser's session (prompt, max_age, id_token_hint / claims ``sub``, the account-state rule) and
+returns what happens next: :class:`Login`, :class:`ChooseTenant`, :class:`AskConsent`,
+:class:`Issue` or :class:`Fail` (an error for the client) / :class:`Refuse` (a page at the IdP).
+The views turn a step into HTTP; every new OIDC parameter touches this module only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.http import HttpRequest
+from django.urls import Resolver404, get_script_prefix, resolve
+
+from oidc_provider_ext import consents, sessions
+from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.models import ClientProfile
+from oidc_provider_ext.tenants import default_tenant, parse_acr_values, resolve_requested_tenant
+from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
+
+SESSION_KEY = "oidc_pending_authorizations"
+MAX_PENDING = 10  # per browser session; the oldest goes first
+WRONG_SUBJECT = "The signed-in user is not the one the client asked for."
+# Only these survive to the code; oauthlib's own request object and sets are not serialisable.
+KEPT_CREDENTIALS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "claims",
+)
+# A requested acr or sub that is not a string matches nothing: a control character, which the
+# request boundary keeps out of every real value.
+_MATCHES_NOTHING = "\x00"
+
+
+class AuthorizationError(Exception):
+    """An error for the client, sent to its (validated) redirect_uri with ``state``."""
+
+    def __init__(self, error: str, description: str):
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    """The user must (re-)authenticate for this request."""
+
+
+@dataclass(frozen=True)
+class ChooseTenant:
+    tenants: list
+
+
+@dataclass(frozen=True)
+class AskConsent:
+    pass
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Issue the code (the pending request is no longer stored)."""
+
+
+@dataclass(frozen=True)
+class Fail:
+    """An error for the client (OIDC Core 3.1.2.6)."""
+
+    error: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """An error page at the IdP: nothing the client could do about it."""
+
+    title: str
+    message: str
+
+
+Step = Login | ChooseTenant | AskConsent | Issue | Fail | Refuse
+
+
+# --- the request -----------------------------------------------------------------------------------
+
+
+def _parse_max_age(raw) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0 or str(raw).strip() != str(value):
+        raise AuthorizationError(
+            "invalid_request", "max_age must be a non-negative integer number of seconds."
+        )
+    return value
+
+
+def requested_value(claims: dict | None, name: str) -> tuple[bool, list[str]]:
+    """(essential, allowed values) requested for ``name`` in the id_token member (OIDC Core 5.5.1)."""
+    spec = ((claims or {}).get("id_token") or {}).get(name)
+    if not isinstance(spec, dict):
+        return False, []
+    values = spec.get("values") if isinstance(spec.get("values"), list) else []
+    if "value" in spec:
+        values = [spec["value"], *values]
+    return bool(spec.get("essential")), [
+        value if isinstance(value, str) else _MATCHES_NOTHING for value in values
+    ]
+
+
+@dataclass
+class PendingAuthorization:
+    id: str
+    created: float
+    scopes: list[str]
+    credentials: dict[str, Any]  # the validated request (KEPT_CREDENTIALS)
+    prompt: list[str]
+    max_age: int | None
+    subject: str | None  # the sub the client asked for (id_token_hint, claims), if any
+    login_hint: str
+    ui_locales: str
+    tenant: str  # a code, "" for none
+    tenant_deferred: bool  # decided after sign-in (the user's only tenant, or the chooser)
+    idp: list[str]
+    login_started: int | None = None  # when this request sent the user to sign in
+    asked: list[str] | None = None  # the scopes the consent page asks for
+    user: str | None = None  # who the chooser/consent page was shown to
+    expects: str = ""  # the answer the browser may post next: "tenant" or "consent"
+
+    # --- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_request(cls, params, scopes, credentials, application) -> PendingAuthorization:
+        """The request oauthlib validated, with the OIDC parameters checked here.
+
+        Raises :class:`AuthorizationError` (for the client) or ``TenantError`` (a page at the IdP).
+        """
+        # OIDC Core 3.1.2.6: request objects are not supported (not advertised in discovery).
+        if "request" in params:
+            raise AuthorizationError("request_not_supported", "Request objects are not supported.")
+        if "request_uri" in params:
+            raise AuthorizationError("request_uri_not_supported", "request_uri is not supported.")
+        try:
+            acr = parse_acr_values(params.get("acr_values"))
+        except ValueError as exc:
+            raise AuthorizationError("invalid_request", str(exc)) from exc
+        tenant = (
+            resolve_requested_tenant(acr.tenant, application)
+            if acr.tenant is not None
+            else default_tenant(application)
+        )
+        adapter = get_adapter()
+        claims = credentials.get("claims") or {}
+        essential, acr_values = requested_value(claims, "acr")
+        if essential and acr_values and not set(acr_values) & set(adapter.acr_values_supported):
+            # OIDC Core 5.5.1.1 and the unmet_authentication_requirements errata: an essential
+            # acr we cannot satisfy is a failed authentication.
+            raise AuthorizationError(
+                "unmet_authentication_requirements", "None of the requested acr values is supported."
+            )
+        hint_sub = None
+        if params.get("id_token_hint"):
+            try:
+                hint_sub = verify_id_token_hint(params["id_token_hint"], application.client_id)["sub"]
+            except InvalidIdTokenHint as exc:
+                raise AuthorizationError("invalid_request", str(exc)) from exc
+        _essential, sub_values = requested_value(claims, "sub")
+        return cls(
+            id=secrets.token_urlsafe(24),
+            created=time.time(),
+            scopes=list(scopes),
+            credentials={key: credentials[key] for key in KEPT_CREDENTIALS if credentials.get(key)},
+            prompt=sorted(credentials.get("prompt") or ()),
+            max_age=_parse_max_age(params.get("max_age")),
+            subject=hint_sub or (sub_values[0] if sub_values else None),
+            login_hint=params.get("login_hint", "")[:255],
+            ui_locales=params.get("ui_locales", "")[:255],
+            tenant=tenant.code if tenant is not None else sessions.NO_TENANT,
+            # With no tenant named and no client default, the tenant is decided after sign-in: the
+            # user's only organisation, or the one they pick. A site without tenants has none.
+            tenant_deferred=tenant is None and adapter.has_tenants(),
+            idp=list(acr.idps),
+        )
+
+    @property
+    def client_id(self) -> str:
+        return self.credentials["client_id"]
+
+    # --- storage: the browser's session ---------------------------------------------------------
+
+    @classmethod
+    def load(cls, request: HttpRequest, request_id: str) -> PendingAuthorization | None:
+        """The pending request ``request_id`` of this browser, if it is still valid."""
+        stored = request.session.get(SESSION_KEY, {}).get(request_id) if request_id else None
+        if (
+            stored is None
+            or time.time() - stored["created"] >= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        ):
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(id=request_id, **{k: v for k, v in stored.items() if k in known and k != "id"})
+
+    def save(self, request: HttpRequest) -> None:
+        now = time.time()
+        pending = {
+            key: value
+            for key, value in request.session.get(SESSION_KEY, {}).items()
+            if now - value["created"] < app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        }
+        pending[self.id] = {k: v for k, v in asdict(self).items() if k != "id"}
+        while len(pending) > MAX_PENDING:
+            pending.pop(min(pending, key=lambda key: pending[key]["created"]))
+        session = request.session
+        session[SESSION_KEY] = pending
+        # DESIGN.md "Anonymous requests": a session that holds nothing but pending requests
+        # expires with them, not after SESSION_COOKIE_AGE (sessions.py restores that on sign-in).
+        if not request.user.is_authenticated and set(session.keys()) <= sessions.PENDING_ONLY_KEYS:
+            session[sessions.PENDING_ONLY_KEY] = True
+            session.set_expiry(app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS)
+
+    def discard(self, request: HttpRequest) -> None:
+        pending = dict(request.session.get(SESSION_KEY, {}))
+        if pending.pop(self.id, None) is not None:
+            request.session[SESSION_KEY] = pending
+
+    def keep_after_sign_in(self, request: HttpRequest) -> None:
+        """Put this request back after a sign-in that flushed the session (another user)."""
+        pending = dict(request.session.get(SESSION_KEY, {}))
+        pending.setdefault(self.id, {k: v for k, v in asdict(self).items() if k != "id"})
+        request.session[SESSION_KEY] = pending
+
+    # --- transitions -----------------------------------------------------------------------------
+
+    def next_step(self, request: HttpRequest, application) -> Step:
+        """Decide what happens next for the browser of ``request``, storing or discarding the
+        pending request as the step requires."""
+        step = self._decide(request, application)
+        if isinstance(step, Login):
+            self.login_started = int(time.time())
+        elif isinstance(step, ChooseTenant):
+            self.user, self.expects = str(request.user.pk), "tenant"
+        elif isinstance(step, AskConsent):
+            self.user, self.expects = str(request.user.pk), "consent"
+        if isinstance(step, Login | ChooseTenant | AskConsent):
+            self.save(request)
+        else:
+            self.discard(request)
+        return step
+
+    def _decide(self, request: HttpRequest, application) -> Step:
+        prompt = set(self.prompt)
+        if self.tenant_deferred and request.user.is_authenticated:
+            step = self._decide_tenant(request, application)
+            if step is not None:
+                return step
+        adapter = get_adapter()
+        session = sessions.current(request, self.tenant)
+        if session is not None and not adapter.may_use_client(request.user, application, self.tenant):
+            # The account-state rule: a user no longer allowed here (deactivated, membership ended)
+            # gets no code from an old session, prompt=none or not; they must sign in again.
+            sessions.forget(request, session.id)
+            session = None
+        reason = self.login_reason(request, session)
+        if reason == WRONG_SUBJECT and self.login_started:
+            # OIDC Core 3.1.2.2 (id_token_hint) / 5.5.1 (sub): never a positive answer for another
+            # user, not even one who signed in for this request.
+            return Fail("login_required", reason)
+        if reason:
+            return Fail("login_required", reason) if "none" in prompt else Login()
+        if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
+            return Issue()
+        missing, consent = consents.missing_scopes(request.user, application, self.tenant, self.scopes)
+        if not missing and "consent" not in prompt:
+            consents.touch(consent)
+            return Issue()
+        if "none" in prompt:
+            return Fail("consent_required", "The user has not consented to this request.")
+        # prompt=consent asks for everything again; otherwise only for what is new.
+        self.asked = list(self.scopes) if "consent" in prompt else missing
+        return AskConsent()
+
+    def _decide_tenant(self, request: HttpRequest, application) -> Step | None:
+        """Pick the tenant of a request that named none, once the user is known."""
+        tenants = allowed_tenants(request.user, application)
+        if len(tenants) > 1:
+            if "none" in self.prompt:
+                return Fail("interaction_required", "The user must choose an organisation.")
+            return ChooseTenant(tenants)
+        if not tenants:
+            profile = getattr(application, "oidc_profile", None)
+            if profile is not None and profile.pk is not None and profile.allowed_tenants.exists():
+                return Refuse(
+                    "No organisation for this application",
+                    "Your account is not a member of an organisation this application accepts. "
+                    "Contact your administrator.",
+                )
+            self.choose_tenant(request, sessions.NO_TENANT)
+            return None
+        self.choose_tenant(request, tenants[0].code)
+        return None
+
+    def choose_tenant(self, request: HttpRequest, code: str) -> None:
+        self.tenant, self.tenant_deferred = code, False
+        # The sign-in that just happened for this request (unscoped: the tenant was unknown)
+        # becomes the chosen tenant's session; an older sign-in does not.
+        unscoped = sessions.current(request, sessions.NO_TENANT)
+        if (
+            code
+            and sessions.current(request, code) is None
+            and unscoped is not None
+            and self.login_started
+            and unscoped.auth_time >= self.login_started
+        ):
+            sessions.rescope(request, code, unscoped)
+
+    def login_reason(self, request: HttpRequest, session: sessions.CurrentSession | None) -> str | None:
+        """Why the user must (re-)authenticate for this request, or None (OIDC Core 3.1.2.1)."""
+        if session is None:
+            return "The user is not signed in."
+        if self.subject is not None and self.subject != subject_for(request.user):
+            return WRONG_SUBJECT
+        if self.login_started and session.auth_time >= self.login_started:
+            return None  # signed in for this very request: prompt=login and max_age are satisfied
+        if {"login", "select_account"} & set(self.prompt):
+            return "The client asked for the user to sign in again."
+        if self.max_age is not None and time.time() - session.auth_time > self.max_age:
+            return "The sign-in is older than max_age."
+        return None
+
+    def answered_by(self, request: HttpRequest, expected: str) -> bool:
+        """Whether the signed-in user of ``request`` may post the ``expected`` answer now."""
+        return (
+            request.user.is_authenticated and self.user == str(request.user.pk) and self.expects == expected
+        )
+
+    def granted_scopes(self, ticked: set[str]) -> list[str]:
+        """The scopes the consent form grants: only what was asked can be unticked, and openid
+        never (it is the sign-in itself); anything else the browser sends is ignored."""
+        asked = set(self.asked if self.asked is not None else self.scopes)
+        return [
+            scope
+            for scope in self.scopes
+            if scope not in asked or scope in ticked or scope == consents.OPENID
+        ]
+
+    def oidc_context(self, session: sessions.CurrentSession) -> dict[str, Any]:
+        """What the code carries of the sign-in (stored on the grant, OIDC Core 12.2)."""
+        return {
+            "tenant": self.tenant,
+            "op_session_id": session.id,
+            "sid": session.sid,
+            "auth_time": session.auth_time,
+            "acr": session.acr,
+            "amr": session.amr,
+        }
+
+
+def allowed_tenants(user, application) -> list:
+    """The active tenants ``user`` belongs to that ``application`` accepts."""
+    adapter = get_adapter()
+    return [t for t in adapter.get_user_tenants(user) if adapter.client_allows_tenant(application, t)]
+
+
+def for_login_page(request: HttpRequest, next_url: str) -> PendingAuthorization | None:
+    """The pending request a login page's ``next`` continues, if any (the URL is resolved, not
+    parsed by hand)."""
+    if not next_url:
+        return None
+    path = urlsplit(next_url).path
+    prefix = get_script_prefix()  # reverse() adds it, resolve() expects the path without it
+    if path.startswith(prefix):
+        path = "/" + path[len(prefix) :]
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    if match.view_name != "oidc_provider_ext:authorize-continue":
+        return None
+    return PendingAuthorization.load(request, match.kwargs.get("request_id", ""))

@@ -1,0 +1,189 @@
+"""The pending authorization request as an object: its storage and its transitions, without HTTP
+(``oidc_provider_ext.internal.authorization``)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
+
+from oidc_provider_ext import consents, sessions
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal.authorization import (
+    MAX_PENDING,
+    AskConsent,
+    AuthorizationError,
+    ChooseTenant,
+    Fail,
+    Issue,
+    Login,
+    PendingAuthorization,
+    for_login_page,
+)
+
+from .factories import TenantFactory, TenantMembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def browser_request(user=None):
+    request = RequestFactory().get("/connect/authorize")
+    request.session = SessionStore()
+    request.user = user or AnonymousUser()
+    return request
+
+
+def signed_in(user, tenant=sessions.NO_TENANT):
+    request = browser_request(user)
+    sessions.start(request, user, tenant=tenant)
+    return request
+
+
+def pending_for(app, **overrides) -> PendingAuthorization:
+    values = {
+        "id": "req-1",
+        "created": time.time(),
+        "scopes": ["openid", "profile"],
+        "credentials": {"client_id": app.client_id, "redirect_uri": "https://rp.example.com/cb"},
+        "prompt": [],
+        "max_age": None,
+        "subject": None,
+        "login_hint": "",
+        "ui_locales": "",
+        "tenant": sessions.NO_TENANT,
+        "tenant_deferred": False,
+        "idp": [],
+    }
+    values.update(overrides)
+    return PendingAuthorization(**values)
+
+
+class TestStorage:
+    def test_round_trip_and_discard(self, confidential_app):
+        request = browser_request()
+        pending = pending_for(confidential_app, login_started=5)
+        pending.save(request)
+        loaded = PendingAuthorization.load(request, "req-1")
+        assert loaded == pending
+        loaded.discard(request)
+        assert PendingAuthorization.load(request, "req-1") is None
+
+    def test_expires_with_its_lifetime(self, confidential_app):
+        request = browser_request()
+        pending_for(
+            confidential_app, created=time.time() - app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        ).save(request)
+        assert PendingAuthorization.load(request, "req-1") is None
+
+    def test_at_most_max_pending_per_browser_oldest_first(self, confidential_app):
+        request = browser_request()
+        for n in range(MAX_PENDING + 2):
+            pending_for(confidential_app, id=f"r{n}", created=time.time() + n).save(request)
+        assert PendingAuthorization.load(request, "r0") is None
+        assert PendingAuthorization.load(request, "r1") is None
+        assert PendingAuthorization.load(request, f"r{MAX_PENDING + 1}") is not None
+
+    def test_unknown_or_empty_id(self):
+        request = browser_request()
+        assert PendingAuthorization.load(request, "") is None
+        assert PendingAuthorization.load(request, "nope") is None
+
+    def test_the_login_page_finds_it_by_resolving_next(self, confidential_app):
+        request = browser_request()
+        pending_for(confidential_app).save(request)
+        assert for_login_page(request, "/connect/authorize/continue/req-1").id == "req-1"
+        assert for_login_page(request, "/connect/authorize/continue/req-1?x=1").id == "req-1"
+        for other in ("", "/connect/apps", "/connect/authorize/continue/other", "https://evil.example/x"):
+            assert for_login_page(request, other) is None
+
+
+class TestFromRequest:
+    def test_request_objects_are_refused(self, confidential_app):
+        for name, error in (
+            ("request", "request_not_supported"),
+            ("request_uri", "request_uri_not_supported"),
+        ):
+            with pytest.raises(AuthorizationError) as caught:
+                PendingAuthorization.from_request({name: "x"}, ["openid"], {}, confidential_app)
+            assert caught.value.error == error
+
+    @pytest.mark.parametrize("max_age", ["-1", "1.5", "1e3", "x"])
+    def test_max_age_must_be_a_non_negative_integer(self, confidential_app, max_age):
+        with pytest.raises(AuthorizationError):
+            PendingAuthorization.from_request({"max_age": max_age}, ["openid"], {}, confidential_app)
+
+    def test_keeps_only_what_the_code_needs(self, confidential_app):
+        credentials = {
+            "client_id": confidential_app.client_id,
+            "redirect_uri": "https://rp/cb",
+            "request": object(),
+        }
+        pending = PendingAuthorization.from_request({}, ["openid"], credentials, confidential_app)
+        assert set(pending.credentials) == {"client_id", "redirect_uri"}
+        assert len(pending.id) >= 32
+
+
+class TestTransitions:
+    def test_anonymous_browser_signs_in_and_the_request_is_kept(self, confidential_app):
+        request = browser_request()
+        pending = pending_for(confidential_app)
+        assert isinstance(pending.next_step(request, confidential_app), Login)
+        assert PendingAuthorization.load(request, "req-1").login_started is not None
+
+    def test_prompt_none_without_a_session_fails_and_forgets(self, confidential_app):
+        request = browser_request()
+        step = pending_for(confidential_app, prompt=["none"]).next_step(request, confidential_app)
+        assert step == Fail("login_required", "The user is not signed in.")
+        assert PendingAuthorization.load(request, "req-1") is None
+
+    def test_signed_in_user_is_asked_for_consent_then_issued(self, user, confidential_app):
+        request = signed_in(user)
+        pending = pending_for(confidential_app)
+        assert isinstance(pending.next_step(request, confidential_app), AskConsent)
+        stored = PendingAuthorization.load(request, "req-1")
+        assert stored.asked == ["openid", "profile"] and stored.answered_by(request, "consent")
+        assert not stored.answered_by(request, "tenant")
+        consents.remember(user, confidential_app, "", ["openid", "profile"])
+        assert isinstance(pending_for(confidential_app).next_step(request, confidential_app), Issue)
+
+    def test_only_what_was_asked_can_be_unticked_and_never_openid(self, confidential_app):
+        pending = pending_for(
+            confidential_app, scopes=["openid", "profile", "email"], asked=["openid", "email"]
+        )
+        assert pending.granted_scopes(set()) == ["openid", "profile"]
+        assert pending.granted_scopes({"email", "admin"}) == ["openid", "profile", "email"]
+
+    def test_prompt_login_signs_in_again_once(self, user, confidential_app):
+        request = signed_in(user)
+        pending = pending_for(confidential_app, prompt=["login"])
+        assert isinstance(pending.next_step(request, confidential_app), Login)
+        sessions.start(request, user)  # signed in for this request
+        assert pending.login_reason(request, sessions.current(request)) is None
+
+    def test_another_subject_after_signing_in_for_the_request_fails(self, user, confidential_app):
+        request = signed_in(user)
+        pending = pending_for(confidential_app, subject="someone-else", login_started=int(time.time()) - 1)
+        step = pending.next_step(request, confidential_app)
+        assert isinstance(step, Fail) and step.error == "login_required"
+
+    def test_the_only_tenant_is_chosen_and_the_sign_in_moves_to_it(self, user, confidential_app):
+        TenantMembershipFactory(user=user, tenant=TenantFactory(code="solo"))
+        request = browser_request(user)
+        pending = pending_for(confidential_app, tenant_deferred=True, login_started=int(time.time()) - 1)
+        sessions.start(request, user)
+        pending.next_step(request, confidential_app)
+        assert pending.tenant == "solo" and not pending.tenant_deferred
+        assert set(sessions.browser_entries(request)) == {"solo"}
+
+    def test_two_tenants_need_the_chooser(self, user, confidential_app):
+        for code in ("a-org", "b-org"):
+            TenantMembershipFactory(user=user, tenant=TenantFactory(code=code))
+        request = signed_in(user)
+        step = pending_for(confidential_app, tenant_deferred=True).next_step(request, confidential_app)
+        assert isinstance(step, ChooseTenant) and {t.code for t in step.tenants} == {"a-org", "b-org"}
+        assert PendingAuthorization.load(request, "req-1").answered_by(request, "tenant")
+        silent = pending_for(confidential_app, id="req-2", tenant_deferred=True, prompt=["none"])
+        assert silent.next_step(request, confidential_app).error == "interaction_required"
