@@ -98,7 +98,7 @@ class TestParsing:
         assert "disabled" in response.content.decode()
 
     def test_tenant_not_allowed_for_client_is_a_400_page(self, browser, confidential_app, acme, globex):
-        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="globex")
         response = browser.get(tenant_url(confidential_app, "acme"))
         assert response.status_code == 400 and "Location" not in response
         assert "does not accept" in response.content.decode()
@@ -145,7 +145,7 @@ class TestLoginPage:
 
 class TestWithoutTenantInRequest:
     def test_client_default_tenant(self, browser, rp, user, confidential_app, acme):
-        ClientProfile.objects.filter(application=confidential_app).update(default_tenant=acme)
+        ClientProfile.objects.filter(application=confidential_app).update(default_tenant_code="acme")
         page = browser.get(authorize_url(confidential_app), follow=True)
         assert "Acme Corporation" in page.content.decode()  # branded login for the default tenant
         code = code_from(browser, sign_in_through(browser, authorize_url(confidential_app), user))
@@ -189,7 +189,7 @@ class TestWithoutTenantInRequest:
     def test_client_restricted_to_tenants_the_user_is_not_in(
         self, browser, user, confidential_app, acme, globex
     ):
-        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="globex")
         response = sign_in_through(browser, authorize_url(confidential_app), user)
         assert response.status_code == 400 and "Location" not in response
 
