@@ -220,3 +220,19 @@ class TestClientsNameTenantsByCode:
         with pytest.raises(ValidationError) as error:
             profile.full_clean()
         assert "globex" in str(error.value.message_dict["default_tenant_code"])
+
+
+def test_the_docs_example_overrides_exactly_the_tenant_hooks_that_exist():
+    """The split contract came from docs naming a hook the code did not ask (issue: tenants)."""
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "tenants.md").read_text()
+    example = docs[docs.index("## Your own organisation model") :]
+    example = example[example.index("```python") : example.index("```", example.index("```python") + 3)]
+    overridden = set(re.findall(r"^    def (\w+)\(", example, re.MULTILINE))
+    assert overridden <= set(dir(DefaultOIDCAdapter)), overridden - set(dir(DefaultOIDCAdapter))
+    tenant_hooks = {"has_tenants", "get_tenant", "get_user_tenants", "is_member_of"}
+    assert tenant_hooks <= overridden
+    assert tenant_hooks <= {name for name in vars(OrganisationAdapter) if not name.startswith("_")}
+    assert not hasattr(DefaultOIDCAdapter, "is_tenant_member")  # one membership hook
