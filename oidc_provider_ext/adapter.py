@@ -111,42 +111,62 @@ class DefaultOIDCAdapter:
         return {name: value for name, value in self.get_claim_values(user).items() if name in wanted}
 
     # --- tenants ---------------------------------------------------------------------------------
-    # A tenant is any object with ``code``, ``name``, ``is_active`` and optional ``logo_url``,
-    # ``brand_colour``, ``support_url``. Override these hooks to serve your own organisation model.
+    # A tenant is named by its CODE everywhere (requests, grants, sessions, consents, client
+    # profiles); the adapter alone says what a code means. A tenant object is anything with
+    # ``code``, ``name``, ``is_active`` and optional ``logo_url``, ``brand_colour``, ``support_url``.
+    # To serve your own organisation model override exactly these four: has_tenants, get_tenant,
+    # get_user_tenants and is_member_of (the one membership hook). See docs/tenants.md.
 
     def has_tenants(self, **kwargs: Any) -> bool:
-        """Whether the site defines tenants at all; without any it is a single-tenant IdP."""
+        """Whether the site defines tenants at all; without any it is a single-tenant IdP and a
+        request naming no tenant is not sent to a tenant chooser."""
         from .clients import has_tenants
 
         return has_tenants()
 
-    def get_tenant(self, code: str, **kwargs: Any):
-        """The tenant with ``code`` (case-insensitive), active or not, or None."""
+    def get_tenant(self, code: str, **kwargs: Any) -> Any | None:
+        """The tenant with ``code`` (case-insensitive), active or not, or None. Also validates the
+        codes an operator puts on a client profile."""
         return Tenant.objects.filter(code=code.lower()).first()
 
-    def get_user_tenants(self, user: AbstractBaseUser, **kwargs: Any) -> list:
-        """Active tenants ``user`` is an active member of."""
+    def get_user_tenants(self, user: AbstractBaseUser, **kwargs: Any) -> list[Any]:
+        """Active tenants ``user`` is an active member of, for the tenant chooser: exactly the
+        tenants ``t`` with ``is_member_of(user, t.code)`` (anything else is refused later anyway)."""
         return list(
             Tenant.objects.filter(
                 is_active=True, memberships__user=user, memberships__is_active=True
             ).order_by("name")
         )
 
-    def is_tenant_member(self, user: AbstractBaseUser, tenant, **kwargs: Any) -> bool:
-        """Whether ``user`` may sign in to ``tenant`` (an active member of an active tenant)."""
-        return bool(
-            tenant.is_active
-            and TenantMembership.objects.filter(tenant__code=tenant.code, user=user, is_active=True).exists()
-        )
-
     def is_member_of(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> bool:
-        """Whether ``user`` may still use tokens of tenant ``tenant_code`` (checked at every
-        refresh, so it is one query by default)."""
+        """THE membership rule: whether ``user`` is an active member of the active tenant
+        ``tenant_code`` (lower-case). Asked at sign-in to a tenant (a non-member gets the
+        wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
+        honours a tenant token (so keep it to one query)."""
         return TenantMembership.objects.filter(
             user=user, is_active=True, tenant__code=tenant_code, tenant__is_active=True
         ).exists()
 
-    def may_use_client(self, user: AbstractBaseUser | None, application, tenant: str, **kwargs: Any) -> bool:
+    def client_tenant_codes(self, application: Any, **kwargs: Any) -> list[str]:
+        """Codes of the tenants ``application`` accepts (lower-case); empty: any tenant. The
+        default reads the client profile's *allowed tenants*."""
+        profile = getattr(application, "oidc_profile", None)
+        if profile is None or profile.pk is None:
+            return []
+        return profile.tenant_codes
+
+    def client_allows_tenant(self, application: Any, tenant: str | Any, **kwargs: Any) -> bool:
+        """Whether ``application`` accepts sign-ins to tenant ``tenant``: a code (the contract).
+
+        A tenant object is still accepted (its ``code`` is used) while callers move to codes.
+        """
+        code = tenant if isinstance(tenant, str) else tenant.code
+        allowed = self.client_tenant_codes(application)
+        return not allowed or code.lower() in allowed
+
+    def may_use_client(
+        self, user: AbstractBaseUser | None, application: Any, tenant: str, **kwargs: Any
+    ) -> bool:
         """Whether ``user`` may (still) use ``application`` in tenant ``tenant`` (a code, "" for
         none). ``user`` is None for a client acting for itself (client credentials).
 
@@ -154,8 +174,8 @@ class DefaultOIDCAdapter:
         an existing session (``prompt=none`` too), code exchange, refresh, userinfo, introspection,
         client credentials. Override it to add your own conditions (a suspended account, a client an
         operator disabled); a refusal looks to the client like a revoked grant. The default: the
-        user is active and, for a tenant, still a member of it (:meth:`is_member_of`) and the client
-        accepts that tenant.
+        user is active and, for a tenant, the client accepts it (:meth:`client_allows_tenant`) and
+        the user is still a member of it (:meth:`is_member_of`).
         """
         if user is None:
             return True
@@ -163,20 +183,7 @@ class DefaultOIDCAdapter:
             return False
         if not tenant:
             return True
-        profile = getattr(application, "oidc_profile", None)
-        if profile is not None and profile.pk is not None:
-            allowed = {t.code for t in profile.allowed_tenants.all()}  # prefetched by get_client
-            if allowed and tenant not in allowed:
-                return False
-        return self.is_member_of(user, tenant)
-
-    def client_allows_tenant(self, application, tenant, **kwargs: Any) -> bool:
-        """Whether ``application`` accepts sign-ins to ``tenant``; a client with no list accepts any."""
-        profile = getattr(application, "oidc_profile", None)
-        if profile is None or profile.pk is None:
-            return True
-        allowed = {t.code for t in profile.allowed_tenants.all()}
-        return not allowed or tenant.code in allowed
+        return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant)
 
     def get_tenant_claims(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> dict[str, Any]:
         """Claims naming the tenant in ID tokens, access tokens, userinfo and introspection."""

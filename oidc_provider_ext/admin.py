@@ -23,7 +23,6 @@ Application = get_application_model()
 class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     can_delete = False
-    filter_horizontal = ("allowed_tenants",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     extra = 1
     max_num = 1

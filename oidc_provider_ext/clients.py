@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.cache import cache
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
@@ -68,7 +68,7 @@ def is_slow_hash(value: str) -> bool:
 
 
 def get_client(client_id: str):
-    """The Application with ``client_id`` and its OIDC profile (and allowed tenants), or None."""
+    """The Application with ``client_id`` and its OIDC profile, or None."""
     if not client_id or "\x00" in client_id:
         return None
     ttl = app_settings.CLIENT_CACHE_SECONDS
@@ -76,12 +76,7 @@ def get_client(client_id: str):
         cached = cache.get(_key(client_id))
         if cached is not None:
             return cached
-    client = (
-        Application.objects.select_related("oidc_profile")
-        .prefetch_related("oidc_profile__allowed_tenants")
-        .filter(client_id=client_id)
-        .first()
-    )
+    client = Application.objects.select_related("oidc_profile").filter(client_id=client_id).first()
     if client is not None and ttl:
         cache.set(_key(client_id), client, ttl)
     return client
@@ -107,14 +102,9 @@ def _profile_changed(instance, **kwargs):
         forget(client_id)
 
 
-@receiver(m2m_changed, sender=ClientProfile.allowed_tenants.through)
-def _allowed_tenants_changed(instance, **kwargs):
-    if isinstance(instance, ClientProfile):
-        _profile_changed(instance)
-
-
 def has_tenants() -> bool:
-    """Whether any tenant exists (cached like clients; the answer changes about never)."""
+    """Whether any built-in tenant exists (cached like clients; the answer changes about never).
+    The default of ``DefaultOIDCAdapter.has_tenants``; a site with its own model overrides that."""
     value = cache.get(_HAS_TENANTS)
     if value is None:
         value = Tenant.objects.exists()

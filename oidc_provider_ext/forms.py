@@ -22,7 +22,8 @@ class LoginForm(AuthenticationForm):
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)
-        if self.tenant is not None and not get_adapter().is_tenant_member(user, self.tenant):
+        # The one membership hook (an active member of an active tenant), as at every token use.
+        if self.tenant is not None and not get_adapter().is_member_of(user, self.tenant.code.lower()):
             # Exactly the wrong-password error: a non-member must not learn the account exists.
             raise self.get_invalid_login_error()
 

@@ -66,7 +66,7 @@ def resolve_requested_tenant(code: str, application):
             f"Sign-in to the organisation “{tenant.code}” is currently disabled. Contact your "
             "organisation's administrator.",
         )
-    if not adapter.client_allows_tenant(application, tenant):
+    if not adapter.client_allows_tenant(application, tenant.code):
         raise TenantError(
             "Organisation not allowed",
             f"This application does not accept sign-ins for the organisation “{tenant.code}”.",
@@ -75,7 +75,8 @@ def resolve_requested_tenant(code: str, application):
 
 
 def default_tenant(application):
-    """The client's default tenant, validated like a requested one; None when it has none."""
+    """The client's default tenant (a code on its profile), validated like a requested one; None
+    when it has none."""
     profile = getattr(application, "oidc_profile", None)
-    tenant = profile.default_tenant if profile is not None else None
-    return resolve_requested_tenant(tenant.code, application) if tenant is not None else None
+    code = profile.default_tenant_code if profile is not None and profile.pk is not None else ""
+    return resolve_requested_tenant(code, application) if code else None

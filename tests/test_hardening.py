@@ -79,7 +79,7 @@ class TestRefreshTokens:
     def test_bound_to_the_tenant(self, browser, rp, user, confidential_app):
         tenant = TenantFactory(code="acme")
         TenantMembership.objects.create(tenant=tenant, user=user)
-        ClientProfile.objects.filter(application=confidential_app).update(default_tenant=tenant)
+        ClientProfile.objects.filter(application=confidential_app).update(default_tenant_code=tenant.code)
         first = tokens_for(browser, rp, confidential_app, user)
         tenant.is_active = False
         tenant.save()

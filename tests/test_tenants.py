@@ -98,7 +98,7 @@ class TestParsing:
         assert "disabled" in response.content.decode()
 
     def test_tenant_not_allowed_for_client_is_a_400_page(self, browser, confidential_app, acme, globex):
-        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="globex")
         response = browser.get(tenant_url(confidential_app, "acme"))
         assert response.status_code == 400 and "Location" not in response
         assert "does not accept" in response.content.decode()
@@ -145,7 +145,7 @@ class TestLoginPage:
 
 class TestWithoutTenantInRequest:
     def test_client_default_tenant(self, browser, rp, user, confidential_app, acme):
-        ClientProfile.objects.filter(application=confidential_app).update(default_tenant=acme)
+        ClientProfile.objects.filter(application=confidential_app).update(default_tenant_code="acme")
         page = browser.get(authorize_url(confidential_app), follow=True)
         assert "Acme Corporation" in page.content.decode()  # branded login for the default tenant
         code = code_from(browser, sign_in_through(browser, authorize_url(confidential_app), user))
@@ -189,7 +189,7 @@ class TestWithoutTenantInRequest:
     def test_client_restricted_to_tenants_the_user_is_not_in(
         self, browser, user, confidential_app, acme, globex
     ):
-        confidential_app.oidc_profile.allowed_tenants.set([globex])
+        ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="globex")
         response = sign_in_through(browser, authorize_url(confidential_app), user)
         assert response.status_code == 400 and "Location" not in response
 
@@ -341,3 +341,87 @@ class TestAdmin:
         errors = response.context["adminform"].form.errors
         assert "brand_colour" in errors
         assert any("already exists" in str(message) for message in errors.get("__all__", [])), errors
+
+    def _post_profile(self, staff, app, **profile):
+        url = f"/admin/oauth2_provider/application/{app.pk}/change/"
+        page = staff.get(url)
+        data = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
+        data.update(
+            {
+                "client_secret": "",
+                "allowed_origins": "",
+                "oidc_profile-TOTAL_FORMS": "1",
+                "oidc_profile-INITIAL_FORMS": "1",
+                "oidc_profile-MIN_NUM_FORMS": "0",
+                "oidc_profile-MAX_NUM_FORMS": "1",
+                "oidc_profile-0-id": str(app.oidc_profile.pk),
+                "oidc_profile-0-application": str(app.pk),
+                "oidc_profile-0-id_token_signed_response_alg": "RS256",
+                "oidc_profile-0-consent_policy": "remember",
+                **{f"oidc_profile-0-{name}": value for name, value in profile.items()},
+            }
+        )
+        data.pop("user", None)
+        return staff.post(url, data)
+
+    def test_client_tenants_are_codes_the_adapter_knows(self, staff, confidential_app, acme, globex):
+        response = self._post_profile(
+            staff, confidential_app, allowed_tenant_codes="ACME globex", default_tenant_code="Acme"
+        )
+        assert response.status_code == 302, response.context["inline_admin_formsets"][-1].formset.errors
+        profile = ClientProfile.objects.get(application=confidential_app)
+        assert (profile.allowed_tenant_codes, profile.default_tenant_code) == ("acme globex", "acme")
+
+    def test_unknown_client_tenant_codes_are_refused(self, staff, confidential_app, acme):
+        response = self._post_profile(
+            staff, confidential_app, allowed_tenant_codes="acme initech", default_tenant_code="umbrella"
+        )
+        assert response.status_code == 200
+        errors = response.context["inline_admin_formsets"][-1].formset.errors[0]
+        assert "initech" in str(errors["allowed_tenant_codes"])
+        assert "umbrella" in str(errors["default_tenant_code"])
+        assert ClientProfile.objects.get(application=confidential_app).allowed_tenant_codes == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_copies_client_tenants_to_codes():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from oauth2_provider.models import get_application_model
+
+    app = "oidc_provider_ext"
+    executor = MigrationExecutor(connection)
+    executor.migrate([(app, "0003_opsession_expiry_no_session_key")])
+    old = executor.loader.project_state([(app, "0003_opsession_expiry_no_session_key")]).apps
+    Tenant = old.get_model(app, "Tenant")
+    # DOT's tables are current (only this app steps back): its models come from the code.
+    Application = get_application_model()
+
+    def client(client_id):
+        return Application.objects.create(
+            client_id=client_id, client_type="public", authorization_grant_type="authorization-code"
+        ).pk
+
+    Profile = old.get_model(app, "ClientProfile")
+    acme = Tenant.objects.create(code="acme", name="Acme")
+    Tenant.objects.filter(pk=acme.pk).update(code="ACME")  # written behind save()'s lower-casing
+    globex = Tenant.objects.create(code="globex", name="Globex")
+    restricted = Profile.objects.create(
+        application_id=client("restricted"),
+        default_tenant=globex,
+    )
+    restricted.allowed_tenants.set([acme, globex])
+    Profile.objects.create(application_id=client("open"))
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([(app, "0004_tenant_codes")])
+    new = executor.loader.project_state([(app, "0004_tenant_codes")]).apps
+    rows = dict(
+        new.get_model(app, "ClientProfile").objects.values_list(
+            "application__client_id", "allowed_tenant_codes"
+        )
+    )
+    assert rows == {"restricted": "acme globex", "open": ""}
+    defaults = new.get_model(app, "ClientProfile").objects.values_list("default_tenant_code", flat=True)
+    assert sorted(defaults) == ["", "globex"]

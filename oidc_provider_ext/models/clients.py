@@ -1,3 +1,6 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
@@ -78,21 +81,21 @@ class ClientProfile(models.Model):
             "server) may introspect. Empty: only its own tokens (RFC 7662 section 4)."
         ),
     )
-    allowed_tenants = models.ManyToManyField(
-        "oidc_provider_ext.Tenant",
+    # Tenants are named by code, never by a key into the built-in Tenant table: the adapter decides
+    # what a code means, so a site's own organisation model works (docs/tenants.md).
+    allowed_tenant_codes = models.TextField(
+        _("allowed tenants"),
         blank=True,
-        related_name="+",
-        verbose_name=_("allowed tenants"),
-        help_text=_("Organisations users of this client may sign in to. None selected: any active one."),
+        help_text=_(
+            "Space-separated codes of the organisations users of this client may sign in to. "
+            "Empty: any active one."
+        ),
     )
-    default_tenant = models.ForeignKey(
-        "oidc_provider_ext.Tenant",
-        on_delete=models.SET_NULL,
-        null=True,
+    default_tenant_code = models.CharField(
+        _("default tenant"),
+        max_length=64,
         blank=True,
-        related_name="+",
-        verbose_name=_("default tenant"),
-        help_text=_("Used when a request names no tenant (acr_values=tenant:<code>)."),
+        help_text=_("Code of the organisation used when a request names none (acr_values=tenant:<code>)."),
     )
 
     class Meta:
@@ -101,3 +104,56 @@ class ClientProfile(models.Model):
 
     def __str__(self) -> str:
         return f"OIDC profile of {self.application}"
+
+    def save(self, *args, **kwargs):
+        # Codes are case-insensitive (stored lower-case, like Tenant.code).
+        self.allowed_tenant_codes = " ".join(self.tenant_codes)
+        self.default_tenant_code = self.default_tenant_code.strip().lower()
+        super().save(*args, **kwargs)
+
+    @property
+    def tenant_codes(self) -> list[str]:
+        """The allowed tenant codes, lower-cased, in order, without repeats; empty: any tenant."""
+        return list(dict.fromkeys(self.allowed_tenant_codes.lower().split()))
+
+    @property
+    def allowed_tenants(self) -> _AllowedTenantsCompat:
+        """TRANSITIONAL, for views/authorize.py only (``profile.allowed_tenants.exists()``); use
+        ``get_adapter().client_tenant_codes(application)``. Remove once that caller is updated."""
+        return _AllowedTenantsCompat(self)
+
+    def clean(self):
+        """Every code names a tenant the adapter knows (the admin shows these errors)."""
+        from oidc_provider_ext.adapter import get_adapter  # the adapter module imports the models
+
+        super().clean()
+        adapter = get_adapter()
+        self.allowed_tenant_codes = " ".join(self.tenant_codes)
+        self.default_tenant_code = self.default_tenant_code.strip().lower()
+        errors = {}
+        unknown = [code for code in self.tenant_codes if adapter.get_tenant(code) is None]
+        if unknown:
+            errors["allowed_tenant_codes"] = _("No organisation has the code(s): %(codes)s.") % {
+                "codes": ", ".join(unknown)
+            }
+        code = self.default_tenant_code
+        if code and adapter.get_tenant(code) is None:
+            errors["default_tenant_code"] = _("No organisation has the code “%(code)s”.") % {"code": code}
+        elif code and self.tenant_codes and code not in self.tenant_codes:
+            errors["default_tenant_code"] = _(
+                "The default tenant “%(code)s” is not one of this client's allowed tenants."
+            ) % {"code": code}
+        if errors:
+            raise ValidationError(errors)
+
+
+class _AllowedTenantsCompat:
+    """TRANSITIONAL stand-in for the removed M2M: only ``exists()``, answered by the adapter."""
+
+    def __init__(self, profile: ClientProfile):
+        self._profile = profile
+
+    def exists(self) -> bool:
+        from oidc_provider_ext.adapter import get_adapter
+
+        return bool(get_adapter().client_tenant_codes(self._profile.application))

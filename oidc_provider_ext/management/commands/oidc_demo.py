@@ -79,7 +79,9 @@ class Command(BaseCommand):
         )
         for client in (confidential, public):
             # Requests without acr_values=tenant:<code> sign in to the demo tenant.
-            ClientProfile.objects.update_or_create(application=client, defaults={"default_tenant": tenant})
+            ClientProfile.objects.update_or_create(
+                application=client, defaults={"default_tenant_code": tenant.code}
+            )
 
         data = {
             "issuer": app_settings.ISSUER,
