@@ -155,14 +155,10 @@ class DefaultOIDCAdapter:
             return []
         return profile.tenant_codes
 
-    def client_allows_tenant(self, application: Any, tenant: str | Any, **kwargs: Any) -> bool:
-        """Whether ``application`` accepts sign-ins to tenant ``tenant``: a code (the contract).
-
-        A tenant object is still accepted (its ``code`` is used) while callers move to codes.
-        """
-        code = tenant if isinstance(tenant, str) else tenant.code
+    def client_allows_tenant(self, application: Any, tenant_code: str, **kwargs: Any) -> bool:
+        """Whether ``application`` accepts sign-ins to the tenant with code ``tenant_code``."""
         allowed = self.client_tenant_codes(application)
-        return not allowed or code.lower() in allowed
+        return not allowed or tenant_code.lower() in allowed
 
     def may_use_client(
         self, user: AbstractBaseUser | None, application: Any, tenant: str, **kwargs: Any
@@ -182,7 +178,8 @@ class DefaultOIDCAdapter:
         if not getattr(user, "is_active", True):
             return False
         if not tenant:
-            return True
+            # A client restricted to some tenants never acts for a user outside them.
+            return not self.client_tenant_codes(application)
         return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant)
 
     def get_tenant_claims(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> dict[str, Any]:

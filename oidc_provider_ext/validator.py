@@ -471,7 +471,9 @@ class OIDCValidator(OAuth2Validator):
         if grant is None:
             return False  # a user's token always descends from a grant (cleanup keeps it as long)
         request._oidc_grant = grant
-        return get_adapter().may_use_client(access_token.user, access_token.application, grant.tenant)
+        # The cached client carries its profile (no query for the tenant rule).
+        client = get_client(access_token.application.client_id) or access_token.application
+        return get_adapter().may_use_client(access_token.user, client, grant.tenant)
 
     def get_userinfo_claims(self, request):
         grant = request._oidc_grant  # loaded by validate_bearer_token

@@ -58,6 +58,11 @@ class OrganisationAdapter(DefaultOIDCAdapter):
         return org is not None and org.is_active and (user.pk, tenant_code) in SEATS
 
 
+class NoTenantsAdapter(OrganisationAdapter):
+    def has_tenants(self, **kwargs):
+        return False
+
+
 @pytest.fixture(autouse=True)
 def organisations(settings):
     settings.OIDC_PROVIDER_EXT = {
@@ -200,6 +205,17 @@ class TestClientsNameTenantsByCode:
         profile.allowed_tenant_codes = "globex"
         profile.save()  # (signals drop the cached client; update() would wait for its expiry)
         assert _refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+    def test_a_restricted_client_gets_no_tenantless_code_when_the_site_says_it_has_no_tenants(
+        self, browser, member, confidential_app, settings
+    ):
+        # A custom-model site that leaves has_tenants() at its default (the built-in table: empty)
+        # never defers the tenant: the request goes on without one. A client restricted to some
+        # tenants must still not get a code that names none (the account-state rule).
+        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}.NoTenantsAdapter"}
+        ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="acme")
+        response = _sign_in(browser, authorize_url(confidential_app), member)
+        assert not (response.status_code == 302 and "code=" in response["Location"])
 
     def test_profile_validation_asks_the_adapter(self, confidential_app):
         profile = confidential_app.oidc_profile

@@ -309,8 +309,7 @@ class PendingAuthorization:
                 return Fail("interaction_required", "The user must choose an organisation.")
             return ChooseTenant(tenants)
         if not tenants:
-            profile = getattr(application, "oidc_profile", None)
-            if profile is not None and profile.pk is not None and profile.allowed_tenants.exists():
+            if get_adapter().client_tenant_codes(application):
                 return Refuse(
                     "No organisation for this application",
                     "Your account is not a member of an organisation this application accepts. "
@@ -380,7 +379,7 @@ class PendingAuthorization:
 def allowed_tenants(user, application) -> list:
     """The active tenants ``user`` belongs to that ``application`` accepts."""
     adapter = get_adapter()
-    return [t for t in adapter.get_user_tenants(user) if adapter.client_allows_tenant(application, t)]
+    return [t for t in adapter.get_user_tenants(user) if adapter.client_allows_tenant(application, t.code)]
 
 
 def for_login_page(request: HttpRequest, next_url: str) -> PendingAuthorization | None:

@@ -116,12 +116,6 @@ class ClientProfile(models.Model):
         """The allowed tenant codes, lower-cased, in order, without repeats; empty: any tenant."""
         return list(dict.fromkeys(self.allowed_tenant_codes.lower().split()))
 
-    @property
-    def allowed_tenants(self) -> _AllowedTenantsCompat:
-        """TRANSITIONAL, for views/authorize.py only (``profile.allowed_tenants.exists()``); use
-        ``get_adapter().client_tenant_codes(application)``. Remove once that caller is updated."""
-        return _AllowedTenantsCompat(self)
-
     def clean(self):
         """Every code names a tenant the adapter knows (the admin shows these errors)."""
         from oidc_provider_ext.adapter import get_adapter  # the adapter module imports the models
@@ -145,15 +139,3 @@ class ClientProfile(models.Model):
             ) % {"code": code}
         if errors:
             raise ValidationError(errors)
-
-
-class _AllowedTenantsCompat:
-    """TRANSITIONAL stand-in for the removed M2M: only ``exists()``, answered by the adapter."""
-
-    def __init__(self, profile: ClientProfile):
-        self._profile = profile
-
-    def exists(self) -> bool:
-        from oidc_provider_ext.adapter import get_adapter
-
-        return bool(get_adapter().client_tenant_codes(self._profile.application))
