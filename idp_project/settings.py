@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 
-from oidc_provider_ext.conf import dot_settings
+from oidc_provider_ext.dot import dot_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

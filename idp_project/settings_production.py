@@ -9,7 +9,7 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from oidc_provider_ext.conf import dot_settings
+from oidc_provider_ext.dot import dot_settings
 
 from .settings import *  # noqa: F403
 from .settings import OIDC_PROVIDER_EXT

@@ -120,7 +120,7 @@ class DefaultOIDCAdapter:
     def has_tenants(self, **kwargs: Any) -> bool:
         """Whether the site defines tenants at all; without any it is a single-tenant IdP and a
         request naming no tenant is not sent to a tenant chooser."""
-        from .clients import has_tenants
+        from .internal.clients import has_tenants
 
         return has_tenants()
 
@@ -192,6 +192,18 @@ class DefaultOIDCAdapter:
         ``amr`` values come from RFC 8176. The default is a password sign-in.
         """
         return PASSWORD_ACR, ["pwd"]
+
+
+def end_access(*, user: Any = None, tenant: str | None = None) -> None:
+    """The user (or every member of ``tenant``, or one user in one tenant) may no longer use what
+    they were given: end their OP sessions (their clients are told, Back-Channel Logout) and revoke
+    every grant's tokens, offline access included. The provider calls it when a Django user is
+    deactivated or deleted, a built-in membership ends and a tenant is disabled; a site whose
+    adapter serves its own organisation model calls it when a membership ends there (without it,
+    tokens are refused at their next use through :meth:`DefaultOIDCAdapter.may_use_client`)."""
+    from .internal.op_sessions import end_access as end
+
+    end(user=user, tenant=tenant)
 
 
 @lru_cache(maxsize=8)

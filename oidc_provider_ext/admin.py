@@ -4,8 +4,8 @@ from django.utils import timezone
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
 
-from . import consents
-from .clients import is_hashed
+from .internal import consents
+from .internal.clients import is_hashed
 from .models import (
     AuthorizationGrant,
     BackchannelDelivery,

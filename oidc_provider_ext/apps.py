@@ -9,8 +9,8 @@ class OidcProviderExtConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, clients, keys, sessions  # noqa: F401  (system checks and signal receivers)
-        from .internal import receivers
+        from . import checks, keys  # noqa: F401  (system checks and signal receivers)
+        from .internal import clients, op_sessions, receivers  # noqa: F401
 
         receivers.connect()
 

@@ -42,7 +42,7 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(
             Error(
                 "OpenID Connect is not enabled in django-oauth-toolkit.",
-                hint="Set OAUTH2_PROVIDER = oidc_provider_ext.conf.dot_settings() in your settings.",
+                hint="Set OAUTH2_PROVIDER = oidc_provider_ext.dot.dot_settings() in your settings.",
                 id=E001,
             )
         )
@@ -52,7 +52,7 @@ def check_settings(app_configs=None, **kwargs):
             Error(
                 f"OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is {validator_path or 'unset'!r}, "
                 "not OIDCValidator or a subclass of it.",
-                hint="Use oidc_provider_ext.conf.dot_settings(), "
+                hint="Use oidc_provider_ext.dot.dot_settings(), "
                 "or subclass oidc_provider_ext.validator.OIDCValidator.",
                 id=E002,
             )
@@ -63,7 +63,7 @@ def check_settings(app_configs=None, **kwargs):
             Error(
                 f"OAUTH2_PROVIDER['OAUTH2_SERVER_CLASS'] is {server_path or 'unset'!r}; it must be "
                 "oidc_provider_ext.server.Server (it refuses implicit/password grants and PKCE plain).",
-                hint="Use oidc_provider_ext.conf.dot_settings().",
+                hint="Use oidc_provider_ext.dot.dot_settings().",
                 id=E008,
             )
         )

@@ -9,7 +9,7 @@ request its ended OP sessions are dropped, and when none is left it is signed ou
 
 from __future__ import annotations
 
-from .sessions import SESSION_KEY, browser_entries
+from .internal.op_sessions import SESSION_KEY, browser_entries
 
 
 class OPSessionMiddleware:

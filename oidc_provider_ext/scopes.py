@@ -4,9 +4,12 @@ from oauth2_provider.scopes import BaseScopes
 
 from .conf import app_settings
 
+OPENID = "openid"  # OIDC Core 3.1.2.1: the scope that makes a request an OpenID Connect sign-in
+OFFLINE_ACCESS = "offline_access"  # OIDC Core 11: the one scope that yields a refresh token
+
 # OIDC Core 3.1.2.1 / 11: these ask about a user (sign-in, offline access), so a client acting for
 # itself (client credentials, RFC 6749 4.4) can never be granted them.
-USER_ONLY_SCOPES = frozenset({"openid", "offline_access"})
+USER_ONLY_SCOPES = frozenset({OPENID, OFFLINE_ACCESS})
 
 
 def _for(request, scopes) -> list[str]:

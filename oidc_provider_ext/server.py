@@ -37,9 +37,9 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
 )
 
 from .conf import app_settings
+from .scopes import OFFLINE_ACCESS
 from .tokens import generate_refresh_token
 
-OFFLINE_ACCESS = "offline_access"
 S256_ONLY = {"S256": code_challenge_method_s256}
 
 

@@ -10,7 +10,18 @@ The lists are composable, so a site can mount a subset or another prefix::
 
 from django.urls import include, path
 
-from .views import account, authorize, discovery, login, logout, token
+from .views import (
+    account,
+    authorize,
+    discovery,
+    endsession,
+    introspection,
+    jwks,
+    login,
+    revocation,
+    token,
+    userinfo,
+)
 
 app_name = "oidc_provider_ext"
 
@@ -22,8 +33,8 @@ oauth2_urlpatterns = [
         name="authorize-continue",
     ),
     path("token", token.TokenView.as_view(), name="token"),
-    path("revocation", token.RevocationView.as_view(), name="revocation"),
-    path("introspect", token.IntrospectionView.as_view(), name="introspect"),
+    path("revocation", revocation.RevocationView.as_view(), name="revocation"),
+    path("introspect", introspection.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),
     path("apps", account.ConnectedAppsView.as_view(), name="connected-apps"),
     path("apps/<int:pk>/revoke", account.RevokeAppView.as_view(), name="connected-app-revoke"),
@@ -32,9 +43,9 @@ oauth2_urlpatterns = [
 ]
 
 oidc_urlpatterns = [
-    path("userinfo", token.UserInfoView.as_view(), name="userinfo"),
-    path("jwks", discovery.JwksView.as_view(), name="jwks"),
-    path("endsession", logout.EndSessionView.as_view(), name="endsession"),
+    path("userinfo", userinfo.UserInfoView.as_view(), name="userinfo"),
+    path("jwks", jwks.JwksView.as_view(), name="jwks"),
+    path("endsession", endsession.EndSessionView.as_view(), name="endsession"),
 ]
 
 endpoint_urlpatterns = oauth2_urlpatterns + oidc_urlpatterns

@@ -27,8 +27,8 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from . import keys, throttle
 from .adapter import get_adapter
-from .clients import get_client, is_slow_hash, upgrade_secret_hash
 from .conf import app_settings
+from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .models import AuthorizationGrant
 from .models.grants import revoke_issued
 from .tokens import mint_access_token, subject_for
@@ -384,15 +384,7 @@ class OIDCValidator(OAuth2Validator):
         )
         self._set_token_value(access_token, token["access_token"])
         access_token.save()
-        request._oidc_access_token = access_token
         return access_token
-
-    def _create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
-        refresh_token = super()._create_refresh_token(
-            request, refresh_token_code, access_token, previous_refresh_token
-        )
-        request._oidc_refresh_token = refresh_token
-        return refresh_token
 
     def save_bearer_token(self, token, request, *args, **kwargs):
         """Store the tokens just minted. Replaces DOT's path, which costs a dozen queries per

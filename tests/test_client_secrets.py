@@ -52,7 +52,7 @@ def test_old_slow_hash_is_upgraded_on_the_next_successful_authentication(browser
     app = ApplicationFactory()
     slow = make_password(app.raw_secret, hasher="pbkdf2_sha256")
     type(app).objects.filter(pk=app.pk).update(client_secret=slow)
-    from oidc_provider_ext.clients import forget
+    from oidc_provider_ext.internal.clients import forget
 
     forget(app.client_id)
     code, _ = get_code(browser, app, user)

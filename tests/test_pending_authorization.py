@@ -10,8 +10,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory
 
-from oidc_provider_ext import consents, sessions
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import consents, op_sessions
 from oidc_provider_ext.internal.authorization import (
     MAX_PENDING,
     AskConsent,
@@ -36,9 +36,9 @@ def browser_request(user=None):
     return request
 
 
-def signed_in(user, tenant=sessions.NO_TENANT):
+def signed_in(user, tenant=op_sessions.NO_TENANT):
     request = browser_request(user)
-    sessions.start(request, user, tenant=tenant)
+    op_sessions.start(request, user, tenant=tenant)
     return request
 
 
@@ -53,7 +53,7 @@ def pending_for(app, **overrides) -> PendingAuthorization:
         "subject": None,
         "login_hint": "",
         "ui_locales": "",
-        "tenant": sessions.NO_TENANT,
+        "tenant": op_sessions.NO_TENANT,
         "tenant_deferred": False,
         "idp": [],
     }
@@ -160,8 +160,8 @@ class TestTransitions:
         request = signed_in(user)
         pending = pending_for(confidential_app, prompt=["login"])
         assert isinstance(pending.next_step(request, confidential_app), Login)
-        sessions.start(request, user)  # signed in for this request
-        assert pending.login_reason(request, sessions.current(request)) is None
+        op_sessions.start(request, user)  # signed in for this request
+        assert pending.login_reason(request, op_sessions.current(request)) is None
 
     def test_another_subject_after_signing_in_for_the_request_fails(self, user, confidential_app):
         request = signed_in(user)
@@ -173,10 +173,10 @@ class TestTransitions:
         TenantMembershipFactory(user=user, tenant=TenantFactory(code="solo"))
         request = browser_request(user)
         pending = pending_for(confidential_app, tenant_deferred=True, login_started=int(time.time()) - 1)
-        sessions.start(request, user)
+        op_sessions.start(request, user)
         pending.next_step(request, confidential_app)
         assert pending.tenant == "solo" and not pending.tenant_deferred
-        assert set(sessions.browser_entries(request)) == {"solo"}
+        assert set(op_sessions.browser_entries(request)) == {"solo"}
 
     def test_two_tenants_need_the_chooser(self, user, confidential_app):
         for code in ("a-org", "b-org"):

@@ -11,7 +11,8 @@ from django.core.management import call_command
 from django.urls import resolve, reverse
 
 from oidc_provider_ext import checks
-from oidc_provider_ext.conf import app_settings, dot_settings
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.dot import dot_settings
 
 URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),

@@ -871,7 +871,7 @@ def test_jwks_redirects_are_not_followed(api, remote, tokens):
 
 
 def test_jwks_fetch_has_one_total_deadline(api, settings, tokens, monkeypatch):
-    from oidc_provider_ext import remote_jwks
+    from oidc_provider_ext.resource import remote_jwks
 
     from .servers import Server, trickle_body
 
@@ -890,7 +890,7 @@ def test_jwks_url_is_subject_to_the_network_policy(api, remote, tokens, settings
 
 
 def test_empty_cache_is_filled_by_one_fetch(remote, tokens):
-    from oidc_provider_ext import remote_jwks
+    from oidc_provider_ext.resource import remote_jwks
 
     from .servers import Server, answer
 
@@ -922,7 +922,7 @@ def test_empty_cache_is_filled_by_one_fetch(remote, tokens):
 
 
 def test_another_process_fetching_means_waiting_for_its_result(remote, tokens, monkeypatch):
-    from oidc_provider_ext import remote_jwks
+    from oidc_provider_ext.resource import remote_jwks
 
     monkeypatch.setattr(remote_jwks, "FETCH_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr(remote_jwks, "FLIGHT_WAIT_SECONDS", 0.1)

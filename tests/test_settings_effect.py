@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import pytest
 from django.urls import reverse
 
-from oidc_provider_ext.clients import get_client
+from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.tokens import mint_logout_token
 
 from .flow import authorize_url, login, verify_jwt

@@ -19,8 +19,9 @@ from django.test import Client
 from django.urls import reverse
 from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 
-from oidc_provider_ext import checks, clients, consents
+from oidc_provider_ext import checks
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
+from oidc_provider_ext.internal import clients, consents, op_sessions
 from oidc_provider_ext.models import (
     AuthorizationGrant,
     BackchannelDelivery,
@@ -534,10 +535,8 @@ class TestSecondReview:
             backchannel_logout_uri="https://rp.example.com/bcl"
         )
         tokens_for(browser, rp, app, user)
-        from oidc_provider_ext import logout
-
         with mock.patch("oidc_provider_ext.internal.backchannel.submit"):  # nothing sends it here
-            logout.end(list(OPSession.objects.filter(user=user)))
+            op_sessions.end(list(OPSession.objects.filter(user=user)))
         BackchannelDelivery.objects.update(
             status=BackchannelDelivery.Status.SENDING, attempts=10, next_attempt="2000-01-01T00:00:00Z"
         )
@@ -555,7 +554,5 @@ class _LogoutMidway(DefaultOIDCAdapter):
     """Signs the user out (as another request would) the moment the code exchange asks."""
 
     def may_use_client(self, user, application, tenant, **kwargs):
-        from oidc_provider_ext import logout
-
-        logout.end(list(OPSession.objects.filter(user=user, ended__isnull=True)))
+        op_sessions.end(list(OPSession.objects.filter(user=user, ended__isnull=True)))
         return super().may_use_client(user, application, tenant, **kwargs)

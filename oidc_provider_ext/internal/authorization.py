@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 from django.http import HttpRequest
 from django.urls import Resolver404, get_script_prefix, resolve
 
-from oidc_provider_ext import consents, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import consents, op_sessions
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -197,7 +197,7 @@ class PendingAuthorization:
             subject=hint_sub or (sub_values[0] if sub_values else None),
             login_hint=params.get("login_hint", "")[:255],
             ui_locales=params.get("ui_locales", "")[:255],
-            tenant=tenant.code if tenant is not None else sessions.NO_TENANT,
+            tenant=tenant.code if tenant is not None else op_sessions.NO_TENANT,
             # With no tenant named and no client default, the tenant is decided after sign-in: the
             # user's only organisation, or the one they pick. A site without tenants has none.
             tenant_deferred=tenant is None and adapter.has_tenants(),
@@ -235,9 +235,9 @@ class PendingAuthorization:
         session = request.session
         session[SESSION_KEY] = pending
         # DESIGN.md "Anonymous requests": a session that holds nothing but pending requests
-        # expires with them, not after SESSION_COOKIE_AGE (sessions.py restores that on sign-in).
-        if not request.user.is_authenticated and set(session.keys()) <= sessions.PENDING_ONLY_KEYS:
-            session[sessions.PENDING_ONLY_KEY] = True
+        # expires with them, not after SESSION_COOKIE_AGE (op_sessions.py restores that on sign-in).
+        if not request.user.is_authenticated and set(session.keys()) <= op_sessions.PENDING_ONLY_KEYS:
+            session[op_sessions.PENDING_ONLY_KEY] = True
             session.set_expiry(app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS)
 
     def discard(self, request: HttpRequest) -> None:
@@ -276,11 +276,11 @@ class PendingAuthorization:
             if step is not None:
                 return step
         adapter = get_adapter()
-        session = sessions.current(request, self.tenant)
+        session = op_sessions.current(request, self.tenant)
         if session is not None and not adapter.may_use_client(request.user, application, self.tenant):
             # The account-state rule: a user no longer allowed here (deactivated, membership ended)
             # gets no code from an old session, prompt=none or not; they must sign in again.
-            sessions.forget(request, session.id)
+            op_sessions.forget(request, session.id)
             session = None
         reason = self.login_reason(request, session)
         if reason == WRONG_SUBJECT and self.login_started:
@@ -315,7 +315,7 @@ class PendingAuthorization:
                     "Your account is not a member of an organisation this application accepts. "
                     "Contact your administrator.",
                 )
-            self.choose_tenant(request, sessions.NO_TENANT)
+            self.choose_tenant(request, op_sessions.NO_TENANT)
             return None
         self.choose_tenant(request, tenants[0].code)
         return None
@@ -324,17 +324,17 @@ class PendingAuthorization:
         self.tenant, self.tenant_deferred = code, False
         # The sign-in that just happened for this request (unscoped: the tenant was unknown)
         # becomes the chosen tenant's session; an older sign-in does not.
-        unscoped = sessions.current(request, sessions.NO_TENANT)
+        unscoped = op_sessions.current(request, op_sessions.NO_TENANT)
         if (
             code
-            and sessions.current(request, code) is None
+            and op_sessions.current(request, code) is None
             and unscoped is not None
             and self.login_started
             and unscoped.auth_time >= self.login_started
         ):
-            sessions.rescope(request, code, unscoped)
+            op_sessions.rescope(request, code, unscoped)
 
-    def login_reason(self, request: HttpRequest, session: sessions.CurrentSession | None) -> str | None:
+    def login_reason(self, request: HttpRequest, session: op_sessions.CurrentSession | None) -> str | None:
         """Why the user must (re-)authenticate for this request, or None (OIDC Core 3.1.2.1)."""
         if session is None:
             return "The user is not signed in."
@@ -364,7 +364,7 @@ class PendingAuthorization:
             if scope not in asked or scope in ticked or scope == consents.OPENID
         ]
 
-    def oidc_context(self, session: sessions.CurrentSession) -> dict[str, Any]:
+    def oidc_context(self, session: op_sessions.CurrentSession) -> dict[str, Any]:
         """What the code carries of the sign-in (stored on the grant, OIDC Core 12.2)."""
         return {
             "tenant": self.tenant,

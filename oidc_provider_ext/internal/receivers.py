@@ -2,7 +2,7 @@
 
 Deactivating a user, ending (or deleting) a tenant membership and disabling a tenant end the OP
 sessions concerned and revoke every grant's tokens, offline access included
-(``sessions.end_access``). Every path that honours a token also asks ``adapter.may_use_client``, so
+(``op_sessions.end_access``). Every path that honours a token also asks ``adapter.may_use_client``, so
 even a change made without signals (a queryset ``update()``, another organisation model) is honoured
 at the next refresh, userinfo or introspection call; these receivers make it immediate.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save, pre_delete
 
+from oidc_provider_ext.internal.op_sessions import end_access
 from oidc_provider_ext.models import Tenant, TenantMembership
-from oidc_provider_ext.sessions import end_access
 
 
 def _user_saved(sender, instance, created, **kwargs):

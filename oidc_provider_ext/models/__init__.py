@@ -1,8 +1,8 @@
+from .backchannel import BackchannelDelivery
 from .clients import ClientProfile
 from .consents import Consent
 from .grants import AuthorizationGrant
 from .keys import SigningKey
-from .logout import BackchannelDelivery
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
 

@@ -4,6 +4,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
+from oidc_provider_ext.scopes import OFFLINE_ACCESS
+
 
 class AuthorizationGrantQuerySet(models.QuerySet):
     def for_access_token(self, access_token):
@@ -40,9 +42,6 @@ class AuthorizationGrantQuerySet(models.QuerySet):
             {family for _access, family, _scope in rows if family},
             keep_refresh_of=kept,
         )
-
-
-OFFLINE_ACCESS = "offline_access"
 
 
 def revoke_issued(access_token_ids, families, keep_refresh_of=frozenset()) -> None:

@@ -9,8 +9,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
 
-from oidc_provider_ext import consents, logout, sessions
 from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.internal import consents, op_sessions
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.views.errors import boundary_page
@@ -75,7 +75,7 @@ class SessionsView(LoginRequiredMixin, ListView):
     login_url = reverse_lazy("oidc_provider_ext:login")
 
     def get_queryset(self):
-        here = {entry["id"] for entry in sessions.browser_entries(self.request).values()}
+        here = {entry["id"] for entry in op_sessions.browser_entries(self.request).values()}
         rows = list(
             OPSession.objects.filter(user=self.request.user, ended__isnull=True).order_by("-auth_time")
         )
@@ -91,13 +91,13 @@ class EndOPSessionView(LoginRequiredMixin, View):
 
     def post(self, request, pk: int, *args, **kwargs):
         op_session = get_object_or_404(OPSession, pk=pk, user=request.user, ended__isnull=True)
-        here = sessions.browser_entries(request)
+        here = op_sessions.browser_entries(request)
         if any(entry["id"] == op_session.pk for entry in here.values()):
             if len(here) == 1:
                 django_logout(request)  # this browser's last session: sign out (ends it, see sessions)
                 return redirect("oidc_provider_ext:login")
-            sessions.forget(request, op_session.pk)
-        # Another device learns on its next request that its session ended (sessions.browser_entries).
-        logout.end([op_session])
+            op_sessions.forget(request, op_session.pk)
+        # Another device learns on its next request that its session ended (op_sessions.browser_entries).
+        op_sessions.end([op_session])
         messages.success(request, "That session is signed out.")
         return redirect("oidc_provider_ext:sessions")

@@ -27,10 +27,10 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from oidc_provider_ext import clients, consents, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
+from oidc_provider_ext.internal import clients, consents, op_sessions
 from oidc_provider_ext.internal.authorization import (
     AskConsent,
     AuthorizationError,
@@ -180,7 +180,7 @@ class _Authorization(OAuthLibMixin, View):
 
     def _issue_code(self, pending: PendingAuthorization, application, consented: bool = False):
         """The code (and, after the consent form, the remembered consent)."""
-        session = sessions.current(self.request, pending.tenant)
+        session = op_sessions.current(self.request, pending.tenant)
         if session is None or not get_adapter().may_use_client(
             self.request.user, application, pending.tenant
         ):

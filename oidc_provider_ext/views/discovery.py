@@ -5,13 +5,13 @@ from urllib.parse import urlsplit
 from django.http import JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
 from oidc_provider_ext import keys
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.views.backchannel import invalid_request
 
 
 def endpoint_url(name: str) -> str:
@@ -75,16 +75,8 @@ def provider_metadata() -> dict:
     }
 
 
-def _bad_request(request, problem):
-    response = JsonResponse(
-        {"error": "invalid_request", "error_description": problem.description}, status=400
-    )
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 # They take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
-_boundary = method_decorator(rejecting_bad_requests(_bad_request, reads_parameters=False), name="dispatch")
+_boundary = method_decorator(rejecting_bad_requests(invalid_request, reads_parameters=False), name="dispatch")
 
 
 @_boundary
@@ -93,16 +85,4 @@ class DiscoveryView(View):
         response = JsonResponse(provider_metadata())
         response["Access-Control-Allow-Origin"] = "*"
         response["Cache-Control"] = "public, max-age=3600"
-        return response
-
-
-@method_decorator(csrf_exempt, name="dispatch")
-@_boundary
-class JwksView(View):
-    def get(self, request, *args, **kwargs):
-        response = JsonResponse(keys.jwks())
-        response["Content-Type"] = "application/jwk-set+json"
-        response["Access-Control-Allow-Origin"] = "*"
-        # Short enough that a newly announced key is seen before it starts signing.
-        response["Cache-Control"] = f"public, max-age={app_settings.JWKS_MAX_AGE_SECONDS}"
         return response

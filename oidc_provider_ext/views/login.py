@@ -5,9 +5,9 @@ from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
-from oidc_provider_ext import logout, sessions
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
+from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.internal.authorization import for_login_page
 from oidc_provider_ext.internal.locales import ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -59,8 +59,8 @@ class LoginView(auth_views.LoginView):
         if previous.is_authenticated and previous.pk != form.get_user().pk:
             # Another account signs in on this browser: Django flushes the session without a
             # logout, so end the previous user's OP sessions here (their clients are told).
-            ids = [entry["id"] for entry in sessions.browser_entries(self.request).values()]
-            logout.end(list(OPSession.objects.filter(pk__in=ids)))
+            ids = [entry["id"] for entry in op_sessions.browser_entries(self.request).values()]
+            op_sessions.end(list(OPSession.objects.filter(pk__in=ids)))
         # The OP session this sign-in starts belongs to the tenant it was scoped to.
         self.request.oidc_login_tenant = self.tenant.code if self.tenant is not None else ""
         # Signing in as a different user flushes the session (django.contrib.auth.login); the

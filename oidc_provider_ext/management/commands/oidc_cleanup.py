@@ -30,8 +30,8 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from oidc_provider_ext import logout
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, Consent, OPSession
 
 
@@ -94,7 +94,7 @@ class Command(BaseCommand):
             # (tokens revoked, clients told), in batches.
             ended = 0
             while batch := list(expired_sessions[:batch_size]):
-                logout.end(batch)
+                op_sessions.end(batch)
                 ended += len(batch)
             self.stdout.write(f"expired OP sessions: ended {ended}")
         for label, queryset in plan:

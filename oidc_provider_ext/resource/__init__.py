@@ -42,8 +42,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
+from oidc_provider_ext.conf import SETTINGS_NAME, app_settings, resource_audiences
+
 from . import remote_jwks
-from .conf import SETTINGS_NAME, app_settings, resource_audiences
 
 __all__ = [
     "AccessTokenClaims",
@@ -286,7 +287,7 @@ def _verification_key(kid: str) -> jwk.JWK | None:
         except remote_jwks.JWKSFetchError as exc:
             log.warning("%s", exc)
             raise KeySetUnavailable("The provider's signing keys cannot be fetched; retry later.") from exc
-    from . import keys  # imports models: only where the provider app is installed
+    from oidc_provider_ext import keys  # imports models: only where the provider app is installed
 
     return keys.verification_key(kid)
 
@@ -366,9 +367,9 @@ def _check_not_revoked(token: str) -> None:
     # deactivated or suspended behind the provider's back is refused before the token expires.
     from oauth2_provider.models import get_access_token_model
 
-    from .adapter import get_adapter
-    from .models import AuthorizationGrant
-    from .validator import checksum
+    from oidc_provider_ext.adapter import get_adapter
+    from oidc_provider_ext.models import AuthorizationGrant
+    from oidc_provider_ext.validator import checksum
 
     stored = (
         get_access_token_model()

@@ -7,11 +7,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import AuthorizationGrant, ClientProfile, Consent
-
-OPENID = "openid"
-OFFLINE_ACCESS = "offline_access"
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, Consent
+from oidc_provider_ext.scopes import OFFLINE_ACCESS, OPENID  # noqa: F401 (OPENID: consents.OPENID)
 
 
 def policy(application) -> str:

@@ -1,4 +1,6 @@
-"""OP sessions: created on every sign-in, remembered in the browser's Django session.
+"""OP sessions: created on every sign-in, remembered in the browser's Django session, ended by
+any sign-out (tokens revoked, clients told by Back-Channel Logout). Private: the public pieces are
+``oidc_provider_ext.adapter.end_access`` and ``oidc_provider_ext.middleware``.
 
 The Django session carries a small copy (sid, auth_time, acr, amr) per tenant so the
 authorization endpoint decides ``prompt``/``max_age`` without reading the row; the ``OPSession``
@@ -15,13 +17,17 @@ from dataclasses import asdict, dataclass
 
 from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import transaction
 from django.db.models import Q
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .adapter import get_adapter
-from .models import AuthorizationGrant, OPSession
+from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, ClientProfile, OPSession
+from oidc_provider_ext.tokens import subject_for
+
+from . import backchannel
 
 SESSION_KEY = "oidc_op_sessions"
 NO_TENANT = ""
@@ -142,8 +148,6 @@ def _on_logout(sender, request, user, **kwargs):
         return
     ids = [entry["id"] for entry in request.session.get(SESSION_KEY, {}).values()]
     if ids:
-        from .logout import end
-
         end(list(OPSession.objects.filter(pk__in=ids)))
 
 
@@ -160,8 +164,6 @@ def end_access(*, user=None, tenant: str | None = None) -> None:
     every grant's tokens, offline access included. Called when a user is deactivated, a membership
     ends or a tenant is disabled (internal.receivers); a site whose adapter serves its own
     organisation model calls it when a membership ends there."""
-    from .logout import end
-
     if user is None and tenant is None:
         raise ValueError("end_access needs a user, a tenant or both.")
     scope = Q()
@@ -171,3 +173,55 @@ def end_access(*, user=None, tenant: str | None = None) -> None:
         scope &= Q(tenant=tenant)
     end(list(OPSession.objects.filter(scope, ended__isnull=True)))
     AuthorizationGrant.objects.filter(scope).revoke_tokens()
+
+
+# --- ending OP sessions ------------------------------------------------------------------------
+# OIDC Core 11: tokens issued in a session end with it, except the refresh tokens of an
+# ``offline_access`` grant, whose whole point is to outlive the session.
+
+
+def end(op_sessions: list[OPSession]) -> None:
+    """Mark sessions ended, revoke their tokens and queue back-channel logout tokens.
+
+    The deliveries are recorded in the same transaction and sent after it commits, by a worker
+    pool or the retry command (internal/backchannel.py): the user's request never waits for an RP.
+    """
+    now = timezone.now()
+    live = [s for s in op_sessions if s.ended is None]
+    if not live:
+        return
+    with transaction.atomic():
+        OPSession.objects.filter(pk__in=[s.pk for s in live]).update(ended=now)
+        in_sessions = AuthorizationGrant.objects.filter(op_session__in=live)
+        # Codes not yet redeemed die with the session; access tokens too; the refresh tokens of an
+        # offline_access grant survive it (OIDC Core 11), everything else is revoked. A code being
+        # redeemed right now either loses to this (its row is expired first) or wins, and then it
+        # is redeemed before the clients to tell are read below.
+        in_sessions.revoke_tokens(keep_offline_access=True)
+        grants = list(in_sessions.filter(redeemed__isnull=False))
+        backchannel.record(_plan_deliveries(live, grants))
+
+
+def _plan_deliveries(
+    op_sessions: list[OPSession], grants: list[AuthorizationGrant]
+) -> list[BackchannelDelivery]:
+    """One delivery per (session, client that received tokens in it, with a back-channel URI)."""
+    pairs = {(grant.op_session_id, grant.application_id) for grant in grants}
+    profiles = {
+        profile.application_id: profile
+        for profile in ClientProfile.objects.filter(
+            application_id__in={app for _session, app in pairs}
+        ).exclude(backchannel_logout_uri="")
+    }
+    by_id = {op_session.pk: op_session for op_session in op_sessions}
+    return [
+        BackchannelDelivery.objects.create(
+            op_session_id=session_id,
+            application_id=app_id,
+            uri=profiles[app_id].backchannel_logout_uri,
+            subject=subject_for(by_id[session_id].user),
+            sid=by_id[session_id].sid,
+        )
+        for session_id, app_id in sorted(pairs)
+        if app_id in profiles
+    ]

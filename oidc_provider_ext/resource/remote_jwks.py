@@ -32,8 +32,8 @@ from django.core.cache import cache
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
-from .conf import app_settings
-from .internal import outbound
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import outbound
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model
 from oauthlib.common import add_params_to_uri
 
-from oidc_provider_ext import logout, sessions
+from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.internal.locales import ui_language
 from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
@@ -64,7 +64,7 @@ class EndSessionView(View):
         except LogoutError as exc:
             return error_page(request, "This sign-out link is not valid", str(exc))
         with translation.override(ui_language(params.get("ui_locales", ""))):
-            browser_sessions = sessions.browser_entries(request)
+            browser_sessions = op_sessions.browser_entries(request)
             if request.user.is_authenticated and (
                 confirmed or self._hint_proves_user(logout_request, browser_sessions)
             ):
@@ -109,10 +109,10 @@ class EndSessionView(View):
         ended = [entry for entry in browser_sessions.values() if entry["sid"] == sid]
         if ended and len(browser_sessions) > 1:
             # End this OP session only; the browser stays signed in to its other tenants.
-            logout.end(list(OPSession.objects.filter(pk=ended[0]["id"])))
-            sessions.forget(self.request, ended[0]["id"])
+            op_sessions.end(list(OPSession.objects.filter(pk=ended[0]["id"])))
+            op_sessions.forget(self.request, ended[0]["id"])
         else:
-            django_logout(self.request)  # ends every OP session of this browser (sessions._on_logout)
+            django_logout(self.request)  # ends every OP session of this browser (op_sessions._on_logout)
 
     def _done(self, logout_request: LogoutRequest):
         if logout_request.redirect_uri:

@@ -11,9 +11,9 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
-from .conf import app_settings
-from .hashers import ALGORITHM, ClientSecretHasher, looks_generated
-from .models import ClientProfile, Tenant
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.hashers import ALGORITHM, ClientSecretHasher, looks_generated
+from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()
 _PREFIX = "oidc_provider_ext:client:"

@@ -1,0 +1,42 @@
+"""What the back-channel endpoints (token, revocation, introspection, userinfo) share: RFC 6749
+JSON errors and the request shape RFC 6749 3.2 / RFC 7009 2.1 / RFC 7662 2.1 ask for."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+
+def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def form_post_only(request):
+    """RFC 6749 3.2 / RFC 7009 2.1 / RFC 7662 2.1: POST with a form-encoded body."""
+    if request.method != "POST":
+        return oauth_error("invalid_request", "Use POST.", status=405, Allow="POST")
+    content_type = request.content_type or ""
+    if content_type != "application/x-www-form-urlencoded":
+        return oauth_error("invalid_request", "The body must be application/x-www-form-urlencoded.")
+    if request.GET:
+        # RFC 9700 4.13 spirit: credentials and tokens never travel in the query string.
+        return oauth_error(
+            "invalid_request", "Parameters must be sent in the request body, not the query string."
+        )
+    return None
+
+
+class JsonErrorsMixin:
+    """A wrong HTTP method is answered like every other error of a back-channel endpoint."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        allowed = ", ".join(m.upper() for m in self._allowed_methods())
+        return oauth_error("invalid_request", f"Use {allowed}.", status=405, Allow=allowed)
+
+
+def invalid_request(request, problem):
+    return oauth_error("invalid_request", problem.description)

@@ -1,0 +1,45 @@
+"""``/connect/userinfo``: the UserInfo endpoint (OIDC Core 5.3)."""
+
+from __future__ import annotations
+
+from django.utils.decorators import method_decorator
+from oauth2_provider import views as dot_views
+
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.views.backchannel import JsonErrorsMixin, oauth_error
+
+
+def _invalid_bearer_request(request, problem):
+    # RFC 6750 3.1: invalid_request is a 400 with the Bearer challenge.
+    return oauth_error(
+        "invalid_request", problem.description, status=400, WWW_Authenticate='Bearer error="invalid_request"'
+    )
+
+
+@method_decorator(rejecting_bad_requests(_invalid_bearer_request), name="dispatch")
+class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
+    """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
+
+    def _create_userinfo_response(self, request):
+        if "access_token" in request.GET:
+            # RFC 9700 2.1: access tokens are never sent in the query string.
+            return oauth_error(
+                "invalid_request",
+                "Send the access token in the Authorization header.",
+                status=400,
+                WWW_Authenticate='Bearer error="invalid_request"',
+            )
+        if "HTTP_AUTHORIZATION" in request.META and "access_token" in request.POST:
+            # RFC 6750 2: a client MUST NOT use more than one method to transmit the token.
+            return oauth_error(
+                "invalid_request",
+                "Send the access token one way only.",
+                status=400,
+                WWW_Authenticate='Bearer error="invalid_request"',
+            )
+        response = super()._create_userinfo_response(request)
+        response["Cache-Control"] = "no-store"
+        # oauthlib hands back a JSON body (claims, or an RFC 6750 error) without saying so.
+        if response.content:
+            response["Content-Type"] = "application/json"
+        return response
