@@ -19,6 +19,7 @@ E005 = "oidc_provider_ext.E005"  # unknown/invalid OIDC_PROVIDER_EXT keys
 E006 = "oidc_provider_ext.E006"  # code lifetime above 10 minutes
 E007 = "oidc_provider_ext.E007"  # adapter cannot be imported
 E008 = "oidc_provider_ext.E008"  # DOT server class is not ours
+E023 = "oidc_provider_ext.E023"  # DOT backend (OAuthLibCore) class is not ours
 E009 = "oidc_provider_ext.E009"  # client-secret hasher missing from PASSWORD_HASHERS
 E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHERS
 E011 = "oidc_provider_ext.E011"  # resource server without an audience (or a malformed one)
@@ -65,6 +66,16 @@ def check_settings(app_configs=None, **kwargs):
                 "oidc_provider_ext.server.Server (it refuses implicit/password grants and PKCE plain).",
                 hint="Use oidc_provider_ext.dot.dot_settings().",
                 id=E008,
+            )
+        )
+    backend_path = dot.get("OAUTH2_BACKEND_CLASS", "")
+    if not _is_subclass(backend_path, "oidc_provider_ext.server.OAuthLibCore"):
+        errors.append(
+            Error(
+                f"OAUTH2_PROVIDER['OAUTH2_BACKEND_CLASS'] is {backend_path or 'unset'!r}, not "
+                "oidc_provider_ext.server.OAuthLibCore or a subclass of it (introspection needs it).",
+                hint="Use oidc_provider_ext.dot.dot_settings().",
+                id=E023,
             )
         )
     try:

@@ -35,6 +35,7 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
         "OAUTH2_VALIDATOR_CLASS": "oidc_provider_ext.validator.OIDCValidator",
         "OAUTH2_SERVER_CLASS": "oidc_provider_ext.server.Server",
         "OIDC_SERVER_CLASS": "oidc_provider_ext.server.Server",
+        "OAUTH2_BACKEND_CLASS": "oidc_provider_ext.server.OAuthLibCore",
         "SCOPES_BACKEND_CLASS": "oidc_provider_ext.scopes.ScopesBackend",
         # RFC 9700 2.1.1: S256 only; enforced by our Server, declared here so DOT's checks agree.
         "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,

@@ -8,7 +8,9 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.db.models import F
@@ -40,6 +42,22 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 _NOT_LOADED = object()
+
+
+@dataclass
+class _State:
+    """What the validator's hooks pass to each other during one oauthlib request (one attribute,
+    ``request.oidc_state``, instead of ad-hoc ones on oauthlib's request)."""
+
+    grant: Any = _NOT_LOADED  # the AuthorizationGrant behind the code / refresh token / access token
+    client_auth: throttle.ClientAuthAttempt | None = None  # set only while authenticating a client
+
+
+def _state(request) -> _State:
+    state = getattr(request, "oidc_state", None)
+    if state is None:
+        state = request.oidc_state = _State()
+    return state
 
 
 def checksum(value: str) -> str:
@@ -114,11 +132,11 @@ class OIDCValidator(OAuth2Validator):
         # refuses there when over a limit. Refused or wrong, the answer is the same RFC 6749 5.2
         # invalid_client. A success marks the (client_id, address) pair as proven.
         attempt = throttle.ClientAuthAttempt(throttle.client_ip(request.headers))
-        request._oidc_client_auth = attempt
+        _state(request).client_auth = attempt
         try:
             authenticated = super().authenticate_client(request, *args, **kwargs)
         finally:
-            del request._oidc_client_auth
+            _state(request).client_auth = None
         if not authenticated:
             attempt.failed()
         elif request.client is not None:
@@ -126,7 +144,7 @@ class OIDCValidator(OAuth2Validator):
         return authenticated
 
     def _load_application(self, client_id, request):
-        attempt = getattr(request, "_oidc_client_auth", None)  # set only while authenticating
+        attempt = _state(request).client_auth
         if attempt is not None and client_id and not attempt.allows(client_id):
             request.client = None
             return None  # DOT answers "not authenticated" without checking a secret
@@ -211,14 +229,14 @@ class OIDCValidator(OAuth2Validator):
     def _grant(self, code, request) -> AuthorizationGrant | None:
         """The grant behind ``code``, loaded once per token request."""
         code_checksum = checksum(code)
-        grant = getattr(request, "_oidc_grant", _NOT_LOADED)
+        grant = _state(request).grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
             grant = (
                 AuthorizationGrant.objects.select_related("user", "op_session")
                 .filter(code_checksum=code_checksum)
                 .first()
             )
-            request._oidc_grant = grant
+            _state(request).grant = grant
         return grant
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
@@ -289,11 +307,6 @@ class OIDCValidator(OAuth2Validator):
         grant = self._grant(code, request)
         return (grant.nonce or None) if grant else None
 
-    def _check_and_set_request_resource(self, request):
-        # RFC 8707 resource indicators are not supported (not advertised); DOT's implementation
-        # would look for its own Grant rows, which this app does not create.
-        request.resource = []
-
     # --- refresh tokens ----------------------------------------------------------------------------
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
@@ -340,7 +353,7 @@ class OIDCValidator(OAuth2Validator):
         # user or an ended membership refreshes nothing.
         if not get_adapter().may_use_client(request.user, client, grant.tenant):
             return False
-        request._oidc_grant = grant
+        _state(request).grant = grant
         request.claims = grant.claims
         return True
 
@@ -363,7 +376,7 @@ class OIDCValidator(OAuth2Validator):
             # RFC 9068 2.2: with no resource owner, sub identifies the client.
             return mint_access_token(client_id=client_id, subject=client_id, scopes=request.scopes)
         extra = {}
-        grant = getattr(request, "_oidc_grant", None)
+        grant = _state(request).grant if _state(request).grant is not _NOT_LOADED else None
         if grant is not None:
             extra = {"auth_time": int(grant.auth_time.timestamp()), "acr": grant.acr, "amr": grant.amr}
             if grant.sid:
@@ -403,7 +416,7 @@ class OIDCValidator(OAuth2Validator):
             self._save_rotation(token, request, expires)
 
     def _save_code_exchange(self, token, request, expires) -> None:
-        grant = request._oidc_grant
+        grant = _state(request).grant
         access_token = self._create_access_token(expires, request, token)
         family = None
         if token.get("refresh_token"):
@@ -430,7 +443,7 @@ class OIDCValidator(OAuth2Validator):
             # Rotation retires the previous access token (expired now: introspection and userinfo
             # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path).
             AccessToken.objects.filter(pk=previous.access_token_id).update(expires=timezone.now())
-        grant = request._oidc_grant
+        grant = _state(request).grant
         if grant is not None and grant.reuse_detected:
             RefreshToken.revoke_family(grant.token_family)
 
@@ -462,13 +475,13 @@ class OIDCValidator(OAuth2Validator):
         grant = AuthorizationGrant.objects.for_access_token(access_token).only("claims", "tenant").first()
         if grant is None:
             return False  # a user's token always descends from a grant (cleanup keeps it as long)
-        request._oidc_grant = grant
+        _state(request).grant = grant
         # The cached client carries its profile (no query for the tenant rule).
         client = get_client(access_token.application.client_id) or access_token.application
         return get_adapter().may_use_client(access_token.user, client, grant.tenant)
 
     def get_userinfo_claims(self, request):
-        grant = request._oidc_grant  # loaded by validate_bearer_token
+        grant = _state(request).grant  # loaded by validate_bearer_token
         requested = _requested(grant.claims, "userinfo")
         adapter = get_adapter()
         claims = {"sub": subject_for(request.user)}
@@ -478,7 +491,7 @@ class OIDCValidator(OAuth2Validator):
 
     def get_id_token_dictionary(self, token, token_handler, request):
         adapter = get_adapter()
-        grant = request._oidc_grant
+        grant = _state(request).grant
         claims = {"sub": subject_for(request.user)}
         claims.update(
             adapter.get_user_claims(

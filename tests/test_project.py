@@ -110,6 +110,12 @@ class TestChecks:
         settings.OAUTH2_PROVIDER = dot_settings(OAUTH2_SERVER_CLASS="oauthlib.openid.Server")
         assert checks.E008 in self._ids()
 
+    def test_e023_wrong_backend(self, settings):
+        settings.OAUTH2_PROVIDER = dot_settings(
+            OAUTH2_BACKEND_CLASS="oauth2_provider.oauth2_backends.OAuthLibCore"
+        )
+        assert checks.E023 in self._ids()
+
     def test_e011_resource_server_without_audience(self, settings):
         # A URLconf with views protected by the resource-server helper that name no audience.
         settings.ROOT_URLCONF = "tests.resource_views"

@@ -12,7 +12,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.views.mixins import OAuthLibMixin
-from oauthlib.common import Request
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
@@ -62,13 +61,8 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
         return response
 
     def _authenticated_client(self, request):
-        core = self.get_oauthlib_core()
-        uri, http_method, body, headers = core._extract_params(request)
-        oauth_request = Request(uri, http_method, body, headers)
-        validator = core.server.request_validator
-        if not validator.authenticate_client(oauth_request):
-            return None
-        client = oauth_request.client
+        # RFC 7662 2.1: a confidential client authenticates; oauthlib is behind server.py.
+        client = self.get_oauthlib_core().authenticated_client(request)
         return client if client is not None and client.client_type == client.CLIENT_CONFIDENTIAL else None
 
     @staticmethod

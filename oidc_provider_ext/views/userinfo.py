@@ -20,7 +20,13 @@ def _invalid_bearer_request(request, problem):
 class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
     """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
 
-    def _create_userinfo_response(self, request):
+    def get(self, request, *args, **kwargs):
+        return self._userinfo(request, super().get, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        return self._userinfo(request, super().post, *args, **kwargs)
+
+    def _userinfo(self, request, respond, *args, **kwargs):
         if "access_token" in request.GET:
             # RFC 9700 2.1: access tokens are never sent in the query string.
             return oauth_error(
@@ -37,7 +43,7 @@ class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
                 status=400,
                 WWW_Authenticate='Bearer error="invalid_request"',
             )
-        response = super()._create_userinfo_response(request)
+        response = respond(request, *args, **kwargs)  # DOT's view, through our server
         response["Cache-Control"] = "no-store"
         # oauthlib hands back a JSON body (claims, or an RFC 6750 error) without saying so.
         if response.content:
