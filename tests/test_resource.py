@@ -81,7 +81,7 @@ def b64(data: bytes | str) -> str:
 
 
 def access_claims(**overrides) -> dict:
-    """Claims like the provider's (tokens.generate_access_token); DROP removes one."""
+    """Claims like the provider's (tokens.mint_access_token); DROP removes one."""
     now = int(time.time())
     claims = {
         "iss": app_settings.ISSUER,
