@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench bench-quick lint migrations-check check-deploy clean chromium screenshots
+.PHONY: run test test-minimal bench bench-quick lint migrations-check check-deploy clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ run: install
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
 test: install $(INTEROP)/node_modules/.installed chromium
 	$(BIN)/python -m pytest
+
+## The reusable app alone, as README.md installs it into a site (tests/settings_minimal.py, SQLite)
+test-minimal: install
+	$(BIN)/python -m pytest -c tests/minimal/pytest.ini tests/minimal
 
 ## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
 screenshots: install chromium

@@ -51,6 +51,29 @@ def _fresh_cache():
     cache.clear()
 
 
+def oidc_settings(settings, **overrides) -> None:
+    """Merge ``overrides`` into OIDC_PROVIDER_EXT through pytest-django's ``settings`` fixture
+    (undone after the test). For a change in the middle of a test (a SECRET_KEYS rotation between
+    two steps); an override for the whole test is the ``oidc_settings`` marker."""
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, **overrides}
+
+
+@pytest.fixture(autouse=True)
+def _oidc_settings_marker(request):
+    """``@pytest.mark.oidc_settings(*presets, **overrides)`` on a test, class or module: the
+    presets (tests/presets.py), then the keywords, merged into OIDC_PROVIDER_EXT before any other
+    fixture runs. A marker closer to the test wins over a class or module one."""
+    markers = list(request.node.iter_markers("oidc_settings"))
+    if not markers:
+        return
+    overrides: dict = {}
+    for marker in reversed(markers):  # iter_markers yields the closest first
+        for preset in marker.args:
+            overrides.update(preset)
+        overrides.update(marker.kwargs)
+    oidc_settings(request.getfixturevalue("settings"), **overrides)
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

@@ -27,6 +27,8 @@ import pytest
 import requests
 from django.core.management import call_command
 
+from .conftest import oidc_settings
+
 # The demo clients' default redirect URI: nothing listens there, the callback is read from Location.
 CALLBACK = "http://127.0.0.1:8765/callback"
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"
@@ -96,7 +98,7 @@ def _live_server_connections(django_db_setup, django_db_blocker):
 @pytest.fixture
 def live_issuer(live_server, settings, _live_server_connections):
     """The live server's URL, which is also the issuer (OIDC Discovery 4.3: they must be equal)."""
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ISSUER": live_server.url}
+    oidc_settings(settings, ISSUER=live_server.url)
     yield live_server.url
     while _open_sessions:
         _open_sessions.pop().close()

@@ -148,8 +148,8 @@ class TestDecisions:
         page = consent_page(browser, app, scope="openid offline_access")
         assert [s["name"] for s in page.context["scopes"]] == ["offline_access"]
 
-    def test_expired_consent_asks_again(self, browser, user, app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CONSENT_LIFETIME_DAYS": 30}
+    @pytest.mark.oidc_settings(CONSENT_LIFETIME_DAYS=30)
+    def test_expired_consent_asks_again(self, browser, user, app):
         login(browser, user)
         consent(browser, consent_page(browser, app))
         stored = Consent.objects.get()
@@ -157,8 +157,8 @@ class TestDecisions:
         Consent.objects.update(expires=timezone.now() - timedelta(seconds=1))
         consent_page(browser, app)
 
-    def test_client_consent_lifetime_overrides_site_default(self, browser, user, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CONSENT_LIFETIME_DAYS": 30}
+    @pytest.mark.oidc_settings(CONSENT_LIFETIME_DAYS=30)
+    def test_client_consent_lifetime_overrides_site_default(self, browser, user):
         short = ApplicationFactory(profile__consent_lifetime_days=1)
         login(browser, user)
         consent(browser, consent_page(browser, short))

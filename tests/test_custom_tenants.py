@@ -18,6 +18,7 @@ from django.urls import reverse
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
 from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
 
+from .conftest import oidc_settings
 from .factories import REDIRECT_URI, UserFactory
 from .flow import authorize_url, basic_auth, consent, exchange, query_of, token_request, verify_jwt
 
@@ -65,10 +66,7 @@ class NoTenantsAdapter(OrganisationAdapter):
 
 @pytest.fixture(autouse=True)
 def organisations(settings):
-    settings.OIDC_PROVIDER_EXT = {
-        **settings.OIDC_PROVIDER_EXT,
-        "ADAPTER": f"{__name__}.OrganisationAdapter",
-    }
+    oidc_settings(settings, ADAPTER=f"{__name__}.OrganisationAdapter")
     ORGANISATIONS.update(
         acme=Organisation("acme", "Acme Organisation"), globex=Organisation("globex", "Globex Organisation")
     )
@@ -212,7 +210,8 @@ class TestClientsNameTenantsByCode:
         # A custom-model site that leaves has_tenants() at its default (the built-in table: empty)
         # never defers the tenant: the request goes on without one. A client restricted to some
         # tenants must still not get a code that names none (the account-state rule).
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}.NoTenantsAdapter"}
+        # (Over the module's autouse adapter, so not a marker: markers apply before fixtures.)
+        oidc_settings(settings, ADAPTER=f"{__name__}.NoTenantsAdapter")
         ClientProfile.objects.filter(application=confidential_app).update(allowed_tenant_codes="acme")
         response = _sign_in(browser, authorize_url(confidential_app), member)
         assert not (response.status_code == 302 and "code=" in response["Location"])

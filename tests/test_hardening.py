@@ -64,8 +64,8 @@ class TestRefreshTokens:
         RefreshToken.objects.update(created=timezone.now() - timedelta(days=30, seconds=1))
         assert refresh(rp, confidential_app, first["refresh_token"]).json()["error"] == "invalid_grant"
 
-    def test_expiry_setting_is_honoured(self, browser, rp, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "REFRESH_TOKEN_EXPIRE_SECONDS": 60}
+    @pytest.mark.oidc_settings(REFRESH_TOKEN_EXPIRE_SECONDS=60)
+    def test_expiry_setting_is_honoured(self, browser, rp, user, confidential_app):
         first = tokens_for(browser, rp, confidential_app, user)
         RefreshToken.objects.update(created=timezone.now() - timedelta(seconds=61))
         assert refresh(rp, confidential_app, first["refresh_token"]).json()["error"] == "invalid_grant"

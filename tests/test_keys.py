@@ -21,6 +21,7 @@ from jwcrypto.common import JWKeyNotFound
 from oidc_provider_ext import keys
 from oidc_provider_ext.models import SigningKey
 
+from .conftest import oidc_settings
 from .factories import ApplicationFactory
 from .flow import exchange, get_code
 
@@ -156,9 +157,9 @@ class TestRotation:
         assert keys.signing_key("RS256")[0] == rs.activated.kid
 
     def test_rotation_refuses_a_next_key_it_cannot_decrypt(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
+        oidc_settings(settings, SECRET_KEYS=["old"])
         first = keys.rotate()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new"]}
+        oidc_settings(settings, SECRET_KEYS=["new"])
         with pytest.raises(keys.KeyDecryptionError, match=first.next.kid):
             keys.rotate()
         # Rolled back: the key that still signs is still active.
@@ -178,14 +179,10 @@ class TestPruneAndJwks:
         return keys.retirement_window()
 
     def test_window_is_the_longest_token_lifetime_plus_propagation_and_skew(self, settings):
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "ID_TOKEN_EXPIRE_SECONDS": 600,
-            "ACCESS_TOKEN_EXPIRE_SECONDS": 7200,
-        }
+        oidc_settings(settings, ID_TOKEN_EXPIRE_SECONDS=600, ACCESS_TOKEN_EXPIRE_SECONDS=7200)
         extra = keys.SNAPSHOT_TTL_SECONDS + keys.CLOCK_SKEW_SECONDS
         assert keys.retirement_window() == timedelta(seconds=7200 + extra)
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ID_TOKEN_EXPIRE_SECONDS": 9000}
+        oidc_settings(settings, ID_TOKEN_EXPIRE_SECONDS=9000)
         assert keys.retirement_window() == timedelta(seconds=9000 + extra)
 
     def test_prune_removes_only_retired_keys_past_their_window(self):
@@ -220,7 +217,7 @@ class TestPruneAndJwks:
 
     def test_a_longer_token_lifetime_keeps_retired_keys_longer(self, settings):
         key = retired_key(ago=self.window() + timedelta(seconds=1))
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ACCESS_TOKEN_EXPIRE_SECONDS": 86400}
+        oidc_settings(settings, ACCESS_TOKEN_EXPIRE_SECONDS=86400)
         assert keys.prune() == []
         assert SigningKey.objects.filter(kid=key.kid).exists()
 
@@ -246,8 +243,8 @@ class TestPruneAndJwks:
             assert key.kid not in kids(keys.jwks())
             assert keys.verification_key(key.kid) is None
 
-    def test_jwks_cache_header_follows_the_setting(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "JWKS_MAX_AGE_SECONDS": 120}
+    @pytest.mark.oidc_settings(JWKS_MAX_AGE_SECONDS=120)
+    def test_jwks_cache_header_follows_the_setting(self):
         keys.rotate()
         response = Client().get(reverse("oidc_provider_ext:jwks"))
         assert response["Cache-Control"] == "public, max-age=120"
@@ -292,7 +289,7 @@ class TestClientAlgorithm:
         bare = get_application_model().objects.create(
             name="no profile", client_type="public", authorization_grant_type="authorization-code"
         )
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SIGNING_ALG": "PS256"}
+        oidc_settings(settings, SIGNING_ALG="PS256")
         assert keys.alg_for_client(bare) == "PS256"
 
     def test_every_advertised_algorithm_signs_and_verifies(self, client):
@@ -355,10 +352,10 @@ class TestEncryptionAtRest:
         assert '"d"' not in key.private_jwk_encrypted
 
     def test_another_secret_cannot_decrypt(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["first"]}
+        oidc_settings(settings, SECRET_KEYS=["first"])
         key = keys.create_key("RS256", SigningKey.State.ACTIVE)
         assert keys.sign({"sub": "x"})
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["second"]}
+        oidc_settings(settings, SECRET_KEYS=["second"])
         with pytest.raises(keys.KeyDecryptionError, match=key.kid):
             keys.private_jwk(key)
         keys.invalidate()
@@ -370,22 +367,22 @@ class TestEncryptionAtRest:
         settings.SECRET_KEY = "a-different-secret-key-" + "y" * 40
         with pytest.raises(keys.KeyDecryptionError):
             keys.private_jwk(key)
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["stable"]}
+        oidc_settings(settings, SECRET_KEYS=["stable"])
         pinned = keys.create_key("ES256")
         settings.SECRET_KEY = "yet-another-secret-key-" + "z" * 40
         assert keys.private_jwk(pinned)
 
     def test_rotating_secret_keys_keeps_keys_readable_and_reencrypt_drops_the_old_secret(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
+        oidc_settings(settings, SECRET_KEYS=["old"])
         key = keys.create_key("ES256")
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new", "old"]}
+        oidc_settings(settings, SECRET_KEYS=["new", "old"])
         assert keys.private_jwk(key)  # the old secret still decrypts
         out, _ = run("reencrypt")
         assert "Re-encrypted 1 key" in out
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new"]}
+        oidc_settings(settings, SECRET_KEYS=["new"])
         key.refresh_from_db()
         assert keys.private_jwk(key)  # readable without the old secret now
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old"]}
+        oidc_settings(settings, SECRET_KEYS=["old"])
         with pytest.raises(keys.KeyDecryptionError):
             keys.private_jwk(key)
 
@@ -396,7 +393,7 @@ class TestEncryptionAtRest:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["s3cret-" + "k" * 40]}
+        oidc_settings(settings, SECRET_KEYS=["s3cret-" + "k" * 40])
         key = keys.create_key("RS256")
         derived = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"oidc-provider-ext key-encryption"
@@ -522,13 +519,13 @@ class TestCommand:
 
     def test_list_names_keys_it_cannot_decrypt(self, settings):
         key = keys.create_key("RS256")
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["changed"]}
+        oidc_settings(settings, SECRET_KEYS=["changed"])
         out, err = run("list")
         assert key.kid in out
         assert "cannot be decrypted" in err and key.kid in err
 
-    def test_create_makes_a_next_key_and_says_how_long_to_wait(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "JWKS_MAX_AGE_SECONDS": 900}
+    @pytest.mark.oidc_settings(JWKS_MAX_AGE_SECONDS=900)
+    def test_create_makes_a_next_key_and_says_how_long_to_wait(self):
         out, _ = run("create", "--alg", "ES256")
         key = SigningKey.objects.get()
         assert (key.alg, key.state) == ("ES256", "next")
@@ -573,7 +570,7 @@ class TestCommand:
 
     def test_rotate_with_the_wrong_secret_is_an_operator_error(self, settings):
         keys.rotate()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["changed"]}
+        oidc_settings(settings, SECRET_KEYS=["changed"])
         with pytest.raises(CommandError, match="cannot be decrypted: none of SECRET_KEYS"):
             run("rotate")
 

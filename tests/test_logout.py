@@ -17,6 +17,7 @@ from oidc_provider_ext.internal import backchannel, outbound
 from oidc_provider_ext.models import BackchannelDelivery, ClientProfile, OPSession
 from oidc_provider_ext.tokens import BACKCHANNEL_LOGOUT_EVENT
 
+from . import presets
 from .factories import ApplicationFactory, TenantFactory, TenantMembershipFactory, UserFactory
 from .flow import authorize_url, exchange, get_code, query_of, token_request, verify_jwt
 from .servers import Server, answer, hold, redirect, trickle_headers
@@ -114,8 +115,8 @@ class TestIdTokenHint:
         assert response["Location"] == LOGGED_OUT and not signed_in(browser)
         assert signed_in(other_browser)  # the hint's own user is not touched
 
-    def test_expired_hint_is_accepted(self, browser, rp, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ID_TOKEN_EXPIRE_SECONDS": -5}
+    @pytest.mark.oidc_settings(ID_TOKEN_EXPIRE_SECONDS=-5)
+    def test_expired_hint_is_accepted(self, browser, rp, user, confidential_app):
         tokens = sign_in(browser, rp, confidential_app, user)
         response = end_session(browser, id_token_hint=tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT)
         assert response["Location"] == LOGGED_OUT and not signed_in(browser)
@@ -372,8 +373,8 @@ class TestOutbox:
         delivery.refresh_from_db()
         assert delivery.status == "delivered" and delivery.attempts == 1 and holding.requests == 1
 
-    def test_trickling_rp_is_cut_at_the_total_deadline(self, settings, browser, rp, user, confidential_app):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 0.5}
+    @pytest.mark.oidc_settings(BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS=0.5)
+    def test_trickling_rp_is_cut_at_the_total_deadline(self, browser, rp, user, confidential_app):
         # One header byte every 0.2 s: each read is well within 0.5 s, the whole answer is not.
         with Server(trickle_headers(interval=0.2)) as trickler:
             delivery = logged_out_with_rp_at(trickler.url, browser, rp, user, confidential_app)
@@ -390,8 +391,8 @@ class TestOutbox:
         assert delivery.status == "failed" and delivery.last_error == outbound.REDIRECT
         assert rp_endpoint.requests == 1 and internal.requests == 0
 
-    def test_loopback_rp_is_refused_unless_allowed(self, settings, browser, rp, user, confidential_app):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": []}
+    @pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+    def test_loopback_rp_is_refused_unless_allowed(self, browser, rp, user, confidential_app):
         with Receiver() as receiver:
             delivery = logged_out_with_rp_at(receiver.url, browser, rp, user, confidential_app)
             backchannel.attempt(delivery.pk)

@@ -13,6 +13,7 @@ from django.urls import reverse
 from oidc_provider_ext import keys
 from oidc_provider_ext.conf import app_settings
 
+from . import presets
 from .factories import REDIRECT_URI, UserFactory
 from .flow import (
     authorize_url,
@@ -253,8 +254,8 @@ class TestIdTokenHint:
         get_code(browser, confidential_app, user)
         assert goes_to_login(browser.get(authorize_url(confidential_app, id_token_hint=hint)))
 
-    def test_expired_hint_is_accepted(self, browser, rp, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ID_TOKEN_EXPIRE_SECONDS": -10}
+    @pytest.mark.oidc_settings(ID_TOKEN_EXPIRE_SECONDS=-10)
+    def test_expired_hint_is_accepted(self, browser, rp, user, confidential_app):
         hint = self._hint(browser, rp, confidential_app, user)
         assert verify_jwt(hint)["exp"] < time.time()
         query = client_error(browser.get(authorize_url(confidential_app, prompt="none", id_token_hint=hint)))
@@ -304,8 +305,8 @@ class TestOtherParameters:
         assert response.templates[0].name == "oidc_provider_ext/login.html"
         assert 'value="alice@example.com"' in response.content.decode()
 
-    def test_ui_locales_picks_an_offered_language(self, browser, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "UI_LOCALES": ["en", "de"]}
+    @pytest.mark.oidc_settings(UI_LOCALES=["en", "de"])
+    def test_ui_locales_picks_an_offered_language(self, browser, user, confidential_app):
         response = browser.get(authorize_url(confidential_app, ui_locales="fr-CA de-DE en"), follow=True)
         page = response.content.decode()
         assert '<html lang="de">' in page
@@ -403,11 +404,8 @@ class TestScopes:
         info = self._userinfo(browser, rp, confidential_app, user, "openid email")
         assert info == {"sub": str(user.pk), "email": user.email, "email_verified": False}
 
-    def test_address_and_phone_through_the_adapter(self, browser, rp, user, confidential_app, settings):
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "ADAPTER": "tests.adapters.AddressPhoneAdapter",
-        }
+    @pytest.mark.oidc_settings(presets.ADDRESS_PHONE_ADAPTER)
+    def test_address_and_phone_through_the_adapter(self, browser, rp, user, confidential_app):
         info = self._userinfo(browser, rp, confidential_app, user, "openid address phone")
         assert info["address"]["locality"] == "London"
         assert info["phone_number"] == "+44 20 7946 0000" and info["phone_number_verified"] is True

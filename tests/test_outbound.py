@@ -10,6 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import outbound
 
+from . import presets
+from .conftest import oidc_settings
 from .servers import Server, Silent, answer, dead_url, huge_body, redirect, trickle_body, trickle_headers
 
 
@@ -25,7 +27,7 @@ def category_of(url, **kwargs) -> str:
 
 @pytest.fixture
 def no_allowance(settings):
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": []}
+    oidc_settings(settings, **presets.NO_LOOPBACK)
 
 
 def test_answer_within_the_deadline():
@@ -184,12 +186,12 @@ def test_wrapped_public_ipv4_is_judged_as_that_ipv4(no_allowance, address):
 
 
 def test_operator_allowance_is_matched_on_the_unwrapped_address(settings):
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": ["10.0.0.0/8"]}
+    oidc_settings(settings, OUTBOUND_ALLOWED_NETWORKS=["10.0.0.0/8"])
     assert outbound.address_allowed("2002:a00:1::1") and outbound.address_allowed("64:ff9b::a00:1")
     assert not outbound.address_allowed("2002:c0a8:101::1")  # 6to4 of 192.168.1.1
     # Teredo is not unwrapped: listing its client's network does not let it through.
     assert not outbound.address_allowed("2001:0:4136:e378:8000:63bf:f5ff:fffe")
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": ["fec0::/10"]}
+    oidc_settings(settings, OUTBOUND_ALLOWED_NETWORKS=["fec0::/10"])
     assert outbound.address_allowed("fec0::1")  # an operator may list any range itself
 
 
@@ -221,15 +223,15 @@ def test_the_connected_peer_is_checked(no_allowance, settings):
             sock.close()
 
 
-def test_operator_allowance_covers_mapped_addresses(settings):
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": ["10.1.0.0/16"]}
+@pytest.mark.oidc_settings(OUTBOUND_ALLOWED_NETWORKS=["10.1.0.0/16"])
+def test_operator_allowance_covers_mapped_addresses():
     assert outbound.address_allowed("10.1.2.3") and outbound.address_allowed("::ffff:10.1.2.3")
     assert not outbound.address_allowed("10.2.0.1")
 
 
 @pytest.mark.parametrize("value", ["10.0.0.0/8", ["10.0.0.1/8"], ["not a network"]])
 def test_allowed_networks_must_be_a_list_of_networks(settings, value):
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": value}
+    oidc_settings(settings, OUTBOUND_ALLOWED_NETWORKS=value)
     with pytest.raises(ImproperlyConfigured, match="OUTBOUND_ALLOWED_NETWORKS"):
         assert app_settings.OUTBOUND_ALLOWED_NETWORKS is None
 

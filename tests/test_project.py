@@ -14,6 +14,8 @@ from oidc_provider_ext import checks
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.dot import dot_settings
 
+from .conftest import oidc_settings
+
 URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),
     ("oidc_provider_ext:authorize-continue", "/connect/authorize/continue/abc"),
@@ -120,7 +122,7 @@ class TestChecks:
         # A URLconf with views protected by the resource-server helper that name no audience.
         settings.ROOT_URLCONF = "tests.resource_views"
         assert checks.E011 in self._ids()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "RESOURCE_SERVER_AUDIENCE": "client-x"}
+        oidc_settings(settings, RESOURCE_SERVER_AUDIENCE="client-x")
         assert checks.E011 not in self._ids()
 
     @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ from oidc_provider_ext.resource import (
     validate_access_token,
 )
 
+from . import presets
+from .conftest import oidc_settings
 from .factories import ApplicationFactory
 from .flow import basic_auth, exchange, get_code, token_request
 from .resource_views import AUDIENCE, RESOURCE_URI, SERVICE_AUDIENCE
@@ -69,11 +71,6 @@ def _empty_cache():
     cache.clear()
 
 
-def configure(settings, **values) -> None:
-    """Set OIDC_PROVIDER_EXT keys for this test (restored afterwards by pytest-django)."""
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, **values}
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
@@ -84,7 +81,7 @@ def b64(data: bytes | str) -> str:
 
 
 def access_claims(**overrides) -> dict:
-    """Claims like the provider's (tokens.generate_access_token); DROP removes one."""
+    """Claims like the provider's (tokens.mint_access_token); DROP removes one."""
     now = int(time.time())
     claims = {
         "iss": app_settings.ISSUER,
@@ -144,7 +141,7 @@ def api():
 def no_revocation_check(settings):
     # Forged tokens have no DOT row: with the revocation check on they would fail for that reason
     # alone, and the tests below could not show which rule refused them.
-    configure(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
 
 
 def assert_invalid_token(response, description: str = "") -> None:
@@ -220,7 +217,7 @@ def test_id_token_is_refused_by_the_api_and_by_userinfo(api, rp, tokens, setting
     response = api.get("/api/any", **bearer(tokens["id_token"]))
     assert_invalid_token(response, "typ")
     # The typ check alone refuses it, even without the revocation lookup.
-    configure(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
     assert_invalid_token(api.get("/api/any", **bearer(tokens["id_token"])), "typ")
     with pytest.raises(InvalidToken, match="typ"):
         validate_access_token(tokens["id_token"], audience=AUDIENCE)
@@ -312,7 +309,7 @@ def test_revoked_token_is_refused_when_the_revocation_check_is_on(
     revoke(rp, confidential_app, tokens["access_token"])
     assert_invalid_token(api.get("/api/profile", **bearer(tokens["access_token"])), "revoked")
     # Off: the signature and claims are still good, so only the lookup could refuse it.
-    configure(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
     assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
 
 
@@ -356,7 +353,7 @@ def test_expired_token(api, no_revocation_check, settings):
     # Within the leeway (30 s by default) it still passes; with no leeway it does not.
     barely = forge(iat=now - 600, exp=now - 10)
     assert api.get("/api/any", **bearer(barely)).status_code == 200
-    configure(settings, RESOURCE_SERVER_LEEWAY_SECONDS=0)
+    oidc_settings(settings, RESOURCE_SERVER_LEEWAY_SECONDS=0)
     assert_invalid_token(api.get("/api/any", **bearer(barely)), "expired")
 
 
@@ -392,9 +389,9 @@ def test_wrong_issuer(api, no_revocation_check, issuer):
 
 
 def test_resource_server_issuer_setting(api, tokens, settings):
-    configure(settings, RESOURCE_SERVER_ISSUER="https://other-idp.example.com/")
+    oidc_settings(settings, RESOURCE_SERVER_ISSUER="https://other-idp.example.com/")
     assert_invalid_token(api.get("/api/profile", **bearer(tokens["access_token"])), "issuer")
-    configure(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
     other = forge(iss="https://other-idp.example.com")
     assert api.get("/api/profile", **bearer(other)).status_code == 200
 
@@ -444,21 +441,21 @@ def test_no_audience_configured_refuses_every_token(api, tokens, other_client_to
 
 def test_audience_setting_serves_views_that_name_none(api, tokens, other_client_token, settings):
     other, other_token = other_client_token
-    configure(settings, RESOURCE_SERVER_AUDIENCE=RESOURCE_URI)
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=RESOURCE_URI)
     assert_invalid_token(api.get("/api/setting-audience", **bearer(tokens["access_token"])), "aud")
-    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
     assert api.get("/api/setting-audience", **bearer(tokens["access_token"])).status_code == 200
     assert_invalid_token(api.get("/api/setting-audience", **bearer(other_token)), "aud")
     # A list: the tokens of each client named are accepted, and no other.
-    configure(settings, RESOURCE_SERVER_AUDIENCE=[AUDIENCE, other.client_id])
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=[AUDIENCE, other.client_id])
     assert (AUDIENCE, other.client_id) == app_settings.RESOURCE_SERVER_AUDIENCE
     for token in (tokens["access_token"], other_token):
         assert api.get("/api/setting-audience", **bearer(token)).status_code == 200
     assert_invalid_token(api.get("/api/setting-audience", **bearer(forge(aud="client-z"))), "aud")
 
 
-def test_view_audience_overrides_the_setting(api, no_revocation_check, settings):
-    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+@pytest.mark.oidc_settings(RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+def test_view_audience_overrides_the_setting(api, no_revocation_check):
     assert_invalid_token(api.get("/api/audience", **bearer(forge())), "aud")
     both = forge(aud=[AUDIENCE, RESOURCE_URI])
     assert api.get("/api/audience", **bearer(both)).status_code == 200
@@ -473,7 +470,7 @@ def test_view_audience_overrides_the_setting(api, no_revocation_check, settings)
     "value", ["*", ["*"], [AUDIENCE, "*"], "", [], [""], [AUDIENCE, 7], f" {AUDIENCE}", 7, {"aud": 1}]
 )
 def test_there_is_no_wildcard_or_empty_audience(api, tokens, settings, value):
-    configure(settings, RESOURCE_SERVER_AUDIENCE=value)
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=value)
     with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
         api.get("/api/setting-audience", **bearer(tokens["access_token"]))
     with pytest.raises(ImproperlyConfigured, match="audience"):
@@ -491,9 +488,9 @@ def test_check_e011_names_the_views_without_an_audience(settings):
     assert ("'drf/setting-audience'" in message.msg) is HAS_DRF
     for named in ("api/any", "api/profile", "api/email", "api/async-profile", "api/audience", "drf/profile"):
         assert f"'{named}'" not in message.msg
-    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
     assert e011() == []
-    configure(settings, RESOURCE_SERVER_AUDIENCE="*")
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE="*")
     assert [m.id for m in e011()] == [checks.E011]
 
 
@@ -501,9 +498,9 @@ def test_check_e011_for_a_remote_resource_server(settings, jwks_server):
     # The API runs apart (only a JWKS URL) and no view names an audience: the check fires.
     settings.ROOT_URLCONF = "idp_project.urls"
     assert not [m for m in run_checks() if m.id == checks.E011]
-    configure(settings, RESOURCE_SERVER_JWKS_URL=jwks_server.url)
+    oidc_settings(settings, RESOURCE_SERVER_JWKS_URL=jwks_server.url)
     assert [m.id for m in run_checks() if m.id == checks.E011] == [checks.E011]
-    configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
     assert not [m for m in run_checks() if m.id == checks.E011]
 
 
@@ -653,8 +650,8 @@ def test_garbage_with_real_signature_parts(api, no_revocation_check):
         assert_invalid_token(api.get("/api/any", **bearer(token)))
 
 
-def test_realm_setting(api, settings):
-    configure(settings, RESOURCE_SERVER_REALM='orders "v2"')
+@pytest.mark.oidc_settings(RESOURCE_SERVER_REALM='orders "v2"')
+def test_realm_setting(api):
     response = api.get("/api/profile")
     assert response["WWW-Authenticate"] == 'Bearer realm="orders v2"'  # quotes cannot be escaped
     assert bearer_challenge(InvalidRequest("x"), realm="r") == (
@@ -681,7 +678,7 @@ def test_resource_server_setting_defaults(settings):
     "url", ["http://idp.example.com/connect/jwks", "ftp://127.0.0.1/jwks", "file:///etc/jwks.json", "jwks"]
 )
 def test_jwks_url_must_be_https_except_loopback(settings, url):
-    configure(settings, RESOURCE_SERVER_JWKS_URL=url)
+    oidc_settings(settings, RESOURCE_SERVER_JWKS_URL=url)
     with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_JWKS_URL"):
         assert app_settings.RESOURCE_SERVER_JWKS_URL
 
@@ -690,7 +687,7 @@ def test_jwks_url_must_be_https_except_loopback(settings, url):
     "url", ["https://idp.example.com/connect/jwks", "http://127.0.0.1:8000/connect/jwks", "http://[::1]/j"]
 )
 def test_jwks_url_accepted(settings, url):
-    configure(settings, RESOURCE_SERVER_JWKS_URL=url)
+    oidc_settings(settings, RESOURCE_SERVER_JWKS_URL=url)
     assert url == app_settings.RESOURCE_SERVER_JWKS_URL
 
 
@@ -761,7 +758,7 @@ def jwks_server():
 def remote(settings, jwks_server, tokens):
     """Remote mode: the API knows the provider only by its JWKS URL."""
     jwks_server.publish()
-    configure(settings, RESOURCE_SERVER_JWKS_URL=jwks_server.url)
+    oidc_settings(settings, RESOURCE_SERVER_JWKS_URL=jwks_server.url)
     return jwks_server
 
 
@@ -775,8 +772,8 @@ def test_remote_jwks_validates_and_caches(api, remote, user, tokens):
     assert remote.requests == 1  # served from the cache
 
 
-def test_remote_jwks_cache_seconds_setting(api, remote, tokens, settings):
-    configure(settings, RESOURCE_SERVER_JWKS_CACHE_SECONDS=0)  # no caching
+@pytest.mark.oidc_settings(RESOURCE_SERVER_JWKS_CACHE_SECONDS=0)  # no caching
+def test_remote_jwks_cache_seconds_setting(api, remote, tokens):
     for _ in range(3):
         assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
     assert remote.requests == 3
@@ -809,8 +806,8 @@ def test_remote_jwks_refetches_for_a_rotated_key_at_most_once_per_interval(api, 
     assert remote.requests == 2
 
 
-def test_remote_jwks_refetch_seconds_setting(api, remote, tokens, settings):
-    configure(settings, RESOURCE_SERVER_JWKS_REFETCH_SECONDS=0)
+@pytest.mark.oidc_settings(RESOURCE_SERVER_JWKS_REFETCH_SECONDS=0)
+def test_remote_jwks_refetch_seconds_setting(api, remote, tokens):
     assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
     rotated = keys.sign(access_claims(), typ="at+jwt", alg="ES256")
     remote.publish()
@@ -878,13 +875,13 @@ def test_jwks_fetch_has_one_total_deadline(api, settings, tokens, monkeypatch):
     monkeypatch.setattr(remote_jwks, "FETCH_TIMEOUT_SECONDS", 0.5)
     # Headers at once, then one body byte every 0.2 s: no single read waits 0.5 s.
     with Server(trickle_body(interval=0.2, size=200)) as trickler:
-        configure(settings, RESOURCE_SERVER_JWKS_URL=trickler.url)
+        oidc_settings(settings, RESOURCE_SERVER_JWKS_URL=trickler.url)
         with pytest.raises(KeySetUnavailable):
             validate_access_token(tokens["access_token"], audience=AUDIENCE)
 
 
-def test_jwks_url_is_subject_to_the_network_policy(api, remote, tokens, settings):
-    configure(settings, OUTBOUND_ALLOWED_NETWORKS=[])  # the provider on 127.0.0.1 is not allowed
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)  # the provider on 127.0.0.1 is not allowed
+def test_jwks_url_is_subject_to_the_network_policy(api, remote, tokens):
     assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 503
     assert remote.requests == 0
 
@@ -941,8 +938,8 @@ def test_another_process_fetching_means_waiting_for_its_result(remote, tokens, m
     assert remote.requests == 0
 
 
-def test_unreachable_jwks_is_503(api, settings, tokens):
-    configure(settings, RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")  # discard port
+@pytest.mark.oidc_settings(RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")  # discard port
+def test_unreachable_jwks_is_503(api, tokens):
     response = api.get("/api/profile", **bearer(tokens["access_token"]))
     assert response.status_code == 503
 
@@ -1116,7 +1113,7 @@ class TestDRF:
     def test_no_audience_configured_refuses_every_token(self, api, tokens, settings):
         with pytest.raises(ImproperlyConfigured, match="RESOURCE_SERVER_AUDIENCE"):
             api.get("/drf/setting-audience", **bearer(tokens["access_token"]))
-        configure(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+        oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
         assert api.get("/drf/setting-audience", **bearer(tokens["access_token"])).status_code == 200
 
     @pytest.mark.parametrize("value", ["*", ["*"], [], ""])
@@ -1128,8 +1125,8 @@ class TestDRF:
             class AnyClient(JWTAccessTokenAuthentication):
                 audience = value
 
-    def test_unavailable_remote_jwks_is_503(self, api, settings, tokens):
-        configure(settings, RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")
+    @pytest.mark.oidc_settings(RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")
+    def test_unavailable_remote_jwks_is_503(self, api, tokens):
         response = api.get("/drf/profile", **bearer(tokens["access_token"]))
         assert response.status_code == 503
         assert response.json()["error"] == "temporarily_unavailable"

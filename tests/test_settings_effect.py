@@ -11,6 +11,8 @@ from django.urls import reverse
 from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.tokens import mint_logout_token
 
+from . import presets
+from .conftest import oidc_settings
 from .flow import authorize_url, login, verify_jwt
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +23,7 @@ def test_client_cache_seconds(settings, confidential_app):
     get_client(confidential_app.client_id)  # cached now
     type(confidential_app).objects.filter(pk=confidential_app.pk).update(name="After")  # no signal
     assert get_client(confidential_app.client_id).name == "Before"
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_CACHE_SECONDS": 0}
+    oidc_settings(settings, CLIENT_CACHE_SECONDS=0)
     assert get_client(confidential_app.client_id).name == "After"
 
 
@@ -32,8 +34,8 @@ def test_client_changes_through_the_orm_are_seen_at_once(confidential_app):
     assert get_client(confidential_app.client_id).name == "Renamed"
 
 
-def test_logout_token_expire_seconds(settings, db):
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGOUT_TOKEN_EXPIRE_SECONDS": 30}
+@pytest.mark.oidc_settings(LOGOUT_TOKEN_EXPIRE_SECONDS=30)
+def test_logout_token_expire_seconds(db):
     claims = verify_jwt(mint_logout_token(client_id="c", subject="s", sid="x"), typ="logout+jwt")
     assert claims["exp"] - claims["iat"] == 30
 
@@ -54,9 +56,9 @@ def test_backchannel_logout_timeout_seconds(settings, db):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 0.2}
+        oidc_settings(settings, BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS=0.2)
         assert _post(url, "token") == "timeout"
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS": 5}
+        oidc_settings(settings, BACKCHANNEL_LOGOUT_TIMEOUT_SECONDS=5)
         assert _post(url, "token") is None
     finally:
         server.shutdown()
@@ -71,11 +73,11 @@ def test_authorize_request_max_age_seconds(settings, browser, user, confidential
     for entry in session["oidc_pending_authorizations"].values():
         entry["created"] -= 120
     session.save()
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": 60}
+    oidc_settings(settings, AUTHORIZE_REQUEST_MAX_AGE_SECONDS=60)
     login(browser, user)
     expired = browser.get(next_url)
     assert expired.status_code == 400 and "expired" in expired.content.decode()
-    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": 600}
+    oidc_settings(settings, AUTHORIZE_REQUEST_MAX_AGE_SECONDS=600)
     page = browser.get(next_url)
     assert page.status_code == 200 and page.templates[0].name == "oidc_provider_ext/consent.html"
 
@@ -95,12 +97,9 @@ def test_outbound_allowed_networks(settings, db):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "OUTBOUND_ALLOWED_NETWORKS": []}
+        oidc_settings(settings, **presets.NO_LOOPBACK)
         assert post(url, "token") == "refused by policy"
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.1/32"],
-        }
+        oidc_settings(settings, OUTBOUND_ALLOWED_NETWORKS=["127.0.0.1/32"])
         assert post(url, "token") is None
     finally:
         server.shutdown()

@@ -15,6 +15,8 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.hashers import ClientSecretHasher
 from oidc_provider_ext.throttle import client_ip, throttle_address
 
+from . import presets
+from .conftest import oidc_settings
 from .factories import USER_PASSWORD, ApplicationFactory, UserFactory
 from .flow import basic_auth, token_request
 
@@ -122,11 +124,7 @@ class TestClientAuthThrottle:
 
     def test_limit_settings(self, settings):
         app = _client_credentials_app()
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "CLIENT_AUTH_FAILURE_LIMIT": 2,
-            "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": 3,
-        }
+        oidc_settings(settings, CLIENT_AUTH_FAILURE_LIMIT=2, CLIENT_AUTH_ADDRESS_FAILURE_LIMIT=3)
         attacker = Client(REMOTE_ADDR=ATTACKER)
         _cc(attacker, app.client_id, "guess")
         _cc(attacker, app.client_id, "guess")
@@ -139,7 +137,7 @@ class TestClientAuthThrottle:
 
     def test_throttle_window_seconds(self, settings):
         app = _client_credentials_app()
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_AUTH_FAILURE_LIMIT": 1}
+        oidc_settings(settings, CLIENT_AUTH_FAILURE_LIMIT=1)
         attacker = Client(REMOTE_ADDR=ATTACKER)
         timeouts = []
         real_add = cache.add
@@ -148,7 +146,7 @@ class TestClientAuthThrottle:
             timeouts.append(timeout)
             return real_add(key, value, timeout, **kwargs)
 
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "THROTTLE_WINDOW_SECONDS": 42}
+        oidc_settings(settings, THROTTLE_WINDOW_SECONDS=42)
         with mock.patch("oidc_provider_ext.throttle.cache.add", side_effect=add):
             _cc(attacker, app.client_id, "guess")
         assert timeouts and set(timeouts) == {42}
@@ -190,23 +188,23 @@ class TestClientAddress:
     def test_forwarded_for_is_ignored_without_a_trusted_proxy(self):
         assert client_ip({"REMOTE_ADDR": ATTACKER, "HTTP_X_FORWARDED_FOR": VICTIM}) == ATTACKER
 
-    def test_behind_one_proxy_the_entry_it_appended_counts(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+    @pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY)
+    def test_behind_one_proxy_the_entry_it_appended_counts(self):
         # The client sent "X-Forwarded-For: 198.51.100.7"; the proxy appended the real address.
         meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {ATTACKER}"}
         assert client_ip(meta) == ATTACKER
 
-    def test_behind_two_proxies(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 2}
+    @pytest.mark.oidc_settings(TRUSTED_PROXY_COUNT=2)
+    def test_behind_two_proxies(self):
         meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {ATTACKER}, 10.0.0.1"}
         assert client_ip(meta) == ATTACKER
 
-    def test_without_the_header_behind_a_proxy_remote_addr_counts(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+    @pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY)
+    def test_without_the_header_behind_a_proxy_remote_addr_counts(self):
         assert client_ip({"REMOTE_ADDR": PROXY}) == PROXY
 
-    def test_two_clients_behind_one_proxy_have_separate_client_auth_counters(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+    @pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY)
+    def test_two_clients_behind_one_proxy_have_separate_client_auth_counters(self):
         app = _client_credentials_app()
         attacker = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ATTACKER)
         for _ in range(app_settings.CLIENT_AUTH_ADDRESS_FAILURE_LIMIT):
@@ -264,8 +262,8 @@ class TestLoginLockoutCannotDenyTheUser:
         response = _sign_in(Client(REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR="192.0.2.99"), alice.username)
         assert response.status_code == 429
 
-    def test_two_users_behind_one_trusted_proxy_have_separate_counters(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+    @pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY)
+    def test_two_users_behind_one_trusted_proxy_have_separate_counters(self):
         alice = UserFactory()
         attacker = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"{VICTIM}, {ATTACKER}")
         _fail_login(attacker, alice.username, 5)
@@ -273,8 +271,8 @@ class TestLoginLockoutCannotDenyTheUser:
         victim = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=VICTIM)
         assert _sign_in(victim, alice.username).status_code == 302
 
-    def test_a_spraying_address_is_refused(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGIN_ADDRESS_FAILURE_LIMIT": 8}
+    @pytest.mark.oidc_settings(LOGIN_ADDRESS_FAILURE_LIMIT=8)
+    def test_a_spraying_address_is_refused(self):
         sprayer = Client(REMOTE_ADDR=ATTACKER)
         for n in range(8):
             _fail_login(sprayer, f"user-{n}", 1)
@@ -371,16 +369,12 @@ class TestSharedAddressClientAuth:
                 timeouts.append(timeout)
             return real_set(key, value, timeout, **kwargs)
 
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_AUTH_PROVEN_SECONDS": 42}
+        oidc_settings(settings, CLIENT_AUTH_PROVEN_SECONDS=42)
         with mock.patch("oidc_provider_ext.throttle.cache.set", side_effect=set_):
             assert _cc(rp, app.client_id, app.raw_secret).status_code == 200
         assert timeouts == [42]
         # 0: no exemption; the sprayed shared address refuses the client too.
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "CLIENT_AUTH_PROVEN_SECONDS": 0,
-            "CLIENT_AUTH_ADDRESS_FAILURE_LIMIT": 3,
-        }
+        oidc_settings(settings, CLIENT_AUTH_PROVEN_SECONDS=0, CLIENT_AUTH_ADDRESS_FAILURE_LIMIT=3)
         cache.clear()
         assert _cc(rp, app.client_id, app.raw_secret).status_code == 200
         for n in range(3):
@@ -399,8 +393,8 @@ class TestIPv6Prefix:
         # client_ip, for logs and other uses, keeps the full address.
         assert client_ip({"REMOTE_ADDR": _v6(ATTACKER_64, 5)}) == _v6(ATTACKER_64, 5)
 
-    def test_behind_a_trusted_proxy_the_forwarded_address_is_keyed_by_its_64(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "TRUSTED_PROXY_COUNT": 1}
+    @pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY)
+    def test_behind_a_trusted_proxy_the_forwarded_address_is_keyed_by_its_64(self):
         meta = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": f"{VICTIM}, {_v6(ATTACKER_64, 9)}"}
         assert throttle_address(meta) == f"{ATTACKER_64}::"
 
@@ -444,8 +438,8 @@ class TestIPv6Prefix:
         # IPv4 is unchanged: the neighbouring IPv4 address is another address.
         assert _sign_in(Client(REMOTE_ADDR="203.0.113.10"), alice.username).status_code == 302
 
-    def test_a_spraying_64_is_refused_at_sign_in(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "LOGIN_ADDRESS_FAILURE_LIMIT": 8}
+    @pytest.mark.oidc_settings(LOGIN_ADDRESS_FAILURE_LIMIT=8)
+    def test_a_spraying_64_is_refused_at_sign_in(self):
         for n in range(8):
             _fail_login(Client(REMOTE_ADDR=_v6(ATTACKER_64, n)), f"user-{n}", 1)
         bob = UserFactory()

@@ -91,14 +91,14 @@ class TestCodeRedemption:
         lifetime = (grant.expires - grant.created).total_seconds()
         assert 59 <= lifetime <= 61
 
-    def test_code_lifetime_setting_is_capped_at_10_minutes(self, settings, browser, user, confidential_app):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CODE_EXPIRE_SECONDS": 3600}
+    @pytest.mark.oidc_settings(CODE_EXPIRE_SECONDS=3600)
+    def test_code_lifetime_setting_is_capped_at_10_minutes(self, browser, user, confidential_app):
         code, _ = get_code(browser, confidential_app, user)
         grant = AuthorizationGrant.objects.get(code_checksum=checksum(code))
         assert (grant.expires - grant.created).total_seconds() <= 601
 
-    def test_code_lifetime_setting_is_honoured(self, settings, browser, user, confidential_app):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CODE_EXPIRE_SECONDS": 30}
+    @pytest.mark.oidc_settings(CODE_EXPIRE_SECONDS=30)
+    def test_code_lifetime_setting_is_honoured(self, browser, user, confidential_app):
         code, _ = get_code(browser, confidential_app, user)
         grant = AuthorizationGrant.objects.get(code_checksum=checksum(code))
         assert 29 <= (grant.expires - grant.created).total_seconds() <= 31

@@ -30,6 +30,7 @@ from oidc_provider_ext.models import (
     SigningKey,
 )
 
+from .conftest import oidc_settings
 from .factories import (
     REDIRECT_URI,
     USER_PASSWORD,
@@ -176,7 +177,7 @@ class _RefusingAdapter(DefaultOIDCAdapter):
 class TestOneHook:
     @pytest.fixture
     def suspended(self, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}._RefusingAdapter"}
+        oidc_settings(settings, ADAPTER=f"{__name__}._RefusingAdapter")
         return ApplicationFactory(
             client_id="suspended",
             authorization_grant_type=get_application_model().GRANT_CLIENT_CREDENTIALS,
@@ -274,26 +275,20 @@ class TestSecretsInProduction:
         ids = {m.id for m in run_checks(include_deployment_checks=True)}
         assert {checks.E020, checks.E021} <= ids
         settings.SECRET_KEY = secrets.token_urlsafe(50)
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "SECRET_KEYS": [secrets.token_urlsafe(50)],
-        }
+        oidc_settings(settings, SECRET_KEYS=[secrets.token_urlsafe(50)])
         ids = {m.id for m in run_checks(include_deployment_checks=True)}
         assert not {checks.E020, checks.E021} & ids
 
     def test_client_secret_hashes_follow_secret_keys_and_move_to_the_new_one(self, rp, settings):
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["old-" + "o" * 60]}
+        oidc_settings(settings, SECRET_KEYS=["old-" + "o" * 60])
         app = ApplicationFactory(authorization_grant_type=get_application_model().GRANT_CLIENT_CREDENTIALS)
         before = get_application_model().objects.get(pk=app.pk).client_secret
-        settings.OIDC_PROVIDER_EXT = {
-            **settings.OIDC_PROVIDER_EXT,
-            "SECRET_KEYS": ["new-" + "n" * 60, "old-" + "o" * 60],
-        }
+        oidc_settings(settings, SECRET_KEYS=["new-" + "n" * 60, "old-" + "o" * 60])
         grant = {"grant_type": "client_credentials"}
         assert token_request(rp, grant, auth=(app.client_id, app.raw_secret)).status_code == 200
         after = get_application_model().objects.get(pk=app.pk).client_secret
         assert after != before  # re-hashed under the new secret on use
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "SECRET_KEYS": ["new-" + "n" * 60]}
+        oidc_settings(settings, SECRET_KEYS=["new-" + "n" * 60])
         clients.forget(app.client_id)
         assert token_request(rp, grant, auth=(app.client_id, app.raw_secret)).status_code == 200
 
@@ -449,7 +444,7 @@ class TestSecondReview:
     def test_a_logout_committing_during_redemption_wins(self, browser, rp, user, settings, confidential_app):
         # The logout lands between validate_code's checks and its single-use UPDATE.
         code, _ = get_code(browser, confidential_app, user)
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}._LogoutMidway"}
+        oidc_settings(settings, ADAPTER=f"{__name__}._LogoutMidway")
         response = exchange(rp, confidential_app, code)
         assert response.json()["error"] == "invalid_grant"
         assert not AccessToken.objects.exists()
@@ -485,7 +480,7 @@ class TestSecondReview:
             rp, {"grant_type": "client_credentials"}, auth=(app.client_id, app.raw_secret)
         ).json()["access_token"]
         assert introspect(rp, app, token)["active"] is True
-        settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "ADAPTER": f"{__name__}._RefusingAdapter"}
+        oidc_settings(settings, ADAPTER=f"{__name__}._RefusingAdapter")
         assert introspect(rp, app, token) == {"active": False}
 
     def test_another_account_signing_in_ends_the_previous_users_sessions(self, browser, rp, confidential_app):

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests import presets
+
 from .conftest import AuthorizationResult, b64url, b64url_decode, pkce_pair
 
 pytestmark = pytest.mark.live
@@ -38,14 +40,6 @@ SCOPE_CLAIMS = {
     "address": {"address"},
     "phone": {"phone_number", "phone_number_verified"},
 }
-
-
-@pytest.fixture
-def full_profile(settings):
-    settings.OIDC_PROVIDER_EXT = {
-        **settings.OIDC_PROVIDER_EXT,
-        "ADAPTER": "tests.adapters.AddressPhoneAdapter",
-    }
 
 
 def released(op, scope: str) -> tuple[dict, dict]:
@@ -167,19 +161,22 @@ def test_oidcc_scope_email(op):
     assert_scope_claims(op, released(op, "openid email"), {"email"}, {"email", "email_verified"})
 
 
-def test_oidcc_scope_address(op, full_profile):
+@pytest.mark.oidc_settings(presets.ADDRESS_PHONE_ADAPTER)
+def test_oidcc_scope_address(op):
     _claims, info = result = released(op, "openid address")
     assert_scope_claims(op, result, {"address"}, {"address"})
     assert isinstance(info["address"], dict), "OIDC Core 5.1.1: address is a JSON object"
 
 
-def test_oidcc_scope_phone(op, full_profile):
+@pytest.mark.oidc_settings(presets.ADDRESS_PHONE_ADAPTER)
+def test_oidcc_scope_phone(op):
     _claims, info = result = released(op, "openid phone")
     assert_scope_claims(op, result, {"phone"}, {"phone_number", "phone_number_verified"})
     assert isinstance(info["phone_number_verified"], bool), "OIDC Core 5.1: phone_number_verified is boolean"
 
 
-def test_oidcc_scope_all(op, full_profile):
+@pytest.mark.oidc_settings(presets.ADDRESS_PHONE_ADAPTER)
+def test_oidcc_scope_all(op):
     assert_scope_claims(
         op,
         released(op, "openid profile email address phone"),

@@ -1,0 +1,15 @@
+"""Named OIDC_PROVIDER_EXT overrides shared by several test modules.
+
+``@pytest.mark.oidc_settings(presets.BEHIND_ONE_PROXY, CLIENT_AUTH_FAILURE_LIMIT=1)`` merges
+presets, then keywords, into the site's OIDC_PROVIDER_EXT for one test (tests/conftest.py). Only
+overrides used in more than one place belong here; a one-off override is a keyword.
+"""
+
+# The example project allows loopback for the test suite's receivers; production does not.
+NO_LOOPBACK = {"OUTBOUND_ALLOWED_NETWORKS": []}
+
+# One reverse proxy in front of the site: the X-Forwarded-For entry it appended is the client.
+BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
+
+# Releases address and phone_number claims (tests/adapters.py).
+ADDRESS_PHONE_ADAPTER = {"ADAPTER": "tests.adapters.AddressPhoneAdapter"}
