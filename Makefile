@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-minimal bench bench-quick lint migrations-check check-deploy clean chromium screenshots
+.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-quick: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Type-check the app (mypy with django-stubs; configuration in pyproject.toml)
+typecheck: install
+	$(BIN)/mypy
 
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run

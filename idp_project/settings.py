@@ -10,6 +10,7 @@ DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated), REDIS_URL (optional c
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -116,7 +117,7 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     default_sqlite = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     config = dj_database_url.parse(os.environ.get("DATABASE_URL", default_sqlite), conn_max_age=60)
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -133,7 +134,7 @@ def _database() -> dict:
         # thread (the back-channel logout pool, a live server) hits table locks that fail at once
         # ("database table is locked") instead of waiting like WAL and the busy timeout do.
         config["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
-    return config
+    return dict(config)
 
 
 DATABASES = {"default": _database()}
@@ -198,7 +199,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
-OIDC_PROVIDER_EXT = {
+OIDC_PROVIDER_EXT: dict[str, Any] = {
     "ISSUER": os.environ.get("OIDC_ISSUER", "http://127.0.0.1:8000"),
     # The demo clients' back-channel logout endpoints (and the test suite's receivers) listen on
     # loopback over http. Outbound requests refuse that by default; production settings drop it.

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
@@ -134,7 +134,7 @@ class DefaultOIDCAdapter:
         tenants ``t`` with ``is_member_of(user, t.code)`` (anything else is refused later anyway)."""
         return list(
             Tenant.objects.filter(
-                is_active=True, memberships__user=user, memberships__is_active=True
+                is_active=True, memberships__user_id=user.pk, memberships__is_active=True
             ).order_by("name")
         )
 
@@ -144,7 +144,7 @@ class DefaultOIDCAdapter:
         wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
         honours a tenant token (so keep it to one query)."""
         return TenantMembership.objects.filter(
-            user=user, is_active=True, tenant__code=tenant_code, tenant__is_active=True
+            user_id=user.pk, is_active=True, tenant__code=tenant_code, tenant__is_active=True
         ).exists()
 
     def client_tenant_codes(self, application: Any, **kwargs: Any) -> list[str]:
@@ -161,7 +161,7 @@ class DefaultOIDCAdapter:
         return not allowed or tenant_code.lower() in allowed
 
     def may_use_client(
-        self, user: AbstractBaseUser | None, application: Any, tenant: str, **kwargs: Any
+        self, user: AbstractBaseUser | AnonymousUser | None, application: Any, tenant: str, **kwargs: Any
     ) -> bool:
         """Whether ``user`` may (still) use ``application`` in tenant ``tenant`` (a code, "" for
         none). ``user`` is None for a client acting for itself (client credentials).
@@ -175,7 +175,7 @@ class DefaultOIDCAdapter:
         """
         if user is None:
             return True
-        if not getattr(user, "is_active", True):
+        if isinstance(user, AnonymousUser) or not getattr(user, "is_active", True):
             return False
         if not tenant:
             # A client restricted to some tenants never acts for a user outside them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -37,7 +37,7 @@ def _dot() -> dict:
 
 @register(Tags.security, Tags.compatibility)
 def check_settings(app_configs=None, **kwargs):
-    errors = []
+    errors: list[CheckMessage] = []
     dot = _dot()
     if not dot.get("OIDC_ENABLED"):
         errors.append(
@@ -210,7 +210,7 @@ def _weak_secret(value) -> bool:
 @register(Tags.security, deploy=True)
 def check_secrets(app_configs=None, **kwargs):
     """The provider's secrets in production: its own, and none of them a published example."""
-    errors = []
+    errors: list[CheckMessage] = []
     configured = app_settings.raw("SECRET_KEYS")
     if not configured:
         errors.append(

@@ -54,7 +54,8 @@ class ClientSecretHasher(BasePasswordHasher):
         return base64.b64encode(mac).decode("ascii")
 
     def encode(self, password, salt):
-        self._check_encode_args(password, salt)
+        if password is None or not salt or "$" in salt:
+            raise ValueError("A password and a salt without '$' are required.")
         return f"{self.algorithm}${salt}${self._digest(_keys()[0], password, salt)}"
 
     def decode(self, encoded):

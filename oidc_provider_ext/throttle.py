@@ -110,7 +110,7 @@ def dummy_verify(secret: str) -> None:
     """Verify ``secret`` against a hash nobody knows with the default (slow) hasher: what a failed
     check of a human-chosen secret costs. Every failed client authentication pays it once, whether
     the client exists or not, so response times do not tell which client ids exist."""
-    algorithm = get_hasher("default").algorithm
+    algorithm = str(get_hasher("default").algorithm)
     if algorithm not in _dummy_hashes:
         _dummy_hashes[algorithm] = make_password(get_random_string(32))
     check_password(secret, _dummy_hashes[algorithm])

@@ -492,7 +492,7 @@ class OIDCValidator(OAuth2Validator):
     def get_id_token_dictionary(self, token, token_handler, request):
         adapter = get_adapter()
         grant = _state(request).grant
-        claims = {"sub": subject_for(request.user)}
+        claims: dict[str, Any] = {"sub": subject_for(request.user)}
         claims.update(
             adapter.get_user_claims(
                 request.user, request.scopes, requested=_requested(request.claims, "id_token")

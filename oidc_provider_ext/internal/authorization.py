@@ -122,7 +122,7 @@ def requested_value(claims: dict | None, name: str) -> tuple[bool, list[str]]:
     spec = ((claims or {}).get("id_token") or {}).get(name)
     if not isinstance(spec, dict):
         return False, []
-    values = spec.get("values") if isinstance(spec.get("values"), list) else []
+    values: list[Any] = spec["values"] if isinstance(spec.get("values"), list) else []
     if "value" in spec:
         values = [spec["value"], *values]
     return bool(spec.get("essential")), [

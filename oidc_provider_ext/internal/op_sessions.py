@@ -14,6 +14,7 @@ stands in for tenant B: each tenant has its own entry.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
@@ -30,6 +31,7 @@ from oidc_provider_ext.tokens import subject_for
 from . import backchannel
 
 SESSION_KEY = "oidc_op_sessions"
+LOGIN_TENANT = "oidc_login_tenant"  # request attribute: the tenant a sign-in page was scoped to
 NO_TENANT = ""
 _VERIFIED = "_oidc_op_sessions"  # request attribute: this request's verified entries
 
@@ -56,7 +58,7 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     if entries:
         ids = [entry["id"] for entry in entries.values()]
         live = set(
-            OPSession.objects.filter(pk__in=ids, user=request.user, ended__isnull=True)
+            OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True)
             .exclude(expires__lte=timezone.now())
             .values_list("pk", flat=True)
         )
@@ -125,7 +127,7 @@ def _on_login(sender, request, user, **kwargs):
     # session's own expiry comes first: the OP session expires with it.
     if request is not None and hasattr(request, "session"):
         _restore_session_expiry(request.session)
-        start(request, user, tenant=getattr(request, "oidc_login_tenant", NO_TENANT))
+        start(request, user, tenant=getattr(request, LOGIN_TENANT, NO_TENANT))
 
 
 # Set by the authorization endpoint on a session that holds only pending authorization requests
@@ -213,7 +215,7 @@ def _plan_deliveries(
             application_id__in={app for _session, app in pairs}
         ).exclude(backchannel_logout_uri="")
     }
-    by_id = {op_session.pk: op_session for op_session in op_sessions}
+    by_id: dict[Any, OPSession] = {op_session.pk: op_session for op_session in op_sessions}
     return [
         BackchannelDelivery.objects.create(
             op_session_id=session_id,

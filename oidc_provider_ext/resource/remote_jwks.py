@@ -109,10 +109,9 @@ def _fetch_once(url: str) -> dict[str, list[dict[str, Any]]]:
     (the caller answers 503 and the client retries).
     """
     with _flights_lock:
-        flight = _flights.get(url)
-        leader = flight is None
-        if leader:
-            flight = _flights[url] = _Flight()
+        found = _flights.get(url)
+        leader = found is None
+        flight = _flights[url] = _Flight() if found is None else found
     if not leader:
         if not flight.done.wait(FETCH_TIMEOUT_SECONDS + FLIGHT_WAIT_SECONDS):
             raise JWKSFetchError(f"Timed out waiting for another fetch of the JWKS at {url}.")

@@ -77,10 +77,10 @@ class SessionsView(LoginRequiredMixin, ListView):
     def get_queryset(self):
         here = {entry["id"] for entry in op_sessions.browser_entries(self.request).values()}
         rows = list(
-            OPSession.objects.filter(user=self.request.user, ended__isnull=True).order_by("-auth_time")
+            OPSession.objects.filter(user=self.request.user.pk, ended__isnull=True).order_by("-auth_time")
         )
         for op_session in rows:
-            op_session.is_current = op_session.pk in here
+            op_session.is_current = op_session.pk in here  # type: ignore[attr-defined]  # for the template
         return rows
 
 

@@ -4,6 +4,7 @@ JSON errors and the request shape RFC 6749 3.2 / RFC 7009 2.1 / RFC 7662 2.1 ask
 from __future__ import annotations
 
 from django.http import JsonResponse
+from django.views.generic import View
 
 
 def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
@@ -30,11 +31,11 @@ def form_post_only(request):
     return None
 
 
-class JsonErrorsMixin:
+class JsonErrorsMixin(View):
     """A wrong HTTP method is answered like every other error of a back-channel endpoint."""
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        allowed = ", ".join(m.upper() for m in self._allowed_methods())
+        allowed = ", ".join(m.upper() for m in self.http_method_names if hasattr(self, m))
         return oauth_error("invalid_request", f"Use {allowed}.", status=405, Allow=allowed)
 
 

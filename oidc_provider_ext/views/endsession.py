@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import logout as django_logout
 from django.http import HttpResponseForbidden
@@ -33,7 +34,7 @@ class LogoutError(Exception):
 @dataclass(frozen=True)
 class LogoutRequest:
     params: dict
-    application: object | None
+    application: Any
     claims: dict | None
     redirect_uri: str | None
     state: str | None

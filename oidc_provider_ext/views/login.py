@@ -62,7 +62,7 @@ class LoginView(auth_views.LoginView):
             ids = [entry["id"] for entry in op_sessions.browser_entries(self.request).values()]
             op_sessions.end(list(OPSession.objects.filter(pk__in=ids)))
         # The OP session this sign-in starts belongs to the tenant it was scoped to.
-        self.request.oidc_login_tenant = self.tenant.code if self.tenant is not None else ""
+        setattr(self.request, op_sessions.LOGIN_TENANT, self.tenant.code if self.tenant is not None else "")
         # Signing in as a different user flushes the session (django.contrib.auth.login); the
         # authorization request being completed must survive that (prompt=select_account).
         response = super().form_valid(form)
