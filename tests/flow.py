@@ -128,3 +128,25 @@ def set_auth_time(browser, seconds_ago: int, tenant: str = "") -> None:
     entry = session["oidc_op_sessions"][tenant]
     entry["auth_time"] = int(time.time()) - seconds_ago
     session.save()
+
+
+def refresh(client, app, refresh_token: str, **data):
+    """POST a refresh-token grant as ``app`` (RFC 6749 6); the response."""
+    body = {"grant_type": "refresh_token", "refresh_token": refresh_token, **data}
+    return token_request(client, body, auth=(app.client_id, app.raw_secret))
+
+
+def userinfo(client, access_token: str):
+    return client.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
+
+
+def introspect(client, app, token: str) -> dict:
+    """RFC 7662 introspection by ``app``; the JSON answer."""
+    response = client.post(
+        reverse("oidc_provider_ext:introspect"),
+        urlencode({"token": token}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=basic_auth(app.client_id, app.raw_secret),
+    )
+    assert response.status_code == 200, response.content
+    return response.json()

@@ -9,7 +9,6 @@ sign-in, tokens, refresh, userinfo and introspection, and loses them when a seat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -20,7 +19,7 @@ from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
 
 from .conftest import oidc_settings
 from .factories import REDIRECT_URI, UserFactory
-from .flow import authorize_url, basic_auth, consent, exchange, query_of, token_request, verify_jwt
+from .flow import authorize_url, consent, exchange, introspect, query_of, refresh, userinfo, verify_jwt
 
 pytestmark = pytest.mark.django_db
 
@@ -106,27 +105,6 @@ def _tokens(browser, rp, app, user, **params):
     return body.json()
 
 
-def _refresh(rp, app, refresh_token):
-    return token_request(
-        rp,
-        {"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=(app.client_id, app.raw_secret),
-    )
-
-
-def _userinfo(rp, access_token):
-    return rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
-
-
-def _introspect(rp, app, token) -> dict:
-    return rp.post(
-        reverse("oidc_provider_ext:introspect"),
-        urlencode({"token": token}),
-        content_type="application/x-www-form-urlencoded",
-        HTTP_AUTHORIZATION=basic_auth(app.client_id, app.raw_secret),
-    ).json()
-
-
 class TestOwnOrganisationModel:
     def test_member_signs_in_and_every_token_path_names_the_tenant(
         self, browser, rp, member, confidential_app
@@ -136,10 +114,10 @@ class TestOwnOrganisationModel:
         tokens = _tokens(browser, rp, confidential_app, member, acr_values="tenant:acme")
         assert verify_jwt(tokens["id_token"])["tenant"] == "acme"
         assert verify_jwt(tokens["access_token"], typ="at+jwt")["tenant"] == "acme"
-        assert _userinfo(rp, tokens["access_token"]).json()["tenant"] == "acme"
+        assert userinfo(rp, tokens["access_token"]).json()["tenant"] == "acme"
         for token in (tokens["access_token"], tokens["refresh_token"]):
-            assert _introspect(rp, confidential_app, token)["tenant"] == "acme"
-        refreshed = _refresh(rp, confidential_app, tokens["refresh_token"])
+            assert introspect(rp, confidential_app, token)["tenant"] == "acme"
+        refreshed = refresh(rp, confidential_app, tokens["refresh_token"])
         assert refreshed.status_code == 200, refreshed.content  # was invalid_grant: built-in table asked
         assert verify_jwt(refreshed.json()["id_token"])["tenant"] == "acme"
 
@@ -159,15 +137,15 @@ class TestOwnOrganisationModel:
     ):
         tokens = _tokens(browser, rp, confidential_app, member, acr_values="tenant:acme")
         SEATS.discard((member.pk, "acme"))  # no end_access() call: refused at the next use
-        response = _refresh(rp, confidential_app, tokens["refresh_token"])
+        response = refresh(rp, confidential_app, tokens["refresh_token"])
         assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
-        assert _userinfo(rp, tokens["access_token"]).status_code == 401
-        assert _introspect(rp, confidential_app, tokens["access_token"]) == {"active": False}
+        assert userinfo(rp, tokens["access_token"]).status_code == 401
+        assert introspect(rp, confidential_app, tokens["access_token"]) == {"active": False}
 
     def test_disabling_the_organisation_stops_refresh(self, browser, rp, member, confidential_app):
         tokens = _tokens(browser, rp, confidential_app, member, acr_values="tenant:acme")
         ORGANISATIONS["acme"].is_active = False
-        assert _refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+        assert refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
     def test_unknown_organisation_is_a_400_page(self, browser, confidential_app):
         response = browser.get(authorize_url(confidential_app, acr_values="tenant:initech"))
@@ -202,7 +180,7 @@ class TestClientsNameTenantsByCode:
         profile = ClientProfile.objects.get(application=confidential_app)
         profile.allowed_tenant_codes = "globex"
         profile.save()  # (signals drop the cached client; update() would wait for its expiry)
-        assert _refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+        assert refresh(rp, confidential_app, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
     def test_a_restricted_client_gets_no_tenantless_code_when_the_site_says_it_has_no_tenants(
         self, browser, member, confidential_app, settings

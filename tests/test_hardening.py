@@ -19,7 +19,17 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, TenantMembership
 
 from .factories import REDIRECT_URI, USER_PASSWORD, ApplicationFactory, TenantFactory, UserFactory
-from .flow import authorize_url, basic_auth, consent, exchange, get_code, login, query_of, token_request
+from .flow import (
+    authorize_url,
+    basic_auth,
+    consent,
+    exchange,
+    get_code,
+    login,
+    query_of,
+    refresh,
+    token_request,
+)
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,12 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def tokens_for(browser, rp, app, user, scope="openid offline_access"):
     code, _ = get_code(browser, app, user, scope=scope)
     return exchange(rp, app, code).json()
-
-
-def refresh(rp, app, token):
-    return token_request(
-        rp, {"grant_type": "refresh_token", "refresh_token": token}, auth=(app.client_id, app.raw_secret)
-    )
 
 
 def works(rp, access_token):

@@ -39,7 +39,17 @@ from .factories import (
     TenantMembershipFactory,
     UserFactory,
 )
-from .flow import authorize_url, basic_auth, consent, exchange, get_code, query_of, token_request
+from .flow import (
+    authorize_url,
+    consent,
+    exchange,
+    get_code,
+    introspect,
+    query_of,
+    refresh,
+    token_request,
+    userinfo,
+)
 
 pytestmark = pytest.mark.django_db
 AccessToken = get_access_token_model()
@@ -52,33 +62,6 @@ def tokens_for(browser, rp, app, user, **params) -> dict:
     response = exchange(rp, app, code)
     assert response.status_code == 200, response.content
     return response.json()
-
-
-def refresh(rp, app, refresh_token):
-    return token_request(
-        rp,
-        {"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=(app.client_id, app.raw_secret),
-    )
-
-
-def userinfo(rp, access_token):
-    return rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
-
-
-def introspect(rp, app, token) -> dict:
-    response = rp.post(
-        reverse("oidc_provider_ext:introspect"),
-        f"token={token}",
-        content_type="application/x-www-form-urlencoded",
-        HTTP_AUTHORIZATION=_basic(app),
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def _basic(app) -> str:
-    return basic_auth(app.client_id, app.raw_secret)
 
 
 def silent(browser, app, **params):
