@@ -35,6 +35,24 @@ def _dot() -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# The DOT seams this app must own: (key, our class, why, check id).
+_DOT_CLASSES = (
+    (
+        "OAUTH2_VALIDATOR_CLASS",
+        "oidc_provider_ext.validator.OIDCValidator",
+        "every token rule is in it",
+        E002,
+    ),
+    (
+        "OAUTH2_SERVER_CLASS",
+        "oidc_provider_ext.server.Server",
+        "it refuses implicit/password grants and PKCE plain",
+        E008,
+    ),
+    ("OAUTH2_BACKEND_CLASS", "oidc_provider_ext.server.OAuthLibCore", "introspection needs it", E023),
+)
+
+
 @register(Tags.security, Tags.compatibility)
 def check_settings(app_configs=None, **kwargs):
     errors: list[CheckMessage] = []
@@ -47,37 +65,17 @@ def check_settings(app_configs=None, **kwargs):
                 id=E001,
             )
         )
-    validator_path = dot.get("OAUTH2_VALIDATOR_CLASS", "")
-    if not _is_subclass(validator_path, "oidc_provider_ext.validator.OIDCValidator"):
-        errors.append(
-            Error(
-                f"OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] is {validator_path or 'unset'!r}, "
-                "not OIDCValidator or a subclass of it.",
-                hint="Use oidc_provider_ext.dot.dot_settings(), "
-                "or subclass oidc_provider_ext.validator.OIDCValidator.",
-                id=E002,
+    for key, ours, why, check_id in _DOT_CLASSES:
+        path = dot.get(key, "")
+        if not _is_subclass(path, ours):
+            errors.append(
+                Error(
+                    f"OAUTH2_PROVIDER[{key!r}] is {path or 'unset'!r}, not {ours} "
+                    f"or a subclass of it ({why}).",
+                    hint=f"Use oidc_provider_ext.dot.dot_settings(), or subclass {ours}.",
+                    id=check_id,
+                )
             )
-        )
-    server_path = dot.get("OAUTH2_SERVER_CLASS", "")
-    if not _is_subclass(server_path, "oidc_provider_ext.server.Server"):
-        errors.append(
-            Error(
-                f"OAUTH2_PROVIDER['OAUTH2_SERVER_CLASS'] is {server_path or 'unset'!r}; it must be "
-                "oidc_provider_ext.server.Server (it refuses implicit/password grants and PKCE plain).",
-                hint="Use oidc_provider_ext.dot.dot_settings().",
-                id=E008,
-            )
-        )
-    backend_path = dot.get("OAUTH2_BACKEND_CLASS", "")
-    if not _is_subclass(backend_path, "oidc_provider_ext.server.OAuthLibCore"):
-        errors.append(
-            Error(
-                f"OAUTH2_PROVIDER['OAUTH2_BACKEND_CLASS'] is {backend_path or 'unset'!r}, not "
-                "oidc_provider_ext.server.OAuthLibCore or a subclass of it (introspection needs it).",
-                hint="Use oidc_provider_ext.dot.dot_settings().",
-                id=E023,
-            )
-        )
     try:
         issuer = app_settings.raw("ISSUER")
     except ImproperlyConfigured as exc:
