@@ -16,7 +16,9 @@ PROFILE_CLAIMS = frozenset({"address", "phone_number", "phone_number_verified"})
 class ExampleAdapter(DefaultOIDCAdapter):
     claims_supported = (*DefaultOIDCAdapter.claims_supported, *sorted(PROFILE_CLAIMS))
 
-    def get_claim_values(self, user: Any, wanted: Collection[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def get_claim_values(
+        self, user: Any, wanted: Collection[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         values = super().get_claim_values(user, wanted=wanted, **kwargs)
         # One query, and only when a profile claim is to be released (token and userinfo requests
         # for `openid` alone stay within their query budgets, tests/test_queries.py).

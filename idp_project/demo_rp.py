@@ -369,7 +369,10 @@ def _redeem(state: RPState, creds: Credentials, code: str, entry: dict[str, str]
     }
     with _http() as http:
         response = http.post(
-            meta["token_endpoint"], data=data, auth=(creds.client_id, creds.client_secret), timeout=HTTP_TIMEOUT
+            meta["token_endpoint"],
+            data=data,
+            auth=(creds.client_id, creds.client_secret),
+            timeout=HTTP_TIMEOUT,
         )
         if response.status_code != 200:
             state.set("error", f"The token endpoint refused the code: {_error_of(response)}")
@@ -392,7 +395,9 @@ def _redeem(state: RPState, creds: Credentials, code: str, entry: dict[str, str]
 def _userinfo(meta: dict[str, Any], access_token: str) -> Any:
     with _http() as http:
         response = http.get(
-            meta["userinfo_endpoint"], headers={"Authorization": f"Bearer {access_token}"}, timeout=HTTP_TIMEOUT
+            meta["userinfo_endpoint"],
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=HTTP_TIMEOUT,
         )
     if response.status_code != 200:
         return {"error": _error_of(response)}

@@ -11,7 +11,9 @@ from django.db import models
 
 
 class Profile(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idp_profile")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idp_profile"
+    )
     # OIDC Core 5.1: E.164 is RECOMMENDED, e.g. "+1 (425) 555-1212" or "+56 (2) 687 2400".
     phone_number = models.CharField(max_length=40, blank=True)
     phone_number_verified = models.BooleanField(

@@ -74,7 +74,9 @@ def test_scopes_that_are_not_claim_scopes_stay_advertised(client):
 
 def test_userinfo_releases_the_profile_through_the_example_adapter(browser, rp, user, confidential_app):
     Profile.objects.create(user=user, phone_number="+44 20 7946 0000", locality="London", country="GB")
-    access_token = tokens_for_scope(browser, rp, confidential_app, user, "openid address phone")["access_token"]
+    access_token = tokens_for_scope(browser, rp, confidential_app, user, "openid address phone")[
+        "access_token"
+    ]
     info = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}").json()
     assert info["address"] == {"locality": "London", "country": "GB", "formatted": "London\nGB"}
     # Unverified stays unverified (OIDC Core 5.1): the profile says so, the claim says so.
@@ -83,7 +85,9 @@ def test_userinfo_releases_the_profile_through_the_example_adapter(browser, rp, 
 
 
 def test_a_user_without_a_profile_gets_no_empty_claims(browser, rp, user, confidential_app):
-    access_token = tokens_for_scope(browser, rp, confidential_app, user, "openid address phone")["access_token"]
+    access_token = tokens_for_scope(browser, rp, confidential_app, user, "openid address phone")[
+        "access_token"
+    ]
     info = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}").json()
     assert info == {"sub": str(user.pk)}
 

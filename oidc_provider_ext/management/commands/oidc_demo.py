@@ -31,7 +31,8 @@ class Command(BaseCommand):
             action="append",
             dest="redirect_uris",
             metavar="URI",
-            help=f"Redirect URI of both clients (repeatable). Default: {' '.join(self.default_redirect_uris())}",
+            help="Redirect URI of both clients (repeatable). Default: "
+            + " ".join(self.default_redirect_uris()),
         )
         parser.add_argument("--json", action="store_true", help="Print only a JSON object.")
 
@@ -116,7 +117,6 @@ lives {app_settings.CODE_EXPIRE_SECONDS} s and works once; after that the answer
        -d code=CODE -d redirect_uri={redirect_uris[0]} {data["issuer"]}/connect/token
 """
         )
-
 
     def default_redirect_uris(self) -> list[str]:
         """Redirect URIs (and post-logout redirect URIs) of both clients when no ``--redirect-uri``
