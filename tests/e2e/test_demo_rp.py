@@ -31,10 +31,12 @@ def page(chromium, demo):  # noqa: F811
     page.set_default_timeout(15_000)
     errors: list[str] = []  # CSP refusals and failed loads (the browser's favicon.ico request aside)
     page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-    page.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+
+    def on_response(response):
+        if response.status >= 400 and "favicon" not in response.url:
+            errors.append(f"{response.status} {response.url}")
+
+    page.on("response", on_response)
     page.errors = errors
     yield page
     context.close()
