@@ -5,6 +5,7 @@ OIDC_ISSUER      default http://127.0.0.1:8000
 OIDC_CODE_EXPIRE_SECONDS  authorization code lifetime, default 60 (1..600; benchmarks/ raises it)
 DJANGO_DEBUG     "1" to turn DEBUG on (off by default)
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated), REDIS_URL (optional cache)
+DEMO_RP_CLIENT_ID, DEMO_RP_CLIENT_SECRET, DEMO_RP_CREDENTIALS_FILE  the demo relying party's client
 """
 
 import os
@@ -29,6 +30,9 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-key-change-me
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
 
 INSTALLED_APPS = [
+    # The example IdP itself (profile model, adapter, demo relying party). First, so its oidc_demo
+    # command (which extends the app's) is the one manage.py runs.
+    "idp_project.apps.IdpProjectConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -201,6 +205,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 OIDC_PROVIDER_EXT: dict[str, Any] = {
     "ISSUER": os.environ.get("OIDC_ISSUER", "http://127.0.0.1:8000"),
+    # Django's user plus idp_project.models.Profile: every claim of every advertised scope
+    # (profile, email, address, phone) can be released (docs/adapter.md).
+    "ADAPTER": "idp_project.adapter.ExampleAdapter",
     # The demo clients' back-channel logout endpoints (and the test suite's receivers) listen on
     # loopback over http. Outbound requests refuse that by default; production settings drop it.
     "OUTBOUND_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
@@ -210,6 +217,15 @@ if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # Out-of-range values are reported by check oidc_provider_ext.E006.
     OIDC_PROVIDER_EXT["CODE_EXPIRE_SECONDS"] = int(os.environ["OIDC_CODE_EXPIRE_SECONDS"])
 OAUTH2_PROVIDER = dot_settings()
+
+# The demo relying party at /demo-rp/ (idp_project/demo_rp.py, docs/demo.md): the confidential
+# demo client's credentials from the environment, else from the file `manage.py oidc_demo` writes
+# on every run (mode 0600, ignored by git). None turns the playground off.
+DEMO_RP: dict[str, Any] | None = {
+    "CLIENT_ID": os.environ.get("DEMO_RP_CLIENT_ID", ""),
+    "CLIENT_SECRET": os.environ.get("DEMO_RP_CLIENT_SECRET", ""),
+    "CREDENTIALS_FILE": Path(os.environ.get("DEMO_RP_CREDENTIALS_FILE", BASE_DIR / ".demo-rp.json")),
+}
 
 LOGGING = {
     "version": 1,

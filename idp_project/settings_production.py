@@ -60,3 +60,6 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # RFC 9700 2.1: https redirect URIs only. (A site serving native apps adds their private-use
 # schemes; loopback http redirects for native apps would need "http" back, see docs/operations.md.)
 OAUTH2_PROVIDER = dot_settings(ALLOWED_REDIRECT_URI_SCHEMES=["https"])
+
+# No demo relying party in production: it is a client of this IdP holding a client secret.
+DEMO_RP = None

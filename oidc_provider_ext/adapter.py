@@ -7,7 +7,7 @@ subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -37,7 +37,8 @@ PASSWORD_ACR = "urn:oidc-provider-ext:acr:password"
 class DefaultOIDCAdapter:
     """Default mapping from Django users to OpenID Connect identities."""
 
-    #: Claims :meth:`get_claim_values` can produce for some user (advertised in discovery).
+    #: Claims :meth:`get_claim_values` can produce for some user (advertised in discovery, and
+    #: deciding which claim-only scopes discovery advertises, :meth:`get_scopes_supported`).
     claims_supported: tuple[str, ...] = (
         "name", "given_name", "family_name", "preferred_username", "email", "email_verified", "updated_at",
     )  # fmt: skip
@@ -82,10 +83,16 @@ class DefaultOIDCAdapter:
         """Names of the claims ``scope`` releases (OIDC Core 5.4 for the standard scopes)."""
         return SCOPE_CLAIMS.get(scope, ())
 
-    def get_claim_values(self, user: AbstractBaseUser, **kwargs: Any) -> dict[str, Any]:
+    def get_claim_values(
+        self, user: AbstractBaseUser, wanted: Collection[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """Every standard claim this site knows about ``user``; empty values are left out, since an
         RP must not mistake an empty ``email`` for a real one. Override to add ``address``,
-        ``phone_number``, ``picture`` … from your own profile model."""
+        ``phone_number``, ``picture`` … from your own profile model, and list them in
+        :attr:`claims_supported` (the example project's ``idp_project/adapter.py`` does both).
+
+        ``wanted``, when given, names the claims that will be released: an override may skip a
+        lookup none of them needs (returning more is harmless, they are filtered)."""
         full_name = getattr(user, "get_full_name", lambda: "")()
         values: dict[str, Any] = {
             "name": full_name,
@@ -108,7 +115,21 @@ class DefaultOIDCAdapter:
         """Claims released for the granted ``scopes`` plus the individually ``requested`` ones
         (the ``claims`` request parameter, OIDC Core 5.5)."""
         wanted = {name for scope in scopes for name in self.get_scope_claims(scope)} | set(requested)
-        return {name: value for name, value in self.get_claim_values(user).items() if name in wanted}
+        values = self.get_claim_values(user, wanted=frozenset(wanted))
+        return {name: value for name, value in values.items() if name in wanted}
+
+    def get_scopes_supported(self, **kwargs: Any) -> list[str]:
+        """The configured scopes (``SCOPES``) this site can honour: discovery's ``scopes_supported``.
+
+        A scope that only releases claims (OIDC Core 5.4: ``profile``, ``email``, ``address``,
+        ``phone``) is left out when none of its claims is in :attr:`claims_supported`: advertising
+        ``address`` while no user can have one makes relying parties ask for nothing."""
+        supported = set(self.claims_supported)
+        return [
+            scope
+            for scope in app_settings.SCOPES
+            if scope not in SCOPE_CLAIMS or supported.intersection(self.get_scope_claims(scope))
+        ]
 
     # --- tenants ---------------------------------------------------------------------------------
     # A tenant is named by its CODE everywhere (requests, grants, sessions, consents, client

@@ -51,6 +51,21 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _demo_rp_credentials_file(tmp_path_factory):
+    # `oidc_demo` writes the demo relying party's credentials (idp_project/demo_rp.py): into a
+    # temporary file during the tests, never over the developer's <repo>/.demo-rp.json.
+    from django.conf import settings
+    from django.test import override_settings
+
+    if not getattr(settings, "DEMO_RP", None):
+        yield
+        return
+    path = tmp_path_factory.mktemp("demo-rp") / "credentials.json"
+    with override_settings(DEMO_RP={**settings.DEMO_RP, "CREDENTIALS_FILE": path}):
+        yield
+
+
 def oidc_settings(settings, **overrides) -> None:
     """Merge ``overrides`` into OIDC_PROVIDER_EXT through pytest-django's ``settings`` fixture
     (undone after the test). For a change in the middle of a test (a SECRET_KEYS rotation between

@@ -13,3 +13,7 @@ BEHIND_ONE_PROXY = {"TRUSTED_PROXY_COUNT": 1}
 
 # Releases address and phone_number claims (tests/adapters.py).
 ADDRESS_PHONE_ADAPTER = {"ADAPTER": "tests.adapters.AddressPhoneAdapter"}
+
+# The reusable app's own adapter (the example project configures idp_project.adapter.ExampleAdapter):
+# for tests about what a site without profile data advertises and releases.
+DEFAULT_ADAPTER = {"ADAPTER": "oidc_provider_ext.adapter.DefaultOIDCAdapter"}

@@ -413,6 +413,7 @@ class TestScopes:
         meta = browser.get("/.well-known/openid-configuration").json()
         assert {"address", "phone_number"} <= set(meta["claims_supported"])
 
+    @pytest.mark.oidc_settings(presets.DEFAULT_ADAPTER)
     def test_default_adapter_releases_nothing_it_does_not_know(self, browser, rp, user, confidential_app):
         info = self._userinfo(browser, rp, confidential_app, user, "openid address phone")
         assert info == {"sub": str(user.pk)}

@@ -177,7 +177,8 @@ class TestDemoCommand:
         data = self._run()
         assert set(data) == {"issuer", "user", "confidential", "public", "tenant"}
         assert data["tenant"] == "acme"
-        assert data["confidential"]["redirect_uri"] == "http://127.0.0.1:8765/callback"
+        # The example project's oidc_demo: its demo relying party's callback (idp_project/demo_rp.py).
+        assert data["confidential"]["redirect_uri"] == f"{data['issuer']}/demo-rp/callback"
         from django.contrib.auth import get_user_model
 
         demo = get_user_model().objects.get(username=data["user"]["username"])

@@ -49,7 +49,7 @@ def provider_metadata() -> dict:
         "revocation_endpoint": endpoint_url("oidc_provider_ext:revocation"),
         "introspection_endpoint": endpoint_url("oidc_provider_ext:introspect"),
         "end_session_endpoint": endpoint_url("oidc_provider_ext:endsession"),
-        "scopes_supported": list(app_settings.SCOPES),
+        "scopes_supported": adapter.get_scopes_supported(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

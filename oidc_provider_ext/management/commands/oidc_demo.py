@@ -31,13 +31,14 @@ class Command(BaseCommand):
             action="append",
             dest="redirect_uris",
             metavar="URI",
-            help=f"Redirect URI of both clients (repeatable). Default: {DEFAULT_REDIRECT_URI}",
+            help="Redirect URI of both clients (repeatable). Default: "
+            + " ".join(self.default_redirect_uris()),
         )
         parser.add_argument("--json", action="store_true", help="Print only a JSON object.")
 
     @transaction.atomic
     def handle(self, *args, redirect_uris=None, json=False, **options):
-        redirect_uris = redirect_uris or [DEFAULT_REDIRECT_URI]
+        redirect_uris = redirect_uris or self.default_redirect_uris()
         password = secrets.token_urlsafe(12)
         client_secret = secrets.token_urlsafe(32)
 
@@ -94,6 +95,7 @@ class Command(BaseCommand):
             "public": {"client_id": PUBLIC_CLIENT_ID, "redirect_uri": redirect_uris[0]},
             "tenant": TENANT_CODE,
         }
+        self.demo_data_ready(data, user=user)
         if json:
             self.stdout.write(_dumps(data))
             return
@@ -109,11 +111,23 @@ class Command(BaseCommand):
 
 Try the flow: open
   {data["issuer"]}/connect/authorize?response_type=code&client_id={CONFIDENTIAL_CLIENT_ID}&redirect_uri={redirect_uris[0]}&scope=openid%20profile%20email%20offline_access&state=xyz&nonce=n-0S6
-sign in, allow, copy the code from the redirect, then:
+sign in, allow, copy the code from the redirect, then, within {app_settings.CODE_EXPIRE_SECONDS} s (a code
+lives {app_settings.CODE_EXPIRE_SECONDS} s and works once; after that the answer is invalid_grant):
   curl -u {CONFIDENTIAL_CLIENT_ID}:{client_secret} -d grant_type=authorization_code \\
        -d code=CODE -d redirect_uri={redirect_uris[0]} {data["issuer"]}/connect/token
 """
         )
+
+    def default_redirect_uris(self) -> list[str]:
+        """Redirect URIs (and post-logout redirect URIs) of both clients when no ``--redirect-uri``
+        is given; the first is the one printed. A site's own ``oidc_demo`` may override it (the
+        example project's points at its demo relying party)."""
+        return [DEFAULT_REDIRECT_URI]
+
+    def demo_data_ready(self, data: dict, *, user, **kwargs) -> None:
+        """Called inside the transaction once the demo data exists, with what will be printed
+        (``data``, the ``--json`` object) and the demo ``user``: a site's own ``oidc_demo`` adds its
+        data here. The default does nothing."""
 
 
 def _dumps(data) -> str:
