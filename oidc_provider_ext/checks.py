@@ -28,6 +28,7 @@ W001 = "oidc_provider_ext.W001"  # issuer is not https
 E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption would derive from SECRET_KEY)
 E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
+W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
 
 
 def _dot() -> dict:
@@ -135,7 +136,7 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     try:
-        import_string(app_settings.ADAPTER)
+        adapter_class = import_string(app_settings.ADAPTER)
     except ImportError as exc:
         errors.append(
             Error(
@@ -144,7 +145,27 @@ def check_settings(app_configs=None, **kwargs):
                 id=E007,
             )
         )
+    else:
+        errors.extend(_retired_hooks(adapter_class))
     return errors
+
+
+# Hooks the adapter no longer calls: an override of one is silently ignored, so say so.
+_RETIRED_HOOKS = {
+    "is_tenant_member": "is_member_of(user, tenant_code) is the one membership hook now",
+}
+
+
+def _retired_hooks(adapter_class) -> list[CheckMessage]:
+    return [
+        Warning(
+            f"{adapter_class.__qualname__}.{name} is never called: {why}.",
+            hint="Move its logic to the hook named; see docs/adapter.md and docs/tenants.md.",
+            id=W024,
+        )
+        for name, why in _RETIRED_HOOKS.items()
+        if any(name in vars(klass) for klass in getattr(adapter_class, "__mro__", ()))
+    ]
 
 
 # DOT settings that make DOT open HTTP connections of its own (read from DOT 3.4's settings.py,

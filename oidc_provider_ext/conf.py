@@ -331,3 +331,11 @@ def resource_audiences(value: Any, where: str) -> tuple[str, ...]:
                 "(today the client_id of every client that may call it)."
             )
     return tuple(dict.fromkeys(values))
+
+
+def dot_settings(**overrides: Any) -> dict[str, Any]:
+    """Moved: ``from oidc_provider_ext.dot import dot_settings`` (conf.py imports nothing of ours)."""
+    raise ImproperlyConfigured(
+        "oidc_provider_ext.conf.dot_settings moved: write "
+        "`from oidc_provider_ext.dot import dot_settings` in your settings."
+    )

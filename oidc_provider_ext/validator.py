@@ -47,17 +47,16 @@ _NOT_LOADED = object()
 @dataclass
 class _State:
     """What the validator's hooks pass to each other during one oauthlib request (one attribute,
-    ``request.oidc_state``, instead of ad-hoc ones on oauthlib's request)."""
+    instead of ad-hoc ones on oauthlib's request)."""
 
     grant: Any = _NOT_LOADED  # the AuthorizationGrant behind the code / refresh token / access token
     client_auth: throttle.ClientAuthAttempt | None = None  # set only while authenticating a client
 
 
 def _state(request) -> _State:
-    state = getattr(request, "oidc_state", None)
-    if state is None:
-        state = request.oidc_state = _State()
-    return state
+    # Not getattr: oauthlib's Request answers unknown attributes with the request's parameters, so
+    # a client could send "oidc_state=x". The instance dict holds only what we set.
+    return vars(request).setdefault("_oidc_state", _State())
 
 
 def checksum(value: str) -> str:

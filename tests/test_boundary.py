@@ -244,3 +244,25 @@ def test_boundary_error_redirects_only_where_the_authorization_response_may_go(c
     url = authorize_url(confidential_app, redirect_uri="http://127.0.0.1:9999/callback", nonce="a\x00b")
     response = client.get(url)
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["oidc_provider_ext:token", "oidc_provider_ext:introspect", "oidc_provider_ext:revocation"]
+)
+def test_a_parameter_named_like_the_validators_state_is_just_a_parameter(client, endpoint):
+    # oauthlib's Request answers unknown attributes with the request's parameters: the validator's
+    # own state must not be reachable that way (was a 500 for anyone, before client authentication).
+    for name in ("oidc_state", "_oidc_state", "_oidc_grant", "oidc_context"):
+        response = client.post(
+            reverse(endpoint), f"grant_type=client_credentials&token=t&{name}=x",
+            content_type="application/x-www-form-urlencoded",
+        )  # fmt: skip
+        assert response.status_code in (400, 401), (name, response.content)
+        assert response.json()["error"]
+
+
+def test_a_parameter_named_like_the_validators_state_at_userinfo(client):
+    response = client.get(
+        reverse("oidc_provider_ext:userinfo"), {"oidc_state": "x"}, HTTP_AUTHORIZATION="Bearer x"
+    )
+    assert response.status_code == 401

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.urls import resolve, reverse
 
 from oidc_provider_ext import checks
+from oidc_provider_ext.adapter import DefaultOIDCAdapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.dot import dot_settings
 
@@ -117,6 +118,16 @@ class TestChecks:
             OAUTH2_BACKEND_CLASS="oauth2_provider.oauth2_backends.OAuthLibCore"
         )
         assert checks.E023 in self._ids()
+
+    def test_w024_retired_adapter_hook(self, settings):
+        oidc_settings(settings, ADAPTER="tests.test_project.OldStyleAdapter")
+        assert checks.W024 in self._ids()
+
+    def test_old_dot_settings_import_says_where_it_went(self):
+        from oidc_provider_ext import conf
+
+        with pytest.raises(ImproperlyConfigured, match="oidc_provider_ext.dot import dot_settings"):
+            conf.dot_settings()
 
     def test_e011_resource_server_without_audience(self, settings):
         # A URLconf with views protected by the resource-server helper that name no audience.
@@ -280,3 +291,8 @@ class TestAdmin:
         assert any(secret in m for m in messages)
         change = staff.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
         assert secret not in change.content.decode()
+
+
+class OldStyleAdapter(DefaultOIDCAdapter):
+    def is_tenant_member(self, user, tenant, **kwargs):  # retired: W024
+        return True

@@ -395,6 +395,7 @@ def for_login_page(request: HttpRequest, next_url: str) -> PendingAuthorization 
         match = resolve(path)
     except Resolver404:
         return None
-    if match.view_name != "oidc_provider_ext:authorize-continue":
+    # By the app's URL name, whatever instance namespace the site mounted it under.
+    if match.url_name != "authorize-continue" or "oidc_provider_ext" not in match.app_names:
         return None
     return PendingAuthorization.load(request, match.kwargs.get("request_id", ""))
