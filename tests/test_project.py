@@ -238,35 +238,40 @@ class TestAdmin:
     def test_changelists_render(self, staff, model):
         assert staff.get(f"/admin/{model}/").status_code == 200
 
-    def test_create_client_shows_secret_once(self, staff):
-        from oauth2_provider.models import Application
+    ADD_FORM = {
+        "client_id": "admin-made",
+        "hash_client_secret": "on",
+        "redirect_uris": "https://rp.example.com/cb",
+        "post_logout_redirect_uris": "",
+        "client_type": "confidential",
+        "authorization_grant_type": "authorization-code",
+        "name": "Made in admin",
+        "allowed_origins": "",
+        "oidc_profile-TOTAL_FORMS": "1",
+        "oidc_profile-INITIAL_FORMS": "0",
+        "oidc_profile-MIN_NUM_FORMS": "0",
+        "oidc_profile-MAX_NUM_FORMS": "1",
+        "oidc_profile-0-require_pkce": "on",
+        "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
+        "oidc_profile-0-consent_policy": "skip",
+    }
 
+    def _add_client(self, staff, follow=True, **overrides):
         page = staff.get("/admin/oauth2_provider/application/add/")
         assert page.status_code == 200
         secret = page.context["adminform"].form["client_secret"].value()
         assert secret and len(secret) >= 40
         response = staff.post(
             "/admin/oauth2_provider/application/add/",
-            {
-                "client_id": "admin-made",
-                "client_secret": secret,
-                "hash_client_secret": "on",
-                "redirect_uris": "https://rp.example.com/cb",
-                "post_logout_redirect_uris": "",
-                "client_type": "confidential",
-                "authorization_grant_type": "authorization-code",
-                "name": "Made in admin",
-                "allowed_origins": "",
-                "oidc_profile-TOTAL_FORMS": "1",
-                "oidc_profile-INITIAL_FORMS": "0",
-                "oidc_profile-MIN_NUM_FORMS": "0",
-                "oidc_profile-MAX_NUM_FORMS": "1",
-                "oidc_profile-0-require_pkce": "on",
-                "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
-                "oidc_profile-0-consent_policy": "skip",
-            },
-            follow=True,
+            {**self.ADD_FORM, "client_secret": secret, **overrides},
+            follow=follow,
         )
+        return secret, response
+
+    def test_create_client_shows_secret_once(self, staff):
+        from oauth2_provider.models import Application
+
+        secret, response = self._add_client(staff)
         assert response.status_code == 200, response.content[:2000]
         assert "adminform" not in response.context or not response.context["adminform"].form.errors, (
             response.context["adminform"].form.errors
@@ -275,7 +280,85 @@ class TestAdmin:
         assert app.client_secret != secret  # stored hashed
         assert app.oidc_profile.require_pkce
         assert app.oidc_profile.consent_policy == "skip"
-        messages = [str(m) for m in response.context["messages"]]
-        assert any(secret in m for m in messages)
+        # Shown once, in the body of the save's own response (not a message), with its client_id.
+        assert response.redirect_chain == []
+        body = response.content.decode()
+        assert secret in body and "admin-made" in body
+        assert "no-store" in response["Cache-Control"]
+        assert not any(secret in str(m) for m in response.context["messages"])
         change = staff.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
         assert secret not in change.content.decode()
+
+    def test_new_client_secret_never_travels_in_a_cookie(self, staff, settings):
+        """Issue 14.3: with Django's default message storage (cookie, then session) the secret
+        was in the decoded ``messages`` cookie. Now no cookie and no session holds it."""
+        from django.contrib.messages.storage.cookie import CookieStorage
+        from django.contrib.sessions.backends.base import SessionBase
+        from django.http import HttpRequest
+
+        settings.MESSAGE_STORAGE = "django.contrib.messages.storage.fallback.FallbackStorage"
+        secret, response = self._add_client(staff, follow=False)
+        responses = [response]
+        while responses[-1].status_code == 302:  # every hop, each with the cookies it sets
+            responses.append(staff.get(responses[-1]["Location"]))
+        assert secret in responses[-1].content.decode()
+        for seen in responses:
+            for morsel in seen.cookies.values():
+                assert secret not in morsel.value
+                if morsel.key == CookieStorage.cookie_name:
+                    request = HttpRequest()
+                    request.COOKIES[morsel.key] = morsel.value
+                    decoded = CookieStorage(request)._decode(morsel.value) or []
+                    assert not any(secret in str(m) for m in decoded)
+        session = staff.session
+        assert isinstance(session, SessionBase)
+        assert secret not in repr(dict(session.items()))
+
+    def test_grant_types_offered_are_the_ones_served(self, staff):
+        """Issue 14.5: implicit, password, device and hybrid clients can never get a token here."""
+        from oauth2_provider.models import Application
+
+        page = staff.get("/admin/oauth2_provider/application/add/")
+        field = page.context["adminform"].form.fields["authorization_grant_type"]
+        assert [value for value, _ in field.choices if value] == ["authorization-code", "client-credentials"]
+        assert "unsupported_grant_type" in field.help_text
+        for grant in ("implicit", "password", "openid-hybrid", "urn:ietf:params:oauth:grant-type:device_code"):
+            _, response = self._add_client(staff, authorization_grant_type=grant)
+            assert "authorization_grant_type" in response.context["adminform"].form.errors
+        assert not Application.objects.filter(client_id="admin-made").exists()
+
+
+@pytest.mark.django_db
+class TestCreateClientCommand:
+    """Issue 14.5: DOT's createapplication prints the secret but not the client_id, and takes
+    grants this provider never serves."""
+
+    def test_prints_client_id_and_a_working_secret(self):
+        from django.contrib.auth.hashers import check_password
+        from oauth2_provider.models import Application
+
+        out = StringIO()
+        call_command(
+            "oidc_createclient",
+            "confidential",
+            "authorization-code",
+            "--redirect-uris",
+            "https://rp.example.com/cb",
+            "--name",
+            "RP",
+            stdout=out,
+        )
+        text = out.getvalue()
+        client_id = text.split("client_id: ")[1].split()[0]
+        secret = text.split("client_secret: ")[1].split()[0]
+        app = Application.objects.get(client_id=client_id)
+        assert app.client_secret != secret and check_password(secret, app.client_secret)
+
+    @pytest.mark.parametrize("grant", ["implicit", "password", "openid-hybrid"])
+    def test_refuses_grants_the_server_does_not_serve(self, grant):
+        from django.core.management import CommandError
+        from oauth2_provider.models import Application
+
+        with pytest.raises(CommandError, match="invalid choice"):
+            call_command("oidc_createclient", "confidential", grant, stdout=StringIO(), stderr=StringIO())
+        assert not Application.objects.exists()
