@@ -8,7 +8,6 @@ from oauth2_provider.models import get_application_model
 
 from .internal import consents
 from .internal.clients import is_hashed
-from .server import CLIENT_GRANT_TYPES
 from .models import (
     AuthorizationGrant,
     BackchannelDelivery,
@@ -19,6 +18,7 @@ from .models import (
     Tenant,
     TenantMembership,
 )
+from .server import CLIENT_GRANT_TYPES
 
 Application = get_application_model()
 

@@ -322,7 +322,8 @@ class TestAdmin:
         field = page.context["adminform"].form.fields["authorization_grant_type"]
         assert [value for value, _ in field.choices if value] == ["authorization-code", "client-credentials"]
         assert "unsupported_grant_type" in field.help_text
-        for grant in ("implicit", "password", "openid-hybrid", "urn:ietf:params:oauth:grant-type:device_code"):
+        device = "urn:ietf:params:oauth:grant-type:device_code"
+        for grant in ("implicit", "password", "openid-hybrid", device):
             _, response = self._add_client(staff, authorization_grant_type=grant)
             assert "authorization_grant_type" in response.context["adminform"].form.errors
         assert not Application.objects.filter(client_id="admin-made").exists()

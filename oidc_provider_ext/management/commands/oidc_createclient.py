@@ -46,6 +46,5 @@ class Command(CreateApplication):
         self.stdout.write(f"client_id: {client.client_id}")
         if "client_secret" not in data and raw_secret:
             self.stdout.write(
-                f"client_secret: {raw_secret}\n"
-                "(stored only as a hash: copy it now, it cannot be shown again)"
+                f"client_secret: {raw_secret}\n(stored only as a hash: copy it now, it cannot be shown again)"
             )
