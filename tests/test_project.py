@@ -207,6 +207,55 @@ class TestDemoCommand:
         assert app.redirect_uris.split() == ["http://localhost:9000/cb", "http://localhost:9000/cb2"]
         assert data["public"]["redirect_uri"] == "http://localhost:9000/cb"
 
+    def _works(self, data):
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.hashers import check_password
+        from oauth2_provider.models import Application
+
+        user = get_user_model().objects.get(username=data["user"]["username"])
+        app = Application.objects.get(client_id=data["confidential"]["client_id"])
+        return user.check_password(data["user"]["password"]) and check_password(
+            data["confidential"]["client_secret"], app.client_secret
+        )
+
+    def test_same_credentials_on_every_run_until_reset(self, tmp_path):
+        """Issue 14.6: every run re-issued them, so what `make run` printed stopped working."""
+        kept = tmp_path / "db.sqlite3.demo-credentials.json"
+        first = self._run("--credentials-file", str(kept))
+        again = self._run("--credentials-file", str(kept))
+        assert again["user"] == first["user"] and again["confidential"] == first["confidential"]
+        assert self._works(first)
+        assert kept.stat().st_mode & 0o777 == 0o600
+        reset = self._run("--credentials-file", str(kept), "--reset")
+        assert reset["user"]["password"] != first["user"]["password"]
+        assert reset["confidential"]["client_secret"] != first["confidential"]["client_secret"]
+        assert self._works(reset) and not self._works(first)
+        assert self._run("--credentials-file", str(kept))["user"] == reset["user"]
+
+    def test_credentials_survive_a_fresh_database(self, tmp_path):
+        from django.contrib.auth import get_user_model
+        from oauth2_provider.models import Application
+
+        kept = tmp_path / "creds.json"
+        first = self._run("--credentials-file", str(kept))
+        get_user_model().objects.all().delete()
+        Application.objects.all().delete()
+        assert self._run("--credentials-file", str(kept)) == first
+        assert self._works(first)
+
+    def test_default_credentials_file_sits_next_to_a_sqlite_file(self, settings):
+        from oidc_provider_ext.management.commands import oidc_demo
+
+        sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/idp/db.sqlite3"}
+        connections = {"default": type("C", (), {"settings_dict": sqlite})()}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(oidc_demo, "connections", connections)
+            assert str(oidc_demo.default_credentials_file()) == "/srv/idp/db.sqlite3.demo-credentials.json"
+            sqlite["NAME"] = "file:memorydb_default?mode=memory&cache=shared"
+            assert oidc_demo.default_credentials_file() is None
+            connections["default"].settings_dict = {"ENGINE": "django.db.backends.postgresql", "NAME": "idp"}
+            assert oidc_demo.default_credentials_file() is None
+
     def test_human_output_explains_how_to_try(self):
         out = StringIO()
         call_command("oidc_demo", stdout=out)
