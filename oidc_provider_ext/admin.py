@@ -70,7 +70,7 @@ class ClientAdmin(ApplicationAdmin):
             # Kept on this request only, for response_add's page: never in a message (Django's
             # default message storage is a cookie), the session (a cookie with signed_cookies) or
             # any table; the database holds only its hash.
-            request._oidc_new_client_secret = raw_secret  # type: ignore[attr-defined]
+            request._oidc_new_client_secret = raw_secret
 
     def response_add(self, request, obj, post_url_continue=None):
         raw_secret = getattr(request, "_oidc_new_client_secret", None)

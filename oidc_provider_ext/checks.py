@@ -458,8 +458,8 @@ def check_password_hashers(app_configs=None, databases=None, **kwargs):
         not_ours |= Q(password__startswith=f"{algorithm}$")
     found: set[str] = set()
     for alias in databases or ["default"]:
-        if alias not in connections:
-            continue
+        if alias not in connections or _sqlite_file_missing(connections[alias].settings_dict):
+            continue  # no users yet (and connecting would create an empty SQLite file)
         try:
             rows = (
                 User._default_manager.using(alias)
@@ -491,3 +491,17 @@ def check_password_hashers(app_configs=None, databases=None, **kwargs):
             id=W030,
         )
     ]
+
+
+def _sqlite_file_missing(db: dict) -> bool:
+    import os
+
+    name = str(db.get("NAME") or "")
+    if (
+        not db.get("ENGINE", "").endswith("sqlite3")
+        or not name
+        or name.startswith("file:")
+        or ":memory:" in name
+    ):
+        return False
+    return not os.path.exists(name)
