@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium screenshots
+.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,5 +79,21 @@ typecheck: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+## `manage.py check --deploy` under idp_project.settings_production, with example environment values
+# (fresh random secrets, an https issuer): fails on any warning, Django's or ours.
+check-deploy: install
+	DJANGO_SETTINGS_MODULE=idp_project.settings_production \
+	DJANGO_SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	OIDC_SECRET_KEYS="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	OIDC_ISSUER=https://id.example.com \
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+## Build the wheel and sdist a site installs from (dist/oidc_provider_ext-*.whl), until it is on PyPI
+# Install it with `pip install dist/oidc_provider_ext-*.whl` (tests/test_packaging.py checks its contents).
+DIST ?= dist
+dist: | $(BIN)/python
+	rm -rf $(DIST) build
+	$(BIN)/python -m pip wheel --no-deps --quiet -w $(DIST) .
+
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* db.sqlite3.demo-credentials.json staticfiles dist build .pytest_cache .ruff_cache

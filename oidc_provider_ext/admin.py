@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.db import models
+from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.models import get_application_model
 
@@ -16,6 +18,7 @@ from .models import (
     Tenant,
     TenantMembership,
 )
+from .server import CLIENT_GRANT_TYPES
 
 Application = get_application_model()
 
@@ -45,15 +48,51 @@ class ClientAdmin(ApplicationAdmin):
             readonly += ["client_secret", "hash_client_secret"]
         return readonly
 
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "authorization_grant_type":
+            # Only the grants this provider's server has (server.CLIENT_GRANT_TYPES); a choice
+            # that is not offered is also refused on POST (ChoiceField validation).
+            kwargs["choices"] = [
+                (value, label) for value, label in db_field.choices if value in CLIENT_GRANT_TYPES
+            ]
+            kwargs["help_text"] = (
+                "Authorization code for clients acting for a signed-in user (the refresh grant comes "
+                "with it); client credentials for a server acting for itself. DOT's implicit, password, "
+                "device and hybrid grants are not offered: this provider does not serve them "
+                "(RFC 9700 2.1.2 and 2.4), so such a client would only ever get unsupported_grant_type."
+            )
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         raw_secret = obj.client_secret
         super().save_model(request, obj, form, change)
         if not change and raw_secret and obj.hash_client_secret and not is_hashed(raw_secret):
-            messages.warning(
-                request,
-                f"Client secret for {obj.client_id}: {raw_secret} — copy it now, it is stored hashed "
-                "and will not be shown again.",
-            )
+            # Kept on this request only, for response_add's page: never in a message (Django's
+            # default message storage is a cookie), the session (a cookie with signed_cookies) or
+            # any table; the database holds only its hash.
+            request._oidc_new_client_secret = raw_secret
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw_secret = getattr(request, "_oidc_new_client_secret", None)
+        if raw_secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        # The secret is shown once, in the body of the response to the save, instead of the usual
+        # redirect: nothing to store in between. Reloading re-posts the form, which is refused as a
+        # duplicate client_id; it never shows the secret again.
+        opts = self.opts
+        response = TemplateResponse(
+            request,
+            "admin/oidc_provider_ext/client_secret.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": opts,
+                "title": f"Client secret for {obj}",
+                "client": obj,
+                "client_secret": raw_secret,
+            },
+        )
+        add_never_cache_headers(response)  # no-store: not in the browser's or a proxy's cache
+        return response
 
 
 if admin.site.is_registered(Application):

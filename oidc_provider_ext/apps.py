@@ -1,12 +1,31 @@
 import logging
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
+from django.core.exceptions import ImproperlyConfigured
+
+# Apps our models import from: without them Django fails while importing models, before any system
+# check can run, with a traceback that does not say what to do. Checked first, with the fix.
+REQUIRED_BEFORE_MODELS = {
+    "django.contrib.auth": "users sign in through Django's auth",
+    "django.contrib.contenttypes": "django.contrib.auth needs it",
+    "oauth2_provider": "this app extends django-oauth-toolkit's clients and tokens",
+}
 
 
 class OidcProviderExtConfig(AppConfig):
     name = "oidc_provider_ext"
     verbose_name = "OpenID Connect provider"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def import_models(self):
+        missing = [name for name in REQUIRED_BEFORE_MODELS if not apps.is_installed(name)]
+        if missing:
+            reasons = "; ".join(f"{name!r}: {REQUIRED_BEFORE_MODELS[name]}" for name in missing)
+            raise ImproperlyConfigured(
+                f"oidc_provider_ext needs {', '.join(map(repr, missing))} in INSTALLED_APPS ({reasons}). "
+                "Add them before 'oidc_provider_ext' (README.md, 'Install into your existing Django site')."
+            )
+        super().import_models()
 
     def ready(self):
         from . import checks, keys  # noqa: F401  (system checks and signal receivers)

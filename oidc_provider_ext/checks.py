@@ -353,3 +353,174 @@ def _audiences_of(view, mark: str):
         audiences = getattr(candidate, mark, _NOT_PROTECTED)
         if audiences is not _NOT_PROTECTED:
             yield audiences
+
+
+# --- Installing into a site (issue 14): what a new site gets wrong, with the fix in the message ---
+
+E030 = "oidc_provider_ext.E030"  # an app the hosted pages need is not in INSTALLED_APPS
+E031 = "oidc_provider_ext.E031"  # CRISPY_TEMPLATE_PACK / CRISPY_ALLOWED_TEMPLATE_PACKS not bootstrap5
+E032 = "oidc_provider_ext.E032"  # discovery is not served where the issuer says (mount prefix)
+W030 = "oidc_provider_ext.W030"  # PASSWORD_HASHERS cannot verify hashes stored for existing users
+
+# App label -> why it is needed. oauth2_provider (and django.contrib.auth, contenttypes) cannot be
+# checked here: their absence fails at import, see OidcProviderExtConfig.import_models.
+REQUIRED_APPS = {
+    "django.contrib.sessions": "the sign-in, consent and logout pages keep the user's session",
+    "crispy_forms": "the hosted pages render their forms with django-crispy-forms",
+    "crispy_bootstrap5": "the hosted pages use crispy-forms' Bootstrap 5 template pack",
+}
+
+
+@register(Tags.templates, Tags.compatibility)
+def check_installed_apps(app_configs=None, **kwargs):
+    """E030/E031: without these the login page is a 500 at the first request, not a check error."""
+    from django.apps import apps
+
+    errors: list[CheckMessage] = [
+        Error(
+            f"{name!r} is not in INSTALLED_APPS: {why}.",
+            hint=f"Add {name!r} to INSTALLED_APPS (README.md, 'Install into your existing Django site').",
+            id=E030,
+        )
+        for name, why in REQUIRED_APPS.items()
+        if not apps.is_installed(name)
+    ]
+    if apps.is_installed("crispy_forms"):
+        pack = getattr(settings, "CRISPY_TEMPLATE_PACK", None)
+        allowed = getattr(settings, "CRISPY_ALLOWED_TEMPLATE_PACKS", ())
+        allowed = [allowed] if isinstance(allowed, str) else list(allowed)
+        if pack != "bootstrap5" or "bootstrap5" not in allowed:
+            errors.append(
+                Error(
+                    f"CRISPY_TEMPLATE_PACK is {pack!r} and CRISPY_ALLOWED_TEMPLATE_PACKS {allowed!r}: "
+                    "the hosted pages need the 'bootstrap5' pack (the login page would be a 500).",
+                    hint='Set CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5" and CRISPY_TEMPLATE_PACK = '
+                    '"bootstrap5" (with crispy_bootstrap5 in INSTALLED_APPS).',
+                    id=E031,
+                )
+            )
+    return errors
+
+
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+
+@register(Tags.urls)
+def check_mount_matches_issuer(app_configs=None, **kwargs):
+    """E032: relying parties fetch ISSUER + /.well-known/openid-configuration (OIDC Discovery 4);
+    where the URLconf (and FORCE_SCRIPT_NAME) mounts our URLs must be that path."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        issuer = app_settings.raw("ISSUER")
+    except ImproperlyConfigured:
+        return []  # E005
+    if not issuer:
+        return []  # E003
+    try:
+        served = reverse("oidc_provider_ext:discovery")
+    except NoReverseMatch:
+        return []  # URLs not mounted (e.g. a resource server only): nothing is served anywhere
+    except Exception:  # a broken URLconf: Django's own URL checks report it
+        return []
+    expected = urlsplit(str(issuer)).path.rstrip("/") + DISCOVERY_SUFFIX
+    if served == expected:
+        return []
+    mount = served[: -len(DISCOVERY_SUFFIX)] if served.endswith(DISCOVERY_SUFFIX) else served
+    return [
+        Error(
+            f"Discovery is served at {served!r}, but {SETTINGS_NAME}['ISSUER'] = {issuer!r} tells "
+            f"relying parties to fetch {expected!r}: they get 404.",
+            hint=f"Make the issuer name the mount point ({SETTINGS_NAME}['ISSUER'] = "
+            f"'https://<host>{mount}'), or include oidc_provider_ext.urls at the path the issuer names. "
+            "Behind a proxy that strips a prefix, set FORCE_SCRIPT_NAME. See docs/operations.md, "
+            "'Mounting under a path'.",
+            id=E032,
+        )
+    ]
+
+
+@register(Tags.security, Tags.compatibility)
+def check_password_hashers(app_configs=None, databases=None, **kwargs):
+    """W030: PASSWORD_HASHERS replaced rather than appended to locks out users whose stored hash
+    needs a hasher no longer listed (or whose library is not installed). One cheap query on the user
+    table; when the database cannot be reached (not migrated, no server, tests without database
+    access) there is nothing to compare and the check is silent."""
+    import importlib.util
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, get_hashers
+    from django.db import connections
+    from django.db.models import Case, Q, Value, When
+    from django.db.models.functions import StrIndex, Substr
+
+    try:
+        hashers = get_hashers()
+    except Exception:  # an unimportable hasher: Django's own error at first use says which
+        return []
+
+    def usable(hasher) -> bool:
+        library = getattr(hasher, "library", None)
+        if not library:
+            return True
+        module = library[1] if isinstance(library, tuple) else library
+        return importlib.util.find_spec(module) is not None
+
+    known = [hasher.algorithm for hasher in hashers if usable(hasher)]
+    User = get_user_model()
+    try:
+        User._meta.get_field("password")
+    except Exception:
+        return []
+    not_ours = Q(password="") | Q(password__startswith=UNUSABLE_PASSWORD_PREFIX)
+    for algorithm in known:
+        not_ours |= Q(password__startswith=f"{algorithm}$")
+    found: set[str] = set()
+    for alias in databases or ["default"]:
+        if alias not in connections or _sqlite_file_missing(connections[alias].settings_dict):
+            continue  # no users yet (and connecting would create an empty SQLite file)
+        try:
+            rows = (
+                User._default_manager.using(alias)
+                .exclude(not_ours)
+                .annotate(
+                    algorithm=Case(
+                        When(
+                            password__contains="$",
+                            then=Substr("password", 1, StrIndex("password", Value("$")) - 1),
+                        ),
+                        default=Value(""),
+                    )
+                )
+                .values_list("algorithm", flat=True)
+                .distinct()[:20]
+            )
+            found |= {algorithm or "(unsalted or unknown format)" for algorithm in rows}
+        except Exception:
+            continue
+    if not found:
+        return []
+    return [
+        Warning(
+            f"Existing users' passwords are hashed with {', '.join(sorted(found))}, which no usable "
+            "hasher in PASSWORD_HASHERS verifies: those users can no longer sign in.",
+            hint="Keep the site's hashers and append the client-secret hasher: PASSWORD_HASHERS = "
+            '[*global_settings.PASSWORD_HASHERS, "oidc_provider_ext.hashers.ClientSecretHasher"] '
+            "(or your own list), and install the hasher's library (argon2-cffi, bcrypt).",
+            id=W030,
+        )
+    ]
+
+
+def _sqlite_file_missing(db: dict) -> bool:
+    import os
+
+    name = str(db.get("NAME") or "")
+    if (
+        not db.get("ENGINE", "").endswith("sqlite3")
+        or not name
+        or name.startswith("file:")
+        or ":memory:" in name
+    ):
+        return False
+    return not os.path.exists(name)

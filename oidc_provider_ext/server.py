@@ -98,6 +98,13 @@ def _access_token_lifetime(request) -> int:
     return app_settings.ACCESS_TOKEN_EXPIRE_SECONDS
 
 
+# The values of DOT's Application.authorization_grant_type this server can serve: the code flow
+# (with its refresh grant) and client credentials. DOT also offers implicit, password, device and
+# hybrid; Server has no such grant (RFC 9700 2.1.2, 2.4), so a client registered with one could
+# only ever get `unsupported_grant_type`. The admin and oidc_createclient offer only these.
+CLIENT_GRANT_TYPES = ("authorization-code", "client-credentials")
+
+
 class Server(
     AuthorizationEndpoint,
     IntrospectEndpoint,

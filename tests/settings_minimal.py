@@ -7,6 +7,8 @@ Run with ``make test-minimal`` (tests/minimal/pytest.ini); the normal suite neve
 
 from pathlib import Path
 
+from django.conf import global_settings
+
 from oidc_provider_ext.dot import dot_settings
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -82,7 +84,4 @@ MIDDLEWARE.insert(
     "oidc_provider_ext.middleware.OPSessionMiddleware",
 )
 
-PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    "oidc_provider_ext.hashers.ClientSecretHasher",
-]
+PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "oidc_provider_ext.hashers.ClientSecretHasher"]

@@ -219,6 +219,55 @@ class TestDemoCommand:
         assert app.redirect_uris.split() == ["http://localhost:9000/cb", "http://localhost:9000/cb2"]
         assert data["public"]["redirect_uri"] == "http://localhost:9000/cb"
 
+    def _works(self, data):
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.hashers import check_password
+        from oauth2_provider.models import Application
+
+        user = get_user_model().objects.get(username=data["user"]["username"])
+        app = Application.objects.get(client_id=data["confidential"]["client_id"])
+        return user.check_password(data["user"]["password"]) and check_password(
+            data["confidential"]["client_secret"], app.client_secret
+        )
+
+    def test_same_credentials_on_every_run_until_reset(self, tmp_path):
+        """Issue 14.6: every run re-issued them, so what `make run` printed stopped working."""
+        kept = tmp_path / "db.sqlite3.demo-credentials.json"
+        first = self._run("--credentials-file", str(kept))
+        again = self._run("--credentials-file", str(kept))
+        assert again["user"] == first["user"] and again["confidential"] == first["confidential"]
+        assert self._works(first)
+        assert kept.stat().st_mode & 0o777 == 0o600
+        reset = self._run("--credentials-file", str(kept), "--reset")
+        assert reset["user"]["password"] != first["user"]["password"]
+        assert reset["confidential"]["client_secret"] != first["confidential"]["client_secret"]
+        assert self._works(reset) and not self._works(first)
+        assert self._run("--credentials-file", str(kept))["user"] == reset["user"]
+
+    def test_credentials_survive_a_fresh_database(self, tmp_path):
+        from django.contrib.auth import get_user_model
+        from oauth2_provider.models import Application
+
+        kept = tmp_path / "creds.json"
+        first = self._run("--credentials-file", str(kept))
+        get_user_model().objects.all().delete()
+        Application.objects.all().delete()
+        assert self._run("--credentials-file", str(kept)) == first
+        assert self._works(first)
+
+    def test_default_credentials_file_sits_next_to_a_sqlite_file(self, settings):
+        from oidc_provider_ext.management.commands import oidc_demo
+
+        sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/idp/db.sqlite3"}
+        connections = {"default": type("C", (), {"settings_dict": sqlite})()}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(oidc_demo, "connections", connections)
+            assert str(oidc_demo.default_credentials_file()) == "/srv/idp/db.sqlite3.demo-credentials.json"
+            sqlite["NAME"] = "file:memorydb_default?mode=memory&cache=shared"
+            assert oidc_demo.default_credentials_file() is None
+            connections["default"].settings_dict = {"ENGINE": "django.db.backends.postgresql", "NAME": "idp"}
+            assert oidc_demo.default_credentials_file() is None
+
     def test_human_output_explains_how_to_try(self):
         out = StringIO()
         call_command("oidc_demo", stdout=out)
@@ -250,35 +299,40 @@ class TestAdmin:
     def test_changelists_render(self, staff, model):
         assert staff.get(f"/admin/{model}/").status_code == 200
 
-    def test_create_client_shows_secret_once(self, staff):
-        from oauth2_provider.models import Application
+    ADD_FORM = {
+        "client_id": "admin-made",
+        "hash_client_secret": "on",
+        "redirect_uris": "https://rp.example.com/cb",
+        "post_logout_redirect_uris": "",
+        "client_type": "confidential",
+        "authorization_grant_type": "authorization-code",
+        "name": "Made in admin",
+        "allowed_origins": "",
+        "oidc_profile-TOTAL_FORMS": "1",
+        "oidc_profile-INITIAL_FORMS": "0",
+        "oidc_profile-MIN_NUM_FORMS": "0",
+        "oidc_profile-MAX_NUM_FORMS": "1",
+        "oidc_profile-0-require_pkce": "on",
+        "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
+        "oidc_profile-0-consent_policy": "skip",
+    }
 
+    def _add_client(self, staff, follow=True, **overrides):
         page = staff.get("/admin/oauth2_provider/application/add/")
         assert page.status_code == 200
         secret = page.context["adminform"].form["client_secret"].value()
         assert secret and len(secret) >= 40
         response = staff.post(
             "/admin/oauth2_provider/application/add/",
-            {
-                "client_id": "admin-made",
-                "client_secret": secret,
-                "hash_client_secret": "on",
-                "redirect_uris": "https://rp.example.com/cb",
-                "post_logout_redirect_uris": "",
-                "client_type": "confidential",
-                "authorization_grant_type": "authorization-code",
-                "name": "Made in admin",
-                "allowed_origins": "",
-                "oidc_profile-TOTAL_FORMS": "1",
-                "oidc_profile-INITIAL_FORMS": "0",
-                "oidc_profile-MIN_NUM_FORMS": "0",
-                "oidc_profile-MAX_NUM_FORMS": "1",
-                "oidc_profile-0-require_pkce": "on",
-                "oidc_profile-0-id_token_signed_response_alg": "RS256",  # the select's default
-                "oidc_profile-0-consent_policy": "skip",
-            },
-            follow=True,
+            {**self.ADD_FORM, "client_secret": secret, **overrides},
+            follow=follow,
         )
+        return secret, response
+
+    def test_create_client_shows_secret_once(self, staff):
+        from oauth2_provider.models import Application
+
+        secret, response = self._add_client(staff)
         assert response.status_code == 200, response.content[:2000]
         assert "adminform" not in response.context or not response.context["adminform"].form.errors, (
             response.context["adminform"].form.errors
@@ -287,10 +341,89 @@ class TestAdmin:
         assert app.client_secret != secret  # stored hashed
         assert app.oidc_profile.require_pkce
         assert app.oidc_profile.consent_policy == "skip"
-        messages = [str(m) for m in response.context["messages"]]
-        assert any(secret in m for m in messages)
+        # Shown once, in the body of the save's own response (not a message), with its client_id.
+        assert response.redirect_chain == []
+        body = response.content.decode()
+        assert secret in body and "admin-made" in body
+        assert "no-store" in response["Cache-Control"]
+        assert not any(secret in str(m) for m in response.context["messages"])
         change = staff.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
         assert secret not in change.content.decode()
+
+    def test_new_client_secret_never_travels_in_a_cookie(self, staff, settings):
+        """Issue 14.3: with Django's default message storage (cookie, then session) the secret
+        was in the decoded ``messages`` cookie. Now no cookie and no session holds it."""
+        from django.contrib.messages.storage.cookie import CookieStorage
+        from django.contrib.sessions.backends.base import SessionBase
+        from django.http import HttpRequest
+
+        settings.MESSAGE_STORAGE = "django.contrib.messages.storage.fallback.FallbackStorage"
+        secret, response = self._add_client(staff, follow=False)
+        responses = [response]
+        while responses[-1].status_code == 302:  # every hop, each with the cookies it sets
+            responses.append(staff.get(responses[-1]["Location"]))
+        assert secret in responses[-1].content.decode()
+        for seen in responses:
+            for morsel in seen.cookies.values():
+                assert secret not in morsel.value
+                if morsel.key == CookieStorage.cookie_name:
+                    request = HttpRequest()
+                    request.COOKIES[morsel.key] = morsel.value
+                    decoded = CookieStorage(request)._decode(morsel.value) or []
+                    assert not any(secret in str(m) for m in decoded)
+        session = staff.session
+        assert isinstance(session, SessionBase)
+        assert secret not in repr(dict(session.items()))
+
+    def test_grant_types_offered_are_the_ones_served(self, staff):
+        """Issue 14.5: implicit, password, device and hybrid clients can never get a token here."""
+        from oauth2_provider.models import Application
+
+        page = staff.get("/admin/oauth2_provider/application/add/")
+        field = page.context["adminform"].form.fields["authorization_grant_type"]
+        assert [value for value, _ in field.choices if value] == ["authorization-code", "client-credentials"]
+        assert "unsupported_grant_type" in field.help_text
+        device = "urn:ietf:params:oauth:grant-type:device_code"
+        for grant in ("implicit", "password", "openid-hybrid", device):
+            _, response = self._add_client(staff, authorization_grant_type=grant)
+            assert "authorization_grant_type" in response.context["adminform"].form.errors
+        assert not Application.objects.filter(client_id="admin-made").exists()
+
+
+@pytest.mark.django_db
+class TestCreateClientCommand:
+    """Issue 14.5: DOT's createapplication prints the secret but not the client_id, and takes
+    grants this provider never serves."""
+
+    def test_prints_client_id_and_a_working_secret(self):
+        from django.contrib.auth.hashers import check_password
+        from oauth2_provider.models import Application
+
+        out = StringIO()
+        call_command(
+            "oidc_createclient",
+            "confidential",
+            "authorization-code",
+            "--redirect-uris",
+            "https://rp.example.com/cb",
+            "--name",
+            "RP",
+            stdout=out,
+        )
+        text = out.getvalue()
+        client_id = text.split("client_id: ")[1].split()[0]
+        secret = text.split("client_secret: ")[1].split()[0]
+        app = Application.objects.get(client_id=client_id)
+        assert app.client_secret != secret and check_password(secret, app.client_secret)
+
+    @pytest.mark.parametrize("grant", ["implicit", "password", "openid-hybrid"])
+    def test_refuses_grants_the_server_does_not_serve(self, grant):
+        from django.core.management import CommandError
+        from oauth2_provider.models import Application
+
+        with pytest.raises(CommandError, match="invalid choice"):
+            call_command("oidc_createclient", "confidential", grant, stdout=StringIO(), stderr=StringIO())
+        assert not Application.objects.exists()
 
 
 class OldStyleAdapter(DefaultOIDCAdapter):

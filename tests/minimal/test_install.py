@@ -165,3 +165,42 @@ def _fresh_code(browser: Client, params: dict) -> str:
         response = _allow(browser, response)
     assert response.status_code == 302, response.content[:500]
     return response["Location"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "hasher",
+    ["Argon2PasswordHasher", "ScryptPasswordHasher", "PBKDF2SHA1PasswordHasher", "PBKDF2PasswordHasher"],
+)
+def test_existing_users_sign_in_whatever_their_password_hash(hasher):
+    """Issue 14.2: README's PASSWORD_HASHERS used to replace Django's list, locking out users whose
+    stored hash was Argon2, scrypt or PBKDF2-SHA1. Their rows exist before the app is installed."""
+    from django.contrib.auth import hashers
+
+    # Hashed as the site did before installing the app, whatever PASSWORD_HASHERS says now.
+    site_hasher = getattr(hashers, hasher)()
+    get_user_model().objects.create(
+        username="old-timer", password=site_hasher.encode(PASSWORD, site_hasher.salt())
+    )
+    assert [m.id for m in checks.run_checks(databases=["default"]) if m.id == "oidc_provider_ext.W030"] == []
+    app = get_application_model().objects.create(
+        client_id="rp-hashers",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris=REDIRECT_URI,
+    )
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    browser = Client()
+    login = browser.get(f"/connect/authorize?{urlencode(params)}")["Location"]
+    response = browser.post(login, {"username": "old-timer", "password": PASSWORD})
+    assert response.status_code == 302, response.content[:500]
+    assert browser.session["_auth_user_id"] == str(get_user_model().objects.get(username="old-timer").pk)
