@@ -6,9 +6,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 INTEROP := tests/interop
+
+# The newest supported Django on the newest Python (tox.ini has the whole matrix): a venv of its own.
+NEWEST_PYTHON ?= $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13.*/bin/python)))
+NEWEST_VENV := .venv-django61
+NEWEST_DJANGO := Django>=6.1,<6.2
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium screenshots
+.PHONY: run test test-newest test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +56,20 @@ run: install
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
 test: install $(INTEROP)/node_modules/.installed chromium
 	$(BIN)/python -m pytest
+
+## The whole suite on the newest Django (6.1) and Python (3.13), deprecation warnings as errors
+# NEWEST_PYTHON=/path/to/python3.13 if it is not under ~/.pyenv. Django's warnings for the next-but-one
+# release (PendingDeprecationWarning) fail only when our code raises them (pyproject.toml).
+$(NEWEST_VENV)/.installed: pyproject.toml
+	@test -n "$(NEWEST_PYTHON)" || { echo "Python 3.13 not found: set NEWEST_PYTHON=/path/to/python3.13"; exit 1; }
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet -e ".[test]" "$(NEWEST_DJANGO)"
+	touch $@
+
+test-newest: $(NEWEST_VENV)/.installed $(INTEROP)/node_modules/.installed chromium
+	$(NEWEST_VENV)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
+	$(NEWEST_VENV)/bin/python -m pytest -W error::DeprecationWarning
 
 ## The reusable app alone, as README.md installs it into a site (tests/settings_minimal.py, SQLite)
 test-minimal: install
@@ -96,4 +115,4 @@ dist: | $(BIN)/python
 	$(BIN)/python -m pip wheel --no-deps --quiet -w $(DIST) .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* db.sqlite3.demo-credentials.json staticfiles dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NEWEST_VENV) db.sqlite3 db.sqlite3-* db.sqlite3.demo-credentials.json staticfiles dist build .pytest_cache .ruff_cache

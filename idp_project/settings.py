@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
 from csp.constants import NONCE, NONE, SELF
 
 from oidc_provider_ext.dot import dot_settings
@@ -189,7 +190,12 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 # The client admin shows a new client secret once, as a message: keep it out of cookies.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Mail goes to the console. Django 6.1 replaces EMAIL_BACKEND by MAILERS (EMAIL_BACKEND warns, and
+# both together are an error); 5.2 and 6.0 know only EMAIL_BACKEND.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

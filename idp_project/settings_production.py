@@ -7,6 +7,7 @@ secrets, comma-separated, newest first: see docs/operations.md, "Secrets") and a
 
 import os
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 from oidc_provider_ext.dot import dot_settings
@@ -63,3 +64,20 @@ OAUTH2_PROVIDER = dot_settings(ALLOWED_REDIRECT_URI_SCHEMES=["https"])
 
 # No demo relying party in production: it is a client of this IdP holding a client secret.
 DEMO_RP = None
+
+# Mail (e.g. password reset) goes out by SMTP: settings.py's console backend is for development
+# (Django 6.1's check --deploy refuses it, mail.E001). Django 6.1 configures it with MAILERS.
+_SMTP = {
+    "host": os.environ.get("DJANGO_EMAIL_HOST", "localhost"),
+    "port": int(os.environ.get("DJANGO_EMAIL_PORT", "25")),
+    "username": os.environ.get("DJANGO_EMAIL_HOST_USER", ""),
+    "password": os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", ""),
+    "use_tls": os.environ.get("DJANGO_EMAIL_USE_TLS", "") == "1",
+}
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": _SMTP}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST, EMAIL_PORT = _SMTP["host"], _SMTP["port"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _SMTP["username"], _SMTP["password"]
+    EMAIL_USE_TLS = _SMTP["use_tls"]

@@ -1,12 +1,14 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from oauth2_provider.admin import ApplicationAdmin
+from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
-from .internal import consents
+from .internal import consents, cors
 from .internal.clients import is_hashed
 from .models import (
     AuthorizationGrant,
@@ -31,9 +33,25 @@ class ClientProfileInline(admin.StackedInline):
     max_num = 1
 
 
+class ClientForm(ApplicationForm):
+    def clean_allowed_origins(self):
+        # An origin internal/cors.py would ignore is refused here, so what is saved is what works.
+        value = self.cleaned_data.get("allowed_origins", "")
+        refused = [origin for origin in value.split() if cors.serialise(origin) is None]
+        if refused:
+            raise forms.ValidationError(
+                "Not an origin CORS is served to: %(origins)s. Write scheme://host[:port] with no path; "
+                "http only for local development (http://localhost:PORT, http://127.0.0.1:PORT, "
+                "http://[::1]:PORT).",
+                params={"origins": ", ".join(refused)},
+            )
+        return value
+
+
 class ClientAdmin(ApplicationAdmin):
     """DOT's application admin, plus the OIDC profile and a secret that is shown exactly once."""
 
+    form = ClientForm
     inlines = [*ApplicationAdmin.inlines, ClientProfileInline]
     # DOT's per-application algorithm names a key in DOT's settings; ID tokens here are signed
     # by the database key store (oidc_provider_ext.keys), so the field would only mislead.

@@ -55,6 +55,10 @@ def dot_settings(**overrides: Any) -> dict[str, Any]:
         # out no live token. Codes are ours (AuthorizationGrant) and never stored in clear either.
         "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
         "REQUEST_APPROVAL_PROMPT": "force",
+        # Schemes of a client's allowed_origins (CORS). DOT's default is https only, which refuses
+        # the http://localhost:PORT origin of a single-page app under development; internal/cors.py
+        # (and the admin) accept http for loopback hosts only.
+        "ALLOWED_SCHEMES": ["https", "http"],
     }
     base.update(overrides)
     return base

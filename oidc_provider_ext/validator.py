@@ -30,6 +30,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from . import keys, throttle
 from .adapter import get_adapter
 from .conf import app_settings
+from .internal import cors
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .models import AuthorizationGrant
 from .models.grants import revoke_issued
@@ -176,6 +177,11 @@ class OIDCValidator(OAuth2Validator):
         # raises a ValueError DOT does not catch (a 500). Not ASCII: no Basic credentials at all.
         auth_string = super()._extract_basic_auth(request)
         return auth_string if auth_string is None or auth_string.isascii() else None
+
+    def is_origin_allowed(self, client_id, origin, request, *args, **kwargs):
+        # The CORS rule is internal/cors.py's (the views apply it to every response, errors too);
+        # oauthlib asks here only for successful token responses, and gets the same answer.
+        return cors.origin_allowed(origin, [client_id])
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
         if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):

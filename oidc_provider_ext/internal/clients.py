@@ -18,6 +18,7 @@ from oidc_provider_ext.models import ClientProfile, Tenant
 Application = get_application_model()
 _PREFIX = "oidc_provider_ext:client:"
 _HAS_TENANTS = "oidc_provider_ext:has_tenants"
+_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins"
 
 
 def _key(client_id: str) -> str:
@@ -83,7 +84,22 @@ def get_client(client_id: str):
 
 
 def forget(client_id: str) -> None:
-    cache.delete(_key(client_id))
+    cache.delete_many([_key(client_id), _ALLOWED_ORIGINS])
+
+
+def all_allowed_origins() -> frozenset[str]:
+    """Every origin any client registered in ``allowed_origins`` (as written), cached like the
+    clients: what a CORS preflight, which names no client, is checked against (internal/cors.py)."""
+    ttl = app_settings.CLIENT_CACHE_SECONDS
+    if ttl:
+        cached = cache.get(_ALLOWED_ORIGINS)
+        if cached is not None:
+            return cached
+    values = Application.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
+    origins = frozenset(origin for value in values for origin in value.split())
+    if ttl:
+        cache.set(_ALLOWED_ORIGINS, origins, ttl)
+    return origins
 
 
 @receiver(post_save, sender=Application)

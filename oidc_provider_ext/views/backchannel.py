@@ -3,6 +3,10 @@ JSON errors and the request shape RFC 6749 3.2 / RFC 7009 2.1 / RFC 7662 2.1 ask
 
 from __future__ import annotations
 
+import base64
+import contextlib
+from urllib.parse import unquote
+
 from django.http import JsonResponse
 from django.views.generic import View
 
@@ -14,6 +18,16 @@ def oauth_error(error: str, description: str, status: int = 400, **headers) -> J
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def claimed_client_ids(request) -> set[str]:
+    """The client_id in the body and in HTTP Basic credentials (RFC 6749 2.3.1), unverified."""
+    claimed = {request.POST.get("client_id", "")}
+    scheme, _space, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "basic":
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            claimed.add(unquote(base64.b64decode(credentials).decode("ascii").split(":", 1)[0]))
+    return claimed - {""}
 
 
 def form_post_only(request):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-from urllib.parse import unquote
-
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
@@ -14,20 +10,20 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from oidc_provider_ext.internal import clients
+from oidc_provider_ext.internal.cors import cors_endpoint
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_post_only, invalid_request, oauth_error
+from oidc_provider_ext.views.backchannel import (
+    JsonErrorsMixin,
+    claimed_client_ids,
+    form_post_only,
+    invalid_request,
+    oauth_error,
+)
 
 
-def _claimed_client_ids(request) -> set[str]:
-    """The client_id in the body and in HTTP Basic credentials, unverified (to drop from a cache)."""
-    claimed = {request.POST.get("client_id", "")}
-    scheme, _space, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() == "basic":
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            claimed.add(unquote(base64.b64decode(credentials).decode("ascii").split(":", 1)[0]))
-    return claimed - {""}
-
-
+# Browser apps (public clients with PKCE) redeem codes and refresh with fetch(): RFC 6749 errors
+# must be readable too, or invalid_grant looks like a network failure.
+@method_decorator(cors_endpoint(methods=["POST"], client_ids=claimed_client_ids), name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")
 class TokenView(JsonErrorsMixin, dot_views.TokenView):
@@ -47,7 +43,7 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
         except IntegrityError:
             # A client deleted through another process within the client cache's lifetime: the
             # cached row it authenticated as no longer exists (RFC 6749 5.2: invalid_client).
-            for client_id in _claimed_client_ids(request):
+            for client_id in claimed_client_ids(request):
                 clients.forget(client_id)
             return oauth_error("invalid_client", "Client authentication failed.", status=401)
         response = HttpResponse(content=body, status=status)
