@@ -10,7 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
 
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.internal import consents, op_sessions
+from oidc_provider_ext.internal import consents, op_sessions, user_agents
+from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.views.errors import boundary_page
@@ -25,6 +26,7 @@ def _live(user):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class ConnectedAppsView(LoginRequiredMixin, ListView):
     template_name = "oidc_provider_ext/connected_apps.html"
@@ -43,6 +45,7 @@ class ConnectedAppsView(LoginRequiredMixin, ListView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class RevokeAppView(LoginRequiredMixin, TemplateView):
     """GET asks for confirmation; POST (CSRF-protected) revokes."""
@@ -66,6 +69,7 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class SessionsView(LoginRequiredMixin, ListView):
     """The user's signed-in sessions (device/browser, when), each can be ended."""
@@ -81,10 +85,12 @@ class SessionsView(LoginRequiredMixin, ListView):
         )
         for op_session in rows:
             op_session.is_current = op_session.pk in here  # type: ignore[attr-defined]  # for the template
+            op_session.device = user_agents.describe(op_session.user_agent)  # type: ignore[attr-defined]
         return rows
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class EndOPSessionView(LoginRequiredMixin, View):
     login_url = reverse_lazy("oidc_provider_ext:login")

@@ -42,7 +42,7 @@ from oidc_provider_ext.internal.authorization import (
     Refuse,
     allowed_tenants,
 )
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests, value_problem
 from oidc_provider_ext.tenants import TenantError
 from oidc_provider_ext.validator import redirect_uri_allowed
@@ -127,7 +127,7 @@ class _Authorization(OAuthLibMixin, View):
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
                 context = {"tenants": tenants, "request_id": pending.id}
-                with translation.override(ui_language(pending.ui_locales)):
+                with translation.override(ui_language(self.request, pending.ui_locales)):
                     return render(self.request, self.chooser_template, context)
             case AskConsent():
                 return self._render_consent(pending, application)
@@ -175,7 +175,7 @@ class _Authorization(OAuthLibMixin, View):
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
         }
-        with translation.override(ui_language(pending.ui_locales)):
+        with translation.override(ui_language(self.request, pending.ui_locales)):
             return render(self.request, self.consent_template, context)
 
     def _issue_code(self, pending: PendingAuthorization, application, consented: bool = False):
@@ -241,6 +241,7 @@ class _Authorization(OAuthLibMixin, View):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
 # no CSRF token of ours.
 @method_decorator(csrf_exempt, name="dispatch")
@@ -271,6 +272,7 @@ class AuthorizeView(_Authorization):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # Our own forms post here: the CSRF check runs after the request boundary (csrf=True); the consent
 # form repeats its scope checkboxes.
 @method_decorator(rejecting_bad_requests(boundary_page, ("scope",), csrf=True), name="dispatch")

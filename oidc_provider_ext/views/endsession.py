@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import logout as django_logout
 from django.http import HttpResponseForbidden
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -18,7 +19,7 @@ from oauth2_provider.models import get_application_model
 from oauthlib.common import add_params_to_uri
 
 from oidc_provider_ext.internal import op_sessions
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -41,6 +42,7 @@ class LogoutRequest:
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
 # for CSRF explicitly below.
 @method_decorator(csrf_exempt, name="dispatch")
@@ -64,14 +66,15 @@ class EndSessionView(View):
             logout_request = self._validate(params)
         except LogoutError as exc:
             return error_page(request, "This sign-out link is not valid", str(exc))
-        with translation.override(ui_language(params.get("ui_locales", ""))):
+        with translation.override(ui_language(request, params.get("ui_locales", ""))):
             browser_sessions = op_sessions.browser_entries(request)
             if request.user.is_authenticated and (
                 confirmed or self._hint_proves_user(logout_request, browser_sessions)
             ):
                 self._log_out(logout_request, browser_sessions)
             elif request.user.is_authenticated:
-                return render(request, self.confirm_template, {"logout": logout_request}, status=200)
+                context = {"logout": logout_request, "stay_url": _stay_url(logout_request)}
+                return render(request, self.confirm_template, context, status=200)
             return self._done(logout_request)
 
     def _validate(self, params) -> LogoutRequest:
@@ -122,6 +125,13 @@ class EndSessionView(View):
                 uri = add_params_to_uri(uri, [("state", logout_request.state)])
             return OAuth2ResponseRedirect(uri, logout_request.application.get_allowed_schemes())
         return render(self.request, self.done_template, {"logout": logout_request})
+
+
+def _stay_url(logout_request: LogoutRequest) -> str:
+    """Where "Stay signed in" leads: back to the client's home page when it registered one
+    (its post_logout_redirect_uri would tell it the user signed out), else the account page."""
+    profile = getattr(logout_request.application, "oidc_profile", None)
+    return getattr(profile, "client_uri", "") or reverse("oidc_provider_ext:sessions")
 
 
 def _single_audience(claims: dict) -> str | None:

@@ -7,15 +7,16 @@ from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.internal import op_sessions
+from oidc_provider_ext.internal import clients, op_sessions
 from oidc_provider_ext.internal.authorization import for_login_page
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.views.errors import boundary_page
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # The request boundary runs before the CSRF check (which reads the body), then does it itself;
 # Django's LoginView checks CSRF again in its own dispatch.
 @method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
@@ -32,7 +33,9 @@ class LoginView(auth_views.LoginView):
         self.pending = pending = for_login_page(request, next_url)
         code = pending.tenant if pending is not None and not pending.tenant_deferred else None
         self.tenant = get_adapter().get_tenant(code) if code else None
-        language = ui_language(pending.ui_locales) if pending is not None else translation.get_language()
+        language = (
+            ui_language(request, pending.ui_locales) if pending is not None else translation.get_language()
+        )
         with translation.override(language):
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render"):
@@ -43,8 +46,16 @@ class LoginView(auth_views.LoginView):
         return {**super().get_form_kwargs(), "tenant": self.tenant}
 
     def get_context_data(self, **kwargs):
-        idp_hints = self.pending.idp if self.pending is not None else []
-        return super().get_context_data(tenant=self.tenant, idp_hints=idp_hints, **kwargs)
+        pending = self.pending
+        # OIDC Core 3.1.2.3: the user signs in to continue to a client; the page names it.
+        application = clients.get_client(pending.credentials.get("client_id", "")) if pending else None
+        return super().get_context_data(
+            tenant=self.tenant,
+            idp_hints=pending.idp if pending is not None else [],
+            application=application,
+            profile=getattr(application, "oidc_profile", None),
+            **kwargs,
+        )
 
     def get_initial(self):
         initial = super().get_initial()
