@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium screenshots
+.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium screenshots messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ test: install $(INTEROP)/node_modules/.installed chromium
 ## The reusable app alone, as README.md installs it into a site (tests/settings_minimal.py, SQLite)
 test-minimal: install
 	$(BIN)/python -m pytest -c tests/minimal/pytest.ini tests/minimal
+
+## Re-extract the hosted pages' strings into oidc_provider_ext/locale/*/django.po and compile the
+# .mo files (committed, so installing needs no gettext). Needs GNU gettext: apt-get install gettext.
+# The admin, models and checks are left out: they speak to operators, in English.
+LANGUAGES := de fr es nl pt ar
+messages: install
+	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django \
+		makemessages $(addprefix -l ,$(LANGUAGES)) --no-location --no-wrap --no-obsolete \
+		--ignore='models/*' --ignore='migrations/*' --ignore=admin.py --ignore='management/*' --ignore=checks.py
+	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django compilemessages
 
 ## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
 screenshots: install chromium

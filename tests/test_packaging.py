@@ -1,9 +1,12 @@
-"""The wheel a site pip-installs carries the templates, static files and migrations."""
+"""The wheel a site pip-installs carries the templates, static files, compiled translations and
+migrations."""
 
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from oidc_provider_ext.conf import SHIPPED_LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +24,15 @@ def test_wheel_contains_templates_static_and_migrations(tmp_path):
         "oidc_provider_ext/templates/oidc_provider_ext/consent.html",
         "oidc_provider_ext/templates/oidc_provider_ext/login.html",
         "oidc_provider_ext/static/oidc_provider_ext/bootstrap.min.css",
+        "oidc_provider_ext/static/oidc_provider_ext/bootstrap.rtl.min.css",
+        "oidc_provider_ext/templates/oidc_provider_ext/password_reset_email.txt",
         "oidc_provider_ext/migrations/0001_initial.py",
         "oidc_provider_ext/py.typed",
     ]:
         assert expected in names, expected
+    # Compiled catalogues, so a site needs no gettext (DOT 3.4.1's wheel ships none).
+    for language in [code for code in SHIPPED_LANGUAGES if code != "en"]:
+        for suffix in ("mo", "po"):
+            path = f"oidc_provider_ext/locale/{language}/LC_MESSAGES/django.{suffix}"
+            assert path in names, path
     assert not any(name.startswith(("idp_project/", "tests/", "benchmarks/")) for name in names)

@@ -30,13 +30,19 @@ URL_NAMES = [
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
     ("oidc_provider_ext:session-end", "/connect/sessions/7/end"),
+    ("oidc_provider_ext:password-reset", "/connect/password/reset"),
+    ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
+    ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
+    ("oidc_provider_ext:password-reset-complete", "/connect/password/reset/done"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
 ]
 
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7]}.get(name[name.rfind("-") :], [])
+    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
+        name[name.rfind("-") :], []
+    )
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 

@@ -6,6 +6,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
 
@@ -64,7 +65,7 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
         consent = self.get_consent()
         consents.revoke(consent)
         name = consent.application.name or consent.application.client_id
-        messages.success(request, f"{name} can no longer access your account.")
+        messages.success(request, _("%(name)s can no longer access your account.") % {"name": name})
         return redirect("oidc_provider_ext:connected-apps")
 
 
@@ -105,5 +106,5 @@ class EndOPSessionView(LoginRequiredMixin, View):
             op_sessions.forget(request, op_session.pk)
         # Another device learns on its next request that its session ended (op_sessions.browser_entries).
         op_sessions.end([op_session])
-        messages.success(request, "That session is signed out.")
+        messages.success(request, _("That session is signed out."))
         return redirect("oidc_provider_ext:sessions")

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
@@ -57,7 +58,7 @@ class EndSessionView(View):
     def post(self, request, *args, **kwargs):
         confirmed = request.POST.get("confirm") == "yes"
         if confirmed and csrf_failed(request):
-            return HttpResponseForbidden("The sign-out form expired. Reload the page and try again.")
+            return HttpResponseForbidden(_("The sign-out form expired. Reload the page and try again."))
         return self._handle(request.POST, confirmed=confirmed)
 
     def _handle(self, params, confirmed: bool):
@@ -65,7 +66,7 @@ class EndSessionView(View):
         try:
             logout_request = self._validate(params)
         except LogoutError as exc:
-            return error_page(request, "This sign-out link is not valid", str(exc))
+            return error_page(request, _("This sign-out link is not valid"), str(exc))
         with translation.override(ui_language(request, params.get("ui_locales", ""))):
             browser_sessions = op_sessions.browser_entries(request)
             if request.user.is_authenticated and (
@@ -85,20 +86,20 @@ class EndSessionView(View):
                 # Section 2: any ID token we issued, expired ones included, signed by any published key.
                 claims = verify_id_token_hint(clean["id_token_hint"], clean["client_id"])
             except InvalidIdTokenHint as exc:
-                raise LogoutError(f"The id_token_hint is not valid: {exc}.") from exc
+                raise LogoutError(_("The id_token_hint is not valid: %(reason)s.") % {"reason": exc}) from exc
         application = None
         client_id = clean["client_id"] or (claims and _single_audience(claims))
         if client_id:
             application = get_application_model().objects.filter(client_id=client_id).first()
             if application is None:
-                raise LogoutError("The client_id is not a registered application.")
+                raise LogoutError(_("The client_id is not a registered application."))
         uri = clean["post_logout_redirect_uri"]
         if uri:
             # Section 3: exact match with a URI registered for this client, or no redirection.
             if application is None:
-                raise LogoutError("post_logout_redirect_uri needs a client_id or an id_token_hint.")
+                raise LogoutError(_("post_logout_redirect_uri needs a client_id or an id_token_hint."))
             if uri not in application.post_logout_redirect_uris.split():
-                raise LogoutError("The post_logout_redirect_uri is not registered for this application.")
+                raise LogoutError(_("The post_logout_redirect_uri is not registered for this application."))
         return LogoutRequest(clean, application, claims, uri, clean["state"])
 
     def _hint_proves_user(self, logout_request: LogoutRequest, browser_sessions: dict) -> bool:

@@ -1,12 +1,13 @@
 """HTML error pages at the IdP: shown when the client cannot safely be redirected to."""
 
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 ERROR_TEMPLATE = "oidc_provider_ext/error.html"
 
 
 def bad_request_page(request, description: str):
-    return error_page(request, "This request is not valid", description, error="invalid_request")
+    return error_page(request, _("This request is not valid"), description, error="invalid_request")
 
 
 def boundary_page(request, problem):

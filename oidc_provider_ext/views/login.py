@@ -1,7 +1,12 @@
-"""The hosted sign-in page of the authorization flow, branded and scoped per tenant."""
+"""The hosted sign-in page of the authorization flow, branded and scoped per tenant, and the
+lockout page django-axes shows in its place."""
+
+import math
 
 from django.contrib.auth import views as auth_views
+from django.shortcuts import render
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
@@ -84,3 +89,25 @@ class LoginView(auth_views.LoginView):
     def form_invalid(self, form):
         # As the source documents describe: bad credentials answer HTTP 400 Bad Request.
         return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' ``AXES_LOCKOUT_CALLABLE``: the lockout page in the language of the sign-in it
+    interrupts (axes renders its template outside the login view, in the site default), with the
+    wait in minutes rather than axes' ISO 8601 duration ("PT15M")."""
+    from axes.conf import settings as axes_settings
+    from axes.helpers import get_cool_off
+
+    next_url = request.GET.get(auth_views.LoginView.redirect_field_name, "")
+    pending = for_login_page(request, next_url) if isinstance(next_url, str) else None
+    cool_off = get_cool_off(request)
+    minutes = max(1, math.ceil(cool_off.total_seconds() / 60)) if cool_off else None
+    with translation.override(ui_language(request, pending.ui_locales if pending is not None else "")):
+        response = render(
+            request,
+            "oidc_provider_ext/lockout.html",
+            {"cooloff_minutes": minutes},
+            status=axes_settings.AXES_HTTP_RESPONSE_CODE,
+        )
+    patch_vary_headers(response, ("Accept-Language",))
+    return response
