@@ -35,9 +35,13 @@ def po_entries(path: Path) -> dict[str, str]:
     text = path.read_text(encoding="utf-8")
     assert "#, fuzzy" not in text, f"{path}: fuzzy entries are not used by gettext"
     entries = {}
-    for msgid, msgstr in re.findall(r'^msgid "(.*)"\nmsgstr "(.*)"$', text, re.M):
-        if msgid:
-            entries[unquote(msgid)] = unquote(msgstr)
+    for context, msgid, msgstr in re.findall(
+        r'^(?:msgctxt "(.*)"\n)?msgid "(.*)"\nmsgstr "(.*)"$', text, re.M
+    ):
+        if msgid:  # a msgctxt is part of the key, as in the compiled catalogue
+            entries[f"{unquote(context)}\x04{unquote(msgid)}" if context else unquote(msgid)] = unquote(
+                msgstr
+            )
     for msgid, plural, forms in re.findall(
         r'^msgid "(.*)"\nmsgid_plural "(.*)"\n((?:msgstr\[\d+\] ".*"\n?)+)', text, re.M
     ):
