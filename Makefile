@@ -8,7 +8,7 @@ PORT ?= 8000
 INTEROP := tests/interop
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium screenshots messages
+.PHONY: run test test-minimal bench bench-quick lint typecheck migrations-check check-deploy clean chromium gettext screenshots messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ chromium:
 			echo "$(CHROMIUM) not found: run 'sudo apt-get install -y chromium' for tests/e2e"; \
 		fi; }
 
+# GNU gettext for `make messages` and tests/test_i18n.py (which re-extracts the strings to check
+# the shipped catalogues); installing the app needs none (the compiled .mo files are committed).
+gettext:
+	@command -v xgettext >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext; \
+		else \
+			echo "xgettext not found: run 'sudo apt-get install -y gettext' for tests/test_i18n.py"; \
+		fi; }
+
 ## Run the example IdP on SQLite with demo data at http://$(HOST):$(PORT)
 # The issuer follows the address it serves on, unless OIDC_ISSUER is set in the environment.
 run: export OIDC_ISSUER ?= http://$(HOST):$(PORT)
@@ -49,7 +59,7 @@ run: install
 
 ## Run the whole test suite (DATABASE_URL selects the database; SQLite by default)
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
-test: install $(INTEROP)/node_modules/.installed chromium
+test: install $(INTEROP)/node_modules/.installed chromium gettext
 	$(BIN)/python -m pytest
 
 ## The reusable app alone, as README.md installs it into a site (tests/settings_minimal.py, SQLite)
@@ -60,7 +70,7 @@ test-minimal: install
 # .mo files (committed, so installing needs no gettext). Needs GNU gettext: apt-get install gettext.
 # The admin, models and checks are left out: they speak to operators, in English.
 LANGUAGES := de fr es nl pt ar
-messages: install
+messages: install gettext
 	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django \
 		makemessages $(addprefix -l ,$(LANGUAGES)) --no-location --no-wrap --no-obsolete \
 		--ignore='models/*' --ignore='migrations/*' --ignore=admin.py --ignore='management/*' --ignore=checks.py

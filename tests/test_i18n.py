@@ -18,6 +18,7 @@ from oidc_provider_ext.conf import SHIPPED_LANGUAGES
 
 from .factories import ApplicationFactory, TenantFactory, TenantMembershipFactory
 from .flow import authorize_url, login
+from .live import require
 
 PACKAGE = Path(__file__).resolve().parent.parent / "oidc_provider_ext"
 LOCALE = PACKAGE / "locale"
@@ -103,8 +104,11 @@ def test_catalogue_is_complete_and_compiled(language):
 def test_catalogues_cover_every_marked_string(tmp_path, monkeypatch, settings):
     """The shipped catalogues hold exactly the strings the code and templates mark: a string added
     without a translation (or a stale one) fails here."""
-    if shutil.which("xgettext") is None:
-        pytest.fail("xgettext is missing: apt-get install gettext (the Makefile's messages target needs it)")
+    require(
+        shutil.which("xgettext") is not None,
+        "GNU gettext (xgettext)",
+        "run `make test` or apt-get install gettext",
+    )
     copy = tmp_path / "oidc_provider_ext"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
     monkeypatch.chdir(copy)

@@ -84,6 +84,12 @@ class TestChecks:
         ids = [value for name, value in vars(checks).items() if name[:1] in "EW" and name[1:].isdigit()]
         assert len(ids) == len(set(ids)) >= 9
 
+    def test_w050_ui_locales_without_a_catalogue(self, settings):
+        oidc_settings(settings, UI_LOCALES=["en", "de", "ja"])
+        assert checks.W050 in self._ids()
+        oidc_settings(settings, UI_LOCALES=["en", "de", "pt-br", "ar"])  # pt-br falls back to pt
+        assert checks.W050 not in self._ids()
+
     def test_e001_oidc_disabled(self, settings):
         settings.OAUTH2_PROVIDER = dot_settings(OIDC_ENABLED=False)
         assert checks.E001 in self._ids()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 
@@ -60,7 +60,7 @@ def ui_language(request: HttpRequest | None, ui_locales: str = "") -> str:
     return settings.LANGUAGE_CODE
 
 
-def in_ui_language(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def in_ui_language(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """View decorator for every hosted page: renders the response in :func:`ui_language` of the
     request (its ``ui_locales`` query parameter, if any). Views that know a pending authorization
     request override it with that request's ``ui_locales``."""
