@@ -1,6 +1,6 @@
 """The language of the hosted pages: the one place it is chosen. Private.
 
-Order (docs/i18n.md): the client's ``ui_locales`` (OIDC Core 3.1.2.1), then the browser's
+Order (docs/pages.md, "Languages"): the client's ``ui_locales`` (OIDC Core 3.1.2.1), then the browser's
 ``Accept-Language`` (RFC 9110 12.5.4), then the site default (``LANGUAGE_CODE``); only languages
 listed in ``UI_LOCALES`` are chosen from the first two.
 """
