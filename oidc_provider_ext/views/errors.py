@@ -7,7 +7,15 @@ ERROR_TEMPLATE = "oidc_provider_ext/error.html"
 
 
 def bad_request_page(request, description: str):
-    return error_page(request, _("This request is not valid"), description, error="invalid_request")
+    # The description is the protocol's (RFC 6749 error_description, English, for developers); the
+    # user reads what happened in the page's language, the description below it.
+    return error_page(
+        request,
+        _("This request is not valid"),
+        _("The link or form that brought you here cannot be used. Go back to the application and try again."),
+        error="invalid_request",
+        error_description=description,
+    )
 
 
 def boundary_page(request, problem):
