@@ -13,7 +13,7 @@ NEWEST_VENV := .venv-django61
 NEWEST_DJANGO := Django>=6.1,<6.2
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-newest test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium screenshots
+.PHONY: run test test-newest test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium gettext screenshots messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ chromium:
 			echo "$(CHROMIUM) not found: run 'sudo apt-get install -y chromium' for tests/e2e"; \
 		fi; }
 
+# GNU gettext for `make messages` and tests/test_i18n.py (which re-extracts the strings to check
+# the shipped catalogues); installing the app needs none (the compiled .mo files are committed).
+gettext:
+	@command -v xgettext >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext; \
+		else \
+			echo "xgettext not found: run 'sudo apt-get install -y gettext' for tests/test_i18n.py"; \
+		fi; }
+
 ## Run the example IdP on SQLite with demo data at http://$(HOST):$(PORT)
 # The issuer follows the address it serves on, unless OIDC_ISSUER is set in the environment.
 run: export OIDC_ISSUER ?= http://$(HOST):$(PORT)
@@ -54,7 +64,7 @@ run: install
 
 ## Run the whole test suite (DATABASE_URL selects the database; SQLite by default)
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
-test: install $(INTEROP)/node_modules/.installed chromium
+test: install $(INTEROP)/node_modules/.installed chromium gettext
 	$(BIN)/python -m pytest
 
 ## The whole suite on the newest Django (6.1) and Python (3.13), deprecation warnings as errors
@@ -74,6 +84,16 @@ test-newest: $(NEWEST_VENV)/.installed $(INTEROP)/node_modules/.installed chromi
 ## The reusable app alone, as README.md installs it into a site (tests/settings_minimal.py, SQLite)
 test-minimal: install
 	$(BIN)/python -m pytest -c tests/minimal/pytest.ini tests/minimal
+
+## Re-extract the hosted pages' strings into oidc_provider_ext/locale/*/django.po and compile the
+# .mo files (committed, so installing needs no gettext). Needs GNU gettext: apt-get install gettext.
+# The admin, models and checks are left out: they speak to operators, in English.
+LANGUAGES := de fr es nl pt ar
+messages: install gettext
+	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django \
+		makemessages $(addprefix -l ,$(LANGUAGES)) --no-location --no-wrap --no-obsolete \
+		--ignore='models/*' --ignore='migrations/*' --ignore=admin.py --ignore='management/*' --ignore=checks.py
+	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django compilemessages
 
 ## Retake docs/screenshots/*.png (shown in README.md) with the browser tests
 screenshots: install chromium

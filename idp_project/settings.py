@@ -80,7 +80,8 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair, not either one
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "oidc_provider_ext/lockout.html"
+# The lockout page in the sign-in's language (ui_locales, Accept-Language), the wait in minutes.
+AXES_LOCKOUT_CALLABLE = "oidc_provider_ext.views.login.lockout_response"
 AXES_USERNAME_FORM_FIELD = "username"
 # The one definition of the client address, shared with the other throttles: REMOTE_ADDR, or
 # behind OIDC_PROVIDER_EXT["TRUSTED_PROXY_COUNT"] proxies the X-Forwarded-For entry the first of

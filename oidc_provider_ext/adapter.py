@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from .conf import app_settings
 from .models import Tenant, TenantMembership
@@ -76,8 +77,10 @@ class DefaultOIDCAdapter:
         return user if self.get_subject(user) == subject else None
 
     def get_scope_description(self, scope: str, **kwargs: Any) -> str:
-        """Human text for ``scope`` on the consent page."""
-        return app_settings.SCOPES.get(scope, scope)
+        """Human text for ``scope`` on the consent page, in the page's language (a site's own
+        descriptions are looked up in its catalogues too)."""
+        description = app_settings.SCOPES.get(scope)
+        return gettext(str(description)) if description else scope
 
     def get_scope_claims(self, scope: str, **kwargs: Any) -> tuple[str, ...]:
         """Names of the claims ``scope`` releases (OIDC Core 5.4 for the standard scopes)."""

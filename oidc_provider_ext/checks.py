@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gettext
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -29,6 +31,7 @@ E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption w
 E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
+W050 = "oidc_provider_ext.W050"  # UI_LOCALES names a language no catalogue translates
 
 
 def _dot() -> dict:
@@ -524,3 +527,37 @@ def _sqlite_file_missing(db: dict) -> bool:
     ):
         return False
     return not os.path.exists(name)
+
+
+# English is the source language of the hosted pages: it needs no catalogue.
+SOURCE_LANGUAGE = "en"
+
+
+@register(Tags.translation)
+def check_ui_locales(app_configs=None, **kwargs):
+    """A language offered in UI_LOCALES (and advertised as ui_locales_supported) but translated
+    nowhere would show English pages under ``<html lang="xx">``."""
+    try:
+        offered = app_settings.UI_LOCALES
+    except ImproperlyConfigured:
+        return []  # reported by check_settings (E005)
+    directories = [str(Path(__file__).resolve().parent / "locale"), *map(str, settings.LOCALE_PATHS)]
+    untranslated = [
+        code
+        for code in offered
+        if code.split("-")[0] != SOURCE_LANGUAGE
+        and not any(
+            gettext.find("django", directory, [code.replace("-", "_"), code]) for directory in directories
+        )
+    ]
+    if not untranslated:
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME}['UI_LOCALES'] offers {', '.join(untranslated)}, which no catalogue "
+            "translates: those pages would be English under another lang attribute.",
+            hint="Remove them from UI_LOCALES, or ship a django.po/.mo for the app's strings in "
+            "LOCALE_PATHS (docs/pages.md, Languages).",
+            id=W050,
+        )
+    ]

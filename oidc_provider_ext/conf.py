@@ -17,19 +17,23 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
 
 SETTINGS_NAME = "OIDC_PROVIDER_EXT"
 
 # RFC 6749 4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
 MAX_CODE_EXPIRE_SECONDS = 600
 
+# The languages whose translations ship in oidc_provider_ext/locale (English is the source).
+SHIPPED_LANGUAGES = ("en", "de", "fr", "es", "nl", "pt", "ar")
+
 DEFAULT_SCOPES = {
-    "openid": "Sign you in with your account",
-    "profile": "See your name and basic profile",
-    "email": "See your email address",
-    "address": "See your postal address",
-    "phone": "See your phone number",
-    "offline_access": "Stay connected when you are not using the app",
+    "openid": _("Sign you in with your account"),
+    "profile": _("See your name and basic profile"),
+    "email": _("See your email address"),
+    "address": _("See your postal address"),
+    "phone": _("See your phone number"),
+    "offline_access": _("Stay connected when you are not using the app"),
 }
 
 
@@ -68,7 +72,8 @@ _SETTINGS: dict[str, _Setting] = {
     "CLIENT_CACHE_SECONDS": _Setting(30, "How long a client and its profile are cached; 0 disables."),
     "CONSENT_LIFETIME_DAYS": _Setting(None, "Default lifetime of a remembered consent; None: until revoked."),
     "UI_LOCALES": _Setting(
-        ["en"], "Languages the hosted pages are offered in (ui_locales); each needs translations."
+        list(SHIPPED_LANGUAGES),
+        "Languages the hosted pages are offered in (ui_locales, Accept-Language); each needs translations.",
     ),
     "AUTHORIZE_REQUEST_MAX_AGE_SECONDS": _Setting(
         1800, "How long a pending authorization request (login + consent) stays valid."

@@ -7,7 +7,16 @@ from .adapter import get_adapter
 
 
 class LoginForm(AuthenticationForm):
-    """Django's authentication form, laid out by crispy-forms, scoped to a tenant when one is given."""
+    """Django's authentication form, laid out by crispy-forms, scoped to a tenant when one is given.
+
+    The page shows its non-field errors in one box (login.html); crispy renders the fields only.
+    """
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        # One generic message: it must not tell a wrong username from a wrong password.
+        "invalid_login": _("The username or password is not correct. Please try again."),
+    }
 
     def __init__(self, *args, tenant=None, **kwargs):
         self.tenant = tenant

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 TENANT_PREFIX = "tenant:"
 IDP_PREFIX = "idp:"
 
@@ -56,20 +58,27 @@ def resolve_requested_tenant(code: str, application):
     tenant = adapter.get_tenant(code)
     if tenant is None:
         raise TenantError(
-            "Unknown organisation",
-            f"There is no organisation with the code “{code}”. Check the link you followed or "
-            "contact the application's support.",
+            _("Unknown organisation"),
+            _(
+                "There is no organisation with the code “%(code)s”. Check the link you followed or "
+                "contact the application's support."
+            )
+            % {"code": code},
         )
     if not tenant.is_active:
         raise TenantError(
-            "Organisation not available",
-            f"Sign-in to the organisation “{tenant.code}” is currently disabled. Contact your "
-            "organisation's administrator.",
+            _("Organisation not available"),
+            _(
+                "Sign-in to the organisation “%(code)s” is currently disabled. Contact your "
+                "organisation's administrator."
+            )
+            % {"code": tenant.code},
         )
     if not adapter.client_allows_tenant(application, tenant.code):
         raise TenantError(
-            "Organisation not allowed",
-            f"This application does not accept sign-ins for the organisation “{tenant.code}”.",
+            _("Organisation not allowed"),
+            _("This application does not accept sign-ins for the organisation “%(code)s”.")
+            % {"code": tenant.code},
         )
     return tenant
 

@@ -111,12 +111,12 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    assert len(patterns) == 14
+    assert len(patterns) == 18  # with the four password-reset pages
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 
 
-@pytest.mark.parametrize("endpoint", ["login", "sessions"])
+@pytest.mark.parametrize("endpoint", ["login", "sessions", "password-reset"])
 def test_csrf_is_still_checked_after_the_boundary(user, endpoint):
     client = Client(enforce_csrf_checks=True)
     if endpoint == "sessions":

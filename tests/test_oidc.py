@@ -309,12 +309,13 @@ class TestOtherParameters:
     def test_ui_locales_picks_an_offered_language(self, browser, user, confidential_app):
         response = browser.get(authorize_url(confidential_app, ui_locales="fr-CA de-DE en"), follow=True)
         page = response.content.decode()
-        assert '<html lang="de">' in page
+        assert '<html lang="de" dir="ltr">' in page
         assert "Benutzername" in page  # Django's own German label for "Username"
         login(browser, user)
         response = browser.get(authorize_url(confidential_app, ui_locales="de"))
-        assert '<html lang="de">' in response.content.decode()
+        assert '<html lang="de" dir="ltr">' in response.content.decode()
 
+    @pytest.mark.oidc_settings(UI_LOCALES=["en"])
     def test_ui_locales_not_offered_falls_back(self, browser, confidential_app):
         response = browser.get(authorize_url(confidential_app, ui_locales="de"), follow=True)
         assert '<html lang="en' in response.content.decode()

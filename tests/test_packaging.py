@@ -1,5 +1,6 @@
 """The wheel a site pip-installs (`make dist` -> dist/oidc_provider_ext-*.whl) carries everything the
-app ships: templates, static files, migrations, py.typed, the LICENSE; none of the example project."""
+app ships: templates, static files, compiled translations, migrations, py.typed, the LICENSE; none of
+the example project."""
 
 import email
 import subprocess
@@ -8,6 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from oidc_provider_ext.conf import SHIPPED_LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,10 +37,17 @@ def test_wheel_contains_templates_static_and_migrations(wheel):
         "oidc_provider_ext/templates/oidc_provider_ext/login.html",
         "oidc_provider_ext/templates/admin/oidc_provider_ext/client_secret.html",
         "oidc_provider_ext/static/oidc_provider_ext/bootstrap.min.css",
+        "oidc_provider_ext/static/oidc_provider_ext/bootstrap.rtl.min.css",
+        "oidc_provider_ext/templates/oidc_provider_ext/password_reset_email.txt",
         "oidc_provider_ext/migrations/0001_initial.py",
         "oidc_provider_ext/py.typed",
     ]:
         assert expected in names, expected
+    # Compiled catalogues, so a site needs no gettext (DOT 3.4.1's wheel ships none).
+    for language in [code for code in SHIPPED_LANGUAGES if code != "en"]:
+        for suffix in ("mo", "po"):
+            path = f"oidc_provider_ext/locale/{language}/LC_MESSAGES/django.{suffix}"
+            assert path in names, path
     assert not any(name.startswith(("idp_project/", "tests/", "benchmarks/")) for name in names)
 
 

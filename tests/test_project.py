@@ -31,13 +31,19 @@ URL_NAMES = [
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
     ("oidc_provider_ext:session-end", "/connect/sessions/7/end"),
+    ("oidc_provider_ext:password-reset", "/connect/password/reset"),
+    ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
+    ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
+    ("oidc_provider_ext:password-reset-complete", "/connect/password/reset/done"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
 ]
 
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7]}.get(name[name.rfind("-") :], [])
+    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
+        name[name.rfind("-") :], []
+    )
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 
@@ -78,6 +84,12 @@ class TestChecks:
     def test_ids_are_unique(self):
         ids = [value for name, value in vars(checks).items() if name[:1] in "EW" and name[1:].isdigit()]
         assert len(ids) == len(set(ids)) >= 9
+
+    def test_w050_ui_locales_without_a_catalogue(self, settings):
+        oidc_settings(settings, UI_LOCALES=["en", "de", "ja"])
+        assert checks.W050 in self._ids()
+        oidc_settings(settings, UI_LOCALES=["en", "de", "pt-br", "ar"])  # pt-br falls back to pt
+        assert checks.W050 not in self._ids()
 
     def test_e001_oidc_disabled(self, settings):
         settings.OAUTH2_PROVIDER = dot_settings(OIDC_ENABLED=False)

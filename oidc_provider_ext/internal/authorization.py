@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpRequest
 from django.urls import Resolver404, get_script_prefix, resolve
+from django.utils.translation import gettext
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
@@ -311,9 +312,11 @@ class PendingAuthorization:
         if not tenants:
             if get_adapter().client_tenant_codes(application):
                 return Refuse(
-                    "No organisation for this application",
-                    "Your account is not a member of an organisation this application accepts. "
-                    "Contact your administrator.",
+                    gettext("No organisation for this application"),
+                    gettext(
+                        "Your account is not a member of an organisation this application accepts. "
+                        "Contact your administrator."
+                    ),
                 )
             self.choose_tenant(request, op_sessions.NO_TENANT)
             return None

@@ -6,11 +6,13 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
 
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.internal import consents, op_sessions
+from oidc_provider_ext.internal import consents, op_sessions, user_agents
+from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.views.errors import boundary_page
@@ -25,6 +27,7 @@ def _live(user):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class ConnectedAppsView(LoginRequiredMixin, ListView):
     template_name = "oidc_provider_ext/connected_apps.html"
@@ -43,6 +46,7 @@ class ConnectedAppsView(LoginRequiredMixin, ListView):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class RevokeAppView(LoginRequiredMixin, TemplateView):
     """GET asks for confirmation; POST (CSRF-protected) revokes."""
@@ -61,11 +65,12 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
         consent = self.get_consent()
         consents.revoke(consent)
         name = consent.application.name or consent.application.client_id
-        messages.success(request, f"{name} can no longer access your account.")
+        messages.success(request, _("%(name)s can no longer access your account.") % {"name": name})
         return redirect("oidc_provider_ext:connected-apps")
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class SessionsView(LoginRequiredMixin, ListView):
     """The user's signed-in sessions (device/browser, when), each can be ended."""
@@ -81,10 +86,12 @@ class SessionsView(LoginRequiredMixin, ListView):
         )
         for op_session in rows:
             op_session.is_current = op_session.pk in here  # type: ignore[attr-defined]  # for the template
+            op_session.device = user_agents.describe(op_session.user_agent)  # type: ignore[attr-defined]
         return rows
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 @_boundary
 class EndOPSessionView(LoginRequiredMixin, View):
     login_url = reverse_lazy("oidc_provider_ext:login")
@@ -99,5 +106,5 @@ class EndOPSessionView(LoginRequiredMixin, View):
             op_sessions.forget(request, op_session.pk)
         # Another device learns on its next request that its session ended (op_sessions.browser_entries).
         op_sessions.end([op_session])
-        messages.success(request, "That session is signed out.")
+        messages.success(request, _("That session is signed out."))
         return redirect("oidc_provider_ext:sessions")

@@ -19,6 +19,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
@@ -42,7 +44,7 @@ from oidc_provider_ext.internal.authorization import (
     Refuse,
     allowed_tenants,
 )
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests, value_problem
 from oidc_provider_ext.tenants import TenantError
 from oidc_provider_ext.validator import redirect_uri_allowed
@@ -50,13 +52,26 @@ from oidc_provider_ext.views.errors import bad_request_page, boundary_page, erro
 
 # Human names of the claims a scope releases, for the consent page.
 CLAIM_LABELS = {
-    "name": "full name", "given_name": "first name", "family_name": "last name", "middle_name": "middle name",
-    "nickname": "nickname", "preferred_username": "username", "profile": "profile page", "picture": "picture",
-    "website": "website", "gender": "gender", "birthdate": "birth date", "zoneinfo": "time zone",
-    "locale": "language", "updated_at": "when your profile changed", "email": "email address",
-    "email_verified": "whether your email is verified", "address": "postal address",
-    "phone_number": "phone number", "phone_number_verified": "whether your phone is verified",
-}  # fmt: skip
+    "name": gettext_lazy("full name"),
+    "given_name": gettext_lazy("first name"),
+    "family_name": gettext_lazy("last name"),
+    "middle_name": gettext_lazy("middle name"),
+    "nickname": gettext_lazy("nickname"),
+    "preferred_username": gettext_lazy("username"),
+    "profile": gettext_lazy("profile page"),
+    "picture": gettext_lazy("picture"),
+    "website": gettext_lazy("website"),
+    "gender": gettext_lazy("gender"),
+    "birthdate": gettext_lazy("birth date"),
+    "zoneinfo": gettext_lazy("time zone"),
+    "locale": gettext_lazy("language"),
+    "updated_at": gettext_lazy("when your profile changed"),
+    "email": gettext_lazy("email address"),
+    "email_verified": gettext_lazy("whether your email is verified"),
+    "address": gettext_lazy("postal address"),
+    "phone_number": gettext_lazy("phone number"),
+    "phone_number_verified": gettext_lazy("whether your phone is verified"),
+}
 
 
 def _add_query(uri: str, params: dict[str, str]) -> str:
@@ -127,7 +142,7 @@ class _Authorization(OAuthLibMixin, View):
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
                 context = {"tenants": tenants, "request_id": pending.id}
-                with translation.override(ui_language(pending.ui_locales)):
+                with translation.override(ui_language(self.request, pending.ui_locales)):
                     return render(self.request, self.chooser_template, context)
             case AskConsent():
                 return self._render_consent(pending, application)
@@ -175,7 +190,7 @@ class _Authorization(OAuthLibMixin, View):
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
         }
-        with translation.override(ui_language(pending.ui_locales)):
+        with translation.override(ui_language(self.request, pending.ui_locales)):
             return render(self.request, self.consent_template, context)
 
     def _issue_code(self, pending: PendingAuthorization, application, consented: bool = False):
@@ -216,8 +231,8 @@ class _Authorization(OAuthLibMixin, View):
         oauthlib_error = error.oauthlib_error
         return error_page(
             self.request,
-            title="This sign-in link is not valid",
-            message=(
+            title=_("This sign-in link is not valid"),
+            message=_(
                 "The application that sent you here made a request this sign-in service cannot "
                 "accept, so you were not sent back to it. Please return to the application and "
                 "try again, or contact its support if this keeps happening."
@@ -229,18 +244,19 @@ class _Authorization(OAuthLibMixin, View):
     def _expired(self):
         return error_page(
             self.request,
-            title="This sign-in request has expired",
-            message=(
+            title=_("This sign-in request has expired"),
+            message=_(
                 "The request was already answered, is too old, or belongs to another sign-in. "
                 "Go back to the application and start again."
             ),
         )
 
     def _unknown_application(self):
-        return error_page(self.request, "Unknown application", "This application no longer exists.")
+        return error_page(self.request, _("Unknown application"), _("This application no longer exists."))
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
 # no CSRF token of ours.
 @method_decorator(csrf_exempt, name="dispatch")
@@ -271,6 +287,7 @@ class AuthorizeView(_Authorization):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # Our own forms post here: the CSRF check runs after the request boundary (csrf=True); the consent
 # form repeats its scope checkboxes.
 @method_decorator(rejecting_bad_requests(boundary_page, ("scope",), csrf=True), name="dispatch")
@@ -316,7 +333,7 @@ class AuthorizeContinueView(_Authorization):
         allowed = {t.code for t in allowed_tenants(self.request.user, application)} if application else set()
         if application is None or not pending.tenant_deferred or chosen not in allowed:
             return error_page(
-                self.request, "Organisation not available", "Choose one of the organisations offered."
+                self.request, _("Organisation not available"), _("Choose one of the organisations offered.")
             )
         pending.choose_tenant(self.request, chosen)
         return self._respond(pending, application)

@@ -8,8 +8,10 @@ from typing import Any
 from django.contrib.auth import logout as django_logout
 from django.http import HttpResponseForbidden
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
@@ -18,7 +20,7 @@ from oauth2_provider.models import get_application_model
 from oauthlib.common import add_params_to_uri
 
 from oidc_provider_ext.internal import op_sessions
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -41,6 +43,7 @@ class LogoutRequest:
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
 # for CSRF explicitly below.
 @method_decorator(csrf_exempt, name="dispatch")
@@ -55,7 +58,7 @@ class EndSessionView(View):
     def post(self, request, *args, **kwargs):
         confirmed = request.POST.get("confirm") == "yes"
         if confirmed and csrf_failed(request):
-            return HttpResponseForbidden("The sign-out form expired. Reload the page and try again.")
+            return HttpResponseForbidden(_("The sign-out form expired. Reload the page and try again."))
         return self._handle(request.POST, confirmed=confirmed)
 
     def _handle(self, params, confirmed: bool):
@@ -63,15 +66,16 @@ class EndSessionView(View):
         try:
             logout_request = self._validate(params)
         except LogoutError as exc:
-            return error_page(request, "This sign-out link is not valid", str(exc))
-        with translation.override(ui_language(params.get("ui_locales", ""))):
+            return error_page(request, _("This sign-out link is not valid"), str(exc))
+        with translation.override(ui_language(request, params.get("ui_locales", ""))):
             browser_sessions = op_sessions.browser_entries(request)
             if request.user.is_authenticated and (
                 confirmed or self._hint_proves_user(logout_request, browser_sessions)
             ):
                 self._log_out(logout_request, browser_sessions)
             elif request.user.is_authenticated:
-                return render(request, self.confirm_template, {"logout": logout_request}, status=200)
+                context = {"logout": logout_request, "stay_url": _stay_url(logout_request)}
+                return render(request, self.confirm_template, context, status=200)
             return self._done(logout_request)
 
     def _validate(self, params) -> LogoutRequest:
@@ -82,20 +86,20 @@ class EndSessionView(View):
                 # Section 2: any ID token we issued, expired ones included, signed by any published key.
                 claims = verify_id_token_hint(clean["id_token_hint"], clean["client_id"])
             except InvalidIdTokenHint as exc:
-                raise LogoutError(f"The id_token_hint is not valid: {exc}.") from exc
+                raise LogoutError(_("The id_token_hint is not valid: %(reason)s.") % {"reason": exc}) from exc
         application = None
         client_id = clean["client_id"] or (claims and _single_audience(claims))
         if client_id:
             application = get_application_model().objects.filter(client_id=client_id).first()
             if application is None:
-                raise LogoutError("The client_id is not a registered application.")
+                raise LogoutError(_("The client_id is not a registered application."))
         uri = clean["post_logout_redirect_uri"]
         if uri:
             # Section 3: exact match with a URI registered for this client, or no redirection.
             if application is None:
-                raise LogoutError("post_logout_redirect_uri needs a client_id or an id_token_hint.")
+                raise LogoutError(_("post_logout_redirect_uri needs a client_id or an id_token_hint."))
             if uri not in application.post_logout_redirect_uris.split():
-                raise LogoutError("The post_logout_redirect_uri is not registered for this application.")
+                raise LogoutError(_("The post_logout_redirect_uri is not registered for this application."))
         return LogoutRequest(clean, application, claims, uri, clean["state"])
 
     def _hint_proves_user(self, logout_request: LogoutRequest, browser_sessions: dict) -> bool:
@@ -122,6 +126,13 @@ class EndSessionView(View):
                 uri = add_params_to_uri(uri, [("state", logout_request.state)])
             return OAuth2ResponseRedirect(uri, logout_request.application.get_allowed_schemes())
         return render(self.request, self.done_template, {"logout": logout_request})
+
+
+def _stay_url(logout_request: LogoutRequest) -> str:
+    """Where "Stay signed in" leads: back to the client's home page when it registered one
+    (its post_logout_redirect_uri would tell it the user signed out), else the account page."""
+    profile = getattr(logout_request.application, "oidc_profile", None)
+    return getattr(profile, "client_uri", "") or reverse("oidc_provider_ext:sessions")
 
 
 def _single_audience(claims: dict) -> str | None:

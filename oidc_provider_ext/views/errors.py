@@ -1,12 +1,21 @@
 """HTML error pages at the IdP: shown when the client cannot safely be redirected to."""
 
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 ERROR_TEMPLATE = "oidc_provider_ext/error.html"
 
 
 def bad_request_page(request, description: str):
-    return error_page(request, "This request is not valid", description, error="invalid_request")
+    # The description is the protocol's (RFC 6749 error_description, English, for developers); the
+    # user reads what happened in the page's language, the description below it.
+    return error_page(
+        request,
+        _("This request is not valid"),
+        _("The link or form that brought you here cannot be used. Go back to the application and try again."),
+        error="invalid_request",
+        error_description=description,
+    )
 
 
 def boundary_page(request, problem):

@@ -1,21 +1,27 @@
-"""The hosted sign-in page of the authorization flow, branded and scoped per tenant."""
+"""The hosted sign-in page of the authorization flow, branded and scoped per tenant, and the
+lockout page django-axes shows in its place."""
+
+import math
 
 from django.contrib.auth import views as auth_views
+from django.shortcuts import render
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.internal import op_sessions
+from oidc_provider_ext.internal import clients, op_sessions
 from oidc_provider_ext.internal.authorization import for_login_page
-from oidc_provider_ext.internal.locales import ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.views.errors import boundary_page
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(in_ui_language, name="dispatch")
 # The request boundary runs before the CSRF check (which reads the body), then does it itself;
 # Django's LoginView checks CSRF again in its own dispatch.
 @method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
@@ -32,7 +38,9 @@ class LoginView(auth_views.LoginView):
         self.pending = pending = for_login_page(request, next_url)
         code = pending.tenant if pending is not None and not pending.tenant_deferred else None
         self.tenant = get_adapter().get_tenant(code) if code else None
-        language = ui_language(pending.ui_locales) if pending is not None else translation.get_language()
+        language = (
+            ui_language(request, pending.ui_locales) if pending is not None else translation.get_language()
+        )
         with translation.override(language):
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render"):
@@ -43,8 +51,16 @@ class LoginView(auth_views.LoginView):
         return {**super().get_form_kwargs(), "tenant": self.tenant}
 
     def get_context_data(self, **kwargs):
-        idp_hints = self.pending.idp if self.pending is not None else []
-        return super().get_context_data(tenant=self.tenant, idp_hints=idp_hints, **kwargs)
+        pending = self.pending
+        # OIDC Core 3.1.2.3: the user signs in to continue to a client; the page names it.
+        application = clients.get_client(pending.credentials.get("client_id", "")) if pending else None
+        return super().get_context_data(
+            tenant=self.tenant,
+            idp_hints=pending.idp if pending is not None else [],
+            application=application,
+            profile=getattr(application, "oidc_profile", None),
+            **kwargs,
+        )
 
     def get_initial(self):
         initial = super().get_initial()
@@ -73,3 +89,25 @@ class LoginView(auth_views.LoginView):
     def form_invalid(self, form):
         # As the source documents describe: bad credentials answer HTTP 400 Bad Request.
         return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' ``AXES_LOCKOUT_CALLABLE``: the lockout page in the language of the sign-in it
+    interrupts (axes renders its template outside the login view, in the site default), with the
+    wait in minutes rather than axes' ISO 8601 duration ("PT15M")."""
+    from axes.conf import settings as axes_settings
+    from axes.helpers import get_cool_off
+
+    next_url = request.GET.get(auth_views.LoginView.redirect_field_name, "")
+    pending = for_login_page(request, next_url) if isinstance(next_url, str) else None
+    cool_off = get_cool_off(request)
+    minutes = max(1, math.ceil(cool_off.total_seconds() / 60)) if cool_off else None
+    with translation.override(ui_language(request, pending.ui_locales if pending is not None else "")):
+        response = render(
+            request,
+            "oidc_provider_ext/lockout.html",
+            {"cooloff_minutes": minutes},
+            status=axes_settings.AXES_HTTP_RESPONSE_CODE,
+        )
+    patch_vary_headers(response, ("Accept-Language",))
+    return response
