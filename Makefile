@@ -92,7 +92,7 @@ LANGUAGES := de fr es nl pt ar
 messages: install gettext
 	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django \
 		makemessages $(addprefix -l ,$(LANGUAGES)) --no-location --no-wrap --no-obsolete \
-		--ignore='models/*' --ignore='migrations/*' --ignore=admin.py --ignore='management/*' --ignore=checks.py
+		--ignore='models/*' --ignore='migrations/*' --ignore=admin.py --ignore='templates/admin/*' --ignore='management/*' --ignore=checks.py
 	cd oidc_provider_ext && DJANGO_SETTINGS_MODULE=idp_project.settings PYTHONPATH=.. ../$(BIN)/python -m django compilemessages
 
 ## Retake docs/screenshots/*.png (shown in README.md) with the browser tests

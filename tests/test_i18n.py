@@ -128,7 +128,14 @@ MAKEMESSAGES_OPTIONS = {
     "no_location": True,
     "no_wrap": True,
     "no_obsolete": True,
-    "ignore_patterns": ["models/*", "migrations/*", "admin.py", "management/*", "checks.py"],
+    "ignore_patterns": [
+        "models/*",
+        "migrations/*",
+        "admin.py",
+        "templates/admin/*",
+        "management/*",
+        "checks.py",
+    ],
 }
 
 
