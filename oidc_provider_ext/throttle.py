@@ -198,3 +198,26 @@ class LoginThrottleBackend:
 def _count_login_failure(sender, credentials=None, request=None, **kwargs):
     if request is not None and hasattr(request, "META"):
         _count_failure([_login_address_key(request)])
+
+
+# --- password-reset emails -----------------------------------------------------------------------
+
+# Per window (THROTTLE_WINDOW_SECONDS): enough for a user who mistyped, too few to flood a mailbox
+# or to use the provider as a mail cannon. Over the limit the page answers as usual (no oracle)
+# and no email is sent.
+RESET_EMAILS_PER_ADDRESS = 3  # to one email address
+RESET_EMAILS_PER_SOURCE = 10  # from one client address (/64 for IPv6)
+
+
+def allow_reset_email(request, email: str) -> bool:
+    """Whether a password-reset email to ``email`` may be sent for ``request``; counts it if so."""
+    keys = {
+        _key("reset-to", email.strip().lower()): RESET_EMAILS_PER_ADDRESS,
+        _key("reset-from", throttle_address(request)): RESET_EMAILS_PER_SOURCE,
+    }
+    counts = cache.get_many(list(keys))
+    if any(counts.get(key, 0) >= limit for key, limit in keys.items()):
+        log.warning("Password-reset email refused: too many for this address or from %s.", client_ip(request))
+        return False
+    _count_failure(keys)
+    return True

@@ -14,7 +14,7 @@ from django.urls import reverse
 from oidc_provider_ext.internal.user_agents import describe
 from oidc_provider_ext.models import OPSession
 
-from .factories import USER_PASSWORD, ApplicationFactory
+from .factories import USER_PASSWORD, ApplicationFactory, UserFactory
 from .flow import authorize_url, login
 
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -153,6 +153,22 @@ class TestPasswordReset:
         assert done["Location"] == reverse("oidc_provider_ext:password-reset-complete")
         user.refresh_from_db()
         assert user.check_password(new_password)
+
+    def test_nobody_can_flood_a_mailbox_or_use_the_provider_as_a_mail_cannon(self, user):
+        from django.test import Client
+
+        from oidc_provider_ext import throttle
+
+        for n in range(throttle.RESET_EMAILS_PER_ADDRESS + 3):
+            response = self.request_reset(Client(REMOTE_ADDR=f"198.51.100.{n}"), user)
+            # The same answer every time: the page never tells whether an email went out.
+            assert response["Location"] == reverse("oidc_provider_ext:password-reset-done")
+        assert len(mail.outbox) == throttle.RESET_EMAILS_PER_ADDRESS
+        others = [UserFactory() for _ in range(throttle.RESET_EMAILS_PER_SOURCE + 2)]
+        mail.outbox.clear()
+        for other in others:  # one source, many victims
+            self.request_reset(Client(REMOTE_ADDR="203.0.113.7"), other)
+        assert len(mail.outbox) == throttle.RESET_EMAILS_PER_SOURCE
 
     @pytest.mark.oidc_settings(ISSUER="https://id.example.com")
     def test_the_link_comes_from_the_issuer_not_the_host_header(self, user, settings):

@@ -10,9 +10,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
 
+from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -41,6 +43,9 @@ class PasswordResetView(auth_views.PasswordResetView):
             "domain": issuer.netloc,
             "protocol": issuer.scheme,
         }
+        if not throttle.allow_reset_email(self.request, form.cleaned_data["email"]):
+            # The same answer as when an email was sent: nothing tells whether an account exists.
+            return HttpResponseRedirect(self.get_success_url())
         return super().form_valid(form)
 
 
