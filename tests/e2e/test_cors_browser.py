@@ -19,8 +19,6 @@ from oauth2_provider.models import get_application_model
 
 from tests.live import CALLBACK, UserAgent, query_of, run_demo
 
-from .test_browser import chromium  # noqa: F401  (the module-scoped browser fixture)
-
 pytestmark = pytest.mark.live
 
 

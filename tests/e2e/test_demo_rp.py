@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from .test_browser import DOCS_SCREENSHOTS, chromium  # noqa: F401 (the module-scoped browser fixture)
+from .conftest import DOCS_SCREENSHOTS
 
 pytestmark = pytest.mark.live
 
