@@ -367,17 +367,12 @@ def _redeem(state: RPState, creds: Credentials, code: str, entry: dict[str, str]
         "redirect_uri": own_url("callback"),
         "code_verifier": entry["verifier"],
     }
+    response = _token_request(meta, creds, data)
+    if response.status_code != 200:
+        state.set("error", f"The token endpoint refused the code: {_error_of(response)}")
+        return
+    tokens = response.json()
     with _http() as http:
-        response = http.post(
-            meta["token_endpoint"],
-            data=data,
-            auth=(creds.client_id, creds.client_secret),
-            timeout=HTTP_TIMEOUT,
-        )
-        if response.status_code != 200:
-            state.set("error", f"The token endpoint refused the code: {_error_of(response)}")
-            return
-        tokens = response.json()
         jwks = http.get(meta["jwks_uri"], timeout=HTTP_TIMEOUT).json()
     id_token = decode_and_verify(tokens.get("id_token", ""), jwks)
     check_id_token(id_token, creds.client_id, entry["nonce"])
@@ -390,6 +385,17 @@ def _redeem(state: RPState, creds: Credentials, code: str, entry: dict[str, str]
     state.set("refreshed", 0)
     state.set("userinfo", _userinfo(meta, tokens["access_token"]))
     state.set("notice", "Signed in: the code was redeemed server-side and the ID token verified.")
+
+
+def _token_request(meta: dict[str, Any], creds: Credentials, data: dict[str, str]):
+    """POST to the token endpoint as the confidential demo client (client_secret_basic)."""
+    with _http() as http:
+        return http.post(
+            meta["token_endpoint"],
+            data=data,
+            auth=(creds.client_id, creds.client_secret),
+            timeout=HTTP_TIMEOUT,
+        )
 
 
 def _userinfo(meta: dict[str, Any], access_token: str) -> Any:
@@ -416,13 +422,7 @@ def refresh(request: HttpRequest) -> HttpResponse:
     else:
         meta = discovery()
         data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
-        with _http() as http:
-            response = http.post(
-                meta["token_endpoint"],
-                data=data,
-                auth=(creds.client_id, creds.client_secret),
-                timeout=HTTP_TIMEOUT,
-            )
+        response = _token_request(meta, creds, data)
         if response.status_code != 200:
             state.set("error", f"The refresh was refused: {_error_of(response)}")
         else:
