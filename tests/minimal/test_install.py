@@ -23,6 +23,14 @@ PASSWORD = "correct horse battery staple"
 TOKEN_FORM = "application/x-www-form-urlencoded"
 
 
+def _pkce_pair() -> tuple[str, str]:
+    """RFC 7636 4.1/4.2: a verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(
+        b"="
+    ).decode()
+
+
 def test_these_are_the_minimal_settings():
     # Guards the invocation: under idp_project.settings this module would prove nothing.
     assert settings.ROOT_URLCONF == "tests.minimal.urls"
@@ -83,8 +91,7 @@ def test_code_flow_with_pkce_end_to_end():
         return rp.post(path, urlencode(data), content_type=TOKEN_FORM, HTTP_AUTHORIZATION=auth)
 
     # Authorize: not signed in, so to the app's own login page (no LOGIN_URL or auth URLs needed).
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = _pkce_pair()
     params = {
         "response_type": "code",
         "client_id": app.client_id,
@@ -189,8 +196,7 @@ def test_existing_users_sign_in_whatever_their_password_hash(hasher):
         authorization_grant_type="authorization-code",
         redirect_uris=REDIRECT_URI,
     )
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = _pkce_pair()
     params = {
         "response_type": "code",
         "client_id": app.client_id,
