@@ -150,3 +150,27 @@ def introspect(client, app, token: str) -> dict:
     )
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def post_client_change(client, app, *, allowed_origins: str = "", **profile):
+    """Save ``app``'s admin change form as a browser does (its current values), with
+    ``allowed_origins`` and OIDC-profile fields (``id_token_signed_response_alg="ES256"``…) set."""
+    url = f"/admin/oauth2_provider/application/{app.pk}/change/"
+    page = client.get(url)
+    data = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
+    fields = {"id_token_signed_response_alg": "RS256", "consent_policy": "remember", **profile}
+    data.update(
+        {
+            "client_secret": "",
+            "allowed_origins": allowed_origins,
+            "oidc_profile-TOTAL_FORMS": "1",
+            "oidc_profile-INITIAL_FORMS": "1",
+            "oidc_profile-MIN_NUM_FORMS": "0",
+            "oidc_profile-MAX_NUM_FORMS": "1",
+            "oidc_profile-0-id": str(app.oidc_profile.pk),
+            "oidc_profile-0-application": str(app.pk),
+            **{f"oidc_profile-0-{name}": value for name, value in fields.items()},
+        }
+    )
+    data.pop("user", None)
+    return client.post(url, data)

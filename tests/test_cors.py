@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from .factories import PublicApplicationFactory, UserFactory
-from .flow import authorize_url, exchange, get_code, pkce_pair, token_request
+from .flow import authorize_url, exchange, get_code, pkce_pair, post_client_change, token_request
 
 SPA = "https://spa.example"
 DEV = "http://localhost:5173"  # a single-page app under local development
@@ -236,30 +236,11 @@ class TestAdmin:
         client.force_login(admin)
         return client
 
-    def _post(self, admin_client, app, origins):
-        url = f"/admin/oauth2_provider/application/{app.pk}/change/"
-        page = admin_client.get(url)
-        data = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
-        data.update(
-            {
-                "client_secret": "",
-                "allowed_origins": origins,
-                "oidc_profile-TOTAL_FORMS": "1",
-                "oidc_profile-INITIAL_FORMS": "1",
-                "oidc_profile-MIN_NUM_FORMS": "0",
-                "oidc_profile-MAX_NUM_FORMS": "1",
-                "oidc_profile-0-id": str(app.oidc_profile.pk),
-                "oidc_profile-0-application": str(app.pk),
-                "oidc_profile-0-id_token_signed_response_alg": "RS256",
-                "oidc_profile-0-consent_policy": "remember",
-            }
-        )
-        data.pop("user", None)
-        return admin_client.post(url, data)
-
     def test_localhost_origin_can_be_saved(self, admin_client):
         app = PublicApplicationFactory()
-        response = self._post(admin_client, app, f"{SPA} http://localhost:5173 http://127.0.0.1:8080")
+        response = post_client_change(
+            admin_client, app, allowed_origins=f"{SPA} http://localhost:5173 http://127.0.0.1:8080"
+        )
         assert response.status_code == 302, response.context["adminform"].form.errors
         app.refresh_from_db()
         assert "http://localhost:5173" in app.allowed_origins
@@ -267,6 +248,6 @@ class TestAdmin:
     @pytest.mark.parametrize("origin", ["http://intranet.example", "https://spa.example/app"])
     def test_origin_that_would_never_match_is_refused(self, admin_client, origin):
         app = PublicApplicationFactory()
-        response = self._post(admin_client, app, origin)
+        response = post_client_change(admin_client, app, allowed_origins=origin)
         assert response.status_code == 200
         assert "allowed_origins" in response.context["adminform"].form.errors

@@ -23,7 +23,7 @@ from oidc_provider_ext.models import SigningKey
 
 from .conftest import oidc_settings
 from .factories import ApplicationFactory
-from .flow import exchange, get_code
+from .flow import exchange, get_code, post_client_change
 
 pytestmark = pytest.mark.django_db
 
@@ -308,29 +308,10 @@ class TestClientAlgorithm:
         admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
         client.force_login(admin)
         app = ApplicationFactory()
-        url = f"/admin/oauth2_provider/application/{app.pk}/change/"
-        page = client.get(url)
+        page = client.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
         form = page.context["inline_admin_formsets"][-1].formset.forms[0]
         assert "id_token_signed_response_alg" in form.fields
-        data = {
-            name: value for name, value in page.context["adminform"].form.initial.items() if value is not None
-        }
-        data.update(
-            {
-                "client_secret": "",
-                "allowed_origins": "",
-                "oidc_profile-TOTAL_FORMS": "1",
-                "oidc_profile-INITIAL_FORMS": "1",
-                "oidc_profile-MIN_NUM_FORMS": "0",
-                "oidc_profile-MAX_NUM_FORMS": "1",
-                "oidc_profile-0-id": str(app.oidc_profile.pk),
-                "oidc_profile-0-application": str(app.pk),
-                "oidc_profile-0-id_token_signed_response_alg": "ES256",
-                "oidc_profile-0-consent_policy": "remember",
-            }
-        )
-        data.pop("user", None)
-        response = client.post(url, data)
+        response = post_client_change(client, app, id_token_signed_response_alg="ES256")
         assert response.status_code == 302, response.context["adminform"].form.errors
         app.oidc_profile.refresh_from_db()
         assert app.oidc_profile.id_token_signed_response_alg == "ES256"

@@ -7,7 +7,16 @@ from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import parse_acr_values
 
 from .factories import REDIRECT_URI, TenantFactory, TenantMembershipFactory, UserFactory
-from .flow import authorize_url, consent, exchange, login, query_of, token_request, verify_jwt
+from .flow import (
+    authorize_url,
+    consent,
+    exchange,
+    login,
+    post_client_change,
+    query_of,
+    token_request,
+    verify_jwt,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -342,30 +351,8 @@ class TestAdmin:
         assert "brand_colour" in errors
         assert any("already exists" in str(message) for message in errors.get("__all__", [])), errors
 
-    def _post_profile(self, staff, app, **profile):
-        url = f"/admin/oauth2_provider/application/{app.pk}/change/"
-        page = staff.get(url)
-        data = {k: v for k, v in page.context["adminform"].form.initial.items() if v is not None}
-        data.update(
-            {
-                "client_secret": "",
-                "allowed_origins": "",
-                "oidc_profile-TOTAL_FORMS": "1",
-                "oidc_profile-INITIAL_FORMS": "1",
-                "oidc_profile-MIN_NUM_FORMS": "0",
-                "oidc_profile-MAX_NUM_FORMS": "1",
-                "oidc_profile-0-id": str(app.oidc_profile.pk),
-                "oidc_profile-0-application": str(app.pk),
-                "oidc_profile-0-id_token_signed_response_alg": "RS256",
-                "oidc_profile-0-consent_policy": "remember",
-                **{f"oidc_profile-0-{name}": value for name, value in profile.items()},
-            }
-        )
-        data.pop("user", None)
-        return staff.post(url, data)
-
     def test_client_tenants_are_codes_the_adapter_knows(self, staff, confidential_app, acme, globex):
-        response = self._post_profile(
+        response = post_client_change(
             staff, confidential_app, allowed_tenant_codes="ACME globex", default_tenant_code="Acme"
         )
         assert response.status_code == 302, response.context["inline_admin_formsets"][-1].formset.errors
@@ -373,7 +360,7 @@ class TestAdmin:
         assert (profile.allowed_tenant_codes, profile.default_tenant_code) == ("acme globex", "acme")
 
     def test_unknown_client_tenant_codes_are_refused(self, staff, confidential_app, acme):
-        response = self._post_profile(
+        response = post_client_change(
             staff, confidential_app, allowed_tenant_codes="acme initech", default_tenant_code="umbrella"
         )
         assert response.status_code == 200
