@@ -8,7 +8,12 @@ import contextlib
 from urllib.parse import unquote
 
 from django.http import JsonResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
+
+from oidc_provider_ext.internal.cors import cors_endpoint
+from oidc_provider_ext.internal.requests import rejecting_bad_requests
 
 
 def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
@@ -55,3 +60,20 @@ class JsonErrorsMixin(View):
 
 def invalid_request(request, problem):
     return oauth_error("invalid_request", problem.description)
+
+
+def form_endpoint(view_class=None, *, browser_readable: bool = False):
+    """Class decorator for the RFC 6749 form endpoints (token, revocation, introspection): no CSRF
+    (clients authenticate themselves, not with our cookies), the request boundary answering in
+    RFC 6749 JSON and, when ``browser_readable``, CORS for the client the request names (outermost,
+    so the boundary's errors are readable too)."""
+
+    def decorate(cls):
+        cls = method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")(cls)
+        cls = method_decorator(csrf_exempt, name="dispatch")(cls)
+        if browser_readable:
+            cors = cors_endpoint(methods=["POST"], client_ids=claimed_client_ids)
+            cls = method_decorator(cors, name="dispatch")(cls)
+        return cls
+
+    return decorate(view_class) if view_class is not None else decorate

@@ -7,7 +7,6 @@ import calendar
 from django.db.models import Q
 from django.http import JsonResponse
 from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
@@ -15,11 +14,10 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
 from oidc_provider_ext.validator import checksum
-from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_post_only, invalid_request, oauth_error
+from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
 
 
 def _visible_to(client) -> Q:
@@ -31,8 +29,7 @@ def _visible_to(client) -> Q:
     return Q(application=client) | Q(application__client_id__in=audiences)
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")
+@form_endpoint
 class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     """RFC 7662. Only an authenticated confidential client may ask, and only about its own tokens;
     anything else is ``{"active": false}`` (2.2: nothing more is said about inactive tokens)."""

@@ -5,27 +5,22 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from oidc_provider_ext.internal import clients
-from oidc_provider_ext.internal.cors import cors_endpoint
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import (
     JsonErrorsMixin,
     claimed_client_ids,
+    form_endpoint,
     form_post_only,
-    invalid_request,
     oauth_error,
 )
 
 
 # Browser apps (public clients with PKCE) redeem codes and refresh with fetch(): RFC 6749 errors
 # must be readable too, or invalid_grant looks like a network failure.
-@method_decorator(cors_endpoint(methods=["POST"], client_ids=claimed_client_ids), name="dispatch")
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")
+@form_endpoint(browser_readable=True)
 class TokenView(JsonErrorsMixin, dot_views.TokenView):
     http_method_names = ["post", "options"]
 
