@@ -1,0 +1,39 @@
+"""The protected-resource metadata document (RFC 9728 3) of the resources this project serves.
+
+Served for ``RESOURCE_SERVER_IDENTIFIER`` and for every ``resource=`` a view of the URLconf names.
+Imports no model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.generic import View
+
+from .metadata import configured_resource, find_resource, unique
+from .urlconf import resources_in_urlconf
+
+
+def served_resources():
+    """This project's resources: the one of the settings first, then those views name."""
+    return tuple(unique((configured_resource(), *resources_in_urlconf())))
+
+
+class ProtectedResourceMetadataView(View):
+    """``GET /.well-known/oauth-protected-resource[/path]``: the metadata of the resource whose
+    identifier has that path (RFC 9728 3.1). Any other path, however spelt, is 404: the document
+    says which identifier it describes, so a client can check it (RFC 9728 3.3)."""
+
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        resource = find_resource(request.path, request.get_host, served_resources())
+        if resource is None:
+            response = JsonResponse({"error": "not_found"}, status=404)
+        else:
+            response = JsonResponse(resource.metadata())
+            response["Cache-Control"] = "public, max-age=3600"
+        # Public metadata, read by browser-based clients too (as the discovery document).
+        response["Access-Control-Allow-Origin"] = "*"
+        return response
