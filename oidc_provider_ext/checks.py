@@ -292,6 +292,8 @@ def check_resource_server_audience(app_configs=None, **kwargs):
     )
     try:
         identifier = app_settings.RESOURCE_SERVER_IDENTIFIER
+        # The metadata document's members (RFC 9728 2) are read only when it is fetched.
+        app_settings.RESOURCE_SERVER_SCOPES_SUPPORTED  # noqa: B018
         if app_settings.RESOURCE_SERVER_AUDIENCE is not None or identifier is not None:
             return []
         jwks_url = app_settings.raw("RESOURCE_SERVER_JWKS_URL")

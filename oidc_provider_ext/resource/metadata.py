@@ -48,10 +48,10 @@ class ProtectedResource:
         where = f"ProtectedResource({self.identifier!r})"
         resource_identifier(self.identifier, where)
         if self.scopes_supported is not None:
-            scopes = scope_names(list(self.scopes_supported), f"{where}.scopes_supported")
+            scopes = scope_names(self.scopes_supported, f"{where}.scopes_supported")
             object.__setattr__(self, "scopes_supported", scopes)
         if self.audiences:
-            audiences = resource_audiences(list(self.audiences), f"{where}.audiences")
+            audiences = resource_audiences(self.audiences, f"{where}.audiences")
             object.__setattr__(self, "audiences", audiences)
 
     @property
