@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gettext
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -32,6 +32,7 @@ E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is a
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
 W050 = "oidc_provider_ext.W050"  # UI_LOCALES names a language no catalogue translates
+W040 = "oidc_provider_ext.W040"  # a protected resource's RFC 9728 metadata URL is not routed here
 
 
 def _dot() -> dict:
@@ -326,6 +327,46 @@ def check_resource_server_audience(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.urls)
+def check_protected_resource_metadata(app_configs=None, **kwargs):
+    """W040: every resource this project names (``RESOURCE_SERVER_IDENTIFIER``, ``resource=`` on a
+    view) has its metadata served where RFC 9728 3.1 puts it; else no client can discover the
+    authorization server from a 401."""
+    try:
+        app_settings.raw("ISSUER")  # unknown keys are E005's to report
+    except ImproperlyConfigured:
+        return []
+    from django.urls import Resolver404, resolve
+
+    from .resource.metadata import configured_resource, unique
+    from .resource.urlconf import resources_in_urlconf
+    from .resource.views import ProtectedResourceMetadataView
+
+    try:
+        resources = list(unique((configured_resource(), *resources_in_urlconf())))
+    except ImproperlyConfigured:  # a malformed identifier is E011's to report
+        return []
+    messages: list[CheckMessage] = []
+    for resource in resources:
+        path = unquote(resource.metadata_path)
+        try:
+            view_class = getattr(resolve(path).func, "view_class", None)
+        except Resolver404:
+            view_class = None
+        if not (isinstance(view_class, type) and issubclass(view_class, ProtectedResourceMetadataView)):
+            messages.append(
+                Warning(
+                    f"The metadata of the protected resource {resource.identifier!r} is not served: "
+                    f"{path} does not resolve to ProtectedResourceMetadataView (RFC 9728 3.1), so a "
+                    "client cannot find the authorization server from the 401.",
+                    hint='Add path("", include("oidc_provider_ext.resource.urls")) to the root '
+                    "URLconf (oidc_provider_ext.urls includes it already).",
+                    id=W040,
+                )
+            )
+    return messages
 
 
 # --- Installing into a site (issue 14): what a new site gets wrong, with the fix in the message ---

@@ -9,6 +9,7 @@ import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
+from django.urls import path
 
 from oidc_provider_ext import checks
 from oidc_provider_ext.conf import app_settings
@@ -356,3 +357,38 @@ class TestDRF:
 
             class Bad(JWTAccessTokenAuthentication):
                 resource = "http://api.example.com"
+
+
+# --- check W040: the metadata is routed -----------------------------------------------------------
+
+
+@require_access_token(resource="https://lost.example.com/api")
+def _lost(request):  # pragma: no cover - never called
+    raise AssertionError
+
+
+# This module doubles as a URLconf of an API that forgot the metadata patterns.
+urlpatterns = [path("api", _lost)]
+
+
+def _w040() -> list[str]:
+    return [message.msg for message in run_checks() if message.id == checks.W040]
+
+
+def test_check_w040_quiet_when_every_resource_is_served():
+    assert _w040() == []
+
+
+@pytest.mark.urls("tests.test_resource_metadata")
+def test_check_w040_names_a_resource_whose_metadata_is_not_routed(settings):
+    (message,) = _w040()
+    assert "'https://lost.example.com/api'" in message
+    assert "/.well-known/oauth-protected-resource/api" in message
+    oidc_settings(settings, RESOURCE_SERVER_IDENTIFIER="https://api.example.com/v3")
+    assert len(_w040()) == 2
+
+
+@pytest.mark.urls("tests.resource_only_urls")
+def test_check_w040_quiet_with_the_urlconf_helper(settings):
+    oidc_settings(settings, RESOURCE_SERVER_IDENTIFIER="https://reports.example.com/other")
+    assert _w040() == []  # the helper's pattern covers every path below the well-known one
