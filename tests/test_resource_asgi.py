@@ -465,3 +465,63 @@ def test_mcp_session_is_bound_to_the_principal_that_opened_it(mcp_server, settin
     assert requests.post(mcp_server.url, json=ping, headers=headers).status_code == 404
     headers["Authorization"] = f"Bearer {mine}"
     assert requests.post(mcp_server.url, json=ping, headers=headers).status_code == 200
+
+
+def test_an_api_project_without_the_provider_app(tmp_path):
+    # The API as a separate project: only the resource part (metadata URLconf, ASGI wrapper), no
+    # oidc_provider_ext or DOT in INSTALLED_APPS, keys from the provider's JWKS URL.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "api_urls.py").write_text(
+        "from django.urls import include, path\n"
+        'urlpatterns = [path("", include("oidc_provider_ext.resource.urls"))]\n'
+    )
+    script = """
+import asyncio, json, sys
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
+    DATABASES={},
+    ALLOWED_HOSTS=["testserver"],
+    ROOT_URLCONF="api_urls",
+    OIDC_PROVIDER_EXT={
+        "RESOURCE_SERVER_ISSUER": "https://id.example.com",
+        "RESOURCE_SERVER_JWKS_URL": "https://id.example.com/connect/jwks",
+        "RESOURCE_SERVER_IDENTIFIER": "https://api.example.com/v1",
+    },
+)
+import django
+django.setup()
+from django.test import Client
+from oidc_provider_ext.resource.asgi import ProtectedResourceMiddleware
+document = Client().get("/.well-known/oauth-protected-resource/v1").json()
+sent = []
+async def send(message):
+    sent.append(message)
+async def app(scope, receive, send):
+    raise AssertionError("reached without a token")
+scope = {"type": "http", "method": "GET", "path": "/v1/x", "headers": [], "query_string": b""}
+asyncio.run(ProtectedResourceMiddleware(app)(scope, None, send))
+challenge = dict(sent[0]["headers"])[b"www-authenticate"].decode()
+modules = ("rest_framework", "mcp", "oauth2_provider.models", "oidc_provider_ext.models")
+loaded = [name for name in modules if name in sys.modules]
+status = sent[0]["status"]
+print(json.dumps({"document": document, "status": status, "challenge": challenge, "loaded": loaded}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parent.parent)])
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["document"]["resource"] == "https://api.example.com/v1"
+    assert output["document"]["authorization_servers"] == ["https://id.example.com"]
+    assert output["status"] == 401
+    assert output["challenge"] == (
+        'Bearer realm="api", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1"'
+    )
+    assert output["loaded"] == []

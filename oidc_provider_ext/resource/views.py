@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.utils.decorators import method_decorator
 from django.views.generic import View
+
+from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests
 
 from .metadata import configured_resource, find_resource, unique
 from .urlconf import resources_in_urlconf
@@ -20,6 +23,12 @@ def served_resources():
     return tuple(unique((configured_resource(), *resources_in_urlconf())))
 
 
+def _invalid_request(request: HttpRequest, problem: Problem) -> JsonResponse:
+    return JsonResponse({"error": "invalid_request", "error_description": problem.description}, status=400)
+
+
+# It takes no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the rest.
+@method_decorator(rejecting_bad_requests(_invalid_request, reads_parameters=False), name="dispatch")
 class ProtectedResourceMetadataView(View):
     """``GET /.well-known/oauth-protected-resource[/path]``: the metadata of the resource whose
     identifier has that path (RFC 9728 3.1). Any other path, however spelt, is 404: the document
