@@ -284,6 +284,10 @@ def test_malformed_identifiers_are_configuration_errors(settings, value):
     with pytest.raises((ImproperlyConfigured, TypeError)):
         validate_access_token(token_for("https://api.example.com"))
     assert [m.id for m in run_checks() if m.id == checks.E011] == [checks.E011]
+    # The metadata of the other resources is still served; the broken one is not: never a 500.
+    quiet = Client(raise_request_exception=False)
+    assert quiet.get(f"{WELL_KNOWN_PATH}/orders").status_code == 200
+    assert quiet.get(f"{WELL_KNOWN_PATH}/a/../orders").status_code == 404
 
 
 @pytest.mark.parametrize(

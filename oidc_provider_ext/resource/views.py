@@ -6,8 +6,10 @@ Imports no model.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
@@ -17,10 +19,21 @@ from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests
 from .metadata import configured_resource, find_resource, unique
 from .urlconf import resources_in_urlconf
 
+log = logging.getLogger(__name__)
+
 
 def served_resources():
-    """This project's resources: the one of the settings first, then those views name."""
-    return tuple(unique((configured_resource(), *resources_in_urlconf())))
+    """This project's resources: the one of the settings first, then those views name.
+
+    A malformed resource setting (check E011) is left out, logged: the well-known URL answers
+    404 for it, never 500, while the protected views refuse every token.
+    """
+    try:
+        configured = configured_resource()
+    except ImproperlyConfigured as exc:
+        log.error("The protected-resource metadata of the settings is not served: %s", exc)
+        configured = None
+    return tuple(unique((configured, *resources_in_urlconf())))
 
 
 def _invalid_request(request: HttpRequest, problem: Problem) -> JsonResponse:
