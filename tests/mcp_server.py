@@ -23,12 +23,13 @@ MCP_SCOPE = "mcp:tools"
 SERVER_NAME = "oidc-provider-ext test MCP server"
 
 
-def build_server() -> Any:
-    """An MCPServer with two tools: ``whoami`` (the token the SDK saw) and ``add``."""
+def build_server(**options: Any) -> Any:
+    """An MCPServer with two tools: ``whoami`` (the token the SDK saw) and ``add``. ``options``
+    go to MCPServer (``token_verifier``, ``auth``)."""
     from mcp.server.auth.middleware.auth_context import get_access_token
     from mcp.server.mcpserver import MCPServer
 
-    server = MCPServer(SERVER_NAME)
+    server = MCPServer(SERVER_NAME, **options)
 
     @server.tool()
     def whoami() -> dict[str, Any]:
@@ -50,7 +51,8 @@ class RunningMcpServer:
     """The protected MCP server on a free port of 127.0.0.1 for the duration of a ``with`` block.
 
     ``required_scopes`` must all be granted; ``scopes_supported`` is what the metadata advertises
-    (default: the required scopes).
+    (default: the required scopes). ``sdk_auth=True`` protects it the SDK's way instead, with its
+    own bearer middleware and metadata route around our ``TokenVerifier``.
     """
 
     def __init__(
@@ -59,10 +61,12 @@ class RunningMcpServer:
         required_scopes: Iterable[str] = (MCP_SCOPE,),
         scopes_supported: Iterable[str] | None = None,
         path: str = "/mcp",
+        sdk_auth: bool = False,
     ) -> None:
         import uvicorn
 
-        from oidc_provider_ext.contrib.mcp import protect_mcp_app
+        from oidc_provider_ext.conf import app_settings
+        from oidc_provider_ext.contrib.mcp import TokenVerifier, protect_mcp_app
         from oidc_provider_ext.resource import ProtectedResource
 
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -76,11 +80,23 @@ class RunningMcpServer:
             name=SERVER_NAME,
         )
         self.metadata_url = self.resource.metadata_url
-        app = protect_mcp_app(
-            build_server().streamable_http_app(streamable_http_path=path, json_response=True),
-            resource=self.resource,
-            required_scopes=required,
-        )
+        if sdk_auth:
+            from mcp.server.auth.settings import AuthSettings
+
+            auth = AuthSettings(
+                issuer_url=app_settings.ISSUER,
+                resource_server_url=self.url,
+                required_scopes=list(required),
+                validate_token_resource=True,
+            )
+            server = build_server(token_verifier=TokenVerifier(self.resource), auth=auth)
+            app = server.streamable_http_app(streamable_http_path=path, json_response=True)
+        else:
+            app = protect_mcp_app(
+                build_server().streamable_http_app(streamable_http_path=path, json_response=True),
+                resource=self.resource,
+                required_scopes=required,
+            )
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -525,3 +525,30 @@ print(json.dumps({"document": document, "status": status, "challenge": challenge
         'Bearer realm="api", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/v1"'
     )
     assert output["loaded"] == []
+
+
+def test_mcp_server_with_the_sdks_own_auth_and_our_token_verifier():
+    import requests
+
+    with RunningMcpServer(sdk_auth=True) as server:
+        response = requests.post(server.url, json={}, timeout=10)
+        assert response.status_code == 401
+        assert f'resource_metadata="{server.metadata_url}"' in response.headers["WWW-Authenticate"]
+        document = requests.get(server.metadata_url, timeout=10).json()
+        assert document["resource"] == server.url
+        assert document["authorization_servers"] == [app_settings.ISSUER]
+
+        good = token_for(server.url, MCP_SCOPE, client_id="mcp-agent")
+        who = asyncio.run(call_tool(server.url, good, "whoami"))
+        assert who.structured_content == {"sub": "42", "client_id": "mcp-agent", "resource": server.url}
+
+        other = token_for("https://other.example.com/mcp", MCP_SCOPE)
+        response = requests.post(
+            server.url, json={}, headers={"Authorization": f"Bearer {other}"}, timeout=10
+        )
+        assert response.status_code == 401
+        narrow = token_for(server.url, "profile")
+        response = requests.post(
+            server.url, json={}, headers={"Authorization": f"Bearer {narrow}"}, timeout=10
+        )
+        assert response.status_code == 403
