@@ -63,6 +63,7 @@ __all__ = [
     "bearer_challenge",
     "bearer_token",
     "require_access_token",
+    "resolve_resource",
     "validate_access_token",
 ]
 
@@ -522,7 +523,7 @@ def _authenticate(
         token = bearer_token(request)
         if token is None:
             return _error_response(None, challenge_resource(audience, resource), scopes)
-        expected, protected = resolve_resource(audience, resource)
+        expected, _ = resolve_resource(audience, resource)
         request.access_token_claims = validate_access_token(  # type: ignore[attr-defined]
             token, required_scopes=scopes, audience=expected
         )
