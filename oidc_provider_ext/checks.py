@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gettext
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -32,6 +32,7 @@ E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is a
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
 W050 = "oidc_provider_ext.W050"  # UI_LOCALES names a language no catalogue translates
+W040 = "oidc_provider_ext.W040"  # a protected resource's RFC 9728 metadata URL is not routed here
 
 
 def _dot() -> dict:
@@ -269,16 +270,16 @@ def _is_subclass(path, base_path: str) -> bool:
     return isinstance(cls, type) and issubclass(cls, base)
 
 
-_NOT_PROTECTED = object()
 _MAX_LISTED = 5
 
 
 @register(Tags.security)
 def check_resource_server_audience(app_configs=None, **kwargs):
-    """E011: a resource server names its audience (RFC 9068 4); without one it refuses every token.
+    """E011: a resource server names itself (RFC 9068 4, RFC 9728 2); without an identifier or an
+    audience it refuses every token, and a malformed one is an error.
 
     "In use" means a view in the URLconf protected by ``require_access_token`` or by the DRF
-    ``JWTAccessTokenAuthentication`` without an ``audience`` of its own, or
+    ``JWTAccessTokenAuthentication`` without a ``resource`` or ``audience`` of its own, or
     ``RESOURCE_SERVER_JWKS_URL`` set while no view names one.
     """
     try:
@@ -286,24 +287,31 @@ def check_resource_server_audience(app_configs=None, **kwargs):
     except ImproperlyConfigured:
         return []
     hint = (
-        f"Set {SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE'] to the aud value(s) this API accepts "
-        "(today the client_id of each client allowed to call it), or audience= on each view."
+        f"Set {SETTINGS_NAME}['RESOURCE_SERVER_IDENTIFIER'] to this API's resource identifier (the "
+        "https URL its tokens carry in aud), or resource= on each view; RESOURCE_SERVER_AUDIENCE "
+        "lists further aud values (client_ids of clients that send no resource indicator)."
     )
     try:
-        if app_settings.RESOURCE_SERVER_AUDIENCE is not None:
+        identifier = app_settings.RESOURCE_SERVER_IDENTIFIER
+        # The metadata document's members (RFC 9728 2) are read only when it is fetched.
+        app_settings.RESOURCE_SERVER_SCOPES_SUPPORTED  # noqa: B018
+        if app_settings.RESOURCE_SERVER_AUDIENCE is not None or identifier is not None:
             return []
         jwks_url = app_settings.raw("RESOURCE_SERVER_JWKS_URL")
     except ImproperlyConfigured as exc:
         return [Error(str(exc), hint=hint, id=E011)]
-    views = list(_protected_views())
-    relying = [route for route, audiences in views if audiences is None]
+    from .resource.urlconf import protected_views
+
+    views = list(protected_views())
+    relying = [route for route, audiences, _ in views if audiences is None]
     if relying:
         listed = ", ".join(repr(route) for route in relying[:_MAX_LISTED])
         more = f" and {len(relying) - _MAX_LISTED} more" if len(relying) > _MAX_LISTED else ""
         return [
             Error(
-                f"{SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE'] is not set, so the access-token views "
-                f"{listed}{more} refuse every token (ImproperlyConfigured).",
+                f"{SETTINGS_NAME}['RESOURCE_SERVER_IDENTIFIER'] (and RESOURCE_SERVER_AUDIENCE) is not "
+                f"set, so the access-token views {listed}{more} refuse every token "
+                "(ImproperlyConfigured).",
                 hint=hint,
                 id=E011,
             )
@@ -312,7 +320,8 @@ def check_resource_server_audience(app_configs=None, **kwargs):
         return [
             Error(
                 f"{SETTINGS_NAME}['RESOURCE_SERVER_JWKS_URL'] is set (this project is a resource "
-                "server) but RESOURCE_SERVER_AUDIENCE is not: every access token is refused.",
+                "server) but neither RESOURCE_SERVER_IDENTIFIER nor RESOURCE_SERVER_AUDIENCE is: "
+                "every access token is refused.",
                 hint=hint,
                 id=E011,
             )
@@ -320,42 +329,44 @@ def check_resource_server_audience(app_configs=None, **kwargs):
     return []
 
 
-def _protected_views():
-    """(route, audiences or None) of every URLconf view the resource-server helper protects."""
-    from django.urls import URLResolver, get_resolver
+@register(Tags.urls)
+def check_protected_resource_metadata(app_configs=None, **kwargs):
+    """W040: every resource this project names (``RESOURCE_SERVER_IDENTIFIER``, ``resource=`` on a
+    view) has its metadata served where RFC 9728 3.1 puts it; else no client can discover the
+    authorization server from a 401."""
+    try:
+        app_settings.raw("ISSUER")  # unknown keys are E005's to report
+    except ImproperlyConfigured:
+        return []
+    from django.urls import Resolver404, resolve
 
-    from .resource import AUDIENCE_MARK
+    from .resource.metadata import configured_resource, unique
+    from .resource.urlconf import resources_in_urlconf
+    from .resource.views import ProtectedResourceMetadataView
 
     try:
-        patterns = get_resolver().url_patterns
-    except Exception:  # no or broken URLconf: Django's own URL checks report it
-        return
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                yield from walk(pattern.url_patterns, route)
-                continue
-            for audiences in _audiences_of(pattern.callback, AUDIENCE_MARK):
-                yield route, audiences
-
-    yield from walk(patterns, "")
-
-
-def _audiences_of(view, mark: str):
-    # A decorated function view; a class-based view decorated on dispatch or a handler
-    # (method_decorator copies the mark); a DRF view (as_view() sets .cls) and its authenticators.
-    candidates = [view]
-    view_class = getattr(view, "view_class", None) or getattr(view, "cls", None)
-    if isinstance(view_class, type):
-        names = ("dispatch", *getattr(view_class, "http_method_names", ()))
-        candidates += [getattr(view_class, name, None) for name in names]
-        candidates += list(getattr(view_class, "authentication_classes", None) or ())
-    for candidate in candidates:
-        audiences = getattr(candidate, mark, _NOT_PROTECTED)
-        if audiences is not _NOT_PROTECTED:
-            yield audiences
+        resources = list(unique((configured_resource(), *resources_in_urlconf())))
+    except ImproperlyConfigured:  # a malformed identifier is E011's to report
+        return []
+    messages: list[CheckMessage] = []
+    for resource in resources:
+        path = unquote(resource.metadata_path)
+        try:
+            view_class = getattr(resolve(path).func, "view_class", None)
+        except Resolver404:
+            view_class = None
+        if not (isinstance(view_class, type) and issubclass(view_class, ProtectedResourceMetadataView)):
+            messages.append(
+                Warning(
+                    f"The metadata of the protected resource {resource.identifier!r} is not served: "
+                    f"{path} does not resolve to ProtectedResourceMetadataView (RFC 9728 3.1), so a "
+                    "client cannot find the authorization server from the 401.",
+                    hint='Add path("", include("oidc_provider_ext.resource.urls")) to the root '
+                    "URLconf (oidc_provider_ext.urls includes it already).",
+                    id=W040,
+                )
+            )
+    return messages
 
 
 # --- Installing into a site (issue 14): what a new site gets wrong, with the fix in the message ---

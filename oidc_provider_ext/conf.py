@@ -11,6 +11,7 @@ writes ``OAUTH2_PROVIDER = dot_settings()`` instead of copying DOT wiring by han
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,10 +102,22 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
+    "RESOURCE_SERVER_IDENTIFIER": _Setting(
+        None,
+        "This resource server's identifier (RFC 9728 resource, RFC 8707): the https URL its tokens "
+        "carry in aud, published at /.well-known/oauth-protected-resource. Unset (and no "
+        "RESOURCE_SERVER_AUDIENCE), every access token is refused unless the view names a resource.",
+    ),
     "RESOURCE_SERVER_AUDIENCE": _Setting(
         None,
-        "The identifier(s) this resource server accepts in aud: a string or a list of strings. "
-        "Unset, every access token is refused (ImproperlyConfigured) unless the view names one.",
+        "Further aud values accepted besides RESOURCE_SERVER_IDENTIFIER: a string or a list of "
+        "strings (the client_id of clients that request tokens without a resource indicator).",
+    ),
+    "RESOURCE_SERVER_SCOPES_SUPPORTED": _Setting(
+        None, "scopes_supported of the protected-resource metadata (RFC 9728 2); None omits it."
+    ),
+    "RESOURCE_SERVER_NAME": _Setting(
+        None, "resource_name of the protected-resource metadata (RFC 9728 2); None omits it."
     ),
     "RESOURCE_SERVER_JWKS_URL": _Setting(
         None, "JWKS URL of a remote provider; None verifies with this project's key store."
@@ -274,6 +287,25 @@ class AppSettings:
         return resource_audiences(audience, f"{SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE']")
 
     @property
+    def RESOURCE_SERVER_IDENTIFIER(self) -> str | None:
+        identifier = self._get("RESOURCE_SERVER_IDENTIFIER")
+        if identifier is None:
+            return None
+        return resource_identifier(identifier, f"{SETTINGS_NAME}['RESOURCE_SERVER_IDENTIFIER']")
+
+    @property
+    def RESOURCE_SERVER_SCOPES_SUPPORTED(self) -> tuple[str, ...] | None:
+        scopes = self._get("RESOURCE_SERVER_SCOPES_SUPPORTED")
+        if scopes is None:
+            return None
+        return scope_names(scopes, f"{SETTINGS_NAME}['RESOURCE_SERVER_SCOPES_SUPPORTED']")
+
+    @property
+    def RESOURCE_SERVER_NAME(self) -> str | None:
+        name = self._get("RESOURCE_SERVER_NAME")
+        return None if name is None else str(name)
+
+    @property
     def RESOURCE_SERVER_JWKS_URL(self) -> str | None:
         url = self._get("RESOURCE_SERVER_JWKS_URL")
         if not url:
@@ -335,6 +367,50 @@ def resource_audiences(value: Any, where: str) -> tuple[str, ...]:
                 f"{where}: there is no wildcard audience. List the identifiers this API accepts "
                 "(today the client_id of every client that may call it)."
             )
+    return tuple(dict.fromkeys(values))
+
+
+# RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_IDENTIFIER_MAX_LENGTH = 2048
+
+
+def resource_identifier(value: Any, where: str) -> str:
+    """``value`` as a resource identifier (RFC 9728 2, RFC 8707 2), returned unchanged.
+
+    An absolute https URL (plain http only for a loopback host, as for development and tests),
+    without a fragment (RFC 9728 2), query (RFC 8707 2: SHOULD NOT; it would also move the
+    metadata URL, RFC 9728 3.1), user information, dot segments, whitespace or control characters.
+    It is compared byte for byte with ``aud`` and published as is, so it is never normalised.
+    """
+    if not isinstance(value, str) or not value or len(value) > _IDENTIFIER_MAX_LENGTH:
+        raise ImproperlyConfigured(f"{where} must be an https URL (the resource identifier), not {value!r}.")
+    parts = urlsplit(value)
+    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+    segments = parts.path.split("/")
+    if (
+        not secure
+        or not parts.hostname
+        or "@" in parts.netloc
+        or "#" in value
+        or "?" in value
+        or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value)
+        or "." in segments
+        or ".." in segments
+    ):
+        raise ImproperlyConfigured(
+            f"{where} = {value!r} is not a resource identifier: an https URL (http only for "
+            "127.0.0.1, localhost or ::1) without query, fragment, user information or dot segments "
+            "(RFC 9728 2, RFC 8707 2), e.g. 'https://api.example.com' or 'https://api.example.com/mcp'."
+        )
+    return value
+
+
+def scope_names(value: Any, where: str) -> tuple[str, ...]:
+    """``value`` (a list of scope names) checked against RFC 6749 3.3."""
+    values = value if isinstance(value, list | tuple) else None
+    if values is None or not all(isinstance(item, str) and _SCOPE_TOKEN.fullmatch(item) for item in values):
+        raise ImproperlyConfigured(f"{where} must be a list of scope names (RFC 6749 3.3), not {value!r}.")
     return tuple(dict.fromkeys(values))
 
 

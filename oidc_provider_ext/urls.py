@@ -10,6 +10,7 @@ The lists are composable, so a site can mount a subset or another prefix::
 
 from django.urls import include, path
 
+from .resource.urls import protected_resource_urlpatterns
 from .views import (
     account,
     authorize,
@@ -65,6 +66,8 @@ endpoint_urlpatterns = oauth2_urlpatterns + oidc_urlpatterns
 
 discovery_urlpatterns = [
     path(".well-known/openid-configuration", discovery.DiscoveryView.as_view(), name="discovery"),
+    # RFC 9728 3: metadata of the APIs this project protects (RESOURCE_SERVER_IDENTIFIER, resource=).
+    *protected_resource_urlpatterns,
 ]
 
 urlpatterns = [path("connect/", include(endpoint_urlpatterns)), *discovery_urlpatterns]

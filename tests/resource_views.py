@@ -11,11 +11,16 @@ from django.urls import include, path
 from django.utils.decorators import method_decorator
 from django.views import View
 
-from oidc_provider_ext.resource import AccessTokenClaims, require_access_token
+from oidc_provider_ext.resource import AccessTokenClaims, ProtectedResource, require_access_token
 
 AUDIENCE = "client-x"
 SERVICE_AUDIENCE = "service-y"  # a client-credentials client the DRF views also accept
 RESOURCE_URI = "https://api.example.com"
+# Two resource servers in one process (RFC 9728): one with a path, one at a host's root.
+ORDERS = ProtectedResource(
+    "https://api.example.com/orders", scopes_supported=["orders:read", "orders:write"], name="Orders"
+)
+BILLING = ProtectedResource("https://billing.example.com", scopes_supported=["billing"])
 
 
 def claims_json(claims: AccessTokenClaims, **extra) -> JsonResponse:
@@ -51,6 +56,16 @@ def audience_api(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
 
 
+@require_access_token("orders:read", resource=ORDERS)
+def orders(request: HttpRequest) -> JsonResponse:
+    return claims_json(request.access_token_claims)
+
+
+@require_access_token(resource=BILLING)
+def billing(request: HttpRequest) -> JsonResponse:
+    return claims_json(request.access_token_claims)
+
+
 @require_access_token()
 def setting_audience(request: HttpRequest) -> JsonResponse:
     return claims_json(request.access_token_claims)
@@ -77,6 +92,8 @@ urlpatterns = [
     path("api/admin", admin, name="api-admin"),
     path("api/audience", audience_api, name="api-audience"),
     path("api/setting-audience", setting_audience, name="api-setting-audience"),
+    path("api/orders", orders, name="api-orders"),
+    path("api/billing", billing, name="api-billing"),
     path("api/async-profile", async_profile, name="api-async-profile"),
     path("api/email", EmailView.as_view(), name="api-email"),
 ]
@@ -123,9 +140,17 @@ else:
     class DRFSettingAudience(DRFProfile):
         authentication_classes = [JWTAccessTokenAuthentication]
 
+    class OrdersTokens(JWTAccessTokenAuthentication):
+        resource = ORDERS
+
+    class DRFOrders(DRFProfile):
+        authentication_classes = [OrdersTokens]
+        required_scopes = ["orders:read"]
+
     urlpatterns += [
         path("drf/profile", DRFProfile.as_view(), name="drf-profile"),
         path("drf/admin", DRFAdmin.as_view(), name="drf-admin"),
         path("drf/misconfigured", DRFNoScopesDeclared.as_view(), name="drf-misconfigured"),
         path("drf/setting-audience", DRFSettingAudience.as_view(), name="drf-setting-audience"),
+        path("drf/orders", DRFOrders.as_view(), name="drf-orders"),
     ]

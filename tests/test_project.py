@@ -36,6 +36,8 @@ URL_NAMES = [
     ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
     ("oidc_provider_ext:password-reset-complete", "/connect/password/reset/done"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
+    ("oidc_provider_ext:protected-resource-metadata", "/.well-known/oauth-protected-resource"),
+    ("oidc_provider_ext:protected-resource-metadata-path", "/.well-known/oauth-protected-resource/"),
 ]
 
 

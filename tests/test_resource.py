@@ -187,8 +187,10 @@ def test_validate_access_token_returns_typed_claims(user, confidential_app, toke
 def test_missing_token_is_401_challenge_without_error(api):
     response = api.get("/api/profile")
     assert response.status_code == 401
-    # RFC 6750 3.1: no error code when the request carries no authentication at all.
-    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    # RFC 6750 3.1: no error code when the request carries no authentication at all; the scope the
+    # view needs is a hint (RFC 6750 3; MCP clients pick the scopes to ask for from it).
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", scope="profile"'
+    assert api.get("/api/any")["WWW-Authenticate"] == 'Bearer realm="api"'
     assert "error" not in response.json()
     assert response["Cache-Control"] == "no-store"
 
@@ -198,7 +200,7 @@ def test_other_authorization_scheme_counts_as_no_token(api, confidential_app):
         "/api/profile", HTTP_AUTHORIZATION=basic_auth(confidential_app.client_id, confidential_app.raw_secret)
     )
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", scope="profile"'
 
 
 def test_bearer_scheme_is_case_insensitive(api, tokens):
@@ -263,7 +265,7 @@ def test_token_in_form_body_is_not_read(api, tokens):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", scope="email"'
 
 
 def test_class_based_view_with_method_decorator_is_csrf_exempt(tokens):
@@ -652,7 +654,7 @@ def test_garbage_with_real_signature_parts(api, no_revocation_check):
 
 @pytest.mark.oidc_settings(RESOURCE_SERVER_REALM='orders "v2"')
 def test_realm_setting(api):
-    response = api.get("/api/profile")
+    response = api.get("/api/any")
     assert response["WWW-Authenticate"] == 'Bearer realm="orders v2"'  # quotes cannot be escaped
     assert bearer_challenge(InvalidRequest("x"), realm="r") == (
         'Bearer realm="r", error="invalid_request", error_description="x"'
@@ -1066,7 +1068,7 @@ class TestDRF:
     def test_no_token_is_401_with_plain_challenge(self, api):
         response = api.get("/drf/profile")
         assert response.status_code == 401
-        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+        assert response["WWW-Authenticate"] == 'Bearer realm="api", scope="profile"'
 
     def test_id_token_is_401_invalid_token(self, api, tokens):
         response = api.get("/drf/profile", **bearer(tokens["id_token"]))

@@ -31,16 +31,21 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import resource_audiences
 from oidc_provider_ext.resource import (
     AUDIENCE_MARK,
+    RESOURCE_MARK,
     AccessTokenClaims,
     Audience,
     InsufficientScope,
     InvalidToken,
     KeySetUnavailable,
+    ProtectedResource,
+    Resource,
     ResourceServerError,
     bearer_challenge,
     bearer_token,
+    challenge_resource,
     validate_access_token,
 )
+from oidc_provider_ext.resource.metadata import as_resource
 
 __all__ = ["HasScopes", "JWTAccessTokenAuthentication"]
 
@@ -50,22 +55,27 @@ _ERROR_ATTRIBUTE = "_oidc_provider_ext_bearer_error"
 class _BearerError(exceptions.APIException):
     """An RFC 6750 error as DRF renders it: ``{"error": ..., "error_description": ...}``."""
 
-    def __init__(self, error: ResourceServerError, realm: str | None = None) -> None:
+    def __init__(
+        self, error: ResourceServerError, realm: str | None = None, resource: ProtectedResource | None = None
+    ) -> None:
         self.status_code = error.status_code
         super().__init__(detail={"error": error.error, "error_description": error.description})
         if not isinstance(error, KeySetUnavailable):
-            # RFC 6750 3: 400, 401 and 403 answers all carry the challenge.
-            self.auth_header = bearer_challenge(error, realm=realm)
+            # RFC 6750 3: 400, 401 and 403 answers all carry the challenge; RFC 9728 5.1 its
+            # resource_metadata.
+            self.auth_header = bearer_challenge(error, realm=realm, resource=resource)
 
 
 class _InvalidToken(_BearerError, exceptions.AuthenticationFailed):
     """401: an AuthenticationFailed, so DRF's own handling (and other code) recognises it."""
 
 
-def _api_exception(error: ResourceServerError, realm: str | None = None) -> exceptions.APIException:
+def _api_exception(
+    error: ResourceServerError, realm: str | None = None, resource: ProtectedResource | None = None
+) -> exceptions.APIException:
     if isinstance(error, InvalidToken):
-        return _InvalidToken(error, realm)
-    return _BearerError(error, realm)
+        return _InvalidToken(error, realm, resource)
+    return _BearerError(error, realm, resource)
 
 
 _Authenticated = tuple[AbstractBaseUser | AnonymousUser, AccessTokenClaims]
@@ -76,21 +86,32 @@ class JWTAccessTokenAuthentication(BaseAuthentication):
 
     A request without a Bearer header is left to the next authentication class. A Bearer token
     that fails validation is a 401 ``invalid_token``; a token in the query string a 400
-    ``invalid_request``. Set ``audience`` (a string or a list) on a subclass to override
-    ``RESOURCE_SERVER_AUDIENCE``, and ``www_authenticate_realm`` to override
-    ``RESOURCE_SERVER_REALM``. With neither audience, a request with a token raises
+    ``invalid_request``. Set ``resource`` (a :class:`~oidc_provider_ext.resource.ProtectedResource`
+    or its identifier) and/or ``audience`` (further ``aud`` values) on a subclass to replace
+    ``RESOURCE_SERVER_IDENTIFIER`` / ``RESOURCE_SERVER_AUDIENCE``, and ``www_authenticate_realm``
+    to override ``RESOURCE_SERVER_REALM``. With none of them, a request with a token raises
     ImproperlyConfigured (RFC 9068 4: fail closed) and system check E011 reports the views.
     """
 
     audience: Audience | None = None
+    resource: Resource | None = None
     www_authenticate_realm: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # A malformed audience ("*", empty) is refused when the class is defined, not per request.
+        # A malformed audience ("*", empty) or identifier is refused when the class is defined.
+        where = cls.__qualname__
         audience = cls.audience
-        marked = None if audience is None else resource_audiences(audience, f"{cls.__qualname__}.audience")
+        marked = None if audience is None else resource_audiences(audience, f"{where}.audience")
+        if cls.resource is not None:
+            cls.resource = as_resource(cls.resource, f"{where}.resource")
+            marked = (*cls.resource.accepted_audiences, *(marked or ()))
         setattr(cls, AUDIENCE_MARK, marked)
+        setattr(cls, RESOURCE_MARK, cls.resource)
+
+    def protected_resource(self) -> ProtectedResource | None:
+        """The resource server this class authenticates for (None: audiences without identity)."""
+        return challenge_resource(self.audience, self.resource)
 
     def authenticate(
         self, request: Request
@@ -99,11 +120,11 @@ class JWTAccessTokenAuthentication(BaseAuthentication):
             token = bearer_token(request)
             if token is None:
                 return None
-            claims = validate_access_token(token, audience=self.audience)
+            claims = validate_access_token(token, audience=self.audience, resource=self.resource)
         except ResourceServerError as error:
             # authenticate_header() is asked for the challenge of the 401 DRF sends.
             setattr(request._request, _ERROR_ATTRIBUTE, error)
-            raise _api_exception(error, self.www_authenticate_realm) from error
+            raise _api_exception(error, self.www_authenticate_realm, self.protected_resource()) from error
         return self.get_user(claims) or AnonymousUser(), claims
 
     def get_user(self, claims: AccessTokenClaims, **kwargs: Any) -> AbstractBaseUser | None:
@@ -119,8 +140,14 @@ class JWTAccessTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         error = getattr(request._request, _ERROR_ATTRIBUTE, None)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        scopes = getattr(view, "required_scopes", None)
         return bearer_challenge(
-            error if isinstance(error, InvalidToken) else None, realm=self.www_authenticate_realm
+            error if isinstance(error, InvalidToken) else None,
+            realm=self.www_authenticate_realm,
+            resource=self.protected_resource(),
+            # A hint on the 401 without a token (RFC 6750 3, MCP: which scopes to ask for).
+            scopes=scopes if error is None and isinstance(scopes, list | tuple) else (),
         )
 
 
@@ -138,8 +165,14 @@ class HasScopes(BasePermission):
             return False
         required = self.get_required_scopes(request, view)
         if not claims.has_scopes(*required):
-            realm = getattr(request.successful_authenticator, "www_authenticate_realm", None)
-            raise _api_exception(InsufficientScope(required), realm)
+            authenticator = request.successful_authenticator
+            realm = getattr(authenticator, "www_authenticate_realm", None)
+            resource = (
+                authenticator.protected_resource()
+                if isinstance(authenticator, JWTAccessTokenAuthentication)
+                else None
+            )
+            raise _api_exception(InsufficientScope(required), realm, resource)
         return True
 
     def get_required_scopes(self, request: Request, view: Any) -> tuple[str, ...]:
@@ -152,4 +185,5 @@ class HasScopes(BasePermission):
         return tuple(scopes)
 
 
-setattr(JWTAccessTokenAuthentication, AUDIENCE_MARK, None)  # relies on RESOURCE_SERVER_AUDIENCE
+setattr(JWTAccessTokenAuthentication, AUDIENCE_MARK, None)  # relies on the settings
+setattr(JWTAccessTokenAuthentication, RESOURCE_MARK, None)

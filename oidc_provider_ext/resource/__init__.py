@@ -6,11 +6,15 @@ Public API:
   its :class:`AccessTokenClaims`, or raises a :class:`ResourceServerError`;
 * :func:`require_access_token` is a view decorator built on it, answering per RFC 6750 3;
 * :func:`bearer_token` and :func:`bearer_challenge` are the pieces both share with
-  :mod:`oidc_provider_ext.contrib.drf` (the Django REST framework integration).
+  :mod:`oidc_provider_ext.contrib.drf` (the Django REST framework integration) and
+  :mod:`oidc_provider_ext.resource.asgi` (any ASGI app, e.g. an MCP server);
+* :class:`ProtectedResource` is what a resource server is (RFC 9728): its identifier, which its
+  tokens carry in ``aud``, and its metadata document, served by :mod:`oidc_provider_ext.resource.urls`.
 
-Every check names the audience this resource server is (``RESOURCE_SERVER_AUDIENCE``, or
-``audience=`` per view): a token whose ``aud`` does not contain it is refused, and with no audience
-at all every token is refused with ImproperlyConfigured. It fails closed; there is no "any client".
+Every check names the resource server it protects (``RESOURCE_SERVER_IDENTIFIER``, or ``resource=``
+per view; ``RESOURCE_SERVER_AUDIENCE`` / ``audience=`` name further accepted ``aud`` values): a token
+whose ``aud`` contains none of them is refused, and with none at all every token is refused with
+ImproperlyConfigured. It fails closed; there is no "any client".
 
 Keys come from this project's key store (the API runs inside the provider's project), or from the
 provider's JWKS URL (``RESOURCE_SERVER_JWKS_URL``, the API runs apart). Only in the first case can a
@@ -45,6 +49,8 @@ from jwcrypto.common import JWException
 from oidc_provider_ext.conf import SETTINGS_NAME, app_settings, resource_audiences
 
 from . import remote_jwks
+from .metadata import ProtectedResource, as_resource, configured_resource
+from .urlconf import AUDIENCE_MARK, RESOURCE_MARK
 
 __all__ = [
     "AccessTokenClaims",
@@ -52,10 +58,12 @@ __all__ = [
     "InvalidRequest",
     "InvalidToken",
     "KeySetUnavailable",
+    "ProtectedResource",
     "ResourceServerError",
     "bearer_challenge",
     "bearer_token",
     "require_access_token",
+    "resolve_resource",
     "validate_access_token",
 ]
 
@@ -88,11 +96,12 @@ MAX_TOKEN_LENGTH = 8192
 # may be empty here so that an unsigned token is refused by name (alg "none") below.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
-# Set on every view require_access_token() protects (and on the DRF authentication class): the
-# audiences it names, or None when it relies on RESOURCE_SERVER_AUDIENCE. System check E011 reads it.
-AUDIENCE_MARK = "oidc_provider_ext_audience"
+# Set on every view require_access_token() protects (and on the DRF authentication class):
+# AUDIENCE_MARK the audiences it names, or None when it relies on the settings (system check E011
+# reads it); RESOURCE_MARK its ProtectedResource, or None (the metadata view serves these).
 
 Audience = str | Sequence[str]
+Resource = ProtectedResource | str
 
 # RFC 6750 3: characters allowed inside the challenge's quoted attribute values.
 _CHALLENGE_VALUE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
@@ -179,36 +188,57 @@ class KeySetUnavailable(ResourceServerError):
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _expected_audiences(audience: Audience | None = None) -> tuple[str, ...]:
-    """The audiences a token must name one of: ``audience``, else ``RESOURCE_SERVER_AUDIENCE``.
+def resolve_resource(
+    audience: Audience | None = None, resource: Resource | None = None
+) -> tuple[tuple[str, ...], ProtectedResource | None]:
+    """The ``aud`` values a token must name one of, and the resource server they identify.
 
-    Fails closed (RFC 9068 4: the resource server MUST check ``aud``): with neither, raises
+    ``resource`` (its identifier and its own ``audiences``, plus ``audience``), else ``audience``
+    alone (no identity: no metadata to point a client at), else the settings:
+    ``RESOURCE_SERVER_IDENTIFIER`` and ``RESOURCE_SERVER_AUDIENCE``. A view's values replace the
+    settings, so two resource servers in one project never accept each other's tokens.
+
+    Fails closed (RFC 9068 4: the resource server MUST check ``aud``): with none of them, raises
     ImproperlyConfigured rather than accept any client's token.
     """
-    if audience is not None:
-        return resource_audiences(audience, "audience")
+    extra = () if audience is None else resource_audiences(audience, "audience")
+    if resource is not None:
+        named = as_resource(resource, "resource")
+        return tuple(dict.fromkeys((*named.accepted_audiences, *extra))), named
+    if extra:
+        return extra, None
+    protected = configured_resource()
+    if protected is not None:
+        return protected.accepted_audiences, protected
     configured = app_settings.RESOURCE_SERVER_AUDIENCE
     if configured is None:
         raise ImproperlyConfigured(
-            f"This resource server has no audience, so it refuses every access token. Set "
-            f"{SETTINGS_NAME}['RESOURCE_SERVER_AUDIENCE'] (or audience= on the view) to what its "
-            "tokens carry in aud: the client_id of each client allowed to call it (see check "
-            "oidc_provider_ext.E011 and docs/resource-server.md)."
+            f"This resource server has no identifier, so it refuses every access token. Set "
+            f"{SETTINGS_NAME}['RESOURCE_SERVER_IDENTIFIER'] (or resource= on the view) to the "
+            "https URL its tokens carry in aud, and/or RESOURCE_SERVER_AUDIENCE (audience=) to "
+            "other aud values it accepts (see check oidc_provider_ext.E011 and "
+            "docs/resource-server.md)."
         )
-    return configured
+    return configured, None
 
 
 def validate_access_token(
-    token: str, *, required_scopes: Iterable[str] = (), audience: Audience | None = None
+    token: str,
+    *,
+    required_scopes: Iterable[str] = (),
+    audience: Audience | None = None,
+    resource: Resource | None = None,
 ) -> AccessTokenClaims:
     """Validate one of this provider's access tokens (RFC 9068 4) and return its claims.
 
-    ``aud`` must contain one of ``audience`` (a string or a list of strings) or, when it is None,
-    of ``RESOURCE_SERVER_AUDIENCE``; with neither, ImproperlyConfigured is raised for any token.
+    ``aud`` must contain the identifier of ``resource`` (a :class:`ProtectedResource` or its
+    identifier) or one of ``audience`` (a string or a list of strings); with neither, of
+    ``RESOURCE_SERVER_IDENTIFIER`` / ``RESOURCE_SERVER_AUDIENCE``; with none of them at all,
+    ImproperlyConfigured is raised for any token (see :func:`resolve_resource`).
     Raises :class:`InvalidToken` (for any malformed input too), :class:`InsufficientScope` when a
     ``required_scopes`` entry was not granted, or :class:`KeySetUnavailable`.
     """
-    expected = _expected_audiences(audience)
+    expected, _ = resolve_resource(audience, resource)
     required = tuple(required_scopes)
     if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
@@ -401,9 +431,14 @@ def bearer_token(request: HttpRequest) -> str | None:
     string (RFC 6750 5.3, RFC 9700 4.3.2: it ends up in logs and ``Referer`` headers) or the
     header names the Bearer scheme without a token.
     """
-    if "access_token" in request.GET:
+    return token_of(request.META.get("HTTP_AUTHORIZATION", ""), "access_token" in request.GET)
+
+
+def token_of(authorization: str, token_in_query: bool) -> str | None:
+    """:func:`bearer_token` on an ``Authorization`` value and whether the query has a token."""
+    if token_in_query:
         raise InvalidRequest("Send the access token in the Authorization header, not the query string.")
-    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+    scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer":  # RFC 7235 2.1: the scheme is case-insensitive
         return None
     token = credentials.strip()
@@ -416,63 +451,106 @@ def _quoted(value: str) -> str:
     return _CHALLENGE_VALUE.sub("", value)
 
 
-def bearer_challenge(error: ResourceServerError | None = None, *, realm: str | None = None) -> str:
+def bearer_challenge(
+    error: ResourceServerError | None = None,
+    *,
+    realm: str | None = None,
+    resource: ProtectedResource | None = None,
+    scopes: Iterable[str] = (),
+) -> str:
     """The ``WWW-Authenticate`` value for ``error`` (RFC 6750 3).
 
     Without ``error`` (no credentials were sent) the challenge has no error attribute (RFC 6750
-    3.1). ``realm`` defaults to ``RESOURCE_SERVER_REALM``.
+    3.1). ``realm`` defaults to ``RESOURCE_SERVER_REALM``. ``scope`` lists the scopes the request
+    needs: those of an :class:`InsufficientScope`, else ``scopes`` (RFC 6750 3: a client may ask
+    for them at once). With ``resource``, ``resource_metadata`` is its metadata URL (RFC 9728 5.1),
+    from which a client finds the authorization server.
     """
     params = {"realm": realm if realm is not None else app_settings.RESOURCE_SERVER_REALM}
     if error is not None:
         params.update(error=error.error, error_description=error.description)
-        if isinstance(error, InsufficientScope):
-            params["scope"] = " ".join(error.scope)
+    needed = error.scope if isinstance(error, InsufficientScope) else tuple(scopes)
+    if needed:
+        params["scope"] = " ".join(needed)
+    if resource is not None:
+        params["resource_metadata"] = resource.metadata_url
     return "Bearer " + ", ".join(f'{name}="{_quoted(value)}"' for name, value in params.items())
 
 
-def _error_response(error: ResourceServerError | None) -> JsonResponse:
+def challenge_resource(audience: Audience | None, resource: Resource | None) -> ProtectedResource | None:
+    """The resource a challenge points at; None when there is none, or no configuration at all
+    (a request without a token is then still a 401, its token-bearing retry the operator error)."""
+    try:
+        return resolve_resource(audience, resource)[1]
+    except ImproperlyConfigured:
+        return None
+
+
+def error_body(error: ResourceServerError | None) -> tuple[int, dict[str, str]]:
+    """The status and JSON body of a refused request (RFC 6750 3.1); None: no token was sent."""
     if error is None:
-        body = {"error_description": "This resource needs an access token: send Authorization: Bearer."}
-        status = 401
-    else:
-        body = {"error": error.error, "error_description": error.description}
-        status = error.status_code
+        return 401, {"error_description": "This resource needs an access token: send Authorization: Bearer."}
+    return error.status_code, {"error": error.error, "error_description": error.description}
+
+
+def challenge_for(
+    error: ResourceServerError | None, *, resource: ProtectedResource | None, scopes: Iterable[str] = ()
+) -> str | None:
+    """The ``WWW-Authenticate`` value of a refused request, or None for a 503 (not a bearer
+    error: the token may be fine)."""
+    if isinstance(error, KeySetUnavailable):
+        return None
+    # The scopes are a hint on a 401; a 403 names the ones missing (InsufficientScope.scope).
+    return bearer_challenge(error, resource=resource, scopes=scopes if error is None else ())
+
+
+def _error_response(
+    error: ResourceServerError | None, resource: ProtectedResource | None, scopes: tuple[str, ...]
+) -> JsonResponse:
+    status, body = error_body(error)
     response = JsonResponse(body, status=status)
-    if not isinstance(error, KeySetUnavailable):
-        response["WWW-Authenticate"] = bearer_challenge(error)
+    challenge = challenge_for(error, resource=resource, scopes=scopes)
+    if challenge is not None:
+        response["WWW-Authenticate"] = challenge
     response["Cache-Control"] = "no-store"
     return response
 
 
 def _authenticate(
-    request: HttpRequest, scopes: tuple[str, ...], audience: tuple[str, ...] | None
+    request: HttpRequest, scopes: tuple[str, ...], audience: tuple[str, ...] | None, resource: Resource | None
 ) -> HttpResponse | None:
     try:
         token = bearer_token(request)
         if token is None:
-            return _error_response(None)
+            return _error_response(None, challenge_resource(audience, resource), scopes)
+        expected, _ = resolve_resource(audience, resource)
         request.access_token_claims = validate_access_token(  # type: ignore[attr-defined]
-            token, required_scopes=scopes, audience=audience
+            token, required_scopes=scopes, audience=expected
         )
     except ResourceServerError as exc:
         log.debug("Refused a bearer request to %s: %s", request.path, exc.description)
-        return _error_response(exc)
+        return _error_response(exc, challenge_resource(audience, resource), scopes)
     return None
 
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
-def require_access_token(*scopes: str, audience: Audience | None = None) -> Callable[[_View], _View]:
+def require_access_token(
+    *scopes: str, audience: Audience | None = None, resource: Resource | None = None
+) -> Callable[[_View], _View]:
     """Decorate a view so it runs only for a valid access token granting every one of ``scopes``.
 
     The validated :class:`AccessTokenClaims` are ``request.access_token_claims``. Otherwise the
     answer is 401 (no token, or an invalid one), 403 (``insufficient_scope``), 400 (token in the
-    query string) or 503 (remote JWKS unavailable), with a ``WWW-Authenticate: Bearer`` challenge.
-    ``audience`` (a string or a list: the token's ``aud`` must name one) overrides
-    ``RESOURCE_SERVER_AUDIENCE``; with neither, a request with a token raises ImproperlyConfigured
-    (and system check E011 says so at startup). Works on sync and async function views; use
-    ``method_decorator(require_access_token(...), name="dispatch")`` on class-based views.
+    query string) or 503 (remote JWKS unavailable), with a ``WWW-Authenticate: Bearer`` challenge
+    whose ``resource_metadata`` points at the resource's metadata (RFC 9728 5.1).
+    ``resource`` (a :class:`ProtectedResource` or its identifier: the token's ``aud`` must name
+    it) and ``audience`` (further accepted ``aud`` values) replace the settings
+    ``RESOURCE_SERVER_IDENTIFIER`` and ``RESOURCE_SERVER_AUDIENCE``; with none of them, a request
+    raises ImproperlyConfigured (and system check E011 says so at startup). Works on sync and async
+    function views; use ``method_decorator(require_access_token(...), name="dispatch")`` on
+    class-based views.
 
     The view is exempt from CSRF checks: a bearer token is never sent by a browser on its own, so a
     cross-site request cannot carry it.
@@ -480,13 +558,14 @@ def require_access_token(*scopes: str, audience: Audience | None = None) -> Call
     if any(not isinstance(scope, str) for scope in scopes):
         raise TypeError("Write @require_access_token() or @require_access_token('scope', ...).")
     audiences = None if audience is None else resource_audiences(audience, "require_access_token(audience=)")
+    protected = None if resource is None else as_resource(resource, "require_access_token(resource=)")
 
     def decorator(view: _View) -> _View:
         if iscoroutinefunction(view):
 
             @wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                problem = await sync_to_async(_authenticate)(request, scopes, audiences)
+                problem = await sync_to_async(_authenticate)(request, scopes, audiences, protected)
                 if problem is not None:
                     return problem
                 return await view(request, *args, **kwargs)
@@ -496,14 +575,15 @@ def require_access_token(*scopes: str, audience: Audience | None = None) -> Call
 
             @wraps(view)
             def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-                problem = _authenticate(request, scopes, audiences)
+                problem = _authenticate(request, scopes, audiences, protected)
                 if problem is not None:
                     return problem
                 return view(request, *args, **kwargs)
 
             wrapper = sync_wrapper
         wrapper.csrf_exempt = True
-        setattr(wrapper, AUDIENCE_MARK, audiences)
+        setattr(wrapper, AUDIENCE_MARK, audiences if protected is None else protected.accepted_audiences)
+        setattr(wrapper, RESOURCE_MARK, protected)
         return wrapper
 
     return decorator
