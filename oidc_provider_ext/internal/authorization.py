@@ -192,7 +192,7 @@ class PendingAuthorization:
         _essential, sub_values = requested_value(claims, "sub")
         # RFC 8707 2.1: may repeat. The tenant rule is applied now if the tenant is known, and in
         # any case again before the code is issued (_decide).
-        requested_resources = params.getlist("resource")
+        requested_resources = params.getlist("resource") if hasattr(params, "getlist") else []
         try:
             resources.resolve(requested_resources, application, tenant.code if tenant is not None else None)
         except resources.InvalidTarget as exc:
