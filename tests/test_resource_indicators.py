@@ -14,9 +14,9 @@ from .factories import (
     REDIRECT_URI,
     USER_PASSWORD,
     ApplicationFactory,
-    TenantMembershipFactory,
     ResourceServerFactory,
     TenantFactory,
+    TenantMembershipFactory,
 )
 from .flow import (
     authorize_url,
