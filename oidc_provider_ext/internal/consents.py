@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import transaction
@@ -27,7 +28,7 @@ def live_consent(user, application, tenant: str) -> Consent | None:
 
 
 def missing_scopes(
-    user, application, tenant: str, scopes: list[str], resources: list[str] = ()
+    user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()
 ) -> tuple[list[str], Consent | None]:
     """The requested scopes the user has not consented to (all of them when the client always asks),
     and the live consent, if any.
@@ -45,7 +46,7 @@ def missing_scopes(
     return [scope for scope in scopes if scope not in granted or scope == OFFLINE_ACCESS], consent
 
 
-def remember(user, application, tenant: str, scopes: list[str], resources: list[str] = ()) -> None:
+def remember(user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()) -> None:
     """Record (or widen) the user's consent, unless the client's policy is to always ask."""
     if policy(application) != ClientProfile.ConsentPolicy.REMEMBER:
         return

@@ -65,7 +65,7 @@ def resolve(identifiers: list[str], application, tenant: str | None) -> list[Res
             client_allowed=Exists(allowed)
         )
     }
-    servers = []
+    servers: list[ResourceServer] = []
     for value in wanted:
         server = found.get(value)
         # One answer for unknown, disabled and not allowed: a client learns nothing about APIs it

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
@@ -18,20 +19,21 @@ def identifier_problem(value: str) -> str | None:
     ``https://api.example.com/`` are two resources (the ``aud`` a resource server checks is a string).
     """
     if not value or len(value) > MAX_IDENTIFIER_LENGTH:
-        return _("The identifier must be 1 to %(max)d characters long.") % {"max": MAX_IDENTIFIER_LENGTH}
+        limit = {"max": MAX_IDENTIFIER_LENGTH}
+        return gettext("The identifier must be 1 to %(max)d characters long.") % limit
     if any(char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value):
-        return _("The identifier must not contain spaces or control characters.")
+        return gettext("The identifier must not contain spaces or control characters.")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError:
-        return _("The identifier is not a valid URI.")
+        return gettext("The identifier is not a valid URI.")
     if "#" in value:
-        return _("The identifier must not have a fragment (RFC 8707 section 2).")
+        return gettext("The identifier must not have a fragment (RFC 8707 section 2).")
     if not parts.scheme or not parts.hostname:
-        return _("The identifier must be an absolute URI with a host, e.g. https://api.example.com/.")
+        return gettext("The identifier must be an absolute URI with a host, e.g. https://api.example.com/.")
     if parts.username is not None or parts.password is not None:
-        return _("The identifier must not contain a user name or password.")
+        return gettext("The identifier must not contain a user name or password.")
     return None
 
 
