@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
+from oidc_provider_ext import checks
 from oidc_provider_ext.models import ResourceServer
 
 from . import presets
@@ -112,3 +113,22 @@ def test_admin_lists_searches_and_edits(admin_client):
     )
     assert response.status_code == 302, response.content[:300]
     assert list(ResourceServer.objects.get(name="Two").allowed_clients.all()) == [app]
+
+
+def _check_ids():
+    from django.core.checks import run_checks
+
+    return {m.id for m in run_checks(databases=["default"]) if (m.id or "").startswith("oidc_provider_ext.")}
+
+
+def test_w041_resource_scope_not_in_settings():
+    ResourceServerFactory(scopes="api:read api:gone", any_client=True)
+    assert checks.W041 in _check_ids()
+
+
+def test_w042_enabled_resource_server_without_clients():
+    server = ResourceServerFactory(scopes="api:read")
+    assert checks.W042 in _check_ids()
+    server.any_client = True
+    server.save()
+    assert not {checks.W041, checks.W042} & _check_ids()
