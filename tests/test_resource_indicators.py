@@ -25,6 +25,7 @@ from .flow import (
     get_code,
     introspect,
     login,
+    pkce_pair,
     query_of,
     refresh,
     token_request,
@@ -361,3 +362,34 @@ def test_token_endpoint_refuses_hostile_resource_values(rp):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 400
+
+
+def test_mcp_style_public_client_without_openid(browser, rp, user, public_app):
+    # What an MCP SDK client does: a public client, PKCE, no openid, `resource` on every request.
+    ResourceServerFactory(identifier=API, scopes="api:read", allowed_clients=[public_app])
+    verifier, challenge = pkce_pair()
+    code, _ = get_code(
+        browser,
+        public_app,
+        user,
+        scope="api:read offline_access",
+        resource=API,
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        nonce=None,
+    )
+    response = exchange(rp, public_app, code, verifier=verifier, resource=API)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert "id_token" not in body
+    assert verify_jwt(body["access_token"], typ="at+jwt")["aud"] == API
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": public_app.client_id,
+    }
+    response = token_request(rp, {**data, "resource": API})
+    assert response.status_code == 200, response.content
+    rotated = response.json()
+    assert rotated["refresh_token"] != body["refresh_token"]  # public clients' refresh tokens rotate
+    assert verify_jwt(rotated["access_token"], typ="at+jwt")["aud"] == API
