@@ -48,6 +48,14 @@ def test_scopes_and_tenants_must_exist():
     assert set(exc.value.message_dict) == {"scopes", "tenant_codes"}
 
 
+def test_identifier_must_not_be_a_client_id():
+    # aud = client_id for tokens requested without resource: an API named like a client would take them.
+    ApplicationFactory(client_id="https://app.example.com/client.json")
+    with pytest.raises(ValidationError) as exc:
+        ResourceServer(identifier="https://app.example.com/client.json", name="API").full_clean()
+    assert "identifier" in exc.value.message_dict
+
+
 def test_command_add_list_remove():
     app = ApplicationFactory()
     TenantFactory(code="acme")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -125,7 +126,7 @@ class ResourceServer(models.Model):
         from oidc_provider_ext.conf import app_settings
 
         super().clean()
-        errors = {}
+        errors: dict[str, Any] = {}
         unknown_scopes = [scope for scope in self.scope_list if scope not in app_settings.SCOPES]
         if unknown_scopes:
             errors["scopes"] = _("Not in the SCOPES setting: %(scopes)s.") % {
@@ -137,5 +138,16 @@ class ResourceServer(models.Model):
             errors["tenant_codes"] = _("No organisation has the code(s): %(codes)s.") % {
                 "codes": ", ".join(unknown)
             }
+        from oauth2_provider.models import get_application_model
+
+        identifier = self.identifier
+        if (
+            identifier
+            and not identifier_problem(identifier)  # never a NUL in a query (PostgreSQL refuses it)
+            and get_application_model().objects.filter(client_id=identifier).exists()
+        ):
+            # A token requested without resource has aud = client_id: an API named like a client
+            # would accept that client's tokens (audience confusion).
+            errors["identifier"] = _("A client has this identifier as its client_id; choose another.")
         if errors:
             raise ValidationError(errors)
