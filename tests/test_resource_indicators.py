@@ -323,10 +323,19 @@ def test_a_token_for_one_api_is_refused_by_another(browser, rp, user, confidenti
         validate_access_token(token, audience=confidential_app.client_id)
 
 
-def test_userinfo_refuses_a_token_for_an_api(browser, rp, user, confidential_app, api):
-    api.scopes = "openid api:read"  # even a resource that lists openid
-    api.save()
-    code, _ = get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        API,
+        # A prefix of the userinfo URL (DOT's audience check is a URL prefix match; it refuses only
+        # because oauthlib hands it a relative URI here; our own rule refuses regardless).
+        "http://testserver/connect",
+    ],
+)
+def test_userinfo_refuses_a_token_for_an_api(browser, rp, user, confidential_app, identifier):
+    # Even for a resource that lists openid among its scopes.
+    ResourceServerFactory(identifier=identifier, scopes="openid api:read", allowed_clients=[confidential_app])
+    code, _ = get_code(browser, confidential_app, user, scope="openid api:read", resource=identifier)
     token = exchange(rp, confidential_app, code).json()["access_token"]
     assert verify_jwt(token, typ="at+jwt")["scope"] == "openid api:read"
     assert userinfo(rp, token).status_code == 401
