@@ -84,6 +84,7 @@ class Migration(migrations.Migration):
                     "allowed_clients",
                     models.ManyToManyField(
                         blank=True,
+                        help_text="The clients that may ask for tokens for this API. None and “any client” off: no client.",
                         related_name="+",
                         to=oauth2_settings.APPLICATION_MODEL,
                         verbose_name="allowed clients",

@@ -86,6 +86,9 @@ class ResourceServer(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("allowed clients"),
+        help_text=_(
+            "The clients that may ask for tokens for this API. None and “any client” off: no client."
+        ),
     )
     # Tenant codes, like ClientProfile.allowed_tenant_codes: the adapter decides what a code means.
     tenant_codes = models.TextField(
