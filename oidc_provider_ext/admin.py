@@ -16,6 +16,7 @@ from .models import (
     ClientProfile,
     Consent,
     OPSession,
+    ResourceServer,
     SigningKey,
     Tenant,
     TenantMembership,
@@ -255,3 +256,23 @@ class TenantMembershipAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "tenant")
     search_fields = ("user__username", "user__email", "tenant__code", "tenant__name")
     raw_id_fields = ("user",)
+
+
+@admin.register(ResourceServer)
+class ResourceServerAdmin(admin.ModelAdmin):
+    """APIs that accept this provider's access tokens (RFC 8707 resource indicators)."""
+
+    list_display = ("identifier", "name", "scopes", "any_client", "tenant_codes", "enabled", "created")
+    list_filter = ("enabled", "any_client")
+    search_fields = ("identifier", "name", "scopes", "tenant_codes")
+    filter_horizontal = ("allowed_clients",)
+    fields = (
+        "identifier",
+        "name",
+        "scopes",
+        "access_token_lifetime",
+        "any_client",
+        "allowed_clients",
+        "tenant_codes",
+        "enabled",
+    )

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import models
 from django.utils.module_loading import import_string
 
 from .conf import MAX_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
@@ -375,6 +376,9 @@ E030 = "oidc_provider_ext.E030"  # an app the hosted pages need is not in INSTAL
 E031 = "oidc_provider_ext.E031"  # CRISPY_TEMPLATE_PACK / CRISPY_ALLOWED_TEMPLATE_PACKS not bootstrap5
 E032 = "oidc_provider_ext.E032"  # discovery is not served where the issuer says (mount prefix)
 W030 = "oidc_provider_ext.W030"  # PASSWORD_HASHERS cannot verify hashes stored for existing users
+W041 = "oidc_provider_ext.W041"  # a resource server accepts a scope that is not in SCOPES
+W042 = "oidc_provider_ext.W042"  # an enabled resource server no client may use
+W043 = "oidc_provider_ext.W043"  # RFC 8414 metadata is not served where the issuer says
 
 # App label -> why it is needed. oauth2_provider (and django.contrib.auth, contenttypes) cannot be
 # checked here: their absence fails at import, see OidcProviderExtConfig.import_models.
@@ -452,6 +456,94 @@ def check_mount_matches_issuer(app_configs=None, **kwargs):
             id=E032,
         )
     ]
+
+
+@register(Tags.urls)
+def check_authorization_server_metadata(app_configs=None, **kwargs):
+    """W043: OAuth clients (every MCP client) read RFC 8414 metadata at the host's root with the
+    issuer's path inserted; a site that mounts the provider under a path must route it there."""
+    from django.urls import Resolver404, get_script_prefix, resolve
+
+    from oidc_provider_ext.views.discovery import AuthorizationServerMetadataView, metadata_paths
+
+    try:
+        issuer = app_settings.raw("ISSUER")
+        if not issuer or get_script_prefix() != "/":
+            return []  # E003/E005; behind a prefix-stripping proxy the root is the proxy's
+        paths = metadata_paths()
+    except Exception:  # E004/E005 report a broken issuer
+        return []
+    missing = []
+    for path in paths:
+        try:
+            match = resolve(path)
+        except Resolver404:
+            missing.append(path)
+            continue
+        except Exception:  # a broken URLconf: Django's own URL checks report it
+            return []
+        if getattr(match.func, "view_class", None) is not AuthorizationServerMetadataView:
+            missing.append(path)
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"Authorization server metadata (RFC 8414) is not served at {', '.join(missing)}, where "
+            f"OAuth and MCP clients look for {SETTINGS_NAME}['ISSUER'] = {issuer!r}: they get 404.",
+            hint="Include oidc_provider_ext.urls.well_known_urlpatterns at the root of the URLconf: "
+            'path("", include((well_known_urlpatterns, "oidc_provider_ext_well_known"))). See '
+            "docs/operations.md, 'Mounting under a path'.",
+            id=W043,
+        )
+    ]
+
+
+@register(Tags.security)
+def check_resource_servers(app_configs=None, databases=None, **kwargs):
+    """W041/W042: resource servers (RFC 8707) that cannot work as registered. Reads the table; when
+    the database cannot be reached (not migrated, tests without database access) it is silent."""
+    from django.db import connections
+
+    from oidc_provider_ext.models import ResourceServer
+
+    try:
+        known = set(app_settings.SCOPES)
+    except Exception:  # E005 reports broken settings
+        return []
+    messages: list[CheckMessage] = []
+    for alias in databases or ["default"]:
+        if alias not in connections or _sqlite_file_missing(connections[alias].settings_dict):
+            continue
+        try:
+            servers = list(
+                ResourceServer.objects.using(alias)
+                .filter(enabled=True)
+                .annotate(client_count=models.Count("allowed_clients"))[:100]
+            )
+        except Exception:
+            continue
+        for server in servers:
+            unknown = [scope for scope in server.scope_list if scope not in known]
+            if unknown:
+                messages.append(
+                    Warning(
+                        f"Resource server {server.identifier!r} accepts {', '.join(unknown)}, which "
+                        f"{SETTINGS_NAME}['SCOPES'] does not define: no token can carry them.",
+                        hint=f"Add them to {SETTINGS_NAME}['SCOPES'] or remove them from the resource.",
+                        id=W041,
+                    )
+                )
+            if not server.any_client and not server.client_count:
+                messages.append(
+                    Warning(
+                        f"Resource server {server.identifier!r} is enabled but allows no client: every "
+                        "request for it is refused with invalid_target.",
+                        hint="Allow clients in the admin (or oidc_resources add --client), or tick "
+                        "'any client'.",
+                        id=W042,
+                    )
+                )
+    return messages
 
 
 @register(Tags.security, Tags.compatibility)

@@ -38,7 +38,6 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationTokenGrantDispatcher,
 )
 
-from .conf import app_settings
 from .scopes import OFFLINE_ACCESS
 from .tokens import generate_refresh_token
 
@@ -91,11 +90,11 @@ class OfflineAccessBearerToken(BearerToken):
     def create_token(self, request, refresh_token=False, **kwargs):
         # OIDC Core 11: a refresh token is the grant of offline_access, and nothing else.
         refresh_token = refresh_token and OFFLINE_ACCESS in (request.scopes or [])
-        return super().create_token(request, refresh_token=refresh_token, **kwargs)
-
-
-def _access_token_lifetime(request) -> int:
-    return app_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+        token = super().create_token(request, refresh_token=refresh_token, **kwargs)
+        # RFC 6749 5.1: "scope" is the access token's, which RFC 8707 narrows to its resource.
+        if "scope" in token:
+            token["scope"] = " ".join(self.request_validator.get_access_token_scopes(request))
+        return token
 
 
 # The values of DOT's Application.authorization_grant_type this server can serve: the code flow
@@ -120,7 +119,8 @@ class Server(
         self.bearer = OfflineAccessBearerToken(
             request_validator,
             token_generator=request_validator.generate_access_token,
-            expires_in=_access_token_lifetime,
+            # RFC 8707: the resource server's lifetime when the token is for one, else the site's.
+            expires_in=request_validator.get_access_token_lifetime,
             refresh_token_generator=generate_refresh_token,
         )
         self.auth_grant = S256OnlyCodeGrant(request_validator)

@@ -26,18 +26,29 @@ def subject_for(user) -> str:
 
 
 def mint_access_token(
-    *, client_id: str, subject: str, scopes: list[str], extra: dict[str, Any] | None = None
+    *,
+    client_id: str,
+    subject: str,
+    scopes: list[str],
+    extra: dict[str, Any] | None = None,
+    audience: str | None = None,
+    expires_in: int | None = None,
 ) -> str:
     """A signed RFC 9068 access token. ``extra`` carries ``auth_time``/``acr``/``amr`` (2.2.1)
-    and the like when known."""
+    and the like when known.
+
+    ``aud`` (RFC 9068 2.2) is the resource indicator the token was requested for (RFC 8707),
+    exactly as the client sent it; without one, the client itself (the provider's own userinfo
+    endpoint and resource servers that validate ``client_id`` audiences accept it).
+    """
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": app_settings.ISSUER,
         "sub": subject,
-        "aud": client_id,
+        "aud": audience or client_id,
         "client_id": client_id,
         "iat": now,
-        "exp": now + app_settings.ACCESS_TOKEN_EXPIRE_SECONDS,
+        "exp": now + (expires_in or app_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
         "jti": uuid.uuid4().hex,
         "scope": " ".join(scopes),
     }

@@ -4,8 +4,8 @@ mounts the endpoints under ``/connect/`` and discovery at the issuer root
 
 The lists are composable, so a site can mount a subset or another prefix::
 
-    path("", include(([path("oauth/", include(endpoint_urlpatterns)), *discovery_urlpatterns],
-                      "oidc_provider_ext")))
+    path("", include(([path("oauth/", include(endpoint_urlpatterns)), *discovery_urlpatterns,
+                       *well_known_urlpatterns], "oidc_provider_ext")))
 """
 
 from django.urls import include, path
@@ -70,4 +70,29 @@ discovery_urlpatterns = [
     *protected_resource_urlpatterns,
 ]
 
-urlpatterns = [path("connect/", include(endpoint_urlpatterns)), *discovery_urlpatterns]
+# RFC 8414 3: at the root of the host, whatever the mount point; the issuer's path is inserted after
+# the well-known name. A site that mounts the provider under a path includes these at its root too:
+#     path("", include((well_known_urlpatterns, "oidc_provider_ext_well_known")))
+well_known_urlpatterns = [
+    path(
+        ".well-known/oauth-authorization-server",
+        discovery.AuthorizationServerMetadataView.as_view(),
+        name="oauth-authorization-server",
+    ),
+    path(
+        ".well-known/oauth-authorization-server/<path:issuer_path>",
+        discovery.AuthorizationServerMetadataView.as_view(),
+        name="oauth-authorization-server-path",
+    ),
+    path(
+        ".well-known/openid-configuration/<path:issuer_path>",
+        discovery.AuthorizationServerMetadataView.as_view(),
+        name="openid-configuration-path",
+    ),
+]
+
+urlpatterns = [
+    path("connect/", include(endpoint_urlpatterns)),
+    *discovery_urlpatterns,
+    *well_known_urlpatterns,
+]

@@ -30,7 +30,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from . import keys, throttle
 from .adapter import get_adapter
 from .conf import app_settings
-from .internal import cors
+from .internal import cors, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .models import AuthorizationGrant
 from .models.grants import revoke_issued
@@ -52,6 +52,7 @@ class _State:
 
     grant: Any = _NOT_LOADED  # the AuthorizationGrant behind the code / refresh token / access token
     client_auth: throttle.ClientAuthAttempt | None = None  # set only while authenticating a client
+    audience: resources.Audience | None = None  # RFC 8707: the resource server of this token
 
 
 def _state(request) -> _State:
@@ -186,8 +187,14 @@ class OIDCValidator(OAuth2Validator):
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
         if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):
             return False
+        if grant_type != "client_credentials":
+            return True
         # The account-state rule for a client acting for itself (adapter.may_use_client).
-        return grant_type != "client_credentials" or get_adapter().may_use_client(None, client, "")
+        if not get_adapter().may_use_client(None, client, ""):
+            return False
+        # RFC 8707 2.2 for a client acting for itself: any resource it is allowed, no tenant.
+        self._bind_audience(request, client, "", authorized=None, previous=[])
+        return True
 
     def get_default_redirect_uri(self, client_id, request, *args, **kwargs):
         # OIDC Core 3.1.2.1: redirect_uri is REQUIRED, so there is no default. At the token
@@ -228,6 +235,7 @@ class OIDCValidator(OAuth2Validator):
             code_challenge_method=request.code_challenge_method or "",
             nonce=request.nonce or "",
             claims=request.claims or {},
+            resource=list(context.get("resource") or ()),
             expires=timezone.now() + timedelta(seconds=app_settings.CODE_EXPIRE_SECONDS),
         )
 
@@ -259,6 +267,8 @@ class OIDCValidator(OAuth2Validator):
             return False
         if not get_adapter().may_use_client(grant.user, client, grant.tenant):
             return False
+        # Before the lock: a refused resource leaves the code redeemable with the right one.
+        self._bind_audience(request, client, grant.tenant, authorized=grant.resource, previous=[])
         # The single-use lock: exactly one concurrent request turns redeemed from NULL to a time.
         # The row's expiry is part of it: a logout, consent revocation or deactivation committing
         # between the checks above and this UPDATE expired the code in this very row
@@ -342,6 +352,10 @@ class OIDCValidator(OAuth2Validator):
             if family
             else None
         )
+        if grant is not None:
+            # Before the token is consumed: a refused resource does not cost the client its family.
+            previous = rt.access_token.resource if rt.access_token is not None else []
+            self._bind_audience(request, client, grant.tenant, authorized=grant.resource, previous=previous)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
         if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
@@ -362,6 +376,14 @@ class OIDCValidator(OAuth2Validator):
         request.claims = grant.claims
         return True
 
+    def get_original_scopes(self, refresh_token, request, *args, **kwargs):
+        grant = _state(request).grant
+        if grant is not None and grant is not _NOT_LOADED and grant.resource:
+            # An access token for a resource carries only that resource's scopes; the grant holds
+            # what the user granted (RFC 6749 6: "originally granted by the resource owner").
+            return grant.scopes
+        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+
     @staticmethod
     def _refresh_token_replayed(family) -> None:
         if not family:
@@ -372,14 +394,88 @@ class OIDCValidator(OAuth2Validator):
         AuthorizationGrant.objects.filter(token_family=family).update(reuse_detected=True)
         RefreshToken.revoke_family(family)
 
+    # --- resource indicators (RFC 8707) -----------------------------------------------------------
+
+    @staticmethod
+    def _requested_resources(request) -> list[str]:
+        # RFC 8707 2: the parameter may repeat; oauthlib keeps only its last value.
+        values = [value for key, value in (getattr(request, "decoded_body", None) or []) if key == "resource"]
+        single = request.resource
+        return values or ([single] if isinstance(single, str) and single else [])
+
+    def _bind_audience(self, request, client, tenant: str, *, authorized, previous) -> None:
+        """Decide the one resource server this token request's access token is for.
+
+        RFC 8707 2.2: a token request names at most one of the resources ``authorized`` (the
+        grant's; None: any registered one, for client credentials). One audience per token: a
+        token request naming several is refused (invalid_target), the client asks one token per
+        resource (a refresh token can be exchanged for each). Naming none: the previous access
+        token's resource (a refresh keeps its audience), else the grant's only one; a grant for
+        several resources must name one. No resource anywhere: ``aud`` is the client, as before.
+        Every resource is checked again (still enabled, client still allowed, tenant).
+        """
+        requested = self._requested_resources(request)
+        request.resource = list(authorized or [])  # what DOT's refresh-token row stores: the grant's
+        if len(requested) > 1:
+            raise self._invalid_target(
+                request, "Request one resource per token request (RFC 8707 section 2.2)."
+            )
+        if requested:
+            identifier = requested[0]
+            if authorized is not None and identifier not in authorized:
+                raise self._invalid_target(request, "The resource was not part of the authorization request.")
+        elif previous:
+            identifier = previous[0]
+        elif authorized and len(authorized) == 1:
+            identifier = authorized[0]
+        elif authorized:
+            raise self._invalid_target(
+                request, "The grant is for several resources: name one with the resource parameter."
+            )
+        else:
+            _state(request).audience = None
+            return
+        try:
+            (server,) = resources.resolve([identifier], client, tenant)
+        except resources.InvalidTarget as exc:
+            raise self._invalid_target(request, exc.description) from exc
+        _state(request).audience = resources.Audience.of(server)
+        if authorized is None:
+            request.resource = [server.identifier]
+
+    @staticmethod
+    def _invalid_target(request, description: str) -> errors.OAuth2Error:
+        return errors.CustomOAuth2Error(
+            error=resources.INVALID_TARGET, description=description, request=request
+        )
+
+    def get_access_token_lifetime(self, request) -> int:
+        """``expires_in`` of the access token (server.py): the resource server's, else the site's."""
+        audience = _state(request).audience
+        return (audience.lifetime if audience else None) or app_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+
+    def get_access_token_scopes(self, request) -> list[str]:
+        """The access token's scopes: of those granted, the ones its resource server accepts (the
+        ID token and the refresh token still follow the whole grant)."""
+        audience = _state(request).audience
+        scopes = list(request.scopes or ())
+        return [scope for scope in scopes if scope in audience.scopes] if audience else scopes
+
     # --- tokens ----------------------------------------------------------------------------------
 
     def generate_access_token(self, request) -> str:
         """oauthlib token generator (see server.py): an RFC 9068 JWT access token."""
         client_id = request.client.client_id
+        audience = _state(request).audience
+        common: dict[str, Any] = {
+            "client_id": client_id,
+            "scopes": self.get_access_token_scopes(request),
+            "audience": audience.identifier if audience else None,
+            "expires_in": self.get_access_token_lifetime(request),
+        }
         if request.grant_type == "client_credentials":
             # RFC 9068 2.2: with no resource owner, sub identifies the client.
-            return mint_access_token(client_id=client_id, subject=client_id, scopes=request.scopes)
+            return mint_access_token(subject=client_id, **common)
         extra = {}
         grant = _state(request).grant if _state(request).grant is not _NOT_LOADED else None
         if grant is not None:
@@ -387,9 +483,7 @@ class OIDCValidator(OAuth2Validator):
             if grant.sid:
                 extra["sid"] = grant.sid
             extra.update(get_adapter().get_tenant_claims(request.user, grant.tenant))
-        return mint_access_token(
-            client_id=client_id, subject=subject_for(request.user), scopes=request.scopes, extra=extra
-        )
+        return mint_access_token(subject=subject_for(request.user), extra=extra, **common)
 
     def _create_access_token(self, expires, request, token, source_refresh_token=None):
         access_token = AccessToken(
@@ -398,7 +492,8 @@ class OIDCValidator(OAuth2Validator):
             expires=expires,
             application=request.client,
             source_refresh_token=source_refresh_token,
-            resource=[],
+            # RFC 8707: DOT's audience field (AccessToken.allows_audience) holds the token's aud.
+            resource=[audience.identifier] if (audience := _state(request).audience) else [],
         )
         self._set_token_value(access_token, token["access_token"])
         access_token.save()
@@ -473,6 +568,10 @@ class OIDCValidator(OAuth2Validator):
         if not super().validate_bearer_token(token, scopes, request):
             return False
         access_token = request.access_token
+        if access_token.resource and "openid" in (scopes or ()):
+            # RFC 8707 / RFC 9068 4: a token for an API is not a token for this provider's userinfo
+            # (audience confusion), whatever its scopes and whatever DOT's prefix match says.
+            return False
         if access_token.user is None:
             # OIDC Core 5.3: userinfo (the resource that asks for "openid") answers about a user;
             # a token a client obtained for itself has none.

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from factory.django import DjangoModelFactory
 from oauth2_provider.models import get_application_model
 
-from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
+from oidc_provider_ext.models import ClientProfile, ResourceServer, Tenant, TenantMembership
 
 Application = get_application_model()
 REDIRECT_URI = "https://rp.example.com/callback"
@@ -87,3 +87,20 @@ class TenantMembershipFactory(DjangoModelFactory[TenantMembership]):
 
     tenant = factory.SubFactory(TenantFactory)
     user = factory.SubFactory(UserFactory)
+
+
+class ResourceServerFactory(DjangoModelFactory[ResourceServer]):
+    """An API; ``ResourceServerFactory(allowed_clients=[app])`` allows clients (fail closed)."""
+
+    class Meta:
+        model = ResourceServer
+        skip_postgeneration_save = True
+
+    identifier = factory.Sequence(lambda n: f"https://api{n}.example.com/mcp")
+    name = factory.Sequence(lambda n: f"API {n}")
+    scopes = "api:read api:write"
+
+    @factory.post_generation
+    def allowed_clients(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.allowed_clients.set(extracted)

@@ -29,7 +29,7 @@ def authorize_url(app, **params) -> str:
     }
     query.update(params)
     query = {k: v for k, v in query.items() if v is not None}
-    return f"{reverse('oidc_provider_ext:authorize')}?{urlencode(query)}"
+    return f"{reverse('oidc_provider_ext:authorize')}?{urlencode(query, doseq=True)}"
 
 
 def query_of(location: str) -> dict[str, str]:
@@ -88,16 +88,27 @@ def token_request(client, data, auth: tuple[str, str] | None = None, **extra):
     """POST to the token endpoint; ``data`` is a dict or an already-encoded body."""
     if auth is not None:
         extra["HTTP_AUTHORIZATION"] = basic_auth(*auth)
-    body = data if isinstance(data, str) else urlencode(data)
+    body = data if isinstance(data, str) else urlencode(data, doseq=True)
     return client.post(
         reverse("oidc_provider_ext:token"), body, content_type="application/x-www-form-urlencoded", **extra
     )
 
 
-def exchange(client, app, code: str, verifier: str | None = None, redirect_uri: str = REDIRECT_URI, **extra):
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+def exchange(
+    client,
+    app,
+    code: str,
+    verifier: str | None = None,
+    redirect_uri: str = REDIRECT_URI,
+    resource: str | list[str] | None = None,
+    **extra,
+):
+    """Redeem ``code``; ``resource`` (RFC 8707) is sent once per value."""
+    data: dict = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if verifier:
         data["code_verifier"] = verifier
+    if resource is not None:
+        data["resource"] = resource
     if app.client_type == "public":
         data["client_id"] = app.client_id
         return token_request(client, data, **extra)

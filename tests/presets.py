@@ -17,3 +17,15 @@ ADDRESS_PHONE_ADAPTER = {"ADAPTER": "tests.adapters.AddressPhoneAdapter"}
 # The reusable app's own adapter (the example project configures idp_project.adapter.ExampleAdapter):
 # for tests about what a site without profile data advertises and releases.
 DEFAULT_ADAPTER = {"ADAPTER": "oidc_provider_ext.adapter.DefaultOIDCAdapter"}
+
+# Two API scopes beside the OIDC ones, for resource servers (RFC 8707 tests).
+API_SCOPES = {
+    "SCOPES": {
+        "openid": "Sign you in",
+        "profile": "See your profile",
+        "email": "See your email address",
+        "offline_access": "Stay connected",
+        "api:read": "Read your data in the API",
+        "api:write": "Change your data in the API",
+    }
+}

@@ -38,14 +38,23 @@ URL_NAMES = [
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
     ("oidc_provider_ext:protected-resource-metadata", "/.well-known/oauth-protected-resource"),
     ("oidc_provider_ext:protected-resource-metadata-path", "/.well-known/oauth-protected-resource/"),
+    ("oidc_provider_ext:oauth-authorization-server", "/.well-known/oauth-authorization-server"),
+    ("oidc_provider_ext:oauth-authorization-server-path", "/.well-known/oauth-authorization-server/idp"),
+    ("oidc_provider_ext:openid-configuration-path", "/.well-known/openid-configuration/idp"),
 ]
 
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
-        name[name.rfind("-") :], []
-    )
+    args = {
+        "-continue": ["abc"],
+        "-revoke": [7],
+        "-end": [7],
+        "-confirm": ["MQ", "abc-123"],
+        "-path": ["idp"],
+    }.get(name[name.rfind("-") :], [])
+    if name.endswith("protected-resource-metadata-path"):
+        args = []  # RFC 9728 3.1: a regex pattern that takes the resource's path as it comes
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 
@@ -53,7 +62,9 @@ def test_every_url_name_reverses_to_its_path(name, path):
 def test_every_app_url_name_is_listed():
     from oidc_provider_ext import urls
 
-    names = {p.name for p in urls.endpoint_urlpatterns + urls.discovery_urlpatterns}
+    names = {
+        p.name for p in urls.endpoint_urlpatterns + urls.discovery_urlpatterns + urls.well_known_urlpatterns
+    }
     assert {f"oidc_provider_ext:{n}" for n in names} == {name for name, _ in URL_NAMES}
 
 

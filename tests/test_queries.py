@@ -6,6 +6,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from . import presets
+from .factories import ResourceServerFactory
 from .flow import authorize_url, exchange, get_code, token_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,6 +31,22 @@ def test_code_exchange(warm, browser, rp, user, confidential_app, django_assert_
     # grant (+user), redeem UPDATE, access token, refresh token, grant link; the client is cached
     with django_assert_num_queries(5 + TRANSACTION):  # budget: 8
         assert exchange(rp, confidential_app, code).status_code == 200
+
+
+@pytest.mark.oidc_settings(presets.API_SCOPES)
+def test_code_exchange_with_resource(warm, browser, rp, user, confidential_app, django_assert_num_queries):
+    ResourceServerFactory(identifier="https://api.example.com/", allowed_clients=[confidential_app])
+    code, _ = get_code(
+        browser,
+        confidential_app,
+        user,
+        scope="openid offline_access api:read",
+        resource="https://api.example.com/",
+    )
+    # as above, plus the resource server (enabled, client allowed: one query, RFC 8707)
+    with django_assert_num_queries(6 + TRANSACTION):  # budget: 8
+        response = exchange(rp, confidential_app, code, resource="https://api.example.com/")
+    assert response.status_code == 200, response.content
 
 
 def test_refresh(warm, browser, rp, user, confidential_app, django_assert_num_queries):

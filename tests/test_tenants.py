@@ -371,6 +371,7 @@ class TestAdmin:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_migrated_back_to_the_latest")
 def test_migration_copies_client_tenants_to_codes():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
@@ -412,3 +413,15 @@ def test_migration_copies_client_tenants_to_codes():
     assert rows == {"restricted": "acme globex", "open": ""}
     defaults = new.get_model(app, "ClientProfile").objects.values_list("default_tenant_code", flat=True)
     assert sorted(defaults) == ["", "globex"]
+
+
+@pytest.fixture
+def _migrated_back_to_the_latest():
+    """Tests that step this app's migrations back leave the schema at the latest one for the next
+    test (transaction=True tests share the database; later migrations exist)."""
+    yield
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ from django.utils.translation import gettext
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import consents, op_sessions
+from oidc_provider_ext.internal import consents, op_sessions, resources
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -149,6 +149,8 @@ class PendingAuthorization:
     asked: list[str] | None = None  # the scopes the consent page asks for
     user: str | None = None  # who the chooser/consent page was shown to
     expects: str = ""  # the answer the browser may post next: "tenant" or "consent"
+    # RFC 8707 2.1: the resource indicators, exactly as sent (registered, enabled, allowed).
+    resources: list[str] = field(default_factory=list)
 
     # --- construction --------------------------------------------------------------------------
 
@@ -188,6 +190,13 @@ class PendingAuthorization:
             except InvalidIdTokenHint as exc:
                 raise AuthorizationError("invalid_request", str(exc)) from exc
         _essential, sub_values = requested_value(claims, "sub")
+        # RFC 8707 2.1: may repeat. The tenant rule is applied now if the tenant is known, and in
+        # any case again before the code is issued (_decide).
+        requested_resources = params.getlist("resource") if hasattr(params, "getlist") else []
+        try:
+            resources.resolve(requested_resources, application, tenant.code if tenant is not None else None)
+        except resources.InvalidTarget as exc:
+            raise AuthorizationError(exc.error, exc.description) from exc
         return cls(
             id=secrets.token_urlsafe(24),
             created=time.time(),
@@ -203,6 +212,7 @@ class PendingAuthorization:
             # user's only organisation, or the one they pick. A site without tenants has none.
             tenant_deferred=tenant is None and adapter.has_tenants(),
             idp=list(acr.idps),
+            resources=list(dict.fromkeys(requested_resources)),
         )
 
     @property
@@ -290,9 +300,17 @@ class PendingAuthorization:
             return Fail("login_required", reason)
         if reason:
             return Fail("login_required", reason) if "none" in prompt else Login()
+        if self.resources:
+            # Again, now that the tenant is decided and minutes may have passed (disabled since).
+            try:
+                resources.resolve(self.resources, application, self.tenant)
+            except resources.InvalidTarget as exc:
+                return Fail(exc.error, exc.description)
         if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
             return Issue()
-        missing, consent = consents.missing_scopes(request.user, application, self.tenant, self.scopes)
+        missing, consent = consents.missing_scopes(
+            request.user, application, self.tenant, self.scopes, self.resources
+        )
         if not missing and "consent" not in prompt:
             consents.touch(consent)
             return Issue()
@@ -376,6 +394,7 @@ class PendingAuthorization:
             "auth_time": session.auth_time,
             "acr": session.acr,
             "amr": session.amr,
+            "resource": self.resources,
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import transaction
@@ -26,20 +27,26 @@ def live_consent(user, application, tenant: str) -> Consent | None:
     return live_consents(user).filter(application=application, tenant=tenant).first()
 
 
-def missing_scopes(user, application, tenant: str, scopes: list[str]) -> tuple[list[str], Consent | None]:
+def missing_scopes(
+    user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()
+) -> tuple[list[str], Consent | None]:
     """The requested scopes the user has not consented to (all of them when the client always asks),
     and the live consent, if any.
 
     OIDC Core 11: offline access needs explicit consent every time, so it is never "remembered".
+    RFC 8707: a consent covers the APIs (``resources``) it named; the same scopes for an API the
+    user has not seen named are asked again, all of them (the page names the API).
     """
     if policy(application) == ClientProfile.ConsentPolicy.ASK:
         return list(scopes), None
     consent = live_consent(user, application, tenant)
     granted = consent.scopes if consent is not None else set()
+    if consent is not None and not set(resources) <= set(consent.resource or ()):
+        return list(scopes), consent
     return [scope for scope in scopes if scope not in granted or scope == OFFLINE_ACCESS], consent
 
 
-def remember(user, application, tenant: str, scopes: list[str]) -> None:
+def remember(user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()) -> None:
     """Record (or widen) the user's consent, unless the client's policy is to always ask."""
     if policy(application) != ClientProfile.ConsentPolicy.REMEMBER:
         return
@@ -54,12 +61,13 @@ def remember(user, application, tenant: str, scopes: list[str]) -> None:
         if consent is None:
             Consent.objects.create(
                 user=user, application=application, tenant=tenant, scope=" ".join(remembered),
-                granted=now, expires=expires, last_used=now,
+                resource=list(dict.fromkeys(resources)), granted=now, expires=expires, last_used=now,
             )  # fmt: skip
         else:
             consent.scope = " ".join(sorted(consent.scopes | set(remembered)))
+            consent.resource = list(dict.fromkeys([*(consent.resource or []), *resources]))
             consent.granted, consent.expires, consent.last_used = now, expires, now
-            consent.save(update_fields=["scope", "granted", "expires", "last_used"])
+            consent.save(update_fields=["scope", "resource", "granted", "expires", "last_used"])
 
 
 LAST_USED_RESOLUTION = timedelta(hours=1)

@@ -55,7 +55,14 @@ PARAMETER_LIMITS = {
     "username": 254,  # django-axes stores it in a varchar(255); an email address is <= 254
     "password": 4096,  # Django's own password hashers refuse longer ones
     "tenant": 64,  # Tenant.code
+    "resource": 2048,  # ResourceServer.identifier
 }
+# RFC 8707 2: the one parameter a request may repeat (one value per resource it names), in the
+# query or in the body; at most MAX_REPEATS values.
+REPEATABLE_PARAMETERS = ("resource",)
+MAX_REPEATS = 10
+# RFC 8707 2: a resource indicator the AS cannot parse is invalid_target, not invalid_request.
+PARAMETER_ERRORS = {"resource": "invalid_target"}
 # RFC 7636 4.2: BASE64URL(SHA256(verifier)) is 43 characters; 4.1 allows 43..128 unreserved ones.
 CODE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 JSON_PARAMETERS = ("claims",)  # OIDC Core 5.5: a JSON object
@@ -82,6 +89,11 @@ class Problem:
 
     def __str__(self) -> str:
         return self.description
+
+    @property
+    def error(self) -> str:
+        """The RFC 6749 / RFC 8707 error code for this problem."""
+        return PARAMETER_ERRORS.get(self.parameter or "", "invalid_request")
 
 
 def value_problem(name: str, value: str) -> str | None:
@@ -231,7 +243,9 @@ def problem(
     seen: set[str] = set()
     for source in sources:
         for name, values in source.lists():
-            repeatable = source is not request.GET and name in repeatable_form_fields
+            repeatable = (source is not request.GET and name in repeatable_form_fields) or (
+                name in REPEATABLE_PARAMETERS and len(values) <= MAX_REPEATS
+            )
             if (len(values) > 1 and not repeatable) or name in seen:
                 return Problem(f"The parameter {name[:64]!r} is repeated.", name, repeated=True)
             seen.add(name)

@@ -88,6 +88,9 @@ class AuthorizationGrant(models.Model):
     code_challenge_method = models.CharField(_("PKCE method"), max_length=10, blank=True)
     nonce = models.CharField(_("nonce"), max_length=255, blank=True)
     claims = models.JSONField(_("requested claims"), default=dict, blank=True)
+    # RFC 8707 2.1: the resource indicators of the authorization request, exactly as sent; the
+    # token requests of this grant may name any of them, never another (2.2).
+    resource = models.JSONField(_("resource indicators"), default=list, blank=True)
     # Copied from the OP session when the code is issued, so every token derived from this grant
     # reports the original authentication even after the session ends (OIDC Core 12.2).
     auth_time = models.DateTimeField(_("authenticated at"))

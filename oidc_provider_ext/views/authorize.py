@@ -46,6 +46,7 @@ from oidc_provider_ext.internal.authorization import (
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests, value_problem
+from oidc_provider_ext.models import ResourceServer
 from oidc_provider_ext.tenants import TenantError
 from oidc_provider_ext.validator import redirect_uri_allowed
 from oidc_provider_ext.views.errors import bad_request_page, boundary_page, error_page
@@ -124,7 +125,7 @@ def _boundary_error(request, problem: Problem):
         or not redirect_uri_allowed(application, trusted["redirect_uri"])
     ):
         return bad_request_page(request, problem.description)
-    return client_error(trusted, application, "invalid_request", problem.description)
+    return client_error(trusted, application, problem.error, problem.description)
 
 
 class _Authorization(OAuthLibMixin, View):
@@ -188,6 +189,8 @@ class _Authorization(OAuthLibMixin, View):
             "tenant": adapter.get_tenant(pending.tenant) if pending.tenant else None,
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
+            # RFC 8707: the APIs the user grants access to, by the names the operator gave them.
+            "resources": list(ResourceServer.objects.filter(identifier__in=pending.resources)),
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
         }
         with translation.override(ui_language(self.request, pending.ui_locales)):
@@ -207,7 +210,9 @@ class _Authorization(OAuthLibMixin, View):
             # One transaction only when there are two writes (consent and code).
             with transaction.atomic() if consented else nullcontext():
                 if consented:
-                    consents.remember(self.request.user, application, pending.tenant, pending.scopes)
+                    consents.remember(
+                        self.request.user, application, pending.tenant, pending.scopes, pending.resources
+                    )
                 # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=self.request,

@@ -59,7 +59,7 @@ class JsonErrorsMixin(View):
 
 
 def invalid_request(request, problem):
-    return oauth_error("invalid_request", problem.description)
+    return oauth_error(problem.error, problem.description)
 
 
 def form_endpoint(view_class=None, *, browser_readable: bool = False):

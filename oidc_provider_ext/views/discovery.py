@@ -1,8 +1,15 @@
-"""OpenID Provider metadata (OIDC Discovery 1.0 section 3) and the JWK Set."""
+"""Authorization server metadata: one document, served as OpenID Provider metadata (OIDC Discovery
+1.0 section 3) and as OAuth 2.0 authorization server metadata (RFC 8414 section 2).
+
+Every member of the OIDC document is registered in IANA's "OAuth Authorization Server Metadata"
+registry (RFC 8414 7.1.2, RFC 9207, RP-Initiated and Back-Channel Logout), so both documents are
+the same dict from :func:`provider_metadata`: ``issuer`` is byte-identical (no added slash) and a
+client reading either first finds everything.
+"""
 
 from urllib.parse import urlsplit
 
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
@@ -38,9 +45,10 @@ PROTOCOL_CLAIMS = (
 
 
 def provider_metadata() -> dict:
-    """Only what this provider really supports (each value is exercised by tests)."""
+    """Only what this provider really supports (each value is exercised by tests). The one builder
+    of both metadata documents."""
     adapter = get_adapter()
-    return {
+    metadata = {
         "issuer": app_settings.ISSUER,
         "authorization_endpoint": endpoint_url("oidc_provider_ext:authorize"),
         "token_endpoint": endpoint_url("oidc_provider_ext:token"),
@@ -73,16 +81,52 @@ def provider_metadata() -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
     }
+    # Optional features add their members here, one line each, only when they are enabled (a
+    # document advertises exactly what works): registration_endpoint (RFC 7591),
+    # client_id_metadata_document_supported, device_authorization_endpoint (RFC 8628).
+    # Not advertised: RFC 8707 defines no metadata member for resource indicators.
+    return metadata
 
 
 # They take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
 _boundary = method_decorator(rejecting_bad_requests(invalid_request, reads_parameters=False), name="dispatch")
 
 
+def _metadata_response() -> JsonResponse:
+    response = JsonResponse(provider_metadata())
+    # Browser-based clients (and MCP clients in a browser) read it cross-origin.
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 @_boundary
 class DiscoveryView(View):
+    """``ISSUER + /.well-known/openid-configuration`` (OIDC Discovery 4, path appended)."""
+
     def get(self, request, *args, **kwargs):
-        response = JsonResponse(provider_metadata())
-        response["Access-Control-Allow-Origin"] = "*"
-        response["Cache-Control"] = "public, max-age=3600"
-        return response
+        return _metadata_response()
+
+
+@_boundary
+class AuthorizationServerMetadataView(View):
+    """RFC 8414 3: ``/.well-known/oauth-authorization-server`` with the issuer's path, if any,
+    *inserted* after it (``https://host/idp`` -> ``/.well-known/oauth-authorization-server/idp``),
+    at the host's root. The same insertion is served for OIDC discovery (``/.well-known/
+    openid-configuration/idp``), which MCP clients try next. A path that is not the issuer's is 404:
+    RFC 8414 3.3 requires the issuer in the document to be the one the URL was built from."""
+
+    def get(self, request, *args, **kwargs):
+        if request.path not in metadata_paths():
+            raise Http404("No authorization server metadata at this path.")
+        return _metadata_response()
+
+
+AS_METADATA = "/.well-known/oauth-authorization-server"  # RFC 8414 3.1
+OIDC_DISCOVERY = "/.well-known/openid-configuration"
+
+
+def metadata_paths() -> tuple[str, ...]:
+    """Where, from the host's root, the issuer's path-inserted metadata is served (RFC 8414 3)."""
+    issuer_path = urlsplit(app_settings.ISSUER).path
+    return (AS_METADATA + issuer_path, OIDC_DISCOVERY + issuer_path) if issuer_path else (AS_METADATA,)

@@ -77,6 +77,8 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 "token_type": "Bearer",
                 "scope": access.scope,
                 "client_id": access.application.client_id,
+                # RFC 7662 2.2 / RFC 8707: the resource the token is for, else the client (tokens.py).
+                "aud": access.resource[0] if access.resource else access.application.client_id,
                 "exp": int(calendar.timegm(access.expires.utctimetuple())),
                 "iat": int(calendar.timegm(access.created.utctimetuple())),
                 "iss": app_settings.ISSUER,
