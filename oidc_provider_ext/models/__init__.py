@@ -3,6 +3,7 @@ from .clients import ClientProfile
 from .consents import Consent
 from .grants import AuthorizationGrant
 from .keys import SigningKey
+from .passkeys import Passkey
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClientProfile",
     "Consent",
     "OPSession",
+    "Passkey",
     "SigningKey",
     "Tenant",
     "TenantMembership",
