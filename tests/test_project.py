@@ -35,15 +35,25 @@ URL_NAMES = [
     ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
     ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
     ("oidc_provider_ext:password-reset-complete", "/connect/password/reset/done"),
+    ("oidc_provider_ext:passkeys", "/connect/account/passkeys"),
+    ("oidc_provider_ext:passkey-registration-options", "/connect/account/passkeys/options"),
+    ("oidc_provider_ext:passkey-rename", "/connect/account/passkeys/7/rename"),
+    ("oidc_provider_ext:passkey-remove", "/connect/account/passkeys/7/remove"),
+    ("oidc_provider_ext:passkey-options", "/connect/passkeys/options"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
 ]
 
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
-        name[name.rfind("-") :], []
-    )
+    args = {
+        "-continue": ["abc"],
+        "-revoke": [7],
+        "-end": [7],
+        "-confirm": ["MQ", "abc-123"],
+        "-rename": [7],
+        "-remove": [7],
+    }.get(name[name.rfind("-") :], [])
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 

@@ -71,8 +71,11 @@
   function showError(form, message) {
     var box = document.getElementById("oidc-passkey-error");
     if (!box) return;
+    if (!box.classList.contains("alert")) box.className = "alert alert-danger mt-3";
     box.textContent = message;
     box.hidden = false;
+    box.setAttribute("tabindex", "-1");
+    box.focus();
   }
 
   function explain(form, error) {
@@ -83,7 +86,8 @@
   }
 
   function csrfToken(form) {
-    var input = form.querySelector("input[name=csrfmiddlewaretoken]");
+    var input = form.querySelector("input[name=csrfmiddlewaretoken]") ||
+      document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
   }
 
@@ -113,6 +117,25 @@
   var supported = typeof window.PublicKeyCredential === "function" && navigator.credentials;
 
   // --- sign-in on the login page ---------------------------------------------------------------
+  // The page keeps one form (username/password); the assertion goes to the same action, with the
+  // same CSRF token, in a form made here.
+  function postAssertion(credential) {
+    var main = document.querySelector("main form[method=post]");
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = main.getAttribute("action");
+    form.hidden = true;
+    [["csrfmiddlewaretoken", csrfToken(main)], ["credential", credentialJSON(credential)]].forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      form.appendChild(input);
+    });
+    document.body.appendChild(form);
+    form.submit();
+  }
+
   function setUpSignIn(form) {
     var pending = null; // the conditional (autofill) request, aborted by the button
 
@@ -125,7 +148,7 @@
         if (mediation) options.mediation = mediation;
         return navigator.credentials.get(options);
       }).then(function (credential) {
-        if (credential) submitWith(form, credential);
+        if (credential) postAssertion(credential);
       });
     }
 
