@@ -1,9 +1,8 @@
-import re
-
 """Hardening: each rule attacked. (Races on PostgreSQL live in test_concurrency.py.)"""
 
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys

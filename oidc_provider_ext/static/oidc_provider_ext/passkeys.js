@@ -138,15 +138,23 @@
 
   function setUpSignIn(form) {
     var pending = null; // the conditional (autofill) request, aborted by the button
+    // One challenge per session: options are fetched one after the other, so the last one asked
+    // for is the one the server keeps.
+    var fetched = Promise.resolve();
 
     function ask(mediation) {
       if (pending) pending.abort();
       var controller = new AbortController();
       pending = controller;
-      return fetchOptions(form).then(function (json) {
-        var options = { publicKey: requestOptions(json), signal: controller.signal };
-        if (mediation) options.mediation = mediation;
-        return navigator.credentials.get(options);
+      var options = fetched.catch(function () {}).then(function () {
+        return fetchOptions(form);
+      });
+      fetched = options;
+      return options.then(function (json) {
+        if (controller.signal.aborted) return null;
+        var request = { publicKey: requestOptions(json), signal: controller.signal };
+        if (mediation) request.mediation = mediation;
+        return navigator.credentials.get(request);
       }).then(function (credential) {
         if (credential) postAssertion(credential);
       });
