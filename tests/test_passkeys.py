@@ -352,12 +352,18 @@ class TestPasswordlessSignIn:
         sign_in_options(browser)
         assert browser.session.get_expiry_age() == app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
 
+    @pytest.mark.oidc_settings(ISSUER="http://localhost:8000")
     def test_login_page_offers_passkeys(self, db):
         page = Client().get(LOGIN).content.decode()
         assert 'autocomplete="username webauthn"' in page
         assert 'id="oidc-passkey-signin"' in page
         assert "oidc_provider_ext/passkeys.js" in page
         assert "<script>" not in page  # CSP script-src 'self': no inline code
+
+    @pytest.mark.oidc_settings(ISSUER="http://127.0.0.1:8000")
+    def test_no_passkey_button_where_browsers_refuse_them(self, db):
+        page = Client().get(LOGIN).content.decode()
+        assert 'id="oidc-passkey-signin"' not in page
 
 
 class TestFactor:

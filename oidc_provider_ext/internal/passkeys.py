@@ -17,6 +17,7 @@ module owns what the library leaves to the relying party:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -75,6 +76,16 @@ FAILED = _("That passkey could not be verified. Please try again or use another 
 UNKNOWN = _("This passkey is not registered here. Use another passkey or sign in with your password.")
 DUPLICATE = _("This passkey is already registered.")
 TOO_MANY = _("You have too many passkeys. Remove one before adding another.")
+
+
+def offered() -> bool:
+    """Whether the hosted pages offer passkeys: browsers refuse an IP address as RP ID (the
+    example project's http://127.0.0.1:8000), so no button that cannot work is shown there."""
+    try:
+        ipaddress.ip_address(app_settings.WEBAUTHN_RP_ID.strip("[]"))
+    except ValueError:
+        return True
+    return False
 
 
 def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:

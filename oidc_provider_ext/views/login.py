@@ -65,6 +65,7 @@ class LoginView(auth_views.LoginView):
             idp_hints=pending.idp if pending is not None else [],
             application=application,
             profile=getattr(application, "oidc_profile", None),
+            passkeys_offered=passkeys.offered(),
             **kwargs,
         )
 
