@@ -118,6 +118,11 @@ class TestRegistration:
         assert b'role="alert"' in response.content
         assert not Passkey.objects.exists()
 
+    def test_an_overlong_credential_id_is_refused(self, user, authenticator):
+        authenticator.credential_id = bytes(1024)
+        assert register(signed_in(user), authenticator).status_code == 400
+        assert not Passkey.objects.exists()
+
     def test_the_challenge_is_single_use(self, user, authenticator):
         browser = signed_in(user)
         credential = authenticator.create(browser.post(REGISTER_OPTIONS).json())

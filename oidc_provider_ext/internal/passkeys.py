@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from webauthn import (
@@ -187,22 +187,28 @@ def register(request, user, credential: str, name: str) -> Passkey:
     except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
         log.info("Passkey registration refused for user %s: %s", user.pk, exc)
         raise PasskeyError(FAILED) from exc
+    if len(verified.credential_id) > 1023:  # WebAuthn L3 7.1 step 24: "less than 1024 bytes"
+        raise PasskeyError(FAILED)
     credential_id = bytes_to_base64url(verified.credential_id)
     if Passkey.objects.filter(credential_id=credential_id).exists():
         raise PasskeyError(DUPLICATE)
     transports = [str(getattr(t, "value", t)) for t in (parsed.response.transports or [])][:8]
-    return Passkey.objects.create(
-        user=user,
-        credential_id=credential_id,
-        user_handle=handle or user_handle_for(user),
-        public_key=verified.credential_public_key,
-        sign_count=verified.sign_count,
-        transports=transports,
-        name=clean_name(name),
-        aaguid=verified.aaguid if verified.aaguid != "00000000-0000-0000-0000-000000000000" else "",
-        backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
-        backed_up=verified.credential_backed_up,
-    )
+    try:
+        with transaction.atomic():
+            return Passkey.objects.create(
+                user=user,
+                credential_id=credential_id,
+                user_handle=handle or user_handle_for(user),
+                public_key=verified.credential_public_key,
+                sign_count=verified.sign_count,
+                transports=transports,
+                name=clean_name(name),
+                aaguid=verified.aaguid if verified.aaguid != "00000000-0000-0000-0000-000000000000" else "",
+                backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+                backed_up=verified.credential_backed_up,
+            )
+    except IntegrityError as exc:  # the same credential registered by a concurrent request
+        raise PasskeyError(DUPLICATE) from exc
 
 
 def clean_name(name: str) -> str:
