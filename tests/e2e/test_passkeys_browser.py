@@ -73,11 +73,9 @@ def sign_in_with_password(page, rp):
     page.wait_for_selector("#who")
 
 
-def add_passkey(page, rp, name: str, screenshot=None):
+def add_passkey(page, rp, name: str):
     page.goto(f"{rp.issuer}/connect/account/passkeys")
     page.wait_for_selector("#passkey-new-name")
-    if screenshot:
-        screenshot(page, "pages/passkeys-empty-en-desktop")
     page.fill("#passkey-new-name", name)
     page.click("[data-passkey-action=register]")
     page.wait_for_selector(f"li[data-passkey] >> text={name}")
@@ -94,9 +92,9 @@ def sign_out(page, rp):
 def test_add_a_passkey_sign_out_and_sign_in_with_the_button(page, rp, screenshot):
     page.add_init_script(NO_AUTOFILL)  # the button, not the autofill (next test)
     sign_in_with_password(page, rp)
-    add_passkey(page, rp, "Test laptop", screenshot)
+    add_passkey(page, rp, "Test laptop")
     assert "Passkey “Test laptop” added." in page.inner_text("main")
-    screenshot(page, "pages/passkeys-en-desktop")
+    screenshot(page, "pages/passkeys-added-en-desktop")
     passkey = Passkey.objects.get()
     assert passkey.name == "Test laptop" and passkey.user.username == rp.demo["user"]["username"]
 
@@ -154,16 +152,22 @@ def test_a_failing_passkey_shows_a_clear_error(page, rp, screenshot):
     assert page.evaluate("document.activeElement.id") == "oidc-passkey-error", "focus moves to the error"
 
 
-def test_passkeys_page_at_phone_size(chromium, rp, screenshot):
-    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="en-US")
+@pytest.mark.parametrize("language", ["en", "de"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_passkeys_page_in_two_languages_and_sizes(chromium, rp, screenshot, language, size):
+    from tests.e2e.test_pages import BROWSER_LOCALE, SIZES, fits_the_screen, translator
+
+    _ = translator(language)
+    context = chromium.new_context(locale=BROWSER_LOCALE[language], **SIZES[size])
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:
         sign_in_with_password(page, rp)
         page.goto(f"{rp.issuer}/connect/account/passkeys")
         page.wait_for_selector("#passkey-new-name")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, "no horizontal scrolling at phone size"
-        screenshot(page, "pages/passkeys-en-phone")
+        assert page.inner_text("h2") == _("Add a passkey")
+        assert page.inner_text("main li") == _("You have no passkeys yet.")
+        fits_the_screen(page)
+        screenshot(page, f"pages/passkeys-{language}-{size}")
     finally:
         context.close()
