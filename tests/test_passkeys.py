@@ -499,6 +499,28 @@ class TestManagement:
         assert not Passkey.objects.exists()
         assert passkey_session(browser).ended is not None
 
+    def test_a_view_only_staff_member_can_only_look(self, enrolled):
+        from django.contrib.auth.models import Permission
+
+        staff = UserFactory(is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_passkey"))
+        browser = Client()
+        browser.force_login(staff)
+        passkey = Passkey.objects.get()
+        assert browser.get("/admin/oidc_provider_ext/passkey/").status_code == 200
+        assert browser.get(f"/admin/oidc_provider_ext/passkey/{passkey.pk}/change/").status_code == 200
+        assert (
+            browser.post(f"/admin/oidc_provider_ext/passkey/{passkey.pk}/change/", {"name": "x"}).status_code
+            == 403
+        )
+        assert (
+            browser.post(
+                f"/admin/oidc_provider_ext/passkey/{passkey.pk}/delete/", {"post": "yes"}
+            ).status_code
+            == 403
+        )
+        assert Passkey.objects.get().name == "Laptop"
+
 
 class TestAcr:
     @pytest.mark.parametrize(
