@@ -182,6 +182,17 @@ class TestPasswordlessSignIn:
         passkey = Passkey.objects.get()
         assert passkey.sign_count == 1 and passkey.last_used is not None
 
+    def test_two_queries_for_the_passkey(self, enrolled, authenticator):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        browser = Client()
+        credential = authenticator.get(sign_in_options(browser))
+        with CaptureQueriesContext(connection) as queries:
+            assert passkey_sign_in(browser, credential).status_code == 302
+        ours = [q["sql"] for q in queries.captured_queries if "oidc_provider_ext_passkey" in q["sql"]]
+        assert len(ours) == 2, ours  # find the credential (with its user), move its counter
+
     def test_a_synced_passkey_says_swk(self, user):
         synced = SoftAuthenticator(
             app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0], backup_eligible=True

@@ -288,13 +288,12 @@ def authenticate(request, credential: str, *, user=None) -> Assertion:
         else:
             log.info("Passkey assertion refused for passkey %s: %s", passkey.pk, exc)
         raise PasskeyError(FAILED) from exc
-    with transaction.atomic():
-        # The counter only moves forward, also when two assertions race.
-        updated = Passkey.objects.filter(pk=passkey.pk, sign_count=passkey.sign_count).update(
-            sign_count=verified.new_sign_count,
-            backed_up=verified.credential_backed_up,
-            last_used=timezone.now(),
-        )
+    # The counter only moves forward, also when two assertions race (one UPDATE, no read-modify-write).
+    updated = Passkey.objects.filter(pk=passkey.pk, sign_count=passkey.sign_count).update(
+        sign_count=verified.new_sign_count,
+        backed_up=verified.credential_backed_up,
+        last_used=timezone.now(),
+    )
     if not updated:
         raise PasskeyError(FAILED)
     amr = ["swk" if passkey.backup_eligible else "hwk"]
