@@ -152,6 +152,23 @@ def test_a_failing_passkey_shows_a_clear_error(page, rp, screenshot):
     assert page.evaluate("document.activeElement.id") == "oidc-passkey-error", "focus moves to the error"
 
 
+def test_the_passkey_factor_in_a_browser(page, rp, settings):
+    """PasskeyFactor's partial and script on a bare challenge page (tests/passkey_factor_urls.py):
+    the browser answers the page's options; verify() gives the amr of the user's own passkey."""
+    settings.ROOT_URLCONF = "tests.passkey_factor_urls"
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Laptop")
+    page.goto(f"{rp.issuer}/test/factor")
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#result")
+    assert page.inner_text("#result") == '["hwk", "user"]'
+    # Each challenge page issues its own challenge (the first one was used up).
+    page.goto(f"{rp.issuer}/test/factor")
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#result")
+    assert page.inner_text("#result") == '["hwk", "user"]', "a reload issues a fresh challenge"
+
+
 @pytest.mark.parametrize("language", ["en", "de"])
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 def test_passkeys_page_in_two_languages_and_sizes(chromium, rp, screenshot, language, size):
