@@ -357,6 +357,33 @@ class TestPasswordlessSignIn:
         response = passkey_sign_in(browser, credential)
         assert response.status_code == 400
 
+    @pytest.mark.parametrize(
+        "response",
+        [
+            "x",
+            [],
+            1,
+            None,
+            {"clientDataJSON": "!!", "authenticatorData": "AA", "signature": "AA"},
+            {"clientDataJSON": "e30", "authenticatorData": "AA", "signature": "AA"},
+            {"clientDataJSON": "W10", "authenticatorData": "AA", "signature": "AA", "userHandle": 5},
+            {"clientDataJSON": 7, "authenticatorData": [], "signature": {}},
+            {"clientDataJSON": "e30", "attestationObject": "oA", "transports": "usb"},
+        ],
+    )
+    @pytest.mark.parametrize("where", ["sign-in", "register"])
+    def test_malformed_credentials_are_a_400(self, enrolled, authenticator, response, where):
+        real = json.loads(authenticator.get({"challenge": "AA"}))
+        credential = json.dumps({**real, "response": response})
+        if where == "sign-in":
+            browser = Client()
+            sign_in_options(browser)
+            assert passkey_sign_in(browser, credential).status_code == 400
+        else:
+            browser = signed_in(enrolled)
+            browser.post(REGISTER_OPTIONS)
+            assert browser.post(PASSKEYS, {"name": "x", "credential": credential}).status_code == 400
+
     def test_a_well_formed_but_empty_credential_is_a_400(self, enrolled):
         browser = Client()
         sign_in_options(browser)
