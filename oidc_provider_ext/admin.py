@@ -9,6 +9,7 @@ from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
 from .internal import consents, cors
+from .internal import passkeys as passkey_service
 from .internal.clients import is_hashed
 from .models import (
     AuthorizationGrant,
@@ -17,6 +18,7 @@ from .models import (
     Consent,
     OPSession,
     ResourceServer,
+    Passkey,
     SigningKey,
     Tenant,
     TenantMembership,
@@ -175,6 +177,24 @@ class OPSessionAdmin(ReadOnlyAdmin):
             ", ".join(sorted({str(grant.application) for grant in grants.select_related("application")}))
             or "—"
         )
+
+
+@admin.register(Passkey)
+class PasskeyAdmin(ReadOnlyAdmin):
+    """Listed read-only. Deleting one (delete permission) also ends the user's sign-ins that
+    relied on a passkey, as when the user removes it."""
+
+    list_display = ("name", "user", "backup_eligible", "backed_up", "created", "last_used")
+    list_filter = ("backup_eligible",)
+    search_fields = ("name", "user__username")
+    raw_id_fields = ("user",)
+    exclude = ("public_key",)
+
+    def delete_model(self, request, obj):
+        passkey_service.delete_passkeys(Passkey.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        passkey_service.delete_passkeys(queryset)
 
 
 @admin.register(BackchannelDelivery)

@@ -100,6 +100,14 @@ _SETTINGS: dict[str, _Setting] = {
     "LOGIN_ADDRESS_FAILURE_LIMIT": _Setting(
         50, "Failed sign-ins per address (any usernames) before LoginThrottleBackend refuses it."
     ),
+    # Passkeys (WebAuthn Level 3), docs/passkeys.md.
+    "WEBAUTHN_RP_ID": _Setting(
+        None, "WebAuthn relying-party ID (a host name); None: the ISSUER's host. Passkeys are bound to it."
+    ),
+    "WEBAUTHN_ORIGINS": _Setting(
+        None, "Origins the hosted pages are served from (list); None: the ISSUER's origin."
+    ),
+    "WEBAUTHN_RP_NAME": _Setting(None, "Name authenticators show for this site; None: the RP ID."),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
     "RESOURCE_SERVER_IDENTIFIER": _Setting(
@@ -340,6 +348,25 @@ class AppSettings:
     @property
     def RESOURCE_SERVER_REALM(self) -> str:
         return str(self._get("RESOURCE_SERVER_REALM"))
+
+    @property
+    def WEBAUTHN_RP_ID(self) -> str:
+        configured = self._get("WEBAUTHN_RP_ID")
+        return str(configured) if configured else (urlsplit(self.ISSUER).hostname or "")
+
+    @property
+    def WEBAUTHN_ORIGINS(self) -> list[str]:
+        configured = self._get("WEBAUTHN_ORIGINS")
+        if configured is None:
+            parts = urlsplit(self.ISSUER)
+            return [f"{parts.scheme}://{parts.netloc}"]
+        if isinstance(configured, str):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME}['WEBAUTHN_ORIGINS'] must be a list of origins.")
+        return [str(origin).rstrip("/") for origin in configured]
+
+    @property
+    def WEBAUTHN_RP_NAME(self) -> str:
+        return str(self._get("WEBAUTHN_RP_NAME") or self.WEBAUTHN_RP_ID)
 
     def raw(self, name: str) -> Any:
         """The configured value of ``name`` without normalisation (for system checks)."""

@@ -194,6 +194,20 @@ class LoginThrottleBackend:
         return None
 
 
+def login_address_refused(request) -> bool:
+    """Whether sign-ins from this request's address are refused (the rule of
+    :class:`LoginThrottleBackend`, for sign-ins that do not go through ``authenticate()``: passkeys)."""
+    if cache.get(_login_address_key(request), 0) >= app_settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+        log.warning("Sign-in refused: too many failures from %s.", client_ip(request))
+        return True
+    return False
+
+
+def count_login_failure(request) -> None:
+    """Count a failed sign-in that did not go through ``authenticate()`` (a refused passkey)."""
+    _count_failure([_login_address_key(request)])
+
+
 @receiver(user_login_failed)
 def _count_login_failure(sender, credentials=None, request=None, **kwargs):
     if request is not None and hasattr(request, "META"):

@@ -19,6 +19,7 @@ from .views import (
     introspection,
     jwks,
     login,
+    passkeys,
     password_reset,
     revocation,
     token,
@@ -54,6 +55,15 @@ oauth2_urlpatterns = [
     path("apps/<int:pk>/revoke", account.RevokeAppView.as_view(), name="connected-app-revoke"),
     path("sessions", account.SessionsView.as_view(), name="sessions"),
     path("sessions/<int:pk>/end", account.EndOPSessionView.as_view(), name="session-end"),
+    path("account/passkeys", passkeys.PasskeysView.as_view(), name="passkeys"),
+    path(
+        "account/passkeys/options",
+        passkeys.RegistrationOptionsView.as_view(),
+        name="passkey-registration-options",
+    ),
+    path("account/passkeys/<int:pk>/rename", passkeys.RenamePasskeyView.as_view(), name="passkey-rename"),
+    path("account/passkeys/<int:pk>/remove", passkeys.RemovePasskeyView.as_view(), name="passkey-remove"),
+    path("passkeys/options", passkeys.SignInOptionsView.as_view(), name="passkey-options"),
 ]
 
 oidc_urlpatterns = [

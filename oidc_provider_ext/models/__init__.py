@@ -4,6 +4,7 @@ from .consents import Consent
 from .grants import AuthorizationGrant
 from .keys import SigningKey
 from .resources import ResourceServer
+from .passkeys import Passkey
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
 
@@ -14,6 +15,7 @@ __all__ = [
     "Consent",
     "OPSession",
     "ResourceServer",
+    "Passkey",
     "SigningKey",
     "Tenant",
     "TenantMembership",
