@@ -149,6 +149,9 @@ class PendingAuthorization:
     asked: list[str] | None = None  # the scopes the consent page asks for
     user: str | None = None  # who the chooser/consent page was shown to
     expects: str = ""  # the answer the browser may post next: "tenant" or "consent"
+    # A device authorization (RFC 8628) being answered in this browser: its id. The code flow's
+    # rules apply (login, tenant, account state, consent); the user always confirms (5.4).
+    device: int | None = None
 
     # --- construction --------------------------------------------------------------------------
 
@@ -203,6 +206,25 @@ class PendingAuthorization:
             # user's only organisation, or the one they pick. A site without tenants has none.
             tenant_deferred=tenant is None and adapter.has_tenants(),
             idp=list(acr.idps),
+        )
+
+    @classmethod
+    def for_device(cls, device) -> PendingAuthorization:
+        """The pending answer to a device authorization whose user code this browser entered."""
+        return cls(
+            id=secrets.token_urlsafe(24),
+            created=time.time(),
+            scopes=device.scopes,
+            credentials={"client_id": device.application.client_id},
+            prompt=[],
+            max_age=None,
+            subject=None,
+            login_hint="",
+            ui_locales="",
+            tenant=device.tenant,
+            tenant_deferred=device.tenant_deferred,
+            idp=[],
+            device=device.pk,
         )
 
     @property
@@ -290,6 +312,14 @@ class PendingAuthorization:
             return Fail("login_required", reason)
         if reason:
             return Fail("login_required", reason) if "none" in prompt else Login()
+        if self.device is not None:
+            # RFC 8628 5.4 (remote phishing): whoever sent the user here (a QR code, a link with the
+            # code) may be an attacker holding the device, so the user always confirms, even for a
+            # first-party client or scopes consented before; only what is new is ticked.
+            missing, _consent = consents.missing_scopes(request.user, application, self.tenant, self.scopes)
+            skip = consents.policy(application) == ClientProfile.ConsentPolicy.SKIP
+            self.asked = [] if skip else missing
+            return AskConsent()
         if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
             return Issue()
         missing, consent = consents.missing_scopes(request.user, application, self.tenant, self.scopes)
@@ -399,6 +429,9 @@ def for_login_page(request: HttpRequest, next_url: str) -> PendingAuthorization 
     except Resolver404:
         return None
     # By the app's URL name, whatever instance namespace the site mounted it under.
-    if match.url_name != "authorize-continue" or "oidc_provider_ext" not in match.app_names:
+    if (
+        match.url_name not in ("authorize-continue", "device-continue")
+        or "oidc_provider_ext" not in match.app_names
+    ):
         return None
     return PendingAuthorization.load(request, match.kwargs.get("request_id", ""))

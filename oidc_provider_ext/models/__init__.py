@@ -1,6 +1,7 @@
 from .backchannel import BackchannelDelivery
 from .clients import ClientProfile
 from .consents import Consent
+from .devices import DeviceAuthorization
 from .grants import AuthorizationGrant
 from .keys import SigningKey
 from .sessions import OPSession
@@ -11,6 +12,7 @@ __all__ = [
     "AuthorizationGrant",
     "ClientProfile",
     "Consent",
+    "DeviceAuthorization",
     "OPSession",
     "SigningKey",
     "Tenant",

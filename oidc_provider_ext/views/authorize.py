@@ -141,9 +141,7 @@ class _Authorization(OAuthLibMixin, View):
             case Login():
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
-                context = {"tenants": tenants, "request_id": pending.id}
-                with translation.override(ui_language(self.request, pending.ui_locales)):
-                    return render(self.request, self.chooser_template, context)
+                return self._render_chooser(pending, tenants)
             case AskConsent():
                 return self._render_consent(pending, application)
             case Issue():
@@ -154,15 +152,22 @@ class _Authorization(OAuthLibMixin, View):
                 return error_page(self.request, title, message)
         raise AssertionError(f"unknown step {step!r}")
 
+    def _continue_url(self, pending: PendingAuthorization) -> str:
+        """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
+        return reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+
     def _redirect_to_login(self, pending: PendingAuthorization):
         login_url = reverse("oidc_provider_ext:login")
         if pending.login_hint:
             login_url = _add_query(login_url, {"login_hint": pending.login_hint})
-        return redirect_to_login(
-            reverse("oidc_provider_ext:authorize-continue", args=[pending.id]), login_url
-        )
+        return redirect_to_login(self._continue_url(pending), login_url)
 
-    def _render_consent(self, pending: PendingAuthorization, application):
+    def _render_chooser(self, pending: PendingAuthorization, tenants):
+        context = {"tenants": tenants, "request_id": pending.id, "form_action": self._continue_url(pending)}
+        with translation.override(ui_language(self.request, pending.ui_locales)):
+            return render(self.request, self.chooser_template, context)
+
+    def _render_consent(self, pending: PendingAuthorization, application, **extra):
         adapter = get_adapter()
         asked = set(pending.asked or ())
 
@@ -179,8 +184,9 @@ class _Authorization(OAuthLibMixin, View):
                 "required": scope == consents.OPENID,
             }
 
-        continue_url = reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+        continue_url = self._continue_url(pending)
         context = {
+            **extra,
             "form": ConsentForm(initial={"request_id": pending.id}),
             "form_action": continue_url,
             "application": application,
