@@ -599,3 +599,93 @@ def test_cleanup_prunes_expired_device_authorizations(cli, app):
     )
     call_command("oidc_cleanup", stdout=__import__("io").StringIO())
     assert DeviceAuthorization.objects.count() == 1
+
+
+# --- operator: system checks, admin, oidc_createclient ---------------------------------------------------
+
+
+class TestChecks:
+    def _ids(self):
+        from django.core.checks import run_checks
+
+        return {m.id for m in run_checks() if m.id and m.id.startswith("oidc_provider_ext.E08")}
+
+    def test_defaults_are_clean(self):
+        assert self._ids() == set()
+
+    @pytest.mark.parametrize("value", [0, 1801, "600", None, True])
+    @pytest.mark.oidc_settings()
+    def test_e080_device_code_lifetime(self, settings, value):
+        from oidc_provider_ext import checks
+
+        from .conftest import oidc_settings
+
+        oidc_settings(settings, DEVICE_CODE_EXPIRE_SECONDS=value)
+        assert self._ids() == {checks.E080}
+
+    @pytest.mark.parametrize("value", [0, 61, 2.5])
+    def test_e081_poll_interval(self, settings, value):
+        from oidc_provider_ext import checks
+
+        from .conftest import oidc_settings
+
+        oidc_settings(settings, DEVICE_POLL_INTERVAL_SECONDS=value)
+        assert self._ids() == {checks.E081}
+
+    @pytest.mark.parametrize("name", ["DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"])
+    def test_e082_caps(self, settings, name):
+        from oidc_provider_ext import checks
+
+        from .conftest import oidc_settings
+
+        oidc_settings(settings, **{name: None})
+        assert self._ids() == {checks.E082}
+        oidc_settings(settings, **{name: 0})
+        assert self._ids() == {checks.E082}
+
+    def test_e083_failure_limit(self, settings):
+        from oidc_provider_ext import checks
+
+        from .conftest import oidc_settings
+
+        oidc_settings(settings, DEVICE_USER_CODE_FAILURE_LIMIT=0)
+        assert self._ids() == {checks.E083}
+
+
+def test_admin_shows_no_code_material(cli, app, admin_client):
+    body = start(cli, app)
+    row = DeviceAuthorization.objects.get()
+    page = admin_client.get(f"/admin/oidc_provider_ext/deviceauthorization/{row.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert row.device_code_checksum not in html and row.user_code_hmac not in html
+    assert body["user_code"] not in html
+    profile_page = admin_client.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
+    assert "allow_device_flow" in profile_page.content.decode()
+
+
+def test_createclient_can_allow_the_device_flow(cli):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+    from oauth2_provider.models import Application
+
+    out = StringIO()
+    call_command(
+        "oidc_createclient",
+        "public",
+        "authorization-code",
+        "--allow-device-flow",
+        "--name",
+        "CLI",
+        "--redirect-uris",
+        "http://127.0.0.1/callback",
+        stdout=out,
+    )
+    client = Application.objects.get(name="CLI")
+    assert client.oidc_profile.allow_device_flow
+    assert start(cli, client)["user_code"]
+    with pytest.raises(CommandError, match="authorization-code"):
+        call_command(
+            "oidc_createclient", "confidential", "client-credentials", "--allow-device-flow", stdout=out
+        )

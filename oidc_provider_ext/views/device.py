@@ -21,7 +21,6 @@ from django.views.generic import View
 
 from oidc_provider_ext import throttle
 from oidc_provider_ext.adapter import get_adapter
-from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.internal import clients, consents, devices, op_sessions
 from oidc_provider_ext.internal.authorization import (
@@ -81,10 +80,7 @@ class DeviceView(View):
     def post(self, request, *args, **kwargs):
         form = UserCodeForm(request.POST)
         if not throttle.user_code_entry_allowed(request):
-            minutes = max(1, app_settings.THROTTLE_WINDOW_SECONDS // 60)
-            message = _("Too many wrong codes. Wait %(minutes)s minutes, then try again.") % {
-                "minutes": minutes
-            }
+            message = _("Too many wrong codes. Please wait a few minutes, then try again.")
             return _entry_page(request, form, status=429, error=message)
         device = devices.find_pending(form.data.get("user_code", "")) if form.is_valid() else None
         if device is None:
