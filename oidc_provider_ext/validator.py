@@ -556,6 +556,9 @@ class OIDCValidator(OAuth2Validator):
             # Expired unredeemed, or killed by a logout / consent revocation / deactivation since
             # the approval (revoke_tokens expires unredeemed grants).
             return "expired_token"
+        if grant.op_session is None or grant.op_session.ended is not None:
+            # As for a code: the approval dies with the sign-in it was given in (a logout).
+            return "expired_token"
         if not get_adapter().may_use_client(grant.user, request.client, grant.tenant):
             # The account-state rule at issue time: deactivated, membership ended, client disabled.
             return "access_denied"

@@ -689,3 +689,62 @@ def test_createclient_can_allow_the_device_flow(cli):
         call_command(
             "oidc_createclient", "confidential", "client-credentials", "--allow-device-flow", stdout=out
         )
+
+
+# --- more attacks and edges ----------------------------------------------------------------------------
+
+
+def test_tenant_the_client_may_not_use_is_refused(cli):
+    TenantFactory(code="acme")
+    TenantFactory(code="other")
+    app = PublicApplicationFactory(profile__allow_device_flow=True, profile__allowed_tenant_codes="acme")
+    response = device_authorize(cli, app, acr_values="tenant:other")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    response = device_authorize(cli, app, acr_values="tenant:acme tenant:other")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert start(cli, app, acr_values="tenant:acme")
+    assert DeviceAuthorization.objects.get().tenant == "acme"
+
+
+def test_confidential_client_must_authenticate_to_poll(cli, browser):
+    app = ApplicationFactory(profile__allow_device_flow=True)
+    body = start(cli, app, secret=app.raw_secret, scope="openid")
+    sign_in_and_confirm(browser, UserFactory(), body["user_code"])
+    anonymous = token_request(
+        cli, {"grant_type": DEVICE_GRANT, "device_code": body["device_code"], "client_id": app.client_id}
+    )
+    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
+    wrong = poll(cli, app, body["device_code"], secret="wrong")
+    assert wrong.status_code == 401
+    tokens = poll(cli, app, body["device_code"], secret=app.raw_secret).json()
+    assert verify_jwt(tokens["id_token"])["aud"] == app.client_id
+
+
+def test_ended_op_session_without_revocation_kills_the_approval(cli, browser, app):
+    """An OP session ended by any path (even one that did not expire the grant) ends the approval."""
+    body = start(cli, app)
+    sign_in_and_confirm(browser, UserFactory(), body["user_code"])
+    OPSession.objects.update(ended=timezone.now())
+    response = poll(cli, app, body["device_code"])
+    assert response.status_code == 400 and response.json()["error"] == "expired_token"
+
+
+def test_poll_query_counts(cli, browser, app, django_assert_max_num_queries):
+    body = start(cli, app, scope="openid profile")
+    with django_assert_max_num_queries(6):
+        assert poll(cli, app, body["device_code"]).json()["error"] == "authorization_pending"
+    sign_in_and_confirm(browser, UserFactory(), body["user_code"])
+    allow_polling_now(body["device_code"])
+    with django_assert_max_num_queries(14):
+        assert poll(cli, app, body["device_code"]).status_code == 200
+
+
+def test_every_device_setting_is_documented():
+    from pathlib import Path
+
+    from oidc_provider_ext.conf import _SETTINGS
+
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    for name in _SETTINGS:
+        if name.startswith("DEVICE_"):
+            assert f"`{name}`" in documented, name
