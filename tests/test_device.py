@@ -748,3 +748,18 @@ def test_every_device_setting_is_documented():
     for name in _SETTINGS:
         if name.startswith("DEVICE_"):
             assert f"`{name}`" in documented, name
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_polls_after_approval_have_exactly_one_winner(browser):
+    from .test_concurrency import CONCURRENCY, _race, _requires_postgres
+
+    _requires_postgres()
+    app = PublicApplicationFactory(profile__allow_device_flow=True)
+    body = start(Client(), app, scope="openid offline_access")
+    sign_in_and_confirm(browser, UserFactory(), body["user_code"])
+    statuses = _race(lambda: poll(Client(), app, body["device_code"]))
+    assert len(statuses) == CONCURRENCY
+    assert statuses.count(200) == 1, statuses
+    assert AuthorizationGrant.objects.get().redeemed is not None
