@@ -764,3 +764,15 @@ def test_concurrent_polls_after_approval_have_exactly_one_winner(browser):
     assert len(statuses) == CONCURRENCY
     assert statuses.count(200) == 1, statuses
     assert AuthorizationGrant.objects.get().redeemed is not None
+
+
+def test_account_state_hook_is_asked_at_issue_time(cli, browser, app, monkeypatch):
+    """A user the adapter no longer lets use the client (without any revocation having happened:
+    a site's own membership model) gets no tokens: the hook is asked when the device polls."""
+    from oidc_provider_ext.adapter import get_adapter
+
+    body = start(cli, app)
+    sign_in_and_confirm(browser, UserFactory(), body["user_code"])
+    monkeypatch.setattr(type(get_adapter()), "may_use_client", lambda self, *args, **kwargs: False)
+    response = poll(cli, app, body["device_code"])
+    assert response.status_code == 400 and response.json()["error"] == "access_denied"
