@@ -776,3 +776,23 @@ def test_account_state_hook_is_asked_at_issue_time(cli, browser, app, monkeypatc
     monkeypatch.setattr(type(get_adapter()), "may_use_client", lambda self, *args, **kwargs: False)
     response = poll(cli, app, body["device_code"])
     assert response.status_code == 400 and response.json()["error"] == "access_denied"
+
+
+@pytest.mark.parametrize("query", ["user_code=%00", "user_code=" + "B" * 9000, "user_code=a&user_code=b"])
+def test_garbage_in_verification_uri_complete(browser, query):
+    response = browser.get(f"{reverse('oidc_provider_ext:device')}?{query}")
+    assert response.status_code == 400  # the request boundary's page, never a 500
+
+
+def test_answer_after_the_device_request_expired(cli, browser, app):
+    body = start(cli, app)
+    response = browser.get(enter_code(browser, body["user_code"])["Location"])
+    response = browser.post(
+        response["Location"], {"username": UserFactory().username, "password": USER_PASSWORD}
+    )
+    confirm = browser.get(response["Location"])
+    DeviceAuthorization.objects.update(expires=timezone.now())
+    assert consent(browser, confirm).status_code == 400
+    assert consent(browser, confirm, decision="deny").status_code == 400
+    assert DeviceAuthorization.objects.get().status == "pending"
+    assert not AuthorizationGrant.objects.exists()

@@ -230,6 +230,18 @@ class _Authorization(OAuthLibMixin, View):
             return self._unknown_application()
         return authorization_response(uri, application)
 
+    def _tenant_answer(self, pending: PendingAuthorization):
+        """The tenant chooser's answer (the browser posts it to the continue URL)."""
+        application = clients.get_client(pending.client_id)
+        chosen = self.request.POST.get("tenant", "")
+        allowed = {t.code for t in allowed_tenants(self.request.user, application)} if application else set()
+        if application is None or not pending.tenant_deferred or chosen not in allowed:
+            return error_page(
+                self.request, _("Organisation not available"), _("Choose one of the organisations offered.")
+            )
+        pending.choose_tenant(self.request, chosen)
+        return self._respond(pending, application)
+
     def _oauthlib_error(self, error, application=None):
         redirect, response = self.error_response(error)
         if redirect and error.oauthlib_error.redirect_uri:
@@ -332,14 +344,3 @@ class AuthorizeContinueView(_Authorization):
             )
         pending.scopes = pending.granted_scopes(set(self.request.POST.getlist("scope")))
         return self._issue_code(pending, application, consented=True)
-
-    def _tenant_answer(self, pending: PendingAuthorization):
-        application = clients.get_client(pending.client_id)
-        chosen = self.request.POST.get("tenant", "")
-        allowed = {t.code for t in allowed_tenants(self.request.user, application)} if application else set()
-        if application is None or not pending.tenant_deferred or chosen not in allowed:
-            return error_page(
-                self.request, _("Organisation not available"), _("Choose one of the organisations offered.")
-            )
-        pending.choose_tenant(self.request, chosen)
-        return self._respond(pending, application)

@@ -29,7 +29,6 @@ from oidc_provider_ext.internal.authorization import (
     Login,
     PendingAuthorization,
     Refuse,
-    allowed_tenants,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -118,16 +117,8 @@ class DeviceContinueView(_Authorization):
         pending, application = self._load(request_id)
         if pending is not None and application is not None and pending.answered_by(request, "consent"):
             return self._answer(pending, application)
-        if pending is not None and application is not None and pending.answered_by(request, "tenant"):
-            chosen = request.POST.get("tenant", "")
-            if not pending.tenant_deferred or chosen not in {
-                t.code for t in allowed_tenants(request.user, application)
-            }:
-                return error_page(
-                    request, _("Organisation not available"), _("Choose one of the organisations offered.")
-                )
-            pending.choose_tenant(request, chosen)
-            return self._respond(pending, application)
+        if pending is not None and pending.answered_by(request, "tenant"):
+            return self._tenant_answer(pending)
         return self._expired()
 
     def _respond(self, pending: PendingAuthorization, application):
@@ -153,7 +144,8 @@ class DeviceContinueView(_Authorization):
         if device_id is None:
             return self._expired()
         if form.cleaned_data["decision"] != ConsentForm.ALLOW:
-            devices.deny(device_id, user)
+            if not devices.deny(device_id, user):
+                return self._expired()  # answered in another tab, or expired, meanwhile
             return self._done(application, approved=False)
         session = op_sessions.current(self.request, pending.tenant)
         if session is None or not get_adapter().may_use_client(user, application, pending.tenant):
