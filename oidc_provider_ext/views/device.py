@@ -17,6 +17,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 
 from oidc_provider_ext import throttle
@@ -76,6 +77,7 @@ class DeviceView(View):
             request, UserCodeForm(initial={"user_code": devices.display(code) if code else ""})
         )
 
+    @method_decorator(sensitive_post_parameters("user_code"))
     def post(self, request, *args, **kwargs):
         form = UserCodeForm(request.POST)
         if not throttle.user_code_entry_allowed(request):
