@@ -16,9 +16,10 @@ from .models import (
     BackchannelDelivery,
     ClientProfile,
     Consent,
+    DeviceAuthorization,
     OPSession,
-    ResourceServer,
     Passkey,
+    ResourceServer,
     SigningKey,
     Tenant,
     TenantMembership,
@@ -78,9 +79,11 @@ class ClientAdmin(ApplicationAdmin):
             ]
             kwargs["help_text"] = (
                 "Authorization code for clients acting for a signed-in user (the refresh grant comes "
-                "with it); client credentials for a server acting for itself. DOT's implicit, password, "
-                "device and hybrid grants are not offered: this provider does not serve them "
-                "(RFC 9700 2.1.2 and 2.4), so such a client would only ever get unsupported_grant_type."
+                "with it); client credentials for a server acting for itself. DOT's implicit, password "
+                "and hybrid grants are not offered: this provider does not serve them (RFC 9700 2.1.2 "
+                "and 2.4), so such a client would only ever get unsupported_grant_type. For sign-in "
+                "with a code on another device (RFC 8628), choose authorization code and tick "
+                "“allow device sign-in” in the OIDC profile below."
             )
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
@@ -148,6 +151,15 @@ class AuthorizationGrantAdmin(ReadOnlyAdmin):
     list_filter = ("reuse_detected",)
     raw_id_fields = ("user", "application", "op_session", "access_token")
     exclude = ("code_checksum",)
+
+
+@admin.register(DeviceAuthorization)
+class DeviceAuthorizationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "application", "status", "user", "tenant", "created", "expires")
+    list_filter = ("status",)
+    raw_id_fields = ("user", "application", "grant")
+    # Hashes of bearer codes: nothing a device code or user code can be found from is shown.
+    exclude = ("device_code_checksum", "user_code_hmac")
 
 
 class BackchannelDeliveryInline(admin.TabularInline):

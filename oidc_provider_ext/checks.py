@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils.module_loading import import_string
 
-from .conf import MAX_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
+from .conf import MAX_CODE_EXPIRE_SECONDS, MAX_DEVICE_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
 
 E001 = "oidc_provider_ext.E001"  # OIDC not enabled in DOT
 E002 = "oidc_provider_ext.E002"  # DOT validator is not ours
@@ -37,6 +37,10 @@ W040 = "oidc_provider_ext.W040"  # a protected resource's RFC 9728 metadata URL 
 E060 = "oidc_provider_ext.E060"  # WEBAUTHN_RP_ID is not the host (or a registrable suffix) of an origin
 E061 = "oidc_provider_ext.E061"  # a WEBAUTHN_ORIGINS entry is not an https origin (http only on loopback)
 W060 = "oidc_provider_ext.W060"  # WEBAUTHN_RP_ID is an IP address: browsers refuse passkeys there
+E080 = "oidc_provider_ext.E080"  # device: DEVICE_CODE_EXPIRE_SECONDS not 1..1800
+E081 = "oidc_provider_ext.E081"  # device: DEVICE_POLL_INTERVAL_SECONDS not 1..60
+E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorizations is not a positive int
+E083 = "oidc_provider_ext.E083"  # device: DEVICE_USER_CODE_FAILURE_LIMIT is not a positive int
 
 
 def _dot() -> dict:
@@ -752,3 +756,59 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _positive_int(value, maximum: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= (maximum or value)
+
+
+@register(Tags.security)
+def check_device_settings(app_configs=None, **kwargs):
+    """The device authorization grant's settings (RFC 8628; docs/device.md)."""
+    try:
+        raw = {name: app_settings.raw(name) for name in (
+            "DEVICE_CODE_EXPIRE_SECONDS", "DEVICE_POLL_INTERVAL_SECONDS", "DEVICE_MAX_PENDING_PER_CLIENT",
+            "DEVICE_MAX_PENDING", "DEVICE_USER_CODE_FAILURE_LIMIT",
+        )}  # fmt: skip
+    except ImproperlyConfigured:
+        return []  # reported by check_settings (E005)
+    errors: list[CheckMessage] = []
+    if not _positive_int(raw["DEVICE_CODE_EXPIRE_SECONDS"], MAX_DEVICE_CODE_EXPIRE_SECONDS):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_CODE_EXPIRE_SECONDS'] = {raw['DEVICE_CODE_EXPIRE_SECONDS']!r} "
+                f"must be 1..{MAX_DEVICE_CODE_EXPIRE_SECONDS}.",
+                hint="RFC 8628 5.1: a user code has about 34 bits; the longer it lives, the more "
+                "guesses can find it. The default is 600 seconds.",
+                id=E080,
+            )
+        )
+    if not _positive_int(raw["DEVICE_POLL_INTERVAL_SECONDS"], 60):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_POLL_INTERVAL_SECONDS'] = {raw['DEVICE_POLL_INTERVAL_SECONDS']!r} "
+                "must be 1..60.",
+                hint="RFC 8628 3.2: clients use 5 seconds when none is given; that is the default.",
+                id=E081,
+            )
+        )
+    for name in ("DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"):
+        if not _positive_int(raw[name]):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}[{name!r}] = {raw[name]!r} must be a positive integer.",
+                    hint="Anyone holding a public client's id can start device authorizations: the "
+                    "rows they create must be bounded (there is no 'unlimited').",
+                    id=E082,
+                )
+            )
+    if not _positive_int(raw["DEVICE_USER_CODE_FAILURE_LIMIT"]):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_USER_CODE_FAILURE_LIMIT'] = "
+                f"{raw['DEVICE_USER_CODE_FAILURE_LIMIT']!r} must be a positive integer.",
+                hint="RFC 8628 5.1: wrong user codes must be rate-limited; the default is 10 per window.",
+                id=E083,
+            )
+        )
+    return errors

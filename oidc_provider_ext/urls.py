@@ -14,6 +14,8 @@ from .resource.urls import protected_resource_urlpatterns
 from .views import (
     account,
     authorize,
+    device,
+    device_authorization,
     discovery,
     endsession,
     introspection,
@@ -36,6 +38,14 @@ oauth2_urlpatterns = [
         name="authorize-continue",
     ),
     path("token", token.TokenView.as_view(), name="token"),
+    # RFC 8628 device authorization grant: the device's endpoint and the user's code-entry page.
+    path(
+        "device_authorization",
+        device_authorization.DeviceAuthorizationView.as_view(),
+        name="device-authorization",
+    ),
+    path("device", device.DeviceView.as_view(), name="device"),
+    path("device/continue/<str:request_id>", device.DeviceContinueView.as_view(), name="device-continue"),
     path("revocation", revocation.RevocationView.as_view(), name="revocation"),
     path("introspect", introspection.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),

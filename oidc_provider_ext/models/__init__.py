@@ -1,10 +1,11 @@
 from .backchannel import BackchannelDelivery
 from .clients import ClientProfile
 from .consents import Consent
+from .devices import DeviceAuthorization
 from .grants import AuthorizationGrant
 from .keys import SigningKey
-from .resources import ResourceServer
 from .passkeys import Passkey
+from .resources import ResourceServer
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
 
@@ -13,6 +14,7 @@ __all__ = [
     "AuthorizationGrant",
     "ClientProfile",
     "Consent",
+    "DeviceAuthorization",
     "OPSession",
     "ResourceServer",
     "Passkey",
