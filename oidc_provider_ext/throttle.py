@@ -221,3 +221,31 @@ def allow_reset_email(request, email: str) -> bool:
         return False
     _count_failure(keys)
     return True
+
+
+# --- second factors ------------------------------------------------------------------------------
+# Counted per (user, address): someone who knows the password and guesses codes from one address is
+# stopped after MFA_FAILURE_LIMIT failures, while the user signing in from elsewhere is not locked
+# out by it. Each password sign-in may also spend only MFA_FAILURE_LIMIT failures (views/mfa.py),
+# and every password attempt is django-axes' to throttle, so guessing from many addresses costs a
+# password sign-in per MFA_FAILURE_LIMIT guesses.
+
+
+def _factor_key(request, user) -> str:
+    return _key("factor", str(user.pk), throttle_address(request))
+
+
+def factor_allowed(request, user) -> bool:
+    """Whether ``user`` may try a second-factor code from the address of ``request`` now."""
+    if cache.get(_factor_key(request, user), 0) >= app_settings.MFA_FAILURE_LIMIT:
+        log.warning("Second factor throttled for user %s from %s.", user.pk, client_ip(request))
+        return False
+    return True
+
+
+def factor_failed(request, user) -> None:
+    _count_failure([_factor_key(request, user)])
+
+
+def factor_succeeded(request, user) -> None:
+    cache.delete(_factor_key(request, user))

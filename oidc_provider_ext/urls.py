@@ -13,6 +13,7 @@ from django.urls import include, path
 from .views import (
     account,
     authorize,
+    challenge,
     discovery,
     endsession,
     introspection,
@@ -20,6 +21,7 @@ from .views import (
     login,
     password_reset,
     revocation,
+    security,
     token,
     userinfo,
 )
@@ -33,10 +35,16 @@ oauth2_urlpatterns = [
         authorize.AuthorizeContinueView.as_view(),
         name="authorize-continue",
     ),
+    path(
+        "authorize/step-up/<str:request_id>",
+        challenge.StepUpView.as_view(),
+        name="authorize-step-up",
+    ),
     path("token", token.TokenView.as_view(), name="token"),
     path("revocation", revocation.RevocationView.as_view(), name="revocation"),
     path("introspect", introspection.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),
+    path("login/verify", challenge.SignInChallengeView.as_view(), name="login-verify"),
     path("password/reset", password_reset.PasswordResetView.as_view(), name="password-reset"),
     path("password/reset/sent", password_reset.PasswordResetDoneView.as_view(), name="password-reset-done"),
     path(
@@ -53,6 +61,10 @@ oauth2_urlpatterns = [
     path("apps/<int:pk>/revoke", account.RevokeAppView.as_view(), name="connected-app-revoke"),
     path("sessions", account.SessionsView.as_view(), name="sessions"),
     path("sessions/<int:pk>/end", account.EndOPSessionView.as_view(), name="session-end"),
+    path("security", security.SecurityView.as_view(), name="account-security"),
+    path("security/app", security.TOTPEnrolView.as_view(), name="account-totp"),
+    path("security/app/remove", security.TOTPRemoveView.as_view(), name="account-totp-remove"),
+    path("security/recovery-codes", security.RecoveryCodesView.as_view(), name="account-recovery-codes"),
 ]
 
 oidc_urlpatterns = [

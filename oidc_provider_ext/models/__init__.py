@@ -1,6 +1,7 @@
 from .backchannel import BackchannelDelivery
 from .clients import ClientProfile
 from .consents import Consent
+from .factors import RecoveryCode, TOTPDevice
 from .grants import AuthorizationGrant
 from .keys import SigningKey
 from .sessions import OPSession
@@ -12,7 +13,9 @@ __all__ = [
     "ClientProfile",
     "Consent",
     "OPSession",
+    "RecoveryCode",
     "SigningKey",
+    "TOTPDevice",
     "Tenant",
     "TenantMembership",
 ]

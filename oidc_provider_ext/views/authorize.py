@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.db import IntegrityError, transaction
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -37,11 +37,13 @@ from oidc_provider_ext.internal.authorization import (
     AskConsent,
     AuthorizationError,
     ChooseTenant,
+    Enrol,
     Fail,
     Issue,
     Login,
     PendingAuthorization,
     Refuse,
+    StepUp,
     allowed_tenants,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
@@ -132,6 +134,7 @@ class _Authorization(OAuthLibMixin, View):
 
     consent_template = "oidc_provider_ext/consent.html"
     chooser_template = "oidc_provider_ext/tenant_chooser.html"
+    enrol_template = "oidc_provider_ext/factor_required.html"
 
     # --- steps to responses ----------------------------------------------------------------------
 
@@ -144,6 +147,16 @@ class _Authorization(OAuthLibMixin, View):
                 context = {"tenants": tenants, "request_id": pending.id}
                 with translation.override(ui_language(self.request, pending.ui_locales)):
                     return render(self.request, self.chooser_template, context)
+            case StepUp():
+                return redirect("oidc_provider_ext:authorize-step-up", pending.id)
+            case Enrol():
+                continue_url = reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+                context = {
+                    "application": application,
+                    "enrol_url": _add_query(reverse("oidc_provider_ext:account-security"), {"next": continue_url}),
+                }
+                with translation.override(ui_language(self.request, pending.ui_locales)):
+                    return render(self.request, self.enrol_template, context, status=403)
             case AskConsent():
                 return self._render_consent(pending, application)
             case Issue():

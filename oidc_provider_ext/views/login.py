@@ -4,7 +4,9 @@ lockout page django-axes shows in its place."""
 import math
 
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
@@ -12,11 +14,11 @@ from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.internal import clients, op_sessions
+from oidc_provider_ext.internal import clients, factors, sign_in
 from oidc_provider_ext.internal.authorization import for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.models import OPSession
+from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page
 
 
@@ -71,20 +73,17 @@ class LoginView(auth_views.LoginView):
         return initial
 
     def form_valid(self, form):
-        previous = self.request.user
-        if previous.is_authenticated and previous.pk != form.get_user().pk:
-            # Another account signs in on this browser: Django flushes the session without a
-            # logout, so end the previous user's OP sessions here (their clients are told).
-            ids = [entry["id"] for entry in op_sessions.browser_entries(self.request).values()]
-            op_sessions.end(list(OPSession.objects.filter(pk__in=ids)))
-        # The OP session this sign-in starts belongs to the tenant it was scoped to.
-        setattr(self.request, op_sessions.LOGIN_TENANT, self.tenant.code if self.tenant is not None else "")
-        # Signing in as a different user flushes the session (django.contrib.auth.login); the
-        # authorization request being completed must survive that (prompt=select_account).
-        response = super().form_valid(form)
-        if self.pending is not None:
-            self.pending.keep_after_sign_in(self.request)
-        return response
+        user = form.get_user()
+        tenant = self.tenant.code if self.tenant is not None else ""
+        if factors.has_second_factor(user):
+            # Not signed in yet: the second factor first (internal/sign_in.py).
+            HalfSignIn.begin(self.request, user, tenant=tenant, next_url=self.get_success_url())
+            return HttpResponseRedirect(reverse("oidc_provider_ext:login-verify"))
+        sign_in.finish(
+            self.request, user, backend=getattr(user, "backend", None), tenant=tenant, amr=["pwd"],
+            pending=self.pending,
+        )
+        return HttpResponseRedirect(self.get_success_url())
 
     def form_invalid(self, form):
         # As the source documents describe: bad credentials answer HTTP 400 Bad Request.
