@@ -1,14 +1,14 @@
 import logging
 
 from django import forms
-from django.contrib.auth import get_user_model
-from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
@@ -280,7 +280,9 @@ def reset_second_factors(modeladmin, request, queryset):
         users = [row.user for row in users]
     for user in users:
         factors.reset_factors(user)
-        modeladmin.log_change(request, user, "Second factors reset (authenticator app, recovery codes, passkeys).")
+        modeladmin.log_change(
+            request, user, "Second factors reset (authenticator app, recovery codes, passkeys)."
+        )
         log.warning("Operator %s reset the second factors of user %s.", request.user.pk, user.pk)
     modeladmin.message_user(
         request,

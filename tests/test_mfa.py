@@ -5,7 +5,6 @@ skipped, replayed, guessed without limit, or outlived by a session after it was 
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import urlencode
 
 import pyotp
@@ -110,7 +109,9 @@ class TestTOTPEnrolment:
         response = self.enrol_page(browser, user)
         secret = "".join(response.context["secret_groups"])
         assert not factors.has_second_factor(user)
-        response = browser.post("/connect/security/app", {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
+        response = browser.post(
+            "/connect/security/app", {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"}
+        )
         assert response.status_code == 400 and 'role="alert"' in response.content.decode()
         assert not factors.has_second_factor(user)
         # Reloading the page keeps the same key (the app may already hold it).
@@ -508,9 +509,15 @@ def test_totp_issuer_setting_names_the_account_in_apps(user):
     assert "issuer=Acme%20ID" in totp.provisioning_uri(device, user)
 
 
-def test_totp_secret_survives_a_secret_key_rotation(settings, user):
+def test_totp_keys_follow_a_secret_keys_rotation(settings, user):
+    from django.core.management import call_command
+
     oidc_settings(settings, SECRET_KEYS=["old-secret-0123456789-0123456789"])
     app = enrol_totp(user)
-    oidc_settings(settings, SECRET_KEYS=["new-secret-0123456789-0123456789", "old-secret-0123456789-0123456789"])
-    assert totp.verify(totp.confirmed_device(user), totp_code(app))
-    assert time.time()  # the clock is the only input besides the key
+    oidc_settings(
+        settings, SECRET_KEYS=["new-secret-0123456789-0123456789", "old-secret-0123456789-0123456789"]
+    )
+    assert totp.verify(totp.confirmed_device(user), totp_code(app, -1))  # the old secret still decrypts
+    call_command("oidc_keys", "reencrypt")
+    oidc_settings(settings, SECRET_KEYS=["new-secret-0123456789-0123456789"])
+    assert totp.verify(totp.confirmed_device(user), totp_code(app))  # without the old secret now

@@ -393,9 +393,7 @@ class PendingAuthorization:
         session = op_sessions.current(request, self.tenant)
         if session is None or not self.step_up_acr:
             return []
-        return factors.factors_reaching(
-            factors.enrolled_factors(request.user), session.amr, self.step_up_acr
-        )
+        return factors.factors_reaching(factors.enrolled_factors(request.user), session.amr, self.step_up_acr)
 
     def _decide_tenant(self, request: HttpRequest, application) -> Step | None:
         """Pick the tenant of a request that named none, once the user is known."""

@@ -3,9 +3,9 @@ hashers.py.
 
 ``OIDC_PROVIDER_EXT["SECRET_KEYS"]`` is a list, newest first. From each entry one key per purpose
 is derived (HKDF-SHA256, the purpose as ``info``): the Fernet keys that encrypt signing keys and TOTP
-secrets at rest and the HMAC keys of generated client secrets and recovery codes. The first entry encrypts and hashes; every entry
-decrypts and verifies, so a secret is rotated by putting a new one first, re-encrypting
-(``manage.py oidc_keys reencrypt``) and dropping the old one once nothing needs it
+secrets at rest and the HMAC keys of generated client secrets and recovery codes. The first entry
+encrypts and hashes; every entry decrypts and verifies, so a secret is rotated by putting a new one
+first, re-encrypting (``manage.py oidc_keys reencrypt``) and dropping the old one once nothing needs it
 (docs/operations.md, "Secrets").
 
 Unset, the list is ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``: convenient for development, and refused

@@ -153,7 +153,9 @@ def end_sessions_relying_on(user, methods: Iterable[str], *, keep: Iterable[int]
     # In Python: JSON containment is not a lookup every database has (SQLite), and a user has few.
     stale = [
         op_session
-        for op_session in OPSession.objects.filter(user=user.pk, ended__isnull=True).exclude(pk__in=list(keep))
+        for op_session in OPSession.objects.filter(user=user.pk, ended__isnull=True).exclude(
+            pk__in=list(keep)
+        )
         if methods.intersection(op_session.amr or ())
     ]
     op_sessions.end(stale)

@@ -129,7 +129,9 @@ def step_up(request: HttpRequest, tenant: str, session: CurrentSession, added: l
     amr = acr.amr_with_mfa([*session.amr, *added])
     level = acr.acr_for(amr)
     auth_time = timezone.now().replace(microsecond=0)
-    OPSession.objects.filter(pk=session.id, ended__isnull=True).update(acr=level, amr=amr, auth_time=auth_time)
+    OPSession.objects.filter(pk=session.id, ended__isnull=True).update(
+        acr=level, amr=amr, auth_time=auth_time
+    )
     entry = CurrentSession(
         id=session.id, sid=session.sid, auth_time=int(auth_time.timestamp()), acr=level, amr=amr
     )

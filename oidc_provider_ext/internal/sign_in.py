@@ -25,7 +25,9 @@ from . import op_sessions
 SESSION_KEY = "oidc_half_sign_in"
 
 
-def finish(request: HttpRequest, user, *, backend: str | None, tenant: str, amr: list[str], pending=None) -> None:
+def finish(
+    request: HttpRequest, user, *, backend: str | None, tenant: str, amr: list[str], pending=None
+) -> None:
     """Sign ``user`` in (Django's login, which starts the OP session for ``tenant`` with ``amr``)."""
     previous = request.user
     if previous.is_authenticated and previous.pk != user.pk:

@@ -95,3 +95,14 @@ def verify(device: TOTPDevice, code: str, *, confirming: bool = False) -> bool:
 
 def remove(user) -> bool:
     return TOTPDevice.objects.filter(user=user.pk).delete()[0] > 0
+
+
+def reencrypt() -> int:
+    """Encrypt every stored key under the first of SECRET_KEYS (``oidc_keys reencrypt``)."""
+    box = crypto.fernet(crypto.TOTP_SECRET)
+    count = 0
+    for device in TOTPDevice.objects.all().iterator():
+        rotated = box.rotate(device.encrypted_secret.encode()).decode()
+        TOTPDevice.objects.filter(pk=device.pk).update(encrypted_secret=rotated)
+        count += 1
+    return count

@@ -98,8 +98,8 @@ class ClientProfile(models.Model):
         blank=True,
         choices=ACR_CHOICES,
         help_text=_(
-            "Every sign-in to this client must reach at least this level, whatever the application asks for. "
-            "Empty: no minimum."
+            "Every sign-in to this client reaches at least this level, whatever the application "
+            "asks for. Empty: no minimum."
         ),
     )
     default_tenant_code = models.CharField(

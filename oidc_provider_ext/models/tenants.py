@@ -35,8 +35,8 @@ class Tenant(models.Model):
         blank=True,
         choices=ACR_CHOICES,
         help_text=_(
-            "Every sign-in to this organisation must reach at least this level, whatever the application asks for. "
-            "Empty: no minimum."
+            "Every sign-in to this organisation reaches at least this level, whatever the application "
+            "asks for. Empty: no minimum."
         ),
     )
     created = models.DateTimeField(_("created"), auto_now_add=True)

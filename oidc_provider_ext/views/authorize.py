@@ -153,7 +153,9 @@ class _Authorization(OAuthLibMixin, View):
                 continue_url = reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
                 context = {
                     "application": application,
-                    "enrol_url": _add_query(reverse("oidc_provider_ext:account-security"), {"next": continue_url}),
+                    "enrol_url": _add_query(
+                        reverse("oidc_provider_ext:account-security"), {"next": continue_url}
+                    ),
                 }
                 with translation.override(ui_language(self.request, pending.ui_locales)):
                     return render(self.request, self.enrol_template, context, status=403)

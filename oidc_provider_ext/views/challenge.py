@@ -68,7 +68,9 @@ class SignInChallengeView(View):
     """The second step of a sign-in: the password was right, the user is not signed in yet."""
 
     def _expired(self):
-        messages.error(self.request, _("Your sign-in took too long or was interrupted. Please sign in again."))
+        messages.error(
+            self.request, _("Your sign-in took too long or was interrupted. Please sign in again.")
+        )
         return redirect("oidc_provider_ext:login")
 
     def get(self, request, *args, **kwargs):

@@ -80,7 +80,11 @@ class LoginView(auth_views.LoginView):
             HalfSignIn.begin(self.request, user, tenant=tenant, next_url=self.get_success_url())
             return HttpResponseRedirect(reverse("oidc_provider_ext:login-verify"))
         sign_in.finish(
-            self.request, user, backend=getattr(user, "backend", None), tenant=tenant, amr=["pwd"],
+            self.request,
+            user,
+            backend=getattr(user, "backend", None),
+            tenant=tenant,
+            amr=["pwd"],
             pending=self.pending,
         )
         return HttpResponseRedirect(self.get_success_url())

@@ -108,7 +108,9 @@ class TOTPEnrolView(_Page):
     def get(self, request, *args, **kwargs):
         device = totp.start_enrolment(request.user)
         if device is None:
-            messages.info(request, _("An authenticator app is already set up. Remove it first to use another."))
+            messages.info(
+                request, _("An authenticator app is already set up. Remove it first to use another.")
+            )
             return redirect("oidc_provider_ext:account-security")
         return self._page(request, device, TOTPCodeForm())
 
