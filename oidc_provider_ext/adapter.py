@@ -222,7 +222,9 @@ class DefaultOIDCAdapter:
         amr = getattr(request, "oidc_amr", None) or ["pwd"]
         return acr.acr_for(amr), acr.amr_with_mfa(amr)
 
-    def minimum_acr(self, user: AbstractBaseUser, application: Any, tenant: str, **kwargs: Any) -> str | None:
+    def minimum_acr(
+        self, user: AbstractBaseUser | AnonymousUser, application: Any, tenant: str, **kwargs: Any
+    ) -> str | None:
         """The weakest ``acr`` (one of :attr:`acr_values_supported`) ``user`` may sign in to
         ``application`` in tenant ``tenant`` (a code, "" for none) with, whatever the client asks
         for; None: no minimum. Enforced at the authorization endpoint (a step-up for the missing
