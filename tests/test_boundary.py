@@ -111,12 +111,12 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    assert len(patterns) == 18  # with the four password-reset pages
+    assert len(patterns) == 24  # with the four password-reset pages and the six second-factor pages
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 
 
-@pytest.mark.parametrize("endpoint", ["login", "sessions", "password-reset"])
+@pytest.mark.parametrize("endpoint", ["login", "sessions", "password-reset", "login-verify", "account-security"])
 def test_csrf_is_still_checked_after_the_boundary(user, endpoint):
     client = Client(enforce_csrf_checks=True)
     if endpoint == "sessions":

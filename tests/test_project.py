@@ -20,6 +20,7 @@ from .conftest import oidc_settings
 URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),
     ("oidc_provider_ext:authorize-continue", "/connect/authorize/continue/abc"),
+    ("oidc_provider_ext:authorize-step-up", "/connect/authorize/step-up/abc"),
     ("oidc_provider_ext:token", "/connect/token"),
     ("oidc_provider_ext:userinfo", "/connect/userinfo"),
     ("oidc_provider_ext:jwks", "/connect/jwks"),
@@ -27,10 +28,15 @@ URL_NAMES = [
     ("oidc_provider_ext:revocation", "/connect/revocation"),
     ("oidc_provider_ext:endsession", "/connect/endsession"),
     ("oidc_provider_ext:login", "/connect/login"),
+    ("oidc_provider_ext:login-verify", "/connect/login/verify"),
     ("oidc_provider_ext:connected-apps", "/connect/apps"),
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
     ("oidc_provider_ext:session-end", "/connect/sessions/7/end"),
+    ("oidc_provider_ext:account-security", "/connect/security"),
+    ("oidc_provider_ext:account-totp", "/connect/security/app"),
+    ("oidc_provider_ext:account-totp-remove", "/connect/security/app/remove"),
+    ("oidc_provider_ext:account-recovery-codes", "/connect/security/recovery-codes"),
     ("oidc_provider_ext:password-reset", "/connect/password/reset"),
     ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
     ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
@@ -41,7 +47,7 @@ URL_NAMES = [
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
+    args = {"-continue": ["abc"], "-up": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
         name[name.rfind("-") :], []
     )
     assert reverse(name, args=args) == path
