@@ -116,7 +116,9 @@ def test_every_endpoint_goes_through_the_boundary():
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 
 
-@pytest.mark.parametrize("endpoint", ["login", "sessions", "password-reset", "login-verify", "account-security"])
+@pytest.mark.parametrize(
+    "endpoint", ["login", "sessions", "password-reset", "login-verify", "account-security"]
+)
 def test_csrf_is_still_checked_after_the_boundary(user, endpoint):
     client = Client(enforce_csrf_checks=True)
     if endpoint == "sessions":
