@@ -521,3 +521,26 @@ def test_totp_keys_follow_a_secret_keys_rotation(settings, user):
     call_command("oidc_keys", "reencrypt")
     oidc_settings(settings, SECRET_KEYS=["new-secret-0123456789-0123456789"])
     assert totp.verify(totp.confirmed_device(user), totp_code(app))  # without the old secret now
+
+
+class TestAnonymousState:
+    @pytest.mark.oidc_settings(MFA_LOGIN_TIMEOUT_SECONDS=120)
+    def test_a_half_finished_sign_in_expires_with_its_session(self, browser, user):
+        """DESIGN.md "Anonymous requests": nobody is signed in yet, so the session holding the half
+        sign-in lives no longer than it; the finished sign-in gets the site's session age back."""
+        app = enrol_totp(user)
+        login(browser, user)
+        assert browser.session.get_expiry_age() <= 120
+        forget_used_codes(user)
+        browser.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert signed_in(browser)
+        assert browser.session.get_expiry_age() > 120
+
+    @pytest.mark.parametrize("factor", ["\x00", "recovery\x07", "x" * 5000])
+    def test_odd_factor_names_in_the_query(self, browser, user, factor):
+        enrol_totp(user)
+        login(browser, user)
+        response = browser.get(VERIFY, {"factor": factor})
+        assert response.status_code in (200, 400)
+        if response.status_code == 200:
+            assert response.context["factor"].key == "totp"
