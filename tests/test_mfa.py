@@ -544,3 +544,11 @@ class TestAnonymousState:
         assert response.status_code in (200, 400)
         if response.status_code == 200:
             assert response.context["factor"].key == "totp"
+
+
+def test_the_challenge_page_speaks_the_requests_ui_locales(browser, user, confidential_app):
+    enrol_totp(user)
+    response = browser.get(authorize_url(confidential_app, ui_locales="de"))
+    response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    page = browser.get(response["Location"])
+    assert '<html lang="de"' in page.content.decode()

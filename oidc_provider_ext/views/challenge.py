@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
@@ -19,7 +21,7 @@ from django.views.decorators.cache import never_cache
 from oidc_provider_ext import throttle
 from oidc_provider_ext.internal import clients, factors, op_sessions
 from oidc_provider_ext.internal.authorization import PendingAuthorization, for_login_page
-from oidc_provider_ext.internal.locales import in_ui_language
+from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page, error_page
@@ -38,14 +40,21 @@ def _pick(offered: list, key: str | None):
     return next((factor for factor in offered if factor.key == key), offered[0] if offered else None)
 
 
-def _render(request, offered: list, chosen, user, *, error: str = "", status: int = 200, **context):
+def _render(
+    request, offered: list, chosen, user, *, pending=None, error: str = "", status: int = 200, **context
+):
     context.update(
         factors=offered,
         factor=chosen,
         factor_context=chosen.challenge_context(request, user) if chosen is not None else {},
         error=error,
     )
-    return render(request, TEMPLATE, context, status=status)
+    # OIDC Core 3.1.2.1 ui_locales of the request this sign-in is for, as on the login page.
+    language = ui_language(request, pending.ui_locales) if pending is not None else translation.get_language()
+    with translation.override(language):
+        response = render(request, TEMPLATE, context, status=status)
+    patch_vary_headers(response, ("Accept-Language",))
+    return response
 
 
 def _verify(request, offered: list, user):
@@ -77,9 +86,16 @@ class SignInChallengeView(View):
         loaded = HalfSignIn.load(request)
         if loaded is None:
             return self._expired()
-        _half, user = loaded
+        half, user = loaded
         offered = factors.enrolled_factors(user)
-        return _render(request, offered, _pick(offered, request.GET.get("factor")), user, step="sign-in")
+        return _render(
+            request,
+            offered,
+            _pick(offered, request.GET.get("factor")),
+            user,
+            pending=for_login_page(request, half.next_url),
+            step="sign-in",
+        )
 
     def post(self, request, *args, **kwargs):
         loaded = HalfSignIn.load(request)
@@ -92,7 +108,16 @@ class SignInChallengeView(View):
             if half.failed(request):
                 messages.error(request, _("Too many wrong codes. Please sign in again."))
                 return redirect(f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': half.next_url})}")
-            return _render(request, offered, chosen, user, error=error, status=400, step="sign-in")
+            return _render(
+                request,
+                offered,
+                chosen,
+                user,
+                pending=for_login_page(request, half.next_url),
+                error=error,
+                status=400,
+                step="sign-in",
+            )
         half.complete(request, user, added, pending=for_login_page(request, half.next_url))
         return HttpResponseRedirect(half.next_url)
 
@@ -131,6 +156,7 @@ class StepUpView(View):
             offered,
             _pick(offered, request.GET.get("factor")),
             request.user,
+            pending=pending,
             step="step-up",
             application=application,
         )
@@ -143,6 +169,15 @@ class StepUpView(View):
         offered = pending.step_up_factors(request)
         chosen, added, error = _verify(request, offered, request.user)
         if added is None:
-            return _render(request, offered, chosen, request.user, error=error, status=400, step="step-up")
+            return _render(
+                request,
+                offered,
+                chosen,
+                request.user,
+                pending=pending,
+                error=error,
+                status=400,
+                step="step-up",
+            )
         op_sessions.step_up(request, pending.tenant, session, added)
         return redirect("oidc_provider_ext:authorize-continue", pending.id)
