@@ -552,3 +552,15 @@ def test_the_challenge_page_speaks_the_requests_ui_locales(browser, user, confid
     response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
     page = browser.get(response["Location"])
     assert '<html lang="de"' in page.content.decode()
+
+
+def test_the_password_step_gives_the_browser_a_new_session_key(browser, user):
+    enrol_totp(user)
+    browser.get(reverse("oidc_provider_ext:login"))  # any page that starts a session
+    session = browser.session
+    session["planted"] = True
+    session.save()
+    planted = session.session_key
+    login(browser, user)
+    assert browser.session.session_key != planted
+    assert "oidc_half_sign_in" in browser.session

@@ -68,8 +68,12 @@ class HalfSignIn:
             next_url=next_url,
             session_hash=user.get_session_auth_hash(),
         )
-        half.save(request)
         session = request.session
+        if not request.user.is_authenticated:
+            # A new session key once the password is right: a session id planted before (session
+            # fixation) does not hold the half sign-in (login() cycles it again at the end).
+            session.cycle_key()
+        half.save(request)
         if not request.user.is_authenticated and not session.get(op_sessions.PENDING_ONLY_KEY):
             # DESIGN.md "Anonymous requests": not signed in yet, so it expires with the half
             # sign-in (op_sessions restores the site's expiry at login()).
