@@ -9,9 +9,12 @@ import time
 
 import pyotp
 import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from oidc_provider_ext import acr
-from oidc_provider_ext.models import ClientProfile
+from oidc_provider_ext.models import ClientProfile, OPSession
 
 from .test_pages import SIZES, fits_the_screen
 
@@ -58,6 +61,7 @@ def test_enrol_sign_in_with_a_code_and_step_up(chromium, rp, screenshot, size):
     page.click("button[type=submit]")
     page.wait_for_selector("[data-recovery-codes]")
     assert page.locator("[data-recovery-codes] li").count() == 10
+    recovery = page.locator("[data-recovery-codes] li").first.inner_text()
     shot(page, "recovery_codes")
     context.close()
 
@@ -86,6 +90,42 @@ def test_enrol_sign_in_with_a_code_and_step_up(chromium, rp, screenshot, size):
     page.wait_for_selector("#who")  # consent was remembered from the first sign-in
     claims = rp.last["claims"]
     assert claims["acr"] == acr.MFA and claims["amr"] == ["pwd", "otp", "mfa"]
+
+    # A session from a page that asks no second factor (here: made on the server, as the admin's
+    # login page would): a relying party asking for multi-factor gets the step-up page, and a
+    # recovery code does it.
+    context.close()
+    server_side = Client()
+    server_side.force_login(get_user_model().objects.get(username=user["username"]))
+    # ...signed in to the demo clients' tenant.
+    session = server_side.session
+    entries = session["oidc_op_sessions"]
+    entries[rp.demo["tenant"]] = entries.pop("")
+    session["oidc_op_sessions"] = entries
+    session.save()
+    OPSession.objects.filter(pk=entries[rp.demo["tenant"]]["id"]).update(tenant=rp.demo["tenant"])
+    context = chromium.new_context(locale="en-US", **SIZES[size])
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": server_side.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": rp.issuer,
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(rp.authorization_url(acr_values=acr.MFA))
+    page.wait_for_selector("#id_code")
+    assert page.locator("#id_password").count() == 0, "the missing factor only, not a new login"
+    assert "asks for a stronger sign-in" in page.inner_text("main")
+    shot(page, "step_up")
+    page.click("a[data-factor=recovery]")
+    page.get_by_label("Recovery code").fill(recovery)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#who")
+    assert rp.last["claims"]["acr"] == acr.MFA and "otp" in rp.last["claims"]["amr"]
 
     # A client that needs a passkey: the user has none, the page says what to do.
     profile = ClientProfile.objects.get(application__client_id=rp.client_id)
