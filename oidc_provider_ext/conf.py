@@ -103,7 +103,8 @@ _SETTINGS: dict[str, _Setting] = {
     "MFA_FAILURE_LIMIT": _Setting(
         5,
         "Failed second-factor codes per (user, address) in THROTTLE_WINDOW_SECONDS before that pair "
-        "is refused; also the failures one password sign-in may spend before the password is asked again.",
+        "is refused; also the failures one password sign-in may spend before the password is asked again, "
+        "and one OP session on the step-up page before it ends.",
     ),
     "MFA_LOGIN_TIMEOUT_SECONDS": _Setting(
         300, "How long a password sign-in waits for its second factor before it must start again."

@@ -249,3 +249,12 @@ def factor_failed(request, user) -> None:
 
 def factor_succeeded(request, user) -> None:
     cache.delete(_factor_key(request, user))
+
+
+def step_up_failed(op_session_id: int) -> bool:
+    """Count a wrong code on the step-up page of one OP session; True when that session has spent
+    ``MFA_FAILURE_LIMIT`` of them. Whoever holds the session (a stolen cookie from many addresses)
+    gets that many guesses, then the session ends: signing in again costs the password."""
+    key = _key("step-up", str(op_session_id))
+    _count_failure([key])
+    return cache.get(key, 0) >= app_settings.MFA_FAILURE_LIMIT

@@ -330,3 +330,21 @@ def test_essential_acr_unknown_value_is_refused_upfront(browser, user, confident
     login(browser, user)
     response = browser.get(authorize_url(confidential_app, claims=essential("urn:example:unknown")))
     assert query_of(response["Location"])["error"] == "unmet_authentication_requirements"
+
+
+@pytest.mark.oidc_settings(MFA_FAILURE_LIMIT=3)
+def test_guessing_on_the_step_up_page_from_many_addresses_ends_the_session(user, confidential_app):
+    """A stolen session cookie used from many addresses (each under the per-address limit) gets
+    MFA_FAILURE_LIMIT guesses in all, then the session is over."""
+    app = enrol_totp(user)
+    browser = Client()
+    before = password_session(browser, user)
+    url = browser.get(authorize_url(confidential_app, acr_values=acr.MFA))["Location"]
+    wrong = "123456" if totp_code(app) != "123456" else "654321"
+    for n in range(2):
+        response = browser.post(url, {"factor": "totp", "code": wrong}, REMOTE_ADDR=f"203.0.113.{n}")
+        assert response.status_code == 400
+    response = browser.post(url, {"factor": "totp", "code": wrong}, REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 302 and response["Location"] == "/connect/login"
+    assert OPSession.objects.get(pk=before["id"]).ended is not None
+    assert "_auth_user_id" not in browser.session

@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth import logout as django_logout
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.decorators.cache import never_cache
 
@@ -27,6 +29,7 @@ from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page, error_page
 
 TEMPLATE = "oidc_provider_ext/challenge.html"
+WRONG_CODE = gettext_lazy("That did not work. Check the code and try again.")
 
 _decorators = [
     never_cache,
@@ -67,7 +70,7 @@ def _verify(request, offered: list, user):
     added = chosen.verify(request, user)
     if not added:
         throttle.factor_failed(request, user)
-        return chosen, None, _("That did not work. Check the code and try again.")
+        return chosen, None, WRONG_CODE
     throttle.factor_succeeded(request, user)
     return chosen, added, ""
 
@@ -168,6 +171,10 @@ class StepUpView(View):
             return self._expired()
         offered = pending.step_up_factors(request)
         chosen, added, error = _verify(request, offered, request.user)
+        if added is None and error is WRONG_CODE and throttle.step_up_failed(session.id):
+            django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
+            messages.error(request, _("Too many wrong codes. Please sign in again."))
+            return redirect("oidc_provider_ext:login")
         if added is None:
             return _render(
                 request,
