@@ -1,14 +1,19 @@
+import logging
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
-from .internal import consents, cors
+from .internal import consents, cors, factors
 from .internal import passkeys as passkey_service
 from .internal.clients import is_hashed
 from .models import (
@@ -19,10 +24,12 @@ from .models import (
     DeviceAuthorization,
     OPSession,
     Passkey,
+    RecoveryCode,
     ResourceServer,
     SigningKey,
     Tenant,
     TenantMembership,
+    TOTPDevice,
 )
 from .server import CLIENT_GRANT_TYPES
 
@@ -278,6 +285,7 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ("code", "name", "is_active")}),
         ("Branding", {"fields": ("logo_url", "brand_colour", "support_url")}),
+        ("Sign-in", {"fields": ("minimum_acr",)}),
     ]
     inlines = [TenantMembershipInline]
 
@@ -308,3 +316,54 @@ class ResourceServerAdmin(admin.ModelAdmin):
         "tenant_codes",
         "enabled",
     )
+
+
+# --- second factors ------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+
+@admin.action(description=_("Reset second factors (authenticator app, recovery codes, passkeys)"))
+def reset_second_factors(modeladmin, request, queryset):
+    """An admin action for the site's user admin (``actions = [reset_second_factors]``): removes
+    every second factor of the selected users and ends the sessions that relied on one. Audited: a
+    LogEntry on the user and a log line. The same action on the authenticator-app list below."""
+    users = list(queryset)
+    if users and not isinstance(users[0], get_user_model()):
+        users = [row.user for row in users]
+    for user in users:
+        factors.reset_factors(user)
+        modeladmin.log_change(
+            request, user, "Second factors reset (authenticator app, recovery codes, passkeys)."
+        )
+        log.warning("Operator %s reset the second factors of user %s.", request.user.pk, user.pk)
+    modeladmin.message_user(
+        request,
+        ngettext(
+            "The second factors of %(count)d user were reset; they sign in with their password only now.",
+            "The second factors of %(count)d users were reset; they sign in with their password only now.",
+            len(users),
+        )
+        % {"count": len(users)},
+        messages.SUCCESS,
+    )
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(ReadOnlyAdmin):
+    """Who has an authenticator app: never its key (encrypted, and not shown)."""
+
+    list_display = ("user", "confirmed", "last_used", "created")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "confirmed", "last_used", "created")
+    readonly_fields = fields
+    actions = [reset_second_factors]
+
+
+@admin.register(RecoveryCode)
+class RecoveryCodeAdmin(ReadOnlyAdmin):
+    list_display = ("user", "used", "created")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "used", "created")
+    readonly_fields = fields
+    actions = [reset_second_factors]

@@ -124,6 +124,22 @@ _SETTINGS: dict[str, _Setting] = {
         "Wrong user codes per signed-in user, and per address for anonymous entries, in "
         "THROTTLE_WINDOW_SECONDS before code entry is refused (RFC 8628 5.1).",
     ),
+    # Second factors and step-up (docs/mfa.md).
+    "MFA_FAILURE_LIMIT": _Setting(
+        5,
+        "Failed second-factor codes per (user, address) in THROTTLE_WINDOW_SECONDS before that pair "
+        "is refused; also the failures one password sign-in may spend before the password is asked again, "
+        "and one OP session on the step-up page before it ends.",
+    ),
+    "MFA_LOGIN_TIMEOUT_SECONDS": _Setting(
+        300, "How long a password sign-in waits for its second factor before it must start again."
+    ),
+    "MFA_REAUTH_SECONDS": _Setting(
+        300, "How recent a sign-in must be to remove an authenticator app or see new recovery codes."
+    ),
+    "TOTP_ISSUER": _Setting(
+        None, "The account name's issuer shown in authenticator apps; None: the ISSUER's host name."
+    ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
     "RESOURCE_SERVER_IDENTIFIER": _Setting(
@@ -316,6 +332,22 @@ class AppSettings:
     @property
     def DEVICE_USER_CODE_FAILURE_LIMIT(self) -> int:
         return int(self._get("DEVICE_USER_CODE_FAILURE_LIMIT"))
+
+    @property
+    def MFA_FAILURE_LIMIT(self) -> int:
+        return max(1, int(self._get("MFA_FAILURE_LIMIT")))
+
+    @property
+    def MFA_LOGIN_TIMEOUT_SECONDS(self) -> int:
+        return int(self._get("MFA_LOGIN_TIMEOUT_SECONDS"))
+
+    @property
+    def MFA_REAUTH_SECONDS(self) -> int:
+        return int(self._get("MFA_REAUTH_SECONDS"))
+
+    @property
+    def TOTP_ISSUER(self) -> str:
+        return str(self._get("TOTP_ISSUER") or urlsplit(self.ISSUER).hostname or "OpenID Provider")
 
     @property
     def RESOURCE_SERVER_ISSUER(self) -> str:

@@ -2,6 +2,7 @@ from .backchannel import BackchannelDelivery
 from .clients import ClientProfile
 from .consents import Consent
 from .devices import DeviceAuthorization
+from .factors import RecoveryCode, TOTPDevice
 from .grants import AuthorizationGrant
 from .keys import SigningKey
 from .passkeys import Passkey
@@ -16,9 +17,11 @@ __all__ = [
     "Consent",
     "DeviceAuthorization",
     "OPSession",
-    "ResourceServer",
     "Passkey",
+    "RecoveryCode",
+    "ResourceServer",
     "SigningKey",
+    "TOTPDevice",
     "Tenant",
     "TenantMembership",
 ]

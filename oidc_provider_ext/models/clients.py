@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
 from .keys import SigningKey
+from .tenants import ACR_CHOICES
 
 
 class ClientProfile(models.Model):
@@ -101,6 +102,16 @@ class ClientProfile(models.Model):
         help_text=_(
             "Space-separated codes of the organisations users of this client may sign in to. "
             "Empty: any active one."
+        ),
+    )
+    minimum_acr = models.CharField(
+        _("minimum authentication level"),
+        max_length=255,
+        blank=True,
+        choices=ACR_CHOICES,
+        help_text=_(
+            "Every sign-in to this client reaches at least this level, whatever the application "
+            "asks for. Empty: no minimum."
         ),
     )
     default_tenant_code = models.CharField(

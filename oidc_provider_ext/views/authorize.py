@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.db import IntegrityError, transaction
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -37,11 +37,13 @@ from oidc_provider_ext.internal.authorization import (
     AskConsent,
     AuthorizationError,
     ChooseTenant,
+    Enrol,
     Fail,
     Issue,
     Login,
     PendingAuthorization,
     Refuse,
+    StepUp,
     allowed_tenants,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
@@ -133,6 +135,7 @@ class _Authorization(OAuthLibMixin, View):
 
     consent_template = "oidc_provider_ext/consent.html"
     chooser_template = "oidc_provider_ext/tenant_chooser.html"
+    enrol_template = "oidc_provider_ext/factor_required.html"
 
     # --- steps to responses ----------------------------------------------------------------------
 
@@ -143,6 +146,10 @@ class _Authorization(OAuthLibMixin, View):
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
                 return self._render_chooser(pending, tenants)
+            case StepUp():
+                return redirect("oidc_provider_ext:authorize-step-up", pending.id)
+            case Enrol():
+                return self._render_enrol(pending, application)
             case AskConsent():
                 return self._render_consent(pending, application)
             case Issue():
@@ -156,6 +163,17 @@ class _Authorization(OAuthLibMixin, View):
     def _continue_url(self, pending: PendingAuthorization) -> str:
         """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
         return reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+
+    def _render_enrol(self, pending: PendingAuthorization, application):
+        """The policy asks for a factor the user has not set up: enrol, then come back here."""
+        context = {
+            "application": application,
+            "enrol_url": _add_query(
+                reverse("oidc_provider_ext:account-security"), {"next": self._continue_url(pending)}
+            ),
+        }
+        with translation.override(ui_language(self.request, pending.ui_locales)):
+            return render(self.request, self.enrol_template, context, status=403)
 
     def _redirect_to_login(self, pending: PendingAuthorization):
         login_url = reverse("oidc_provider_ext:login")
