@@ -11,7 +11,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .conf import MAX_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
+from .conf import MAX_CODE_EXPIRE_SECONDS, REGISTRATION_POLICIES, SETTINGS_NAME, app_settings
 
 E001 = "oidc_provider_ext.E001"  # OIDC not enabled in DOT
 E002 = "oidc_provider_ext.E002"  # DOT validator is not ours
@@ -27,6 +27,8 @@ E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHER
 E011 = "oidc_provider_ext.E011"  # resource server without an audience (or a malformed one)
 E022 = "oidc_provider_ext.E022"  # a DOT setting makes DOT fetch URLs itself, outside the guarded client
 W001 = "oidc_provider_ext.W001"  # issuer is not https
+E060 = "oidc_provider_ext.E060"  # REGISTRATION (or its tenant list) is not a valid value
+E061 = "oidc_provider_ext.E061"  # client ID metadata document fetch limits out of bounds
 E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption would derive from SECRET_KEY)
 E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
@@ -561,3 +563,53 @@ def check_ui_locales(app_configs=None, **kwargs):
             id=W050,
         )
     ]
+
+
+# Client ID metadata documents are fetched inside a user's authorization request: the deadline
+# stays small and the document small (the draft suggests about 5 KB), whatever the operator types.
+CIMD_MAX_TIMEOUT_SECONDS = 10
+CIMD_BYTES_RANGE = (1024, 64 * 1024)
+
+
+@register(Tags.security)
+def check_registration(app_configs=None, **kwargs):
+    """E060/E061: the self-registration settings (docs/registration.md)."""
+    errors: list[CheckMessage] = []
+    try:
+        app_settings.raw("REGISTRATION")
+    except ImproperlyConfigured:
+        return []  # unknown keys: E005 says so
+    try:
+        app_settings.REGISTRATION  # noqa: B018 (validates)
+        app_settings.REGISTRATION_TENANT_CODES  # noqa: B018
+    except ImproperlyConfigured as exc:
+        errors.append(
+            Error(
+                str(exc),
+                hint=f"REGISTRATION is one of {', '.join(REGISTRATION_POLICIES)}; "
+                "REGISTRATION_TENANT_CODES a list of tenant codes.",
+                id=E060,
+            )
+        )
+    timeout = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS")
+    size = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES")
+    low = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS")
+    high = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS")
+    numbers = all(
+        isinstance(value, int | float) and not isinstance(value, bool) for value in (timeout, size, low, high)
+    )
+    if not numbers or not (
+        0 < timeout <= CIMD_MAX_TIMEOUT_SECONDS
+        and CIMD_BYTES_RANGE[0] <= size <= CIMD_BYTES_RANGE[1]
+        and 0 < low <= high
+    ):
+        errors.append(
+            Error(
+                "The client ID metadata document limits are out of bounds: "
+                f"timeout {timeout!r}, size {size!r}, cache {low!r}..{high!r}.",
+                hint=f"Timeout 0-{CIMD_MAX_TIMEOUT_SECONDS} s (it runs inside the user's request), size "
+                f"{CIMD_BYTES_RANGE[0]}-{CIMD_BYTES_RANGE[1]} bytes, 0 < MIN_CACHE <= MAX_CACHE seconds.",
+                id=E061,
+            )
+        )
+    return errors

@@ -27,6 +27,8 @@ URL_NAMES = [
     ("oidc_provider_ext:revocation", "/connect/revocation"),
     ("oidc_provider_ext:endsession", "/connect/endsession"),
     ("oidc_provider_ext:login", "/connect/login"),
+    ("oidc_provider_ext:register", "/connect/register"),
+    ("oidc_provider_ext:register-client", "/connect/register/abc"),
     ("oidc_provider_ext:connected-apps", "/connect/apps"),
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
@@ -41,7 +43,7 @@ URL_NAMES = [
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"]}.get(
+    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"], "-client": ["abc"]}.get(
         name[name.rfind("-") :], []
     )
     assert reverse(name, args=args) == path

@@ -3,6 +3,7 @@ from .clients import ClientProfile
 from .consents import Consent
 from .grants import AuthorizationGrant
 from .keys import SigningKey
+from .registration import InitialAccessToken
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
 
@@ -11,6 +12,7 @@ __all__ = [
     "AuthorizationGrant",
     "ClientProfile",
     "Consent",
+    "InitialAccessToken",
     "OPSession",
     "SigningKey",
     "Tenant",

@@ -84,9 +84,13 @@ def authorization_response(uri: str, application):
     # successful ones already).
     if "iss" not in parse_qs(urlsplit(uri).query):
         uri = _add_query(uri, {"iss": app_settings.ISSUER})
-    schemes = (
+    schemes = list(
         application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
     )
+    if application is not None and consents.self_registered(application):
+        # A native app's private-use scheme (RFC 8252 7.1), accepted at registration by
+        # internal/registration.check_redirect_uri; the URI was matched exactly before we got here.
+        schemes.append(urlsplit(uri).scheme)
     response = OAuth2ResponseRedirect(uri, schemes)
     # The redirect carries a code (or an error): no Referer leak, no caching.
     response["Referrer-Policy"] = "no-referrer"
@@ -189,6 +193,10 @@ class _Authorization(OAuthLibMixin, View):
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
+            # Nobody reviewed a client that registered itself: the page says so, names where the
+            # answer goes, and shows no logo (it would be hot-linked from the client's server).
+            "self_registered": consents.self_registered(application),
+            "redirect_host": urlsplit(pending.credentials.get("redirect_uri", "")).hostname or "",
         }
         with translation.override(ui_language(self.request, pending.ui_locales)):
             return render(self.request, self.consent_template, context)
