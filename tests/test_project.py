@@ -43,9 +43,13 @@ URL_NAMES = [
 
 @pytest.mark.parametrize(("name", "path"), URL_NAMES)
 def test_every_url_name_reverses_to_its_path(name, path):
-    args = {"-continue": ["abc"], "-revoke": [7], "-end": [7], "-confirm": ["MQ", "abc-123"], "-client": ["abc"]}.get(
-        name[name.rfind("-") :], []
-    )
+    args = {
+        "-continue": ["abc"],
+        "-revoke": [7],
+        "-end": [7],
+        "-confirm": ["MQ", "abc-123"],
+        "-client": ["abc"],
+    }.get(name[name.rfind("-") :], [])
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]
 

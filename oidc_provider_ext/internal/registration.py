@@ -403,7 +403,7 @@ def open_registration_refused(address: str) -> str | None:
 # --- the client ----------------------------------------------------------------------------------
 
 
-def _apply(application, profile: ClientProfile, metadata: ClientMetadata) -> None:
+def apply_metadata(application, profile: ClientProfile, metadata: ClientMetadata) -> None:
     application.name = metadata.client_name
     application.redirect_uris = " ".join(metadata.redirect_uris)
     profile.registration_metadata = metadata.as_json()
@@ -434,7 +434,7 @@ def register(metadata: ClientMetadata, *, address: str, policy: str) -> tuple[An
             registration_token_hash=token_hash(registration_token),
             require_pkce=True,
         )
-        _apply(application, profile, metadata)
+        apply_metadata(application, profile, metadata)
         application.save()
         profile.application = application
         profile.save()
@@ -447,7 +447,7 @@ def update(application, metadata: ClientMetadata) -> None:
     if metadata.token_endpoint_auth_method != profile.registration_metadata.get("token_endpoint_auth_method"):
         raise _metadata_error("token_endpoint_auth_method cannot change; register a new client.")
     with transaction.atomic():
-        _apply(application, profile, metadata)
+        apply_metadata(application, profile, metadata)
         application.save()
         profile.save()
 

@@ -32,7 +32,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-from oidc_provider_ext.internal import clients, consents, op_sessions
+from oidc_provider_ext.internal import clients, consents, metadata_documents, op_sessions
 from oidc_provider_ext.internal.authorization import (
     AskConsent,
     AuthorizationError,
@@ -274,6 +274,24 @@ class AuthorizeView(_Authorization):
 
     def get(self, request, *args, **kwargs):
         params = request.POST if request.method == "POST" else request.GET
+        client_id = params.get("client_id", "")
+        if app_settings.CLIENT_ID_METADATA_DOCUMENTS and metadata_documents.is_document_url(client_id):
+            # The client is its metadata document (internal/metadata_documents.py): fetched within
+            # a small deadline before anything else; a failure is a page here, never a redirect to
+            # a redirect_uri nobody vouched for.
+            reason = metadata_documents.prepare(request, client_id)
+            if reason:
+                return error_page(
+                    request,
+                    title=_("This application could not be verified"),
+                    message=_(
+                        "The application describes itself in a document on its own website, and that "
+                        "document could not be used. Go back to the application; its developers can "
+                        "find the reason below."
+                    ),
+                    error="invalid_client",
+                    error_description=reason,
+                )
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:
