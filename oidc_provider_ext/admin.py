@@ -27,6 +27,19 @@ from .server import CLIENT_GRANT_TYPES
 Application = get_application_model()
 
 
+def registration_policy_text() -> str:
+    """The self-registration settings in one line (REGISTRATION, CLIENT_ID_METADATA_DOCUMENTS)."""
+    from .conf import app_settings
+
+    policy = {
+        "off": "off",
+        "initial_access_token": "with an initial access token",
+        "open": "open to anyone, within limits",
+    }[app_settings.REGISTRATION]
+    documents = "accepted" if app_settings.CLIENT_ID_METADATA_DOCUMENTS else "not accepted"
+    return f"Dynamic client registration: {policy}. Client ID metadata documents: {documents}."
+
+
 class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     can_delete = False
@@ -68,6 +81,12 @@ class ClientAdmin(ApplicationAdmin):
         "oidc_profile__consent_policy",
     )
     list_display = ("pk", "name", "client_id", "client_type", "authorization_grant_type", "registration")
+
+    def changelist_view(self, request, extra_context=None):
+        # The operator sees which clients may register themselves (docs/registration.md).
+        return super().changelist_view(
+            request, {"subtitle": registration_policy_text(), **(extra_context or {})}
+        )
 
     @admin.display(description="registration", ordering="registration_source")
     def registration(self, obj):
@@ -294,6 +313,11 @@ class InitialAccessTokenAdmin(admin.ModelAdmin):
     list_filter = (("revoked", admin.EmptyFieldListFilter),)
     readonly_fields = ("uses", "created")
     actions = ["revoke"]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(
+            request, {"subtitle": registration_policy_text(), **(extra_context or {})}
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "expires", "max_uses") if obj is not None else ()

@@ -571,3 +571,56 @@ def test_e061_metadata_document_limits(settings, override):
     assert checks.E061 not in _check_ids()
     settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, **override}
     assert checks.E061 in _check_ids()
+
+
+@OPEN
+def test_browser_clients_may_register_cross_origin(client):
+    preflight = client.options(
+        reverse("oidc_provider_ext:register"),
+        HTTP_ORIGIN="https://inspector.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+    )
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in preflight["Access-Control-Allow-Methods"]
+    assert "Authorization" in preflight["Access-Control-Allow-Headers"]
+    created = register(client, WEB, HTTP_ORIGIN="https://inspector.example")
+    assert created["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in created
+    assert not Application.objects.filter(registration_source="manual").exists()
+
+
+@OPEN
+def test_private_use_scheme_receives_the_code(client, user):
+    created = register(
+        client, {"redirect_uris": ["com.example.app:/oauth2redirect"], "token_endpoint_auth_method": "none"}
+    ).json()
+    application = Application.objects.get(client_id=created["client_id"])
+    code, verifier = code_with_pkce(
+        Client(), application, user, redirect_uri="com.example.app:/oauth2redirect"
+    )
+    response = exchange(Client(), application, code, verifier, redirect_uri="com.example.app:/oauth2redirect")
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.oidc_settings(REGISTRATION="open", REGISTRATION_TENANT_CODES=["Acme"])
+def test_self_registered_clients_get_the_operators_tenants(client):
+    created = register(client, WEB).json()
+    assert ClientProfile.objects.get(application__client_id=created["client_id"]).tenant_codes == ["acme"]
+
+
+@pytest.mark.oidc_settings(REGISTRATION="initial_access_token", CLIENT_ID_METADATA_DOCUMENTS=True)
+def test_admin_shows_the_policy_and_initial_access_tokens_once(admin_client, client):
+    page = admin_client.get("/admin/oauth2_provider/application/")
+    assert "Dynamic client registration: with an initial access token" in page.content.decode()
+    assert "Client ID metadata documents: accepted" in page.content.decode()
+    added = admin_client.post(
+        "/admin/oidc_provider_ext/initialaccesstoken/add/",
+        {"description": "partner", "expires_0": "2099-01-01", "expires_1": "00:00:00", "max_uses": "1"},
+    )
+    assert added.status_code == 200
+    token = added.context["token"]
+    assert token not in InitialAccessToken.objects.get().token_hash
+    assert register(client, WEB, token=token).status_code == 201
+    listing = admin_client.get("/admin/oidc_provider_ext/initialaccesstoken/").content.decode()
+    assert token not in listing and "partner" in listing

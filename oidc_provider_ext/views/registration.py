@@ -76,12 +76,23 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if app_settings.REGISTRATION == REGISTRATION_OFF:
             raise Http404  # RFC 7591 is not offered (and not advertised)
-        if request.method != "OPTIONS" and rules.over_request_limit(request):
-            return _too_many()
-        try:
-            return super().dispatch(request, *args, **kwargs)
-        except rules.RegistrationError as error:
-            return oauth_error(error.error, error.description)
+        if request.method == "OPTIONS":
+            response = HttpResponse(status=204)
+        elif rules.over_request_limit(request):
+            response = _too_many()
+        else:
+            try:
+                response = super().dispatch(request, *args, **kwargs)
+            except rules.RegistrationError as error:
+                response = oauth_error(error.error, error.description)
+        # Browser-based clients (an MCP inspector) register from their own origin. No cookie is
+        # involved (the credentials are bearer tokens in a header), so any origin may read it.
+        response["Access-Control-Allow-Origin"] = "*"
+        if request.method == "OPTIONS":
+            response["Access-Control-Allow-Methods"] = ", ".join(m.upper() for m in self.http_method_names)
+            response["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response["Access-Control-Max-Age"] = "600"
+        return response
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -89,7 +100,7 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
 class RegistrationView(_RegistrationEndpoint):
     """RFC 7591 3.1: POST the client metadata as JSON, get the client (201)."""
 
-    http_method_names = ["post"]
+    http_method_names = ["post", "options"]
 
     def post(self, request, *args, **kwargs):
         policy = app_settings.REGISTRATION
@@ -116,7 +127,7 @@ class RegistrationView(_RegistrationEndpoint):
 class RegistrationClientView(_RegistrationEndpoint):
     """RFC 7592 2: read, replace or delete a registration with its registration access token."""
 
-    http_method_names = ["get", "put", "delete"]
+    http_method_names = ["get", "put", "delete", "options"]
 
     def _client(self, request, client_id: str):
         """The self-registered client the bearer token is the registration access token of."""
