@@ -5,7 +5,7 @@ chose a REGISTRATION policy (docs/registration.md); the rules live in internal/r
 from __future__ import annotations
 
 from django.contrib.auth.hashers import check_password
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
@@ -76,6 +76,7 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if app_settings.REGISTRATION == REGISTRATION_OFF:
             raise Http404  # RFC 7591 is not offered (and not advertised)
+        response: HttpResponseBase
         if request.method == "OPTIONS":
             response = HttpResponse(status=204)
         elif rules.over_request_limit(request):
