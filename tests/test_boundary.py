@@ -111,7 +111,7 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    assert len(patterns) == 18  # with the four password-reset pages
+    assert len(patterns) == 20  # with the four password-reset pages and the two registration endpoints
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 

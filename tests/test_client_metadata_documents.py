@@ -272,3 +272,17 @@ def test_total_cap_on_self_registered_clients(host):
     assert "no more self-registered clients" in response.content.decode()
     assert Application.objects.filter(client_id=CLIENT_ID).exists()
     assert not Application.objects.filter(client_id=other).exists()
+
+
+def test_turning_metadata_documents_off_makes_their_clients_unknown(host, settings, user):
+    with host(document_answer()):
+        browser = Client()
+        response, verifier = authorize(browser, scope="openid")
+        response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+        redirect = consent(browser, browser.get(response["Location"]))
+        code = query_of(redirect["Location"])["code"]
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_ID_METADATA_DOCUMENTS": False}
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    refused = token_request(Client(), {**data, "client_id": CLIENT_ID, "code_verifier": verifier})
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert authorize(Client())[0].status_code == 400

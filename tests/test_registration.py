@@ -79,9 +79,14 @@ def test_open_policy_advertises_the_endpoint(client, settings):
 def test_initial_access_token_is_required_stored_hashed_and_use_limited(client):
     assert register(client, WEB).status_code == 401
     assert register(client, WEB, token="guess").status_code == 401
+    # Without a token the metadata rules are not even consulted.
+    assert register(client, {"redirect_uris": ["javascript:x"]}).status_code == 401
     token = rules.create_initial_access_token(description="partner", days=1, max_uses=2)
     stored = InitialAccessToken.objects.get()
     assert token not in stored.token_hash
+    # A refused registration does not spend a use.
+    assert register(client, {"redirect_uris": ["javascript:x"]}, token=token).status_code == 400
+    assert InitialAccessToken.objects.get().uses == 0
     assert register(client, WEB, token=token).status_code == 201
     assert register(client, WEB, token=token).status_code == 201
     third = register(client, WEB, token=token)
@@ -388,6 +393,10 @@ def test_another_clients_token_or_a_guess_is_401_without_an_existence_oracle(cli
             attacker["registration_access_token"],
         ),
         client.get(urlsplit(victim_uri).path),
+        client.get(
+            "/connect/register/%00", HTTP_AUTHORIZATION=f"Bearer {victim['registration_access_token']}"
+        ),
+        client.get(f"/connect/register/{'x' * 5000}", HTTP_AUTHORIZATION="Bearer x"),
     ]
     for response in answers:
         assert response.status_code == 401

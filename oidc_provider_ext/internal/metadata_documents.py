@@ -14,6 +14,7 @@ request. Private: not part of the documented API.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from datetime import timedelta
@@ -66,7 +67,7 @@ def is_document_url(client_id: str) -> bool:
 
 
 def _failure_key(client_id: str) -> str:
-    return _PREFIX + client_id.encode("utf-8", "replace").hex()[:500]
+    return _PREFIX + hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()
 
 
 def _location(client_id: str) -> str:

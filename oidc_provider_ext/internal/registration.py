@@ -336,20 +336,23 @@ def registration_token_matches(profile: ClientProfile | None, token: str) -> boo
     return matched and bool(stored)
 
 
+def _live_initial_access_tokens(token: str):
+    return InitialAccessToken.objects.filter(
+        token_hash__in=_digests(token, INITIAL_ACCESS_TOKEN),
+        revoked__isnull=True,
+        expires__gt=timezone.now(),
+        uses__lt=F("max_uses"),
+    )
+
+
+def initial_access_token_usable(token: str) -> bool:
+    return bool(token) and _live_initial_access_tokens(token).exists()
+
+
 def use_initial_access_token(token: str) -> bool:
     """Spend one use of the initial access token ``token``; whether it was usable (RFC 7591 3)."""
-    if not token:
-        return False
-    now = timezone.now()
-    with transaction.atomic():
-        return bool(
-            InitialAccessToken.objects.filter(
-                token_hash__in=_digests(token, INITIAL_ACCESS_TOKEN),
-                revoked__isnull=True,
-                expires__gt=now,
-                uses__lt=F("max_uses"),
-            ).update(uses=F("uses") + 1)
-        )
+    # One UPDATE: the use is counted only while one is left, whatever runs concurrently.
+    return bool(token) and bool(_live_initial_access_tokens(token).update(uses=F("uses") + 1))
 
 
 def create_initial_access_token(*, description: str, days: float, max_uses: int) -> str:

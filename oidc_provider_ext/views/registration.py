@@ -106,8 +106,15 @@ class RegistrationView(_RegistrationEndpoint):
     def post(self, request, *args, **kwargs):
         policy = app_settings.REGISTRATION
         address = throttle.throttle_address(request)
+        if policy == REGISTRATION_INITIAL_ACCESS_TOKEN and not rules.initial_access_token_usable(
+            _bearer(request)
+        ):
+            # RFC 7591 3: the token first, so nobody without one learns the metadata rules' answers.
+            return _invalid_token("A valid initial access token is required to register a client.")
         metadata = rules.validate_metadata(_json_body(request))
         if policy == REGISTRATION_INITIAL_ACCESS_TOKEN:
+            # Spent only by a registration that succeeds (and atomically: a concurrent one may
+            # have taken the last use since the check above).
             if not rules.use_initial_access_token(_bearer(request)):
                 return _invalid_token("A valid initial access token is required to register a client.")
         elif policy == REGISTRATION_OPEN:
@@ -133,7 +140,8 @@ class RegistrationClientView(_RegistrationEndpoint):
     def _client(self, request, client_id: str):
         """The self-registered client the bearer token is the registration access token of."""
         token = _bearer(request)
-        application = clients.get_client(client_id) if token else None
+        # DOT's client_id column holds 255 characters: a longer one names no client.
+        application = clients.get_client(client_id) if token and len(client_id) <= 255 else None
         if application is not None and application.registration_source != rules.DCR:
             application = None
         profile = getattr(application, "oidc_profile", None) if application is not None else None
