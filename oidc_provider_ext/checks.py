@@ -27,7 +27,7 @@ E010 = "oidc_provider_ext.E010"  # client-secret hasher first in PASSWORD_HASHER
 E011 = "oidc_provider_ext.E011"  # resource server without an audience (or a malformed one)
 E022 = "oidc_provider_ext.E022"  # a DOT setting makes DOT fetch URLs itself, outside the guarded client
 W001 = "oidc_provider_ext.W001"  # issuer is not https
-E060 = "oidc_provider_ext.E060"  # REGISTRATION (or its tenant list) is not a valid value
+E060 = "oidc_provider_ext.E060"  # REGISTRATION, its tenant list or statement issuers malformed
 E061 = "oidc_provider_ext.E061"  # client ID metadata document fetch limits out of bounds
 E020 = "oidc_provider_ext.E020"  # deploy: SECRET_KEYS not set (key encryption would derive from SECRET_KEY)
 E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is an example or weak value
@@ -582,12 +582,14 @@ def check_registration(app_configs=None, **kwargs):
     try:
         app_settings.REGISTRATION  # noqa: B018 (validates)
         app_settings.REGISTRATION_TENANT_CODES  # noqa: B018
+        app_settings.REGISTRATION_SOFTWARE_STATEMENT_ISSUERS  # noqa: B018
     except ImproperlyConfigured as exc:
         errors.append(
             Error(
                 str(exc),
                 hint=f"REGISTRATION is one of {', '.join(REGISTRATION_POLICIES)}; "
-                "REGISTRATION_TENANT_CODES a list of tenant codes.",
+                "REGISTRATION_TENANT_CODES a list of tenant codes; REGISTRATION_SOFTWARE_STATEMENT_ISSUERS "
+                "a dict of issuer to JWK Set.",
                 id=E060,
             )
         )

@@ -144,6 +144,11 @@ _SETTINGS: dict[str, _Setting] = {
     "REGISTRATION_TENANT_CODES": _Setting(
         [], "Tenant codes self-registered clients may sign users in to; empty: any active tenant."
     ),
+    "REGISTRATION_SOFTWARE_STATEMENT_ISSUERS": _Setting(
+        {},
+        "Issuer -> public JWK Set ({'keys': [...]}) of the software statements (RFC 7591 2.3) "
+        "this provider trusts; empty: a registration carrying one is refused.",
+    ),
     "CLIENT_ID_METADATA_DOCUMENTS": _Setting(
         False, "Accept an https URL as client_id and read the client's metadata from it."
     ),
@@ -386,6 +391,19 @@ class AppSettings:
         if isinstance(value, str):
             raise ImproperlyConfigured(f"{SETTINGS_NAME}['REGISTRATION_TENANT_CODES'] must be a list.")
         return [str(code).strip().lower() for code in value]
+
+    @property
+    def REGISTRATION_SOFTWARE_STATEMENT_ISSUERS(self) -> dict[str, dict]:
+        value = self._get("REGISTRATION_SOFTWARE_STATEMENT_ISSUERS")
+        if not isinstance(value, dict) or not all(
+            isinstance(issuer, str) and isinstance(keys, dict) and isinstance(keys.get("keys"), list)
+            for issuer, keys in value.items()
+        ):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['REGISTRATION_SOFTWARE_STATEMENT_ISSUERS'] must map issuer strings "
+                "to JWK Sets ({'keys': [...]})."
+            )
+        return value
 
     @property
     def CLIENT_ID_METADATA_DOCUMENTS(self) -> bool:

@@ -230,6 +230,8 @@ def test_private_https_hosts_only_where_the_operator_allows(client):
         ({**WEB, "tos_uri": "javascript:alert(1)"}, "invalid_client_metadata"),
         ({**WEB, "contacts": ["a"] * 6}, "invalid_client_metadata"),
         ({**WEB, "software_statement": "eyJhbGciOiJub25lIn0.e30."}, "unapproved_software_statement"),
+        ({**WEB, "software_statement": "not a jwt"}, "invalid_software_statement"),
+        ({**WEB, "software_statement": {"iss": "x"}}, "invalid_software_statement"),
         ({"client_name": "no redirect"}, "invalid_redirect_uri"),
         ({**WEB, "redirect_uris": "https://rp.example.com/cb"}, "invalid_client_metadata"),
         ({**WEB, "redirect_uris": [REDIRECT_URI] * 11}, "invalid_client_metadata"),
@@ -633,3 +635,89 @@ def test_admin_shows_the_policy_and_initial_access_tokens_once(admin_client, cli
     assert register(client, WEB, token=token).status_code == 201
     listing = admin_client.get("/admin/oidc_provider_ext/initialaccesstoken/").content.decode()
     assert token not in listing and "partner" in listing
+
+
+# --- software statements (RFC 7591 2.3) ------------------------------------------------------------
+
+STATEMENT_ISSUER = "https://software-publisher.example"
+
+
+def _statement_key():
+    from jwcrypto import jwk
+
+    return jwk.JWK.generate(kty="EC", crv="P-256", kid="publisher-1")
+
+
+def _statement(key, claims: dict, alg: str = "ES256") -> str:
+    import time
+
+    from jwcrypto import jwt
+
+    token = jwt.JWT(
+        header={"alg": alg, "kid": key["kid"]},
+        claims={"iss": STATEMENT_ISSUER, "iat": int(time.time()), **claims},
+    )
+    token.make_signed_token(key)
+    return token.serialize()
+
+
+@pytest.fixture
+def publisher(settings):
+    key = _statement_key()
+    keyset = {"keys": [json.loads(key.export_public())]}
+    settings.OIDC_PROVIDER_EXT = {
+        **settings.OIDC_PROVIDER_EXT,
+        "REGISTRATION": "open",
+        "REGISTRATION_SOFTWARE_STATEMENT_ISSUERS": {STATEMENT_ISSUER: keyset},
+    }
+    return key
+
+
+def test_a_trusted_statements_claims_take_precedence(client, publisher):
+    statement = _statement(publisher, {"client_name": "Signed name", "software_id": "signed-app"})
+    body = register(client, {**WEB, "client_name": "Claimed name", "software_statement": statement}).json()
+    assert body["client_name"] == "Signed name" and body["software_id"] == "signed-app"
+    assert "software_statement" not in body
+
+
+def test_a_statements_metadata_follows_the_same_rules(client, publisher):
+    statement = _statement(publisher, {"redirect_uris": ["javascript:alert(1)"]})
+    response = register(client, {**WEB, "software_statement": statement})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_redirect_uri"
+
+
+def test_forged_expired_or_untrusted_statements_are_refused(client, publisher):
+    import time
+
+    stranger = _statement_key()
+    cases = {
+        "invalid_software_statement": [
+            _statement(stranger, {"client_name": "forged"}),  # a key the issuer does not have
+            _statement(publisher, {"exp": int(time.time()) - 3600}),
+            _statement(publisher, {"iat": int(time.time()) + 3600}),
+            _statement(publisher, {"exp": "tomorrow"}),
+        ],
+        "unapproved_software_statement": [_statement(publisher, {"iss": "https://other.example"})],
+    }
+    for error, statements in cases.items():
+        for statement in statements:
+            response = register(client, {**WEB, "software_statement": statement})
+            assert response.status_code == 400 and response.json()["error"] == error, statement
+    # alg "none" and a symmetric alg are refused whatever they claim.
+    header, payload, _signature = _statement(publisher, {}).split(".")
+    import base64
+
+    none_header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    response = register(client, {**WEB, "software_statement": f"{none_header}.{payload}."})
+    assert response.json()["error"] == "invalid_software_statement"
+    assert not Application.objects.exists()
+
+
+def test_e060_malformed_statement_issuers(settings):
+    from oidc_provider_ext import checks
+
+    settings.OIDC_PROVIDER_EXT = {
+        **settings.OIDC_PROVIDER_EXT,
+        "REGISTRATION_SOFTWARE_STATEMENT_ISSUERS": {"x": "jwks"},
+    }
+    assert checks.E060 in _check_ids()

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AbstractApplication, get_application_model
 
@@ -241,12 +244,10 @@ def validate_metadata(data: Any, *, metadata_document: bool = False) -> ClientMe
     if not isinstance(data, dict):
         raise _metadata_error("The client metadata must be a JSON object.")
     if "software_statement" in data:
-        # RFC 7591 2.3 / 3.2.2: no software-statement issuer is trusted here, so a statement cannot
-        # be approved. Refused rather than ignored: a client must not believe its statement's
-        # (signed) claims were applied.
-        raise RegistrationError(
-            "unapproved_software_statement", "This server trusts no software statement issuer."
-        )
+        data = {
+            **{k: v for k, v in data.items() if k != "software_statement"},
+            **software_statement_claims(data),
+        }
     if "jwks" in data or "jwks_uri" in data:
         raise _metadata_error("Client keys (jwks, jwks_uri) are not supported: no private_key_jwt here.")
     auth_method = data.get(
@@ -305,6 +306,66 @@ def validate_metadata(data: Any, *, metadata_document: bool = False) -> ClientMe
         scope=" ".join(dict.fromkeys(scope.split())),
         extra=extra,
     )
+
+
+# --- software statements (RFC 7591 2.3) -----------------------------------------------------------
+
+# Asymmetric algorithms only: an HMAC'd statement would need a secret shared with every registrant.
+STATEMENT_ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+# Claims of the JWT itself, not client metadata.
+_JWT_CLAIMS = ("iss", "iat", "exp", "nbf", "jti", "aud", "sub")
+STATEMENT_LEEWAY_SECONDS = 60
+
+
+def software_statement_claims(data: dict) -> dict[str, Any]:
+    """The metadata in the request's software statement, verified with the key set of an issuer
+    in REGISTRATION_SOFTWARE_STATEMENT_ISSUERS; they take precedence over the same members sent in
+    the clear (RFC 7591 2.3). A statement from no trusted issuer is refused rather than ignored,
+    so a client never believes signed claims were applied that were not."""
+    statement = data.get("software_statement")
+    trusted = app_settings.REGISTRATION_SOFTWARE_STATEMENT_ISSUERS
+    if not isinstance(statement, str) or statement.count(".") != 2 or len(statement) > 8192:
+        raise RegistrationError("invalid_software_statement", "software_statement must be a signed JWT.")
+    try:
+        parsed = jws.JWS()
+        parsed.deserialize(statement)
+        header = parsed.jose_header
+        unverified = json.loads(parsed.objects["payload"])
+    except (JWException, ValueError, TypeError, KeyError) as exc:
+        raise RegistrationError("invalid_software_statement", "software_statement is not a JWS.") from exc
+    if not isinstance(unverified, dict) or not isinstance(header, dict):
+        raise RegistrationError("invalid_software_statement", "software_statement claims are not an object.")
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or issuer not in trusted:
+        raise RegistrationError(
+            "unapproved_software_statement", "The software statement's issuer is not trusted here."
+        )
+    if header.get("alg") not in STATEMENT_ALGS:
+        raise RegistrationError("invalid_software_statement", "Unsupported software statement algorithm.")
+    try:
+        keyset = jwk.JWKSet.from_json(json.dumps(trusted[issuer]))
+        parsed.verify(keyset, alg=header["alg"])
+        claims = json.loads(parsed.payload)
+    except (JWException, ValueError, TypeError) as exc:
+        raise RegistrationError(
+            "invalid_software_statement", "The software statement's signature is not valid."
+        ) from exc
+    now = time.time()
+    for name, late in (("exp", True), ("nbf", False), ("iat", False)):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise RegistrationError(
+                "invalid_software_statement", f"The software statement's {name} is not a time."
+            )
+        if (late and value <= now - STATEMENT_LEEWAY_SECONDS) or (
+            not late and value > now + STATEMENT_LEEWAY_SECONDS
+        ):
+            raise RegistrationError(
+                "invalid_software_statement", "The software statement is expired or not yet valid."
+            )
+    return {k: v for k, v in claims.items() if k not in _JWT_CLAIMS and k != "software_statement"}
 
 
 # --- tokens --------------------------------------------------------------------------------------
