@@ -286,3 +286,48 @@ def test_turning_metadata_documents_off_makes_their_clients_unknown(host, settin
     refused = token_request(Client(), {**data, "client_id": CLIENT_ID, "code_verifier": verifier})
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
     assert authorize(Client())[0].status_code == 400
+
+
+# --- every setting changes behaviour ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(2048, False), (4096, True)])
+def test_max_bytes(host, settings, limit, accepted):
+    settings.OIDC_PROVIDER_EXT = {
+        **settings.OIDC_PROVIDER_EXT,
+        "CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES": limit,
+    }
+    padded = {**DOCUMENT, "x-padding": "x" * 2500}  # unknown members are ignored
+    with host(document_answer(padded)):
+        response, _verifier = authorize(Client())
+    assert Application.objects.filter(client_id=CLIENT_ID).exists() is accepted
+    if not accepted:
+        assert "response too large" in response.content.decode()
+
+
+@pytest.mark.parametrize(("deadline", "timed_out"), [(0.3, True), (5, False)])
+def test_timeout(host, settings, deadline, timed_out):
+    settings.OIDC_PROVIDER_EXT = {
+        **settings.OIDC_PROVIDER_EXT,
+        "CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS": deadline,
+    }
+    with host(servers.trickle_headers(interval=0.02, count=10)):
+        response, _verifier = authorize(Client())
+    assert ("timeout" in response.content.decode()) is timed_out
+
+
+def test_cache_bounds(host, settings):
+    settings.OIDC_PROVIDER_EXT = {
+        **settings.OIDC_PROVIDER_EXT,
+        "CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS": 1000,
+        "CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS": 2000,
+    }
+    with host(document_answer(headers={"Cache-Control": "max-age=10"})):
+        authorize(Client())
+    expires = Application.objects.get(client_id=CLIENT_ID).cimd_expires_at
+    assert timezone.now() + timedelta(seconds=990) <= expires <= timezone.now() + timedelta(seconds=1001)
+    Application.objects.all().delete()
+    with host(document_answer(headers={"Cache-Control": "max-age=99999"})):
+        authorize(Client())
+    expires = Application.objects.get(client_id=CLIENT_ID).cimd_expires_at
+    assert expires <= timezone.now() + timedelta(seconds=2001)

@@ -721,3 +721,14 @@ def test_e060_malformed_statement_issuers(settings):
         "REGISTRATION_SOFTWARE_STATEMENT_ISSUERS": {"x": "jwks"},
     }
     assert checks.E060 in _check_ids()
+
+
+@pytest.mark.oidc_settings(REGISTRATION="open", REGISTRATION_UNUSED_EXPIRE_SECONDS=7 * 86400)
+def test_unused_expiry_is_the_operators(client):
+    register(client, WEB)
+    Application.objects.update(created=timezone.now() - timedelta(days=2))
+    call_command("oidc_cleanup")
+    assert Application.objects.count() == 1
+    Application.objects.update(created=timezone.now() - timedelta(days=8))
+    call_command("oidc_cleanup")
+    assert not Application.objects.exists()
