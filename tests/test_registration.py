@@ -20,7 +20,17 @@ from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialA
 
 from . import presets
 from .factories import REDIRECT_URI, USER_PASSWORD, ApplicationFactory
-from .flow import authorize_url, consent, exchange, get_code, introspect, pkce_pair, token_request, verify_jwt
+from .flow import (
+    authorize_url,
+    consent,
+    exchange,
+    get_code,
+    introspect,
+    pkce_pair,
+    query_of,
+    token_request,
+    verify_jwt,
+)
 
 Application = get_application_model()
 AccessToken = get_access_token_model()
@@ -603,14 +613,23 @@ def test_browser_clients_may_register_cross_origin(client):
 
 @OPEN
 def test_private_use_scheme_receives_the_code(client, user):
-    created = register(
-        client, {"redirect_uris": ["com.example.app:/oauth2redirect"], "token_endpoint_auth_method": "none"}
-    ).json()
+    native = "com.example.app:/oauth2redirect"
+    created = register(client, {"redirect_uris": [native], "token_endpoint_auth_method": "none"}).json()
     application = Application.objects.get(client_id=created["client_id"])
-    code, verifier = code_with_pkce(
-        Client(), application, user, redirect_uri="com.example.app:/oauth2redirect"
+    browser = Client()
+    verifier, challenge = pkce_pair()
+    url = authorize_url(
+        application, redirect_uri=native, code_challenge=challenge, code_challenge_method="S256"
     )
-    response = exchange(Client(), application, code, verifier, redirect_uri="com.example.app:/oauth2redirect")
+    response = browser.get(url)
+    response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    page = browser.get(response["Location"])
+    # The consent page names the app that receives the answer.
+    assert "data-redirect-host>com.example.app<" in page.content.decode()
+    redirect = consent(browser, page)
+    assert redirect["Location"].startswith(native + "?")
+    code = query_of(redirect["Location"])["code"]
+    response = exchange(Client(), application, code, verifier, redirect_uri=native)
     assert response.status_code == 200, response.content
 
 

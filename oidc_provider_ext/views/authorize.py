@@ -97,6 +97,12 @@ def authorization_response(uri: str, application):
     return response
 
 
+def _redirect_target(uri: str) -> str:
+    """Who receives the answer: the redirect URI's host, or a native app's private-use scheme."""
+    parts = urlsplit(uri)
+    return parts.hostname or parts.scheme
+
+
 def client_error(credentials: dict, application, error: str, description: str):
     """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state."""
     params = {"error": error, "error_description": description}
@@ -196,7 +202,8 @@ class _Authorization(OAuthLibMixin, View):
             # Nobody reviewed a client that registered itself: the page says so, names where the
             # answer goes, and shows no logo (it would be hot-linked from the client's server).
             "self_registered": consents.self_registered(application),
-            "redirect_host": urlsplit(pending.credentials.get("redirect_uri", "")).hostname or "",
+            # (a native app's private-use scheme names it: com.example.app)
+            "redirect_host": _redirect_target(pending.credentials.get("redirect_uri", "")),
         }
         with translation.override(ui_language(self.request, pending.ui_locales)):
             return render(self.request, self.consent_template, context)
