@@ -18,7 +18,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from oidc_provider_ext.internal import registration as rules
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
 
-from . import presets
+from . import presets, servers
 from .factories import REDIRECT_URI, USER_PASSWORD, ApplicationFactory
 from .flow import (
     authorize_url,
@@ -469,7 +469,7 @@ def test_public_client_full_code_flow_with_pkce_and_refresh_rotation(client, use
 @OPEN
 def test_consent_is_always_asked_with_a_warning_and_no_logo(client, user):
     created = register(
-        client, {**WEB, "client_name": "Unknown app", "logo_uri": "https://cdn.example.net/logo.png"}
+        client, {**WEB, "client_name": "Unknown app", "logo_uri": "https://192.0.2.1/logo.png"}
     ).json()
     application = Application.objects.get(client_id=created["client_id"])
     # The operator cannot turn consent off for it, and a remembered consent is not used.
@@ -486,7 +486,8 @@ def test_consent_is_always_asked_with_a_warning_and_no_logo(client, user):
     assert "has not reviewed this application" in html
     assert "data-redirect-host>rp.example.com<" in html
     assert "Unknown app" in html
-    assert "cdn.example.net" not in html
+    assert "192.0.2.1" not in html
+    assert "data-fetched-logo" not in html  # TEST-NET-1 is refused by policy: nothing fetched
     assert consent(browser, page).status_code == 302
 
 
@@ -751,3 +752,60 @@ def test_unused_expiry_is_the_operators(client):
     Application.objects.update(created=timezone.now() - timedelta(days=8))
     call_command("oidc_cleanup")
     assert not Application.objects.exists()
+
+
+# --- logos: fetched once through the outbound client, shown as a data: URI --------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+GIF = b"GIF89a" + b"\x00" * 32
+WEBP = b"RIFF\x20\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>'
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        (servers.answer(200, PNG, {"Content-Type": "image/png"}), "data:image/png;base64,"),
+        (servers.answer(200, GIF, {"Content-Type": "image/gif"}), "data:image/gif;base64,"),
+        (servers.answer(200, WEBP, {"Content-Type": "image/webp"}), "data:image/webp;base64,"),
+        (servers.answer(200, SVG, {"Content-Type": "image/svg+xml"}), ""),
+        (servers.answer(200, PNG, {"Content-Type": "text/html"}), ""),
+        (servers.answer(200, GIF, {"Content-Type": "image/png"}), ""),
+        (servers.answer(200, b"<html>", {"Content-Type": "image/png"}), ""),
+        (servers.answer(200, PNG + b"\x00" * (40 * 1024), {"Content-Type": "image/png"}), ""),
+        (servers.answer(404, PNG, {"Content-Type": "image/png"}), ""),
+        (servers.redirect("https://elsewhere.example/logo.png"), ""),
+        (servers.trickle_body(interval=0.2, size=100), ""),
+    ],
+)
+def test_logo_fetch_rules(behaviour, expected):
+    with servers.Server(behaviour) as server:
+        data = rules.fetch_logo(server.url, 0.5)
+    assert data.startswith(expected) if expected else data == ""
+
+
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+def test_logo_at_a_private_address_is_not_fetched():
+    with servers.Server(servers.answer(200, PNG, {"Content-Type": "image/png"})) as server:
+        assert rules.fetch_logo(server.url, 0.5) == ""
+        assert server.requests == 0
+
+
+@OPEN
+def test_consent_page_shows_the_fetched_logo_never_the_url(client, user, monkeypatch):
+    from oidc_provider_ext.internal import outbound
+
+    real = outbound.request
+    with servers.Server(servers.answer(200, PNG, {"Content-Type": "image/png"})) as server:
+        monkeypatch.setattr(outbound, "request", lambda method, url, **kw: real(method, server.url, **kw))
+        created = register(client, {**WEB, "logo_uri": "https://cdn.example.net/logo.png"}).json()
+        assert server.requests == 1
+    application = Application.objects.get(client_id=created["client_id"])
+    browser = Client()
+    response = browser.get(
+        authorize_url(application, code_challenge=pkce_pair()[1], code_challenge_method="S256")
+    )
+    response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    html = browser.get(response["Location"]).content.decode()
+    assert 'src="data:image/png;base64,' in html
+    assert "cdn.example.net" not in html

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -124,25 +125,28 @@ def fetch(client_id: str) -> tuple[rules.ClientMetadata, int]:
     return metadata, _max_age(response.headers)
 
 
-def _save(client_id: str, metadata: rules.ClientMetadata, max_age: int, address: str) -> None:
+def _save(
+    client_id: str, metadata: rules.ClientMetadata, max_age: int, address: str, logo_deadline: float
+) -> None:
     expires = timezone.now() + timedelta(seconds=max_age)
     application = rules.Application.objects.select_related("oidc_profile").filter(client_id=client_id).first()
+    if application is None:
+        application = rules.Application(
+            client_id=client_id,
+            client_type=rules.Application.CLIENT_PUBLIC,
+            authorization_grant_type=rules.Application.GRANT_AUTHORIZATION_CODE,
+            client_secret="",
+            hash_client_secret=False,
+            registration_source=rules.CIMD,
+        )
+        profile = ClientProfile(registered_from=address or None, require_pkce=True)
+    else:
+        profile = application.oidc_profile
+    application.cimd_expires_at = expires
+    # The logo gets what is left of the user's deadline (none left: no logo).
+    rules.apply_metadata(application, profile, metadata, logo_deadline=logo_deadline)
     try:
         with transaction.atomic():
-            if application is None:
-                application = rules.Application(
-                    client_id=client_id,
-                    client_type=rules.Application.CLIENT_PUBLIC,
-                    authorization_grant_type=rules.Application.GRANT_AUTHORIZATION_CODE,
-                    client_secret="",
-                    hash_client_secret=False,
-                    registration_source=rules.CIMD,
-                )
-                profile = ClientProfile(registered_from=address or None, require_pkce=True)
-            else:
-                profile = application.oidc_profile
-            application.cimd_expires_at = expires
-            rules.apply_metadata(application, profile, metadata)
             application.save()
             profile.application = application
             profile.save()
@@ -174,11 +178,13 @@ def prepare(request, client_id: str) -> str | None:
         return "Too many client metadata documents were requested from this address; try again later."
     if application is None and rules.self_registered_count() >= app_settings.REGISTRATION_OPEN_MAX_CLIENTS:
         return "This server accepts no more self-registered clients now."
+    started = time.monotonic()
     try:
         metadata, max_age = fetch(client_id)
     except DocumentError as exc:
         log.warning("Client metadata document %s refused: %s", client_id[:255], exc)
         cache.set(_failure_key(client_id), str(exc), FAILURE_CACHE_SECONDS)
         return str(exc)
-    _save(client_id, metadata, max_age, throttle.throttle_address(request))
+    remaining = app_settings.CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS - (time.monotonic() - started)
+    _save(client_id, metadata, max_age, throttle.throttle_address(request), remaining)
     return None

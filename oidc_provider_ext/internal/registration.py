@@ -6,6 +6,7 @@ API; the operator's view of it is docs/registration.md.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -464,12 +465,67 @@ def open_registration_refused(address: str) -> str | None:
     return None
 
 
+# --- logos -----------------------------------------------------------------------------------------
+
+MAX_LOGO_BYTES = 32 * 1024
+# The type is what the bytes are (their signature), and the Content-Type must agree. No SVG: it is
+# a document that can carry scripts and external references.
+_IMAGE_SIGNATURES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
+
+
+def _image_type(body: bytes) -> str | None:
+    for media_type, signatures in _IMAGE_SIGNATURES.items():
+        if body.startswith(signatures):
+            return media_type
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def fetch_logo(url: str, deadline_seconds: float) -> str:
+    """``url`` as a data: URI, or "" when it cannot be shown (fetched through the outbound client:
+    deadline, no redirects, size cap, SSRF policy). Never raises."""
+    if not url or deadline_seconds <= 0.1:
+        return ""
+    try:
+        response = outbound.request(
+            "GET",
+            url,
+            deadline_seconds=deadline_seconds,
+            max_bytes=MAX_LOGO_BYTES,
+            headers={"Accept": "image/*"},
+        )
+    except outbound.OutboundError:
+        return ""
+    declared = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = _image_type(response.body)
+    if response.status != 200 or media_type is None or declared != media_type:
+        return ""
+    return f"data:{media_type};base64,{base64.b64encode(response.body).decode('ascii')}"
+
+
 # --- the client ----------------------------------------------------------------------------------
 
 
-def apply_metadata(application, profile: ClientProfile, metadata: ClientMetadata) -> None:
+def apply_metadata(
+    application, profile: ClientProfile, metadata: ClientMetadata, *, logo_deadline: float | None = None
+) -> None:
+    """Set the client from ``metadata``; its logo is fetched (within ``logo_deadline`` seconds,
+    default CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS) only when logo_uri changed."""
     application.name = metadata.client_name
     application.redirect_uris = " ".join(metadata.redirect_uris)
+    logo_uri = metadata.extra.get("logo_uri", "")
+    if logo_uri != profile.logo_uri or not logo_uri:
+        deadline = (
+            app_settings.CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS
+            if logo_deadline is None
+            else logo_deadline
+        )
+        profile.logo_data = fetch_logo(logo_uri, deadline)
     profile.registration_metadata = metadata.as_json()
     for name in URL_MEMBERS:
         setattr(profile, name, metadata.extra.get(name, ""))
@@ -483,22 +539,22 @@ def register(metadata: ClientMetadata, *, address: str, policy: str) -> tuple[An
     """Create the client; (application, client secret or None, registration access token)."""
     secret = None if metadata.public else generate_client_secret()
     registration_token = new_token()
+    application = Application(
+        client_type=Application.CLIENT_PUBLIC if metadata.public else Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        # Generated like the admin's, so it gets the same keyed hash (internal/clients.py).
+        client_secret=secret or "",
+        hash_client_secret=not metadata.public,
+        registration_source=DCR,
+    )
+    profile = ClientProfile(
+        registered_from=address or None,
+        registration_policy=policy,
+        registration_token_hash=token_hash(registration_token),
+        require_pkce=True,
+    )
+    apply_metadata(application, profile, metadata)  # (fetches the logo: before the transaction)
     with transaction.atomic():
-        application = Application(
-            client_type=Application.CLIENT_PUBLIC if metadata.public else Application.CLIENT_CONFIDENTIAL,
-            authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-            # Generated like the admin's, so it gets the same keyed hash (internal/clients.py).
-            client_secret=secret or "",
-            hash_client_secret=not metadata.public,
-            registration_source=DCR,
-        )
-        profile = ClientProfile(
-            registered_from=address or None,
-            registration_policy=policy,
-            registration_token_hash=token_hash(registration_token),
-            require_pkce=True,
-        )
-        apply_metadata(application, profile, metadata)
         application.save()
         profile.application = application
         profile.save()
@@ -510,8 +566,8 @@ def update(application, metadata: ClientMetadata) -> None:
     profile = application.oidc_profile
     if metadata.token_endpoint_auth_method != profile.registration_metadata.get("token_endpoint_auth_method"):
         raise _metadata_error("token_endpoint_auth_method cannot change; register a new client.")
+    apply_metadata(application, profile, metadata)
     with transaction.atomic():
-        apply_metadata(application, profile, metadata)
         application.save()
         profile.save()
 

@@ -116,6 +116,9 @@ class ClientProfile(models.Model):
     )
     # RFC 7592 2: the registration access token, stored as a keyed hash (never in clear).
     registration_token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    # A self-registered client's logo_uri, fetched once through the outbound client (PNG, JPEG,
+    # GIF or WebP, never SVG) as a data: URI, so the consent page never hot-links its server.
+    logo_data = models.TextField(blank=True, editable=False)
     # The RFC 7591 2 metadata as accepted (shown by RFC 7592 reads).
     registration_metadata = models.JSONField(default=dict, blank=True, editable=False)
 
