@@ -169,6 +169,14 @@ HOSTILE_REDIRECTS = [
     "https://rp.example.com/cb#fragment",
     "https://user:pw@rp.example.com/cb",
     "http://evil.example.com/cb",
+    "http://localhost.evil.example/cb",
+    "http://127.0.0.1.nip.io/cb",
+    "http://LOCALHOST/cb",
+    "http://0x7f000001/cb",
+    "http://2130706433/cb",
+    "http://127.1/cb",
+    "http://localhost:0/cb",
+    "http://localhost:99999/cb",
     "https://10.0.0.7/cb",
     "https://192.168.1.1/cb",
     "https://169.254.169.254/latest",
@@ -203,13 +211,46 @@ def test_hostile_redirect_uris_are_refused(client, uri):
         "http://127.0.0.1/callback",
         "http://127.0.0.1:8123/cb",
         "http://[::1]/cb",
-        "com.example.app:/oauth2redirect",
+        "http://localhost:3030/callback",
     ],
 )
-def test_native_redirect_uris_only_for_public_clients(client, uri):
+def test_loopback_redirect_uris_for_apps_on_the_device(client, uri):
+    # MCP clients (the MCP Python SDK among them) register http://localhost with client_secret_post.
+    for auth_method in ("none", "client_secret_post"):
+        response = register(client, {"redirect_uris": [uri], "token_endpoint_auth_method": auth_method})
+        assert response.status_code == 201, response.content
+
+
+@OPEN
+def test_private_use_schemes_only_for_public_clients(client):
+    uri = "com.example.app:/oauth2redirect"
     assert register(client, {"redirect_uris": [uri], "token_endpoint_auth_method": "none"}).status_code == 201
     confidential = register(client, {"redirect_uris": [uri]})
     assert confidential.status_code == 400 and confidential.json()["error"] == "invalid_redirect_uri"
+
+
+@OPEN
+def test_what_the_mcp_python_sdk_sends_is_accepted(client):
+    # OAuthClientMetadata of the MCP Python SDK, optional members serialised as null.
+    metadata = {
+        "redirect_uris": ["http://localhost:3030/callback"],
+        "token_endpoint_auth_method": "client_secret_post",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "scope": "openid",
+        "client_name": "Simple Auth Client",
+        "client_uri": None,
+        "logo_uri": None,
+        "contacts": None,
+        "tos_uri": None,
+        "policy_uri": None,
+        "jwks_uri": None,
+        "jwks": None,
+        "software_id": None,
+        "software_version": None,
+    }
+    body = register(client, metadata).json()
+    assert body["client_secret"] and body["redirect_uris"] == ["http://localhost:3030/callback"]
 
 
 @OPEN

@@ -62,6 +62,7 @@ URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 # RFC 8252 7.1: a private-use scheme is a reverse domain name, so it names its owner.
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LOOPBACK_NETLOC = re.compile(r"(127\.0\.0\.1|\[::1\]|localhost)(:[1-9][0-9]{0,4})?")
 _REFUSED_SCHEMES = {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp"}
 
 
@@ -203,16 +204,20 @@ def check_redirect_uri(uri: str, *, public: bool) -> None:
             )
         return
     if scheme == "http":
-        # RFC 8252 7.3 (loopback IP literal, any port at request time) for native apps only; 8.3:
-        # "localhost" is not recommended, so the literal is required. Anything else over http
-        # would hand the code to whoever is on the network path.
+        # Native apps receive the code on the device itself: RFC 8252 7.3 (a loopback IP literal;
+        # for public clients any port matches at request time, validator.redirect_uri_allowed)
+        # and 8.3 "localhost", NOT RECOMMENDED but what MCP clients register ("Redirect URIs MUST
+        # be either localhost URLs or HTTPS URLs", MCP authorization 2025-06-18), matched exactly.
+        # Any other http host would hand the code to whoever is on the network path.
         from oidc_provider_ext.validator import _loopback_parts  # the rule redirects are matched by
 
-        if not public or _loopback_parts(uri) is None:
+        if _loopback_parts(uri) is None and parts.hostname != "localhost":
             raise _redirect_error(
-                "http redirect URIs are only for native apps (token_endpoint_auth_method none) on "
-                "http://127.0.0.1 or http://[::1] (RFC 8252 7.3)."
+                "http redirect URIs are only for apps on this device: http://127.0.0.1, "
+                "http://[::1] (RFC 8252 7.3) or http://localhost."
             )
+        if not _LOOPBACK_NETLOC.fullmatch(parts.netloc):
+            raise _redirect_error("Write the loopback host exactly: 127.0.0.1, [::1] or localhost.")
         return
     if scheme in _REFUSED_SCHEMES or not _PRIVATE_SCHEME.fullmatch(scheme):
         raise _redirect_error(
@@ -244,6 +249,9 @@ def validate_metadata(data: Any, *, metadata_document: bool = False) -> ClientMe
     """
     if not isinstance(data, dict):
         raise _metadata_error("The client metadata must be a JSON object.")
+    # A member sent as null is a member not sent (what client libraries serialising optional
+    # fields produce; RFC 7592 2.2 reads omitted and null alike).
+    data = {name: value for name, value in data.items() if value is not None}
     if "software_statement" in data:
         data = {
             **{k: v for k, v in data.items() if k != "software_statement"},
