@@ -29,7 +29,7 @@ from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AbstractApplication, get_application_model
 
 from oidc_provider_ext import throttle
-from oidc_provider_ext.conf import REGISTRATION_OPEN, app_settings
+from oidc_provider_ext.conf import REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATION_OPEN, app_settings
 from oidc_provider_ext.internal import crypto, outbound
 from oidc_provider_ext.internal.requests import _json_problem
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
@@ -605,6 +605,6 @@ def unused_self_registered(now=None):
     horizon = now - timedelta(seconds=app_settings.REGISTRATION_UNUSED_EXPIRE_SECONDS)
     return (
         Application.objects.filter(registration_source__in=SELF_REGISTERED, created__lt=horizon)
-        .exclude(oidc_profile__registration_policy="initial_access_token")
+        .exclude(oidc_profile__registration_policy=REGISTRATION_INITIAL_ACCESS_TOKEN)
         .exclude(pk__in=AuthorizationGrant.objects.values("application_id"))
     )

@@ -199,8 +199,8 @@ class _Authorization(OAuthLibMixin, View):
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
-            # Nobody reviewed a client that registered itself: the page says so, names where the
-            # answer goes, and shows no logo (it would be hot-linked from the client's server).
+            # Nobody reviewed a client that registered itself: the page says so and names where the
+            # answer goes; its logo is only ever the copy fetched at registration (a data: URI).
             "self_registered": consents.self_registered(application),
             # (a native app's private-use scheme names it: com.example.app)
             "redirect_host": _redirect_target(pending.credentials.get("redirect_uri", "")),
