@@ -850,3 +850,21 @@ def test_consent_page_shows_the_fetched_logo_never_the_url(client, user, monkeyp
     html = browser.get(response["Location"]).content.decode()
     assert 'src="data:image/png;base64,' in html
     assert "cdn.example.net" not in html
+
+
+@pytest.mark.oidc_settings(REGISTRATION="initial_access_token")
+def test_management_command_lists_and_revokes(client, capsys):
+    from django.core.management.base import CommandError
+
+    call_command("oidc_registration_token", "create", "--description", "partner")
+    token = capsys.readouterr().out.strip()
+    call_command("oidc_registration_token", "list")
+    listing = capsys.readouterr().out
+    assert "partner" in listing and "0/1" in listing and "usable" in listing and token not in listing
+    pk = InitialAccessToken.objects.get().pk
+    call_command("oidc_registration_token", "revoke", str(pk))
+    assert register(client, WEB, token=token).status_code == 401
+    with pytest.raises(CommandError):
+        call_command("oidc_registration_token", "revoke", str(pk))
+    with pytest.raises(CommandError):
+        call_command("oidc_registration_token", "create", "--uses", "0")
