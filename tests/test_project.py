@@ -32,6 +32,8 @@ URL_NAMES = [
     ("oidc_provider_ext:endsession", "/connect/endsession"),
     ("oidc_provider_ext:login", "/connect/login"),
     ("oidc_provider_ext:login-verify", "/connect/login/verify"),
+    ("oidc_provider_ext:register", "/connect/register"),
+    ("oidc_provider_ext:register-client", "/connect/register/abc"),
     ("oidc_provider_ext:connected-apps", "/connect/apps"),
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
@@ -69,6 +71,7 @@ def test_every_url_name_reverses_to_its_path(name, path):
         "-path": ["idp"],
         "-rename": [7],
         "-remove": [7],
+        "-client": ["abc"],
     }.get(name[name.rfind("-") :], [])
     if name.endswith(("protected-resource-metadata-path", "account-totp-remove")):
         args = []  # RFC 9728 3.1: a regex pattern that takes the resource's path as it comes

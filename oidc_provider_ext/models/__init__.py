@@ -6,6 +6,7 @@ from .factors import RecoveryCode, TOTPDevice
 from .grants import AuthorizationGrant
 from .keys import SigningKey
 from .passkeys import Passkey
+from .registration import InitialAccessToken
 from .resources import ResourceServer
 from .sessions import OPSession
 from .tenants import Tenant, TenantMembership
@@ -16,6 +17,7 @@ __all__ = [
     "ClientProfile",
     "Consent",
     "DeviceAuthorization",
+    "InitialAccessToken",
     "OPSession",
     "Passkey",
     "RecoveryCode",
