@@ -4,7 +4,9 @@ DATABASE_URL     default sqlite:///<repo>/db.sqlite3 (WAL, busy timeout, IMMEDIA
 OIDC_ISSUER      default http://127.0.0.1:8000
 OIDC_CODE_EXPIRE_SECONDS  authorization code lifetime, default 60 (1..600; benchmarks/ raises it)
 DJANGO_DEBUG     "1" to turn DEBUG on (off by default)
-DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated), REDIS_URL (optional cache)
+DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated)
+REDIS_URL        the cache shared by every app server, e.g. redis://127.0.0.1:6379/0 (default: per process)
+DJANGO_SESSION_ENGINE  db (default), cached_db, cache or signed_cookies
 DEMO_RP_CLIENT_ID, DEMO_RP_CLIENT_SECRET, DEMO_RP_CREDENTIALS_FILE  the demo relying party's client
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 import dj_database_url
 import django
 from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from oidc_provider_ext.dot import dot_settings
 
@@ -147,12 +150,34 @@ DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if os.environ.get("REDIS_URL"):
+    # The cache every app server shares (docs/operations.md, "Running several app servers"):
+    # signing-key and client changes, throttle counters. Without it each process has its own
+    # LocMemCache, which check --deploy reports (oidc_provider_ext.W040).
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
         }
     }
+
+# Where browser sessions live: Django's database table by default, shared by every app server.
+# "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
+# only (nothing durable to dump, but a Redis restart signs everyone out); "signed_cookies" keeps
+# them in the browser. Only with a shared cache may the cache-based engines serve several servers.
+_SESSION_ENGINES = {
+    "db": "django.contrib.sessions.backends.db",
+    "cached_db": "django.contrib.sessions.backends.cached_db",
+    "cache": "django.contrib.sessions.backends.cache",
+    "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
+}
+SESSION_ENGINE = _SESSION_ENGINES.get(
+    os.environ.get("DJANGO_SESSION_ENGINE", "db"), os.environ.get("DJANGO_SESSION_ENGINE", "")
+)
+if SESSION_ENGINE not in _SESSION_ENGINES.values():
+    raise ImproperlyConfigured(
+        f"DJANGO_SESSION_ENGINE={os.environ['DJANGO_SESSION_ENGINE']!r}: "
+        f"use one of {', '.join(_SESSION_ENGINES)}."
+    )
 
 PASSWORD_HASHERS = [
     # Users' passwords: Django's default, deliberately slow.

@@ -32,6 +32,14 @@ E021 = "oidc_provider_ext.E021"  # deploy: SECRET_KEY or one of SECRET_KEYS is a
 W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
 W050 = "oidc_provider_ext.W050"  # UI_LOCALES names a language no catalogue translates
+W040 = "oidc_provider_ext.W040"  # deploy: the default cache is per process (LocMemCache, DummyCache)
+
+# Cache backends that live inside one process: what the provider coordinates through the cache
+# (key and client changes, throttle counters, the remote-JWKS fetch lock) then stops at its edge.
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
 
 
 def _dot() -> dict:
@@ -258,6 +266,31 @@ def check_secrets(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@register(Tags.caches, deploy=True)
+def check_shared_cache(app_configs=None, **kwargs):
+    """Production runs several processes (gunicorn workers, app servers): they must share a cache."""
+    backend = str(settings.CACHES.get("default", {}).get("BACKEND", ""))
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+        return []
+    sessions = ""
+    if settings.SESSION_ENGINE in ("django.contrib.sessions.backends.cache",):
+        sessions = " Sessions are kept in it too (SESSION_ENGINE), so a browser is signed out whenever "
+        sessions += "its next request reaches another process."
+    return [
+        Warning(
+            f"The default cache is {backend.rsplit('.', 1)[-1]}, one per process. Other processes then "
+            "learn of a signing-key change only after 60 s and of a client change only after "
+            "CLIENT_CACHE_SECONDS, and every process counts failed sign-ins and client "
+            f"authentications on its own (the limits are multiplied by the number of processes).{sessions}",
+            hint="Use a cache every process shares: django.core.cache.backends.redis.RedisCache "
+            "(REDIS_URL in the example project). A site that really runs a single process may "
+            f"silence this with SILENCED_SYSTEM_CHECKS = [{W040!r}]. See docs/operations.md, "
+            "'Running several app servers'.",
+            id=W040,
+        )
+    ]
 
 
 def _is_subclass(path, base_path: str) -> bool:
