@@ -6,6 +6,7 @@ OIDC_CODE_EXPIRE_SECONDS  authorization code lifetime, default 60 (1..600; bench
 DJANGO_DEBUG     "1" to turn DEBUG on (off by default)
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated)
 REDIS_URL        the cache shared by every app server, e.g. redis://127.0.0.1:6379/0 (default: per process)
+DJANGO_CACHE_KEY_PREFIX  prefix of every cache key in that Redis database (default none)
 DJANGO_SESSION_ENGINE  db (default), cached_db, cache or signed_cookies
 DEMO_RP_CLIENT_ID, DEMO_RP_CLIENT_SECRET, DEMO_RP_CREDENTIALS_FILE  the demo relying party's client
 """
@@ -157,6 +158,8 @@ if os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
+            # Several sites (or test clusters) on one Redis database keep apart by prefix.
+            "KEY_PREFIX": os.environ.get("DJANGO_CACHE_KEY_PREFIX", ""),
         }
     }
 
