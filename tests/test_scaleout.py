@@ -148,3 +148,439 @@ class TestExampleSettings:
         assert "use one of db, cached_db, cache, signed_cookies" in self._settings(
             DJANGO_SESSION_ENGINE="file"
         )
+
+
+# --- two app servers behind HAProxy ------------------------------------------------------------------
+#
+# What is honoured where, and when (docs/operations.md, "Running several app servers"):
+#   immediately: client changes and deletions (client registry generation in Redis), revocation,
+#     logout, consent revocation, user deactivation (rows in the shared database, read per request);
+#   within GENERATION_CHECK_SECONDS (1 s): a signing-key change (each process re-reads the key
+#     generation at most once a second; tested below with that bound).
+
+CALLBACK = "http://127.0.0.1:8765/callback"
+ADMIN_PASSWORD = "scale-out-admin-" + "x" * 16
+FIXTURES = f"""
+import json
+from django.contrib.auth import get_user_model
+from oauth2_provider.models import get_application_model
+from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
+User, Application = get_user_model(), get_application_model()
+User.objects.create_superuser("admin", "admin@example.com", {ADMIN_PASSWORD!r})
+tenant = Tenant.objects.get(code="acme")
+users = {{}}
+for name in ("rotation", "client", "revoked", "logout", "consent", "deactivated", "balanced"):
+    user = User.objects.create_user(name, name + "@example.com", "pw-" + name * 3)
+    TenantMembership.objects.create(tenant=tenant, user=user)
+    users[name] = {{"username": name, "password": "pw-" + name * 3, "pk": user.pk}}
+clients = {{}}
+for name in ("changed", "deleted"):
+    app = Application.objects.create(
+        client_id="scale-" + name, client_secret="secret-" + name * 4, hash_client_secret=True,
+        client_type="confidential", authorization_grant_type="authorization-code",
+        redirect_uris={CALLBACK!r}, post_logout_redirect_uris={CALLBACK!r}, name="Scale-out " + name,
+    )
+    ClientProfile.objects.update_or_create(application=app, defaults={{"default_tenant_code": "acme"}})
+    clients[name] = {{"client_id": app.client_id, "client_secret": "secret-" + name * 4, "pk": app.pk}}
+print(json.dumps({{"users": users, "clients": clients}}))
+"""
+
+
+def _cluster_database(stack) -> str | None:
+    """The cluster's database: on PostgreSQL one of its own next to the test database (created and
+    dropped here); on SQLite None, a file the cluster creates (two servers on one host share it)."""
+    from django.conf import settings
+
+    from .scaleout.cluster import fresh_postgres_database
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return None
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    base = f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return stack.enter_context(fresh_postgres_database(f"{base}/{db['NAME']}_scaleout"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import contextlib
+    import os
+
+    from .live import require
+    from .scaleout.cluster import DEFAULT_REDIS_URL, Cluster, haproxy_available, redis_available
+
+    redis_url = os.environ.get("SCALEOUT_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    require(haproxy_available() is None, "HAProxy", "run `make haproxy` (apt-get install -y haproxy)")
+    problem = redis_available(redis_url)
+    require(problem is None, "Redis", f"{problem}; set SCALEOUT_REDIS_URL to a Redis database")
+    with contextlib.ExitStack() as stack:
+        # One worker per server: two servers are what is tested, and the machine has two cores.
+        running = stack.enter_context(Cluster(_cluster_database(stack), redis_url, workers=1))
+        running.fixtures = json.loads(running.manage("shell", "-c", FIXTURES).strip().splitlines()[-1])
+        yield running
+
+
+import base64  # noqa: E402 - the cluster tests' own imports, kept with them
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
+import time  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
+from urllib.parse import urlencode, urljoin  # noqa: E402
+
+import requests  # noqa: E402
+from jwcrypto import jwk, jwt  # noqa: E402
+
+from oidc_provider_ext.keys import GENERATION_CHECK_SECONDS  # noqa: E402
+
+from .live import UserAgent, query_of  # noqa: E402
+
+
+class Browser(UserAgent):
+    """A browser whose requests go to one chosen app server (``at``); cookies are per host, not per
+    port, so the same session cookie reaches every server, as behind the balancer."""
+
+    def __init__(self, cluster, username: str = "", password: str = ""):
+        super().__init__(cluster.servers[0], username, password)
+        self.cluster = cluster
+
+    def at(self, server: str) -> Browser:
+        self.issuer = server
+        return self
+
+    def _here(self, url: str) -> str:
+        url = urljoin(self.issuer + "/", url)
+        # Absolute URLs the IdP builds name the issuer (the balancer): stay on the chosen server.
+        if url.startswith(self.cluster.issuer + "/"):
+            url = self.issuer + url[len(self.cluster.issuer) :]
+        return url
+
+    def get(self, url: str, **kwargs) -> requests.Response:
+        self.last = self.http.get(self._here(url), allow_redirects=False, timeout=10, **kwargs)
+        return self.last
+
+    def post(self, url: str, data, **kwargs) -> requests.Response:
+        self.last = self.http.post(self._here(url), data=data, allow_redirects=False, timeout=10, **kwargs)
+        return self.last
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def _authorize_url(client: dict, challenge: str, scope: str = "openid profile", **extra: str) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": CALLBACK,
+        "scope": scope,
+        "state": "st",
+        "nonce": "n",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return "/connect/authorize?" + urlencode(params)
+
+
+def _tokens(browser: Browser, server: str, client: dict, scope: str = "openid profile") -> dict:
+    """Sign in (if needed) and consent at ``server``, redeem the code there."""
+    verifier, challenge = _pkce()
+    location = browser.at(server).authorize(_authorize_url(client, challenge, scope))
+    assert location.startswith(CALLBACK), location
+    response = requests.post(
+        server + "/connect/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query_of(location)["code"],
+            "redirect_uri": CALLBACK,
+            "code_verifier": verifier,
+        },
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _silent(browser: Browser, server: str, client: dict) -> dict[str, str]:
+    """``prompt=none`` at ``server`` for ``openid`` (always consented to once the user signed in
+    to the client): the callback's parameters (a code, or an error)."""
+    response = browser.at(server).get(_authorize_url(client, _pkce()[1], "openid", prompt="none"))
+    assert response.status_code == 302, response.text[:500]
+    assert response.headers["Location"].startswith(CALLBACK), response.headers["Location"]
+    return query_of(response.headers["Location"])
+
+
+def _userinfo(server: str, access_token: str) -> int:
+    return requests.get(
+        server + "/connect/userinfo", headers={"Authorization": f"Bearer {access_token}"}, timeout=10
+    ).status_code
+
+
+def _introspect(server: str, client: dict, token: str) -> bool:
+    response = requests.post(
+        server + "/connect/introspect",
+        data={"token": token},
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["active"]
+
+
+def _refresh(server: str, client: dict, refresh_token: str) -> requests.Response:
+    return requests.post(
+        server + "/connect/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+
+
+class _FormParser(HTMLParser):
+    """Every form's data set as a browser submits it, selects and textareas included (the admin's
+    change forms have both)."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[dict] = []
+        self._select: dict | None = None
+        self._textarea: list | None = None
+
+    def handle_starttag(self, tag, attrs):
+        flags = {name for name, _ in attrs}
+        attrs = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append({"action": attrs.get("action", ""), "data": []})
+            return
+        if not self.forms or "disabled" in flags:
+            return
+        data, name = self.forms[-1]["data"], attrs.get("name")
+        if tag == "input" and name:
+            kind = attrs.get("type", "text").lower()
+            if kind in ("checkbox", "radio"):
+                if "checked" in flags:
+                    data.append([name, attrs.get("value", "on")])
+            elif kind not in ("submit", "button", "reset", "image", "file"):
+                data.append([name, attrs.get("value", "")])
+        elif tag == "select" and name:
+            self._select = {"name": name, "multiple": "multiple" in flags, "first": None, "chosen": False}
+        elif tag == "option" and self._select is not None:
+            value = attrs.get("value", "")
+            if self._select["first"] is None:
+                self._select["first"] = value
+            if "selected" in flags:
+                data.append([self._select["name"], value])
+                self._select["chosen"] = True
+        elif tag == "textarea" and name:
+            self._textarea = [name, ""]
+            data.append(self._textarea)
+
+    def handle_data(self, text):
+        if self._textarea is not None:
+            self._textarea[1] += text
+
+    def handle_endtag(self, tag):
+        if tag == "select" and self._select is not None:
+            select, self._select = self._select, None
+            if not select["multiple"] and not select["chosen"] and select["first"] is not None:
+                self.forms[-1]["data"].append([select["name"], select["first"]])
+        elif tag == "textarea" and self._textarea is not None:
+            self._textarea[1] = self._textarea[1].removeprefix("\n")
+            self._textarea = None
+
+
+def _forms(html: str) -> list[dict]:
+    parser = _FormParser()
+    parser.feed(html)
+    return parser.forms
+
+
+def _admin(cluster, server: str) -> Browser:
+    """A browser signed in to the Django admin at ``server``."""
+    browser = Browser(cluster).at(server)
+    page = browser.get("/admin/login/?next=/admin/")
+    [form] = [f for f in _forms(page.text) if any(n == "password" for n, _ in f["data"])]
+    data = dict(form["data"])
+    data.update(username="admin", password=ADMIN_PASSWORD)
+    response = browser.post("/admin/login/?next=/admin/", data)
+    assert response.status_code == 302, response.text[:500]
+    return browser
+
+
+def _admin_save(admin: Browser, path: str, changes: dict[str, str | None]) -> None:
+    """Change the admin's change form at ``path`` as a user would (None unticks a checkbox), save."""
+    page = admin.get(path)
+    assert page.status_code == 200, page.status_code
+    form = max(_forms(page.text), key=lambda f: len(f["data"]))
+    data = [(n, v) for n, v in form["data"] if n not in changes]
+    data += [(n, v) for n, v in changes.items() if v is not None]
+    response = admin.post(path, [*data, ("_save", "Save")])
+    assert response.status_code == 302, _admin_errors(response.text)
+
+
+def _admin_errors(html: str) -> str:
+    return " | ".join(part.split("</ul>")[0] for part in html.split('class="errorlist')[1:]) or html[:800]
+
+
+def _demo_client(cluster) -> dict:
+    return cluster.seed["confidential"]
+
+
+def _user(cluster, name: str) -> Browser:
+    user = cluster.fixtures["users"][name]
+    return Browser(cluster, user["username"], user["password"])
+
+
+def _jwks_kids(server: str) -> set[str]:
+    return {key["kid"] for key in requests.get(server + "/connect/jwks", timeout=10).json()["keys"]}
+
+
+def _kid(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==="))["kid"]
+
+
+def test_key_rotation_through_an_operator_reaches_both_servers_within_a_second(cluster):
+    a, b = cluster.servers
+    client = _demo_client(cluster)
+    browser = _user(cluster, "rotation")
+    before = _tokens(browser, a, client)
+    assert _userinfo(b, before["access_token"]) == 200  # B has loaded the keys too
+    old_kids = _jwks_kids(a) | _jwks_kids(b)
+
+    printed = cluster.manage("oidc_keys", "rotate")  # an operator's command: a third process
+    rotated = time.monotonic()
+    activated = printed.split("  active   ", 1)[1].split()[0]
+    upcoming = printed.split("  next     ", 1)[1].split()[0]
+    assert upcoming not in old_kids
+    # Bounded: each server re-reads the key generation at most once per GENERATION_CHECK_SECONDS.
+    bound = rotated + GENERATION_CHECK_SECONDS + 1.5
+    while not all(upcoming in _jwks_kids(server) for server in (a, b)):
+        assert time.monotonic() < bound, "the rotation did not reach both servers within the bound"
+        time.sleep(0.1)
+
+    after = _tokens(browser, a, client)  # signed by server A with the newly active key
+    assert _kid(after["access_token"]) == _kid(after["id_token"]) == activated != _kid(before["id_token"])
+    assert _userinfo(b, after["access_token"]) == 200
+    assert _introspect(b, client, after["access_token"]) is True
+    # The ID token verifies with the JWKS server B publishes; the old one still does (retired key).
+    published = jwk.JWKSet.from_json(requests.get(b + "/connect/jwks", timeout=10).text)
+    for token in (after["id_token"], before["id_token"]):
+        jwt.JWT(jwt=token, key=published, expected_type="JWS")
+    assert _userinfo(b, before["access_token"]) == 200
+
+
+def test_a_client_change_on_a_is_honoured_by_b_at_once(cluster):
+    a, b = cluster.servers
+    client = cluster.fixtures["clients"]["changed"]
+    anonymous = Browser(cluster)
+    # B has the client cached: its registered redirect URI is accepted (on to the login page).
+    assert anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code == 302
+    admin = _admin(cluster, a)
+    moved = "http://127.0.0.1:8765/moved"
+    _admin_save(admin, f"/admin/oauth2_provider/application/{client['pk']}/change/", {"redirect_uris": moved})
+    old = anonymous.at(b).get(_authorize_url(client, _pkce()[1]))
+    assert old.status_code == 400 and "Location" not in old.headers  # never redirected to the old URI
+    new = anonymous.at(b).get(_authorize_url(client, _pkce()[1], redirect_uri=moved))
+    assert new.status_code == 302 and not new.headers["Location"].startswith(moved)  # to the login page
+
+
+def test_a_client_deleted_on_a_is_refused_by_b_at_once(cluster):
+    # The admin deletes only a client nothing was issued to yet (its grants and consents are
+    # read-only there); B has it cached from an authorization request.
+    a, b = cluster.servers
+    client = cluster.fixtures["clients"]["deleted"]
+    browser = Browser(cluster)
+    assert browser.at(b).get(_authorize_url(client, _pkce()[1])).status_code == 302
+    admin = _admin(cluster, a)
+    path = f"/admin/oauth2_provider/application/{client['pk']}/delete/"
+    [form] = [f for f in _forms(admin.get(path).text) if ["post", "yes"] in f["data"]]
+    assert admin.post(path, form["data"]).status_code == 302
+    assert browser.at(b).get(_authorize_url(client, _pkce()[1])).status_code == 400
+    refused = _refresh(b, client, "any")
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+
+def test_a_revocation_on_a_is_honoured_by_b_at_once(cluster):
+    a, b = cluster.servers
+    client = _demo_client(cluster)
+    tokens = _tokens(_user(cluster, "revoked"), a, client, scope="openid offline_access")
+    assert _introspect(b, client, tokens["access_token"]) is True
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        revoked = requests.post(
+            a + "/connect/revocation",
+            data={"token": token},
+            auth=(client["client_id"], client["client_secret"]),
+            timeout=10,
+        )
+        assert revoked.status_code == 200
+    assert _introspect(b, client, tokens["access_token"]) is False
+    assert _userinfo(b, tokens["access_token"]) == 401
+    assert _refresh(b, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(cluster):
+    a, b = cluster.servers
+    client = _demo_client(cluster)
+    browser = _user(cluster, "logout")
+    tokens = _tokens(browser, a, client)
+    assert "code" in _silent(browser, b, client)  # the browser's session reaches B too
+    page = browser.at(a).get(
+        "/connect/endsession?"
+        + urlencode({"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": CALLBACK})
+    )
+    if browser.page_kind(page) == "logout":  # the confirmation page
+        page = browser.submit_logout(page)
+    assert page.status_code in (200, 302), page.status_code
+    assert _silent(browser, b, client).get("error") == "login_required"
+    assert _userinfo(b, tokens["access_token"]) == 401
+    assert _introspect(b, client, tokens["access_token"]) is False
+
+
+def test_a_consent_revoked_on_a_is_asked_again_by_b(cluster):
+    a, b = cluster.servers
+    client = _demo_client(cluster)
+    browser = _user(cluster, "consent")
+    tokens = _tokens(browser, a, client)
+    assert browser.pages == ["login", "consent"]
+    _tokens(browser, b, client)
+    assert browser.pages == []  # remembered: B signs in silently
+    apps = browser.at(a).get("/connect/apps")
+    [path] = set(re.findall(r'"(/connect/apps/\d+/revoke)"', apps.text))
+    [confirm] = [f for f in _forms(browser.get(path).text) if f["action"] in ("", path)]
+    assert browser.post(path, confirm["data"]).status_code == 302
+    _tokens(browser, b, client)
+    assert browser.pages == ["consent"]  # still signed in, asked again
+    assert _userinfo(b, tokens["access_token"]) == 401
+
+
+def test_a_user_deactivated_on_a_is_refused_by_b_at_once(cluster):
+    a, b = cluster.servers
+    client = _demo_client(cluster)
+    browser = _user(cluster, "deactivated")
+    tokens = _tokens(browser, a, client, scope="openid offline_access")
+    assert "code" in _silent(browser, b, client)
+    admin = _admin(cluster, a)
+    user = cluster.fixtures["users"]["deactivated"]
+    _admin_save(admin, f"/admin/auth/user/{user['pk']}/change/", {"is_active": None})
+    assert _userinfo(b, tokens["access_token"]) == 401
+    assert _introspect(b, client, tokens["access_token"]) is False
+    assert _refresh(b, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert _silent(browser, b, client).get("error") == "login_required"
+
+
+def test_a_whole_sign_in_through_the_balancer_alternating_servers(cluster):
+    client = _demo_client(cluster)
+    discovery = requests.get(cluster.issuer + "/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["issuer"] == cluster.issuer
+    assert discovery["token_endpoint"] == cluster.issuer + "/connect/token"
+    # Round-robin: consecutive requests of one browser land on different servers, so the sign-in,
+    # the pending authorization request and the consent must all live in shared storage.
+    tokens = _tokens(_user(cluster, "balanced"), cluster.issuer, client)
+    for _ in range(2):  # both servers answer
+        assert _userinfo(cluster.issuer, tokens["access_token"]) == 200

@@ -266,6 +266,17 @@ class Cluster:
                 os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self._forget_cache_keys()
+
+    def _forget_cache_keys(self) -> None:
+        """Remove the cluster's keys from Redis (Django's form: ``<prefix>:<version>:<key>``)."""
+        with contextlib.suppress(Exception):
+            import redis
+
+            connection = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            stale = list(connection.scan_iter(match=f"{self.cache_prefix}:*", count=1000))
+            if stale:
+                connection.delete(*stale)
 
 
 # --- PostgreSQL: a database of the cluster's own ---------------------------------------------------
