@@ -69,6 +69,101 @@ def test_an_evicted_generation_does_not_bring_back_old_entries(confidential_app)
     assert clients.get_client(confidential_app.client_id).name == "Changed"
 
 
+# --- the invariant: no cache outlives a change made through another server by more than a bound ----
+#
+# Every piece of state kept beyond one request, in oidc_provider_ext and idp_project, is listed
+# here (tests/scaleout/inventory.py finds them in the source; an unlisted one fails). The invariant:
+#
+#   Every cache entry derived from data another server can change (database rows, settings excepted)
+#   is invalidated across servers through a generation value in the shared cache and is then at
+#   most SHARED_BOUND_SECONDS stale; with a per-process cache (LocMemCache) it expires within
+#   MAX_STALE_SECONDS. Everything else is either the shared state itself (kept in the shared
+#   cache, one copy for all servers), a memo of a pure function, or a constant.
+#
+# A new process-local cache (say, of signing keys or clients) must be listed with its bounds,
+# and the bounds are the real constants, so raising one past the limit fails here.
+
+SHARED_BOUND_SECONDS = 1
+MAX_STALE_SECONDS = 60
+
+
+def _keys_bounds():
+    from oidc_provider_ext import keys
+
+    return keys.GENERATION_CHECK_SECONDS, keys.SNAPSHOT_TTL_SECONDS
+
+
+def _clients_bounds():
+    from oidc_provider_ext.conf import app_settings
+
+    return 0, app_settings.CLIENT_CACHE_SECONDS  # 0: the generation is read with every lookup
+
+
+DERIVED = "derived: invalidated by a generation in the shared cache"
+SHARED = "shared: lives in the shared cache, one copy for every server"
+PURE = "pure: a memo of a function of its arguments (or of settings), never stale"
+CONSTANT = "constant: a table written once at import"
+TRANSIENT = "transient: coordinates requests in flight in one process"
+
+INVENTORY: dict[str, tuple[str, object]] = {
+    # signing keys: the in-process snapshot and when the generation was last read
+    "oidc_provider_ext.keys._snapshot": (DERIVED, _keys_bounds),
+    "oidc_provider_ext.keys._generation_checked_at": (DERIVED, _keys_bounds),
+    "oidc_provider_ext.keys.bump_generation:cache.set": (SHARED, None),
+    # clients, CORS origins, "are there tenants": entries in the shared cache stamped with the
+    # client registry generation (with LocMemCache: per process, CLIENT_CACHE_SECONDS)
+    "oidc_provider_ext.internal.clients._store:cache.set": (DERIVED, _clients_bounds),
+    "oidc_provider_ext.internal.clients._lookup:cache.add": (SHARED, None),
+    "oidc_provider_ext.internal.clients.bump_generation:cache.set": (SHARED, None),
+    # throttle counters and "proven" markers: the counters are the shared state (window TTL)
+    "oidc_provider_ext.throttle._count_failure:cache.add": (SHARED, None),
+    "oidc_provider_ext.throttle._count_failure:cache.incr": (SHARED, None),
+    "oidc_provider_ext.throttle.ClientAuthAttempt.succeeded:cache.set": (SHARED, None),
+    "oidc_provider_ext.throttle._dummy_hashes": (PURE, None),  # a hash of random text per hasher
+    # the resource-server helper's copy of a provider's JWKS (docs/resource-server.md): shared by
+    # the API's processes; a new kid refetches at once, a removed key is trusted until the TTL
+    "oidc_provider_ext.resource.remote_jwks._refresh:cache.set": (SHARED, None),
+    "oidc_provider_ext.resource.remote_jwks._fetch_across_processes:cache.add": (SHARED, None),
+    "oidc_provider_ext.resource.remote_jwks.verification_key:cache.add": (SHARED, None),
+    "oidc_provider_ext.resource.remote_jwks._flights": (TRANSIENT, None),
+    "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
+    "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
+    "oidc_provider_ext.internal.crypto._derive": (PURE, None),
+    "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
+    "oidc_provider_ext.conf._SETTINGS": (CONSTANT, None),
+    "oidc_provider_ext.checks._RETIRED_HOOKS": (CONSTANT, None),
+    "oidc_provider_ext.internal.cors._DEFAULT_PORTS": (CONSTANT, None),
+    "oidc_provider_ext.resource.__init__._KEY_TYPE_OF_ALG": (CONSTANT, None),
+    "idp_project.settings._SESSION_ENGINES": (CONSTANT, None),
+    "idp_project.settings_production._SMTP": (CONSTANT, None),
+}
+
+
+def test_every_cache_and_process_state_is_in_the_inventory():
+    from .scaleout import inventory
+
+    found = inventory.find()
+    assert sorted(found - set(INVENTORY)) == [], "state the inventory does not account for"
+    assert sorted(set(INVENTORY) - found) == [], "inventory entries that no longer exist"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (kind, _) in INVENTORY.items() if kind == DERIVED))
+def test_every_derived_cache_is_bounded(name):
+    shared, per_process = INVENTORY[name][1]()  # type: ignore[operator]
+    assert 0 <= shared <= SHARED_BOUND_SECONDS
+    assert 0 < per_process <= MAX_STALE_SECONDS
+
+
+def test_a_retired_key_outlives_the_longest_stale_snapshot():
+    # keys.retirement_window() allows for a process that still signs with a key it has not seen
+    # retired: that must cover the per-process bound above.
+    from datetime import timedelta
+
+    from oidc_provider_ext import keys
+
+    assert keys.retirement_window() >= keys.max_token_lifetime() + timedelta(seconds=MAX_STALE_SECONDS)
+
+
 class TestSharedCacheCheck:
     """oidc_provider_ext.W040: production (DEBUG off, check --deploy) with a per-process cache."""
 
