@@ -679,3 +679,21 @@ def test_a_whole_sign_in_through_the_balancer_alternating_servers(cluster):
     tokens = _tokens(_user(cluster, "balanced"), cluster.issuer, client)
     for _ in range(2):  # both servers answer
         assert _userinfo(cluster.issuer, tokens["access_token"]) == 200
+
+
+def test_the_cluster_benchmark_reports_one_server_and_two_with_their_ratio():
+    from benchmarks import cluster as bench_cluster
+    from benchmarks import run, stats
+
+    def project(rps):
+        summary = {"requests": 10, "rps": rps, "p50_ms": 5.0, "p99_ms": 9.0, "errors": 0}
+        return {"phases": {"exchange": summary}}
+
+    single, two = project(100.0), project(80.0)
+    entry = stats.database_result(single, None)
+    entry.update(ours_two_servers=two, two_servers_ratios=bench_cluster.compare(single, two))
+    table = bench_cluster.table({"databases": {"postgresql": entry}})
+    assert "1 server" in table and "2 servers+HAProxy" in table and "0.80×" in table
+    args = run.parse_args(["--cluster", "--redis-url", "redis://127.0.0.1:6379/9"])
+    assert args.cluster and args.redis_url.endswith("/9")
+    assert not run.parse_args([]).cluster

@@ -114,7 +114,7 @@ class Cluster:
     servers_count: int = 2
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every server
-    seed_args: tuple[str, ...] = ("--redirect-uri", "http://127.0.0.1:8765/callback")
+    seed_args: tuple[str, ...] | None = ("--redirect-uri", "http://127.0.0.1:8765/callback")
     log: object = None  # callable(str) for progress lines, or None
 
     def __post_init__(self) -> None:
