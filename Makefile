@@ -124,6 +124,11 @@ bench: install
 bench-quick: install
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
+## The same, plus the example IdP as two app servers behind HAProxy with Redis (benchmarks/cluster.py)
+# BENCH_REDIS_URL names the Redis database (default redis://127.0.0.1:6379/0; keys get a run prefix).
+bench-cluster: install haproxy
+	$(BIN)/python benchmarks/run.py --cluster $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

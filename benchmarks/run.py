@@ -795,6 +795,11 @@ def parse_args(argv=None):
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="server URL without a database name; databases bench_ours and bench_stock are created",
     )
+    parser.add_argument(
+        "--database-suffix",
+        default="",
+        help="appended to bench_ours/bench_stock, so runs sharing a PostgreSQL server do not collide",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the databases and server logs")
     parser.add_argument(
@@ -860,8 +865,9 @@ def main(argv=None) -> int:
                 urls = {}
                 for p in flows.PROJECTS:
                     if p in args.projects:
-                        urls[p] = reset_postgres_database(args.postgres_url, f"bench_{p}")
-                        created_pg.append(f"bench_{p}")
+                        name = f"bench_{p}{args.database_suffix}"
+                        urls[p] = reset_postgres_database(args.postgres_url, name)
+                        created_pg.append(name)
                     else:
                         urls[p] = ""
             selected = [t for t in targets(database, urls, stock_key) if t.project.name in args.projects]
