@@ -275,9 +275,12 @@ def check_shared_cache(app_configs=None, **kwargs):
     if settings.DEBUG or backend not in PER_PROCESS_CACHES:
         return []
     sessions = ""
-    if settings.SESSION_ENGINE in ("django.contrib.sessions.backends.cache",):
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.cache":
         sessions = " Sessions are kept in it too (SESSION_ENGINE), so a browser is signed out whenever "
         sessions += "its next request reaches another process."
+    elif settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db":
+        sessions = " Sessions are read through it (SESSION_ENGINE cached_db), so another process may "
+        sessions += "go on reading a session that was changed or ended elsewhere."
     return [
         Warning(
             f"The default cache is {backend.rsplit('.', 1)[-1]}, one per process. Other processes then "

@@ -194,6 +194,12 @@ class TestSharedCacheCheck:
         settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
         [message] = self._messages()
         assert "SESSION_ENGINE" in message.msg
+        settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+        [message] = self._messages()
+        assert "cached_db" in message.msg
+        settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+        [message] = self._messages()
+        assert "SESSION_ENGINE" not in message.msg
 
     def test_quiet_with_a_shared_cache_in_debug_and_outside_check_deploy(self, settings):
         from django.core.checks import run_checks
