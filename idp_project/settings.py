@@ -150,18 +150,22 @@ def _database() -> dict[str, Any]:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if os.environ.get("REDIS_URL"):
-    # The cache every app server shares (docs/operations.md, "Running several app servers"):
-    # signing-key and client changes, throttle counters. Without it each process has its own
-    # LocMemCache, which check --deploy reports (oidc_provider_ext.W040).
-    CACHES = {
+
+def _caches(environ) -> dict[str, Any] | None:
+    """The cache every app server shares (docs/operations.md, "Running several app servers"):
+    signing-key and client changes, throttle counters. None without REDIS_URL: each process then
+    has Django's LocMemCache, which check --deploy reports (oidc_provider_ext.W040)."""
+    if not environ.get("REDIS_URL"):
+        return None
+    return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["REDIS_URL"],
+            "LOCATION": environ["REDIS_URL"],
             # Several sites (or test clusters) on one Redis database keep apart by prefix.
-            "KEY_PREFIX": os.environ.get("DJANGO_CACHE_KEY_PREFIX", ""),
+            "KEY_PREFIX": environ.get("DJANGO_CACHE_KEY_PREFIX", ""),
         }
     }
+
 
 # Where browser sessions live: Django's database table by default, shared by every app server.
 # "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
@@ -173,14 +177,20 @@ _SESSION_ENGINES = {
     "cache": "django.contrib.sessions.backends.cache",
     "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
 }
-SESSION_ENGINE = _SESSION_ENGINES.get(
-    os.environ.get("DJANGO_SESSION_ENGINE", "db"), os.environ.get("DJANGO_SESSION_ENGINE", "")
-)
-if SESSION_ENGINE not in _SESSION_ENGINES.values():
-    raise ImproperlyConfigured(
-        f"DJANGO_SESSION_ENGINE={os.environ['DJANGO_SESSION_ENGINE']!r}: "
-        f"use one of {', '.join(_SESSION_ENGINES)}."
-    )
+
+
+def _session_engine(name: str) -> str:
+    if name not in _SESSION_ENGINES:
+        raise ImproperlyConfigured(
+            f"DJANGO_SESSION_ENGINE={name!r}: use one of {', '.join(_SESSION_ENGINES)}."
+        )
+    return _SESSION_ENGINES[name]
+
+
+_shared_cache = _caches(os.environ)
+if _shared_cache is not None:
+    CACHES = _shared_cache
+SESSION_ENGINE = _session_engine(os.environ.get("DJANGO_SESSION_ENGINE", "db"))
 
 PASSWORD_HASHERS = [
     # Users' passwords: Django's default, deliberately slow.

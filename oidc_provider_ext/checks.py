@@ -271,7 +271,8 @@ def check_secrets(app_configs=None, **kwargs):
 @register(Tags.caches, deploy=True)
 def check_shared_cache(app_configs=None, **kwargs):
     """Production runs several processes (gunicorn workers, app servers): they must share a cache."""
-    backend = str(settings.CACHES.get("default", {}).get("BACKEND", ""))
+    caches: dict = getattr(settings, "CACHES", None) or {}
+    backend = str(caches.get("default", {}).get("BACKEND", ""))
     if settings.DEBUG or backend not in PER_PROCESS_CACHES:
         return []
     sessions = ""

@@ -215,40 +215,30 @@ class TestSharedCacheCheck:
 class TestExampleSettings:
     """idp_project/settings.py reads the cache and the session engine from the environment."""
 
-    def _settings(self, **env):
-        import json
-        import os
-        import subprocess
-        import sys
+    def test_redis_url(self):
+        from idp_project import settings as example
 
-        code = (
-            "import json, django; django.setup(); from django.conf import settings as s; "
-            "print(json.dumps([s.CACHES['default']['BACKEND'], s.SESSION_ENGINE]))"
-        )
-        environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SESSION_ENGINE")}
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            env={**environ, "DJANGO_SETTINGS_MODULE": "idp_project.settings", **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return json.loads(result.stdout) if result.returncode == 0 else result.stderr
+        assert example._caches({}) is None  # Django's default: LocMemCache
+        assert example._caches(
+            {"REDIS_URL": "redis://10.0.0.5:6379/2", "DJANGO_CACHE_KEY_PREFIX": "idp"}
+        ) == {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://10.0.0.5:6379/2",
+                "KEY_PREFIX": "idp",
+            }
+        }
 
-    def test_redis_url_and_session_engine(self):
-        assert self._settings() == [
-            "django.core.cache.backends.locmem.LocMemCache",
-            "django.contrib.sessions.backends.db",
-        ]
-        assert self._settings(REDIS_URL="redis://127.0.0.1:6379/8", DJANGO_SESSION_ENGINE="cached_db") == [
-            "django.core.cache.backends.redis.RedisCache",
-            "django.contrib.sessions.backends.cached_db",
-        ]
+    def test_session_engine(self):
+        from django.core.exceptions import ImproperlyConfigured
 
-    def test_an_unknown_session_engine_is_refused(self):
-        assert "use one of db, cached_db, cache, signed_cookies" in self._settings(
-            DJANGO_SESSION_ENGINE="file"
-        )
+        from idp_project import settings as example
+
+        assert example._session_engine("db") == "django.contrib.sessions.backends.db"
+        assert example._session_engine("signed_cookies").endswith(".signed_cookies")
+        for wrong in ("file", "django.contrib.sessions.backends.file", "db\x00", "x" * 10_000):
+            with pytest.raises(ImproperlyConfigured, match="use one of db, cached_db, cache, signed_cookies"):
+                example._session_engine(wrong)
 
 
 # --- two app servers behind HAProxy ------------------------------------------------------------------
@@ -262,7 +252,12 @@ class TestExampleSettings:
 CALLBACK = "http://127.0.0.1:8765/callback"
 ADMIN_PASSWORD = "scale-out-admin-" + "x" * 16
 FIXTURES = f"""
-import json
+import io, json
+from django.core.management import call_command
+call_command("migrate", "--noinput", verbosity=0)
+printed = io.StringIO()
+call_command("oidc_demo", "--json", "--redirect-uri", {CALLBACK!r}, stdout=printed)
+demo = json.loads(printed.getvalue().strip().splitlines()[-1])
 from django.contrib.auth import get_user_model
 from oauth2_provider.models import get_application_model
 from oidc_provider_ext.models import ClientProfile, Tenant, TenantMembership
@@ -283,7 +278,7 @@ for name in ("changed", "deleted"):
     )
     ClientProfile.objects.update_or_create(application=app, defaults={{"default_tenant_code": "acme"}})
     clients[name] = {{"client_id": app.client_id, "client_secret": "secret-" + name * 4, "pk": app.pk}}
-print(json.dumps({{"users": users, "clients": clients}}))
+print(json.dumps({{"demo": demo, "users": users, "clients": clients}}))
 """
 
 
@@ -303,8 +298,7 @@ def _cluster_database(stack) -> str | None:
     return stack.enter_context(fresh_postgres_database(f"{base}/{db['NAME']}_scaleout"))
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _running_cluster(database_url: str | None = None, **env: str):
     import contextlib
     import os
 
@@ -316,9 +310,30 @@ def cluster():
     problem = redis_available(redis_url)
     require(problem is None, "Redis", f"{problem}; set SCALEOUT_REDIS_URL to a Redis database")
     with contextlib.ExitStack() as stack:
+        prepare = {"migrate": False, "seed_args": None, "setup": FIXTURES}
+        if database_url is None:
+            database_url = _cluster_database(stack)
+        else:  # another cluster's database, prepared already
+            prepare["setup"] = None
         # One worker per server: two servers are what is tested, and the machine has two cores.
-        running = stack.enter_context(Cluster(_cluster_database(stack), redis_url, workers=1))
-        running.fixtures = json.loads(running.manage("shell", "-c", FIXTURES).strip().splitlines()[-1])
+        yield stack.enter_context(Cluster(database_url, redis_url, workers=1, env=env, **prepare))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Sessions in the database (the default)."""
+    for running in _running_cluster():
+        running.fixtures = running.prepared
+        running.seed = running.prepared["demo"]
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cookie_cluster(cluster):
+    """Sessions in signed cookies, nothing of them on any server: two more servers over the same
+    database (its users and clients), with a cache of their own."""
+    for running in _running_cluster(cluster.database_url, DJANGO_SESSION_ENGINE="signed_cookies"):
+        running.fixtures, running.seed = cluster.fixtures, cluster.seed
         yield running
 
 
@@ -625,12 +640,15 @@ def test_a_revocation_on_a_is_honoured_by_b_at_once(cluster):
     assert _refresh(b, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
 
-def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(cluster):
+@pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
+def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(sessions, request):
+    cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
     a, b = cluster.servers
     client = _demo_client(cluster)
     browser = _user(cluster, "logout")
     tokens = _tokens(browser, a, client)
     assert "code" in _silent(browser, b, client)  # the browser's session reaches B too
+    kept = browser.http.cookies.copy()  # the session cookie as it was before the logout
     page = browser.at(a).get(
         "/connect/endsession?"
         + urlencode({"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": CALLBACK})
@@ -639,6 +657,11 @@ def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(cluster):
         page = browser.submit_logout(page)
     assert page.status_code in (200, 302), page.status_code
     assert _silent(browser, b, client).get("error") == "login_required"
+    # The same cookie again (kept, stolen, or a signed cookie that is still validly signed): the
+    # OP session it names has ended, so B does not sign it in.
+    replayed = Browser(cluster)
+    replayed.http.cookies.update(kept)
+    assert _silent(replayed, b, client).get("error") == "login_required"
     assert _userinfo(b, tokens["access_token"]) == 401
     assert _introspect(b, client, tokens["access_token"]) is False
 
@@ -675,7 +698,9 @@ def test_a_user_deactivated_on_a_is_refused_by_b_at_once(cluster):
     assert _silent(browser, b, client).get("error") == "login_required"
 
 
-def test_a_whole_sign_in_through_the_balancer_alternating_servers(cluster):
+@pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
+def test_a_whole_sign_in_through_the_balancer_alternating_servers(sessions, request):
+    cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
     client = _demo_client(cluster)
     discovery = requests.get(cluster.issuer + "/.well-known/openid-configuration", timeout=10).json()
     assert discovery["issuer"] == cluster.issuer

@@ -115,6 +115,10 @@ class Cluster:
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every server
     seed_args: tuple[str, ...] | None = ("--redirect-uri", "http://127.0.0.1:8765/callback")
+    migrate: bool = True  # False: the database is ready (another cluster's, or ``setup`` does it)
+    # Python run with ``manage.py shell -c`` after migrate and seed (one process for all the rest
+    # of a test's preparation); the last line it prints, JSON, becomes ``prepared``.
+    setup: str | None = None
     log: object = None  # callable(str) for progress lines, or None
 
     def __post_init__(self) -> None:
@@ -126,6 +130,7 @@ class Cluster:
         self.cache_prefix = f"cluster-{secrets.token_hex(4)}"
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.seed: dict = {}
+        self.prepared: dict = {}
         if not self.database_url:
             self.database_url = f"sqlite:///{self.workdir / 'cluster.sqlite3'}"
 
@@ -220,11 +225,7 @@ class Cluster:
         if problem:
             raise RuntimeError(problem)
         self._say(f"database {self.database_url}; cache {self.redis_url} (prefix {self.cache_prefix})")
-        self.manage("migrate", "--noinput", "-v", "0")
-        if self.seed_args is not None:
-            self.seed = json.loads(
-                self.manage("oidc_demo", "--json", *self.seed_args).strip().splitlines()[-1]
-            )
+        # The servers boot while the database is prepared: they touch it only when asked.
         for n, port in enumerate(self.ports, 1):
             self._spawn(
                 f"app{n}",
@@ -240,6 +241,13 @@ class Cluster:
         config = self.workdir / "haproxy.cfg"
         config.write_text(haproxy_config(self.balancer_port, self.ports))
         self._spawn("haproxy", [HAPROXY, "-db", "-f", str(config)])
+        if self.migrate:
+            self.manage("migrate", "--noinput", "-v", "0")
+        if self.seed_args is not None:
+            printed = self.manage("oidc_demo", "--json", *self.seed_args)
+            self.seed = json.loads(printed.strip().splitlines()[-1])
+        if self.setup is not None:
+            self.prepared = json.loads(self.manage("shell", "-c", self.setup).strip().splitlines()[-1])
         deadline = time.monotonic() + 90
         for (name, process), port in zip(self.processes, [*self.ports, self.balancer_port], strict=True):
             self._wait_ready(name, process, port, deadline)
