@@ -126,6 +126,10 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.resource.remote_jwks._fetch_across_processes:cache.add": (SHARED, None),
     "oidc_provider_ext.resource.remote_jwks.verification_key:cache.add": (SHARED, None),
     "oidc_provider_ext.resource.remote_jwks._flights": (TRANSIENT, None),
+    # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
+    # retry command, sends what another process did not
+    "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
+    "oidc_provider_ext.internal.outbound._resolver": (TRANSIENT, None),  # DNS lookups with a deadline
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),

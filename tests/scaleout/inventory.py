@@ -2,7 +2,7 @@
 
 - functions memoised with ``functools.lru_cache`` / ``functools.cache`` / ``cached_property``;
 - module globals a function rebinds (``global``) and private module-level or class-level mutable
-  containers (``_name = {}``, ``dict()``, ``threading.local()``, ...);
+  containers or objects (``_name = {}``, ``dict()``, ``threading.local()``, ``_Pool()``, ...);
 - writes to Django's cache (``cache.set``/``add``/``set_many``/``get_or_set``/``incr``/...).
 
 tests/test_scaleout.py holds the inventory of what is allowed and why; a new cache anywhere in
@@ -35,10 +35,27 @@ def _name(node: ast.AST) -> str:
     return ""
 
 
+# Instances that hold no data of their own (locks, paths) are not state worth listing.
+STATELESS_CLASSES = {
+    "Lock",
+    "RLock",
+    "Event",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Path",
+    "TypeVar",
+}
+
+
 def _mutable(value: ast.AST | None) -> bool:
+    """A container, or an instance of a class (``_pool = _Pool()``): either may hold state."""
     if isinstance(value, ast.Dict | ast.List | ast.Set):
         return True
-    return isinstance(value, ast.Call) and _name(value) in CONTAINERS
+    if not isinstance(value, ast.Call):
+        return False
+    name = _name(value)
+    return name in CONTAINERS or (name.lstrip("_")[:1].isupper() and name not in STATELESS_CLASSES)
 
 
 def _assigned(stmt: ast.stmt) -> list[tuple[str, ast.AST | None]]:
