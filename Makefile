@@ -13,6 +13,7 @@ NEWEST_VENV := .venv-django61
 NEWEST_DJANGO := Django>=6.1,<6.2
 CHROMIUM := /usr/bin/chromium
 HAPROXY := /usr/sbin/haproxy
+REDIS_SERVER := /usr/bin/redis-server
 
 .PHONY: run test test-newest test-minimal bench bench-quick bench-cluster cluster lint typecheck migrations-check check-deploy dist clean chromium haproxy gettext screenshots messages
 
@@ -45,14 +46,15 @@ chromium:
 			echo "$(CHROMIUM) not found: run 'sudo apt-get install -y chromium' for tests/e2e"; \
 		fi; }
 
-# Debian's HAProxy for tests/test_scaleout.py and `make cluster`: the load balancer in front of two
-# app servers (tests/scaleout/cluster.py), listening on loopback only.
+# Debian's HAProxy and Redis for tests/test_scaleout.py and `make cluster`: the load balancer in front
+# of two app servers and their shared cache (tests/scaleout/cluster.py starts both on loopback; no
+# service is enabled).
 haproxy:
-	@test -x $(HAPROXY) || { \
+	@test -x $(HAPROXY) -a -x $(REDIS_SERVER) || { \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy redis-server; \
 		else \
-			echo "$(HAPROXY) not found: run 'sudo apt-get install -y haproxy' for tests/test_scaleout.py"; \
+			echo "$(HAPROXY) or $(REDIS_SERVER) not found: run 'sudo apt-get install -y haproxy redis-server' for tests/test_scaleout.py"; \
 		fi; }
 
 # GNU gettext for `make messages` and tests/test_i18n.py (which re-extracts the strings to check
@@ -75,7 +77,7 @@ run: install
 
 ## Two app servers of the example IdP behind HAProxy on loopback, over one database and one Redis
 # DB (docs/operations.md, "Running several app servers"); Ctrl-C stops everything.
-# CLUSTER_ARGS passes options, e.g. CLUSTER_ARGS="--redis-url redis://127.0.0.1:6379/3 --workers 1".
+# CLUSTER_ARGS passes options, e.g. CLUSTER_ARGS="--servers 3 --workers 1 --redis-url redis://127.0.0.1:6379/3".
 cluster: install haproxy
 	$(BIN)/python -m tests.scaleout.cluster $(CLUSTER_ARGS)
 
@@ -125,7 +127,7 @@ bench-quick: install
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 ## The same, plus the example IdP as two app servers behind HAProxy with Redis (benchmarks/cluster.py)
-# BENCH_REDIS_URL names the Redis database (default redis://127.0.0.1:6379/0; keys get a run prefix).
+# The cluster gets a redis-server of its own; BENCH_REDIS_URL names one to share instead.
 bench-cluster: install haproxy
 	$(BIN)/python benchmarks/run.py --cluster $(BENCH_ARGS)
 

@@ -23,7 +23,7 @@ class ClusterServer:
     """Quacks like ``run.Server``: ``port`` is the balancer's; worker CPU and server logs are
     those of every app server."""
 
-    def __init__(self, target, workers: int, redis_url: str):
+    def __init__(self, target, workers: int, redis_url: str | None):
         self.target = target
         self.workers = workers * SERVERS
         self.cluster = Cluster(

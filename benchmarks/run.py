@@ -809,8 +809,9 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        help="the Redis database of --cluster (keys get a per-run prefix and are removed afterwards)",
+        default=os.environ.get("BENCH_REDIS_URL") or None,
+        help="a Redis database for --cluster to share (keys get a per-run prefix, removed afterwards); "
+        "default: a redis-server of the cluster's own",
     )
     args = parser.parse_args(argv)
     args.databases = [d for d in args.databases.split(",") if d]
@@ -825,9 +826,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.cluster:
-        from tests.scaleout.cluster import haproxy_available, redis_available
+        from tests.scaleout.cluster import haproxy_available, redis_available, redis_server_available
 
-        problem = haproxy_available() or redis_available(args.redis_url)
+        problem = haproxy_available() or (
+            redis_available(args.redis_url) if args.redis_url else redis_server_available()
+        )
         if problem:
             raise SystemExit(f"--cluster: {problem}")
     mode_name = "quick" if args.quick else "full"

@@ -307,12 +307,13 @@ def _running_cluster(database_url: str | None = None, **env: str):
     import os
 
     from .live import require
-    from .scaleout.cluster import DEFAULT_REDIS_URL, Cluster, haproxy_available, redis_available
+    from .scaleout.cluster import Cluster, haproxy_available, redis_available, redis_server_available
 
-    redis_url = os.environ.get("SCALEOUT_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    # A redis-server of the cluster's own, unless SCALEOUT_REDIS_URL names one to share.
+    redis_url = os.environ.get("SCALEOUT_REDIS_URL") or None
     require(haproxy_available() is None, "HAProxy", "run `make haproxy` (apt-get install -y haproxy)")
-    problem = redis_available(redis_url)
-    require(problem is None, "Redis", f"{problem}; set SCALEOUT_REDIS_URL to a Redis database")
+    problem = redis_available(redis_url) if redis_url else redis_server_available()
+    require(problem is None, "Redis", f"{problem}")
     with contextlib.ExitStack() as stack:
         prepare = {"migrate": False, "seed_args": None, "setup": FIXTURES}
         if database_url is None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Two (or more) app servers of idp_project behind HAProxy, over one database and one Redis DB.
+"""Two (or more) app servers of idp_project behind HAProxy, over one database and one Redis.
 
     python -m tests.scaleout.cluster                       # SQLite file in a temporary directory
     python -m tests.scaleout.cluster --database-url postgres://postgres@127.0.0.1:5432/oidc_cluster
@@ -8,8 +8,9 @@
 Everything listens on 127.0.0.1 only, on free ports: each app server is ``gunicorn -w N`` of
 ``idp_project.wsgi``, HAProxy balances round-robin between them, and the issuer is HAProxy's
 address (so discovery, ``iss`` and every endpoint URL name the balancer, whichever server answers).
-The database is migrated and seeded with ``oidc_demo`` first. Every cache key of the cluster gets a
-fresh prefix, so the Redis DB may be shared with other clusters (nothing is flushed).
+The cache is a ``redis-server`` of the cluster's own (loopback, a free port, nothing on disk)
+unless ``--redis-url`` names one to share; then every cache key gets a per-cluster prefix, removed
+afterwards (nothing is flushed). The database is migrated and seeded with ``oidc_demo``.
 
 Nothing outlives the cluster: every child runs in its own process group, which is terminated
 on exit (normal, exception, Ctrl-C, SIGTERM), and the kernel sends each child SIGTERM should this
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 HAPROXY = os.environ.get("HAPROXY", shutil.which("haproxy") or "/usr/sbin/haproxy")
 READY_PATH = "/.well-known/openid-configuration"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SERVER = os.environ.get("REDIS_SERVER", shutil.which("redis-server") or "/usr/bin/redis-server")
 
 
 def free_port() -> int:
@@ -73,7 +74,17 @@ def redis_available(url: str) -> str | None:
 def haproxy_available() -> str | None:
     if os.access(HAPROXY, os.X_OK):
         return None
-    return f"{HAPROXY} not found: run `make haproxy` (apt-get install -y haproxy)"
+    return f"{HAPROXY} not found: run `make haproxy` (apt-get install -y haproxy redis-server)"
+
+
+def redis_server_available() -> str | None:
+    try:
+        import redis  # noqa: F401 - Django's RedisCache needs it
+    except ImportError:
+        return "the redis package is not installed (pip install -e '.[example]')"
+    if os.access(REDIS_SERVER, os.X_OK):
+        return None
+    return f"{REDIS_SERVER} not found: run `make haproxy` (apt-get install -y haproxy redis-server)"
 
 
 def haproxy_config(port: int, backends: list[int], *, check_interval_ms: int = 1000) -> str:
@@ -110,7 +121,7 @@ class Cluster:
     base URLs, ``cluster.issuer`` the balancer's; ``cluster.seed`` what ``oidc_demo --json`` printed."""
 
     database_url: str | None = None  # default: a SQLite file in the working directory
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str | None = None  # default: a redis-server of the cluster's own (no disk, loopback)
     servers_count: int = 2
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every server
@@ -133,6 +144,10 @@ class Cluster:
         self.prepared: dict = {}
         if not self.database_url:
             self.database_url = f"sqlite:///{self.workdir / 'cluster.sqlite3'}"
+        self.own_redis = not self.redis_url
+        if not self.redis_url:
+            self.redis_port = free_port()
+            self.redis_url = f"redis://{HOST}:{self.redis_port}/0"
 
     # --- environment -------------------------------------------------------------------------------
 
@@ -145,7 +160,7 @@ class Cluster:
         env.update(
             DJANGO_SETTINGS_MODULE="idp_project.settings",
             DATABASE_URL=str(self.database_url),
-            REDIS_URL=self.redis_url,
+            REDIS_URL=str(self.redis_url),
             DJANGO_CACHE_KEY_PREFIX=self.cache_prefix,
             OIDC_ISSUER=self.issuer,
             DEMO_RP_CREDENTIALS_FILE=str(self.workdir / "demo-rp.json"),
@@ -221,9 +236,24 @@ class Cluster:
         return self
 
     def _start(self) -> None:
-        problem = haproxy_available() or redis_available(self.redis_url)
+        problem = haproxy_available() or (
+            redis_server_available() if self.own_redis else redis_available(str(self.redis_url))
+        )
         if problem:
             raise RuntimeError(problem)
+        if self.own_redis:
+            self._spawn(
+                "redis",
+                [
+                    REDIS_SERVER, "--bind", HOST, "--port", str(self.redis_port),
+                    "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+                ],
+            )  # fmt: skip
+            deadline = time.monotonic() + 20
+            while redis_available(str(self.redis_url)):
+                if time.monotonic() > deadline or self.processes[-1][1].poll() is not None:
+                    raise RuntimeError(f"redis-server did not start:\n{self.log_of('redis')}")
+                time.sleep(0.05)
         self._say(f"database {self.database_url}; cache {self.redis_url} (prefix {self.cache_prefix})")
         # The servers boot while the database is prepared: they touch it only when asked.
         for n, port in enumerate(self.ports, 1):
@@ -249,8 +279,10 @@ class Cluster:
         if self.setup is not None:
             self.prepared = json.loads(self.manage("shell", "-c", self.setup).strip().splitlines()[-1])
         deadline = time.monotonic() + 90
-        for (name, process), port in zip(self.processes, [*self.ports, self.balancer_port], strict=True):
-            self._wait_ready(name, process, port, deadline)
+        ports = {f"app{n}": port for n, port in enumerate(self.ports, 1)} | {"haproxy": self.balancer_port}
+        for name, process in self.processes:
+            if name in ports:
+                self._wait_ready(name, process, ports[name], deadline)
         for n, url in enumerate(self.servers, 1):
             self._say(f"app{n}: gunicorn -w {self.workers} at {url}")
         self._say(f"HAProxy (round-robin) at {self.issuer}, the issuer")
@@ -277,11 +309,13 @@ class Cluster:
         self._forget_cache_keys()
 
     def _forget_cache_keys(self) -> None:
-        """Remove the cluster's keys from Redis (Django's form: ``<prefix>:<version>:<key>``)."""
+        """Remove the cluster's keys from a Redis it shares (Django's form: ``<prefix>:<version>:<key>``)."""
+        if self.own_redis:
+            return  # stopped with the rest, nothing kept on disk
         with contextlib.suppress(Exception):
             import redis
 
-            connection = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            connection = redis.Redis.from_url(str(self.redis_url), socket_connect_timeout=2)
             stale = list(connection.scan_iter(match=f"{self.cache_prefix}:*", count=1000))
             if stale:
                 connection.delete(*stale)
@@ -323,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="create the PostgreSQL database of --database-url, drop it on exit",
     )
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument(
+        "--redis-url", help="a Redis database to share (default: a redis-server of the cluster's own)"
+    )
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
     args = parser.parse_args(argv)
