@@ -566,6 +566,7 @@ def _kid(token: str) -> str:
     return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==="))["kid"]
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_key_rotation_through_an_operator_reaches_both_servers_within_a_second(cluster):
     a, b = cluster.servers
     client = _demo_client(cluster)
@@ -596,6 +597,7 @@ def test_key_rotation_through_an_operator_reaches_both_servers_within_a_second(c
     assert _userinfo(b, before["access_token"]) == 200
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_a_client_change_on_a_is_honoured_by_b_at_once(cluster):
     a, b = cluster.servers
     client = cluster.fixtures["clients"]["changed"]
@@ -611,6 +613,7 @@ def test_a_client_change_on_a_is_honoured_by_b_at_once(cluster):
     assert new.status_code == 302 and not new.headers["Location"].startswith(moved)  # to the login page
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_a_client_deleted_on_a_is_refused_by_b_at_once(cluster):
     # The admin deletes only a client nothing was issued to yet (its grants and consents are
     # read-only there); B has it cached from an authorization request.
@@ -627,6 +630,7 @@ def test_a_client_deleted_on_a_is_refused_by_b_at_once(cluster):
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_a_revocation_on_a_is_honoured_by_b_at_once(cluster):
     a, b = cluster.servers
     client = _demo_client(cluster)
@@ -645,6 +649,7 @@ def test_a_revocation_on_a_is_honoured_by_b_at_once(cluster):
     assert _refresh(b, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 @pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
 def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(sessions, request):
     cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
@@ -671,6 +676,7 @@ def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(sessions, 
     assert _introspect(b, client, tokens["access_token"]) is False
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_a_consent_revoked_on_a_is_asked_again_by_b(cluster):
     a, b = cluster.servers
     client = _demo_client(cluster)
@@ -688,6 +694,7 @@ def test_a_consent_revoked_on_a_is_asked_again_by_b(cluster):
     assert _userinfo(b, tokens["access_token"]) == 401
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 def test_a_user_deactivated_on_a_is_refused_by_b_at_once(cluster):
     a, b = cluster.servers
     client = _demo_client(cluster)
@@ -703,6 +710,7 @@ def test_a_user_deactivated_on_a_is_refused_by_b_at_once(cluster):
     assert _silent(browser, b, client).get("error") == "login_required"
 
 
+@pytest.mark.live  # real servers over HTTP, like tests/interop
 @pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
 def test_a_whole_sign_in_through_the_balancer_alternating_servers(sessions, request):
     cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
