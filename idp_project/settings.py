@@ -3,6 +3,7 @@
 DATABASE_URL     default sqlite:///<repo>/db.sqlite3 (WAL, busy timeout, IMMEDIATE transactions)
 OIDC_ISSUER      default http://127.0.0.1:8000
 OIDC_CODE_EXPIRE_SECONDS  authorization code lifetime, default 60 (1..600; benchmarks/ raises it)
+OIDC_CLIENT_CACHE_SECONDS  how long a process may cache a client, default 30 (tests shorten it)
 DJANGO_DEBUG     "1" to turn DEBUG on (off by default)
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated)
 REDIS_URL        the cache shared by every app server, e.g. redis://127.0.0.1:6379/0 (default: per process)
@@ -261,6 +262,9 @@ if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # A lifetime, not a performance setting: benchmarks/ mints codes ahead of the timed phase.
     # Out-of-range values are reported by check oidc_provider_ext.E006.
     OIDC_PROVIDER_EXT["CODE_EXPIRE_SECONDS"] = int(os.environ["OIDC_CODE_EXPIRE_SECONDS"])
+if os.environ.get("OIDC_CLIENT_CACHE_SECONDS"):
+    # How stale a client may be in a process without a shared cache (docs/operations.md).
+    OIDC_PROVIDER_EXT["CLIENT_CACHE_SECONDS"] = int(os.environ["OIDC_CLIENT_CACHE_SECONDS"])
 OAUTH2_PROVIDER = dot_settings()
 
 # The demo relying party at /demo-rp/ (idp_project/demo_rp.py, docs/demo.md): the confidential

@@ -251,7 +251,10 @@ class TestExampleSettings:
 #   immediately: client changes and deletions (client registry generation in Redis), revocation,
 #     logout, consent revocation, user deactivation (rows in the shared database, read per request);
 #   within GENERATION_CHECK_SECONDS (1 s): a signing-key change (each process re-reads the key
-#     generation at most once a second; tested below with that bound).
+#     generation at most once a second; tested below with that bound);
+#   without a shared cache (LocMemCache, check W040): a client change within CLIENT_CACHE_SECONDS,
+#     shortened to LOCMEM_CLIENT_CACHE_SECONDS for the last test, which shows the stale window and
+#     its bound.
 
 CALLBACK = "http://127.0.0.1:8765/callback"
 ADMIN_PASSWORD = "scale-out-admin-" + "x" * 16
@@ -274,7 +277,7 @@ for name in ("rotation", "client", "revoked", "logout", "consent", "deactivated"
     TenantMembership.objects.create(tenant=tenant, user=user)
     users[name] = {{"username": name, "password": "pw-" + name * 3, "pk": user.pk}}
 clients = {{}}
-for name in ("changed", "deleted"):
+for name in ("changed", "deleted", "stale"):
     app = Application.objects.create(
         client_id="scale-" + name, client_secret="secret-" + name * 4, hash_client_secret=True,
         client_type="confidential", authorization_grant_type="authorization-code",
@@ -302,7 +305,7 @@ def _cluster_database(stack) -> str | None:
     return stack.enter_context(fresh_postgres_database(f"{base}/{db['NAME']}_scaleout"))
 
 
-def _running_cluster(database_url: str | None = None, **env: str):
+def _running_cluster(database_url: str | None = None, shared_cache: bool = True, **env: str):
     import contextlib
     import os
 
@@ -321,7 +324,9 @@ def _running_cluster(database_url: str | None = None, **env: str):
         else:  # another cluster's database, prepared already
             prepare["setup"] = None
         # One worker per server: two servers are what is tested, and the machine has two cores.
-        yield stack.enter_context(Cluster(database_url, redis_url, workers=1, env=env, **prepare))
+        yield stack.enter_context(
+            Cluster(database_url, redis_url, shared_cache=shared_cache, workers=1, env=env, **prepare)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +343,19 @@ def cookie_cluster(cluster):
     """Sessions in signed cookies, nothing of them on any server: two more servers over the same
     database (its users and clients), with a cache of their own."""
     for running in _running_cluster(cluster.database_url, DJANGO_SESSION_ENGINE="signed_cookies"):
+        running.fixtures, running.seed = cluster.fixtures, cluster.seed
+        yield running
+
+
+# Without a shared cache a changed client is served by a process that cached it for this long.
+LOCMEM_CLIENT_CACHE_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def locmem_cluster(cluster):
+    """No Redis: every process has Django's default LocMemCache (what check W040 warns about)."""
+    env = {"OIDC_CLIENT_CACHE_SECONDS": str(LOCMEM_CLIENT_CACHE_SECONDS)}
+    for running in _running_cluster(cluster.database_url, shared_cache=False, **env):
         running.fixtures, running.seed = cluster.fixtures, cluster.seed
         yield running
 
@@ -741,3 +759,23 @@ def test_the_cluster_benchmark_reports_one_server_and_two_with_their_ratio():
     args = run.parse_args(["--cluster", "--redis-url", "redis://127.0.0.1:6379/9"])
     assert args.cluster and args.redis_url.endswith("/9")
     assert not run.parse_args([]).cluster
+
+
+@pytest.mark.live  # real servers over HTTP, like tests/interop
+def test_without_a_shared_cache_a_client_change_is_stale_for_at_most_client_cache_seconds(locmem_cluster):
+    a, b = locmem_cluster.servers
+    client = locmem_cluster.fixtures["clients"]["stale"]
+    anonymous = Browser(locmem_cluster)
+    admin = _admin(locmem_cluster, a)
+    path = f"/admin/oauth2_provider/application/{client['pk']}/change/"
+    admin.get(path)  # signed in and on the form before B caches the client
+    assert anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code == 302
+    cached = time.monotonic()
+    _admin_save(admin, path, {"redirect_uris": "http://127.0.0.1:8765/elsewhere"})
+    stale = anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code == 302
+    if time.monotonic() - cached < LOCMEM_CLIENT_CACHE_SECONDS - 0.5:
+        assert stale, "B's own cache should still hold the client (else this test shows nothing)"
+    # ... but no longer than the cache lifetime.
+    while anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code != 400:
+        assert time.monotonic() < cached + LOCMEM_CLIENT_CACHE_SECONDS + 1, "stale beyond the TTL"
+        time.sleep(0.2)

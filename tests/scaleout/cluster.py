@@ -122,6 +122,7 @@ class Cluster:
 
     database_url: str | None = None  # default: a SQLite file in the working directory
     redis_url: str | None = None  # default: a redis-server of the cluster's own (no disk, loopback)
+    shared_cache: bool = True  # False: no Redis, each process has Django's default LocMemCache
     servers_count: int = 2
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every server
@@ -144,7 +145,7 @@ class Cluster:
         self.prepared: dict = {}
         if not self.database_url:
             self.database_url = f"sqlite:///{self.workdir / 'cluster.sqlite3'}"
-        self.own_redis = not self.redis_url
+        self.own_redis = self.shared_cache and not self.redis_url
         if not self.redis_url:
             self.redis_port = free_port()
             self.redis_url = f"redis://{HOST}:{self.redis_port}/0"
@@ -167,6 +168,8 @@ class Cluster:
             PYTHONPATH=str(ROOT),
             PYTHONWARNINGS="ignore",  # WhiteNoise warns about a missing STATIC_ROOT on each boot
         )
+        if not self.shared_cache:
+            del env["REDIS_URL"], env["DJANGO_CACHE_KEY_PREFIX"]
         env.update(self.env)
         return env
 
@@ -236,9 +239,11 @@ class Cluster:
         return self
 
     def _start(self) -> None:
-        problem = haproxy_available() or (
-            redis_server_available() if self.own_redis else redis_available(str(self.redis_url))
-        )
+        problem = haproxy_available()
+        if self.shared_cache:
+            problem = problem or (
+                redis_server_available() if self.own_redis else redis_available(str(self.redis_url))
+            )
         if problem:
             raise RuntimeError(problem)
         if self.own_redis:
@@ -254,7 +259,8 @@ class Cluster:
                 if time.monotonic() > deadline or self.processes[-1][1].poll() is not None:
                     raise RuntimeError(f"redis-server did not start:\n{self.log_of('redis')}")
                 time.sleep(0.05)
-        self._say(f"database {self.database_url}; cache {self.redis_url} (prefix {self.cache_prefix})")
+        cache = f"{self.redis_url} (prefix {self.cache_prefix})" if self.shared_cache else "per process"
+        self._say(f"database {self.database_url}; cache {cache}")
         # The servers boot while the database is prepared: they touch it only when asked.
         for n, port in enumerate(self.ports, 1):
             self._spawn(
@@ -310,7 +316,7 @@ class Cluster:
 
     def _forget_cache_keys(self) -> None:
         """Remove the cluster's keys from a Redis it shares (Django's form: ``<prefix>:<version>:<key>``)."""
-        if self.own_redis:
+        if self.own_redis or not self.shared_cache:
             return  # stopped with the rest, nothing kept on disk
         with contextlib.suppress(Exception):
             import redis
