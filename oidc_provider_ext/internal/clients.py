@@ -31,9 +31,12 @@ from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()
 log = logging.getLogger(__name__)
-_PREFIX = "oidc_provider_ext:client:"
-_HAS_TENANTS = "oidc_provider_ext:has_tenants"
-_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins"
+# Entries are (generation, value) pairs: named apart from the bare values older versions stored, so
+# servers of both versions can share one cache during a rolling upgrade without reading each
+# other's entries.
+_PREFIX = "oidc_provider_ext:client:v2:"
+_HAS_TENANTS = "oidc_provider_ext:has_tenants:v2"
+_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
 GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
 
 
