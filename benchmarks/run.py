@@ -38,7 +38,7 @@ if __package__ in (None, ""):
     # this directory shadow anything on sys.path.
     sys.path[0] = str(ROOT)
 
-from benchmarks import flows, prefill, stats  # noqa: E402
+from benchmarks import cluster, flows, prefill, stats  # noqa: E402
 
 HOST = "127.0.0.1"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432"
@@ -518,6 +518,7 @@ class Bench:
         self.inprocess_codes: list = []
         self.tokens: list[dict] = []
         self.access_tokens: list[str] = []
+        self.cluster = False  # two app servers behind HAProxy (--cluster)
 
     def exchange_jobs(self, pairs) -> list[Job]:
         body = flows.exchange_body
@@ -628,6 +629,15 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
             server = stack.enter_context(Server(target, args.workers, workdir))
             log(f"   gunicorn -w {args.workers} on {HOST}:{server.port}")
             benches.append(Bench(target, server, flows.Client.from_seed(json.loads(seed))))
+            if args.cluster and target.project is flows.OURS:
+                # The same project and database as two app servers behind HAProxy, with Redis:
+                # measured in the same rounds as the single server (benchmarks/cluster.py).
+                two = stack.enter_context(cluster.ClusterServer(target, args.workers, args.redis_url))
+                log(f"   {cluster.SERVERS} × gunicorn -w {args.workers} behind HAProxy on {HOST}:{two.port}")
+                bench = Bench(target, two, flows.Client.from_seed(json.loads(seed)))  # type: ignore[arg-type]
+                bench.name += f" ×{cluster.SERVERS}"
+                bench.cluster = True
+                benches.append(bench)
         for bench in benches:
             bench.mint(mode)
         for step in PHASE_STEPS:
@@ -635,13 +645,14 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
             for bench in benches:
                 getattr(bench, step)(mode, args)
         log("")
-        for bench in benches:
+        single = [bench for bench in benches if not bench.cluster]
+        for bench in single:
             bench.inprocess(mode, args)
-        for bench in benches:
+        for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
         bench.result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        results[bench.target.project.name] = bench.result
+        results[bench.target.project.name + ("_two_servers" if bench.cluster else "")] = bench.result
     return results
 
 
@@ -742,6 +753,12 @@ def print_report(result: dict) -> None:
     )
     log("speed-up = ours ok/s ÷ stock ok/s in this run\n")
     log(stats.results_table(result))
+    if any(entry.get("ours_two_servers") for entry in result["databases"].values()):
+        log(
+            f"\nScale-out (--cluster): one server against {cluster.SERVERS} behind HAProxy with Redis, "
+            "same rounds; ratio = two servers ok/s ÷ one server ok/s (on one machine they share its cores)"
+        )
+        log(cluster.table(result))
     log("\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, ms")
     log(stats.inprocess_table(result))
     log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
@@ -778,8 +795,24 @@ def parse_args(argv=None):
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="server URL without a database name; databases bench_ours and bench_stock are created",
     )
+    parser.add_argument(
+        "--database-suffix",
+        default="",
+        help="appended to bench_ours/bench_stock, so runs sharing a PostgreSQL server do not collide",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the databases and server logs")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also run ours as two app servers behind HAProxy with Redis, and report both",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL") or None,
+        help="a Redis database for --cluster to share (keys get a per-run prefix, removed afterwards); "
+        "default: a redis-server of the cluster's own",
+    )
     args = parser.parse_args(argv)
     args.databases = [d for d in args.databases.split(",") if d]
     args.projects = [p for p in args.projects.split(",") if p]
@@ -792,6 +825,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.cluster:
+        from tests.scaleout.cluster import haproxy_available, redis_available, redis_server_available
+
+        problem = haproxy_available() or (
+            redis_available(args.redis_url) if args.redis_url else redis_server_available()
+        )
+        if problem:
+            raise SystemExit(f"--cluster: {problem}")
     mode_name = "quick" if args.quick else "full"
     mode = dict(MODES[mode_name])
     if args.codes:
@@ -811,6 +852,7 @@ def main(argv=None) -> int:
             "workers": args.workers,
             "prefill": args.prefill,
             "code_lifetime_seconds": CODE_LIFETIME_SECONDS,
+            "cluster": args.cluster,
         },
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
@@ -826,8 +868,9 @@ def main(argv=None) -> int:
                 urls = {}
                 for p in flows.PROJECTS:
                     if p in args.projects:
-                        urls[p] = reset_postgres_database(args.postgres_url, f"bench_{p}")
-                        created_pg.append(f"bench_{p}")
+                        name = f"bench_{p}{args.database_suffix}"
+                        urls[p] = reset_postgres_database(args.postgres_url, name)
+                        created_pg.append(name)
                     else:
                         urls[p] = ""
             selected = [t for t in targets(database, urls, stock_key) if t.project.name in args.projects]
@@ -835,6 +878,11 @@ def main(argv=None) -> int:
             result["databases"][database] = stats.database_result(
                 project_results["ours"], project_results["stock"]
             )
+            if project_results.get("ours_two_servers"):
+                result["databases"][database]["ours_two_servers"] = project_results["ours_two_servers"]
+                result["databases"][database]["two_servers_ratios"] = cluster.compare(
+                    project_results["ours"], project_results["ours_two_servers"]
+                )
             prefilled = {p: r["prefill"] for p, r in project_results.items() if r and r.get("prefill")}
             if prefilled:
                 result["prefill"] = result["prefill"] or {}
