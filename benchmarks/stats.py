@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 
 RESULT_SCHEMA = 1
-PHASES = ("exchange", "refresh", "userinfo", "signin")
-PROJECTS = ("ours", "stock")
+PHASES = ("exchange", "refresh", "userinfo", "introspection", "signin")
+PROJECTS = ("ours", "stock", "node")
 MAX_ERROR_SAMPLES = 3
 ERROR_SAMPLE_CHARS = 300
 
@@ -166,13 +166,15 @@ def new_result(*, mode: str, machine: dict, parameters: dict, date: str) -> dict
     }
 
 
-def database_result(ours: dict | None, stock: dict | None) -> dict:
-    """``ours``/``stock`` are project results (``{"phases": {...}, ...}``); ratios per phase."""
-    result = {"ours": ours, "stock": stock, "ratios": {}}
-    if ours and stock:
-        for phase in PHASES:
-            if phase in ours["phases"] and phase in stock["phases"]:
-                result["ratios"][phase] = compare(ours["phases"][phase], stock["phases"][phase])
+def database_result(ours: dict | None, stock: dict | None, node: dict | None = None) -> dict:
+    """``ours``/``stock``/``node`` are project results (``{"phases": {...}, ...}``); per phase,
+    ``ratios`` compares ours with stock DOT and ``ratios_node`` ours with node-oidc-provider."""
+    result = {"ours": ours, "stock": stock, "node": node, "ratios": {}, "ratios_node": {}}
+    for key, baseline in (("ratios", stock), ("ratios_node", node)):
+        if ours and baseline:
+            for phase in PHASES:
+                if phase in ours["phases"] and phase in baseline["phases"]:
+                    result[key][phase] = compare(ours["phases"][phase], baseline["phases"][phase])
     return result
 
 
@@ -281,7 +283,7 @@ def results_table(result: dict) -> str:
     is the gunicorn workers' CPU per request; ``others`` the cores everything else used meanwhile
     (PostgreSQL, and whatever else shares the machine)."""
     headers = ["db", "phase", "project", "req", "ok/s", "p50 ms", "p99 ms", "errors", "cpu ms/req", "others"]
-    headers.append("speed-up")
+    headers += ["ours/stock", "ours/node"]
     rows = []
     for db, entry in result["databases"].items():
         for phase in PHASES:
@@ -290,9 +292,11 @@ def results_table(result: dict) -> str:
                 summary = (data or {}).get("phases", {}).get(phase)
                 if summary is None:
                     continue
-                speedup = ""
+                speedup = vs_node = ""
                 if project == "ours":
                     speedup = format_ratio(entry["ratios"].get(phase, {}).get("speedup"))
+                    if entry.get("node"):
+                        vs_node = format_ratio(entry.get("ratios_node", {}).get(phase, {}).get("speedup"))
                 rows.append(
                     [
                         db,
@@ -306,14 +310,16 @@ def results_table(result: dict) -> str:
                         summary.get("server_cpu_ms_per_request"),
                         summary.get("other_cpu_cores"),
                         speedup,
+                        vs_node,
                     ]
                 )
     return format_table(headers, rows)
 
 
 def _projects(result: dict):
+    """The Django projects' results (node-oidc-provider has no in-process or sign-in numbers)."""
     for db, entry in result["databases"].items():
-        for project in PROJECTS:
+        for project in ("ours", "stock"):
             data = entry.get(project)
             if data:
                 yield db, project, data
