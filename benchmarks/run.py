@@ -609,7 +609,8 @@ class Bench:
         ]
 
     def mint(self, mode: dict) -> None:
-        inprocess_count = INPROCESS_CODES + 2 * mode["timed"]
+        # Warm-up and counted exchange, timed ones, profiled ones, and as many for CPU time.
+        inprocess_count = INPROCESS_CODES + 3 * mode["timed"]
         codes, seconds = mint_codes(
             self.server, self.client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count
         )
@@ -860,8 +861,16 @@ def print_report(result: dict) -> None:
     )
     log("ours/stock, ours/node = ours ok/s ÷ their ok/s in the same run (phases interleaved)\n")
     log(stats.results_table(result))
-    log("\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, ms")
+    log(
+        "\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, "
+        "ms; CPU ms per request"
+    )
     log(stats.inprocess_table(result))
+    resource = stats.resource_lines(result)
+    if resource:
+        log("\nResource server, offline JWT access-token validation (validate_access_token, in-process):")
+        for line in resource:
+            log(line)
     log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
     log(stats.signin_table(result))
     for line in stats.profile_summary(result):

@@ -334,6 +334,7 @@ def inprocess_table(result: dict) -> str:
         breakdown = exchange.get("fastest") or exchange
         userinfo = inproc.get("userinfo_breakdown") or {}
         userinfo = userinfo.get("fastest") or userinfo
+        cpu = inproc.get("cpu_ms") or {}
         rows.append(
             [
                 db,
@@ -341,6 +342,7 @@ def inprocess_table(result: dict) -> str:
                 (queries.get("exchange") or {}).get("queries"),
                 (queries.get("refresh") or {}).get("queries"),
                 (queries.get("userinfo") or {}).get("queries"),
+                (queries.get("introspection") or {}).get("queries"),
                 breakdown.get("total_ms"),
                 breakdown.get("client_secret_hashing_ms"),
                 breakdown.get("sql_ms"),
@@ -348,10 +350,28 @@ def inprocess_table(result: dict) -> str:
                 breakdown.get("rest_ms"),
                 userinfo.get("total_ms"),
                 userinfo.get("sql_ms"),
+                cpu.get("exchange"),
+                cpu.get("userinfo"),
+                cpu.get("introspection"),
             ]
         )
-    headers = ["db", "project", "q/exchange", "q/refresh", "q/userinfo", "exchange", "secret hash"]
-    return format_table([*headers, "sql", "jws sign", "rest", "userinfo", "its sql"], rows)
+    headers = ["db", "project", "q/exchange", "q/refresh", "q/userinfo", "q/introspect", "exchange"]
+    headers += ["secret hash", "sql", "jws sign", "rest", "userinfo", "its sql"]
+    return format_table([*headers, "cpu exchange", "cpu userinfo", "cpu introspect"], rows)
+
+
+def resource_lines(result: dict) -> list[str]:
+    """Offline access-token validation at a resource server (ours), per database run."""
+    lines = []
+    for db, project, data in _projects(result):
+        validation = (data.get("inprocess") or {}).get("resource_validation")
+        if project == "ours" and validation:
+            lines.append(
+                f"  {db}: {validation['per_core_per_second']} validations/s per core "
+                f"({validation['cpu_us_per_validation']} µs CPU each, "
+                f"{validation['validations']} validations)"
+            )
+    return lines
 
 
 SIGNIN_STEPS = ("authorize", "login_page", "login", "resume", "consent")
@@ -372,11 +392,12 @@ def signin_table(result: dict) -> str:
                 inproc.get("total_ms"),
                 inproc.get("password_hash_ms"),
                 inproc.get("total_minus_password_hash_ms"),
+                inproc.get("cpu_minus_password_hash_ms"),
                 inproc.get("queries"),
             ]
         )
     headers = ["db", "project", "HTTP total", *SIGNIN_STEPS]
-    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "queries"], rows)
+    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "cpu - hash", "queries"], rows)
 
 
 def prefill_table(result: dict) -> str:
