@@ -377,13 +377,12 @@ def _check_not_revoked(token: str) -> None:
 
     from oidc_provider_ext.adapter import get_adapter
     from oidc_provider_ext.models import AuthorizationGrant
-    from oidc_provider_ext.validator import checksum
+    from oidc_provider_ext.validator import checksum, one
 
-    stored = (
+    stored = one(
         get_access_token_model()
         .objects.select_related("user", "application")
         .filter(token_checksum=checksum(token))
-        .first()
     )
     if stored is None:
         raise InvalidToken("The access token has been revoked.")
@@ -391,7 +390,7 @@ def _check_not_revoked(token: str) -> None:
         raise InvalidToken("The access token has expired.")
     tenant = ""
     if stored.user is not None:
-        grant = AuthorizationGrant.objects.for_access_token(stored).only("tenant").first()
+        grant = one(AuthorizationGrant.objects.for_access_token(stored).only("tenant"))
         if grant is None:
             raise InvalidToken("The access token has been revoked.")
         tenant = grant.tenant
