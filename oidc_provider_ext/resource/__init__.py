@@ -376,6 +376,7 @@ def _check_not_revoked(token: str) -> None:
     from oauth2_provider.models import get_access_token_model
 
     from oidc_provider_ext.adapter import get_adapter
+    from oidc_provider_ext.internal.clients import get_client
     from oidc_provider_ext.models import AuthorizationGrant
     from oidc_provider_ext.validator import checksum, one
 
@@ -394,7 +395,9 @@ def _check_not_revoked(token: str) -> None:
         if grant is None:
             raise InvalidToken("The access token has been revoked.")
         tenant = grant.tenant
-    if not get_adapter().may_use_client(stored.user, stored.application, tenant):
+    # The cached client carries its profile (no query for the tenant rule).
+    application = get_client(stored.application.client_id) or stored.application
+    if not get_adapter().may_use_client(stored.user, application, tenant):
         raise InvalidToken("The access token may no longer be used.")
 
 
