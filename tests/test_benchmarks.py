@@ -418,3 +418,11 @@ def test_node_target_and_database_prefix(monkeypatch):
 
 def test_introspection_body():
     assert flows.introspection_body("t+1", "refresh_token") == b"token=t%2B1&token_type_hint=refresh_token"
+
+
+def test_without_node_oidc_provider_installed_the_run_goes_on_without_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "NODE_OP", tmp_path)  # no node_modules/oidc-provider there
+    assert run.node_available() is False
+    (tmp_path / "node_modules" / "oidc-provider").mkdir(parents=True)
+    monkeypatch.setattr(run.shutil, "which", lambda name: "/usr/bin/node")
+    assert run.node_available() is True
