@@ -15,7 +15,7 @@ CHROMIUM := /usr/bin/chromium
 HAPROXY := /usr/sbin/haproxy
 REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test test-newest test-minimal bench bench-quick bench-cluster cluster lint typecheck migrations-check check-deploy dist clean chromium haproxy gettext screenshots messages
+.PHONY: run test test-newest test-minimal bench bench-quick bench-cluster cluster lint typecheck migrations-check check-deploy dist clean chromium haproxy gettext screenshots messages bench-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -118,18 +118,30 @@ messages: install gettext
 screenshots: install chromium
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
 
-## Benchmark against stock DOT under gunicorn, SQLite and PostgreSQL (docs/performance.md)
+## Benchmark against stock DOT and node-oidc-provider, SQLite and PostgreSQL (docs/performance.md)
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--databases sqlite" or "--prefill 1000000".
-bench: install
+bench: install bench-node
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-bench-quick: install
+bench-quick: install bench-node
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 ## The same, plus the example IdP as two app servers behind HAProxy with Redis (benchmarks/cluster.py)
 # The cluster gets a redis-server of its own; BENCH_REDIS_URL names one to share instead.
-bench-cluster: install haproxy
+bench-cluster: install haproxy bench-node
 	$(BIN)/python benchmarks/run.py --cluster $(BENCH_ARGS)
+
+# node-oidc-provider, the pinned second baseline (benchmarks/node_op/package-lock.json), reinstalled
+# when its lockfile changes. Without npm the benchmark says so and runs without it.
+NODE_OP := benchmarks/node_op
+$(NODE_OP)/node_modules/.installed: $(NODE_OP)/package.json $(NODE_OP)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(NODE_OP) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: install Node.js 20+ for the node-oidc-provider baseline"; \
+	fi
+
+bench-node: $(NODE_OP)/node_modules/.installed
 
 lint: install
 	$(BIN)/ruff check .

@@ -131,6 +131,9 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
     "oidc_provider_ext.internal.outbound._resolver": (TRANSIENT, None),  # DNS lookups with a deadline
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
+    # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
+    # their JWK objects when keys change, so a changed key is a new entry)
+    "oidc_provider_ext.internal.jws._op_keys": (PURE, None),
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
