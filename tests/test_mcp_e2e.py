@@ -1,0 +1,475 @@
+"""The proof of issue 16: a real MCP client, the official MCP Python SDK's OAuth client, connects
+unaided to an MCP server protected by this package's resource helper, with the example IdP on a
+live server as its authorization server and real Chromium (Playwright) as the user's browser.
+
+What the SDK does on its own (``mcp/client/auth/oauth2.py``), and what is asserted of each step:
+
+1. calls the MCP server without a token and gets 401 with ``WWW-Authenticate: Bearer
+   resource_metadata="…"`` (RFC 9728 5.1);
+2. reads the protected-resource metadata at that URL: ``resource`` and ``authorization_servers``
+   (the IdP's issuer, byte for byte);
+3. reads the IdP's RFC 8414 metadata (``/.well-known/oauth-authorization-server``) and checks its
+   ``issuer`` (RFC 8414 3.3);
+4. uses its client: a pre-registered public client here;
+5. sends the user's browser to the authorization endpoint with PKCE (S256) and ``resource``; the
+   user signs in and consents in Chromium, the consent page names the MCP server; the browser lands
+   on the client's loopback callback (RFC 8252 7.3), which hands the code (and RFC 9207 ``iss``)
+   back;
+6. exchanges the code with ``code_verifier`` and ``resource`` (RFC 8707 2.2), calls the tool with
+   the access token, whose ``aud`` is the resource exactly as sent;
+7. refreshes when the token has expired (``resource`` again) and keeps the audience.
+
+A token the same IdP issued for another resource server is refused by the MCP server (401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jwt
+import pytest
+import requests
+
+from .factories import USER_PASSWORD, PublicApplicationFactory, ResourceServerFactory, UserFactory
+from .flow import pkce_pair
+from .live import UserAgent, chromium_binary, http_session, query_of
+
+mcp = pytest.importorskip("mcp", reason="the MCP SDK is not installed (pip install -e '.[test]')")
+
+from .mcp_server import MCP_SCOPE, RunningMcpServer  # noqa: E402
+
+MCP_NAME = "Invoices (MCP)"
+OTHER_SCOPE = "ledger:read"
+SCOPES = {
+    "openid": "Sign you in",
+    "profile": "See your profile",
+    "email": "See your email address",
+    "offline_access": "Stay connected",
+    MCP_SCOPE: "Use the invoice tools",
+    OTHER_SCOPE: "Read the ledger",
+}
+
+pytestmark = [pytest.mark.live, pytest.mark.oidc_settings(SCOPES=SCOPES)]
+
+
+# --- the client's side: a loopback callback and a browser ------------------------------------------
+
+
+class LoopbackCallback:
+    """The native client's redirect URI, ``http://127.0.0.1:<port>/callback`` (RFC 8252 7.3): a
+    real listener, as MCP clients on a desktop run one; it keeps the query of the first request."""
+
+    def __init__(self) -> None:
+        received = self.received = threading.Event()
+        self.query: dict[str, str] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                if parts.path == "/callback" and not received.is_set():
+                    outer.query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+                    received.set()
+                body = b"<!doctype html><title>Signed in</title><p id=done>You can close this window."
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackCallback:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+    def reset(self) -> None:
+        self.query = {}
+        self.received.clear()
+
+    async def result(self) -> Any:
+        """The SDK's ``callback_handler``: waits for the browser to arrive."""
+        from mcp.shared.auth import AuthorizationCodeResult
+
+        arrived = await asyncio.to_thread(self.received.wait, 30)
+        assert arrived, "the browser never reached the client's callback"
+        assert "error" not in self.query, f"the IdP answered an error: {self.query}"
+        return AuthorizationCodeResult(
+            code=self.query["code"], state=self.query.get("state"), iss=self.query.get("iss")
+        )
+
+
+class BrowserUser:
+    """The SDK's ``redirect_handler``: the user's Chromium opens the authorization URL, signs in
+    on the IdP's login page (unless already signed in), reads and accepts the consent page, and
+    follows the redirect to the client's callback."""
+
+    def __init__(self, page: Any, callback: LoopbackCallback, username: str, password: str) -> None:
+        self.page, self.callback = page, callback
+        self.username, self.password = username, password
+        self.authorization_urls: list[str] = []
+        self.consents: list[dict[str, Any]] = []
+
+    async def redirect(self, url: str) -> None:
+        self.authorization_urls.append(url)
+        self.callback.reset()
+        page = self.page
+        await page.goto(url)
+        allow = 'button[name="decision"][value="allow"]'
+        await page.wait_for_selector(f"#id_username, {allow}")
+        if await page.locator("#id_username").count():
+            await page.fill("#id_username", self.username)
+            await page.fill("#id_password", self.password)
+            await page.click("button[type=submit]")
+            await page.wait_for_selector(allow)
+        self.consents.append(
+            {
+                "heading": await page.inner_text("h1"),
+                "resources": [
+                    (await item.get_attribute("data-resource"), await item.inner_text())
+                    for item in await page.locator("[data-resource]").all()
+                ],
+                "scopes": await page.locator('input[name="scope"]').evaluate_all(
+                    "boxes => boxes.map(box => box.value)"
+                ),
+            }
+        )
+        await page.click(allow)
+        await page.wait_for_selector("#done")
+        assert page.url.startswith(self.callback.url + "?"), page.url
+
+
+class MemoryStorage:
+    """The SDK's ``TokenStorage``: every token set it was given, in order."""
+
+    def __init__(self, client_info: Any = None) -> None:
+        self.client_info = client_info
+        self.tokens: list[Any] = []
+
+    async def get_tokens(self) -> Any:
+        return self.tokens[-1] if self.tokens else None
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens.append(tokens)
+
+    async def get_client_info(self) -> Any:
+        return self.client_info
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client_info = client_info
+
+
+class Wire:
+    """Every request the SDK's HTTP client sent (its OAuth requests included) and the answer."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[tuple[str, str, dict[str, str], int, dict[str, str]]] = []
+
+    async def on_response(self, response: Any) -> None:
+        request = response.request
+        form: dict[str, str] = {}
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
+        self.exchanges.append(
+            (request.method, str(request.url), form, response.status_code, dict(response.headers))
+        )
+
+    def to(self, url: str) -> list[tuple[str, str, dict[str, str], int, dict[str, str]]]:
+        return [exchange for exchange in self.exchanges if exchange[1].split("?")[0] == url]
+
+
+async def call_tools(server_url: str, provider: Any, wire: Wire, *calls: tuple[str, dict]) -> list[Any]:
+    """One MCP session through the SDK's streamable-HTTP client with its OAuth provider."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    results = []
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30, event_hooks={"response": [wire.on_response]}) as http,
+        streamable_http_client(server_url, http_client=http) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        await session.initialize()
+        for name, arguments in calls:
+            results.append(await session.call_tool(name, arguments))
+    return results
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The access token's claims as sent (the MCP server verified the signature)."""
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mcp_server(live_issuer):
+    """The MCP server (tests/mcp_server.py) behind protect_mcp_app; its authorization server is the
+    live IdP (RESOURCE_SERVER_ISSUER defaults to ISSUER, set to the live server's URL)."""
+    with RunningMcpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def callback():
+    with LoopbackCallback() as listener:
+        yield listener
+
+
+@pytest.fixture
+def person(live_issuer):
+    return UserFactory(username="dana", first_name="Dana", last_name="Demo")
+
+
+@pytest.fixture
+def agent(callback):
+    """A pre-registered public client, as an operator registers a desktop MCP client."""
+    return PublicApplicationFactory(
+        client_id="desktop-agent", name="Desktop agent", redirect_uris=callback.url
+    )
+
+
+@pytest.fixture
+def mcp_api(mcp_server, agent):
+    """The MCP server registered as a resource server: its identifier is the server's URL."""
+    return ResourceServerFactory(
+        identifier=mcp_server.url, name=MCP_NAME, scopes=MCP_SCOPE, allowed_clients=[agent]
+    )
+
+
+@pytest.fixture
+def other_api(agent):
+    return ResourceServerFactory(
+        identifier="https://ledger.example.com/api",
+        name="Ledger",
+        scopes=OTHER_SCOPE,
+        allowed_clients=[agent],
+    )
+
+
+# --- the proof ------------------------------------------------------------------------------------
+
+
+def sdk_flow(mcp_server, callback, person, client_info) -> dict[str, Any]:
+    """Run the SDK's OAuth client against the MCP server with Chromium as the user's browser:
+    one session calling two tools, then (the access token expired) a second session that refreshes.
+    Returns what was observed."""
+    executable = chromium_binary()
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import OAuthClientMetadata
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.conftest import CHROMIUM_ARGS
+
+    storage = MemoryStorage(client_info)
+    metadata = OAuthClientMetadata(
+        client_name="Desktop agent",
+        redirect_uris=[callback.url],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    wire = Wire()
+
+    async def run() -> dict[str, Any]:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                context = await browser.new_context(locale="en-US")
+                page = await context.new_page()
+                page.set_default_timeout(20_000)
+                user = BrowserUser(page, callback, person.username, USER_PASSWORD)
+                provider = OAuthClientProvider(
+                    server_url=mcp_server.url,
+                    client_metadata=metadata,
+                    storage=storage,
+                    redirect_handler=user.redirect,
+                    callback_handler=callback.result,
+                )
+                first = await call_tools(
+                    mcp_server.url, provider, wire, ("whoami", {}), ("add", {"a": 2, "b": 40})
+                )
+                callback_query = dict(callback.query)
+                # The access token has expired (as far as the client knows): the next session
+                # makes the SDK refresh it before calling.
+                provider.context.token_expiry_time = time.time() - 1
+                second = await call_tools(mcp_server.url, provider, wire, ("whoami", {}))
+                return {
+                    "first": first,
+                    "second": second,
+                    "user": user,
+                    "callback_query": callback_query,
+                    "provider": provider,
+                }
+            finally:
+                await browser.close()
+
+    observed = asyncio.run(run())
+    observed.update(storage=storage, wire=wire)
+    return observed
+
+
+def test_sdk_client_with_a_pre_registered_client(
+    live_issuer, mcp_server, mcp_api, other_api, callback, person, agent
+):
+    from mcp.shared.auth import OAuthClientInformationFull
+
+    client_info = OAuthClientInformationFull(
+        client_id=agent.client_id, redirect_uris=[callback.url], token_endpoint_auth_method="none"
+    )
+    seen = sdk_flow(mcp_server, callback, person, client_info)
+    wire: Wire = seen["wire"]
+    user: BrowserUser = seen["user"]
+    resource = mcp_server.url
+
+    # 1. The unauthenticated call: 401 pointing at the metadata (RFC 9728 5.1).
+    method, url, _form, status, headers = wire.exchanges[0]
+    assert (method, url, status) == ("POST", resource, 401), wire.exchanges[0][:4]
+    assert f'resource_metadata="{mcp_server.metadata_url}"' in headers["www-authenticate"]
+    # 2. The protected-resource metadata, read from the header's URL, names the IdP exactly.
+    (prm,) = wire.to(mcp_server.metadata_url)
+    assert prm[3] == 200
+    document = requests.get(mcp_server.metadata_url, timeout=10).json()
+    assert document["resource"] == resource
+    assert document["authorization_servers"] == [live_issuer], "the issuer without an added slash"
+    # 3. RFC 8414 metadata of the issuer (its first URL for a root issuer), nothing else needed.
+    (asm,) = wire.to(f"{live_issuer}/.well-known/oauth-authorization-server")
+    assert asm[3] == 200
+    assert not wire.to(f"{live_issuer}/.well-known/openid-configuration")
+
+    # 5. One authorization in the browser: PKCE S256 and the resource, the consent names the API.
+    (authorization,) = user.authorization_urls
+    assert authorization.startswith(f"{live_issuer}/connect/authorize?")
+    query = query_of(authorization)
+    assert query["client_id"] == agent.client_id
+    assert query["code_challenge_method"] == "S256" and query["code_challenge"]
+    assert query["resource"] == resource, "RFC 8707 2.1: the SDK names the MCP server"
+    assert MCP_SCOPE in query["scope"].split()
+    (consent,) = user.consents
+    assert "Desktop agent" in consent["heading"], "the consent page names the client"
+    assert [identifier for identifier, _text in consent["resources"]] == [resource]
+    assert MCP_NAME in consent["resources"][0][1], "the consent page names the MCP server"
+    assert seen["callback_query"].get("iss") == live_issuer, "RFC 9207: iss in the response"
+
+    # 6. The code exchange sent the verifier and the resource; the tools ran with the token.
+    (exchange, refresh) = wire.to(f"{live_issuer}/connect/token")
+    assert exchange[2]["grant_type"] == "authorization_code"
+    assert exchange[2]["resource"] == resource and exchange[2]["code_verifier"]
+    assert exchange[3] == 200
+    whoami, added = seen["first"]
+    assert not whoami.is_error and not added.is_error
+    assert added.structured_content == {"result": 42}
+    storage: MemoryStorage = seen["storage"]
+    first_token = storage.tokens[0].access_token
+    claims = claims_of(first_token)
+    assert whoami.structured_content == {
+        "sub": claims["sub"],
+        "client_id": agent.client_id,
+        "resource": resource,
+    }
+    assert claims["sub"], "the user the tool acts for"
+    assert claims["aud"] == resource, "RFC 8707 2 / RFC 9068 3: aud is the resource, byte for byte"
+    assert claims["iss"] == live_issuer
+    assert claims["scope"].split() == [MCP_SCOPE], "only the API's own scopes"
+
+    # 7. The refresh: the SDK sent the resource again, the new token keeps the audience.
+    assert refresh[2]["grant_type"] == "refresh_token"
+    assert refresh[2]["resource"] == resource
+    assert refresh[3] == 200, refresh
+    refreshed = storage.tokens[-1]
+    assert refreshed.access_token != first_token
+    assert refreshed.refresh_token != storage.tokens[0].refresh_token, (
+        "a public client's refresh token rotates"
+    )
+    assert claims_of(refreshed.access_token)["aud"] == resource, "a refresh keeps the audience"
+    (again,) = seen["second"]
+    assert not again.is_error and again.structured_content["resource"] == resource
+    assert len(user.authorization_urls) == 1, "the refresh needed no new sign-in"
+
+    # A token the same IdP issued to the same client and user for another resource server: valid,
+    # signed, unexpired, and refused by the MCP server because its aud is not the MCP server.
+    other = token_for_other_resource(live_issuer, agent, callback, person, other_api.identifier)
+    assert claims_of(other)["aud"] == other_api.identifier
+    answer = post_initialize(resource, other)
+    assert answer.status_code == 401, answer.text
+    challenge = answer.headers["WWW-Authenticate"]
+    assert 'error="invalid_token"' in challenge
+    assert f'resource_metadata="{mcp_server.metadata_url}"' in challenge
+    assert post_initialize(resource, refreshed.access_token).status_code == 200, "control: the right token"
+
+
+def token_for_other_resource(issuer: str, client, callback: LoopbackCallback, person, resource: str) -> str:
+    """The authorization code flow for ``resource`` with a browser without JavaScript
+    (tests/live.py), the public client and PKCE; the access token."""
+    verifier, challenge = pkce_pair()
+    agent = UserAgent(issuer, person.username, USER_PASSWORD)
+    query = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": callback.url,
+        "scope": OTHER_SCOPE,
+        "state": "other",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "resource": resource,
+    }
+    landed = agent.authorize(f"{issuer}/connect/authorize?{urlencode(query)}")
+    code = query_of(landed)["code"]
+    response = http_session().post(
+        f"{issuer}/connect/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": callback.url,
+            "client_id": client.client_id,
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def post_initialize(url: str, token: str) -> requests.Response:
+    """An MCP ``initialize`` request with ``token``, as any MCP client sends it first."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "1"},
+        },
+    }
+    return http_session().post(
+        url,
+        data=json.dumps(message),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        timeout=10,
+    )
