@@ -148,6 +148,10 @@ class BrowserUser:
                 "scopes": await page.locator('input[name="scope"]').evaluate_all(
                     "boxes => boxes.map(box => box.value)"
                 ),
+                "self_registered": [
+                    await warning.inner_text()
+                    for warning in await page.locator("[data-self-registered]").all()
+                ],
             }
         )
         await page.click(allow)
@@ -268,10 +272,13 @@ def other_api(agent):
 # --- the proof ------------------------------------------------------------------------------------
 
 
-def sdk_flow(mcp_server, callback, person, client_info) -> dict[str, Any]:
+def sdk_flow(
+    mcp_server, callback, person, *, client_info: Any = None, client_metadata_url: str | None = None
+) -> dict[str, Any]:
     """Run the SDK's OAuth client against the MCP server with Chromium as the user's browser:
     one session calling two tools, then (the access token expired) a second session that refreshes.
-    Returns what was observed."""
+    ``client_info``: a pre-registered client; ``client_metadata_url``: the client's metadata
+    document; neither: dynamic registration. Returns what was observed."""
     executable = chromium_binary()
     from mcp.client.auth import OAuthClientProvider
     from mcp.shared.auth import OAuthClientMetadata
@@ -305,6 +312,7 @@ def sdk_flow(mcp_server, callback, person, client_info) -> dict[str, Any]:
                     storage=storage,
                     redirect_handler=user.redirect,
                     callback_handler=callback.result,
+                    client_metadata_url=client_metadata_url,
                 )
                 first = await call_tools(
                     mcp_server.url, provider, wire, ("whoami", {}), ("add", {"a": 2, "b": 40})
@@ -314,13 +322,7 @@ def sdk_flow(mcp_server, callback, person, client_info) -> dict[str, Any]:
                 # makes the SDK refresh it before calling.
                 provider.context.token_expiry_time = time.time() - 1
                 second = await call_tools(mcp_server.url, provider, wire, ("whoami", {}))
-                return {
-                    "first": first,
-                    "second": second,
-                    "user": user,
-                    "callback_query": callback_query,
-                    "provider": provider,
-                }
+                return {"first": first, "second": second, "user": user, "callback_query": callback_query}
             finally:
                 await browser.close()
 
@@ -329,15 +331,9 @@ def sdk_flow(mcp_server, callback, person, client_info) -> dict[str, Any]:
     return observed
 
 
-def test_sdk_client_with_a_pre_registered_client(
-    live_issuer, mcp_server, mcp_api, other_api, callback, person, agent
-):
-    from mcp.shared.auth import OAuthClientInformationFull
-
-    client_info = OAuthClientInformationFull(
-        client_id=agent.client_id, redirect_uris=[callback.url], token_endpoint_auth_method="none"
-    )
-    seen = sdk_flow(mcp_server, callback, person, client_info)
+def assert_unaided(seen: dict[str, Any], issuer: str, mcp_server, client_id: str) -> None:
+    """What every way of getting a client_id has in common: discovery from the 401, PKCE and
+    ``resource``, consent naming the MCP server, the tool call, ``aud``, the refresh."""
     wire: Wire = seen["wire"]
     user: BrowserUser = seen["user"]
     resource = mcp_server.url
@@ -351,17 +347,17 @@ def test_sdk_client_with_a_pre_registered_client(
     assert prm[3] == 200
     document = requests.get(mcp_server.metadata_url, timeout=10).json()
     assert document["resource"] == resource
-    assert document["authorization_servers"] == [live_issuer], "the issuer without an added slash"
+    assert document["authorization_servers"] == [issuer], "the issuer without an added slash"
     # 3. RFC 8414 metadata of the issuer (its first URL for a root issuer), nothing else needed.
-    (asm,) = wire.to(f"{live_issuer}/.well-known/oauth-authorization-server")
+    (asm,) = wire.to(f"{issuer}/.well-known/oauth-authorization-server")
     assert asm[3] == 200
-    assert not wire.to(f"{live_issuer}/.well-known/openid-configuration")
+    assert not wire.to(f"{issuer}/.well-known/openid-configuration")
 
     # 5. One authorization in the browser: PKCE S256 and the resource, the consent names the API.
     (authorization,) = user.authorization_urls
-    assert authorization.startswith(f"{live_issuer}/connect/authorize?")
+    assert authorization.startswith(f"{issuer}/connect/authorize?")
     query = query_of(authorization)
-    assert query["client_id"] == agent.client_id
+    assert query["client_id"] == client_id
     assert query["code_challenge_method"] == "S256" and query["code_challenge"]
     assert query["resource"] == resource, "RFC 8707 2.1: the SDK names the MCP server"
     assert MCP_SCOPE in query["scope"].split()
@@ -369,11 +365,12 @@ def test_sdk_client_with_a_pre_registered_client(
     assert "Desktop agent" in consent["heading"], "the consent page names the client"
     assert [identifier for identifier, _text in consent["resources"]] == [resource]
     assert MCP_NAME in consent["resources"][0][1], "the consent page names the MCP server"
-    assert seen["callback_query"].get("iss") == live_issuer, "RFC 9207: iss in the response"
+    assert seen["callback_query"].get("iss") == issuer, "RFC 9207: iss in the response"
 
     # 6. The code exchange sent the verifier and the resource; the tools ran with the token.
-    (exchange, refresh) = wire.to(f"{live_issuer}/connect/token")
+    (exchange, refresh) = wire.to(f"{issuer}/connect/token")
     assert exchange[2]["grant_type"] == "authorization_code"
+    assert exchange[2]["client_id"] == client_id
     assert exchange[2]["resource"] == resource and exchange[2]["code_verifier"]
     assert exchange[3] == 200
     whoami, added = seen["first"]
@@ -382,14 +379,11 @@ def test_sdk_client_with_a_pre_registered_client(
     storage: MemoryStorage = seen["storage"]
     first_token = storage.tokens[0].access_token
     claims = claims_of(first_token)
-    assert whoami.structured_content == {
-        "sub": claims["sub"],
-        "client_id": agent.client_id,
-        "resource": resource,
-    }
+    assert whoami.structured_content == {"sub": claims["sub"], "client_id": client_id, "resource": resource}
     assert claims["sub"], "the user the tool acts for"
     assert claims["aud"] == resource, "RFC 8707 2 / RFC 9068 3: aud is the resource, byte for byte"
-    assert claims["iss"] == live_issuer
+    assert claims["iss"] == issuer
+    assert claims["client_id"] == client_id
     assert claims["scope"].split() == [MCP_SCOPE], "only the API's own scopes"
 
     # 7. The refresh: the SDK sent the resource again, the new token keeps the audience.
@@ -406,8 +400,23 @@ def test_sdk_client_with_a_pre_registered_client(
     assert not again.is_error and again.structured_content["resource"] == resource
     assert len(user.authorization_urls) == 1, "the refresh needed no new sign-in"
 
+
+def test_sdk_client_with_a_pre_registered_client(
+    live_issuer, mcp_server, mcp_api, other_api, callback, person, agent
+):
+    from mcp.shared.auth import OAuthClientInformationFull
+
+    client_info = OAuthClientInformationFull(
+        client_id=agent.client_id, redirect_uris=[callback.url], token_endpoint_auth_method="none"
+    )
+    seen = sdk_flow(mcp_server, callback, person, client_info=client_info)
+    assert_unaided(seen, live_issuer, mcp_server, agent.client_id)
+    assert not seen["wire"].to(f"{live_issuer}/connect/register"), "a known client registers nothing"
+    assert not seen["user"].consents[0]["self_registered"], "an operator's client is not flagged"
+
     # A token the same IdP issued to the same client and user for another resource server: valid,
     # signed, unexpired, and refused by the MCP server because its aud is not the MCP server.
+    resource = mcp_server.url
     other = token_for_other_resource(live_issuer, agent, callback, person, other_api.identifier)
     assert claims_of(other)["aud"] == other_api.identifier
     answer = post_initialize(resource, other)
@@ -415,7 +424,8 @@ def test_sdk_client_with_a_pre_registered_client(
     challenge = answer.headers["WWW-Authenticate"]
     assert 'error="invalid_token"' in challenge
     assert f'resource_metadata="{mcp_server.metadata_url}"' in challenge
-    assert post_initialize(resource, refreshed.access_token).status_code == 200, "control: the right token"
+    refreshed = seen["storage"].tokens[-1].access_token
+    assert post_initialize(resource, refreshed).status_code == 200, "control: the right token"
 
 
 def token_for_other_resource(issuer: str, client, callback: LoopbackCallback, person, resource: str) -> str:
