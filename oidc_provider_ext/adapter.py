@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
+from . import acr
 from .conf import app_settings
 from .models import Tenant, TenantMembership
 
@@ -32,7 +33,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "phone": ("phone_number", "phone_number_verified"),
 }  # fmt: skip
 
-PASSWORD_ACR = "urn:oidc-provider-ext:acr:password"
+PASSWORD_ACR = acr.PASSWORD  # kept as an alias: oidc_provider_ext.acr.PASSWORD
 
 
 class DefaultOIDCAdapter:
@@ -213,9 +214,12 @@ class DefaultOIDCAdapter:
     def get_authentication_context(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any):
         """``(acr, amr)`` of a sign-in that just succeeded through ``request``.
 
-        ``amr`` values come from RFC 8176. The default is a password sign-in.
+        ``amr`` values come from RFC 8176: whoever authenticated the user set
+        ``request.oidc_amr`` before ``django.contrib.auth.login`` (a passkey sign-in:
+        ``["hwk"|"swk", "user"]``); without it, a password sign-in (``["pwd"]``).
         """
-        return PASSWORD_ACR, ["pwd"]
+        amr = getattr(request, "oidc_amr", None) or ["pwd"]
+        return acr.acr_for(amr), acr.amr_with_mfa(amr)
 
 
 def end_access(*, user: Any = None, tenant: str | None = None) -> None:

@@ -9,13 +9,16 @@ from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
 from .internal import consents, cors
+from .internal import passkeys as passkey_service
 from .internal.clients import is_hashed
 from .models import (
     AuthorizationGrant,
     BackchannelDelivery,
     ClientProfile,
     Consent,
+    DeviceAuthorization,
     OPSession,
+    Passkey,
     ResourceServer,
     SigningKey,
     Tenant,
@@ -76,9 +79,11 @@ class ClientAdmin(ApplicationAdmin):
             ]
             kwargs["help_text"] = (
                 "Authorization code for clients acting for a signed-in user (the refresh grant comes "
-                "with it); client credentials for a server acting for itself. DOT's implicit, password, "
-                "device and hybrid grants are not offered: this provider does not serve them "
-                "(RFC 9700 2.1.2 and 2.4), so such a client would only ever get unsupported_grant_type."
+                "with it); client credentials for a server acting for itself. DOT's implicit, password "
+                "and hybrid grants are not offered: this provider does not serve them (RFC 9700 2.1.2 "
+                "and 2.4), so such a client would only ever get unsupported_grant_type. For sign-in "
+                "with a code on another device (RFC 8628), choose authorization code and tick "
+                "“allow device sign-in” in the OIDC profile below."
             )
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
@@ -148,6 +153,15 @@ class AuthorizationGrantAdmin(ReadOnlyAdmin):
     exclude = ("code_checksum",)
 
 
+@admin.register(DeviceAuthorization)
+class DeviceAuthorizationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "application", "status", "user", "tenant", "created", "expires")
+    list_filter = ("status",)
+    raw_id_fields = ("user", "application", "grant")
+    # Hashes of bearer codes: nothing a device code or user code can be found from is shown.
+    exclude = ("device_code_checksum", "user_code_hmac")
+
+
 class BackchannelDeliveryInline(admin.TabularInline):
     model = BackchannelDelivery
     extra = 0
@@ -175,6 +189,24 @@ class OPSessionAdmin(ReadOnlyAdmin):
             ", ".join(sorted({str(grant.application) for grant in grants.select_related("application")}))
             or "—"
         )
+
+
+@admin.register(Passkey)
+class PasskeyAdmin(ReadOnlyAdmin):
+    """Listed read-only. Deleting one (delete permission) also ends the user's sign-ins that
+    relied on a passkey, as when the user removes it."""
+
+    list_display = ("name", "user", "backup_eligible", "backed_up", "created", "last_used")
+    list_filter = ("backup_eligible",)
+    search_fields = ("name", "user__username")
+    raw_id_fields = ("user",)
+    exclude = ("public_key",)
+
+    def delete_model(self, request, obj):
+        passkey_service.delete_passkeys(Passkey.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        passkey_service.delete_passkeys(queryset)
 
 
 @admin.register(BackchannelDelivery)

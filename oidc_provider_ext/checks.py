@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils.module_loading import import_string
 
-from .conf import MAX_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
+from .conf import MAX_CODE_EXPIRE_SECONDS, MAX_DEVICE_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
 
 E001 = "oidc_provider_ext.E001"  # OIDC not enabled in DOT
 E002 = "oidc_provider_ext.E002"  # DOT validator is not ours
@@ -34,6 +34,13 @@ W020 = "oidc_provider_ext.W020"  # OPSessionMiddleware missing
 W024 = "oidc_provider_ext.W024"  # the adapter overrides a hook that no longer exists
 W050 = "oidc_provider_ext.W050"  # UI_LOCALES names a language no catalogue translates
 W040 = "oidc_provider_ext.W040"  # a protected resource's RFC 9728 metadata URL is not routed here
+E060 = "oidc_provider_ext.E060"  # WEBAUTHN_RP_ID is not the host (or a registrable suffix) of an origin
+E061 = "oidc_provider_ext.E061"  # a WEBAUTHN_ORIGINS entry is not an https origin (http only on loopback)
+W060 = "oidc_provider_ext.W060"  # WEBAUTHN_RP_ID is an IP address: browsers refuse passkeys there
+E080 = "oidc_provider_ext.E080"  # device: DEVICE_CODE_EXPIRE_SECONDS not 1..1800
+E081 = "oidc_provider_ext.E081"  # device: DEVICE_POLL_INTERVAL_SECONDS not 1..60
+E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorizations is not a positive int
+E083 = "oidc_provider_ext.E083"  # device: DEVICE_USER_CODE_FAILURE_LIMIT is not a positive int
 
 
 def _dot() -> dict:
@@ -664,3 +671,144 @@ def check_ui_locales(app_configs=None, **kwargs):
             id=W050,
         )
     ]
+
+
+_WEBAUTHN_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@register(Tags.security)
+def check_webauthn(app_configs=None, **kwargs):
+    """Passkeys are bound to the RP ID; the browser only uses them on origins whose host is the RP
+    ID or a subdomain of it (WebAuthn L3 5.1.3 step 8, 7.1 step 9/7.2 step 13 origin checks)."""
+    try:
+        if not app_settings.raw("ISSUER"):
+            return []  # E003 says so
+        rp_id = app_settings.WEBAUTHN_RP_ID.lower()
+        origins = app_settings.WEBAUTHN_ORIGINS
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=f"Fix WEBAUTHN_ORIGINS in {SETTINGS_NAME}.", id=E061)]
+    errors: list[CheckMessage] = []
+    is_ip = _is_ip(rp_id)
+    for origin in origins:
+        parts = urlsplit(origin)
+        host = (parts.hostname or "").lower()
+        if (
+            not host
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or not (parts.scheme == "https" or (parts.scheme == "http" and host in _WEBAUTHN_LOCAL_HOSTS))
+        ):
+            errors.append(
+                Error(
+                    f"WEBAUTHN_ORIGINS entry {origin!r} is not an https origin (scheme://host[:port]).",
+                    hint="WebAuthn needs a secure context: https, or http only on localhost/127.0.0.1.",
+                    id=E061,
+                )
+            )
+            continue
+        # A registrable suffix: the host itself, or a parent domain with at least two labels (a
+        # bare "com" is a public suffix; "localhost" is the one single-label name browsers allow).
+        suffix = host == rp_id or (
+            not is_ip and host.endswith("." + rp_id) and ("." in rp_id or rp_id == "localhost")
+        )
+        if not suffix:
+            errors.append(
+                Error(
+                    f"The WebAuthn RP ID {rp_id!r} is not {host!r} or a registrable suffix of it: "
+                    f"passkeys cannot be used on {origin}.",
+                    hint=f"Set {SETTINGS_NAME}['WEBAUTHN_RP_ID'] to the origin's host or a parent "
+                    "domain of it (e.g. example.com for https://id.example.com).",
+                    id=E060,
+                )
+            )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_webauthn_rp_id_host(app_configs=None, **kwargs):
+    """An IP address as RP ID (the example project's http://127.0.0.1:8000) works for everything
+    but passkeys: only worth saying where the site is deployed (check --deploy)."""
+    try:
+        if not app_settings.raw("ISSUER"):
+            return []
+        rp_id = app_settings.WEBAUTHN_RP_ID
+    except ImproperlyConfigured:
+        return []  # check_webauthn reports it
+    if not _is_ip(rp_id):
+        return []
+    return [
+        Warning(
+            f"The WebAuthn RP ID {rp_id!r} is an IP address: browsers refuse passkeys there.",
+            hint="Serve the hosted pages on a host name (http://localhost:PORT in development) or set "
+            f"{SETTINGS_NAME}['WEBAUTHN_RP_ID'] and ['WEBAUTHN_ORIGINS']. docs/passkeys.md.",
+            id=W060,
+        )
+    ]
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _positive_int(value, maximum: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= (maximum or value)
+
+
+@register(Tags.security)
+def check_device_settings(app_configs=None, **kwargs):
+    """The device authorization grant's settings (RFC 8628; docs/device.md)."""
+    try:
+        raw = {name: app_settings.raw(name) for name in (
+            "DEVICE_CODE_EXPIRE_SECONDS", "DEVICE_POLL_INTERVAL_SECONDS", "DEVICE_MAX_PENDING_PER_CLIENT",
+            "DEVICE_MAX_PENDING", "DEVICE_USER_CODE_FAILURE_LIMIT",
+        )}  # fmt: skip
+    except ImproperlyConfigured:
+        return []  # reported by check_settings (E005)
+    errors: list[CheckMessage] = []
+    if not _positive_int(raw["DEVICE_CODE_EXPIRE_SECONDS"], MAX_DEVICE_CODE_EXPIRE_SECONDS):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_CODE_EXPIRE_SECONDS'] = {raw['DEVICE_CODE_EXPIRE_SECONDS']!r} "
+                f"must be 1..{MAX_DEVICE_CODE_EXPIRE_SECONDS}.",
+                hint="RFC 8628 5.1: a user code has about 34 bits; the longer it lives, the more "
+                "guesses can find it. The default is 600 seconds.",
+                id=E080,
+            )
+        )
+    if not _positive_int(raw["DEVICE_POLL_INTERVAL_SECONDS"], 60):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_POLL_INTERVAL_SECONDS'] = {raw['DEVICE_POLL_INTERVAL_SECONDS']!r} "
+                "must be 1..60.",
+                hint="RFC 8628 3.2: clients use 5 seconds when none is given; that is the default.",
+                id=E081,
+            )
+        )
+    for name in ("DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"):
+        if not _positive_int(raw[name]):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}[{name!r}] = {raw[name]!r} must be a positive integer.",
+                    hint="Anyone holding a public client's id can start device authorizations: the "
+                    "rows they create must be bounded (there is no 'unlimited').",
+                    id=E082,
+                )
+            )
+    if not _positive_int(raw["DEVICE_USER_CODE_FAILURE_LIMIT"]):
+        errors.append(
+            Error(
+                f"{SETTINGS_NAME}['DEVICE_USER_CODE_FAILURE_LIMIT'] = "
+                f"{raw['DEVICE_USER_CODE_FAILURE_LIMIT']!r} must be a positive integer.",
+                hint="RFC 8628 5.1: wrong user codes must be rate-limited; the default is 10 per window.",
+                id=E083,
+            )
+        )
+    return errors

@@ -24,6 +24,8 @@ SETTINGS_NAME = "OIDC_PROVIDER_EXT"
 
 # RFC 6749 4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
 MAX_CODE_EXPIRE_SECONDS = 600
+# RFC 8628 5.1/6.1: a user code has ~34 bits; the shorter it lives, the less guessing can find.
+MAX_DEVICE_CODE_EXPIRE_SECONDS = 1800
 
 # The languages whose translations ship in oidc_provider_ext/locale (English is the source).
 SHIPPED_LANGUAGES = ("en", "de", "fr", "es", "nl", "pt", "ar")
@@ -99,6 +101,28 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "LOGIN_ADDRESS_FAILURE_LIMIT": _Setting(
         50, "Failed sign-ins per address (any usernames) before LoginThrottleBackend refuses it."
+    ),
+    # Passkeys (WebAuthn Level 3), docs/passkeys.md.
+    "WEBAUTHN_RP_ID": _Setting(
+        None, "WebAuthn relying-party ID (a host name); None: the ISSUER's host. Passkeys are bound to it."
+    ),
+    "WEBAUTHN_ORIGINS": _Setting(
+        None, "Origins the hosted pages are served from (list); None: the ISSUER's origin."
+    ),
+    "WEBAUTHN_RP_NAME": _Setting(None, "Name authenticators show for this site; None: the RP ID."),
+    # Device authorization grant (RFC 8628; docs/device.md).
+    "DEVICE_CODE_EXPIRE_SECONDS": _Setting(
+        600, "Lifetime of a device authorization (device_code and user_code, expires_in); at most 1800."
+    ),
+    "DEVICE_POLL_INTERVAL_SECONDS": _Setting(5, "Least seconds between two polls (interval, RFC 8628 3.2)."),
+    "DEVICE_MAX_PENDING_PER_CLIENT": _Setting(
+        100, "Pending (unanswered, unexpired) device authorizations one client may have at once."
+    ),
+    "DEVICE_MAX_PENDING": _Setting(10000, "Pending device authorizations of all clients together."),
+    "DEVICE_USER_CODE_FAILURE_LIMIT": _Setting(
+        10,
+        "Wrong user codes per signed-in user, and per address for anonymous entries, in "
+        "THROTTLE_WINDOW_SECONDS before code entry is refused (RFC 8628 5.1).",
     ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
@@ -274,6 +298,26 @@ class AppSettings:
         return int(self._get("LOGIN_ADDRESS_FAILURE_LIMIT"))
 
     @property
+    def DEVICE_CODE_EXPIRE_SECONDS(self) -> int:
+        return min(int(self._get("DEVICE_CODE_EXPIRE_SECONDS")), MAX_DEVICE_CODE_EXPIRE_SECONDS)
+
+    @property
+    def DEVICE_POLL_INTERVAL_SECONDS(self) -> int:
+        return max(1, int(self._get("DEVICE_POLL_INTERVAL_SECONDS")))
+
+    @property
+    def DEVICE_MAX_PENDING_PER_CLIENT(self) -> int:
+        return int(self._get("DEVICE_MAX_PENDING_PER_CLIENT"))
+
+    @property
+    def DEVICE_MAX_PENDING(self) -> int:
+        return int(self._get("DEVICE_MAX_PENDING"))
+
+    @property
+    def DEVICE_USER_CODE_FAILURE_LIMIT(self) -> int:
+        return int(self._get("DEVICE_USER_CODE_FAILURE_LIMIT"))
+
+    @property
     def RESOURCE_SERVER_ISSUER(self) -> str:
         # Normalised like ISSUER (the provider never emits a trailing slash), then compared exactly.
         issuer = self._get("RESOURCE_SERVER_ISSUER")
@@ -340,6 +384,25 @@ class AppSettings:
     @property
     def RESOURCE_SERVER_REALM(self) -> str:
         return str(self._get("RESOURCE_SERVER_REALM"))
+
+    @property
+    def WEBAUTHN_RP_ID(self) -> str:
+        configured = self._get("WEBAUTHN_RP_ID")
+        return str(configured) if configured else (urlsplit(self.ISSUER).hostname or "")
+
+    @property
+    def WEBAUTHN_ORIGINS(self) -> list[str]:
+        configured = self._get("WEBAUTHN_ORIGINS")
+        if configured is None:
+            parts = urlsplit(self.ISSUER)
+            return [f"{parts.scheme}://{parts.netloc}"]
+        if isinstance(configured, str):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME}['WEBAUTHN_ORIGINS'] must be a list of origins.")
+        return [str(origin).rstrip("/") for origin in configured]
+
+    @property
+    def WEBAUTHN_RP_NAME(self) -> str:
+        return str(self._get("WEBAUTHN_RP_NAME") or self.WEBAUTHN_RP_ID)
 
     def raw(self, name: str) -> Any:
         """The configured value of ``name`` without normalisation (for system checks)."""

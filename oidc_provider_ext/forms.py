@@ -26,7 +26,9 @@ class LoginForm(AuthenticationForm):
         # The page's <form> carries the one CSRF token; a second one would be a repeated parameter,
         # which the request boundary refuses (RFC 6749 3.1 applies to every endpoint here).
         self.helper.disable_csrf = True
-        self.fields["username"].widget.attrs.update(autocomplete="username", autofocus=True)
+        # "webauthn": the browser offers passkeys in the username field's autofill (WebAuthn L3
+        # 5.1.4.1 conditional mediation, static/oidc_provider_ext/passkeys.js).
+        self.fields["username"].widget.attrs.update(autocomplete="username webauthn", autofocus=True)
         self.fields["password"].widget.attrs.update(autocomplete="current-password")
 
     def confirm_login_allowed(self, user):

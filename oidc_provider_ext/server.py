@@ -3,8 +3,8 @@
 Compared with ``oauthlib.openid.Server`` (what DOT uses by default):
 
 * response type ``code`` only; no implicit or hybrid flows (RFC 9700 2.1.2);
-* grants ``authorization_code``, ``refresh_token`` and ``client_credentials``; no password grant
-  (RFC 9700 2.4) and no device grant;
+* grants ``authorization_code``, ``refresh_token``, ``client_credentials`` and the device grant
+  (RFC 8628, for clients whose profile allows it); no password grant (RFC 9700 2.4);
 * PKCE ``S256`` only: ``plain`` is refused at the authorization endpoint (RFC 9700 2.1.1), and a
   ``code_verifier`` for a code issued without ``code_challenge`` is refused (RFC 9700 4.8.2);
 * protected resources accept our access tokens as ``Bearer`` only. oauthlib's ``JWT`` token type
@@ -31,15 +31,20 @@ from oauthlib.oauth2.rfc6749.grant_types import AuthorizationCodeGrant as OAuth2
 from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
+from oauthlib.oauth2.rfc8628.endpoints import DeviceAuthorizationEndpoint
+from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant as OAuth2DeviceCodeGrant
 from oauthlib.openid.connect.core.endpoints.userinfo import UserInfoEndpoint
 from oauthlib.openid.connect.core.grant_types import AuthorizationCodeGrant, RefreshTokenGrant
+from oauthlib.openid.connect.core.grant_types.base import GrantTypeBase as OpenIDGrantTypeBase
 from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationCodeGrantDispatcher,
     AuthorizationTokenGrantDispatcher,
 )
 
+from .conf import app_settings
 from .scopes import OFFLINE_ACCESS
 from .tokens import generate_refresh_token
+from .validator import DEVICE_CODE_GRANT
 
 S256_ONLY = {"S256": code_challenge_method_s256}
 
@@ -97,6 +102,52 @@ class OfflineAccessBearerToken(BearerToken):
         return token
 
 
+class DeviceCodeGrant(OAuth2DeviceCodeGrant):
+    """oauthlib's device grant with the two things it lacks: token modifiers (the ID token) run on
+    the token response, and a confidential client may authenticate with HTTP Basic alone at the
+    device authorization endpoint (RFC 8628 3.1 applies RFC 6749 3.2.1 there, which oauthlib's
+    "client_id is required" check does not allow)."""
+
+    def create_token_response(self, request, token_handler):
+        headers = self._get_default_headers()
+        try:
+            self.validate_token_request(request)
+        except errors.OAuth2Error as e:
+            headers.update(e.headers)
+            return headers, e.json, e.status_code
+        token = token_handler.create_token(request, self.refresh_token)
+        for modifier in self._token_modifiers:
+            token = modifier(token, token_handler, request)
+        self.request_validator.save_token(token, request)
+        return headers, json.dumps(token), 200
+
+    def validate_device_authorization_request(self, request) -> None:
+        for param in ("client_id", "scope", "acr_values"):
+            if param in request.duplicate_params:
+                raise errors.InvalidRequestFatalError(
+                    description=f"Duplicate {param} parameter.", request=request
+                )
+        if self.request_validator.client_authentication_required(request):
+            self.validate_client_confidential(request)  # sets request.client_id from the credentials
+        elif not request.client_id:
+            raise errors.MissingClientIdError(request=request)
+        else:
+            self.validate_client_public(request)
+        if not self.request_validator.validate_grant_type(
+            request.client_id, DEVICE_CODE_GRANT, request.client, request
+        ):
+            raise errors.UnauthorizedClientError(request=request)
+        self.validate_scopes(request)
+
+
+class OIDCDeviceCodeGrant(OpenIDGrantTypeBase):
+    """The device grant with an ID token when ``openid`` was granted (as for a code exchange)."""
+
+    def __init__(self, request_validator=None, **kwargs):
+        self.proxy_target = DeviceCodeGrant(request_validator=request_validator, **kwargs)
+        self.register_token_modifier(self.add_id_token)
+
+
 # The values of DOT's Application.authorization_grant_type this server can serve: the code flow
 # (with its refresh grant) and client credentials. DOT also offers implicit, password, device and
 # hybrid; Server has no such grant (RFC 9700 2.1.2, 2.4), so a client registered with one could
@@ -104,7 +155,40 @@ class OfflineAccessBearerToken(BearerToken):
 CLIENT_GRANT_TYPES = ("authorization-code", "client-credentials")
 
 
+class _DeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):
+    """RFC 8628 3.1/3.2 with our settings (read per request, so override_settings works), our
+    codes (internal/devices.py: the user code of RFC 8628 6.1, both stored hashed) and storage."""
+
+    @property
+    def verification_uri(self) -> str:
+        return self.request_validator.device_verification_uri()
+
+    @property
+    def interval(self) -> int:
+        return app_settings.DEVICE_POLL_INTERVAL_SECONDS
+
+    def create_device_authorization_response(self, uri, http_method="POST", body=None, headers=None):
+        request = Request(uri, http_method, body, headers)
+        try:
+            self.device_code_grant.validate_device_authorization_request(request)
+            device_code, user_code, expires_in = self.request_validator.save_device_authorization(request)
+        except errors.OAuth2Error as error:
+            return {**error.headers}, error.json, error.status_code
+        verification_uri = self.verification_uri
+        data = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification_uri,
+            # RFC 8628 3.3.1: for a QR code; the page still asks the user to confirm (5.4).
+            "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
+            "expires_in": expires_in,
+            "interval": self.interval,
+        }
+        return {"Content-Type": "application/json", "Cache-Control": "no-store"}, json.dumps(data), 200
+
+
 class Server(
+    _DeviceAuthorizationEndpoint,
     AuthorizationEndpoint,
     IntrospectEndpoint,
     TokenEndpoint,
@@ -127,6 +211,7 @@ class Server(
         self.openid_connect_auth = S256OnlyOIDCCodeGrant(request_validator)
         self.refresh_grant = RefreshTokenGrant(request_validator)
         self.credentials_grant = ClientCredentialsGrant(request_validator)
+        self.device_grant = OIDCDeviceCodeGrant(request_validator)
 
         AuthorizationEndpoint.__init__(
             self,
@@ -147,6 +232,7 @@ class Server(
                 ),
                 "refresh_token": self.refresh_grant,
                 "client_credentials": self.credentials_grant,
+                DEVICE_CODE_GRANT: self.device_grant,
             },
             default_token_type=self.bearer,
         )
@@ -154,6 +240,9 @@ class Server(
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)
         UserInfoEndpoint.__init__(self, request_validator)
+        # verification_uri comes from the issuer per request (the property above), not from here.
+        _DeviceAuthorizationEndpoint.__init__(self, request_validator, verification_uri=None)  # type: ignore[call-arg]
+        self.device_code_grant = self.device_grant.proxy_target
 
 
 class OAuthLibCore(DOTOAuthLibCore):

@@ -194,6 +194,20 @@ class LoginThrottleBackend:
         return None
 
 
+def login_address_refused(request) -> bool:
+    """Whether sign-ins from this request's address are refused (the rule of
+    :class:`LoginThrottleBackend`, for sign-ins that do not go through ``authenticate()``: passkeys)."""
+    if cache.get(_login_address_key(request), 0) >= app_settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+        log.warning("Sign-in refused: too many failures from %s.", client_ip(request))
+        return True
+    return False
+
+
+def count_login_failure(request) -> None:
+    """Count a failed sign-in that did not go through ``authenticate()`` (a refused passkey)."""
+    _count_failure([_login_address_key(request)])
+
+
 @receiver(user_login_failed)
 def _count_login_failure(sender, credentials=None, request=None, **kwargs):
     if request is not None and hasattr(request, "META"):
@@ -221,3 +235,34 @@ def allow_reset_email(request, email: str) -> bool:
         return False
     _count_failure(keys)
     return True
+
+
+# --- device user codes (RFC 8628 5.1) ------------------------------------------------------------
+
+
+def _user_code_keys(request) -> tuple[str | None, str]:
+    user = getattr(request, "user", None)
+    user_key = _key("user-code-user", str(user.pk)) if user is not None and user.is_authenticated else None
+    return user_key, _key("user-code-address", throttle_address(request))
+
+
+def user_code_entry_allowed(request) -> bool:
+    """Whether ``request`` may try a device user code now (one cache read).
+
+    A signed-in user is limited per account, wherever they type from; an anonymous entry per
+    address (an IPv6 /64). So a guesser locks out their own account or address only: a victim
+    signed in on the same network (a NAT, an office) still enters their code, and a guesser who
+    signs in gets only their account's few tries.
+    """
+    user_key, address_key = _user_code_keys(request)
+    count = cache.get(user_key if user_key is not None else address_key, 0)
+    if count >= app_settings.DEVICE_USER_CODE_FAILURE_LIMIT:
+        log.warning("Device user code entry refused: too many wrong codes from %s.", client_ip(request))
+        return False
+    return True
+
+
+def user_code_entry_failed(request) -> None:
+    """A wrong (unknown, expired, answered or malformed) user code was entered."""
+    user_key, address_key = _user_code_keys(request)
+    _count_failure([key for key in (user_key, address_key) if key is not None])

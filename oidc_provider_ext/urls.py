@@ -14,11 +14,14 @@ from .resource.urls import protected_resource_urlpatterns
 from .views import (
     account,
     authorize,
+    device,
+    device_authorization,
     discovery,
     endsession,
     introspection,
     jwks,
     login,
+    passkeys,
     password_reset,
     revocation,
     token,
@@ -35,6 +38,14 @@ oauth2_urlpatterns = [
         name="authorize-continue",
     ),
     path("token", token.TokenView.as_view(), name="token"),
+    # RFC 8628 device authorization grant: the device's endpoint and the user's code-entry page.
+    path(
+        "device_authorization",
+        device_authorization.DeviceAuthorizationView.as_view(),
+        name="device-authorization",
+    ),
+    path("device", device.DeviceView.as_view(), name="device"),
+    path("device/continue/<str:request_id>", device.DeviceContinueView.as_view(), name="device-continue"),
     path("revocation", revocation.RevocationView.as_view(), name="revocation"),
     path("introspect", introspection.IntrospectionView.as_view(), name="introspect"),
     path("login", login.LoginView.as_view(), name="login"),
@@ -54,6 +65,15 @@ oauth2_urlpatterns = [
     path("apps/<int:pk>/revoke", account.RevokeAppView.as_view(), name="connected-app-revoke"),
     path("sessions", account.SessionsView.as_view(), name="sessions"),
     path("sessions/<int:pk>/end", account.EndOPSessionView.as_view(), name="session-end"),
+    path("account/passkeys", passkeys.PasskeysView.as_view(), name="passkeys"),
+    path(
+        "account/passkeys/options",
+        passkeys.RegistrationOptionsView.as_view(),
+        name="passkey-registration-options",
+    ),
+    path("account/passkeys/<int:pk>/rename", passkeys.RenamePasskeyView.as_view(), name="passkey-rename"),
+    path("account/passkeys/<int:pk>/remove", passkeys.RemovePasskeyView.as_view(), name="passkey-remove"),
+    path("passkeys/options", passkeys.SignInOptionsView.as_view(), name="passkey-options"),
 ]
 
 oidc_urlpatterns = [

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 from jwcrypto import jws
 from jwcrypto.common import JWException
@@ -30,10 +31,11 @@ from oauthlib.oauth2.rfc6749 import errors
 from . import keys, throttle
 from .adapter import get_adapter
 from .conf import app_settings
-from .internal import cors, resources
+from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
-from .models import AuthorizationGrant
+from .models import AuthorizationGrant, DeviceAuthorization
 from .models.grants import revoke_issued
+from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,34 @@ def redirect_uri_allowed(client, uri: str) -> bool:
     return any(_loopback_parts(candidate) == requested for candidate in registered)
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class TooManyPendingError(errors.OAuth2Error):
+    """The device authorization endpoint's answer when its storage bound is reached (DESIGN.md
+    "Anonymous requests"): RFC 6749's temporarily_unavailable, as 429 with Retry-After."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+    description = "Too many device authorizations are waiting for users; try again later."
+
+    @property
+    def headers(self):
+        return {**super().headers, "Retry-After": "60"}
+
+
+def device_flow_allowed(client) -> bool:
+    """Whether ``client`` may use the device authorization grant (RFC 8628): its profile says so
+    and it is a client of the code flow (users sign in to it, it is no machine client)."""
+    profile = getattr(client, "oidc_profile", None)
+    return bool(
+        client is not None
+        and profile is not None
+        and profile.allow_device_flow
+        and client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
+    )
+
+
 class OIDCValidator(OAuth2Validator):
     # --- clients -------------------------------------------------------------------------------
 
@@ -185,6 +215,9 @@ class OIDCValidator(OAuth2Validator):
         return cors.origin_allowed(origin, [client_id])
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
+        if grant_type == DEVICE_CODE_GRANT:
+            # RFC 8628: only clients the operator allowed (ClientProfile.allow_device_flow).
+            return device_flow_allowed(client)
         if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):
             return False
         if grant_type != "client_credentials":
@@ -510,7 +543,7 @@ class OIDCValidator(OAuth2Validator):
         if request.grant_type == "client_credentials":
             request.user = None
             self._create_access_token(expires, request, token)
-        elif request.grant_type == "authorization_code":
+        elif request.grant_type in ("authorization_code", DEVICE_CODE_GRANT):
             self._save_code_exchange(token, request, expires)
         elif request.grant_type == "refresh_token":
             self._save_rotation(token, request, expires)
@@ -546,6 +579,99 @@ class OIDCValidator(OAuth2Validator):
         grant = _state(request).grant
         if grant is not None and grant.reuse_detected:
             RefreshToken.revoke_family(grant.token_family)
+
+    # --- device authorization grant (RFC 8628) -----------------------------------------------------
+
+    def device_verification_uri(self) -> str:
+        """The code-entry page (RFC 8628 3.2 verification_uri), from the issuer, never the Host."""
+        issuer = urlsplit(app_settings.ISSUER)
+        return f"{issuer.scheme}://{issuer.netloc}{reverse('oidc_provider_ext:device')}"
+
+    def save_device_authorization(self, request) -> tuple[str, str, int]:
+        """Store a validated device authorization request: (device_code, user_code, expires_in)."""
+        client = request.client
+        try:
+            # As at the authorization endpoint: acr_values=tenant:<code> names the organisation.
+            acr = parse_acr_values(request.acr_values)
+            tenant = (
+                resolve_requested_tenant(acr.tenant, client)
+                if acr.tenant is not None
+                else default_tenant(client)
+            )
+        except ValueError as exc:
+            raise errors.InvalidRequestError(description=str(exc), request=request) from exc
+        except TenantError as exc:
+            raise errors.InvalidRequestError(description=exc.message, request=request) from exc
+        try:
+            return devices.start(
+                client,
+                list(request.scopes),
+                tenant.code if tenant is not None else "",
+                tenant_deferred=tenant is None and get_adapter().has_tenants(),
+            )
+        except devices.TooManyPending as exc:
+            raise TooManyPendingError(request=request) from exc
+
+    def validate_device_code(self, client_id, code, request, *args, **kwargs):
+        """RFC 8628 3.4/3.5: the device's poll. Returns oauthlib's status for the device code."""
+        device = (
+            DeviceAuthorization.objects.select_for_update()
+            .filter(device_code_checksum=devices.device_code_checksum(code))
+            .first()
+        )
+        if device is None or device.application_id != request.client.pk:
+            return None  # invalid_grant: unknown, or another client's device_code
+        now = timezone.now()
+        if device.status == DeviceAuthorization.Status.APPROVED and device.grant_id is None:
+            return None  # its grant was cleaned up: long past
+        if device.status != DeviceAuthorization.Status.APPROVED and device.expires <= now:
+            return "expired_token"
+        # RFC 8628 3.5: polling faster than the interval gets slow_down, and the interval grows by
+        # 5 seconds for this and every later request (stored, so it lasts across polls).
+        if device.last_polled is not None and now - device.last_polled < timedelta(seconds=device.interval):
+            DeviceAuthorization.objects.filter(pk=device.pk).update(
+                interval=F("interval") + 5, last_polled=now
+            )
+            return "slow_down"
+        DeviceAuthorization.objects.filter(pk=device.pk).update(last_polled=now)
+        if device.status == DeviceAuthorization.Status.DENIED:
+            return "access_denied"
+        if device.status == DeviceAuthorization.Status.PENDING:
+            return "authorization_pending"
+        return self._redeem_device_grant(device, request)
+
+    def _redeem_device_grant(self, device, request):
+        grant = AuthorizationGrant.objects.select_related("user", "op_session").get(pk=device.grant_id)
+        if grant.redeemed is not None:
+            # Single use, as for codes (RFC 6749 4.1.2): a second poll after the tokens were issued
+            # gets invalid_grant, and what the first one issued is revoked.
+            self._code_replayed(grant)
+            return None
+        if grant.expires <= timezone.now():
+            # Expired unredeemed, or killed by a logout / consent revocation / deactivation since
+            # the approval (revoke_tokens expires unredeemed grants).
+            return "expired_token"
+        if grant.op_session is None or grant.op_session.ended is not None:
+            # As for a code: the approval dies with the sign-in it was given in (a logout).
+            return "expired_token"
+        if not get_adapter().may_use_client(grant.user, request.client, grant.tenant):
+            # The account-state rule at issue time: deactivated, membership ended, client disabled.
+            return "access_denied"
+        # RFC 8707 2.2 as for a code: a resource the approval did not name is invalid_target, and
+        # refused before the approval is used up.
+        self._bind_audience(request, request.client, grant.tenant, authorized=grant.resource, previous=[])
+        now = timezone.now()
+        if not AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True, expires__gt=now).update(
+            redeemed=now
+        ):
+            self._code_replayed(grant)
+            return None
+        _state(request).grant = grant
+        request.user = grant.user
+        request.scopes = grant.scopes
+        request.claims = grant.claims
+        request.nonce = None
+        return "authorized"
 
     # --- OpenID Connect --------------------------------------------------------------------------
 

@@ -111,7 +111,8 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    assert len(patterns) == 20  # with the four password-reset pages and the two RFC 9728 metadata paths
+    # the four password-reset pages, two RFC 9728 metadata paths, five of passkeys, three of devices
+    assert len(patterns) == 28
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 

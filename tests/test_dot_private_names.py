@@ -14,6 +14,8 @@ import pytest
 from oauth2_provider.oauth2_backends import OAuthLibCore
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749.grant_types import AuthorizationCodeGrant as OAuth2CodeGrant
+from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
+from oauthlib.oauth2.rfc8628.grant_types import DeviceCodeGrant
 from oauthlib.openid.connect.core.grant_types import AuthorizationCodeGrant as OpenIDCodeGrant
 
 from oidc_provider_ext import server
@@ -33,6 +35,9 @@ PRIVATE_NAMES = [
     (OAuthLibCore, "_extract_params", None),
     (OAuth2CodeGrant, "_code_challenge_methods", "validate_token_request"),
     (OpenIDCodeGrant, "_inflate_claims", "openid_authorization_validator"),
+    # server.DeviceCodeGrant.create_token_response: oauthlib's, plus the token modifiers it skips.
+    (GrantTypeBase, "_get_default_headers", None),
+    (DeviceCodeGrant(), "_token_modifiers", None),  # an instance attribute (GrantTypeBase.__init__)
 ]
 
 
@@ -82,6 +87,13 @@ def test_every_private_override_is_listed():
     assert _overridden_private_names(OIDCValidator, OAuth2Validator) <= listed
     listed_core = {name for owner, name, _caller in PRIVATE_NAMES if owner is OAuthLibCore}
     assert _overridden_private_names(server.OAuthLibCore, OAuthLibCore) <= listed_core
+
+
+def test_register_token_modifier_still_feeds_token_modifiers():
+    grant = DeviceCodeGrant()
+    modifier = object()
+    grant.register_token_modifier(modifier)
+    assert modifier in grant._token_modifiers
 
 
 def test_the_docs_list_the_same_names():

@@ -21,6 +21,9 @@ URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),
     ("oidc_provider_ext:authorize-continue", "/connect/authorize/continue/abc"),
     ("oidc_provider_ext:token", "/connect/token"),
+    ("oidc_provider_ext:device-authorization", "/connect/device_authorization"),
+    ("oidc_provider_ext:device", "/connect/device"),
+    ("oidc_provider_ext:device-continue", "/connect/device/continue/abc"),
     ("oidc_provider_ext:userinfo", "/connect/userinfo"),
     ("oidc_provider_ext:jwks", "/connect/jwks"),
     ("oidc_provider_ext:introspect", "/connect/introspect"),
@@ -35,6 +38,11 @@ URL_NAMES = [
     ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
     ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
     ("oidc_provider_ext:password-reset-complete", "/connect/password/reset/done"),
+    ("oidc_provider_ext:passkeys", "/connect/account/passkeys"),
+    ("oidc_provider_ext:passkey-registration-options", "/connect/account/passkeys/options"),
+    ("oidc_provider_ext:passkey-rename", "/connect/account/passkeys/7/rename"),
+    ("oidc_provider_ext:passkey-remove", "/connect/account/passkeys/7/remove"),
+    ("oidc_provider_ext:passkey-options", "/connect/passkeys/options"),
     ("oidc_provider_ext:discovery", "/.well-known/openid-configuration"),
     ("oidc_provider_ext:protected-resource-metadata", "/.well-known/oauth-protected-resource"),
     ("oidc_provider_ext:protected-resource-metadata-path", "/.well-known/oauth-protected-resource/"),
@@ -52,6 +60,8 @@ def test_every_url_name_reverses_to_its_path(name, path):
         "-end": [7],
         "-confirm": ["MQ", "abc-123"],
         "-path": ["idp"],
+        "-rename": [7],
+        "-remove": [7],
     }.get(name[name.rfind("-") :], [])
     if name.endswith("protected-resource-metadata-path"):
         args = []  # RFC 9728 3.1: a regex pattern that takes the resource's path as it comes

@@ -210,13 +210,18 @@ class TestRequestShape:
         response = token_request(rp, data, auth=(confidential_app.client_id, confidential_app.raw_secret))
         assert_oauth_error(response, "unsupported_grant_type")
 
-    @pytest.mark.parametrize(
-        "grant_type", ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code"]
-    )
+    @pytest.mark.parametrize("grant_type", ["password", "implicit"])
     def test_rfc9700_forbidden_grants(self, rp, user, confidential_app, grant_type):
         data = {"grant_type": grant_type, "username": user.username, "password": "x", "device_code": "x"}
         response = token_request(rp, data, auth=(confidential_app.client_id, confidential_app.raw_secret))
         assert_oauth_error(response, "unsupported_grant_type")
+
+    def test_device_grant_needs_the_clients_permission(self, rp, confidential_app):
+        # RFC 8628 is served (tests/test_device.py), but only to clients whose profile allows it:
+        # any other client is unauthorized for it (RFC 6749 5.2).
+        data = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": "x"}
+        response = token_request(rp, data, auth=(confidential_app.client_id, confidential_app.raw_secret))
+        assert_oauth_error(response, "unauthorized_client")
 
     def test_get_is_refused(self, rp):
         response = rp.get(reverse("oidc_provider_ext:token"))

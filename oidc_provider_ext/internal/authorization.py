@@ -151,6 +151,9 @@ class PendingAuthorization:
     expects: str = ""  # the answer the browser may post next: "tenant" or "consent"
     # RFC 8707 2.1: the resource indicators, exactly as sent (registered, enabled, allowed).
     resources: list[str] = field(default_factory=list)
+    # A device authorization (RFC 8628) being answered in this browser: its id. The code flow's
+    # rules apply (login, tenant, account state, consent); the user always confirms (5.4).
+    device: int | None = None
 
     # --- construction --------------------------------------------------------------------------
 
@@ -213,6 +216,25 @@ class PendingAuthorization:
             tenant_deferred=tenant is None and adapter.has_tenants(),
             idp=list(acr.idps),
             resources=list(dict.fromkeys(requested_resources)),
+        )
+
+    @classmethod
+    def for_device(cls, device) -> PendingAuthorization:
+        """The pending answer to a device authorization whose user code this browser entered."""
+        return cls(
+            id=secrets.token_urlsafe(24),
+            created=time.time(),
+            scopes=device.scopes,
+            credentials={"client_id": device.application.client_id},
+            prompt=[],
+            max_age=None,
+            subject=None,
+            login_hint="",
+            ui_locales="",
+            tenant=device.tenant,
+            tenant_deferred=device.tenant_deferred,
+            idp=[],
+            device=device.pk,
         )
 
     @property
@@ -306,6 +328,16 @@ class PendingAuthorization:
                 resources.resolve(self.resources, application, self.tenant)
             except resources.InvalidTarget as exc:
                 return Fail(exc.error, exc.description)
+        if self.device is not None:
+            # RFC 8628 5.4 (remote phishing): whoever sent the user here (a QR code, a link with the
+            # code) may be an attacker holding the device, so the user always confirms, even for a
+            # first-party client or scopes consented before; only what is new is ticked.
+            missing, _consent = consents.missing_scopes(
+                request.user, application, self.tenant, self.scopes, self.resources
+            )
+            skip = consents.policy(application) == ClientProfile.ConsentPolicy.SKIP
+            self.asked = [] if skip else missing
+            return AskConsent()
         if consents.policy(application) == ClientProfile.ConsentPolicy.SKIP:
             return Issue()
         missing, consent = consents.missing_scopes(
@@ -418,6 +450,9 @@ def for_login_page(request: HttpRequest, next_url: str) -> PendingAuthorization 
     except Resolver404:
         return None
     # By the app's URL name, whatever instance namespace the site mounted it under.
-    if match.url_name != "authorize-continue" or "oidc_provider_ext" not in match.app_names:
+    if (
+        match.url_name not in ("authorize-continue", "device-continue")
+        or "oidc_provider_ext" not in match.app_names
+    ):
         return None
     return PendingAuthorization.load(request, match.kwargs.get("request_id", ""))

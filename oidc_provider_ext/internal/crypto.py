@@ -28,6 +28,7 @@ from oidc_provider_ext.conf import app_settings
 # stored then still decrypts and verifies.
 KEY_ENCRYPTION = b"oidc-provider-ext key-encryption"
 CLIENT_SECRET = b"oidc-provider-ext client-secret"
+DEVICE_USER_CODE = b"oidc-provider-ext device-user-code"
 
 
 @lru_cache(maxsize=64)

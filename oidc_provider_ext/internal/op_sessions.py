@@ -133,7 +133,8 @@ def _on_login(sender, request, user, **kwargs):
 # Set by the authorization endpoint on a session that holds only pending authorization requests
 # of an anonymous browser: it expires with them (AUTHORIZE_REQUEST_MAX_AGE_SECONDS).
 PENDING_ONLY_KEY = "oidc_pending_only"
-PENDING_ONLY_KEYS = {"oidc_pending_authorizations", PENDING_ONLY_KEY, "_session_expiry"}
+# "oidc_webauthn": a passkey sign-in's challenge (internal/passkeys.py).
+PENDING_ONLY_KEYS = {"oidc_pending_authorizations", PENDING_ONLY_KEY, "_session_expiry", "oidc_webauthn"}
 
 
 def _restore_session_expiry(session) -> None:

@@ -56,6 +56,7 @@ PARAMETER_LIMITS = {
     "password": 4096,  # Django's own password hashers refuse longer ones
     "tenant": 64,  # Tenant.code
     "resource": 2048,  # ResourceServer.identifier
+    "credential": 8192,  # a WebAuthn credential as JSON (passkeys); attestation "none" is ~1 KB
 }
 # RFC 8707 2: the one parameter a request may repeat (one value per resource it names), in the
 # query or in the body; at most MAX_REPEATS values.
@@ -65,7 +66,7 @@ MAX_REPEATS = 10
 PARAMETER_ERRORS = {"resource": "invalid_target"}
 # RFC 7636 4.2: BASE64URL(SHA256(verifier)) is 43 characters; 4.1 allows 43..128 unreserved ones.
 CODE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
-JSON_PARAMETERS = ("claims",)  # OIDC Core 5.5: a JSON object
+JSON_PARAMETERS = ("claims", "credential")  # OIDC Core 5.5; a WebAuthn PublicKeyCredential JSON
 MAX_JSON_DEPTH = 8  # {"userinfo": {"name": {"values": [...]}}} is 4
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 7493 2.2
 

@@ -39,6 +39,18 @@ class ClientProfile(models.Model):
         ),
     )
 
+    # RFC 8628: off unless the operator turns it on (a device sign-in is phishable by design, 5.4).
+    # A flag beside DOT's authorization_grant_type, which holds a single grant type: a CLI keeps
+    # its code flow (loopback redirect) and may also sign in with a code typed on another device.
+    allow_device_flow = models.BooleanField(
+        _("allow device sign-in"),
+        default=False,
+        help_text=_(
+            "The client may use the device authorization grant (RFC 8628): a CLI or TV shows a "
+            "code the user enters at /connect/device. Needs the authorization code grant type."
+        ),
+    )
+
     class ConsentPolicy(models.TextChoices):
         ASK = "ask", _("Always ask")
         REMEMBER = "remember", _("Ask once, remember the answer")

@@ -142,9 +142,7 @@ class _Authorization(OAuthLibMixin, View):
             case Login():
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
-                context = {"tenants": tenants, "request_id": pending.id}
-                with translation.override(ui_language(self.request, pending.ui_locales)):
-                    return render(self.request, self.chooser_template, context)
+                return self._render_chooser(pending, tenants)
             case AskConsent():
                 return self._render_consent(pending, application)
             case Issue():
@@ -155,15 +153,22 @@ class _Authorization(OAuthLibMixin, View):
                 return error_page(self.request, title, message)
         raise AssertionError(f"unknown step {step!r}")
 
+    def _continue_url(self, pending: PendingAuthorization) -> str:
+        """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
+        return reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+
     def _redirect_to_login(self, pending: PendingAuthorization):
         login_url = reverse("oidc_provider_ext:login")
         if pending.login_hint:
             login_url = _add_query(login_url, {"login_hint": pending.login_hint})
-        return redirect_to_login(
-            reverse("oidc_provider_ext:authorize-continue", args=[pending.id]), login_url
-        )
+        return redirect_to_login(self._continue_url(pending), login_url)
 
-    def _render_consent(self, pending: PendingAuthorization, application):
+    def _render_chooser(self, pending: PendingAuthorization, tenants):
+        context = {"tenants": tenants, "request_id": pending.id, "form_action": self._continue_url(pending)}
+        with translation.override(ui_language(self.request, pending.ui_locales)):
+            return render(self.request, self.chooser_template, context)
+
+    def _render_consent(self, pending: PendingAuthorization, application, **extra):
         adapter = get_adapter()
         asked = set(pending.asked or ())
 
@@ -180,8 +185,9 @@ class _Authorization(OAuthLibMixin, View):
                 "required": scope == consents.OPENID,
             }
 
-        continue_url = reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+        continue_url = self._continue_url(pending)
         context = {
+            **extra,
             "form": ConsentForm(initial={"request_id": pending.id}),
             "form_action": continue_url,
             "application": application,
@@ -228,6 +234,18 @@ class _Authorization(OAuthLibMixin, View):
             clients.forget(application.client_id)
             return self._unknown_application()
         return authorization_response(uri, application)
+
+    def _tenant_answer(self, pending: PendingAuthorization):
+        """The tenant chooser's answer (the browser posts it to the continue URL)."""
+        application = clients.get_client(pending.client_id)
+        chosen = self.request.POST.get("tenant", "")
+        allowed = {t.code for t in allowed_tenants(self.request.user, application)} if application else set()
+        if application is None or not pending.tenant_deferred or chosen not in allowed:
+            return error_page(
+                self.request, _("Organisation not available"), _("Choose one of the organisations offered.")
+            )
+        pending.choose_tenant(self.request, chosen)
+        return self._respond(pending, application)
 
     def _oauthlib_error(self, error, application=None):
         redirect, response = self.error_response(error)
@@ -331,14 +349,3 @@ class AuthorizeContinueView(_Authorization):
             )
         pending.scopes = pending.granted_scopes(set(self.request.POST.getlist("scope")))
         return self._issue_code(pending, application, consented=True)
-
-    def _tenant_answer(self, pending: PendingAuthorization):
-        application = clients.get_client(pending.client_id)
-        chosen = self.request.POST.get("tenant", "")
-        allowed = {t.code for t in allowed_tenants(self.request.user, application)} if application else set()
-        if application is None or not pending.tenant_deferred or chosen not in allowed:
-            return error_page(
-                self.request, _("Organisation not available"), _("Choose one of the organisations offered.")
-            )
-        pending.choose_tenant(self.request, chosen)
-        return self._respond(pending, application)

@@ -60,7 +60,13 @@ def provider_metadata() -> dict:
         "scopes_supported": adapter.get_scopes_supported(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",  # RFC 8628 4
+        ],
+        "device_authorization_endpoint": endpoint_url("oidc_provider_ext:device-authorization"),
         "subject_types_supported": ["public"],
         # Each client picks one with id_token_signed_response_alg; RS256 comes first (OIDC Core 15.1).
         "id_token_signing_alg_values_supported": list(keys.SUPPORTED_ALGS),

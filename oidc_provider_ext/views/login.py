@@ -3,16 +3,22 @@ lockout page django-axes shows in its place."""
 
 import math
 
+from django.conf import settings
+from django.contrib.auth import load_backend
+from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
+from oidc_provider_ext import throttle
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.internal import clients, op_sessions
+from oidc_provider_ext.internal import clients, op_sessions, passkeys
 from oidc_provider_ext.internal.authorization import for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -59,6 +65,7 @@ class LoginView(auth_views.LoginView):
             idp_hints=pending.idp if pending is not None else [],
             application=application,
             profile=getattr(application, "oidc_profile", None),
+            passkeys_offered=passkeys.offered(),
             **kwargs,
         )
 
@@ -70,25 +77,80 @@ class LoginView(auth_views.LoginView):
             initial["username"] = hint[:150]
         return initial
 
-    def form_valid(self, form):
+    def post(self, request, *args, **kwargs):
+        # A passkey assertion (static/oidc_provider_ext/passkeys.js) instead of a password.
+        if "credential" in request.POST:
+            return self.passkey_sign_in(request.POST["credential"])
+        return super().post(request, *args, **kwargs)
+
+    def _before_sign_in(self, user):
         previous = self.request.user
-        if previous.is_authenticated and previous.pk != form.get_user().pk:
+        if previous.is_authenticated and previous.pk != user.pk:
             # Another account signs in on this browser: Django flushes the session without a
             # logout, so end the previous user's OP sessions here (their clients are told).
             ids = [entry["id"] for entry in op_sessions.browser_entries(self.request).values()]
             op_sessions.end(list(OPSession.objects.filter(pk__in=ids)))
         # The OP session this sign-in starts belongs to the tenant it was scoped to.
         setattr(self.request, op_sessions.LOGIN_TENANT, self.tenant.code if self.tenant is not None else "")
+
+    def _after_sign_in(self):
         # Signing in as a different user flushes the session (django.contrib.auth.login); the
         # authorization request being completed must survive that (prompt=select_account).
-        response = super().form_valid(form)
         if self.pending is not None:
             self.pending.keep_after_sign_in(self.request)
+
+    def form_valid(self, form):
+        self._before_sign_in(form.get_user())
+        response = super().form_valid(form)
+        self._after_sign_in()
         return response
+
+    def passkey_sign_in(self, credential: str):
+        """Passwordless sign-in with a discoverable passkey (WebAuthn L3 7.2), then on to ``next``
+        exactly as after a password."""
+        request = self.request
+        if throttle.login_address_refused(request):
+            return self.passkey_failed(
+                _("Too many failed sign-ins from your network. Please wait a few minutes."), 429
+            )
+        try:
+            assertion = passkeys.authenticate(request, credential)
+        except passkeys.PasskeyError as exc:
+            throttle.count_login_failure(request)
+            return self.passkey_failed(exc.message)
+        user = assertion.passkey.user
+        adapter = get_adapter()
+        # As for a password (forms.LoginForm): an inactive user or a non-member of the tenant gets
+        # the answer an unknown passkey gets.
+        if not getattr(user, "is_active", True) or (
+            self.tenant is not None and not adapter.is_member_of(user, self.tenant.code.lower())
+        ):
+            throttle.count_login_failure(request)
+            return self.passkey_failed(passkeys.UNKNOWN)
+        self._before_sign_in(user)
+        # The contract of oidc_provider_ext.acr: the methods, set before login() starts the OP
+        # session (["hwk"|"swk", "user"] gives acr phishing-resistant, amr + "mfa").
+        request.oidc_amr = assertion.amr  # type: ignore[attr-defined]
+        auth_login(request, user, backend=_session_backend())
+        self._after_sign_in()
+        return HttpResponseRedirect(self.get_success_url())
+
+    def passkey_failed(self, message, status: int = 400):
+        form = self.form_class(request=self.request, initial=self.get_initial(), tenant=self.tenant)
+        return self.render_to_response(self.get_context_data(form=form, passkey_error=message), status=status)
 
     def form_invalid(self, form):
         # As the source documents describe: bad credentials answer HTTP 400 Bad Request.
         return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+def _session_backend() -> str:
+    """The backend a passkey sign-in is recorded with: the first configured one that can load the
+    user on later requests (``get_user``); django.contrib.auth needs one to name."""
+    for path in settings.AUTHENTICATION_BACKENDS:
+        if hasattr(load_backend(path), "get_user"):
+            return path
+    return "django.contrib.auth.backends.ModelBackend"
 
 
 def lockout_response(request, original_response=None, credentials=None):

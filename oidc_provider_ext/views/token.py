@@ -24,7 +24,9 @@ from oidc_provider_ext.views.backchannel import (
 class TokenView(JsonErrorsMixin, dot_views.TokenView):
     http_method_names = ["post", "options"]
 
-    @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token"))
+    @method_decorator(
+        sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token", "device_code")
+    )
     def post(self, request, *args, **kwargs):
         problem = form_post_only(request)
         if problem:

@@ -5,6 +5,8 @@ What goes (and when):
   a token derived from them can live (refresh-token lifetime + access-token lifetime) whose
   refresh-token family has no usable token left (rotation can keep a family alive for ever);
 - access tokens past their expiry; refresh tokens revoked or past REFRESH_TOKEN_EXPIRE_SECONDS;
+- device authorizations (RFC 8628) past their expiry, answered or not (the grant an approved one
+  created stays, like any grant);
 - DOT's own Grant and IDToken rows (this app does not create them) once expired;
 - consents revoked or expired, OP sessions ended, and delivered back-channel logouts, older than
   --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history);
@@ -32,7 +34,13 @@ from oauth2_provider.models import (
 
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import op_sessions
-from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, Consent, OPSession
+from oidc_provider_ext.models import (
+    AuthorizationGrant,
+    BackchannelDelivery,
+    Consent,
+    DeviceAuthorization,
+    OPSession,
+)
 
 
 class Command(BaseCommand):
@@ -75,6 +83,7 @@ class Command(BaseCommand):
                     ).values("token_family")
                 ),
             ),
+            ("device authorizations", DeviceAuthorization.objects.filter(expires__lt=now)),
             ("DOT grants", get_grant_model().objects.filter(expires__lt=now)),
             ("DOT ID tokens", get_id_token_model().objects.filter(expires__lt=now)),
             ("consents", Consent.objects.filter(Q(revoked__lt=history) | Q(expires__lt=history))),

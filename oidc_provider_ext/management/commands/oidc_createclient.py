@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from oauth2_provider.management.commands.createapplication import Command as CreateApplication
 from oauth2_provider.models import get_application_model
 
+from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.server import CLIENT_GRANT_TYPES
 
 
@@ -26,6 +27,12 @@ class Command(CreateApplication):
                 action.help = f"One of: {', '.join(CLIENT_GRANT_TYPES)}."
             elif action.dest == "client_type":
                 action.choices = ("confidential", "public")
+        parser.add_argument(
+            "--allow-device-flow",
+            action="store_true",
+            help="Let the client sign users in with a code entered on another device (RFC 8628); "
+            "needs the authorization-code grant type.",
+        )
 
     def handle(self, *args, **options):
         Application = get_application_model()
@@ -40,8 +47,14 @@ class Command(CreateApplication):
         except ValidationError as exc:
             problems = "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items())
             raise CommandError(f"Client not created: {problems}") from exc
+        if options.get("allow_device_flow") and client.authorization_grant_type != "authorization-code":
+            raise CommandError(
+                "Client not created: --allow-device-flow needs the authorization-code grant type."
+            )
         raw_secret = client.client_secret
         client.save()  # the secret is hashed here (pre_save), unless --no-hash-client-secret
+        if options.get("allow_device_flow"):
+            ClientProfile.objects.update_or_create(application=client, defaults={"allow_device_flow": True})
         self.stdout.write(self.style.SUCCESS(f"Client {client.name or client.client_id!r} created."))
         self.stdout.write(f"client_id: {client.client_id}")
         if "client_secret" not in data and raw_secret:

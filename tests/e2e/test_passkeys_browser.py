@@ -1,0 +1,190 @@
+"""Passkeys in real Chromium with a virtual authenticator (Chrome DevTools Protocol ``WebAuthn``
+domain; issue 17, proof): add a passkey on the account page, sign out, sign in with it through a
+relying party's authorization request, and see a clear error when the passkey fails.
+
+WebAuthn refuses IP addresses as RP ID, so the IdP is served as http://localhost:PORT here
+(a secure context for browsers, like https)."""
+
+from __future__ import annotations
+
+import pytest
+
+from oidc_provider_ext import acr
+from oidc_provider_ext.models import Passkey
+from tests.conftest import oidc_settings
+from tests.live import run_demo
+
+from .rp_site import RelyingParty
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def issuer(live_issuer, settings):
+    url = live_issuer.replace("127.0.0.1", "localhost")
+    oidc_settings(settings, ISSUER=url)
+    return url
+
+
+@pytest.fixture
+def rp(issuer):
+    site = RelyingParty(issuer)
+    demo = run_demo(site.callback, site.logged_out)
+    site.start(demo["confidential"]["client_id"], demo["confidential"]["client_secret"])
+    site.demo = demo
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def page(chromium, rp):
+    context = chromium.new_context(viewport={"width": 720, "height": 640}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    page.authenticator = (cdp, added["authenticatorId"])
+    yield page
+    context.close()
+
+
+def sign_in_with_password(page, rp):
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("#id_username")
+    page.fill("#id_username", rp.demo["user"]["username"])
+    page.fill("#id_password", rp.demo["user"]["password"])
+    page.click("button[type=submit]")
+    page.wait_for_selector('button[name="decision"][value="allow"]')
+    page.click('button[name="decision"][value="allow"]')
+    page.wait_for_selector("#who")
+
+
+def add_passkey(page, rp, name: str):
+    page.goto(f"{rp.issuer}/connect/account/passkeys")
+    page.wait_for_selector("#passkey-new-name")
+    page.fill("#passkey-new-name", name)
+    page.click("[data-passkey-action=register]")
+    page.wait_for_selector(f"li[data-passkey] >> text={name}")
+
+
+NO_AUTOFILL = "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+
+
+def sign_out(page, rp):
+    page.click("#sign-out")  # RP-Initiated Logout with the ID token: no confirmation page
+    page.wait_for_selector("#state")
+
+
+def test_add_a_passkey_sign_out_and_sign_in_with_the_button(page, rp, screenshot):
+    page.add_init_script(NO_AUTOFILL)  # the button, not the autofill (next test)
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Test laptop")
+    assert "Passkey “Test laptop” added." in page.inner_text("main")
+    screenshot(page, "pages/passkeys-added-en-desktop")
+    passkey = Passkey.objects.get()
+    assert passkey.name == "Test laptop" and passkey.user.username == rp.demo["user"]["username"]
+
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("#who")  # still signed in at the IdP
+    sign_out(page, rp)
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("[data-passkey-action=sign-in]")
+    assert page.url.startswith(f"{rp.issuer}/connect/login")
+    screenshot(page, "pages/login-passkey-en-desktop")
+    page.click("[data-passkey-action=sign-in]")
+    page.wait_for_selector("#who")
+    claims = rp.last["claims"]
+    assert claims["acr"] == acr.PHISHING_RESISTANT
+    assert claims["amr"] == ["hwk", "user", "mfa"]
+    assert Passkey.objects.get().last_used is not None
+
+
+def test_autofill_signs_in_with_the_passkey(page, rp):
+    """Conditional mediation: the login page asks at load; the browser offers the passkey in the
+    username field's autofill (the virtual authenticator picks it at once)."""
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Phone")
+    page.context.clear_cookies()  # a browser that never signed in here
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("#who")
+    assert rp.last["claims"]["amr"] == ["hwk", "user", "mfa"]
+
+
+def test_a_failing_passkey_shows_a_clear_error(page, rp, screenshot):
+    page.add_init_script(NO_AUTOFILL)
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Old key")
+    page.context.clear_cookies()
+    # The passkey was removed at the IdP (say, by an operator) but is still on the device.
+    Passkey.objects.all().delete()
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("[data-passkey-action=sign-in]")
+    page.click("[data-passkey-action=sign-in]")
+    alert = page.wait_for_selector("[role=alert]:not([hidden])")
+    assert "This passkey is not registered here" in alert.inner_text()
+    assert page.url.startswith(f"{rp.issuer}/connect/login")
+    screenshot(page, "pages/login-passkey-error-en-desktop")
+
+    # The authenticator refuses to verify the user: the browser's error is announced, in words.
+    cdp, authenticator_id = page.authenticator
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator_id, "isUserVerified": False})
+    page.click("[data-passkey-action=sign-in]")
+    page.wait_for_selector("#oidc-passkey-error:not([hidden])")
+    assert "cancelled or timed out" in page.inner_text("#oidc-passkey-error")
+    assert page.evaluate("document.activeElement.id") == "oidc-passkey-error", "focus moves to the error"
+
+
+def test_the_passkey_factor_in_a_browser(page, rp, settings):
+    """PasskeyFactor's partial and script on a bare challenge page (tests/passkey_factor_urls.py):
+    the browser answers the page's options; verify() gives the amr of the user's own passkey."""
+    settings.ROOT_URLCONF = "tests.passkey_factor_urls"
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Laptop")
+    page.goto(f"{rp.issuer}/test/factor")
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#result")
+    assert page.inner_text("#result") == '["hwk", "user"]'
+    # Each challenge page issues its own challenge (the first one was used up).
+    page.goto(f"{rp.issuer}/test/factor")
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#result")
+    assert page.inner_text("#result") == '["hwk", "user"]', "a reload issues a fresh challenge"
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_passkeys_page_in_two_languages_and_sizes(chromium, rp, screenshot, language, size):
+    from tests.e2e.test_pages import BROWSER_LOCALE, SIZES, fits_the_screen, translator
+
+    _ = translator(language)
+    context = chromium.new_context(locale=BROWSER_LOCALE[language], **SIZES[size])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in_with_password(page, rp)
+        page.goto(f"{rp.issuer}/connect/account/passkeys")
+        page.wait_for_selector("#passkey-new-name")
+        assert page.inner_text("h2") == _("Add a passkey")
+        assert page.inner_text("main li") == _("You have no passkeys yet.")
+        fits_the_screen(page)
+        screenshot(page, f"pages/passkeys-{language}-{size}")
+    finally:
+        context.close()
