@@ -45,7 +45,8 @@ class DefaultOIDCAdapter:
         "name", "given_name", "family_name", "preferred_username", "email", "email_verified", "updated_at",
     )  # fmt: skip
     #: Authentication context classes a sign-in here can satisfy (discovery ``acr_values_supported``).
-    acr_values_supported: tuple[str, ...] = (PASSWORD_ACR,)
+    #: Ascending strength; see :mod:`oidc_provider_ext.acr` and docs/mfa.md.
+    acr_values_supported: tuple[str, ...] = acr.LEVELS
 
     def get_subject(self, user: AbstractBaseUser, **kwargs: Any) -> str:
         """The ``sub`` claim: stable, never reassigned, at most 255 ASCII characters (OIDC Core 2).
@@ -214,12 +215,35 @@ class DefaultOIDCAdapter:
     def get_authentication_context(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any):
         """``(acr, amr)`` of a sign-in that just succeeded through ``request``.
 
-        ``amr`` values come from RFC 8176: whoever authenticated the user set
-        ``request.oidc_amr`` before ``django.contrib.auth.login`` (a passkey sign-in:
-        ``["hwk"|"swk", "user"]``); without it, a password sign-in (``["pwd"]``).
+        ``amr`` values come from RFC 8176. Whoever authenticated the user (the password page, the
+        second-factor page, a passkey) set ``request.oidc_amr`` before ``login()``; anything else
+        (the admin's login page, ``django.contrib.auth``'s) is a password sign-in.
         """
         amr = getattr(request, "oidc_amr", None) or ["pwd"]
         return acr.acr_for(amr), acr.amr_with_mfa(amr)
+
+    def minimum_acr(
+        self, user: AbstractBaseUser | AnonymousUser, application: Any, tenant: str, **kwargs: Any
+    ) -> str | None:
+        """The weakest ``acr`` (one of :attr:`acr_values_supported`) ``user`` may sign in to
+        ``application`` in tenant ``tenant`` (a code, "" for none) with, whatever the client asks
+        for; None: no minimum. Enforced at the authorization endpoint (a step-up for the missing
+        factor, or a page asking the user to set one up).
+
+        The default is the strongest of the tenant's and the client profile's *minimum
+        authentication level* (admin), and :data:`~oidc_provider_ext.acr.MFA` for a user who has
+        set up a second factor: once enrolled, every sign-in uses it, whichever page the password
+        was typed into.
+        """
+        from .internal import factors
+
+        tenant_object = self.get_tenant(tenant) if tenant else None
+        profile = getattr(application, "oidc_profile", None)
+        return acr.strongest(
+            getattr(tenant_object, "minimum_acr", None),
+            getattr(profile, "minimum_acr", None) if profile is not None and profile.pk else None,
+            acr.MFA if factors.has_second_factor(user) else None,
+        )
 
 
 def end_access(*, user: Any = None, tenant: str | None = None) -> None:

@@ -1,14 +1,20 @@
+import logging
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
-from .internal import consents, cors
+from .internal import consents, cors, factors
 from .internal import passkeys as passkey_service
 from .internal.clients import is_hashed
 from .models import (
@@ -17,21 +23,39 @@ from .models import (
     ClientProfile,
     Consent,
     DeviceAuthorization,
+    InitialAccessToken,
     OPSession,
     Passkey,
+    RecoveryCode,
     ResourceServer,
     SigningKey,
     Tenant,
     TenantMembership,
+    TOTPDevice,
 )
 from .server import CLIENT_GRANT_TYPES
 
 Application = get_application_model()
 
 
+def registration_policy_text() -> str:
+    """The self-registration settings in one line (REGISTRATION, CLIENT_ID_METADATA_DOCUMENTS)."""
+    from .conf import app_settings
+
+    policy = {
+        "off": "off",
+        "initial_access_token": "with an initial access token",
+        "open": "open to anyone, within limits",
+    }[app_settings.REGISTRATION]
+    documents = "accepted" if app_settings.CLIENT_ID_METADATA_DOCUMENTS else "not accepted"
+    return f"Dynamic client registration: {policy}. Client ID metadata documents: {documents}."
+
+
 class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     can_delete = False
+    # How a self-registered client came (docs/registration.md); never its registration token.
+    readonly_fields = ("registered_from", "registration_policy", "registration_metadata")
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     extra = 1
     max_num = 1
@@ -61,7 +85,30 @@ class ClientAdmin(ApplicationAdmin):
     # by the database key store (oidc_provider_ext.keys), so the field would only mislead.
     # skip_authorization is replaced by the OIDC profile's consent policy (one way to do it).
     exclude = ("algorithm", "skip_authorization")
-    list_filter = ("client_type", "authorization_grant_type", "oidc_profile__consent_policy")
+    list_filter = (
+        "client_type",
+        "authorization_grant_type",
+        "registration_source",
+        "oidc_profile__consent_policy",
+    )
+    list_display = ("pk", "name", "client_id", "client_type", "authorization_grant_type", "registration")
+
+    def changelist_view(self, request, extra_context=None):
+        # The operator sees which clients may register themselves (docs/registration.md).
+        return super().changelist_view(
+            request, {"subtitle": registration_policy_text(), **(extra_context or {})}
+        )
+
+    @admin.display(description="registration", ordering="registration_source")
+    def registration(self, obj):
+        if obj.registration_source == Application.RegistrationSource.MANUAL:
+            return "operator"
+        # A self-registered client: nobody reviewed it (its users are always asked for consent).
+        return format_html(
+            '<strong class="oidc-self-registered" title="{}">self-registered ({})</strong>',
+            "Registered by the client itself; not reviewed by an operator.",
+            obj.get_registration_source_display(),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -278,6 +325,7 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ("code", "name", "is_active")}),
         ("Branding", {"fields": ("logo_url", "brand_colour", "support_url")}),
+        ("Sign-in", {"fields": ("minimum_acr",)}),
     ]
     inlines = [TenantMembershipInline]
 
@@ -308,3 +356,112 @@ class ResourceServerAdmin(admin.ModelAdmin):
         "tenant_codes",
         "enabled",
     )
+
+
+# --- second factors ------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+
+@admin.action(description=_("Reset second factors (authenticator app, recovery codes, passkeys)"))
+def reset_second_factors(modeladmin, request, queryset):
+    """An admin action for the site's user admin (``actions = [reset_second_factors]``): removes
+    every second factor of the selected users and ends the sessions that relied on one. Audited: a
+    LogEntry on the user and a log line. The same action on the authenticator-app list below."""
+    users = list(queryset)
+    if users and not isinstance(users[0], get_user_model()):
+        users = [row.user for row in users]
+    for user in users:
+        factors.reset_factors(user)
+        modeladmin.log_change(
+            request, user, "Second factors reset (authenticator app, recovery codes, passkeys)."
+        )
+        log.warning("Operator %s reset the second factors of user %s.", request.user.pk, user.pk)
+    modeladmin.message_user(
+        request,
+        ngettext(
+            "The second factors of %(count)d user were reset; they sign in with their password only now.",
+            "The second factors of %(count)d users were reset; they sign in with their password only now.",
+            len(users),
+        )
+        % {"count": len(users)},
+        messages.SUCCESS,
+    )
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(ReadOnlyAdmin):
+    """Who has an authenticator app: never its key (encrypted, and not shown)."""
+
+    list_display = ("user", "confirmed", "last_used", "created")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "confirmed", "last_used", "created")
+    readonly_fields = fields
+    actions = [reset_second_factors]
+
+
+@admin.register(RecoveryCode)
+class RecoveryCodeAdmin(ReadOnlyAdmin):
+    list_display = ("user", "used", "created")
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "used", "created")
+    readonly_fields = fields
+    actions = [reset_second_factors]
+
+
+class InitialAccessTokenForm(forms.ModelForm):
+    class Meta:
+        model = InitialAccessToken
+        fields = ("description", "expires", "max_uses")
+
+
+@admin.register(InitialAccessToken)
+class InitialAccessTokenAdmin(admin.ModelAdmin):
+    """RFC 7591 3 initial access tokens (REGISTRATION = "initial_access_token"): created here or
+    with ``manage.py oidc_registration_token``; the token is shown once and stored hashed."""
+
+    form = InitialAccessTokenForm
+    list_display = ("__str__", "created", "expires", "uses", "max_uses", "revoked")
+    list_filter = (("revoked", admin.EmptyFieldListFilter),)
+    readonly_fields = ("uses", "created")
+    actions = ["revoke"]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(
+            request, {"subtitle": registration_policy_text(), **(extra_context or {})}
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "expires", "max_uses") if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            from .internal import registration
+
+            token = registration.new_token()
+            obj.token_hash = registration.token_hash(token, registration.INITIAL_ACCESS_TOKEN)
+            request._oidc_new_initial_access_token = token  # this response only (see ClientAdmin)
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        token = getattr(request, "_oidc_new_initial_access_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/oidc_provider_ext/initial_access_token.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": str(obj),
+                "token": token,
+                "obj": obj,
+            },
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected initial access tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
+        self.message_user(request, f"Revoked {count} initial access token(s).", messages.SUCCESS)

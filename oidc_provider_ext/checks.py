@@ -12,7 +12,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils.module_loading import import_string
 
-from .conf import MAX_CODE_EXPIRE_SECONDS, MAX_DEVICE_CODE_EXPIRE_SECONDS, SETTINGS_NAME, app_settings
+from .conf import (
+    MAX_CODE_EXPIRE_SECONDS,
+    MAX_DEVICE_CODE_EXPIRE_SECONDS,
+    REGISTRATION_POLICIES,
+    SETTINGS_NAME,
+    app_settings,
+)
 
 E001 = "oidc_provider_ext.E001"  # OIDC not enabled in DOT
 E002 = "oidc_provider_ext.E002"  # DOT validator is not ours
@@ -37,6 +43,8 @@ W040 = "oidc_provider_ext.W040"  # a protected resource's RFC 9728 metadata URL 
 E060 = "oidc_provider_ext.E060"  # WEBAUTHN_RP_ID is not the host (or a registrable suffix) of an origin
 E061 = "oidc_provider_ext.E061"  # a WEBAUTHN_ORIGINS entry is not an https origin (http only on loopback)
 W060 = "oidc_provider_ext.W060"  # WEBAUTHN_RP_ID is an IP address: browsers refuse passkeys there
+E070 = "oidc_provider_ext.E070"  # REGISTRATION, its tenant list or statement issuers malformed
+E071 = "oidc_provider_ext.E071"  # client ID metadata document fetch limits out of bounds
 E080 = "oidc_provider_ext.E080"  # device: DEVICE_CODE_EXPIRE_SECONDS not 1..1800
 E081 = "oidc_provider_ext.E081"  # device: DEVICE_POLL_INTERVAL_SECONDS not 1..60
 E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorizations is not a positive int
@@ -809,6 +817,58 @@ def check_device_settings(app_configs=None, **kwargs):
                 f"{raw['DEVICE_USER_CODE_FAILURE_LIMIT']!r} must be a positive integer.",
                 hint="RFC 8628 5.1: wrong user codes must be rate-limited; the default is 10 per window.",
                 id=E083,
+            )
+        )
+    return errors
+
+
+# Client ID metadata documents are fetched inside a user's authorization request: the deadline
+# stays small and the document small (the draft suggests about 5 KB), whatever the operator types.
+CIMD_MAX_TIMEOUT_SECONDS = 10
+CIMD_BYTES_RANGE = (1024, 64 * 1024)
+
+
+@register(Tags.security)
+def check_registration(app_configs=None, **kwargs):
+    """E070/E071: the self-registration settings (docs/registration.md)."""
+    errors: list[CheckMessage] = []
+    try:
+        app_settings.raw("REGISTRATION")
+    except ImproperlyConfigured:
+        return []  # unknown keys: E005 says so
+    try:
+        app_settings.REGISTRATION  # noqa: B018 (validates)
+        app_settings.REGISTRATION_TENANT_CODES  # noqa: B018
+        app_settings.REGISTRATION_SOFTWARE_STATEMENT_ISSUERS  # noqa: B018
+    except ImproperlyConfigured as exc:
+        errors.append(
+            Error(
+                str(exc),
+                hint=f"REGISTRATION is one of {', '.join(REGISTRATION_POLICIES)}; "
+                "REGISTRATION_TENANT_CODES a list of tenant codes; REGISTRATION_SOFTWARE_STATEMENT_ISSUERS "
+                "a dict of issuer to JWK Set.",
+                id=E070,
+            )
+        )
+    timeout = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS")
+    size = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES")
+    low = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS")
+    high = app_settings.raw("CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS")
+    numbers = all(
+        isinstance(value, int | float) and not isinstance(value, bool) for value in (timeout, size, low, high)
+    )
+    if not numbers or not (
+        0 < timeout <= CIMD_MAX_TIMEOUT_SECONDS
+        and CIMD_BYTES_RANGE[0] <= size <= CIMD_BYTES_RANGE[1]
+        and 0 < low <= high
+    ):
+        errors.append(
+            Error(
+                "The client ID metadata document limits are out of bounds: "
+                f"timeout {timeout!r}, size {size!r}, cache {low!r}..{high!r}.",
+                hint=f"Timeout 0-{CIMD_MAX_TIMEOUT_SECONDS} s (it runs inside the user's request), size "
+                f"{CIMD_BYTES_RANGE[0]}-{CIMD_BYTES_RANGE[1]} bytes, 0 < MIN_CACHE <= MAX_CACHE seconds.",
+                id=E071,
             )
         )
     return errors

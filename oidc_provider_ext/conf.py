@@ -124,6 +124,22 @@ _SETTINGS: dict[str, _Setting] = {
         "Wrong user codes per signed-in user, and per address for anonymous entries, in "
         "THROTTLE_WINDOW_SECONDS before code entry is refused (RFC 8628 5.1).",
     ),
+    # Second factors and step-up (docs/mfa.md).
+    "MFA_FAILURE_LIMIT": _Setting(
+        5,
+        "Failed second-factor codes per (user, address) in THROTTLE_WINDOW_SECONDS before that pair "
+        "is refused; also the failures one password sign-in may spend before the password is asked again, "
+        "and one OP session on the step-up page before it ends.",
+    ),
+    "MFA_LOGIN_TIMEOUT_SECONDS": _Setting(
+        300, "How long a password sign-in waits for its second factor before it must start again."
+    ),
+    "MFA_REAUTH_SECONDS": _Setting(
+        300, "How recent a sign-in must be to remove an authenticator app or see new recovery codes."
+    ),
+    "TOTP_ISSUER": _Setting(
+        None, "The account name's issuer shown in authenticator apps; None: the ISSUER's host name."
+    ),
     # Resource-server side (oidc_provider_ext.resource): validating our access tokens at an API.
     "RESOURCE_SERVER_ISSUER": _Setting(None, "The iss access tokens must carry; defaults to ISSUER."),
     "RESOURCE_SERVER_IDENTIFIER": _Setting(
@@ -155,9 +171,59 @@ _SETTINGS: dict[str, _Setting] = {
     ),
     "RESOURCE_SERVER_LEEWAY_SECONDS": _Setting(30, "Clock skew allowed when checking exp, iat and nbf."),
     "RESOURCE_SERVER_REALM": _Setting("api", "realm of the WWW-Authenticate: Bearer challenge."),
+    # Clients that register themselves (docs/registration.md): RFC 7591/7592 and client ID
+    # metadata documents.
+    "REGISTRATION": _Setting(
+        "off",
+        'Dynamic client registration (RFC 7591): "off", "initial_access_token" (a bearer token '
+        'the operator created) or "open" (anyone, within the REGISTRATION_OPEN_* limits).',
+    ),
+    "REGISTRATION_REQUESTS_PER_ADDRESS": _Setting(
+        20,
+        "Requests to the registration endpoints and client ID metadata document fetches per "
+        "address per THROTTLE_WINDOW_SECONDS; above it: 429.",
+    ),
+    "REGISTRATION_OPEN_PER_ADDRESS_PER_DAY": _Setting(
+        10, 'Clients one address may register per 24 hours under "open".'
+    ),
+    "REGISTRATION_OPEN_MAX_CLIENTS": _Setting(
+        1000, "Self-registered clients (open registration and metadata documents) that may exist at once."
+    ),
+    "REGISTRATION_UNUSED_EXPIRE_SECONDS": _Setting(
+        86400,
+        "A self-registered client that never obtained a code is deleted by oidc_cleanup this long "
+        "after its registration (initial-access-token registrations are kept).",
+    ),
+    "REGISTRATION_TENANT_CODES": _Setting(
+        [], "Tenant codes self-registered clients may sign users in to; empty: any active tenant."
+    ),
+    "REGISTRATION_SOFTWARE_STATEMENT_ISSUERS": _Setting(
+        {},
+        "Issuer -> public JWK Set ({'keys': [...]}) of the software statements (RFC 7591 2.3) "
+        "this provider trusts; empty: a registration carrying one is refused.",
+    ),
+    "CLIENT_ID_METADATA_DOCUMENTS": _Setting(
+        False, "Accept an https URL as client_id and read the client's metadata from it."
+    ),
+    "CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS": _Setting(
+        2.0, "Total deadline of one metadata document fetch (it happens inside the user's request)."
+    ),
+    "CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES": _Setting(8192, "Largest metadata document accepted."),
+    "CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS": _Setting(
+        300, "Least time a fetched document is cached, whatever its Cache-Control says."
+    ),
+    "CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS": _Setting(
+        86400, "Longest time a fetched document is cached, whatever its Cache-Control says."
+    ),
 }
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+# REGISTRATION values (docs/registration.md).
+REGISTRATION_OFF = "off"
+REGISTRATION_INITIAL_ACCESS_TOKEN = "initial_access_token"
+REGISTRATION_OPEN = "open"
+REGISTRATION_POLICIES = (REGISTRATION_OFF, REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATION_OPEN)
 
 
 class AppSettings:
@@ -318,6 +384,22 @@ class AppSettings:
         return int(self._get("DEVICE_USER_CODE_FAILURE_LIMIT"))
 
     @property
+    def MFA_FAILURE_LIMIT(self) -> int:
+        return max(1, int(self._get("MFA_FAILURE_LIMIT")))
+
+    @property
+    def MFA_LOGIN_TIMEOUT_SECONDS(self) -> int:
+        return int(self._get("MFA_LOGIN_TIMEOUT_SECONDS"))
+
+    @property
+    def MFA_REAUTH_SECONDS(self) -> int:
+        return int(self._get("MFA_REAUTH_SECONDS"))
+
+    @property
+    def TOTP_ISSUER(self) -> str:
+        return str(self._get("TOTP_ISSUER") or urlsplit(self.ISSUER).hostname or "OpenID Provider")
+
+    @property
     def RESOURCE_SERVER_ISSUER(self) -> str:
         # Normalised like ISSUER (the provider never emits a trailing slash), then compared exactly.
         issuer = self._get("RESOURCE_SERVER_ISSUER")
@@ -403,6 +485,72 @@ class AppSettings:
     @property
     def WEBAUTHN_RP_NAME(self) -> str:
         return str(self._get("WEBAUTHN_RP_NAME") or self.WEBAUTHN_RP_ID)
+
+    @property
+    def REGISTRATION(self) -> str:
+        value = self._get("REGISTRATION")
+        if value not in REGISTRATION_POLICIES:
+            choices = ", ".join(REGISTRATION_POLICIES)
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['REGISTRATION'] = {value!r} must be one of {choices}."
+            )
+        return value
+
+    @property
+    def REGISTRATION_REQUESTS_PER_ADDRESS(self) -> int:
+        return int(self._get("REGISTRATION_REQUESTS_PER_ADDRESS"))
+
+    @property
+    def REGISTRATION_OPEN_PER_ADDRESS_PER_DAY(self) -> int:
+        return int(self._get("REGISTRATION_OPEN_PER_ADDRESS_PER_DAY"))
+
+    @property
+    def REGISTRATION_OPEN_MAX_CLIENTS(self) -> int:
+        return int(self._get("REGISTRATION_OPEN_MAX_CLIENTS"))
+
+    @property
+    def REGISTRATION_UNUSED_EXPIRE_SECONDS(self) -> int:
+        return int(self._get("REGISTRATION_UNUSED_EXPIRE_SECONDS"))
+
+    @property
+    def REGISTRATION_TENANT_CODES(self) -> list[str]:
+        value = self._get("REGISTRATION_TENANT_CODES")
+        if isinstance(value, str):
+            raise ImproperlyConfigured(f"{SETTINGS_NAME}['REGISTRATION_TENANT_CODES'] must be a list.")
+        return [str(code).strip().lower() for code in value]
+
+    @property
+    def REGISTRATION_SOFTWARE_STATEMENT_ISSUERS(self) -> dict[str, dict]:
+        value = self._get("REGISTRATION_SOFTWARE_STATEMENT_ISSUERS")
+        if not isinstance(value, dict) or not all(
+            isinstance(issuer, str) and isinstance(keys, dict) and isinstance(keys.get("keys"), list)
+            for issuer, keys in value.items()
+        ):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['REGISTRATION_SOFTWARE_STATEMENT_ISSUERS'] must map issuer strings "
+                "to JWK Sets ({'keys': [...]})."
+            )
+        return value
+
+    @property
+    def CLIENT_ID_METADATA_DOCUMENTS(self) -> bool:
+        return bool(self._get("CLIENT_ID_METADATA_DOCUMENTS"))
+
+    @property
+    def CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS(self) -> float:
+        return float(self._get("CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS"))
+
+    @property
+    def CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES(self) -> int:
+        return int(self._get("CLIENT_ID_METADATA_DOCUMENT_MAX_BYTES"))
+
+    @property
+    def CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS(self) -> int:
+        return int(self._get("CLIENT_ID_METADATA_DOCUMENT_MIN_CACHE_SECONDS"))
+
+    @property
+    def CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS(self) -> int:
+        return int(self._get("CLIENT_ID_METADATA_DOCUMENT_MAX_CACHE_SECONDS"))
 
     def raw(self, name: str) -> Any:
         """The configured value of ``name`` without normalisation (for system checks)."""

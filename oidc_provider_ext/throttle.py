@@ -262,7 +262,44 @@ def user_code_entry_allowed(request) -> bool:
     return True
 
 
+# --- second factors ------------------------------------------------------------------------------
+# Counted per (user, address): someone who knows the password and guesses codes from one address is
+# stopped after MFA_FAILURE_LIMIT failures, while the user signing in from elsewhere is not locked
+# out by it. Each password sign-in may also spend only MFA_FAILURE_LIMIT failures (views/mfa.py),
+# and every password attempt is django-axes' to throttle, so guessing from many addresses costs a
+# password sign-in per MFA_FAILURE_LIMIT guesses.
+
+
+def _factor_key(request, user) -> str:
+    return _key("factor", str(user.pk), throttle_address(request))
+
+
+def factor_allowed(request, user) -> bool:
+    """Whether ``user`` may try a second-factor code from the address of ``request`` now."""
+    if cache.get(_factor_key(request, user), 0) >= app_settings.MFA_FAILURE_LIMIT:
+        log.warning("Second factor throttled for user %s from %s.", user.pk, client_ip(request))
+        return False
+    return True
+
+
 def user_code_entry_failed(request) -> None:
     """A wrong (unknown, expired, answered or malformed) user code was entered."""
     user_key, address_key = _user_code_keys(request)
     _count_failure([key for key in (user_key, address_key) if key is not None])
+
+
+def factor_failed(request, user) -> None:
+    _count_failure([_factor_key(request, user)])
+
+
+def factor_succeeded(request, user) -> None:
+    cache.delete(_factor_key(request, user))
+
+
+def step_up_failed(op_session_id: int) -> bool:
+    """Count a wrong code on the step-up page of one OP session; True when that session has spent
+    ``MFA_FAILURE_LIMIT`` of them. Whoever holds the session (a stolen cookie from many addresses)
+    gets that many guesses, then the session ends: signing in again costs the password."""
+    key = _key("step-up", str(op_session_id))
+    _count_failure([key])
+    return cache.get(key, 0) >= app_settings.MFA_FAILURE_LIMIT

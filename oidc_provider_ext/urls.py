@@ -14,6 +14,7 @@ from .resource.urls import protected_resource_urlpatterns
 from .views import (
     account,
     authorize,
+    challenge,
     device,
     device_authorization,
     discovery,
@@ -23,7 +24,9 @@ from .views import (
     login,
     passkeys,
     password_reset,
+    registration,
     revocation,
+    security,
     token,
     userinfo,
 )
@@ -37,6 +40,11 @@ oauth2_urlpatterns = [
         authorize.AuthorizeContinueView.as_view(),
         name="authorize-continue",
     ),
+    path(
+        "authorize/step-up/<str:request_id>",
+        challenge.StepUpView.as_view(),
+        name="authorize-step-up",
+    ),
     path("token", token.TokenView.as_view(), name="token"),
     # RFC 8628 device authorization grant: the device's endpoint and the user's code-entry page.
     path(
@@ -48,7 +56,10 @@ oauth2_urlpatterns = [
     path("device/continue/<str:request_id>", device.DeviceContinueView.as_view(), name="device-continue"),
     path("revocation", revocation.RevocationView.as_view(), name="revocation"),
     path("introspect", introspection.IntrospectionView.as_view(), name="introspect"),
+    path("register", registration.RegistrationView.as_view(), name="register"),
+    path("register/<str:client_id>", registration.RegistrationClientView.as_view(), name="register-client"),
     path("login", login.LoginView.as_view(), name="login"),
+    path("login/verify", challenge.SignInChallengeView.as_view(), name="login-verify"),
     path("password/reset", password_reset.PasswordResetView.as_view(), name="password-reset"),
     path("password/reset/sent", password_reset.PasswordResetDoneView.as_view(), name="password-reset-done"),
     path(
@@ -74,6 +85,10 @@ oauth2_urlpatterns = [
     path("account/passkeys/<int:pk>/rename", passkeys.RenamePasskeyView.as_view(), name="passkey-rename"),
     path("account/passkeys/<int:pk>/remove", passkeys.RemovePasskeyView.as_view(), name="passkey-remove"),
     path("passkeys/options", passkeys.SignInOptionsView.as_view(), name="passkey-options"),
+    path("security", security.SecurityView.as_view(), name="account-security"),
+    path("security/app", security.TOTPEnrolView.as_view(), name="account-totp"),
+    path("security/app/remove", security.TOTPRemoveView.as_view(), name="account-totp-remove"),
+    path("security/recovery-codes", security.RecoveryCodesView.as_view(), name="account-recovery-codes"),
 ]
 
 oidc_urlpatterns = [

@@ -153,6 +153,15 @@ def device_flow_allowed(client) -> bool:
     )
 
 
+def _registration_still_allowed(client) -> bool:
+    """A client ID metadata document client stands on its document, which is only re-read while
+    CLIENT_ID_METADATA_DOCUMENTS is on: off, such clients are unknown (docs/registration.md)."""
+    return (
+        client.registration_source != Application.RegistrationSource.CIMD
+        or app_settings.CLIENT_ID_METADATA_DOCUMENTS
+    )
+
+
 class OIDCValidator(OAuth2Validator):
     # --- clients -------------------------------------------------------------------------------
 
@@ -183,7 +192,7 @@ class OIDCValidator(OAuth2Validator):
         if isinstance(client, Application) and client.client_id == client_id:
             return client
         client = get_client(client_id)
-        if client is None or not client.is_usable(request):
+        if client is None or not client.is_usable(request) or not _registration_still_allowed(client):
             request.client = None
             if attempt is not None and client_id:
                 # No secret to check: pay what a wrong secret costs, so timing does not tell

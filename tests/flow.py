@@ -185,3 +185,38 @@ def post_client_change(client, app, *, allowed_origins: str = "", **profile):
     )
     data.pop("user", None)
     return client.post(url, data)
+
+
+def enrol_totp(user):
+    """Give ``user`` a confirmed authenticator app; the pyotp.TOTP an app would compute codes with."""
+    import pyotp
+    from django.utils import timezone
+
+    from oidc_provider_ext.internal import totp
+    from oidc_provider_ext.models import TOTPDevice
+
+    secret = pyotp.random_base32(32)
+    TOTPDevice.objects.create(user=user, encrypted_secret=totp._encrypt(secret), confirmed=timezone.now())
+    return pyotp.TOTP(secret)
+
+
+def totp_code(app_totp, steps: int = 0) -> str:
+    """The code ``app_totp`` shows ``steps`` time steps from now (what the phone shows)."""
+    import time
+
+    return app_totp.at(time.time() + 30 * steps)
+
+
+def forget_used_codes(user) -> None:
+    """Let this test use the current time step's code again (replay protection is tested apart)."""
+    from oidc_provider_ext.models import TOTPDevice
+
+    TOTPDevice.objects.filter(user=user.pk).update(last_counter=None)
+
+
+def sign_in_with_totp(client, user, app_totp, next_url: str = "/"):
+    """Password, then the authenticator-app code: the response of the challenge page."""
+    response = login(client, user, next_url=next_url)
+    assert response.status_code == 302 and response["Location"] == reverse("oidc_provider_ext:login-verify")
+    forget_used_codes(user)
+    return client.post(response["Location"], {"factor": "totp", "code": totp_code(app_totp)})

@@ -216,9 +216,10 @@ def query_of(url: str) -> dict[str, str]:
 class UserAgent:
     """One user's browser: a cookie jar, redirects followed by hand, the hosted forms filled in."""
 
-    def __init__(self, issuer: str, username: str = "", password: str = ""):
+    def __init__(self, issuer: str, username: str = "", password: str = "", totp=None):
         self.issuer = issuer
         self.username, self.password = username, password
+        self.totp = totp  # a pyotp.TOTP: the user's authenticator app, for the second-factor page
         self.http = http_session()
         self.pages: list[str] = []  # "login", "consent", … in the order they were shown
         self.asked: list[list[str]] = []  # the scope checkboxes of each consent page shown
@@ -258,6 +259,10 @@ class UserAgent:
                     raise AssertionError("the login page was shown again: the password was refused")
                 response = self.submit_login(response, password=password)
                 password = None
+            elif page == "second-factor":
+                assert self.totp is not None, f"the IdP asked for a second factor at {response.url}"
+                form = self._form(response, "factor")
+                response = self.submit(response, form, form.submission(factor="totp", code=self.totp.now()))
             elif page == "consent":
                 form = self._form(response, "request_id")
                 self.asked.append([value for value, _c, _d in form.checkboxes.get("scope", [])])
@@ -271,13 +276,15 @@ class UserAgent:
 
     @staticmethod
     def page_kind(response) -> str:
-        """Which hosted page ``response`` is: login, consent, logout (the confirmation), signed-out,
-        error, or other."""
+        """Which hosted page ``response`` is: login, second-factor (the challenge or step-up page),
+        consent, logout (the confirmation), signed-out, error, or other."""
         if "text/html" not in response.headers.get("Content-Type", ""):
             return "other"
         for form in forms_of(response.text):
             if "password" in form.controls:
                 return "login"
+            if "factor" in form.controls:
+                return "second-factor"
             if "request_id" in form.controls and "decision" in dict(form.buttons):
                 return "consent"
             if ("confirm", "yes") in form.buttons:

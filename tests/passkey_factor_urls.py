@@ -6,6 +6,7 @@ import json
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpResponse
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import include, path
 from django.views import View
@@ -17,9 +18,15 @@ class FactorPage(LoginRequiredMixin, View):
     def get(self, request):
         factor = PasskeyFactor()
         partial = render_to_string(
-            factor.template_name, factor.challenge_context(request, request.user), request
+            factor.template_name, {"factor_context": factor.challenge_context(request, request.user)}, request
         )
-        return HttpResponse(f"<!doctype html><html><head></head><body><main>{partial}</main></body></html>")
+        # As the challenge page (challenge.html) includes it: in a form with the token and the factor.
+        form = (
+            f'<form method="post" action="{request.path}">'
+            f'<input type="hidden" name="csrfmiddlewaretoken" value="{get_token(request)}">'
+            f'<input type="hidden" name="factor" value="passkey">{partial}</form>'
+        )
+        return HttpResponse(f"<!doctype html><html><head></head><body><main>{form}</main></body></html>")
 
     def post(self, request):
         amr = (

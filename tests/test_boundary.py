@@ -111,13 +111,16 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    # the four password-reset pages, two RFC 9728 metadata paths, five of passkeys, three of devices
-    assert len(patterns) == 28
+    # four password-reset pages, two RFC 9728 metadata paths, five of passkeys, three of devices, six
+    # second-factor pages, two of registration
+    assert len(patterns) == 36
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 
 
-@pytest.mark.parametrize("endpoint", ["login", "sessions", "password-reset"])
+@pytest.mark.parametrize(
+    "endpoint", ["login", "sessions", "password-reset", "login-verify", "account-security"]
+)
 def test_csrf_is_still_checked_after_the_boundary(user, endpoint):
     client = Client(enforce_csrf_checks=True)
     if endpoint == "sessions":

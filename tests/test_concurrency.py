@@ -85,3 +85,29 @@ def test_concurrent_refresh_has_exactly_one_winner(browser, user, confidential_a
         assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
         assert not AccessToken.objects.filter(user=user).exists()
         AuthorizationGrant.objects.all().delete()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_totp_code_and_one_recovery_code_have_exactly_one_winner(user):
+    """RFC 6238 5.2: a code is accepted once, even by requests racing each other (the time step is
+    recorded by the UPDATE that checks it); a recovery code likewise (docs/mfa.md)."""
+    from oidc_provider_ext.internal import recovery_codes, totp
+
+    from .flow import enrol_totp, forget_used_codes, totp_code
+
+    _requires_postgres()
+    app = enrol_totp(user)
+    codes = recovery_codes.regenerate(user)
+
+    class Verdict:
+        def __init__(self, ok):
+            self.status_code = 200 if ok else 400
+
+    for round_ in range(ROUNDS):
+        forget_used_codes(user)
+        code = totp_code(app)
+        statuses = _race(lambda code=code: Verdict(totp.verify(totp.confirmed_device(user), code)))
+        assert statuses.count(200) == 1, statuses
+        statuses = _race(lambda code=codes[round_]: Verdict(recovery_codes.use(user, code)))
+        assert statuses.count(200) == 1, statuses

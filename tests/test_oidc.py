@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from oidc_provider_ext import keys
+from oidc_provider_ext import acr, keys
 from oidc_provider_ext.conf import app_settings
 
 from . import presets
@@ -428,7 +428,7 @@ class TestDiscoveryTellsTheTruth:
     def test_advertised_values(self, meta):
         assert meta["prompt_values_supported"] == ["none", "login", "consent", "select_account"]
         assert meta["claims_parameter_supported"] is True
-        assert meta["acr_values_supported"] == ["urn:oidc-provider-ext:acr:password"]
+        assert meta["acr_values_supported"] == list(acr.LEVELS)
         assert meta["response_types_supported"] == ["code"]
         assert meta["code_challenge_methods_supported"] == ["S256"]
         assert meta["request_parameter_supported"] is False

@@ -34,9 +34,14 @@ def authenticator(db):
 
 
 def signed_in(user) -> Client:
-    """A browser that just signed in with the password (a recent authentication)."""
+    """A browser that just signed in (a recent authentication): with the password, or, for a user
+    whose passkey makes the password only half a sign-in (internal/sign_in.py), the way Django's
+    test client signs in; these tests are about what a signed-in user does with passkeys."""
     browser = Client()
-    assert flow.login(browser, user).status_code == 302
+    response = flow.login(browser, user)
+    assert response.status_code == 302
+    if response.url == reverse("oidc_provider_ext:login-verify"):
+        browser.force_login(user)
     return browser
 
 
@@ -465,10 +470,15 @@ class TestFactor:
         request = self._request(enrolled, SessionStore())
         factor = PasskeyFactor()
         html = render_to_string(
-            factor.template_name, factor.challenge_context(request, enrolled), request=request
+            factor.template_name,
+            {"factor_context": factor.challenge_context(request, enrolled)},
+            request=request,
         )
-        assert 'name="factor" value="passkey"' in html
+        # Inside the challenge page's form (which names the factor): the widget, the hidden field
+        # the script fills, and the options with this user's passkey only.
+        assert 'id="oidc-passkey-factor"' in html and 'name="credential"' in html
         assert 'id="oidc-passkey-options" type="application/json"' in html
+        assert Passkey.objects.get(user=enrolled).credential_id in html
 
 
 class TestManagement:

@@ -20,6 +20,7 @@ from .conftest import oidc_settings
 URL_NAMES = [
     ("oidc_provider_ext:authorize", "/connect/authorize"),
     ("oidc_provider_ext:authorize-continue", "/connect/authorize/continue/abc"),
+    ("oidc_provider_ext:authorize-step-up", "/connect/authorize/step-up/abc"),
     ("oidc_provider_ext:token", "/connect/token"),
     ("oidc_provider_ext:device-authorization", "/connect/device_authorization"),
     ("oidc_provider_ext:device", "/connect/device"),
@@ -30,10 +31,17 @@ URL_NAMES = [
     ("oidc_provider_ext:revocation", "/connect/revocation"),
     ("oidc_provider_ext:endsession", "/connect/endsession"),
     ("oidc_provider_ext:login", "/connect/login"),
+    ("oidc_provider_ext:login-verify", "/connect/login/verify"),
+    ("oidc_provider_ext:register", "/connect/register"),
+    ("oidc_provider_ext:register-client", "/connect/register/abc"),
     ("oidc_provider_ext:connected-apps", "/connect/apps"),
     ("oidc_provider_ext:connected-app-revoke", "/connect/apps/7/revoke"),
     ("oidc_provider_ext:sessions", "/connect/sessions"),
     ("oidc_provider_ext:session-end", "/connect/sessions/7/end"),
+    ("oidc_provider_ext:account-security", "/connect/security"),
+    ("oidc_provider_ext:account-totp", "/connect/security/app"),
+    ("oidc_provider_ext:account-totp-remove", "/connect/security/app/remove"),
+    ("oidc_provider_ext:account-recovery-codes", "/connect/security/recovery-codes"),
     ("oidc_provider_ext:password-reset", "/connect/password/reset"),
     ("oidc_provider_ext:password-reset-done", "/connect/password/reset/sent"),
     ("oidc_provider_ext:password-reset-confirm", "/connect/password/reset/MQ/abc-123"),
@@ -56,14 +64,16 @@ URL_NAMES = [
 def test_every_url_name_reverses_to_its_path(name, path):
     args = {
         "-continue": ["abc"],
+        "-up": ["abc"],
         "-revoke": [7],
         "-end": [7],
         "-confirm": ["MQ", "abc-123"],
         "-path": ["idp"],
         "-rename": [7],
         "-remove": [7],
+        "-client": ["abc"],
     }.get(name[name.rfind("-") :], [])
-    if name.endswith("protected-resource-metadata-path"):
+    if name.endswith(("protected-resource-metadata-path", "account-totp-remove")):
         args = []  # RFC 9728 3.1: a regex pattern that takes the resource's path as it comes
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]

@@ -8,7 +8,8 @@ challenge or nonce (DESIGN.md, "Data that must survive").
 
 :meth:`PendingAuthorization.next_step` applies the rules of OIDC Core 3.1.2.1 that depend on the
 browser's session (prompt, max_age, id_token_hint / claims ``sub``, the account-state rule) and
-returns what happens next: :class:`Login`, :class:`ChooseTenant`, :class:`AskConsent`,
+returns what happens next: :class:`Login`, :class:`ChooseTenant`, :class:`StepUp` (the missing
+factor only), :class:`Enrol` (a required factor the user has not set up), :class:`AskConsent`,
 :class:`Issue` or :class:`Fail` (an error for the client) / :class:`Refuse` (a page at the IdP).
 The views turn a step into HTTP; every new OIDC parameter touches this module only.
 """
@@ -25,9 +26,10 @@ from django.http import HttpRequest
 from django.urls import Resolver404, get_script_prefix, resolve
 from django.utils.translation import gettext
 
+from oidc_provider_ext import acr
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import consents, op_sessions, resources
+from oidc_provider_ext.internal import consents, factors, op_sessions, resources
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.tenants import default_tenant, parse_acr_values, resolve_requested_tenant
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
@@ -73,6 +75,20 @@ class ChooseTenant:
 
 
 @dataclass(frozen=True)
+class StepUp:
+    """The signed-in user must pass one more factor to reach ``required`` (an acr)."""
+
+    required: str
+
+
+@dataclass(frozen=True)
+class Enrol:
+    """The policy needs a factor the user has not set up: a page sends them to set one up."""
+
+    required: str
+
+
+@dataclass(frozen=True)
 class AskConsent:
     pass
 
@@ -98,7 +114,8 @@ class Refuse:
     message: str
 
 
-Step = Login | ChooseTenant | AskConsent | Issue | Fail | Refuse
+Step = Login | ChooseTenant | StepUp | Enrol | AskConsent | Issue | Fail | Refuse
+_WAITING = (Login, ChooseTenant, StepUp, Enrol, AskConsent)
 
 
 # --- the request -----------------------------------------------------------------------------------
@@ -148,7 +165,12 @@ class PendingAuthorization:
     login_started: int | None = None  # when this request sent the user to sign in
     asked: list[str] | None = None  # the scopes the consent page asks for
     user: str | None = None  # who the chooser/consent page was shown to
-    expects: str = ""  # the answer the browser may post next: "tenant" or "consent"
+    expects: str = ""  # the answer the browser may post next: "tenant", "consent" or "step-up"
+    # OIDC Core 3.1.2.1 / 5.5.1.1: the acr values asked for, in the client's order of preference;
+    # essential (claims parameter): one of them or an error, never a weaker sign-in.
+    acr_requested: list[str] = field(default_factory=list)
+    acr_essential: bool = False
+    step_up_acr: str = ""  # the level the step-up page must reach
     # RFC 8707 2.1: the resource indicators, exactly as sent (registered, enabled, allowed).
     resources: list[str] = field(default_factory=list)
     # A device authorization (RFC 8628) being answered in this browser: its id. The code flow's
@@ -169,12 +191,12 @@ class PendingAuthorization:
         if "request_uri" in params:
             raise AuthorizationError("request_uri_not_supported", "request_uri is not supported.")
         try:
-            acr = parse_acr_values(params.get("acr_values"))
+            acr_values_param = parse_acr_values(params.get("acr_values"))
         except ValueError as exc:
             raise AuthorizationError("invalid_request", str(exc)) from exc
         tenant = (
-            resolve_requested_tenant(acr.tenant, application)
-            if acr.tenant is not None
+            resolve_requested_tenant(acr_values_param.tenant, application)
+            if acr_values_param.tenant is not None
             else default_tenant(application)
         )
         adapter = get_adapter()
@@ -200,6 +222,10 @@ class PendingAuthorization:
             resources.resolve(requested_resources, application, tenant.code if tenant is not None else None)
         except resources.InvalidTarget as exc:
             raise AuthorizationError(exc.error, exc.description) from exc
+        if essential and acr_values:
+            acr_requested = acr_values
+        else:  # voluntary: the claims parameter's values first, then acr_values (both preferences)
+            acr_requested = list(dict.fromkeys([*acr_values, *acr_values_param.classes]))
         return cls(
             id=secrets.token_urlsafe(24),
             created=time.time(),
@@ -214,8 +240,10 @@ class PendingAuthorization:
             # With no tenant named and no client default, the tenant is decided after sign-in: the
             # user's only organisation, or the one they pick. A site without tenants has none.
             tenant_deferred=tenant is None and adapter.has_tenants(),
-            idp=list(acr.idps),
+            idp=list(acr_values_param.idps),
             resources=list(dict.fromkeys(requested_resources)),
+            acr_requested=acr_requested[:10],
+            acr_essential=bool(essential and acr_values),
         )
 
     @classmethod
@@ -296,7 +324,11 @@ class PendingAuthorization:
             self.user, self.expects = str(request.user.pk), "tenant"
         elif isinstance(step, AskConsent):
             self.user, self.expects = str(request.user.pk), "consent"
-        if isinstance(step, Login | ChooseTenant | AskConsent):
+        elif isinstance(step, StepUp):
+            self.user, self.expects, self.step_up_acr = str(request.user.pk), "step-up", step.required
+        elif isinstance(step, Enrol):
+            self.user, self.expects = str(request.user.pk), ""
+        if isinstance(step, _WAITING):
             self.save(request)
         else:
             self.discard(request)
@@ -322,6 +354,10 @@ class PendingAuthorization:
             return Fail("login_required", reason)
         if reason:
             return Fail("login_required", reason) if "none" in prompt else Login()
+        assert session is not None  # no reason to sign in means a session
+        step = self._decide_acr(request, application, session)
+        if step is not None:
+            return step
         if self.resources:
             # Again, now that the tenant is decided and minutes may have passed (disabled since).
             try:
@@ -351,6 +387,63 @@ class PendingAuthorization:
         # prompt=consent asks for everything again; otherwise only for what is new.
         self.asked = list(self.scopes) if "consent" in prompt else missing
         return AskConsent()
+
+    def _decide_acr(
+        self, request: HttpRequest, application, session: op_sessions.CurrentSession
+    ) -> Step | None:
+        """Whether the session's acr is enough for what the client asked and the policy requires;
+        if not, the step that gets there (OIDC Core 3.1.2.1 acr_values, 5.5.1.1 essential acr)."""
+        adapter = get_adapter()
+        user = request.user
+        have = session.acr
+        enrolled: list | None = None
+
+        def reachable(required: str) -> list:
+            nonlocal enrolled
+            if enrolled is None:
+                enrolled = factors.enrolled_factors(user)
+            return factors.factors_reaching(enrolled, session.amr, required)
+
+        need = None
+        if self.acr_requested:
+            # The client's values in its order of preference: the first one this sign-in has or a
+            # step-up can reach. None of them: voluntary, the sign-in goes on with the acr it has.
+            target = next(
+                (
+                    value
+                    for value in self.acr_requested
+                    if value in adapter.acr_values_supported
+                    and (acr.satisfies(have, value) or reachable(value))
+                ),
+                None,
+            )
+            if target is None and self.acr_essential:
+                # OIDC Core 5.5.1.1 and 3.1.2.6 (errata set 2): unmet_authentication_requirements.
+                return Fail(
+                    "unmet_authentication_requirements",
+                    "The user cannot reach any of the essential acr values requested.",
+                )
+            if target is not None and not acr.satisfies(have, target):
+                need = target
+        minimum = adapter.minimum_acr(user, application, self.tenant)
+        if minimum and not acr.satisfies(have, minimum):
+            need = acr.strongest(need, minimum)
+        if need is None:
+            return None
+        if "none" in self.prompt:
+            # OIDC Core 3.1.2.6: the step-up or the enrolment needs the user.
+            return Fail("interaction_required", "The user must authenticate with another factor.")
+        if not reachable(need):
+            return Enrol(need)
+        return StepUp(need)
+
+    def step_up_factors(self, request: HttpRequest) -> list:
+        """The factors the step-up page offers: the user's that reach ``step_up_acr`` from the
+        browser's current session, and only those."""
+        session = op_sessions.current(request, self.tenant)
+        if session is None or not self.step_up_acr:
+            return []
+        return factors.factors_reaching(factors.enrolled_factors(request.user), session.amr, self.step_up_acr)
 
     def _decide_tenant(self, request: HttpRequest, application) -> Step | None:
         """Pick the tenant of a request that named none, once the user is known."""

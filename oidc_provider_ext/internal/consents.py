@@ -13,7 +13,17 @@ from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, Consent
 from oidc_provider_ext.scopes import OFFLINE_ACCESS, OPENID  # noqa: F401 (OPENID: consents.OPENID)
 
 
+def self_registered(application) -> bool:
+    """Whether the client registered itself (RFC 7591, a client ID metadata document): nobody
+    reviewed it, so its users are always asked (docs/registration.md)."""
+    source = getattr(application, "registration_source", "manual")
+    return source != application.RegistrationSource.MANUAL
+
+
 def policy(application) -> str:
+    if self_registered(application):
+        # Whatever the profile says: no remembered consent, no operator "never ask".
+        return ClientProfile.ConsentPolicy.ASK
     profile = getattr(application, "oidc_profile", None)
     return profile.consent_policy if profile is not None else ClientProfile.ConsentPolicy.REMEMBER
 

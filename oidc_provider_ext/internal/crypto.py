@@ -2,10 +2,10 @@
 hashers.py.
 
 ``OIDC_PROVIDER_EXT["SECRET_KEYS"]`` is a list, newest first. From each entry one key per purpose
-is derived (HKDF-SHA256, the purpose as ``info``): the Fernet key that encrypts signing keys at rest
-and the HMAC key of generated client secrets. The first entry encrypts and hashes; every entry
-decrypts and verifies, so a secret is rotated by putting a new one first, re-encrypting
-(``manage.py oidc_keys reencrypt``) and dropping the old one once nothing needs it
+is derived (HKDF-SHA256, the purpose as ``info``): the Fernet keys that encrypt signing keys and TOTP
+secrets at rest and the HMAC keys of generated client secrets and recovery codes. The first entry
+encrypts and hashes; every entry decrypts and verifies, so a secret is rotated by putting a new one
+first, re-encrypting (``manage.py oidc_keys reencrypt``) and dropping the old one once nothing needs it
 (docs/operations.md, "Secrets").
 
 Unset, the list is ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``: convenient for development, and refused
@@ -29,6 +29,8 @@ from oidc_provider_ext.conf import app_settings
 KEY_ENCRYPTION = b"oidc-provider-ext key-encryption"
 CLIENT_SECRET = b"oidc-provider-ext client-secret"
 DEVICE_USER_CODE = b"oidc-provider-ext device-user-code"
+TOTP_SECRET = b"oidc-provider-ext totp-secret"
+RECOVERY_CODE = b"oidc-provider-ext recovery-code"
 
 
 @lru_cache(maxsize=64)
@@ -41,6 +43,6 @@ def derived_keys(purpose: bytes) -> list[bytes]:
     return [_derive(secret, purpose) for secret in app_settings.SECRET_KEYS]
 
 
-def fernet() -> MultiFernet:
+def fernet(purpose: bytes = KEY_ENCRYPTION) -> MultiFernet:
     """Encrypts with the current secret's key, decrypts with any configured one."""
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(key)) for key in derived_keys(KEY_ENCRYPTION)])
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(key)) for key in derived_keys(purpose)])

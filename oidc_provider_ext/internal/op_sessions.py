@@ -24,6 +24,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
+from oidc_provider_ext import acr
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, ClientProfile, OPSession
 from oidc_provider_ext.tokens import subject_for
@@ -118,6 +119,40 @@ def rescope(request: HttpRequest, tenant: str, source: CurrentSession) -> Curren
     sessions = {t: e for t, e in request.session.get(SESSION_KEY, {}).items() if e["id"] != source.id}
     request.session[SESSION_KEY] = sessions
     return _remember(request, tenant, source)
+
+
+def step_up(request: HttpRequest, tenant: str, session: CurrentSession, added: list[str]) -> CurrentSession:
+    """The user of ``session`` just passed another factor (adding the amr values ``added``): the
+    same OP session (one sign-in, one sid, one logout) gains the methods, its acr is recomputed and
+    its auth_time is now, the time of the last factor (OIDC Core 2: when the End-User
+    authenticated; the step-up is an authentication)."""
+    amr = acr.amr_with_mfa([*session.amr, *added])
+    level = acr.acr_for(amr)
+    auth_time = timezone.now().replace(microsecond=0)
+    OPSession.objects.filter(pk=session.id, ended__isnull=True).update(
+        acr=level, amr=amr, auth_time=auth_time
+    )
+    entry = CurrentSession(
+        id=session.id, sid=session.sid, auth_time=int(auth_time.timestamp()), acr=level, amr=amr
+    )
+    return _remember(request, tenant, entry)
+
+
+def without_methods(request: HttpRequest, methods: set[str]) -> None:
+    """This browser's sessions no longer count ``methods`` (a factor the user just removed): their
+    acr is recomputed without it, here and in the database."""
+    for tenant, current_entry in list(browser_entries(request).items()):
+        session = CurrentSession(**current_entry)
+        if not methods.intersection(session.amr):
+            continue
+        amr = acr.amr_with_mfa([method for method in session.amr if method not in methods])
+        level = acr.acr_for(amr)
+        OPSession.objects.filter(pk=session.id).update(acr=level, amr=amr)
+        _remember(
+            request,
+            tenant,
+            CurrentSession(id=session.id, sid=session.sid, auth_time=session.auth_time, acr=level, amr=amr),
+        )
 
 
 @receiver(user_logged_in)

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
 from .keys import SigningKey
+from .tenants import ACR_CHOICES
 
 
 class ClientProfile(models.Model):
@@ -103,12 +104,46 @@ class ClientProfile(models.Model):
             "Empty: any active one."
         ),
     )
+    minimum_acr = models.CharField(
+        _("minimum authentication level"),
+        max_length=255,
+        blank=True,
+        choices=ACR_CHOICES,
+        help_text=_(
+            "Every sign-in to this client reaches at least this level, whatever the application "
+            "asks for. Empty: no minimum."
+        ),
+    )
     default_tenant_code = models.CharField(
         _("default tenant"),
         max_length=64,
         blank=True,
         help_text=_("Code of the organisation used when a request names none (acr_values=tenant:<code>)."),
     )
+
+    # Clients that registered themselves (docs/registration.md); how is DOT's
+    # Application.registration_source (manual, dcr, cimd), when is Application.created.
+    registered_from = models.GenericIPAddressField(
+        _("registered from"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Address (an IPv6 address's /64) the registration request came from."),
+    )
+    registration_policy = models.CharField(
+        _("registered under"),
+        max_length=24,
+        blank=True,
+        editable=False,
+        help_text=_("The REGISTRATION policy in force when the client registered itself."),
+    )
+    # RFC 7592 2: the registration access token, stored as a keyed hash (never in clear).
+    registration_token_hash = models.CharField(max_length=128, blank=True, editable=False)
+    # A self-registered client's logo_uri, fetched once through the outbound client (PNG, JPEG,
+    # GIF or WebP, never SVG) as a data: URI, so the consent page never hot-links its server.
+    logo_data = models.TextField(blank=True, editable=False)
+    # The RFC 7591 2 metadata as accepted (shown by RFC 7592 reads).
+    registration_metadata = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("client OIDC profile")

@@ -4,6 +4,15 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
+from oidc_provider_ext import acr
+
+# The levels of oidc_provider_ext.acr.LEVELS an operator can require (admin choices).
+ACR_CHOICES = [
+    (acr.PASSWORD, _("Password")),
+    (acr.MFA, _("Multi-factor")),
+    (acr.PHISHING_RESISTANT, _("Phishing-resistant (passkey)")),
+]
+
 
 class Tenant(models.Model):
     """An organisation users sign in to, selected by ``acr_values=tenant:<code>``."""
@@ -20,6 +29,16 @@ class Tenant(models.Model):
         validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a hex colour such as #0a58ca."))],
     )
     support_url = models.URLField(_("support link"), blank=True)
+    minimum_acr = models.CharField(
+        _("minimum authentication level"),
+        max_length=255,
+        blank=True,
+        choices=ACR_CHOICES,
+        help_text=_(
+            "Every sign-in to this organisation reaches at least this level, whatever the application "
+            "asks for. Empty: no minimum."
+        ),
+    )
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

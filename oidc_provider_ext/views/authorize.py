@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.db import IntegrityError, transaction
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -32,16 +32,18 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.forms import ConsentForm
-from oidc_provider_ext.internal import clients, consents, op_sessions
+from oidc_provider_ext.internal import clients, consents, metadata_documents, op_sessions
 from oidc_provider_ext.internal.authorization import (
     AskConsent,
     AuthorizationError,
     ChooseTenant,
+    Enrol,
     Fail,
     Issue,
     Login,
     PendingAuthorization,
     Refuse,
+    StepUp,
     allowed_tenants,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
@@ -85,13 +87,23 @@ def authorization_response(uri: str, application):
     # successful ones already).
     if "iss" not in parse_qs(urlsplit(uri).query):
         uri = _add_query(uri, {"iss": app_settings.ISSUER})
-    schemes = (
+    schemes = list(
         application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
     )
+    if application is not None and consents.self_registered(application):
+        # A native app's private-use scheme (RFC 8252 7.1), accepted at registration by
+        # internal/registration.check_redirect_uri; the URI was matched exactly before we got here.
+        schemes.append(urlsplit(uri).scheme)
     response = OAuth2ResponseRedirect(uri, schemes)
     # The redirect carries a code (or an error): no Referer leak, no caching.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _redirect_target(uri: str) -> str:
+    """Who receives the answer: the redirect URI's host, or a native app's private-use scheme."""
+    parts = urlsplit(uri)
+    return parts.hostname or parts.scheme
 
 
 def client_error(credentials: dict, application, error: str, description: str):
@@ -133,6 +145,7 @@ class _Authorization(OAuthLibMixin, View):
 
     consent_template = "oidc_provider_ext/consent.html"
     chooser_template = "oidc_provider_ext/tenant_chooser.html"
+    enrol_template = "oidc_provider_ext/factor_required.html"
 
     # --- steps to responses ----------------------------------------------------------------------
 
@@ -143,6 +156,10 @@ class _Authorization(OAuthLibMixin, View):
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
                 return self._render_chooser(pending, tenants)
+            case StepUp():
+                return redirect("oidc_provider_ext:authorize-step-up", pending.id)
+            case Enrol():
+                return self._render_enrol(pending, application)
             case AskConsent():
                 return self._render_consent(pending, application)
             case Issue():
@@ -156,6 +173,17 @@ class _Authorization(OAuthLibMixin, View):
     def _continue_url(self, pending: PendingAuthorization) -> str:
         """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
         return reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+
+    def _render_enrol(self, pending: PendingAuthorization, application):
+        """The policy asks for a factor the user has not set up: enrol, then come back here."""
+        context = {
+            "application": application,
+            "enrol_url": _add_query(
+                reverse("oidc_provider_ext:account-security"), {"next": self._continue_url(pending)}
+            ),
+        }
+        with translation.override(ui_language(self.request, pending.ui_locales)):
+            return render(self.request, self.enrol_template, context, status=403)
 
     def _redirect_to_login(self, pending: PendingAuthorization):
         login_url = reverse("oidc_provider_ext:login")
@@ -198,6 +226,11 @@ class _Authorization(OAuthLibMixin, View):
             # RFC 8707: the APIs the user grants access to, by the names the operator gave them.
             "resources": list(ResourceServer.objects.filter(identifier__in=pending.resources)),
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
+            # Nobody reviewed a client that registered itself: the page says so and names where the
+            # answer goes; its logo is only ever the copy fetched at registration (a data: URI).
+            "self_registered": consents.self_registered(application),
+            # (a native app's private-use scheme names it: com.example.app)
+            "redirect_host": _redirect_target(pending.credentials.get("redirect_uri", "")),
         }
         with translation.override(ui_language(self.request, pending.ui_locales)):
             return render(self.request, self.consent_template, context)
@@ -289,6 +322,24 @@ class AuthorizeView(_Authorization):
 
     def get(self, request, *args, **kwargs):
         params = request.POST if request.method == "POST" else request.GET
+        client_id = params.get("client_id", "")
+        if app_settings.CLIENT_ID_METADATA_DOCUMENTS and metadata_documents.is_document_url(client_id):
+            # The client is its metadata document (internal/metadata_documents.py): fetched within
+            # a small deadline before anything else; a failure is a page here, never a redirect to
+            # a redirect_uri nobody vouched for.
+            reason = metadata_documents.prepare(request, client_id)
+            if reason:
+                return error_page(
+                    request,
+                    title=_("This application could not be verified"),
+                    message=_(
+                        "The application describes itself in a document on its own website, and that "
+                        "document could not be used. Go back to the application; its developers can "
+                        "find the reason below."
+                    ),
+                    error="invalid_client",
+                    error_description=reason,
+                )
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:

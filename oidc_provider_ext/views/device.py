@@ -27,9 +27,11 @@ from oidc_provider_ext.internal import clients, consents, devices, op_sessions
 from oidc_provider_ext.internal.authorization import (
     AskConsent,
     ChooseTenant,
+    Enrol,
     Login,
     PendingAuthorization,
     Refuse,
+    StepUp,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
@@ -130,6 +132,10 @@ class DeviceContinueView(_Authorization):
                 return self._redirect_to_login(pending)
             case ChooseTenant(tenants=tenants):
                 return self._render_chooser(pending, tenants)
+            case StepUp():
+                return redirect("oidc_provider_ext:authorize-step-up", pending.id)
+            case Enrol():
+                return self._render_enrol(pending, application)
             case AskConsent():
                 return self._render_consent(pending, application, device=True)
             case Refuse(title=title, message=message):

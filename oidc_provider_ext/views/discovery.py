@@ -86,11 +86,26 @@ def provider_metadata() -> dict:
         "ui_locales_supported": app_settings.UI_LOCALES,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        **_self_registration_metadata(),
     }
     # Optional features add their members here, one line each, only when they are enabled (a
     # document advertises exactly what works): registration_endpoint (RFC 7591),
     # client_id_metadata_document_supported, device_authorization_endpoint (RFC 8628).
     # Not advertised: RFC 8707 defines no metadata member for resource indicators.
+    return metadata
+
+
+def _self_registration_metadata() -> dict:
+    """Clients that register themselves (views/registration.py, docs/registration.md): RFC 7591 3
+    and the client ID metadata document draft. Only what is switched on is advertised."""
+    from oidc_provider_ext.views.registration import registration_endpoint
+
+    metadata: dict = {}
+    endpoint = registration_endpoint()
+    if endpoint:
+        metadata["registration_endpoint"] = endpoint
+    if app_settings.CLIENT_ID_METADATA_DOCUMENTS:
+        metadata["client_id_metadata_document_supported"] = True
     return metadata
 
 

@@ -5,10 +5,10 @@ import math
 
 from django.conf import settings
 from django.contrib.auth import load_backend
-from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.decorators import method_decorator
@@ -18,11 +18,11 @@ from django.views.decorators.cache import never_cache
 from oidc_provider_ext import throttle
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import LoginForm
-from oidc_provider_ext.internal import clients, op_sessions, passkeys
+from oidc_provider_ext.internal import clients, factors, passkeys, sign_in
 from oidc_provider_ext.internal.authorization import for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.models import OPSession
+from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page
 
 
@@ -83,27 +83,22 @@ class LoginView(auth_views.LoginView):
             return self.passkey_sign_in(request.POST["credential"])
         return super().post(request, *args, **kwargs)
 
-    def _before_sign_in(self, user):
-        previous = self.request.user
-        if previous.is_authenticated and previous.pk != user.pk:
-            # Another account signs in on this browser: Django flushes the session without a
-            # logout, so end the previous user's OP sessions here (their clients are told).
-            ids = [entry["id"] for entry in op_sessions.browser_entries(self.request).values()]
-            op_sessions.end(list(OPSession.objects.filter(pk__in=ids)))
-        # The OP session this sign-in starts belongs to the tenant it was scoped to.
-        setattr(self.request, op_sessions.LOGIN_TENANT, self.tenant.code if self.tenant is not None else "")
-
-    def _after_sign_in(self):
-        # Signing in as a different user flushes the session (django.contrib.auth.login); the
-        # authorization request being completed must survive that (prompt=select_account).
-        if self.pending is not None:
-            self.pending.keep_after_sign_in(self.request)
-
     def form_valid(self, form):
-        self._before_sign_in(form.get_user())
-        response = super().form_valid(form)
-        self._after_sign_in()
-        return response
+        user = form.get_user()
+        tenant = self.tenant.code if self.tenant is not None else ""
+        if factors.has_second_factor(user):
+            # Not signed in yet: the second factor first (internal/sign_in.py).
+            HalfSignIn.begin(self.request, user, tenant=tenant, next_url=self.get_success_url())
+            return HttpResponseRedirect(reverse("oidc_provider_ext:login-verify"))
+        sign_in.finish(
+            self.request,
+            user,
+            backend=getattr(user, "backend", None),
+            tenant=tenant,
+            amr=["pwd"],
+            pending=self.pending,
+        )
+        return HttpResponseRedirect(self.get_success_url())
 
     def passkey_sign_in(self, credential: str):
         """Passwordless sign-in with a discoverable passkey (WebAuthn L3 7.2), then on to ``next``
@@ -127,12 +122,16 @@ class LoginView(auth_views.LoginView):
         ):
             throttle.count_login_failure(request)
             return self.passkey_failed(passkeys.UNKNOWN)
-        self._before_sign_in(user)
-        # The contract of oidc_provider_ext.acr: the methods, set before login() starts the OP
-        # session (["hwk"|"swk", "user"] gives acr phishing-resistant, amr + "mfa").
-        request.oidc_amr = assertion.amr  # type: ignore[attr-defined]
-        auth_login(request, user, backend=_session_backend())
-        self._after_sign_in()
+        # The methods of oidc_provider_ext.acr's contract (["hwk"|"swk", "user"]: acr
+        # phishing-resistant, amr + "mfa"): a passkey that verified its user is both factors.
+        sign_in.finish(
+            request,
+            user,
+            backend=_session_backend(),
+            tenant=self.tenant.code if self.tenant is not None else "",
+            amr=assertion.amr,
+            pending=self.pending,
+        )
         return HttpResponseRedirect(self.get_success_url())
 
     def passkey_failed(self, message, status: int = 400):

@@ -100,7 +100,12 @@ def test_add_a_passkey_sign_out_and_sign_in_with_the_button(page, rp, screenshot
 
     page.goto(rp.url)
     page.click("#sign-in")
-    page.wait_for_selector("#who")  # still signed in at the IdP
+    # Still signed in at the IdP, with the password only: a user with a passkey signs in with it
+    # every time (adapter.minimum_acr), so the step-up page asks for the passkey, and nothing else.
+    page.wait_for_selector('[data-step="step-up"] [data-passkey-action=verify]')
+    assert page.locator("#id_password").count() == 0
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#who")
     sign_out(page, rp)
     page.goto(rp.url)
     page.click("#sign-in")

@@ -8,6 +8,9 @@ What goes (and when):
 - device authorizations (RFC 8628) past their expiry, answered or not (the grant an approved one
   created stays, like any grant);
 - DOT's own Grant and IDToken rows (this app does not create them) once expired;
+- self-registered clients never used for a code, REGISTRATION_UNUSED_EXPIRE_SECONDS after they
+  registered (not those registered with an initial access token), and initial access tokens
+  expired or revoked more than --keep-days ago;
 - consents revoked or expired, OP sessions ended, and delivered back-channel logouts, older than
   --keep-days (default 30: the connected-apps and sessions pages and the admin keep some history);
 - OP sessions whose browser session expired are ended first (their clients are told);
@@ -33,12 +36,13 @@ from oauth2_provider.models import (
 )
 
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import op_sessions
+from oidc_provider_ext.internal import op_sessions, registration
 from oidc_provider_ext.models import (
     AuthorizationGrant,
     BackchannelDelivery,
     Consent,
     DeviceAuthorization,
+    InitialAccessToken,
     OPSession,
 )
 
@@ -86,6 +90,13 @@ class Command(BaseCommand):
             ("device authorizations", DeviceAuthorization.objects.filter(expires__lt=now)),
             ("DOT grants", get_grant_model().objects.filter(expires__lt=now)),
             ("DOT ID tokens", get_id_token_model().objects.filter(expires__lt=now)),
+            # Self-registered clients nobody used (docs/registration.md): anonymous registrations
+            # are bounded and expire. Grants are deleted above first, so "unused" is judged after.
+            ("unused self-registered clients", registration.unused_self_registered(now)),
+            (
+                "initial access tokens",
+                InitialAccessToken.objects.filter(Q(expires__lt=history) | Q(revoked__lt=history)),
+            ),
             ("consents", Consent.objects.filter(Q(revoked__lt=history) | Q(expires__lt=history))),
             ("OP sessions", OPSession.objects.filter(ended__lt=history)),
             (

@@ -57,7 +57,8 @@ class Command(BaseCommand):
         prune = actions.add_parser("prune", help="Delete retired keys whose every token has expired.")
         prune.add_argument("--dry-run", action="store_true", help="Only show what would be removed.")
         actions.add_parser(
-            "reencrypt", help="Encrypt every private key under the first of SECRET_KEYS (after a rotation)."
+            "reencrypt",
+            help="Encrypt every private key and authenticator-app key under the first of SECRET_KEYS.",
         )
 
     def handle(self, *args, action: str, **options):
@@ -71,6 +72,10 @@ class Command(BaseCommand):
     def _reencrypt(self, **options):
         rewritten = keys.reencrypt()
         self.stdout.write(f"Re-encrypted {rewritten} key(s) under the current secret.")
+        from oidc_provider_ext.internal import totp
+
+        apps = totp.reencrypt()
+        self.stdout.write(f"Re-encrypted {apps} authenticator-app key(s) under the current secret.")
 
     # --- list ----------------------------------------------------------------------------------
 

@@ -195,15 +195,17 @@
   }
 
   // --- a passkey as second factor / step-up --------------------------------------------------------
-  function setUpFactor(form) {
+  function setUpFactor(widget) {
+    // The widget sits in the challenge page's form, which carries the CSRF token and factor=passkey.
+    var form = widget.closest("form");
     var data = document.getElementById("oidc-passkey-options");
-    form.querySelector("[data-passkey-action=verify]").addEventListener("click", function () {
-      if (!supported) return showError(form, form.dataset.errorUnsupported);
+    widget.querySelector("[data-passkey-action=verify]").addEventListener("click", function () {
+      if (!supported) return showError(widget, widget.dataset.errorUnsupported);
       var json = JSON.parse(data.textContent);
       navigator.credentials.get({ publicKey: requestOptions(json) }).then(function (credential) {
         submitWith(form, credential);
       }).catch(function (error) {
-        showError(form, explain(form, error));
+        showError(widget, explain(widget, error));
       });
     });
   }

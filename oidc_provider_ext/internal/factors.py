@@ -1,0 +1,182 @@
+"""Second factors: the registry the sign-in challenge and the step-up page ask, and the one way to
+take a user's factors away (:func:`reset_factors`).
+
+A factor is any object with the :class:`Factor` shape. The authenticator app (:class:`TOTPFactor`)
+and recovery codes (:class:`RecoveryCodeFactor`) are built in; another module adds its own with
+:func:`register` (the passkey factor, ``internal/passkeys.py``) and, if it stores anything per user,
+a function with :func:`register_reset` so that :func:`reset_factors` removes it too.
+
+A challenge page POSTs ``factor=<key>`` plus the factor's own fields; the view calls ``verify`` on
+the factor named (if it is enrolled and allowed there) and trusts nothing else the browser sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from oidc_provider_ext import acr
+from oidc_provider_ext.models import OPSession, TOTPDevice
+
+from . import passkeys, recovery_codes, totp
+
+log = logging.getLogger(__name__)
+
+
+class Factor(Protocol):
+    key: str  # "totp", "recovery", "passkey"
+    label: str  # translated, e.g. _("Authenticator app")
+    template_name: str  # partial included in the challenge page (form or JS widget)
+
+    def enrolled(self, user) -> bool: ...
+
+    def challenge_context(self, request: HttpRequest, user) -> dict: ...
+
+    def verify(self, request: HttpRequest, user) -> list[str] | None: ...
+
+
+# The amr values (RFC 8176) a factor adds when it succeeds, when it does not say so itself
+# (an optional ``provides`` attribute): what decides whether it can reach a requested acr.
+_PROVIDES: dict[str, tuple[str, ...]] = {
+    "totp": ("otp",),
+    "recovery": ("otp",),
+    "passkey": ("hwk", "user"),
+}
+
+
+class TOTPFactor:
+    key = "totp"
+    label = _("Authenticator app")
+    template_name = "oidc_provider_ext/factors/totp.html"
+    provides = ("otp",)
+
+    def enrolled(self, user) -> bool:
+        return TOTPDevice.objects.filter(user=user.pk, confirmed__isnull=False).exists()
+
+    def challenge_context(self, request: HttpRequest, user) -> dict:
+        return {}
+
+    def verify(self, request: HttpRequest, user) -> list[str] | None:
+        device = totp.confirmed_device(user)
+        if device is None or not totp.verify(device, request.POST.get("code", "")):
+            return None
+        return ["otp"]
+
+
+class RecoveryCodeFactor:
+    key = "recovery"
+    label = _("Recovery code")
+    template_name = "oidc_provider_ext/factors/recovery.html"
+    provides = ("otp",)
+    # Only a way back in when the real factor is lost: not a factor of its own (has_second_factor).
+    backup = True
+
+    def enrolled(self, user) -> bool:
+        return recovery_codes.remaining(user) > 0
+
+    def challenge_context(self, request: HttpRequest, user) -> dict:
+        return {}
+
+    def verify(self, request: HttpRequest, user) -> list[str] | None:
+        return ["otp"] if recovery_codes.use(user, request.POST.get("code", "")) else None
+
+
+_registry: dict[str, Any] = {}
+_resets: list[Callable[[Any], bool]] = []
+
+
+def register(factor: Any) -> None:
+    """Add (or replace) the factor with ``factor.key``; the challenge page lists them in order."""
+    _registry[factor.key] = factor
+
+
+def register_reset(function: Callable[[Any], bool]) -> None:
+    """``function(user)`` removes what a factor stores for ``user``; True if it removed anything."""
+    if function not in _resets:
+        _resets.append(function)
+
+
+def _remove_passkeys(user) -> bool:
+    return passkeys.delete_for(user) > 0
+
+
+# In the order the challenge page offers them: the phishing-resistant one first.
+register(passkeys.PasskeyFactor())
+register(TOTPFactor())
+register(RecoveryCodeFactor())
+register_reset(_remove_passkeys)
+register_reset(totp.remove)
+register_reset(recovery_codes.remove)
+
+
+def get(key: str) -> Any | None:
+    return _registry.get(key) if isinstance(key, str) else None
+
+
+def all_factors() -> list[Any]:
+    return list(_registry.values())
+
+
+def provides(factor: Any) -> tuple[str, ...]:
+    return tuple(getattr(factor, "provides", None) or _PROVIDES.get(factor.key, ()))
+
+
+def enrolled_factors(user) -> list[Any]:
+    """The factors ``user`` can use now, in registry order."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return [factor for factor in _registry.values() if factor.enrolled(user)]
+
+
+def has_second_factor(user) -> bool:
+    """Whether ``user`` has set up a factor (recovery codes alone do not count: they are its
+    backup). Such a user signs in with it every time (adapter.minimum_acr)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return any(factor.enrolled(user) for factor in _registry.values() if not getattr(factor, "backup", False))
+
+
+def factors_reaching(factors: Iterable[Any], amr: Iterable[str], required: str) -> list[Any]:
+    """Those of ``factors`` that, added to a sign-in with ``amr``, reach ``required``."""
+    have = list(amr)
+    return [factor for factor in factors if acr.satisfies(acr.acr_for([*have, *provides(factor)]), required)]
+
+
+# --- taking factors away ---------------------------------------------------------------------------
+
+
+def end_sessions_relying_on(user, methods: Iterable[str], *, keep: Iterable[int] = ()) -> int:
+    """End ``user``'s OP sessions whose sign-in used one of ``methods`` (amr values): a session is no
+    stronger than its factors, and one that relied on a factor that was just removed (lost, stolen,
+    reset by an operator) must not keep satisfying a multi-factor request. Their clients are told
+    (Back-Channel Logout); the browsers holding them are signed out on their next request."""
+    from . import op_sessions  # op_sessions imports the adapter, which imports this module
+
+    methods = set(methods)
+    # In Python: JSON containment is not a lookup every database has (SQLite), and a user has few.
+    stale = [
+        op_session
+        for op_session in OPSession.objects.filter(user=user.pk, ended__isnull=True).exclude(
+            pk__in=list(keep)
+        )
+        if methods.intersection(op_session.amr or ())
+    ]
+    op_sessions.end(stale)
+    return len(stale)
+
+
+def reset_factors(user) -> bool:
+    """Remove every second factor of ``user`` (authenticator app, recovery codes and whatever other
+    factors registered a reset) and end the sessions that relied on one. True if anything was
+    removed. Callers audit it (the admin action writes a LogEntry)."""
+    removed = False
+    for function in _resets:
+        removed = bool(function(user)) or removed
+    methods = {method for factor in _registry.values() for method in provides(factor)}
+    ended = end_sessions_relying_on(user, methods)
+    log.warning("Second factors of user %s reset; %d session(s) that relied on them ended.", user.pk, ended)
+    return removed

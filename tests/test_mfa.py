@@ -1,0 +1,566 @@
+"""Second factors (docs/mfa.md): the authenticator app (RFC 6238), recovery codes, the sign-in
+challenge after a password, and the account pages. Attacked first: a second factor cannot be
+skipped, replayed, guessed without limit, or outlived by a session after it was removed."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+import pyotp
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from oidc_provider_ext import acr
+from oidc_provider_ext.internal import factors, recovery_codes, totp
+from oidc_provider_ext.models import OPSession, RecoveryCode, TOTPDevice
+
+from .conftest import oidc_settings
+from .factories import USER_PASSWORD, UserFactory
+from .flow import (
+    authorize_url,
+    enrol_totp,
+    forget_used_codes,
+    login,
+    query_of,
+    set_auth_time,
+    sign_in_with_totp,
+    totp_code,
+)
+
+pytestmark = pytest.mark.django_db
+
+VERIFY = "/connect/login/verify"
+SECURITY = "/connect/security"
+
+
+def signed_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def live_sessions(user):
+    return list(OPSession.objects.filter(user=user, ended__isnull=True))
+
+
+# --- acr levels (the contract shared with the passkey factor) ------------------------------------
+
+
+class TestAcrLevels:
+    @pytest.mark.parametrize(
+        ("amr", "level"),
+        [
+            (["pwd"], acr.PASSWORD),
+            (["otp"], acr.PASSWORD),
+            (["pwd", "otp"], acr.MFA),
+            (["pwd", "hwk"], acr.PHISHING_RESISTANT),
+            (["swk", "user"], acr.PHISHING_RESISTANT),
+            (["hwk"], acr.PASSWORD),
+            (["otp", "user"], acr.PASSWORD),  # "user" counts only with a key
+            (["pwd", "otp", "swk", "user"], acr.PHISHING_RESISTANT),
+        ],
+    )
+    def test_acr_for(self, amr, level):
+        assert acr.acr_for(amr) == level
+
+    def test_satisfies_ranks_levels_and_unknown_values_only_themselves(self):
+        assert acr.satisfies(acr.PHISHING_RESISTANT, acr.MFA)
+        assert acr.satisfies(acr.MFA, acr.PASSWORD)
+        assert not acr.satisfies(acr.PASSWORD, acr.MFA)
+        assert acr.satisfies("urn:x", "urn:x")
+        assert not acr.satisfies(acr.PHISHING_RESISTANT, "urn:x")
+        assert not acr.satisfies("urn:x", acr.PASSWORD)
+
+    def test_amr_with_mfa(self):
+        assert acr.amr_with_mfa(["pwd"]) == ["pwd"]
+        assert acr.amr_with_mfa(["pwd", "otp", "otp", "mfa"]) == ["pwd", "otp", "mfa"]
+
+
+# --- TOTP ----------------------------------------------------------------------------------------
+
+
+class TestTOTPEnrolment:
+    def enrol_page(self, browser, user):
+        browser.force_login(user)
+        response = browser.get("/connect/security/app")
+        assert response.status_code == 200
+        return response
+
+    def test_qr_code_is_drawn_locally_and_the_key_is_shown(self, browser, user):
+        response = self.enrol_page(browser, user)
+        html = response.content.decode()
+        # A data: URI (no external service sees the key), an SVG QR code.
+        assert re.search(r'<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]+"', html)
+        assert "chart.googleapis" not in html and "https://api.qrserver" not in html
+        secret = "".join(response.context["secret_groups"])
+        assert len(secret) == 32 and pyotp.TOTP(secret).now()
+        assert response["Cache-Control"] == "no-store" or "no-store" in response["Cache-Control"]
+
+    def test_the_key_is_stored_encrypted(self, browser, user):
+        response = self.enrol_page(browser, user)
+        secret = "".join(response.context["secret_groups"])
+        stored = TOTPDevice.objects.get(user=user).encrypted_secret
+        assert secret not in stored and secret.lower() not in stored.lower()
+        assert totp.secret_of(TOTPDevice.objects.get(user=user)) == secret
+
+    def test_it_counts_only_once_confirmed_with_a_code(self, browser, user):
+        response = self.enrol_page(browser, user)
+        secret = "".join(response.context["secret_groups"])
+        assert not factors.has_second_factor(user)
+        response = browser.post(
+            "/connect/security/app", {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"}
+        )
+        assert response.status_code == 400 and 'role="alert"' in response.content.decode()
+        assert not factors.has_second_factor(user)
+        # Reloading the page keeps the same key (the app may already hold it).
+        assert "".join(browser.get("/connect/security/app").context["secret_groups"]) == secret
+        response = browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now()})
+        assert response.status_code == 200
+        assert factors.has_second_factor(user)
+        codes = response.context["codes"]
+        assert len(codes) == 10 and len(set(codes)) == 10
+        assert all(re.fullmatch(r"[0-9a-z]{5}-[0-9a-z]{5}", code) for code in codes)
+        # Stored as keyed hashes only.
+        stored = set(RecoveryCode.objects.filter(user=user).values_list("code_hash", flat=True))
+        assert len(stored) == 10
+        assert not {code.replace("-", "") for code in codes} & stored
+
+    def test_confirming_counts_as_the_second_factor_for_this_browser(self, browser, user):
+        response = self.enrol_page(browser, user)
+        secret = "".join(response.context["secret_groups"])
+        browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now()})
+        (op_session,) = live_sessions(user)
+        assert op_session.acr == acr.MFA and op_session.amr == ["pwd", "otp", "mfa"]
+
+    def test_a_second_app_needs_the_first_removed(self, browser, user):
+        enrol_totp(user)
+        browser.force_login(user)
+        response = browser.get("/connect/security/app")
+        assert response.status_code == 302 and response["Location"] == SECURITY
+
+    @pytest.mark.parametrize("code", ["\x00", "1" * 1_000_000, "12345a", "１２３４５６", "123 456 7"])
+    def test_bad_codes_are_refused_without_a_500(self, browser, user, code):
+        self.enrol_page(browser, user)
+        response = browser.post("/connect/security/app", {"code": code})
+        assert response.status_code == 400
+        assert not factors.has_second_factor(user)
+
+    def test_anonymous_users_are_sent_to_sign_in(self, browser):
+        for url in (SECURITY, "/connect/security/app", "/connect/security/recovery-codes"):
+            response = browser.get(url)
+            assert response.status_code == 302 and response["Location"].startswith("/connect/login")
+
+
+class TestTOTPVerification:
+    def test_the_current_and_neighbouring_steps_pass_and_further_ones_do_not(self, user):
+        app = enrol_totp(user)
+        device = totp.confirmed_device(user)
+        assert not totp.verify(device, totp_code(app, -2))
+        assert not totp.verify(device, totp_code(app, 2))
+        assert totp.verify(device, totp_code(app, -1))
+        assert totp.verify(device, totp_code(app, 0))
+        assert totp.verify(device, totp_code(app, 1))
+
+    def test_a_code_is_accepted_once(self, user):
+        app = enrol_totp(user)
+        device = totp.confirmed_device(user)
+        code = totp_code(app)
+        assert totp.verify(device, code)
+        assert not totp.verify(device, code)
+        # and an older step after a newer one is a replay too
+        assert not totp.verify(device, totp_code(app, -1))
+
+    def test_spaces_as_apps_show_them_are_fine(self, user):
+        app = enrol_totp(user)
+        code = totp_code(app)
+        assert totp.verify(totp.confirmed_device(user), f" {code[:3]} {code[3:]} ")
+
+    def test_another_users_code_does_not_work(self, user):
+        other = UserFactory()
+        enrol_totp(user)
+        other_app = enrol_totp(other)
+        assert not totp.verify(totp.confirmed_device(user), totp_code(other_app))
+
+
+# --- the sign-in challenge ----------------------------------------------------------------------
+
+
+class TestSignInChallenge:
+    def test_password_alone_does_not_sign_in(self, browser, user):
+        enrol_totp(user)
+        response = login(browser, user, next_url="/connect/apps")
+        assert response.status_code == 302 and response["Location"] == VERIFY
+        assert not signed_in(browser)
+        assert not OPSession.objects.filter(user=user).exists()
+        page = browser.get(VERIFY)
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert 'autocomplete="one-time-code"' in html and 'inputmode="numeric"' in html
+        assert 'name="password"' not in html
+
+    def test_the_code_finishes_the_sign_in_with_both_methods(self, browser, user):
+        app = enrol_totp(user)
+        response = sign_in_with_totp(browser, user, app, next_url="/connect/apps")
+        assert response.status_code == 302 and response["Location"] == "/connect/apps"
+        assert signed_in(browser)
+        (op_session,) = live_sessions(user)
+        assert op_session.amr == ["pwd", "otp", "mfa"] and op_session.acr == acr.MFA
+
+    def test_the_half_finished_sign_in_cannot_be_skipped(self, browser, user, confidential_app):
+        enrol_totp(user)
+        url = authorize_url(confidential_app)
+        response = browser.get(url)
+        login_page = response["Location"]
+        response = browser.post(login_page, {"username": user.username, "password": USER_PASSWORD})
+        assert response["Location"] == VERIFY
+        next_url = query_of(login_page)["next"]
+        # Straight on to the authorization request: still a sign-in to do.
+        response = browser.get(next_url)
+        assert response.status_code == 302 and response["Location"].startswith("/connect/login")
+        # The account pages
+        for page in ("/connect/apps", "/connect/sessions", SECURITY):
+            assert browser.get(page)["Location"].startswith("/connect/login")
+        # prompt=none answers login_required, not a code
+        response = browser.get(authorize_url(confidential_app, prompt="none"))
+        assert query_of(response["Location"])["error"] == "login_required"
+
+    def test_the_half_finished_sign_in_is_used_once(self, browser, user):
+        app = enrol_totp(user)
+        sign_in_with_totp(browser, user, app)
+        browser.logout()
+        forget_used_codes(user)
+        response = browser.post(VERIFY, {"factor": "totp", "code": totp_code(app, 1)})
+        assert response.status_code == 302 and response["Location"] == "/connect/login"
+        assert not signed_in(browser)
+
+    def test_it_belongs_to_the_browser_that_typed_the_password(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        thief = Client()
+        response = thief.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert response.status_code == 302 and not signed_in(thief)
+        assert not OPSession.objects.filter(user=user).exists()
+
+    @pytest.mark.oidc_settings(MFA_LOGIN_TIMEOUT_SECONDS=60)
+    def test_it_expires(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        session = browser.session
+        session["oidc_half_sign_in"]["started"] -= 61
+        session.save()
+        response = browser.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert response.status_code == 302 and not signed_in(browser)
+
+    def test_a_password_change_in_between_voids_it(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        user.set_password("another long passphrase")
+        user.save()
+        response = browser.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert response.status_code == 302 and not signed_in(browser)
+
+    def test_a_deactivated_user_does_not_finish(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        response = browser.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert response.status_code == 302 and not signed_in(browser)
+
+    def test_a_wrong_code_is_announced(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        wrong = "123456" if totp_code(app) != "123456" else "654321"
+        response = browser.post(VERIFY, {"factor": "totp", "code": wrong})
+        assert response.status_code == 400 and not signed_in(browser)
+        html = response.content.decode()
+        assert 'role="alert"' in html and 'aria-describedby="id_code_help factor-error"' in html
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {"factor": "passkey", "code": "123456"},  # not enrolled
+            {"factor": "nonsense"},
+            {"factor": "", "code": ""},
+            {"factor": "totp", "code": "\x01\x02"},
+            {"factor": "totp", "code": "9" * 100_000},
+            {"factor": "totp"},
+        ],
+    )
+    def test_bad_posts_do_not_sign_in_and_never_500(self, browser, user, data):
+        enrol_totp(user)
+        login(browser, user)
+        response = browser.post(VERIFY, data)
+        assert response.status_code in (400, 302)
+        assert not signed_in(browser)
+
+    @pytest.mark.oidc_settings(MFA_FAILURE_LIMIT=3)
+    def test_guessing_is_throttled_per_user_and_address(self, user):
+        app = enrol_totp(user)
+        attacker = Client(REMOTE_ADDR="203.0.113.9")
+        wrong = "123456" if totp_code(app) != "123456" else "654321"
+        for _ in range(3):
+            login(attacker, user)
+            attacker.post(VERIFY, {"factor": "totp", "code": wrong})
+        # The attacker's next try from there is refused even with the right code...
+        login(attacker, user)
+        response = attacker.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert response.status_code == 400 and not signed_in(attacker)
+        # ...while the user, elsewhere, is not locked out.
+        victim = Client(REMOTE_ADDR="198.51.100.7")
+        response = sign_in_with_totp(victim, user, app)
+        assert response.status_code == 302 and signed_in(victim)
+
+    @pytest.mark.oidc_settings(MFA_FAILURE_LIMIT=2)
+    def test_one_password_buys_a_few_guesses_only(self, browser, user):
+        app = enrol_totp(user)
+        login(browser, user)
+        wrong = "123456" if totp_code(app) != "123456" else "654321"
+        assert browser.post(VERIFY, {"factor": "totp", "code": wrong}).status_code == 400
+        response = browser.post(VERIFY, {"factor": "totp", "code": wrong})
+        assert response.status_code == 302 and response["Location"].startswith("/connect/login")
+        assert "oidc_half_sign_in" not in browser.session
+
+    def test_users_without_a_factor_sign_in_with_the_password(self, browser, user):
+        # An enrolment never confirmed does not count.
+        TOTPDevice.objects.create(user=user, encrypted_secret=totp._encrypt(pyotp.random_base32()))
+        response = login(browser, user, next_url="/connect/apps")
+        assert response["Location"] == "/connect/apps" and signed_in(browser)
+        (op_session,) = live_sessions(user)
+        assert op_session.amr == ["pwd"] and op_session.acr == acr.PASSWORD
+
+    def test_the_challenge_page_lists_the_other_factors(self, browser, user):
+        enrol_totp(user)
+        recovery_codes.regenerate(user)
+        login(browser, user)
+        page = browser.get(VERIFY).content.decode()
+        assert 'data-factor="recovery"' in page
+        page = browser.get(f"{VERIFY}?factor=recovery").content.decode()
+        assert 'name="factor" value="recovery"' in page
+
+
+# --- recovery codes -------------------------------------------------------------------------------
+
+
+class TestRecoveryCodes:
+    def test_a_code_signs_in_once(self, browser, user):
+        enrol_totp(user)
+        codes = recovery_codes.regenerate(user)
+        login(browser, user)
+        response = browser.post(VERIFY, {"factor": "recovery", "code": codes[0]})
+        assert response.status_code == 302 and signed_in(browser)
+        (op_session,) = live_sessions(user)
+        assert op_session.acr == acr.MFA and "otp" in op_session.amr
+        assert recovery_codes.remaining(user) == 9
+        other = Client()
+        login(other, user)
+        response = other.post(VERIFY, {"factor": "recovery", "code": codes[0]})
+        assert response.status_code == 400 and not signed_in(other)
+
+    def test_typing_is_forgiving(self, user):
+        codes = recovery_codes.regenerate(user)
+        code = codes[1]
+        assert recovery_codes.use(user, f"  {code.upper().replace('-', ' ')} ")
+
+    def test_another_users_code_is_nothing(self, user):
+        codes = recovery_codes.regenerate(UserFactory())
+        recovery_codes.regenerate(user)
+        assert not recovery_codes.use(user, codes[0])
+
+    def test_regenerating_kills_the_old_codes(self, browser, user):
+        enrol_totp(user)
+        old = recovery_codes.regenerate(user)
+        browser.force_login(user)
+        response = browser.post("/connect/security/recovery-codes")
+        assert response.status_code == 200
+        new = response.context["codes"]
+        assert len(new) == 10 and not set(new) & set(old)
+        assert not recovery_codes.use(user, old[0])
+        assert recovery_codes.use(user, new[0])
+        assert browser.get("/connect/security/recovery-codes").context["left"] == 9
+
+    def test_regenerating_needs_a_recent_sign_in(self, browser, user):
+        enrol_totp(user)
+        old = recovery_codes.regenerate(user)
+        browser.force_login(user)
+        set_auth_time(browser, 3600)
+        response = browser.post("/connect/security/recovery-codes")
+        assert response.status_code == 302 and response["Location"].startswith("/connect/login")
+        assert recovery_codes.use(user, old[0])
+
+    def test_no_codes_without_a_factor(self, browser, user):
+        browser.force_login(user)
+        response = browser.post("/connect/security/recovery-codes")
+        assert response.status_code == 302
+        assert recovery_codes.remaining(user) == 0
+
+    @pytest.mark.parametrize("code", ["", "\x00" * 10, "a" * 65, "abcde-fghij-k", None])
+    def test_odd_input(self, user, code):
+        recovery_codes.regenerate(user)
+        assert not recovery_codes.use(user, code)
+
+
+# --- removing a factor ---------------------------------------------------------------------------
+
+
+class TestRemoval:
+    def test_removal_needs_a_recent_sign_in(self, browser, user):
+        app = enrol_totp(user)
+        sign_in_with_totp(browser, user, app)
+        set_auth_time(browser, 3600)
+        response = browser.post("/connect/security/app/remove")
+        assert response.status_code == 302 and response["Location"].startswith("/connect/login")
+        assert factors.has_second_factor(user)
+
+    @pytest.mark.oidc_settings(MFA_REAUTH_SECONDS=7200)
+    def test_reauth_window_is_a_setting(self, browser, user):
+        app = enrol_totp(user)
+        sign_in_with_totp(browser, user, app)
+        set_auth_time(browser, 3600)
+        browser.post("/connect/security/app/remove")
+        assert not factors.has_second_factor(user)
+
+    def test_removal_downgrades_this_browser_and_ends_other_sessions_that_used_it(self, browser, user):
+        app = enrol_totp(user)
+        recovery_codes.regenerate(user)
+        elsewhere = Client()
+        sign_in_with_totp(elsewhere, user, app)
+        password_only = Client()
+        password_only.force_login(user)  # e.g. the admin's login page: no factor used
+        sign_in_with_totp(browser, user, app)
+        response = browser.post("/connect/security/app/remove")
+        assert response.status_code == 302
+        assert not factors.has_second_factor(user) and recovery_codes.remaining(user) == 0
+        live = {s.pk: s for s in live_sessions(user)}
+        here = browser.session["oidc_op_sessions"][""]
+        assert here["acr"] == acr.PASSWORD and here["amr"] == ["pwd"]
+        assert live[here["id"]].acr == acr.PASSWORD
+        # the other browser that used the app is signed out, the password-only one is not
+        assert elsewhere.get("/connect/apps").status_code == 302
+        assert password_only.get("/connect/apps").status_code == 200
+
+
+class TestAdminReset:
+    def test_reset_removes_factors_ends_sessions_and_is_audited(self, admin_client, user):
+        app = enrol_totp(user)
+        recovery_codes.regenerate(user)
+        victim_browser = Client()
+        sign_in_with_totp(victim_browser, user, app)
+        response = admin_client.post(
+            reverse("admin:auth_user_changelist"),
+            {"action": "reset_second_factors", "_selected_action": [user.pk]},
+        )
+        assert response.status_code == 302
+        assert not TOTPDevice.objects.filter(user=user).exists()
+        assert not RecoveryCode.objects.filter(user=user).exists()
+        assert not live_sessions(user)
+        assert victim_browser.get("/connect/apps").status_code == 302
+        entry = LogEntry.objects.get(object_id=str(user.pk))
+        assert "Second factors reset" in entry.get_change_message()
+
+    def test_the_action_is_on_the_authenticator_app_list_too(self, admin_client, user):
+        enrol_totp(user)
+        device = TOTPDevice.objects.get(user=user)
+        admin_client.post(
+            reverse("admin:oidc_provider_ext_totpdevice_changelist"),
+            {"action": "reset_second_factors", "_selected_action": [device.pk]},
+        )
+        assert not TOTPDevice.objects.filter(user=user).exists()
+
+    def test_the_admin_never_shows_the_key(self, admin_client, user):
+        enrol_totp(user)
+        device = TOTPDevice.objects.get(user=user)
+        page = admin_client.get(reverse("admin:oidc_provider_ext_totpdevice_change", args=[device.pk]))
+        assert page.status_code == 200
+        assert device.encrypted_secret not in page.content.decode()
+        assert totp.secret_of(device) not in page.content.decode()
+
+    def test_reset_hooks_of_other_factors_run(self, user):
+        calls = []
+        factors.register_reset(calls.append)
+        try:
+            factors.reset_factors(user)
+        finally:
+            factors._resets.remove(calls.append)
+        assert calls == [user]
+
+
+class TestSecurityPage:
+    def test_page_shows_state_and_links(self, browser, user):
+        browser.force_login(user)
+        html = browser.get(SECURITY).content.decode()
+        assert reverse("oidc_provider_ext:account-totp") in html
+        enrol_totp(user)
+        recovery_codes.regenerate(user)
+        html = browser.get(SECURITY).content.decode()
+        assert reverse("oidc_provider_ext:account-totp-remove") in html
+        assert "10 unused recovery codes left." in html
+
+    def test_next_must_be_ours(self, browser, user):
+        browser.force_login(user)
+        response = browser.get(f"{SECURITY}?{urlencode({'next': 'https://evil.example/'})}")
+        assert "evil.example" not in response.content.decode()
+
+
+@pytest.mark.oidc_settings(TOTP_ISSUER="Acme ID")
+def test_totp_issuer_setting_names_the_account_in_apps(user):
+    device = totp.start_enrolment(user)
+    assert "issuer=Acme%20ID" in totp.provisioning_uri(device, user)
+
+
+def test_totp_keys_follow_a_secret_keys_rotation(settings, user):
+    from django.core.management import call_command
+
+    oidc_settings(settings, SECRET_KEYS=["old-secret-0123456789-0123456789"])
+    app = enrol_totp(user)
+    oidc_settings(
+        settings, SECRET_KEYS=["new-secret-0123456789-0123456789", "old-secret-0123456789-0123456789"]
+    )
+    assert totp.verify(totp.confirmed_device(user), totp_code(app, -1))  # the old secret still decrypts
+    call_command("oidc_keys", "reencrypt")
+    oidc_settings(settings, SECRET_KEYS=["new-secret-0123456789-0123456789"])
+    assert totp.verify(totp.confirmed_device(user), totp_code(app))  # without the old secret now
+
+
+class TestAnonymousState:
+    @pytest.mark.oidc_settings(MFA_LOGIN_TIMEOUT_SECONDS=120)
+    def test_a_half_finished_sign_in_expires_with_its_session(self, browser, user):
+        """DESIGN.md "Anonymous requests": nobody is signed in yet, so the session holding the half
+        sign-in lives no longer than it; the finished sign-in gets the site's session age back."""
+        app = enrol_totp(user)
+        login(browser, user)
+        assert browser.session.get_expiry_age() <= 120
+        forget_used_codes(user)
+        browser.post(VERIFY, {"factor": "totp", "code": totp_code(app)})
+        assert signed_in(browser)
+        assert browser.session.get_expiry_age() > 120
+
+    @pytest.mark.parametrize("factor", ["\x00", "recovery\x07", "x" * 5000])
+    def test_odd_factor_names_in_the_query(self, browser, user, factor):
+        enrol_totp(user)
+        login(browser, user)
+        response = browser.get(VERIFY, {"factor": factor})
+        assert response.status_code in (200, 400)
+        if response.status_code == 200:
+            assert response.context["factor"].key == "totp"
+
+
+def test_the_challenge_page_speaks_the_requests_ui_locales(browser, user, confidential_app):
+    enrol_totp(user)
+    response = browser.get(authorize_url(confidential_app, ui_locales="de"))
+    response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    page = browser.get(response["Location"])
+    assert '<html lang="de"' in page.content.decode()
+
+
+def test_the_password_step_gives_the_browser_a_new_session_key(browser, user):
+    enrol_totp(user)
+    browser.get(reverse("oidc_provider_ext:login"))  # any page that starts a session
+    session = browser.session
+    session["planted"] = True
+    session.save()
+    planted = session.session_key
+    login(browser, user)
+    assert browser.session.session_key != planted
+    assert "oidc_half_sign_in" in browser.session
