@@ -10,7 +10,11 @@ What the SDK does on its own (``mcp/client/auth/oauth2.py``), and what is assert
    (the IdP's issuer, byte for byte);
 3. reads the IdP's RFC 8414 metadata (``/.well-known/oauth-authorization-server``) and checks its
    ``issuer`` (RFC 8414 3.3);
-4. uses its client: a pre-registered public client here;
+4. gets a client_id: a pre-registered public client, dynamic client registration (RFC 7591,
+   ``REGISTRATION="open"``: MCP clients send no initial access token), or a client ID metadata
+   document served over https on 127.0.0.1 (a certificate from a CA made for the test, trusted
+   through ``SSL_CERT_FILE``; loopback allowed by ``OUTBOUND_ALLOWED_NETWORKS``); a self-registered
+   client's consent page carries the unreviewed-client warning;
 5. sends the user's browser to the authorization endpoint with PKCE (S256) and ``resource``; the
    user signs in and consents in Chromium, the consent page names the MCP server; the browser lands
    on the client's loopback callback (RFC 8252 7.3), which hands the code (and RFC 9207 ``iss``)
@@ -35,6 +39,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import jwt
 import pytest
 import requests
+from oauth2_provider.models import get_application_model
 
 from .factories import USER_PASSWORD, PublicApplicationFactory, ResourceServerFactory, UserFactory
 from .flow import pkce_pair
@@ -483,3 +488,188 @@ def post_initialize(url: str, token: str) -> requests.Response:
         },
         timeout=10,
     )
+
+
+# --- clients that register themselves (docs/registration.md) -------------------------------------
+
+
+@pytest.fixture
+def open_mcp_api(mcp_server):
+    """The MCP server as a resource server open to any client: self-registered clients are not
+    known in advance (docs/mcp.md)."""
+    return ResourceServerFactory(identifier=mcp_server.url, name=MCP_NAME, scopes=MCP_SCOPE, any_client=True)
+
+
+@pytest.mark.oidc_settings(REGISTRATION="open")
+def test_sdk_client_registers_itself(live_issuer, mcp_server, open_mcp_api, callback, person):
+    seen = sdk_flow(mcp_server, callback, person)
+    wire: Wire = seen["wire"]
+    metadata = requests.get(f"{live_issuer}/.well-known/oauth-authorization-server", timeout=10).json()
+    # MCP clients send no initial access token: the "open" policy is what they need, and the first
+    # metadata document they read names the endpoint.
+    (registration,) = wire.to(metadata["registration_endpoint"])
+    assert registration[:2] == ("POST", f"{live_issuer}/connect/register")
+    assert registration[3] == 201
+    client_id = seen["storage"].client_info.client_id
+    assert client_id and client_id != "desktop-agent"
+    assert_unaided(seen, live_issuer, mcp_server, client_id)
+    (consent,) = seen["user"].consents
+    assert consent["self_registered"], "the consent page warns about an unreviewed client"
+    client = get_application_model().objects.get(client_id=client_id)
+    assert client.client_type == "public" and client.redirect_uris == callback.url
+    assert client.registration_source == "dcr", "marked as self-registered (admin, consent)"
+
+
+class MetadataDocumentHost:
+    """An https server on 127.0.0.1 serving the client's metadata document, with a certificate
+    for 127.0.0.1 issued by a CA made for the test (``cryptography``). The provider's outbound
+    client verifies TLS against the default trust store (``ssl.create_default_context()``), which
+    OpenSSL reads from ``SSL_CERT_FILE``: the test points that at its CA, nothing is disabled."""
+
+    def __init__(self, directory, callback: LoopbackCallback) -> None:
+        import ssl
+
+        ca_file, cert_file, key_file = make_certificates(directory)
+        self.ca_file = ca_file
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.requests.append((self.path, dict(self.headers)))
+                if self.path != "/clients/desktop-agent.json":
+                    self.send_error(404)
+                    return
+                body = json.dumps(outer.document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "max-age=300")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/clients/desktop-agent.json"
+        self.document = {
+            "client_id": self.url,
+            "client_name": "Desktop agent",
+            "redirect_uris": [callback.url],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> MetadataDocumentHost:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+def make_certificates(directory) -> tuple[str, str, str]:
+    """A CA and a server certificate for IP 127.0.0.1 signed by it: (CA PEM, cert PEM, key PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oidc-provider-ext test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+@pytest.fixture
+def metadata_host(tmp_path, callback, monkeypatch):
+    with MetadataDocumentHost(tmp_path, callback) as host:
+        # The provider's outbound client trusts the test's CA the way an operator adds a private
+        # CA: OpenSSL's default verify paths (read by ssl.create_default_context() at each call).
+        monkeypatch.setenv("SSL_CERT_FILE", host.ca_file)
+        yield host
+
+
+@pytest.mark.oidc_settings(
+    CLIENT_ID_METADATA_DOCUMENTS=True,
+    # The document is served on loopback, which the SSRF policy refuses unless the operator allows it.
+    OUTBOUND_ALLOWED_NETWORKS=["127.0.0.0/8"],
+)
+def test_sdk_client_with_a_client_id_metadata_document(
+    live_issuer, mcp_server, open_mcp_api, callback, person, metadata_host
+):
+    metadata = requests.get(f"{live_issuer}/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["client_id_metadata_document_supported"] is True
+    seen = sdk_flow(mcp_server, callback, person, client_metadata_url=metadata_host.url)
+    assert_unaided(seen, live_issuer, mcp_server, metadata_host.url)
+    assert not seen["wire"].to(f"{live_issuer}/connect/register"), "no registration: the URL is the client_id"
+    (consent,) = seen["user"].consents
+    assert consent["self_registered"], "the consent page warns about an unreviewed client"
+    fetched = [path for path, _headers in metadata_host.requests]
+    assert fetched == ["/clients/desktop-agent.json"], "fetched once, then cached (Cache-Control)"
+    client = get_application_model().objects.get(client_id=metadata_host.url)
+    assert client.registration_source == "cimd" and client.client_type == "public"
