@@ -353,10 +353,12 @@ def assert_unaided(seen: dict[str, Any], issuer: str, mcp_server, client_id: str
     document = requests.get(mcp_server.metadata_url, timeout=10).json()
     assert document["resource"] == resource
     assert document["authorization_servers"] == [issuer], "the issuer without an added slash"
-    # 3. RFC 8414 metadata of the issuer (its first URL for a root issuer), nothing else needed.
-    (asm,) = wire.to(f"{issuer}/.well-known/oauth-authorization-server")
+    # 3. RFC 8414 metadata of the issuer, the first URL the SDK tries (RFC 8414 3.1: the issuer's
+    # path, if any, after the well-known name); nothing else needed.
+    parts = urlsplit(issuer)
+    (asm,) = wire.to(f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{parts.path}")
     assert asm[3] == 200
-    assert not wire.to(f"{issuer}/.well-known/openid-configuration")
+    assert not [exchange for exchange in wire.exchanges if "/openid-configuration" in exchange[1]]
 
     # 5. One authorization in the browser: PKCE S256 and the resource, the consent names the API.
     (authorization,) = user.authorization_urls
@@ -673,3 +675,23 @@ def test_sdk_client_with_a_client_id_metadata_document(
     assert fetched == ["/clients/desktop-agent.json"], "fetched once, then cached (Cache-Control)"
     client = get_application_model().objects.get(client_id=metadata_host.url)
     assert client.registration_source == "cimd" and client.client_type == "public"
+
+
+def test_sdk_client_with_an_issuer_that_has_a_path(
+    live_issuer, settings, mcp_server, mcp_api, callback, person, agent
+):
+    """The provider mounted under /idp/ (issuer ``…/idp``) with ``well_known_urlpatterns`` at the
+    host's root (docs/operations.md): the SDK finds the RFC 8414 metadata at the path-inserted URL
+    and every endpoint under /idp/."""
+    from mcp.shared.auth import OAuthClientInformationFull
+
+    from .conftest import oidc_settings
+
+    settings.ROOT_URLCONF = "tests.prefixed_well_known_urls"
+    issuer = f"{live_issuer}/idp"
+    oidc_settings(settings, ISSUER=issuer)
+    client_info = OAuthClientInformationFull(
+        client_id=agent.client_id, redirect_uris=[callback.url], token_endpoint_auth_method="none"
+    )
+    seen = sdk_flow(mcp_server, callback, person, client_info=client_info)
+    assert_unaided(seen, issuer, mcp_server, agent.client_id)
