@@ -130,6 +130,7 @@ class BrowserUser:
         self.username, self.password = username, password
         self.authorization_urls: list[str] = []
         self.consents: list[dict[str, Any]] = []
+        self.untick_once: list[str] = []  # scopes the user unticks on the next consent page
 
     async def redirect(self, url: str) -> None:
         self.authorization_urls.append(url)
@@ -159,6 +160,8 @@ class BrowserUser:
                 ],
             }
         )
+        while self.untick_once:
+            await page.uncheck(f'input[name="scope"][value="{self.untick_once.pop()}"]')
         await page.click(allow)
         await page.wait_for_selector("#done")
         assert page.url.startswith(self.callback.url + "?"), page.url
@@ -278,7 +281,14 @@ def other_api(agent):
 
 
 def sdk_flow(
-    mcp_server, callback, person, *, client_info: Any = None, client_metadata_url: str | None = None
+    mcp_server,
+    callback,
+    person,
+    *,
+    client_info: Any = None,
+    client_metadata_url: str | None = None,
+    untick: tuple[str, ...] = (),
+    first_fails: bool = False,
 ) -> dict[str, Any]:
     """Run the SDK's OAuth client against the MCP server with Chromium as the user's browser:
     one session calling two tools, then (the access token expired) a second session that refreshes.
@@ -311,6 +321,7 @@ def sdk_flow(
                 page = await context.new_page()
                 page.set_default_timeout(20_000)
                 user = BrowserUser(page, callback, person.username, USER_PASSWORD)
+                user.untick_once = list(untick)
                 provider = OAuthClientProvider(
                     server_url=mcp_server.url,
                     client_metadata=metadata,
@@ -319,9 +330,13 @@ def sdk_flow(
                     callback_handler=callback.result,
                     client_metadata_url=client_metadata_url,
                 )
-                first = await call_tools(
-                    mcp_server.url, provider, wire, ("whoami", {}), ("add", {"a": 2, "b": 40})
-                )
+                calls = (("whoami", {}), ("add", {"a": 2, "b": 40}))
+                if first_fails:
+                    with pytest.raises(BaseException) as failed:  # noqa: PT011 (the SDK's ExceptionGroup)
+                        await call_tools(mcp_server.url, provider, wire, *calls)
+                    first: Any = failed.value
+                else:
+                    first = await call_tools(mcp_server.url, provider, wire, *calls)
                 callback_query = dict(callback.query)
                 # The access token has expired (as far as the client knows): the next session
                 # makes the SDK refresh it before calling.
@@ -695,3 +710,51 @@ def test_sdk_client_with_an_issuer_that_has_a_path(
     )
     seen = sdk_flow(mcp_server, callback, person, client_info=client_info)
     assert_unaided(seen, issuer, mcp_server, agent.client_id)
+
+
+ADMIN_SCOPE = "mcp:admin"
+
+
+@pytest.fixture
+def admin_mcp_server(live_issuer):
+    """An MCP server that needs ``mcp:admin`` as well."""
+    with RunningMcpServer(required_scopes=(MCP_SCOPE, ADMIN_SCOPE)) as server:
+        yield server
+
+
+@pytest.mark.oidc_settings(SCOPES={**SCOPES, ADMIN_SCOPE: "Administer the invoice tools"})
+def test_sdk_client_steps_up_on_insufficient_scope(live_issuer, admin_mcp_server, callback, person, agent):
+    """The user unticks ``mcp:admin`` on the consent page: the token is too weak and the MCP server
+    answers 403 ``insufficient_scope`` naming the scopes (RFC 6750 3.1). The SDK does not authorize
+    twice for one request, so that session fails; the next one meets the 403 again, asks the user
+    for the scopes (step-up), and succeeds. The audience never changes."""
+    from mcp.shared.auth import OAuthClientInformationFull
+
+    server = admin_mcp_server
+    ResourceServerFactory(
+        identifier=server.url, name=MCP_NAME, scopes=f"{MCP_SCOPE} {ADMIN_SCOPE}", allowed_clients=[agent]
+    )
+    client_info = OAuthClientInformationFull(
+        client_id=agent.client_id, redirect_uris=[callback.url], token_endpoint_auth_method="none"
+    )
+    seen = sdk_flow(
+        server, callback, person, client_info=client_info, untick=(ADMIN_SCOPE,), first_fails=True
+    )
+    wire: Wire = seen["wire"]
+    refused = [exchange for exchange in wire.exchanges if exchange[3] == 403]
+    assert len(refused) == 2, "the weak token, then its refreshed successor"
+    for exchange in refused:
+        challenge = exchange[4]["www-authenticate"]
+        assert 'error="insufficient_scope"' in challenge
+        assert f'scope="{MCP_SCOPE} {ADMIN_SCOPE}"' in challenge
+    first, second = seen["user"].authorization_urls
+    for authorization in (first, second):
+        assert {MCP_SCOPE, ADMIN_SCOPE} <= set(query_of(authorization)["scope"].split())
+        assert query_of(authorization)["resource"] == server.url
+    assert ADMIN_SCOPE in seen["user"].consents[1]["scopes"], "the user is asked again"
+    weak, refreshed, stepped = (claims_of(tokens.access_token) for tokens in seen["storage"].tokens)
+    assert weak["scope"].split() == refreshed["scope"].split() == [MCP_SCOPE], "what the user allowed"
+    assert set(stepped["scope"].split()) == {MCP_SCOPE, ADMIN_SCOPE}
+    assert weak["aud"] == refreshed["aud"] == stepped["aud"] == server.url
+    (again,) = seen["second"]
+    assert not again.is_error and again.structured_content["resource"] == server.url
