@@ -12,8 +12,10 @@ NEWEST_PYTHON ?= $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.13.*/bin
 NEWEST_VENV := .venv-django61
 NEWEST_DJANGO := Django>=6.1,<6.2
 CHROMIUM := /usr/bin/chromium
+HAPROXY := /usr/sbin/haproxy
+REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test test-newest test-minimal bench bench-quick lint typecheck migrations-check check-deploy dist clean chromium gettext screenshots messages
+.PHONY: run test test-newest test-minimal bench bench-quick bench-cluster cluster lint typecheck migrations-check check-deploy dist clean chromium haproxy gettext screenshots messages bench-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,17 @@ chromium:
 			echo "$(CHROMIUM) not found: run 'sudo apt-get install -y chromium' for tests/e2e"; \
 		fi; }
 
+# Debian's HAProxy and Redis for tests/test_scaleout.py and `make cluster`: the load balancer in front
+# of two app servers and their shared cache (tests/scaleout/cluster.py starts both on loopback; no
+# service is enabled).
+haproxy:
+	@test -x $(HAPROXY) -a -x $(REDIS_SERVER) || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy redis-server; \
+		else \
+			echo "$(HAPROXY) or $(REDIS_SERVER) not found: run 'sudo apt-get install -y haproxy redis-server' for tests/test_scaleout.py"; \
+		fi; }
+
 # GNU gettext for `make messages` and tests/test_i18n.py (which re-extracts the strings to check
 # the shipped catalogues); installing the app needs none (the compiled .mo files are committed).
 gettext:
@@ -62,9 +75,15 @@ run: install
 	$(BIN)/python manage.py oidc_demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+## Two app servers of the example IdP behind HAProxy on loopback, over one database and one Redis
+# DB (docs/operations.md, "Running several app servers"); Ctrl-C stops everything.
+# CLUSTER_ARGS passes options, e.g. CLUSTER_ARGS="--servers 3 --workers 1 --redis-url redis://127.0.0.1:6379/3".
+cluster: install haproxy
+	$(BIN)/python -m tests.scaleout.cluster $(CLUSTER_ARGS)
+
 ## Run the whole test suite (DATABASE_URL selects the database; SQLite by default)
 # Also installs what the interop and browser tests need: openid-client (npm) and Chromium (apt).
-test: install $(INTEROP)/node_modules/.installed chromium gettext
+test: install $(INTEROP)/node_modules/.installed chromium gettext haproxy
 	$(BIN)/python -m pytest
 
 ## The whole suite on the newest Django (6.1) and Python (3.13), deprecation warnings as errors
@@ -77,7 +96,7 @@ $(NEWEST_VENV)/.installed: pyproject.toml
 	$(NEWEST_VENV)/bin/python -m pip install --quiet -e ".[test]" "$(NEWEST_DJANGO)"
 	touch $@
 
-test-newest: $(NEWEST_VENV)/.installed $(INTEROP)/node_modules/.installed chromium
+test-newest: $(NEWEST_VENV)/.installed $(INTEROP)/node_modules/.installed chromium haproxy
 	$(NEWEST_VENV)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
 	$(NEWEST_VENV)/bin/python -m pytest -W error::DeprecationWarning
 
@@ -99,13 +118,30 @@ messages: install gettext
 screenshots: install chromium
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/e2e -q
 
-## Benchmark against stock DOT under gunicorn, SQLite and PostgreSQL (docs/performance.md)
+## Benchmark against stock DOT and node-oidc-provider, SQLite and PostgreSQL (docs/performance.md)
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--databases sqlite" or "--prefill 1000000".
-bench: install
+bench: install bench-node
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-bench-quick: install
+bench-quick: install bench-node
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
+
+## The same, plus the example IdP as two app servers behind HAProxy with Redis (benchmarks/cluster.py)
+# The cluster gets a redis-server of its own; BENCH_REDIS_URL names one to share instead.
+bench-cluster: install haproxy bench-node
+	$(BIN)/python benchmarks/run.py --cluster $(BENCH_ARGS)
+
+# node-oidc-provider, the pinned second baseline (benchmarks/node_op/package-lock.json), reinstalled
+# when its lockfile changes. Without npm the benchmark says so and runs without it.
+NODE_OP := benchmarks/node_op
+$(NODE_OP)/node_modules/.installed: $(NODE_OP)/package.json $(NODE_OP)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(NODE_OP) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: install Node.js 20+ for the node-oidc-provider baseline"; \
+	fi
+
+bench-node: $(NODE_OP)/node_modules/.installed
 
 lint: install
 	$(BIN)/ruff check .
@@ -124,7 +160,7 @@ check-deploy: install
 	DJANGO_SETTINGS_MODULE=idp_project.settings_production \
 	DJANGO_SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	OIDC_SECRET_KEYS="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
-	OIDC_ISSUER=https://id.example.com \
+	OIDC_ISSUER=https://id.example.com REDIS_URL=redis://127.0.0.1:6379/0 \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 ## Build the wheel and sdist a site installs from (dist/oidc_provider_ext-*.whl), until it is on PyPI

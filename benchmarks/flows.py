@@ -31,6 +31,7 @@ class Project:
     authorize_path: str
     token_path: str
     userinfo_path: str
+    introspection_path: str
     ready_path: str
     login_path: str
     consent_field: str  # an input that only the consent form has
@@ -42,6 +43,7 @@ OURS = Project(
     authorize_path="/connect/authorize",
     token_path="/connect/token",
     userinfo_path="/connect/userinfo",
+    introspection_path="/connect/introspect",
     ready_path="/.well-known/openid-configuration",
     login_path="/connect/login",
     consent_field="request_id",
@@ -52,12 +54,27 @@ STOCK = Project(
     authorize_path="/o/authorize/",
     token_path="/o/token/",
     userinfo_path="/o/userinfo/",
+    introspection_path="/o/introspect/",
     ready_path="/o/.well-known/openid-configuration",
     login_path="/accounts/login/",
     consent_field="redirect_uri",
     consent_decision={"allow": "Authorize"},
 )
-PROJECTS = {p.name: p for p in (OURS, STOCK)}
+# node-oidc-provider (benchmarks/node_op/provider.mjs): no login page or consent form, its
+# interaction logs the benchmark user in and consents with redirects only.
+NODE = Project(
+    name="node",
+    authorize_path="/auth",
+    token_path="/token",
+    userinfo_path="/me",
+    introspection_path="/token/introspection",
+    ready_path="/.well-known/openid-configuration",
+    login_path="/interaction/",
+    consent_field="",
+    consent_decision={},
+)
+PROJECTS = {p.name: p for p in (OURS, STOCK, NODE)}
+DJANGO_PROJECTS = ("ours", "stock")
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,9 @@ def authorize_path(project: Project, client: Client, challenge: str) -> str:
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
+    if project is NODE:
+        # OIDC Core 11: node-oidc-provider drops offline_access unless consent is prompted for.
+        query["prompt"] = "consent"
     return f"{project.authorize_path}?{urlencode(query)}"
 
 
@@ -145,6 +165,10 @@ def exchange_body(client: Client, code: str, verifier: str) -> bytes:
 
 def refresh_body(refresh_token: str) -> bytes:
     return urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token}).encode()
+
+
+def introspection_body(token: str, hint: str) -> bytes:
+    return urlencode({"token": token, "token_type_hint": hint}).encode()
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -266,6 +290,8 @@ def authorize(transport, project: Project, client: Client, observe: Observe = un
     verifier, challenge = pkce_pair()
     path = authorize_path(project, client, challenge)
     response = observe("authorize", lambda: transport.request("GET", path))
+    if project is NODE:
+        response = _follow(transport, client, response, observe)
     if response.status == 302 and urlsplit(response.location).path == project.login_path:
         response = _log_in(transport, project, client, response.location, observe)
     if response.status == 200:
@@ -273,12 +299,23 @@ def authorize(transport, project: Project, client: Client, observe: Observe = un
         fields.update(project.consent_decision)
         target = _local(action) or path  # DOT's form posts back to the authorize URL
         response = observe("consent", lambda: _post(transport, target, fields))
-    if response.status != 302 or not response.location.startswith(client.redirect_uri):
+    if response.status not in (302, 303) or not response.location.startswith(client.redirect_uri):
         raise FlowError(f"expected a redirect to the client, got {response.status}: {response.text()!r}")
     query = query_of(response.location)
     if "code" not in query:
         raise FlowError(f"no code in {response.location}")
     return query["code"], verifier
+
+
+def _follow(transport, client: Client, response: Response, observe: Observe, limit: int = 10) -> Response:
+    """Follow redirects inside the provider (node-oidc-provider's interaction and resume) until
+    the one back to the client."""
+    for _ in range(limit):
+        if response.status not in (302, 303) or response.location.startswith(client.redirect_uri):
+            return response
+        target = _local(response.location)
+        response = observe("interaction", lambda target=target: transport.request("GET", target))
+    raise FlowError(f"more than {limit} redirects inside the provider")
 
 
 def _log_in(transport, project: Project, client: Client, login_url: str, observe: Observe) -> Response:

@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Benchmark idp_project against stock django-oauth-toolkit over HTTP, on SQLite and PostgreSQL.
+"""Benchmark idp_project against stock django-oauth-toolkit and node-oidc-provider over HTTP, on
+SQLite and PostgreSQL.
 
     python benchmarks/run.py            # full run (a few minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke run
     python benchmarks/run.py --prefill 1000000 --projects ours
 
 For each database and project: a fresh database, migrate, seed a user and a confidential client,
-start ``gunicorn -w 2`` on a free 127.0.0.1 port, mint authorization codes over HTTP (untimed),
-then time, with N concurrent clients: code exchanges, refreshes, userinfo calls and full sign-ins.
+start ``gunicorn -w 2`` on a free 127.0.0.1 port (node-oidc-provider: ``node
+benchmarks/node_op/provider.mjs``, in memory, beside each database's pair), mint authorization
+codes over HTTP (untimed), then time, with N concurrent clients: code exchanges, refreshes,
+userinfo calls, introspection and full sign-ins.
 An in-process pass counts SQL queries and breaks one exchange down. See docs/performance.md.
 """
 
@@ -38,9 +41,10 @@ if __package__ in (None, ""):
     # this directory shadow anything on sys.path.
     sys.path[0] = str(ROOT)
 
-from benchmarks import flows, prefill, stats  # noqa: E402
+from benchmarks import cluster, flows, prefill, stats  # noqa: E402
 
 HOST = "127.0.0.1"
+NODE_OP = ROOT / "benchmarks" / "node_op"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432"
 CODE_LIFETIME_SECONDS = 600  # the maximum RFC 6749 4.1.2 recommends; codes wait for the timed phase
 WARMUP_EXCHANGES = 4
@@ -52,8 +56,24 @@ MODES = {
     # userinfo: userinfo calls (access tokens reused round-robin);
     # signins: concurrent full sign-ins (deadline phase_seconds); breakdown: sequential ones;
     # timed: in-process exchanges timed and profiled.
-    "quick": {"codes": 100, "phase_seconds": 8, "userinfo": 400, "signins": 24, "breakdown": 3, "timed": 5},
-    "full": {"codes": 400, "phase_seconds": 20, "userinfo": 2000, "signins": 64, "breakdown": 5, "timed": 10},
+    "quick": {
+        "codes": 100,
+        "phase_seconds": 8,
+        "userinfo": 400,
+        "introspection": 400,
+        "signins": 24,
+        "breakdown": 3,
+        "timed": 5,
+    },
+    "full": {
+        "codes": 400,
+        "phase_seconds": 20,
+        "userinfo": 2000,
+        "introspection": 2000,
+        "signins": 64,
+        "breakdown": 5,
+        "timed": 10,
+    },
 }
 
 
@@ -68,6 +88,10 @@ class Target:
     wsgi: str
     seed_command: list[str]
     env: dict[str, str]
+
+    @property
+    def is_django(self) -> bool:
+        return self.project.name in flows.DJANGO_PROJECTS
 
 
 def log(message: str = "") -> None:
@@ -164,8 +188,47 @@ def machine_info(postgres_version: str | None) -> dict:
     }
 
 
+def node_seed() -> dict:
+    """The client and user node-oidc-provider is started with (same shape as ``oidc_demo --json``):
+    its secrets are compared in memory, as node-oidc-provider stores them."""
+    import secrets
+
+    return {
+        "confidential": {
+            "client_id": f"bench-{secrets.token_hex(4)}",
+            "client_secret": secrets.token_urlsafe(32),
+            "redirect_uri": flows.REDIRECT_URI,
+        },
+        "user": {"username": "bench", "password": ""},  # its interaction signs in without a page
+    }
+
+
+def node_available() -> bool:
+    """node and the pinned oidc-provider (``make bench-node``: ``npm ci`` in benchmarks/node_op)."""
+    if shutil.which("node") is None or not (NODE_OP / "node_modules" / "oidc-provider").is_dir():
+        log("node-oidc-provider is not installed (`make bench-node`); running without it.")
+        return False
+    return True
+
+
 def targets(database: str, database_urls: dict[str, str], stock_key: str) -> list[Target]:
     redirect = ["--redirect-uri", flows.REDIRECT_URI]
+    seed = node_seed()
+    node = Target(
+        project=flows.NODE,
+        database=database,
+        database_url="",
+        settings_module="",
+        wsgi="",
+        seed_command=[],
+        env={
+            "NODE_OP_CLIENT_ID": seed["confidential"]["client_id"],
+            "NODE_OP_CLIENT_SECRET": seed["confidential"]["client_secret"],
+            "NODE_OP_REDIRECT_URI": seed["confidential"]["redirect_uri"],
+            "NODE_OP_ACCOUNT": seed["user"]["username"],
+            "NODE_OP_SEED": json.dumps(seed),
+        },
+    )
     return [
         Target(
             project=flows.OURS,
@@ -188,6 +251,7 @@ def targets(database: str, database_urls: dict[str, str], stock_key: str) -> lis
                 "STOCK_DOT_OIDC_RSA_PRIVATE_KEY": stock_key,
             },
         ),
+        node,
     ]
 
 
@@ -196,6 +260,11 @@ def target_env(target: Target, port: int | None = None) -> dict[str, str]:
     for name in ("DJANGO_DEBUG", "REDIS_URL"):
         env.pop(name, None)  # the benchmark measures the defaults
     env.update(target.env)
+    if not target.is_django:
+        if port is not None:
+            env["NODE_OP_PORT"] = str(port)
+        env["NODE_ENV"] = "production"  # no pretty-printed JSON, no development warnings in the loop
+        return env
     env.update(DATABASE_URL=target.database_url, DJANGO_SETTINGS_MODULE=target.settings_module)
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONWARNINGS"] = "ignore"  # WhiteNoise warns about a missing STATIC_ROOT on each boot
@@ -228,8 +297,11 @@ class Server:
         self.workers = workers
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> Server:
-        command = [
+    def command(self) -> list[str]:
+        if not self.target.is_django:
+            # One process: node-oidc-provider's in-memory adapter cannot be shared between processes.
+            return ["node", str(NODE_OP / "provider.mjs")]
+        return [
             sys.executable, "-m", "gunicorn",
             "--workers", str(self.workers),
             "--bind", f"{HOST}:{self.port}",
@@ -238,6 +310,9 @@ class Server:
             "--graceful-timeout", "5",
             self.target.wsgi,
         ]  # fmt: skip
+
+    def __enter__(self) -> Server:
+        command = self.command()
         # Django logs tracebacks to the workers' stderr: keep them with gunicorn's own log.
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
@@ -253,7 +328,7 @@ class Server:
                 raise SystemExit(f"gunicorn exited ({self.process.returncode}); see {self.log_path}")
             with contextlib.suppress(OSError):
                 response, _ = flows.send(HOST, self.port, "GET", self.target.project.ready_path, timeout=5)
-                if response.status == 200 and len(self.worker_pids()) == self.workers:
+                if response.status == 200 and len(self.worker_pids()) == self.expected_workers:
                     return self
             time.sleep(0.2)
         self.__exit__()
@@ -268,8 +343,14 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    @property
+    def expected_workers(self) -> int:
+        return self.workers if self.target.is_django else 1
+
     def worker_pids(self) -> list[int]:
         pid = self.process.pid
+        if not self.target.is_django:
+            return [pid] if self.process.poll() is None else []
         try:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
@@ -518,6 +599,8 @@ class Bench:
         self.inprocess_codes: list = []
         self.tokens: list[dict] = []
         self.access_tokens: list[str] = []
+        self.cluster = False  # two app servers behind HAProxy (--cluster)
+        self.refresh_tokens: list[str] = []
 
     def exchange_jobs(self, pairs) -> list[Job]:
         body = flows.exchange_body
@@ -527,7 +610,8 @@ class Bench:
         ]
 
     def mint(self, mode: dict) -> None:
-        inprocess_count = INPROCESS_CODES + 2 * mode["timed"]
+        # Warm-up and counted exchange, timed ones, profiled ones, and as many for CPU time.
+        inprocess_count = INPROCESS_CODES + 3 * mode["timed"]
         codes, seconds = mint_codes(
             self.server, self.client, mode["codes"] + WARMUP_EXCHANGES + inprocess_count
         )
@@ -572,12 +656,15 @@ class Bench:
         self.result["phases"]["refresh"] = report_phase(self.name, "refresh", phase)
         # A refresh revokes the access token it replaces: userinfo uses the refreshed ones and
         # those whose refresh was never attempted (jobs go out in order).
-        self.access_tokens = [json.loads(response.body)["access_token"] for _job, response in answered]
+        refreshed = [json.loads(response.body) for _job, response in answered]
+        self.access_tokens = [t["access_token"] for t in refreshed]
+        self.refresh_tokens = [t["refresh_token"] for t in refreshed if "refresh_token" in t]
         attempted = {job.tag for job in jobs[: len(phase.samples)]}
         self.access_tokens += [t["access_token"] for n, t in enumerate(self.tokens) if n not in attempted]
 
     def userinfo(self, mode: dict, args) -> None:
-        if not self.access_tokens:
+        # node-oidc-provider's JWT access tokens are for its resource server, not its userinfo.
+        if not self.access_tokens or not self.target.is_django:
             return
         jobs = [
             Job("GET", self.target.project.userinfo_path, None, {"Authorization": f"Bearer {token}"})
@@ -586,7 +673,34 @@ class Bench:
         phase, _ = run_phase(self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"])
         self.result["phases"]["userinfo"] = report_phase(self.name, "userinfo", phase)
 
+    def introspection(self, mode: dict, args) -> None:
+        """RFC 7662 with client_secret_basic, round robin over live tokens: access tokens for ours
+        and stock DOT; refresh tokens for node-oidc-provider, which does not introspect its JWT
+        access tokens ("Structured JWT Tokens cannot be introspected")."""
+        if self.target.is_django:
+            tokens, hint = self.access_tokens, "access_token"
+        else:
+            tokens, hint = self.refresh_tokens, "refresh_token"
+        if not tokens:
+            return
+        path = self.target.project.introspection_path
+        jobs = [
+            Job("POST", path, flows.introspection_body(token, hint), self.headers)
+            for token in itertools.islice(itertools.cycle(tokens), mode["introspection"])
+        ]
+        phase, answered = run_phase(
+            self.server, jobs, clients=args.clients, deadline_seconds=mode["phase_seconds"], keep_bodies=True
+        )
+        # An answer of {"active": false} would be a fast failure: count it as an error.
+        inactive = sum(1 for _job, response in answered if not json.loads(response.body).get("active"))
+        self.result["phases"]["introspection"] = report_phase(self.name, "introspect", phase)
+        self.result["phases"]["introspection"]["inactive"] = inactive
+        if inactive:
+            log(f"      {inactive} answers were active: false")
+
     def signin(self, mode: dict, args) -> None:
+        if not self.target.is_django:
+            return  # node-oidc-provider signs in without a page or a password: nothing to compare
         phase, breakdown = run_signins(
             self.server,
             self.client,
@@ -599,6 +713,8 @@ class Bench:
         self.result["signin_breakdown"] = breakdown
 
     def inprocess(self, mode: dict, args) -> None:
+        if not self.target.is_django:
+            return
         log(f"   {self.name}: in-process measurements through Django's test client")
         inprocess = run_inprocess(
             self.target, self.client, self.inprocess_codes, mode["timed"], self.server.port
@@ -606,7 +722,7 @@ class Bench:
         self.result["inprocess"] = inprocess
 
     def prefill(self, mode: dict, args) -> None:
-        if args.prefill and self.target.project.name in args.prefill_projects:
+        if args.prefill and self.target.is_django and self.target.project.name in args.prefill_projects:
             self.result["prefill"] = run_prefill(
                 self.target, self.server, self.client, mode, args, self.result
             )
@@ -614,20 +730,33 @@ class Bench:
 
 # Each timed phase runs for every project back to back, so the projects compared share the
 # machine's conditions of the same minute (the two cores may be shared with other work).
-PHASE_STEPS = ("exchange", "refresh", "userinfo", "signin")
+PHASE_STEPS = ("exchange", "refresh", "userinfo", "introspection", "signin")
 
 
 def benchmark_database(database: str, targets_: list[Target], mode: dict, args, workdir: Path) -> dict:
-    results: dict[str, dict | None] = {"ours": None, "stock": None}
+    results: dict[str, dict | None] = dict.fromkeys(flows.PROJECTS)
     with contextlib.ExitStack() as stack:
         benches = []
         for target in targets_:
-            log(f"\n== {target.database}/{target.project.name}: migrate and seed")
-            django_admin(target, "migrate", "--noinput", "-v", "0")
-            seed = django_admin(target, *target.seed_command).strip().splitlines()[-1]
+            if target.is_django:
+                log(f"\n== {target.database}/{target.project.name}: migrate and seed")
+                django_admin(target, "migrate", "--noinput", "-v", "0")
+                seed = django_admin(target, *target.seed_command).strip().splitlines()[-1]
+            else:
+                seed = target.env["NODE_OP_SEED"]
             server = stack.enter_context(Server(target, args.workers, workdir))
-            log(f"   gunicorn -w {args.workers} on {HOST}:{server.port}")
+            how = f"gunicorn -w {args.workers}" if target.is_django else "node (one process, in memory)"
+            log(f"   {target.project.name}: {how} on {HOST}:{server.port}")
             benches.append(Bench(target, server, flows.Client.from_seed(json.loads(seed))))
+            if args.cluster and target.project is flows.OURS:
+                # The same project and database as two app servers behind HAProxy, with Redis:
+                # measured in the same rounds as the single server (benchmarks/cluster.py).
+                two = stack.enter_context(cluster.ClusterServer(target, args.workers, args.redis_url))
+                log(f"   {cluster.SERVERS} × gunicorn -w {args.workers} behind HAProxy on {HOST}:{two.port}")
+                bench = Bench(target, two, flows.Client.from_seed(json.loads(seed)))  # type: ignore[arg-type]
+                bench.name += f" ×{cluster.SERVERS}"
+                bench.cluster = True
+                benches.append(bench)
         for bench in benches:
             bench.mint(mode)
         for step in PHASE_STEPS:
@@ -635,13 +764,14 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
             for bench in benches:
                 getattr(bench, step)(mode, args)
         log("")
-        for bench in benches:
+        single = [bench for bench in benches if not bench.cluster]
+        for bench in single:
             bench.inprocess(mode, args)
-        for bench in benches:
+        for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
         bench.result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        results[bench.target.project.name] = bench.result
+        results[bench.target.project.name + ("_two_servers" if bench.cluster else "")] = bench.result
     return results
 
 
@@ -740,10 +870,24 @@ def print_report(result: dict) -> None:
         f"{parameters['clients']} concurrent clients, gunicorn -w {parameters['workers']}, "
         f"load average {machine['loadavg_at_start']} at start"
     )
-    log("speed-up = ours ok/s ÷ stock ok/s in this run\n")
+    log("ours/stock, ours/node = ours ok/s ÷ their ok/s in the same run (phases interleaved)\n")
     log(stats.results_table(result))
-    log("\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, ms")
+    if any(entry.get("ours_two_servers") for entry in result["databases"].values()):
+        log(
+            f"\nScale-out (--cluster): one server against {cluster.SERVERS} behind HAProxy with Redis, "
+            "same rounds; ratio = two servers ok/s ÷ one server ok/s (on one machine they share its cores)"
+        )
+        log(cluster.table(result))
+    log(
+        "\nIn-process (Django test client, no server): SQL queries per request; fastest exchange of N, "
+        "ms; CPU ms per request"
+    )
     log(stats.inprocess_table(result))
+    resource = stats.resource_lines(result)
+    if resource:
+        log("\nResource server, offline JWT access-token validation (validate_access_token, in-process):")
+        for line in resource:
+            log(line)
     log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
     log(stats.signin_table(result))
     for line in stats.profile_summary(result):
@@ -762,7 +906,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of a minute or two")
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
-    parser.add_argument("--projects", default="ours,stock", help="comma-separated: ours,stock")
+    parser.add_argument(
+        "--projects",
+        default="ours,stock,node",
+        help="comma-separated: ours,stock,node (node-oidc-provider; needs `make bench-node`)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--codes", type=int, help="codes to mint and exchange (default: by mode)")
@@ -776,10 +924,31 @@ def parse_args(argv=None):
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="server URL without a database name; databases bench_ours and bench_stock are created",
+        help="server URL without a database name; databases <prefix>ours and <prefix>stock are created",
+    )
+    parser.add_argument(
+        "--db-prefix",
+        default=os.environ.get("BENCH_DB_PREFIX", "bench_"),
+        help="PostgreSQL database names start with this (default bench_; must start with bench_)",
+    )
+    parser.add_argument(
+        "--database-suffix",
+        default="",
+        help="appended to bench_ours/bench_stock, so runs sharing a PostgreSQL server do not collide",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the databases and server logs")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also run ours as two app servers behind HAProxy with Redis, and report both",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL") or None,
+        help="a Redis database for --cluster to share (keys get a per-run prefix, removed afterwards); "
+        "default: a redis-server of the cluster's own",
+    )
     args = parser.parse_args(argv)
     args.databases = [d for d in args.databases.split(",") if d]
     args.projects = [p for p in args.projects.split(",") if p]
@@ -787,11 +956,21 @@ def parse_args(argv=None):
     unknown = set(args.databases) - {"sqlite", "postgresql"} | set(args.projects) - set(flows.PROJECTS)
     if unknown:
         parser.error(f"unknown database or project: {', '.join(sorted(unknown))}")
+    if not args.db_prefix.startswith("bench_") or not args.db_prefix.replace("_", "").isalnum():
+        parser.error("--db-prefix must start with bench_ and hold only letters, digits and _")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.cluster:
+        from tests.scaleout.cluster import haproxy_available, redis_available, redis_server_available
+
+        problem = haproxy_available() or (
+            redis_available(args.redis_url) if args.redis_url else redis_server_available()
+        )
+        if problem:
+            raise SystemExit(f"--cluster: {problem}")
     mode_name = "quick" if args.quick else "full"
     mode = dict(MODES[mode_name])
     if args.codes:
@@ -801,6 +980,8 @@ def main(argv=None) -> int:
     args.postgres_url = args.postgres_url.rstrip("/")
     postgres_version = postgres_available(args.postgres_url) if "postgresql" in args.databases else None
     databases = [d for d in args.databases if d != "postgresql" or postgres_version]
+    if "node" in args.projects and not node_available():
+        args.projects = [p for p in args.projects if p != "node"]
 
     result = stats.new_result(
         mode=mode_name,
@@ -811,6 +992,7 @@ def main(argv=None) -> int:
             "workers": args.workers,
             "prefill": args.prefill,
             "code_lifetime_seconds": CODE_LIFETIME_SECONDS,
+            "cluster": args.cluster,
         },
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
@@ -824,17 +1006,23 @@ def main(argv=None) -> int:
                 urls = {p: f"sqlite:///{workdir / f'bench_{p}.sqlite3'}" for p in flows.PROJECTS}
             else:
                 urls = {}
-                for p in flows.PROJECTS:
+                for p in flows.DJANGO_PROJECTS:
                     if p in args.projects:
-                        urls[p] = reset_postgres_database(args.postgres_url, f"bench_{p}")
-                        created_pg.append(f"bench_{p}")
+                        name = f"{args.db_prefix}{p}{args.database_suffix}"
+                        urls[p] = reset_postgres_database(args.postgres_url, name)
+                        created_pg.append(name)
                     else:
                         urls[p] = ""
             selected = [t for t in targets(database, urls, stock_key) if t.project.name in args.projects]
             project_results = benchmark_database(database, selected, mode, args, workdir)
             result["databases"][database] = stats.database_result(
-                project_results["ours"], project_results["stock"]
+                project_results["ours"], project_results["stock"], project_results["node"]
             )
+            if project_results.get("ours_two_servers"):
+                result["databases"][database]["ours_two_servers"] = project_results["ours_two_servers"]
+                result["databases"][database]["two_servers_ratios"] = cluster.compare(
+                    project_results["ours"], project_results["ours_two_servers"]
+                )
             prefilled = {p: r["prefill"] for p, r in project_results.items() if r and r.get("prefill")}
             if prefilled:
                 result["prefill"] = result["prefill"] or {}

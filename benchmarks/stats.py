@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 
 RESULT_SCHEMA = 1
-PHASES = ("exchange", "refresh", "userinfo", "signin")
-PROJECTS = ("ours", "stock")
+PHASES = ("exchange", "refresh", "userinfo", "introspection", "signin")
+PROJECTS = ("ours", "stock", "node")
 MAX_ERROR_SAMPLES = 3
 ERROR_SAMPLE_CHARS = 300
 
@@ -166,13 +166,15 @@ def new_result(*, mode: str, machine: dict, parameters: dict, date: str) -> dict
     }
 
 
-def database_result(ours: dict | None, stock: dict | None) -> dict:
-    """``ours``/``stock`` are project results (``{"phases": {...}, ...}``); ratios per phase."""
-    result = {"ours": ours, "stock": stock, "ratios": {}}
-    if ours and stock:
-        for phase in PHASES:
-            if phase in ours["phases"] and phase in stock["phases"]:
-                result["ratios"][phase] = compare(ours["phases"][phase], stock["phases"][phase])
+def database_result(ours: dict | None, stock: dict | None, node: dict | None = None) -> dict:
+    """``ours``/``stock``/``node`` are project results (``{"phases": {...}, ...}``); per phase,
+    ``ratios`` compares ours with stock DOT and ``ratios_node`` ours with node-oidc-provider."""
+    result = {"ours": ours, "stock": stock, "node": node, "ratios": {}, "ratios_node": {}}
+    for key, baseline in (("ratios", stock), ("ratios_node", node)):
+        if ours and baseline:
+            for phase in PHASES:
+                if phase in ours["phases"] and phase in baseline["phases"]:
+                    result[key][phase] = compare(ours["phases"][phase], baseline["phases"][phase])
     return result
 
 
@@ -281,7 +283,7 @@ def results_table(result: dict) -> str:
     is the gunicorn workers' CPU per request; ``others`` the cores everything else used meanwhile
     (PostgreSQL, and whatever else shares the machine)."""
     headers = ["db", "phase", "project", "req", "ok/s", "p50 ms", "p99 ms", "errors", "cpu ms/req", "others"]
-    headers.append("speed-up")
+    headers += ["ours/stock", "ours/node"]
     rows = []
     for db, entry in result["databases"].items():
         for phase in PHASES:
@@ -290,9 +292,11 @@ def results_table(result: dict) -> str:
                 summary = (data or {}).get("phases", {}).get(phase)
                 if summary is None:
                     continue
-                speedup = ""
+                speedup = vs_node = ""
                 if project == "ours":
                     speedup = format_ratio(entry["ratios"].get(phase, {}).get("speedup"))
+                    if entry.get("node"):
+                        vs_node = format_ratio(entry.get("ratios_node", {}).get(phase, {}).get("speedup"))
                 rows.append(
                     [
                         db,
@@ -306,14 +310,16 @@ def results_table(result: dict) -> str:
                         summary.get("server_cpu_ms_per_request"),
                         summary.get("other_cpu_cores"),
                         speedup,
+                        vs_node,
                     ]
                 )
     return format_table(headers, rows)
 
 
 def _projects(result: dict):
+    """The Django projects' results (node-oidc-provider has no in-process or sign-in numbers)."""
     for db, entry in result["databases"].items():
-        for project in PROJECTS:
+        for project in ("ours", "stock"):
             data = entry.get(project)
             if data:
                 yield db, project, data
@@ -328,6 +334,7 @@ def inprocess_table(result: dict) -> str:
         breakdown = exchange.get("fastest") or exchange
         userinfo = inproc.get("userinfo_breakdown") or {}
         userinfo = userinfo.get("fastest") or userinfo
+        cpu = inproc.get("cpu_ms") or {}
         rows.append(
             [
                 db,
@@ -335,6 +342,7 @@ def inprocess_table(result: dict) -> str:
                 (queries.get("exchange") or {}).get("queries"),
                 (queries.get("refresh") or {}).get("queries"),
                 (queries.get("userinfo") or {}).get("queries"),
+                (queries.get("introspection") or {}).get("queries"),
                 breakdown.get("total_ms"),
                 breakdown.get("client_secret_hashing_ms"),
                 breakdown.get("sql_ms"),
@@ -342,10 +350,28 @@ def inprocess_table(result: dict) -> str:
                 breakdown.get("rest_ms"),
                 userinfo.get("total_ms"),
                 userinfo.get("sql_ms"),
+                cpu.get("exchange"),
+                cpu.get("userinfo"),
+                cpu.get("introspection"),
             ]
         )
-    headers = ["db", "project", "q/exchange", "q/refresh", "q/userinfo", "exchange", "secret hash"]
-    return format_table([*headers, "sql", "jws sign", "rest", "userinfo", "its sql"], rows)
+    headers = ["db", "project", "q/exchange", "q/refresh", "q/userinfo", "q/introspect", "exchange"]
+    headers += ["secret hash", "sql", "jws sign", "rest", "userinfo", "its sql"]
+    return format_table([*headers, "cpu exchange", "cpu userinfo", "cpu introspect"], rows)
+
+
+def resource_lines(result: dict) -> list[str]:
+    """Offline access-token validation at a resource server (ours), per database run."""
+    lines = []
+    for db, project, data in _projects(result):
+        validation = (data.get("inprocess") or {}).get("resource_validation")
+        if project == "ours" and validation:
+            lines.append(
+                f"  {db}: {validation['per_core_per_second']} validations/s per core "
+                f"({validation['cpu_us_per_validation']} µs CPU each, "
+                f"{validation['validations']} validations)"
+            )
+    return lines
 
 
 SIGNIN_STEPS = ("authorize", "login_page", "login", "resume", "consent")
@@ -366,11 +392,12 @@ def signin_table(result: dict) -> str:
                 inproc.get("total_ms"),
                 inproc.get("password_hash_ms"),
                 inproc.get("total_minus_password_hash_ms"),
+                inproc.get("cpu_minus_password_hash_ms"),
                 inproc.get("queries"),
             ]
         )
     headers = ["db", "project", "HTTP total", *SIGNIN_STEPS]
-    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "queries"], rows)
+    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "cpu - hash", "queries"], rows)
 
 
 def prefill_table(result: dict) -> str:

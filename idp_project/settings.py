@@ -3,8 +3,12 @@
 DATABASE_URL     default sqlite:///<repo>/db.sqlite3 (WAL, busy timeout, IMMEDIATE transactions)
 OIDC_ISSUER      default http://127.0.0.1:8000
 OIDC_CODE_EXPIRE_SECONDS  authorization code lifetime, default 60 (1..600; benchmarks/ raises it)
+OIDC_CLIENT_CACHE_SECONDS  how long a process may cache a client, default 30 (tests shorten it)
 DJANGO_DEBUG     "1" to turn DEBUG on (off by default)
-DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated), REDIS_URL (optional cache)
+DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS (comma-separated)
+REDIS_URL        the cache shared by every app server, e.g. redis://127.0.0.1:6379/0 (default: per process)
+DJANGO_CACHE_KEY_PREFIX  prefix of every cache key in that Redis database (default none)
+DJANGO_SESSION_ENGINE  db (default), cached_db, cache or signed_cookies
 DEMO_RP_CLIENT_ID, DEMO_RP_CLIENT_SECRET, DEMO_RP_CREDENTIALS_FILE  the demo relying party's client
 """
 
@@ -16,6 +20,7 @@ from typing import Any
 import dj_database_url
 import django
 from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from oidc_provider_ext.dot import dot_settings
 
@@ -130,7 +135,9 @@ def _database() -> dict[str, Any]:
         # Embedded default that survives concurrent requests: WAL lets readers run beside the
         # writer, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlocks), and the
         # busy timeout makes a second writer wait instead of failing with "database is locked".
-        config["CONN_MAX_AGE"] = 0
+        # Connections are kept (conn_max_age above) as on PostgreSQL: opening one and running the
+        # three PRAGMAs again on every request was ~0.9 ms of a 2 ms userinfo call
+        # (docs/performance.md).
         config["OPTIONS"] = {
             "timeout": 20,
             "transaction_mode": "IMMEDIATE",
@@ -146,13 +153,47 @@ def _database() -> dict[str, Any]:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if os.environ.get("REDIS_URL"):
-    CACHES = {
+
+def _caches(environ) -> dict[str, Any] | None:
+    """The cache every app server shares (docs/operations.md, "Running several app servers"):
+    signing-key and client changes, throttle counters. None without REDIS_URL: each process then
+    has Django's LocMemCache, which check --deploy reports (oidc_provider_ext.W044)."""
+    if not environ.get("REDIS_URL"):
+        return None
+    return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["REDIS_URL"],
+            "LOCATION": environ["REDIS_URL"],
+            # Several sites (or test clusters) on one Redis database keep apart by prefix.
+            "KEY_PREFIX": environ.get("DJANGO_CACHE_KEY_PREFIX", ""),
         }
     }
+
+
+# Where browser sessions live: Django's database table by default, shared by every app server.
+# "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
+# only (nothing durable to dump, but a Redis restart signs everyone out); "signed_cookies" keeps
+# them in the browser. Only with a shared cache may the cache-based engines serve several servers.
+_SESSION_ENGINES = {
+    "db": "django.contrib.sessions.backends.db",
+    "cached_db": "django.contrib.sessions.backends.cached_db",
+    "cache": "django.contrib.sessions.backends.cache",
+    "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
+}
+
+
+def _session_engine(name: str) -> str:
+    if name not in _SESSION_ENGINES:
+        raise ImproperlyConfigured(
+            f"DJANGO_SESSION_ENGINE={name!r}: use one of {', '.join(_SESSION_ENGINES)}."
+        )
+    return _SESSION_ENGINES[name]
+
+
+_shared_cache = _caches(os.environ)
+if _shared_cache is not None:
+    CACHES = _shared_cache
+SESSION_ENGINE = _session_engine(os.environ.get("DJANGO_SESSION_ENGINE", "db"))
 
 PASSWORD_HASHERS = [
     # Users' passwords: Django's default, deliberately slow.
@@ -223,6 +264,9 @@ if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # A lifetime, not a performance setting: benchmarks/ mints codes ahead of the timed phase.
     # Out-of-range values are reported by check oidc_provider_ext.E006.
     OIDC_PROVIDER_EXT["CODE_EXPIRE_SECONDS"] = int(os.environ["OIDC_CODE_EXPIRE_SECONDS"])
+if os.environ.get("OIDC_CLIENT_CACHE_SECONDS"):
+    # How stale a client may be in a process without a shared cache (docs/operations.md).
+    OIDC_PROVIDER_EXT["CLIENT_CACHE_SECONDS"] = int(os.environ["OIDC_CLIENT_CACHE_SECONDS"])
 OAUTH2_PROVIDER = dot_settings()
 
 # The demo relying party at /demo-rp/ (idp_project/demo_rp.py, docs/demo.md): the confidential

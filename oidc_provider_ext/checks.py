@@ -49,6 +49,14 @@ E080 = "oidc_provider_ext.E080"  # device: DEVICE_CODE_EXPIRE_SECONDS not 1..180
 E081 = "oidc_provider_ext.E081"  # device: DEVICE_POLL_INTERVAL_SECONDS not 1..60
 E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorizations is not a positive int
 E083 = "oidc_provider_ext.E083"  # device: DEVICE_USER_CODE_FAILURE_LIMIT is not a positive int
+W044 = "oidc_provider_ext.W044"  # deploy: the default cache is per process (LocMemCache, DummyCache)
+
+# Cache backends that live inside one process: what the provider coordinates through the cache
+# (key and client changes, throttle counters, the remote-JWKS fetch lock) then stops at its edge.
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
 
 
 def _dot() -> dict:
@@ -275,6 +283,35 @@ def check_secrets(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@register(Tags.caches, deploy=True)
+def check_shared_cache(app_configs=None, **kwargs):
+    """Production runs several processes (gunicorn workers, app servers): they must share a cache."""
+    caches: dict = getattr(settings, "CACHES", None) or {}
+    backend = str(caches.get("default", {}).get("BACKEND", ""))
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+        return []
+    sessions = ""
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.cache":
+        sessions = " Sessions are kept in it too (SESSION_ENGINE), so a browser is signed out whenever "
+        sessions += "its next request reaches another process."
+    elif settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db":
+        sessions = " Sessions are read through it (SESSION_ENGINE cached_db), so another process may "
+        sessions += "go on reading a session that was changed or ended elsewhere."
+    return [
+        Warning(
+            f"The default cache is {backend.rsplit('.', 1)[-1]}, one per process. Other processes then "
+            "learn of a signing-key change only after 60 s and of a client change only after "
+            "CLIENT_CACHE_SECONDS, and every process counts failed sign-ins and client "
+            f"authentications on its own (the limits are multiplied by the number of processes).{sessions}",
+            hint="Use a cache every process shares: django.core.cache.backends.redis.RedisCache "
+            "(REDIS_URL in the example project). A site that really runs a single process may "
+            f"silence this with SILENCED_SYSTEM_CHECKS = [{W044!r}]. See docs/operations.md, "
+            "'Running several app servers'.",
+            id=W044,
+        )
+    ]
 
 
 def _is_subclass(path, base_path: str) -> bool:

@@ -229,8 +229,15 @@ REGISTRATION_POLICIES = (REGISTRATION_OFF, REGISTRATION_INITIAL_ACCESS_TOKEN, RE
 class AppSettings:
     """Typed, lazy accessor for ``settings.OIDC_PROVIDER_EXT``."""
 
+    # The settings dict last found valid: its keys are checked again only when it is another object
+    # (override_settings, a reload). Each read of a setting stays live.
+    _checked: Any = None
+    _checked_len = 0
+
     def _user_settings(self) -> dict[str, Any]:
         value = getattr(settings, SETTINGS_NAME, {})
+        if value is self._checked and isinstance(value, dict) and len(value) == self._checked_len:
+            return value
         if not isinstance(value, dict):
             raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
         unknown = sorted(set(value) - set(_SETTINGS))
@@ -239,6 +246,7 @@ class AppSettings:
                 f"Unknown {SETTINGS_NAME} key(s): {', '.join(unknown)}. "
                 f"Known keys: {', '.join(sorted(_SETTINGS))}."
             )
+        self._checked, self._checked_len = value, len(value)
         return value
 
     def _get(self, name: str) -> Any:

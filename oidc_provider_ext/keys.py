@@ -29,10 +29,11 @@ from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
-from jwcrypto import jwk, jwt
+from jwcrypto import jwk
 
 from .conf import app_settings
 from .internal import crypto
+from .internal import jws as jose
 from .models import SigningKey
 
 log = logging.getLogger(__name__)
@@ -380,7 +381,6 @@ def sign(claims: dict, *, typ: str = "JWT", alg: str | None = None) -> str:
     """Compact JWS over ``claims`` with the active key; the header carries ``kid``."""
     alg = alg or app_settings.SIGNING_ALG
     kid, key = signing_key(alg)
-    header = {"alg": alg, "typ": typ, "kid": kid}
-    token = jwt.JWT(header=header, claims=claims)
-    token.make_signed_token(key)
-    return token.serialize()
+    # Straight on the key's cryptography object (internal/jws.py): jwcrypto's JWT deep-copies its
+    # header registry for every token, a third of the cost of minting one.
+    return jose.sign({"alg": alg, "typ": typ, "kid": kid}, claims, key)

@@ -186,6 +186,62 @@ def test_shape_problems_names_what_is_missing():
     assert "postgresql.ours.exchange lacks ['p99_ms']" in problems
 
 
+def _node_result(rps: float) -> dict:
+    """node-oidc-provider runs the token phases and introspection only (no sign-in page, no
+    userinfo for its resource-bound JWT access tokens, no in-process pass)."""
+    return {
+        "phases": {
+            phase: stats.summarize([stats.Sample(0.01, 200)] * 10, 10 / rps)
+            for phase in ("exchange", "refresh", "introspection")
+        }
+    }
+
+
+def test_node_oidc_provider_is_the_second_baseline():
+    entry = stats.database_result(_project_result(200.0), _project_result(8.0), _node_result(800.0))
+    assert entry["ratios"]["exchange"]["speedup"] == 25.0  # ours / stock DOT
+    assert entry["ratios_node"]["exchange"]["speedup"] == 0.25  # ours / node-oidc-provider
+    assert entry["ratios_node"]["exchange"]["p50"] == 10.0  # ours 100 ms, node 10 ms
+    assert "userinfo" not in entry["ratios_node"] and "signin" not in entry["ratios_node"]
+    result = _result()
+    result["databases"]["postgresql"] = entry
+    result = json.loads(json.dumps(result))
+    assert stats.shape_problems(result) == []
+    table = stats.results_table(result)
+    exchange_rows = [line for line in table.splitlines() if line.split()[:2] == ["postgresql", "exchange"]]
+    assert [row.split()[2] for row in exchange_rows] == ["ours", "stock", "node"]
+    assert exchange_rows[0].split()[-2:] == ["25.0×", "0.25×"]
+    assert "ours/node" in table.splitlines()[0]
+    # The Django-only tables do not list node (it has no in-process numbers).
+    assert "node" not in stats.inprocess_table(result) and "node" not in stats.signin_table(result)
+
+
+def test_a_node_phase_missing_its_numbers_is_a_shape_problem():
+    result = _result()
+    result["databases"]["postgresql"] = stats.database_result(
+        _project_result(200.0), _project_result(8.0), _node_result(800.0)
+    )
+    del result["databases"]["postgresql"]["node"]["phases"]["refresh"]["rps"]
+    assert stats.shape_problems(result) == ["postgresql.node.refresh lacks ['rps']"]
+
+
+def test_resource_validation_and_cpu_columns_are_reported():
+    result = _result()
+    inprocess = result["databases"]["postgresql"]["ours"]["inprocess"]
+    inprocess["resource_validation"] = {
+        "validations": 5000,
+        "cpu_us_per_validation": 45.1,
+        "per_core_per_second": 22173,
+    }
+    inprocess["cpu_ms"] = {"exchange": 3.456, "userinfo": 1.234, "introspection": 1.5}
+    inprocess["signin"]["cpu_minus_password_hash_ms"] = 11.11
+    assert stats.resource_lines(result) == [
+        "  postgresql: 22173 validations/s per core (45.1 µs CPU each, 5000 validations)"
+    ]
+    assert "3.5" in stats.inprocess_table(result) and "1.2" in stats.inprocess_table(result)
+    assert "11.1" in stats.signin_table(result)
+
+
 def test_tables_show_every_run_and_the_ratio():
     result = _result()
     table = stats.results_table(result)
@@ -200,7 +256,7 @@ def test_tables_show_every_run_and_the_ratio():
 def test_modes_and_arguments():
     args = run.parse_args(["--quick", "--databases", "sqlite", "--prefill", "1000"])
     assert args.quick and args.databases == ["sqlite"] and args.prefill == 1000
-    assert args.projects == ["ours", "stock"]
+    assert args.projects == ["ours", "stock", "node"]
     assert run.MODES["quick"]["codes"] < run.MODES["full"]["codes"]
     with pytest.raises(SystemExit):
         run.parse_args(["--databases", "oracle"])
@@ -303,3 +359,70 @@ def test_code_lifetime_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("OIDC_CODE_EXPIRE_SECONDS")
     settings = runpy.run_path(str(run.ROOT / "idp_project" / "settings.py"))
     assert "CODE_EXPIRE_SECONDS" not in settings["OIDC_PROVIDER_EXT"]
+
+
+class _RedirectingProvider:
+    """node-oidc-provider as the benchmark meets it: 303s through its interaction and resume."""
+
+    def __init__(self, hops: list[str]):
+        self.hops = hops
+        self.requested: list[str] = []
+
+    def request(self, method, path, body=None, headers=None):
+        self.requested.append(path)
+        location = self.hops[len(self.requested) - 1]
+        return flows.Response(303, {"location": location}, b"Redirecting")
+
+
+NODE_CLIENT = flows.Client("bench-1", "s3cret", flows.REDIRECT_URI, "bench", "")
+
+
+def test_node_codes_are_minted_by_following_its_interaction_redirects():
+    provider = _RedirectingProvider(
+        [
+            "/interaction/u1",
+            "http://127.0.0.1:9/auth/u1",  # absolute: followed on the same server
+            "/interaction/u2",
+            "/auth/u2",
+            f"{flows.REDIRECT_URI}?code=abc&state=s&iss=http%3A%2F%2F127.0.0.1%3A9",
+        ]
+    )
+    code, verifier = flows.authorize(provider, flows.NODE, NODE_CLIENT)
+    assert code == "abc" and verifier
+    first = flows.query_of(provider.requested[0])
+    # OIDC Core 11: node-oidc-provider drops offline_access unless consent is prompted for.
+    assert first["prompt"] == "consent" and first["scope"] == "openid offline_access"
+    assert first["code_challenge_method"] == "S256"
+    assert provider.requested[1:] == ["/interaction/u1", "/auth/u1", "/interaction/u2", "/auth/u2"]
+    assert "prompt" not in flows.query_of(flows.authorize_path(flows.OURS, NODE_CLIENT, "c"))
+
+
+def test_a_provider_redirecting_forever_is_a_flow_error():
+    provider = _RedirectingProvider([f"/interaction/{n}" for n in range(50)])
+    with pytest.raises(flows.FlowError, match="redirects"):
+        flows.authorize(provider, flows.NODE, NODE_CLIENT)
+
+
+def test_node_target_and_database_prefix(monkeypatch):
+    node = next(t for t in run.targets("sqlite", {"ours": "", "stock": ""}, "key") if t.project is flows.NODE)
+    assert not node.is_django
+    seed = json.loads(node.env["NODE_OP_SEED"])
+    assert flows.Client.from_seed(seed).client_id == node.env["NODE_OP_CLIENT_ID"]
+    env = run.target_env(node, port=4321)
+    assert env["NODE_OP_PORT"] == "4321" and env["NODE_ENV"] == "production"
+    assert run.parse_args(["--db-prefix", "bench_perf_"]).db_prefix == "bench_perf_"
+    for bad in ("perf_", "bench_x;drop", 'bench_"'):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--db-prefix", bad])
+
+
+def test_introspection_body():
+    assert flows.introspection_body("t+1", "refresh_token") == b"token=t%2B1&token_type_hint=refresh_token"
+
+
+def test_without_node_oidc_provider_installed_the_run_goes_on_without_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "NODE_OP", tmp_path)  # no node_modules/oidc-provider there
+    assert run.node_available() is False
+    (tmp_path / "node_modules" / "oidc-provider").mkdir(parents=True)
+    monkeypatch.setattr(run.shutil, "which", lambda name: "/usr/bin/node")
+    assert run.node_available() is True

@@ -27,6 +27,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 PRIVATE_NAMES = [
     (OAuth2Validator, "_load_application", "validate_client_id"),
     (OAuth2Validator, "_check_secret", "_authenticate_basic_auth"),
+    (OAuth2Validator, "_load_access_token", "validate_bearer_token"),
     (OAuth2Validator, "_extract_basic_auth", "_authenticate_basic_auth"),
     (OAuth2Validator, "_create_access_token", None),  # ours calls it
     (OAuth2Validator, "_create_refresh_token", None),

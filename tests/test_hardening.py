@@ -188,6 +188,7 @@ class TestHostedPageHeaders:
             "OIDC_SECRET_KEYS": secrets.token_urlsafe(50),
             "OIDC_ISSUER": "https://id.example.com",
             "DJANGO_ALLOWED_HOSTS": "id.example.com",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",  # several processes share a cache (W044)
         }
         env.pop("DATABASE_URL", None)
         result = subprocess.run(

@@ -6,9 +6,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from oidc_provider_ext.resource import validate_access_token
+
 from . import presets
+from .conftest import oidc_settings
 from .factories import ResourceServerFactory
-from .flow import authorize_url, exchange, get_code, token_request
+from .flow import authorize_url, exchange, get_code, introspect, token_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,3 +92,28 @@ def test_discovery_and_jwks_are_query_free_once_warm(warm, django_assert_num_que
     with django_assert_num_queries(0):
         assert client.get("/.well-known/openid-configuration").status_code == 200
         assert client.get(reverse("oidc_provider_ext:jwks")).status_code == 200
+
+
+def test_introspection(warm, browser, rp, user, confidential_app, django_assert_num_queries):
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+    access_token = exchange(rp, confidential_app, code).json()["access_token"]
+    # access token (+user, client), the grant's tenant; the introspecting client and the token's
+    # client (with its profile, for the tenant rule) come from the client cache
+    with django_assert_num_queries(2):  # budget: 3
+        assert introspect(rp, confidential_app, access_token)["active"]
+
+
+def test_resource_server_validation(
+    warm, browser, rp, user, confidential_app, settings, django_assert_num_queries
+):
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+    access_token = exchange(rp, confidential_app, code).json()["access_token"]
+    audience = confidential_app.client_id
+    # The revocation check: access token (+user, client), the grant's tenant; the token's client,
+    # with its profile for the tenant rule, comes from the client cache
+    with django_assert_num_queries(2):  # budget: 3
+        assert validate_access_token(access_token, audience=audience).client_id == audience
+    # Offline, as an API with a remote JWKS checks: the signature and claims only
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    with django_assert_num_queries(0):
+        assert validate_access_token(access_token, audience=audience).client_id == audience

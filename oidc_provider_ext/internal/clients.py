@@ -1,12 +1,26 @@
 """Client lookup with a short-lived cache: a token or authorization request needs the client and
-its OIDC profile, which rarely change. Changes made here (admin, commands, signals below) are
-dropped from the cache at once; other processes sharing a cache (Redis) see that too, while a
-per-process cache (locmem) may serve a changed client for up to ``CLIENT_CACHE_SECONDS``."""
+its OIDC profile, which rarely change.
+
+Every entry (a client, the CORS origins, "are there tenants") is stamped with the *client
+registry generation*, a random value in the same cache that every change through the ORM replaces
+(signals below), once at once and once more after the transaction commits. An entry whose stamp is
+not the current generation is never served, so with a cache shared by every process (Redis) a
+change made through one server is honoured by all the others at their next request, even when one
+of them read the old row while the change was being committed (it stored that row under the old
+generation). With a per-process cache (LocMemCache) other processes serve a changed client for up
+to ``CLIENT_CACHE_SECONDS``. After changing clients behind the ORM's back (``QuerySet.update()``,
+SQL), call :func:`bump_generation`.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
+from typing import Any
+
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
@@ -16,13 +30,63 @@ from oidc_provider_ext.hashers import ALGORITHM, ClientSecretHasher, looks_gener
 from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()
-_PREFIX = "oidc_provider_ext:client:"
-_HAS_TENANTS = "oidc_provider_ext:has_tenants"
-_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins"
+log = logging.getLogger(__name__)
+# Entries are (generation, value) pairs: named apart from the bare values older versions stored, so
+# servers of both versions can share one cache during a rolling upgrade without reading each
+# other's entries.
+_PREFIX = "oidc_provider_ext:client:v2:"
+_HAS_TENANTS = "oidc_provider_ext:has_tenants:v2"
+_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
+GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
 
 
 def _key(client_id: str) -> str:
     return _PREFIX + client_id.encode("utf-8", "replace").hex()[:400]
+
+
+def _lookup(key: str) -> tuple[Any, str]:
+    """``(value, generation)``: the value cached under ``key`` if it was stored under the current
+    generation (else None), and that generation, in one cache round trip."""
+    found = cache.get_many([GENERATION_CACHE_KEY, key])
+    generation = found.get(GENERATION_CACHE_KEY)
+    if generation is None:
+        # Never stamp with "no generation": an evicted generation key would otherwise bring back
+        # every entry stored while it was missing, stale ones included.
+        generation = secrets.token_hex(8)
+        if not cache.add(GENERATION_CACHE_KEY, generation, timeout=None):
+            generation = cache.get(GENERATION_CACHE_KEY) or generation
+    entry = found.get(key)
+    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
+        return entry[1], generation
+    return None, generation
+
+
+def _store(key: str, generation: str, value: Any, ttl: int | None) -> None:
+    cache.set(key, (generation, value), ttl)
+
+
+def bump_generation() -> None:
+    """Drop every cached client, origin list and tenant flag in every process sharing the cache.
+
+    Called on every change made through the ORM; call it after changing ``Application``,
+    ``ClientProfile`` or ``Tenant`` rows behind the ORM's back. Random, not a counter: a cache that
+    lost the entry can never bring back a value an older entry was stamped with.
+    """
+    try:
+        cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
+    except Exception:
+        log.warning(
+            "Cannot publish the client registry generation; other processes may serve a changed "
+            "client for up to CLIENT_CACHE_SECONDS.",
+            exc_info=True,
+        )
+
+
+def _changed() -> None:
+    bump_generation()
+    # Again after commit: a process that read the row before the commit stamped it with the
+    # generation replaced just now, but may have read it after this first bump.
+    transaction.on_commit(bump_generation)
 
 
 @receiver(pre_save, sender=Application)
@@ -74,17 +138,19 @@ def get_client(client_id: str):
         return None
     ttl = app_settings.CLIENT_CACHE_SECONDS
     if ttl:
-        cached = cache.get(_key(client_id))
+        cached, generation = _lookup(_key(client_id))
         if cached is not None:
             return cached
     client = Application.objects.select_related("oidc_profile").filter(client_id=client_id).first()
     if client is not None and ttl:
-        cache.set(_key(client_id), client, ttl)
+        _store(_key(client_id), generation, client, ttl)
     return client
 
 
 def forget(client_id: str) -> None:
+    """Drop ``client_id`` (and everything derived from the clients) from every process's cache."""
     cache.delete_many([_key(client_id), _ALLOWED_ORIGINS])
+    _changed()
 
 
 def all_allowed_origins() -> frozenset[str]:
@@ -92,13 +158,13 @@ def all_allowed_origins() -> frozenset[str]:
     clients: what a CORS preflight, which names no client, is checked against (internal/cors.py)."""
     ttl = app_settings.CLIENT_CACHE_SECONDS
     if ttl:
-        cached = cache.get(_ALLOWED_ORIGINS)
+        cached, generation = _lookup(_ALLOWED_ORIGINS)
         if cached is not None:
             return cached
     values = Application.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
     origins = frozenset(origin for value in values for origin in value.split())
     if ttl:
-        cache.set(_ALLOWED_ORIGINS, origins, ttl)
+        _store(_ALLOWED_ORIGINS, generation, origins, ttl)
     return origins
 
 
@@ -121,10 +187,10 @@ def _profile_changed(instance, **kwargs):
 def has_tenants() -> bool:
     """Whether any built-in tenant exists (cached like clients; the answer changes about never).
     The default of ``DefaultOIDCAdapter.has_tenants``; a site with its own model overrides that."""
-    value = cache.get(_HAS_TENANTS)
+    value, generation = _lookup(_HAS_TENANTS)
     if value is None:
         value = Tenant.objects.exists()
-        cache.set(_HAS_TENANTS, value, app_settings.CLIENT_CACHE_SECONDS or None)
+        _store(_HAS_TENANTS, generation, value, app_settings.CLIENT_CACHE_SECONDS or None)
     return value
 
 
@@ -132,3 +198,4 @@ def has_tenants() -> bool:
 @receiver(post_delete, sender=Tenant)
 def _tenants_changed(**kwargs):
     cache.delete(_HAS_TENANTS)
+    _changed()

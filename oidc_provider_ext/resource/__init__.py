@@ -47,6 +47,7 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from oidc_provider_ext.conf import SETTINGS_NAME, app_settings, resource_audiences
+from oidc_provider_ext.internal import jws as jose
 
 from . import remote_jwks
 from .metadata import ProtectedResource, as_resource, configured_resource
@@ -246,12 +247,13 @@ def validate_access_token(
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
     header = _json_segment(token.split(".", 1)[0], "header")
     alg, kid = _check_header(header)
-    key = _verification_key(kid)
+    jwks_url = app_settings.RESOURCE_SERVER_JWKS_URL  # read once: settings are parsed on each read
+    key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
     claims = _json_segment_bytes(_verify_signature(token, key, alg), "payload")
     result = _check_claims(claims, expected)
-    if not app_settings.RESOURCE_SERVER_JWKS_URL and app_settings.RESOURCE_SERVER_CHECK_REVOCATION:
+    if not jwks_url and app_settings.RESOURCE_SERVER_CHECK_REVOCATION:
         _check_not_revoked(token)
     if not result.has_scopes(*required):
         raise InsufficientScope(required)
@@ -309,8 +311,7 @@ def _check_header(header: dict[str, Any]) -> tuple[str, str]:
     return alg, kid
 
 
-def _verification_key(kid: str) -> jwk.JWK | None:
-    url = app_settings.RESOURCE_SERVER_JWKS_URL
+def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     if url:
         try:
             return remote_jwks.verification_key(url, kid)
@@ -327,14 +328,21 @@ def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
     # another type, does not verify this token.
     if key.get("alg", alg) != alg or key.get("kty") != _KEY_TYPE_OF_ALG[alg]:
         raise InvalidToken(f"The access token's alg {alg!r} does not match its key.")
-    signed = jws.JWS()
-    signed.allowed_algs = [alg]
+    if alg not in jose.ALGORITHMS:  # EdDSA: jwcrypto's own path
+        signed = jws.JWS()
+        signed.allowed_algs = [alg]
+        try:
+            signed.deserialize(token)
+            signed.verify(key, alg=alg)
+        except (JWException, ValueError, TypeError) as exc:
+            raise InvalidToken("The access token's signature is invalid.") from exc
+        return signed.payload
+    # RSA and ECDSA straight on the key's cached cryptography object (internal/jws.py): jwcrypto's
+    # JWS deep-copies its header registry per token, more than half of an offline check.
     try:
-        signed.deserialize(token)
-        signed.verify(key, alg=alg)
-    except (JWException, ValueError, TypeError) as exc:
+        return jose.verify(token, key, alg)
+    except (ValueError, TypeError) as exc:
         raise InvalidToken("The access token's signature is invalid.") from exc
-    return signed.payload
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -398,14 +406,14 @@ def _check_not_revoked(token: str) -> None:
     from oauth2_provider.models import get_access_token_model
 
     from oidc_provider_ext.adapter import get_adapter
+    from oidc_provider_ext.internal.clients import get_client
     from oidc_provider_ext.models import AuthorizationGrant
-    from oidc_provider_ext.validator import checksum
+    from oidc_provider_ext.validator import checksum, one
 
-    stored = (
+    stored = one(
         get_access_token_model()
         .objects.select_related("user", "application")
         .filter(token_checksum=checksum(token))
-        .first()
     )
     if stored is None:
         raise InvalidToken("The access token has been revoked.")
@@ -413,11 +421,13 @@ def _check_not_revoked(token: str) -> None:
         raise InvalidToken("The access token has expired.")
     tenant = ""
     if stored.user is not None:
-        grant = AuthorizationGrant.objects.for_access_token(stored).only("tenant").first()
+        grant = one(AuthorizationGrant.objects.for_access_token(stored).only("tenant"))
         if grant is None:
             raise InvalidToken("The access token has been revoked.")
         tenant = grant.tenant
-    if not get_adapter().may_use_client(stored.user, stored.application, tenant):
+    # The cached client carries its profile (no query for the tenant rule).
+    application = get_client(stored.application.client_id) or stored.application
+    if not get_adapter().may_use_client(stored.user, application, tenant):
         raise InvalidToken("The access token may no longer be used.")
 
 

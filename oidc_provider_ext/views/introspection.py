@@ -14,9 +14,10 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
-from oidc_provider_ext.validator import checksum
+from oidc_provider_ext.validator import checksum, one
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
 
 
@@ -65,11 +66,10 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     @staticmethod
     def _introspect(token: str, hint: str | None, client) -> dict:
         token_checksum = checksum(token)
-        access = (
+        access = one(
             get_access_token_model()
             .objects.select_related("user", "application")
             .filter(_visible_to(client), token_checksum=token_checksum)
-            .first()
         )
         if access is not None and access.is_valid():
             data = {
@@ -84,10 +84,12 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 "iss": app_settings.ISSUER,
             }
             if access.user is not None:
-                grant = AuthorizationGrant.objects.for_access_token(access).only("tenant").first()
+                grant = one(AuthorizationGrant.objects.for_access_token(access).only("tenant"))
                 tenant = grant.tenant if grant is not None else ""
                 # The account-state rule: a deactivated user's or ended member's token is inactive.
-                if not get_adapter().may_use_client(access.user, access.application, tenant):
+                # The cached client carries its profile (no query for the tenant rule).
+                application = get_client(access.application.client_id) or access.application
+                if not get_adapter().may_use_client(access.user, application, tenant):
                     return {"active": False}
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
                 data.update(get_adapter().get_tenant_claims(access.user, tenant))

@@ -14,15 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from oidc_provider_ext import keys
+from oidc_provider_ext.checks import PER_PROCESS_CACHES
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.models import SigningKey
-
-# Caches that live inside one process: other workers then learn of a change only when their
-# snapshot expires, not through the shared key generation.
-_PER_PROCESS_CACHES = (
-    "django.core.cache.backends.locmem.LocMemCache",
-    "django.core.cache.backends.dummy.DummyCache",
-)
 
 
 def _when(value: datetime | None) -> str:
@@ -203,7 +197,7 @@ class Command(BaseCommand):
 
     def _propagation_note(self) -> None:
         backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-        if backend in _PER_PROCESS_CACHES:
+        if backend in PER_PROCESS_CACHES:  # other workers wait for their snapshot to expire
             self.stdout.write(
                 f"Note: the cache ({backend.rsplit('.', 1)[-1]}) is per process, so running workers "
                 f"pick the change up within {keys.SNAPSHOT_TTL_SECONDS} s, not at once."
