@@ -7,9 +7,13 @@ WebAuthn refuses IP addresses as RP ID, so the IdP is served as http://localhost
 
 from __future__ import annotations
 
+import time
+
+import pyotp
 import pytest
 
 from oidc_provider_ext import acr
+from oidc_provider_ext.internal import totp
 from oidc_provider_ext.models import Passkey
 from tests.conftest import oidc_settings
 from tests.live import run_demo
@@ -118,6 +122,43 @@ def test_add_a_passkey_sign_out_and_sign_in_with_the_button(page, rp, screenshot
     assert claims["acr"] == acr.PHISHING_RESISTANT
     assert claims["amr"] == ["hwk", "user", "mfa"]
     assert Passkey.objects.get().last_used is not None
+
+
+def test_an_rp_asking_for_phishing_resistant_steps_a_code_sign_in_up_to_the_passkey(page, rp):
+    """Issue 17: a sign-in with password + authenticator app (multi-factor) that a relying party
+    asks for phishing-resistant (acr_values) is asked for the passkey only — not a new login, not
+    the app again — and the ID token says what was achieved (OIDC Core 3.1.2.1, RFC 8176)."""
+    page.add_init_script(NO_AUTOFILL)
+    sign_in_with_password(page, rp)
+    add_passkey(page, rp, "Laptop")
+    user = Passkey.objects.get().user
+    device = totp.start_enrolment(user)
+    app = pyotp.TOTP(totp.secret_of(device))
+    assert totp.verify(device, app.now(), confirming=True)
+    page.context.clear_cookies()  # a new browser session: sign in again with the factors
+
+    page.goto(rp.authorization_url(acr_values=acr.MFA))
+    page.fill("#id_username", rp.demo["user"]["username"])
+    page.fill("#id_password", rp.demo["user"]["password"])
+    page.click("button[type=submit]")
+    page.click("a[data-factor=totp]")  # the passkey is offered first; take the app this time
+    page.get_by_label("Code from your authenticator app").fill(app.at(time.time() + 30))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#who")
+    first = rp.last["claims"]
+    assert first["acr"] == acr.MFA and {"pwd", "otp", "mfa"} <= set(first["amr"])
+
+    page.goto(rp.authorization_url(acr_values=acr.PHISHING_RESISTANT))
+    page.wait_for_selector('[data-step="step-up"] [data-passkey-action=verify]')
+    assert page.locator("#id_password").count() == 0
+    assert page.locator("a[data-factor=totp]").count() == 0, "only a factor that reaches the level"
+    page.click("[data-passkey-action=verify]")
+    page.wait_for_selector("#who")
+    claims = rp.last["claims"]
+    assert claims["acr"] == acr.PHISHING_RESISTANT
+    assert {"pwd", "otp", "mfa"} <= set(claims["amr"]) and {"hwk", "swk"} & set(claims["amr"])
+    assert claims["sid"] == first["sid"], "the same OP session gained the factor"
+    assert claims["auth_time"] >= first["auth_time"]
 
 
 def test_autofill_signs_in_with_the_passkey(page, rp):
