@@ -1,0 +1,192 @@
+"""Review 1 (RFC 8707 / RFC 8414 / RFC 9728 merge 5e2e67d): reproducing tests for the findings.
+
+Each test asserts the behaviour the product SHOULD have; it fails on 5e2e67d.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from oauth2_provider.models import get_application_model
+
+from oidc_provider_ext.models import AuthorizationGrant, Consent
+from oidc_provider_ext.resource import InvalidToken, validate_access_token
+
+from . import presets
+from .factories import ApplicationFactory, ResourceServerFactory
+from .flow import (
+    authorize_url,
+    consent,
+    exchange,
+    get_code,
+    login,
+    query_of,
+    refresh,
+    token_request,
+    verify_jwt,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.oidc_settings(presets.API_SCOPES)]
+
+API = "https://api.example.com/mcp"
+OTHER_API = "https://other.example.com/"
+
+# RFC 6749 4.1.2.1 / 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+
+
+@pytest.fixture
+def two_apis(confidential_app):
+    # Two APIs that both accept both scopes.
+    api = ResourceServerFactory(
+        identifier=API, name="Example MCP", scopes="api:read api:write", allowed_clients=[confidential_app]
+    )
+    other = ResourceServerFactory(
+        identifier=OTHER_API, name="Other API", scopes="api:read api:write", allowed_clients=[confidential_app]
+    )
+    return api, other
+
+
+# --- F1: a scope the user refused for an API is granted silently on the next request ------------------
+
+
+def test_a_scope_unticked_for_an_api_is_not_granted_for_it_without_asking(browser, rp, user, confidential_app, two_apis):
+    # The user allows api:write for API A.
+    get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
+    # For API B the user is asked (new resource) and UNTICKS api:write.
+    login(browser, user)
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    assert response.status_code == 200
+    response = consent(browser, response, untick=("api:write",))
+    assert response.status_code == 302 and "code=" in response["Location"]
+    grant = AuthorizationGrant.objects.order_by("-pk").first()
+    assert grant.scopes == ["openid", "api:read"]  # the refusal was honoured for this code
+    # The client simply asks again: the consent it was refused must be asked again,
+    # never remembered as granted for API B.
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(
+            "api:write for Other API was refused by the user, yet a code was issued without asking; "
+            f"its token: aud={claims['aud']} scope={claims['scope']!r}"
+        )
+    assert response.status_code == 200
+
+
+def test_consent_for_a_scope_on_one_api_does_not_cover_that_scope_on_another(
+    browser, rp, user, confidential_app, two_apis
+):
+    # A: read only. B: write.  Never "write on A".
+    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
+    assert set(Consent.objects.get().resource) == {API, OTHER_API}
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(f"No consent asked; token for {claims['aud']} with scope {claims['scope']!r}")
+    assert response.status_code == 200
+
+
+# --- F2: a client whose client_id is an API's identifier gets tokens that API accepts -----------------
+
+
+def test_a_client_named_like_a_resource_server_cannot_mint_tokens_for_it(browser, rp, user, confidential_app):
+    # The API allows only confidential_app.
+    ResourceServerFactory(identifier=API, scopes="api:read", allowed_clients=[confidential_app])
+    # A client (admin-created; later DCR / client-id metadata documents) whose client_id is the
+    # API's identifier. ResourceServer.clean() refuses the other order, nothing refuses this one.
+    intruder = ApplicationFactory(client_id=API)
+    problems = None
+    try:
+        intruder.full_clean()
+    except Exception as exc:  # noqa: BLE001 - any refusal is the fix
+        problems = exc
+    if problems is not None:
+        return
+    # Its tokens without a resource indicator carry aud = its client_id = the API's identifier...
+    code, _ = get_code(browser, intruder, user, scope="openid api:read api:write")
+    token = exchange(rp, intruder, code).json()["access_token"]
+    claims = verify_jwt(token, typ="at+jwt")
+    # ...and the API (which never allowed this client, and does not accept api:write) takes them.
+    with pytest.raises(InvalidToken):
+        accepted = validate_access_token(token, resource=API)
+        pytest.fail(f"API accepted a token of a client it does not allow: {accepted.client_id} {claims}")
+
+
+# --- F3: error_description reflects the resource value outside RFC 6749's character set ---------------
+
+
+@pytest.mark.parametrize("value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b", 'https://example.com/"x"'])
+def test_token_endpoint_error_description_stays_in_rfc6749_charset(rp, value):
+    machine = ApplicationFactory(authorization_grant_type="client-credentials")
+    response = token_request(
+        rp, {"grant_type": "client_credentials", "resource": value}, (machine.client_id, machine.raw_secret)
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(body["error_description"]), body["error_description"]
+
+
+@pytest.mark.parametrize("value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b"])
+def test_authorize_error_description_stays_in_rfc6749_charset(browser, user, confidential_app, value):
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid", resource=value))
+    assert response.status_code == 302
+    query = query_of(response["Location"])
+    assert query["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(query["error_description"]), query["error_description"]
+
+
+# --- F4: using the refresh token for a second API kills the first API's access token ------------------
+
+
+def test_a_token_for_a_second_resource_does_not_revoke_the_first(browser, rp, user, confidential_app, two_apis):
+    # RFC 8707 2.2 / docs: "the client asks one token per resource (a refresh token can be exchanged
+    # for each)". Asking for B must not end the live token for A.
+    code, _ = get_code(
+        browser, confidential_app, user, scope="openid offline_access api:read", resource=[API, OTHER_API]
+    )
+    first = exchange(rp, confidential_app, code, resource=API).json()
+    assert validate_access_token(first["access_token"], resource=API)
+    second = refresh(rp, confidential_app, first["refresh_token"], resource=OTHER_API)
+    assert second.status_code == 200, second.content
+    assert validate_access_token(second.json()["access_token"], resource=OTHER_API)
+    validate_access_token(first["access_token"], resource=API)  # raises "expired" on 5e2e67d
+
+
+Application = get_application_model()
+
+
+# --- F5: an anonymous caller tells apart "no such API" from "an API of another organisation" ----------
+
+
+def test_unknown_and_other_tenants_resource_get_the_same_answer(client, confidential_app):
+    from .factories import TenantFactory
+
+    TenantFactory(code="ours")
+    TenantFactory(code="theirs")
+    ResourceServerFactory(
+        identifier=API, scopes="api:read", allowed_clients=[confidential_app], tenant_codes="theirs"
+    )
+    answers = []
+    for value in (API, "https://does-not-exist.example.com/mcp"):
+        # Anonymous: no sign-in needed, the answer is in the Location header.
+        response = client.get(
+            authorize_url(confidential_app, scope="openid api:read", resource=value, acr_values="tenant:ours")
+        )
+        assert response.status_code == 302
+        query = query_of(response["Location"])
+        assert query["error"] == "invalid_target"
+        answers.append(query["error_description"].replace(value, "<resource>"))
+    assert answers[0] == answers[1], answers
