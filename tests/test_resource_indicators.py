@@ -295,8 +295,8 @@ def test_consent_page_names_the_api(browser, user, confidential_app, api):
 
 def test_a_remembered_consent_does_not_cover_a_new_resource(browser, user, confidential_app, api, other_api):
     get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
-    assert Consent.objects.get().resource == [API]
-    # Same scopes, no resource or the same one: remembered.
+    assert Consent.objects.get().resource == {API: ["api:read", "api:write", "openid"]}
+    # Same scopes, the same resource: remembered.
     response = browser.get(authorize_url(confidential_app, scope="openid api:read api:write", resource=API))
     assert response.status_code == 302 and "code=" in response["Location"]
     # Same scopes for another API: asked again, everything, with the API named.
@@ -307,7 +307,124 @@ def test_a_remembered_consent_does_not_cover_a_new_resource(browser, user, confi
     assert "Other API" in response.content.decode()
     assert {s["name"] for s in response.context["scopes"]} == {"openid", "api:read", "api:write"}
     consent(browser, response)
-    assert Consent.objects.get().resource == [API, OTHER_API]
+    assert Consent.objects.get().resource == {
+        API: ["api:read", "api:write", "openid"],
+        OTHER_API: ["api:read", "api:write", "openid"],
+    }
+
+
+@pytest.fixture
+def two_apis(confidential_app):
+    # Two APIs that both accept both scopes.
+    api = ResourceServerFactory(
+        identifier=API, name="Example MCP", scopes="api:read api:write", allowed_clients=[confidential_app]
+    )
+    other = ResourceServerFactory(
+        identifier=OTHER_API,
+        name="Other API",
+        scopes="api:read api:write",
+        allowed_clients=[confidential_app],
+    )
+    return api, other
+
+
+def test_a_scope_unticked_for_an_api_is_not_granted_for_it_without_asking(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F1. The user allows api:write for API A.
+    get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
+    # For API B the user is asked (new resource) and UNTICKS api:write.
+    login(browser, user)
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    assert response.status_code == 200
+    response = consent(browser, response, untick=("api:write",))
+    assert response.status_code == 302 and "code=" in response["Location"]
+    grant = AuthorizationGrant.objects.order_by("-pk").first()
+    assert grant.scopes == ["openid", "api:read"]  # the refusal was honoured for this code
+    # The client simply asks again: the consent it was refused must be asked again,
+    # never remembered as granted for API B.
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(
+            "api:write for Other API was refused by the user, yet a code was issued without asking; "
+            f"its token: aud={claims['aud']} scope={claims['scope']!r}"
+        )
+    assert response.status_code == 200
+
+
+def test_consent_for_a_scope_on_one_api_does_not_cover_that_scope_on_another(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F1. A: read only. B: write.  Never "write on A".
+    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
+    assert set(Consent.objects.get().resource) == {API, OTHER_API}
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(f"No consent asked; token for {claims['aud']} with scope {claims['scope']!r}")
+    assert response.status_code == 200
+
+
+def test_a_consent_for_an_api_does_not_cover_a_request_without_resource(
+    browser, user, confidential_app, two_apis
+):
+    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:read"))
+    assert response.status_code == 200
+    # Answered: remembered for "no resource" too, without touching the API's entry.
+    consent(browser, response)
+    assert Consent.objects.get().resource == {"": ["api:read", "openid"], API: ["api:read", "openid"]}
+    assert browser.get(authorize_url(confidential_app, scope="openid api:read")).status_code == 302
+
+
+def test_connected_apps_page_shows_the_scopes_per_api(browser, user, confidential_app, two_apis):
+    get_code(browser, confidential_app, user, scope="openid")
+    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
+    page = browser.get(reverse("oidc_provider_ext:connected-apps")).content.decode()
+    assert 'data-api="Other API"' in page and 'data-api="Example MCP"' not in page
+
+
+@pytest.mark.parametrize(
+    ("stored", "scope"),
+    [([], "openid profile"), ([API], "openid api:write"), ({API: "not a list"}, "openid api:write")],
+)
+def test_consents_of_the_pooled_format_are_migrated_fail_closed(
+    browser, user, confidential_app, two_apis, stored, scope
+):
+    import importlib
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = importlib.import_module("oidc_provider_ext.migrations.0010_consent_resources")
+    row = Consent.objects.create(
+        user=user,
+        application=confidential_app,
+        tenant="",
+        scope=scope,
+        resource=stored,
+        granted=timezone.now(),
+    )
+    migration.per_resource(apps, None)
+    row.refresh_from_db()
+    if isinstance(stored, list):
+        # The scopes stay allowed without a resource; no API keeps a pooled grant.
+        assert row.resource == {"": sorted(scope.split())}
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
+    assert response.status_code == 200  # asked
 
 
 # --- audience confusion -------------------------------------------------------------------------------

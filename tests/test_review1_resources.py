@@ -36,67 +36,6 @@ OTHER_API = "https://other.example.com/"
 ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
-@pytest.fixture
-def two_apis(confidential_app):
-    # Two APIs that both accept both scopes.
-    api = ResourceServerFactory(
-        identifier=API, name="Example MCP", scopes="api:read api:write", allowed_clients=[confidential_app]
-    )
-    other = ResourceServerFactory(
-        identifier=OTHER_API, name="Other API", scopes="api:read api:write", allowed_clients=[confidential_app]
-    )
-    return api, other
-
-
-# --- F1: a scope the user refused for an API is granted silently on the next request ------------------
-
-
-def test_a_scope_unticked_for_an_api_is_not_granted_for_it_without_asking(browser, rp, user, confidential_app, two_apis):
-    # The user allows api:write for API A.
-    get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
-    # For API B the user is asked (new resource) and UNTICKS api:write.
-    login(browser, user)
-    response = browser.get(
-        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
-    )
-    assert response.status_code == 200
-    response = consent(browser, response, untick=("api:write",))
-    assert response.status_code == 302 and "code=" in response["Location"]
-    grant = AuthorizationGrant.objects.order_by("-pk").first()
-    assert grant.scopes == ["openid", "api:read"]  # the refusal was honoured for this code
-    # The client simply asks again: the consent it was refused must be asked again,
-    # never remembered as granted for API B.
-    response = browser.get(
-        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
-    )
-    if response.status_code == 302:
-        code = query_of(response["Location"])["code"]
-        token = exchange(rp, confidential_app, code).json()["access_token"]
-        claims = verify_jwt(token, typ="at+jwt")
-        pytest.fail(
-            "api:write for Other API was refused by the user, yet a code was issued without asking; "
-            f"its token: aud={claims['aud']} scope={claims['scope']!r}"
-        )
-    assert response.status_code == 200
-
-
-def test_consent_for_a_scope_on_one_api_does_not_cover_that_scope_on_another(
-    browser, rp, user, confidential_app, two_apis
-):
-    # A: read only. B: write.  Never "write on A".
-    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
-    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
-    assert set(Consent.objects.get().resource) == {API, OTHER_API}
-    login(browser, user)
-    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
-    if response.status_code == 302:
-        code = query_of(response["Location"])["code"]
-        token = exchange(rp, confidential_app, code).json()["access_token"]
-        claims = verify_jwt(token, typ="at+jwt")
-        pytest.fail(f"No consent asked; token for {claims['aud']} with scope {claims['scope']!r}")
-    assert response.status_code == 200
-
-
 # --- F2: a client whose client_id is an API's identifier gets tokens that API accepts -----------------
 
 
@@ -126,7 +65,9 @@ def test_a_client_named_like_a_resource_server_cannot_mint_tokens_for_it(browser
 # --- F3: error_description reflects the resource value outside RFC 6749's character set ---------------
 
 
-@pytest.mark.parametrize("value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b", 'https://example.com/"x"'])
+@pytest.mark.parametrize(
+    "value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b", 'https://example.com/"x"']
+)
 def test_token_endpoint_error_description_stays_in_rfc6749_charset(rp, value):
     machine = ApplicationFactory(authorization_grant_type="client-credentials")
     response = token_request(
@@ -151,7 +92,9 @@ def test_authorize_error_description_stays_in_rfc6749_charset(browser, user, con
 # --- F4: using the refresh token for a second API kills the first API's access token ------------------
 
 
-def test_a_token_for_a_second_resource_does_not_revoke_the_first(browser, rp, user, confidential_app, two_apis):
+def test_a_token_for_a_second_resource_does_not_revoke_the_first(
+    browser, rp, user, confidential_app, two_apis
+):
     # RFC 8707 2.2 / docs: "the client asks one token per resource (a refresh token can be exchanged
     # for each)". Asking for B must not end the live token for A.
     code, _ = get_code(
