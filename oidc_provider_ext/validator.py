@@ -33,6 +33,7 @@ from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
+from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
 from .models.grants import revoke_issued
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
@@ -488,7 +489,7 @@ class OIDCValidator(OAuth2Validator):
     @staticmethod
     def _invalid_target(request, description: str) -> errors.OAuth2Error:
         return errors.CustomOAuth2Error(
-            error=resources.INVALID_TARGET, description=description, request=request
+            error=resources.INVALID_TARGET, description=error_description(description), request=request
         )
 
     def get_access_token_lifetime(self, request) -> int:

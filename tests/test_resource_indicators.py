@@ -1,5 +1,6 @@
 """RFC 8707 resource indicators: audience-bound access tokens for registered resource servers."""
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -37,6 +38,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.oidc_settings(presets.API_SCOPE
 
 API = "https://api.example.com/mcp"
 OTHER_API = "https://other.example.com/"
+
+# RFC 6749 4.1.2.1 / 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
 @pytest.fixture
@@ -280,6 +284,67 @@ def test_a_resource_of_another_tenant_is_refused_when_the_tenant_is_chosen_after
     response = browser.get(response["Location"])
     assert response.status_code == 302, response.content[:300]
     assert query_of(response["Location"])["error"] == "invalid_target"
+
+
+# Review 1 F3: the value is not echoed, and no error_description leaves RFC 6749's character set.
+@pytest.mark.parametrize(
+    "value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b", 'https://example.com/"x"']
+)
+def test_token_endpoint_error_description_stays_in_rfc6749_charset(rp, value):
+    machine = ApplicationFactory(authorization_grant_type="client-credentials")
+    response = token_request(
+        rp, {"grant_type": "client_credentials", "resource": value}, (machine.client_id, machine.raw_secret)
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(body["error_description"]), body["error_description"]
+
+
+@pytest.mark.parametrize("value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b"])
+def test_authorize_error_description_stays_in_rfc6749_charset(browser, user, confidential_app, value):
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid", resource=value))
+    assert response.status_code == 302
+    query = query_of(response["Location"])
+    assert query["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(query["error_description"]), query["error_description"]
+
+
+@pytest.mark.parametrize(
+    "text", ['say "hi"', "a\\b", "\u00e4\u00f6\u00fc \u2028", "nul\x00 tab\t nl\n", "x" * 10_000]
+)
+def test_every_error_description_is_reduced_to_the_rfc6749_charset(text):
+    from oidc_provider_ext.internal.requests import error_description
+    from oidc_provider_ext.views.backchannel import oauth_error
+
+    reduced = error_description(text)
+    assert ERROR_DESCRIPTION.fullmatch(reduced) and 0 < len(reduced) <= 500
+    import json
+
+    assert ERROR_DESCRIPTION.fullmatch(
+        json.loads(oauth_error("invalid_request", text).content)["error_description"]
+    )
+
+
+# Review 1 F5: one answer for "no such API" and "an API of another organisation", before sign-in.
+def test_unknown_and_other_tenants_resource_get_the_same_answer(client, confidential_app):
+    TenantFactory(code="ours")
+    TenantFactory(code="theirs")
+    ResourceServerFactory(
+        identifier=API, scopes="api:read", allowed_clients=[confidential_app], tenant_codes="theirs"
+    )
+    answers = []
+    for value in (API, "https://does-not-exist.example.com/mcp"):
+        # Anonymous: no sign-in needed, the answer is in the Location header.
+        response = client.get(
+            authorize_url(confidential_app, scope="openid api:read", resource=value, acr_values="tenant:ours")
+        )
+        assert response.status_code == 302
+        query = query_of(response["Location"])
+        assert query["error"] == "invalid_target"
+        answers.append(query["error_description"].replace(value, "<resource>"))
+    assert answers[0] == answers[1], answers
 
 
 # --- consent ----------------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ from .flow import exchange, get_code, refresh
 pytestmark = [pytest.mark.django_db, pytest.mark.oidc_settings(presets.API_SCOPES)]
 
 
-def test_a_refresh_refused_for_a_wider_scope_leaves_the_refresh_token_usable(browser, rp, user, confidential_app):
+def test_a_refresh_refused_for_a_wider_scope_leaves_the_refresh_token_usable(
+    browser, rp, user, confidential_app
+):
     code, _ = get_code(browser, confidential_app, user, scope="openid offline_access api:read")
     body = exchange(rp, confidential_app, code).json()
-    widened = refresh(rp, confidential_app, body["refresh_token"], scope="openid offline_access api:read api:write")
+    widened = refresh(
+        rp, confidential_app, body["refresh_token"], scope="openid offline_access api:read api:write"
+    )
     assert widened.status_code == 400, widened.content
     assert widened.json()["error"] == "invalid_scope"
     retry = refresh(rp, confidential_app, body["refresh_token"])
