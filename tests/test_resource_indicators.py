@@ -153,6 +153,38 @@ def test_refresh_keeps_the_audience_and_may_narrow_to_another_authorized_resourc
     assert "refresh_token" in body  # offline_access is the grant's, not the API token's
 
 
+def test_a_token_for_a_second_resource_does_not_revoke_the_first(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F4. RFC 8707 2.2 / docs: "the client asks one token per resource (a refresh token can
+    # be exchanged for each)". Asking for B must not end the live token for A.
+    code, _ = get_code(
+        browser, confidential_app, user, scope="openid offline_access api:read", resource=[API, OTHER_API]
+    )
+    first = exchange(rp, confidential_app, code, resource=API).json()
+    assert validate_access_token(first["access_token"], resource=API)
+    second = refresh(rp, confidential_app, first["refresh_token"], resource=OTHER_API)
+    assert second.status_code == 200, second.content
+    assert validate_access_token(second.json()["access_token"], resource=OTHER_API)
+    validate_access_token(first["access_token"], resource=API)  # raised "expired" before the fix
+
+
+def test_a_refresh_for_the_same_resource_still_retires_the_previous_token(
+    browser, rp, user, confidential_app, two_apis
+):
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access api:read", resource=API)
+    first = exchange(rp, confidential_app, code).json()
+    second = refresh(rp, confidential_app, first["refresh_token"], resource=API)
+    assert second.status_code == 200, second.content
+    with pytest.raises(InvalidToken):
+        validate_access_token(first["access_token"], resource=API)
+    # And after a detour through B, the token that replaces B's retires B's (rotation per audience).
+    third = refresh(rp, confidential_app, second.json()["refresh_token"], resource=API).json()
+    assert validate_access_token(third["access_token"], resource=API)
+    with pytest.raises(InvalidToken):
+        validate_access_token(second.json()["access_token"], resource=API)
+
+
 def test_refresh_never_widens_to_a_resource_not_authorized(
     browser, rp, user, confidential_app, api, other_api
 ):
