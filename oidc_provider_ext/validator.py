@@ -489,6 +489,9 @@ class OIDCValidator(OAuth2Validator):
                 request, "The grant is for several resources: name one with the resource parameter."
             )
         else:
+            # The token's aud would be the client_id: never one a resource server answers to.
+            if resources.is_identifier_of_a_resource_server(client.client_id):
+                raise self._invalid_target(request, resources.CLIENT_ID_IS_A_RESOURCE)
             _state(request).audience = None
             return
         try:

@@ -555,6 +555,34 @@ def test_userinfo_refuses_a_token_for_an_api(browser, rp, user, confidential_app
     assert userinfo(rp, token).status_code == 401
 
 
+def test_a_client_named_like_a_resource_server_cannot_mint_tokens_for_it(browser, rp, user, confidential_app):
+    # Review 1 F2. The API allows only confidential_app.
+    ResourceServerFactory(identifier=API, scopes="api:read", allowed_clients=[confidential_app])
+    # A client whose client_id is the API's identifier, made before the API or behind the admin's
+    # back (the admin, oidc_createclient and client ID metadata documents refuse it:
+    # test_resource_servers.py, test_client_metadata_documents.py).
+    intruder = ApplicationFactory(client_id=API)
+    code, _ = get_code(browser, intruder, user, scope="openid api:read api:write")
+    # Its tokens without a resource indicator would carry aud = its client_id = the API's
+    # identifier, which the API accepts: refused at issuance, the code stays unused.
+    response = exchange(rp, intruder, code)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "invalid_target"
+    assert "access_token" not in response.json()
+    # Naming the API does not help either: it does not allow this client.
+    named = exchange(rp, intruder, code, resource=API)
+    assert named.status_code == 400 and named.json()["error"] == "invalid_target"
+
+
+def test_a_machine_client_named_like_a_resource_server_gets_no_token(rp):
+    ResourceServerFactory(identifier=API, scopes="api:read", any_client=False)
+    machine = ApplicationFactory(client_id=API, authorization_grant_type="client-credentials")
+    response = token_request(
+        rp, {"grant_type": "client_credentials"}, (machine.client_id, machine.raw_secret)
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_target"
+
+
 # --- client credentials --------------------------------------------------------------------------------
 
 

@@ -83,6 +83,22 @@ def resolve(identifiers: list[str], application, tenant: str | None) -> list[Res
     return servers
 
 
+def is_identifier_of_a_resource_server(client_id: str) -> bool:
+    """Whether ``client_id`` is a resource server's identifier (enabled or not). A token requested
+    without resource has aud = client_id, which that API would accept (audience confusion): such a
+    client is refused wherever client ids are made (admin, oidc_createclient, registration, client
+    ID metadata documents) and at the token endpoint; ResourceServer.clean refuses the other order.
+    No query for a client_id that cannot be an identifier (most are not URIs)."""
+    if not isinstance(client_id, str) or ":" not in client_id or len(client_id) > MAX_IDENTIFIER_LENGTH:
+        return False
+    if identifier_problem(client_id):
+        return False
+    return ResourceServer.objects.filter(identifier=client_id).exists()
+
+
+CLIENT_ID_IS_A_RESOURCE = "This client_id is the identifier of a resource server; a client cannot have it."
+
+
 def allows_tenant(server: ResourceServer, tenant: str) -> bool:
     tenants = server.tenants
     return not tenants or tenant.lower() in tenants
