@@ -14,7 +14,7 @@ from oauth2_provider.admin import ApplicationAdmin
 from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.models import get_application_model
 
-from .internal import consents, cors, factors
+from .internal import consents, cors, factors, resources
 from .internal import passkeys as passkey_service
 from .internal.clients import is_hashed
 from .models import (
@@ -62,6 +62,12 @@ class ClientProfileInline(admin.StackedInline):
 
 
 class ClientForm(ApplicationForm):
+    def clean_client_id(self):
+        value = self.cleaned_data.get("client_id", "")
+        if resources.is_identifier_of_a_resource_server(value):
+            raise forms.ValidationError(resources.CLIENT_ID_IS_A_RESOURCE)
+        return value
+
     def clean_allowed_origins(self):
         # An origin internal/cors.py would ignore is refused here, so what is saved is what works.
         value = self.cleaned_data.get("allowed_origins", "")

@@ -26,13 +26,14 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
-from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749 import errors, utils
 
 from . import keys, throttle
 from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
+from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
 from .models.grants import revoke_issued
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
@@ -404,6 +405,13 @@ class OIDCValidator(OAuth2Validator):
             # Before the token is consumed: a refused resource does not cost the client its family.
             previous = rt.access_token.resource if rt.access_token is not None else []
             self._bind_audience(request, client, grant.tenant, authorized=grant.resource, previous=previous)
+        if request.scope and grant is not None:
+            # RFC 6749 6: a scope not originally granted is invalid_scope. oauthlib checks it only
+            # after this method consumed the token, and the retry would then be taken for a replay
+            # (RFC 9700 4.14.2) and revoke the family: refused here, before the token is consumed.
+            original = set(utils.scope_to_list(self._original_scopes(rt, grant)))
+            if not set(utils.scope_to_list(request.scope)) <= original:
+                raise errors.InvalidScopeError(request=request)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
         if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
@@ -426,11 +434,17 @@ class OIDCValidator(OAuth2Validator):
 
     def get_original_scopes(self, refresh_token, request, *args, **kwargs):
         grant = _state(request).grant
-        if grant is not None and grant is not _NOT_LOADED and grant.resource:
+        if grant is not None and grant is not _NOT_LOADED:
+            return self._original_scopes(request.refresh_token_instance, grant)
+        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+
+    @staticmethod
+    def _original_scopes(rt, grant: AuthorizationGrant):
+        if grant.resource:
             # An access token for a resource carries only that resource's scopes; the grant holds
             # what the user granted (RFC 6749 6: "originally granted by the resource owner").
             return grant.scopes
-        return super().get_original_scopes(refresh_token, request, *args, **kwargs)
+        return rt.access_token.scope
 
     @staticmethod
     def _refresh_token_replayed(family) -> None:
@@ -481,6 +495,9 @@ class OIDCValidator(OAuth2Validator):
                 request, "The grant is for several resources: name one with the resource parameter."
             )
         else:
+            # The token's aud would be the client_id: never one a resource server answers to.
+            if resources.is_identifier_of_a_resource_server(client.client_id):
+                raise self._invalid_target(request, resources.CLIENT_ID_IS_A_RESOURCE)
             _state(request).audience = None
             return
         try:
@@ -494,7 +511,7 @@ class OIDCValidator(OAuth2Validator):
     @staticmethod
     def _invalid_target(request, description: str) -> errors.OAuth2Error:
         return errors.CustomOAuth2Error(
-            error=resources.INVALID_TARGET, description=description, request=request
+            error=resources.INVALID_TARGET, description=error_description(description), request=request
         )
 
     def get_access_token_lifetime(self, request) -> int:
@@ -587,9 +604,13 @@ class OIDCValidator(OAuth2Validator):
             self._create_refresh_token(request, token["refresh_token"], access_token, previous)
         # else: the client narrowed the scope to leave out offline_access (RFC 6749 6 allows
         # narrowing), so it gave up offline access: an access token only, and the family ends here.
-        if previous.access_token_id:
+        if previous.access_token_id and list(previous.access_token.resource or []) == list(
+            access_token.resource
+        ):
             # Rotation retires the previous access token (expired now: introspection and userinfo
-            # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path).
+            # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path)
+            # when the new one replaces it: same audience. RFC 8707 2.2: a client holds one token
+            # per resource, each obtained with the refresh token; a token for B leaves A's alone.
             AccessToken.objects.filter(pk=previous.access_token_id).update(expires=timezone.now())
         grant = _state(request).grant
         if grant is not None and grant.reuse_detected:

@@ -154,6 +154,17 @@ def test_operator_made_client_with_a_url_client_id_is_not_fetched(host):
         assert server.requests == 0
 
 
+def test_a_metadata_document_url_that_is_a_resource_identifier_is_refused(host):
+    # Review 1 F2: its tokens without resource would have aud = the API's identifier.
+    from .factories import ResourceServerFactory
+
+    ResourceServerFactory(identifier=CLIENT_ID)
+    with host(document_answer()) as server:
+        response, _verifier = authorize(Client())
+        assert server.requests == 0
+    assert_refused_at_the_idp(response, "resource server")
+
+
 @pytest.mark.oidc_settings(CLIENT_ID_METADATA_DOCUMENTS=False)
 def test_off_nothing_is_fetched(host, client):
     with host(document_answer()) as server:

@@ -1,5 +1,6 @@
 """RFC 8707 resource indicators: audience-bound access tokens for registered resource servers."""
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -37,6 +38,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.oidc_settings(presets.API_SCOPE
 
 API = "https://api.example.com/mcp"
 OTHER_API = "https://other.example.com/"
+
+# RFC 6749 4.1.2.1 / 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+ERROR_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
 
 @pytest.fixture
@@ -147,6 +151,38 @@ def test_refresh_keeps_the_audience_and_may_narrow_to_another_authorized_resourc
     assert (claims["aud"], claims["scope"]) == (OTHER_API, "api:write")
     assert body["scope"] == "api:write"
     assert "refresh_token" in body  # offline_access is the grant's, not the API token's
+
+
+def test_a_token_for_a_second_resource_does_not_revoke_the_first(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F4. RFC 8707 2.2 / docs: "the client asks one token per resource (a refresh token can
+    # be exchanged for each)". Asking for B must not end the live token for A.
+    code, _ = get_code(
+        browser, confidential_app, user, scope="openid offline_access api:read", resource=[API, OTHER_API]
+    )
+    first = exchange(rp, confidential_app, code, resource=API).json()
+    assert validate_access_token(first["access_token"], resource=API)
+    second = refresh(rp, confidential_app, first["refresh_token"], resource=OTHER_API)
+    assert second.status_code == 200, second.content
+    assert validate_access_token(second.json()["access_token"], resource=OTHER_API)
+    validate_access_token(first["access_token"], resource=API)  # raised "expired" before the fix
+
+
+def test_a_refresh_for_the_same_resource_still_retires_the_previous_token(
+    browser, rp, user, confidential_app, two_apis
+):
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access api:read", resource=API)
+    first = exchange(rp, confidential_app, code).json()
+    second = refresh(rp, confidential_app, first["refresh_token"], resource=API)
+    assert second.status_code == 200, second.content
+    with pytest.raises(InvalidToken):
+        validate_access_token(first["access_token"], resource=API)
+    # And after a detour through B, the token that replaces B's retires B's (rotation per audience).
+    third = refresh(rp, confidential_app, second.json()["refresh_token"], resource=API).json()
+    assert validate_access_token(third["access_token"], resource=API)
+    with pytest.raises(InvalidToken):
+        validate_access_token(second.json()["access_token"], resource=API)
 
 
 def test_refresh_never_widens_to_a_resource_not_authorized(
@@ -282,6 +318,67 @@ def test_a_resource_of_another_tenant_is_refused_when_the_tenant_is_chosen_after
     assert query_of(response["Location"])["error"] == "invalid_target"
 
 
+# Review 1 F3: the value is not echoed, and no error_description leaves RFC 6749's character set.
+@pytest.mark.parametrize(
+    "value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b", 'https://example.com/"x"']
+)
+def test_token_endpoint_error_description_stays_in_rfc6749_charset(rp, value):
+    machine = ApplicationFactory(authorization_grant_type="client-credentials")
+    response = token_request(
+        rp, {"grant_type": "client_credentials", "resource": value}, (machine.client_id, machine.raw_secret)
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(body["error_description"]), body["error_description"]
+
+
+@pytest.mark.parametrize("value", ["https://ex\u00e4mple.com/api", "https://example.com/a\\b"])
+def test_authorize_error_description_stays_in_rfc6749_charset(browser, user, confidential_app, value):
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid", resource=value))
+    assert response.status_code == 302
+    query = query_of(response["Location"])
+    assert query["error"] == "invalid_target"
+    assert ERROR_DESCRIPTION.fullmatch(query["error_description"]), query["error_description"]
+
+
+@pytest.mark.parametrize(
+    "text", ['say "hi"', "a\\b", "\u00e4\u00f6\u00fc \u2028", "nul\x00 tab\t nl\n", "x" * 10_000]
+)
+def test_every_error_description_is_reduced_to_the_rfc6749_charset(text):
+    from oidc_provider_ext.internal.requests import error_description
+    from oidc_provider_ext.views.backchannel import oauth_error
+
+    reduced = error_description(text)
+    assert ERROR_DESCRIPTION.fullmatch(reduced) and 0 < len(reduced) <= 500
+    import json
+
+    assert ERROR_DESCRIPTION.fullmatch(
+        json.loads(oauth_error("invalid_request", text).content)["error_description"]
+    )
+
+
+# Review 1 F5: one answer for "no such API" and "an API of another organisation", before sign-in.
+def test_unknown_and_other_tenants_resource_get_the_same_answer(client, confidential_app):
+    TenantFactory(code="ours")
+    TenantFactory(code="theirs")
+    ResourceServerFactory(
+        identifier=API, scopes="api:read", allowed_clients=[confidential_app], tenant_codes="theirs"
+    )
+    answers = []
+    for value in (API, "https://does-not-exist.example.com/mcp"):
+        # Anonymous: no sign-in needed, the answer is in the Location header.
+        response = client.get(
+            authorize_url(confidential_app, scope="openid api:read", resource=value, acr_values="tenant:ours")
+        )
+        assert response.status_code == 302
+        query = query_of(response["Location"])
+        assert query["error"] == "invalid_target"
+        answers.append(query["error_description"].replace(value, "<resource>"))
+    assert answers[0] == answers[1], answers
+
+
 # --- consent ----------------------------------------------------------------------------------------
 
 
@@ -295,8 +392,8 @@ def test_consent_page_names_the_api(browser, user, confidential_app, api):
 
 def test_a_remembered_consent_does_not_cover_a_new_resource(browser, user, confidential_app, api, other_api):
     get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
-    assert Consent.objects.get().resource == [API]
-    # Same scopes, no resource or the same one: remembered.
+    assert Consent.objects.get().resource == {API: ["api:read", "api:write", "openid"]}
+    # Same scopes, the same resource: remembered.
     response = browser.get(authorize_url(confidential_app, scope="openid api:read api:write", resource=API))
     assert response.status_code == 302 and "code=" in response["Location"]
     # Same scopes for another API: asked again, everything, with the API named.
@@ -307,7 +404,124 @@ def test_a_remembered_consent_does_not_cover_a_new_resource(browser, user, confi
     assert "Other API" in response.content.decode()
     assert {s["name"] for s in response.context["scopes"]} == {"openid", "api:read", "api:write"}
     consent(browser, response)
-    assert Consent.objects.get().resource == [API, OTHER_API]
+    assert Consent.objects.get().resource == {
+        API: ["api:read", "api:write", "openid"],
+        OTHER_API: ["api:read", "api:write", "openid"],
+    }
+
+
+@pytest.fixture
+def two_apis(confidential_app):
+    # Two APIs that both accept both scopes.
+    api = ResourceServerFactory(
+        identifier=API, name="Example MCP", scopes="api:read api:write", allowed_clients=[confidential_app]
+    )
+    other = ResourceServerFactory(
+        identifier=OTHER_API,
+        name="Other API",
+        scopes="api:read api:write",
+        allowed_clients=[confidential_app],
+    )
+    return api, other
+
+
+def test_a_scope_unticked_for_an_api_is_not_granted_for_it_without_asking(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F1. The user allows api:write for API A.
+    get_code(browser, confidential_app, user, scope="openid api:read api:write", resource=API)
+    # For API B the user is asked (new resource) and UNTICKS api:write.
+    login(browser, user)
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    assert response.status_code == 200
+    response = consent(browser, response, untick=("api:write",))
+    assert response.status_code == 302 and "code=" in response["Location"]
+    grant = AuthorizationGrant.objects.order_by("-pk").first()
+    assert grant.scopes == ["openid", "api:read"]  # the refusal was honoured for this code
+    # The client simply asks again: the consent it was refused must be asked again,
+    # never remembered as granted for API B.
+    response = browser.get(
+        authorize_url(confidential_app, scope="openid api:read api:write", resource=OTHER_API)
+    )
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(
+            "api:write for Other API was refused by the user, yet a code was issued without asking; "
+            f"its token: aud={claims['aud']} scope={claims['scope']!r}"
+        )
+    assert response.status_code == 200
+
+
+def test_consent_for_a_scope_on_one_api_does_not_cover_that_scope_on_another(
+    browser, rp, user, confidential_app, two_apis
+):
+    # Review 1 F1. A: read only. B: write.  Never "write on A".
+    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
+    assert set(Consent.objects.get().resource) == {API, OTHER_API}
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
+    if response.status_code == 302:
+        code = query_of(response["Location"])["code"]
+        token = exchange(rp, confidential_app, code).json()["access_token"]
+        claims = verify_jwt(token, typ="at+jwt")
+        pytest.fail(f"No consent asked; token for {claims['aud']} with scope {claims['scope']!r}")
+    assert response.status_code == 200
+
+
+def test_a_consent_for_an_api_does_not_cover_a_request_without_resource(
+    browser, user, confidential_app, two_apis
+):
+    get_code(browser, confidential_app, user, scope="openid api:read", resource=API)
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:read"))
+    assert response.status_code == 200
+    # Answered: remembered for "no resource" too, without touching the API's entry.
+    consent(browser, response)
+    assert Consent.objects.get().resource == {"": ["api:read", "openid"], API: ["api:read", "openid"]}
+    assert browser.get(authorize_url(confidential_app, scope="openid api:read")).status_code == 302
+
+
+def test_connected_apps_page_shows_the_scopes_per_api(browser, user, confidential_app, two_apis):
+    get_code(browser, confidential_app, user, scope="openid")
+    get_code(browser, confidential_app, user, scope="openid api:write", resource=OTHER_API)
+    page = browser.get(reverse("oidc_provider_ext:connected-apps")).content.decode()
+    assert 'data-api="Other API"' in page and 'data-api="Example MCP"' not in page
+
+
+@pytest.mark.parametrize(
+    ("stored", "scope"),
+    [([], "openid profile"), ([API], "openid api:write"), ({API: "not a list"}, "openid api:write")],
+)
+def test_consents_of_the_pooled_format_are_migrated_fail_closed(
+    browser, user, confidential_app, two_apis, stored, scope
+):
+    import importlib
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    migration = importlib.import_module("oidc_provider_ext.migrations.0010_consent_resources")
+    row = Consent.objects.create(
+        user=user,
+        application=confidential_app,
+        tenant="",
+        scope=scope,
+        resource=stored,
+        granted=timezone.now(),
+    )
+    migration.per_resource(apps, None)
+    row.refresh_from_db()
+    if isinstance(stored, list):
+        # The scopes stay allowed without a resource; no API keeps a pooled grant.
+        assert row.resource == {"": sorted(scope.split())}
+    login(browser, user)
+    response = browser.get(authorize_url(confidential_app, scope="openid api:write", resource=API))
+    assert response.status_code == 200  # asked
 
 
 # --- audience confusion -------------------------------------------------------------------------------
@@ -339,6 +553,34 @@ def test_userinfo_refuses_a_token_for_an_api(browser, rp, user, confidential_app
     token = exchange(rp, confidential_app, code).json()["access_token"]
     assert verify_jwt(token, typ="at+jwt")["scope"] == "openid api:read"
     assert userinfo(rp, token).status_code == 401
+
+
+def test_a_client_named_like_a_resource_server_cannot_mint_tokens_for_it(browser, rp, user, confidential_app):
+    # Review 1 F2. The API allows only confidential_app.
+    ResourceServerFactory(identifier=API, scopes="api:read", allowed_clients=[confidential_app])
+    # A client whose client_id is the API's identifier, made before the API or behind the admin's
+    # back (the admin, oidc_createclient and client ID metadata documents refuse it:
+    # test_resource_servers.py, test_client_metadata_documents.py).
+    intruder = ApplicationFactory(client_id=API)
+    code, _ = get_code(browser, intruder, user, scope="openid api:read api:write")
+    # Its tokens without a resource indicator would carry aud = its client_id = the API's
+    # identifier, which the API accepts: refused at issuance, the code stays unused.
+    response = exchange(rp, intruder, code)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "invalid_target"
+    assert "access_token" not in response.json()
+    # Naming the API does not help either: it does not allow this client.
+    named = exchange(rp, intruder, code, resource=API)
+    assert named.status_code == 400 and named.json()["error"] == "invalid_target"
+
+
+def test_a_machine_client_named_like_a_resource_server_gets_no_token(rp):
+    ResourceServerFactory(identifier=API, scopes="api:read", any_client=False)
+    machine = ApplicationFactory(client_id=API, authorization_grant_type="client-credentials")
+    response = token_request(
+        rp, {"grant_type": "client_credentials"}, (machine.client_id, machine.raw_secret)
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_target"
 
 
 # --- client credentials --------------------------------------------------------------------------------

@@ -56,6 +56,33 @@ def test_identifier_must_not_be_a_client_id():
     assert "identifier" in exc.value.message_dict
 
 
+def test_a_client_id_must_not_be_a_resource_identifier_in_the_admin():
+    # Review 1 F2, the other order: aud = client_id would be the API's identifier.
+    from django.forms import modelform_factory
+    from oauth2_provider.models import get_application_model
+
+    from oidc_provider_ext.admin import ClientForm
+
+    ResourceServerFactory(identifier="https://api.example.com/mcp", enabled=False)
+    form_class = modelform_factory(get_application_model(), form=ClientForm, fields=["client_id"])
+    assert "client_id" in form_class(data={"client_id": "https://api.example.com/mcp"}).errors
+    assert "client_id" not in form_class(data={"client_id": "https://api.example.com/mcp/"}).errors
+
+
+def test_oidc_createclient_refuses_a_resource_identifier_as_client_id():
+    from io import StringIO
+
+    from oauth2_provider.models import get_application_model
+
+    ResourceServerFactory(identifier="https://api.example.com/mcp")
+    with pytest.raises(CommandError, match="resource server"):
+        call_command(
+            "oidc_createclient", "confidential", "client-credentials",
+            "--client-id", "https://api.example.com/mcp", stdout=StringIO(),
+        )  # fmt: skip
+    assert not get_application_model().objects.filter(client_id="https://api.example.com/mcp").exists()
+
+
 def test_command_add_list_remove():
     app = ApplicationFactory()
     TenantFactory(code="acme")

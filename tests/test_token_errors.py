@@ -10,8 +10,9 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.validator import checksum
 
+from . import presets
 from .factories import REDIRECT_URI, ApplicationFactory, PublicApplicationFactory
-from .flow import basic_auth, exchange, get_code, pkce_pair, token_request
+from .flow import basic_auth, exchange, get_code, pkce_pair, refresh, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -294,3 +295,20 @@ def test_client_credentials_for_machine_clients(rp, db):
     assert response.status_code == 200, response.content
     body = response.json()
     assert "refresh_token" not in body and "id_token" not in body
+
+
+@pytest.mark.oidc_settings(presets.API_SCOPES)
+def test_a_refresh_refused_for_a_wider_scope_leaves_the_refresh_token_usable(
+    browser, rp, user, confidential_app
+):
+    # Review 1 F6: the refusal consumes nothing, so the retry is no replay (RFC 9700 4.14.2) and
+    # the family lives on.
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access api:read")
+    body = exchange(rp, confidential_app, code).json()
+    widened = refresh(
+        rp, confidential_app, body["refresh_token"], scope="openid offline_access api:read api:write"
+    )
+    assert widened.status_code == 400, widened.content
+    assert widened.json()["error"] == "invalid_scope"
+    retry = refresh(rp, confidential_app, body["refresh_token"])
+    assert retry.status_code == 200, retry.content  # was invalid_grant, family revoked

@@ -37,6 +37,23 @@ def live_consent(user, application, tenant: str) -> Consent | None:
     return live_consents(user).filter(application=application, tenant=tenant).first()
 
 
+NO_RESOURCE = ""  # the key of a consent's scopes for requests that name no API
+
+
+def granted_by_resource(consent: Consent | None) -> dict[str, set[str]]:
+    """What ``consent`` allowed, per API: ``{resource identifier: scopes}``, ``""`` for requests
+    that named no resource (RFC 8707). Anything else stored there (a row of an older version not
+    migrated, a hand edit) allows nothing: fail closed, the user is asked again."""
+    stored = consent.resource if consent is not None else None
+    if not isinstance(stored, dict):
+        return {}
+    return {
+        str(key): {scope for scope in value if isinstance(scope, str)}
+        for key, value in stored.items()
+        if isinstance(value, list)
+    }
+
+
 def missing_scopes(
     user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()
 ) -> tuple[list[str], Consent | None]:
@@ -44,20 +61,24 @@ def missing_scopes(
     and the live consent, if any.
 
     OIDC Core 11: offline access needs explicit consent every time, so it is never "remembered".
-    RFC 8707: a consent covers the APIs (``resources``) it named; the same scopes for an API the
-    user has not seen named are asked again, all of them (the page names the API).
+    RFC 8707: consent is given per API (resource); a scope allowed for one API (or for no API)
+    covers no other: every API the request names must have every requested scope allowed for it.
     """
     if policy(application) == ClientProfile.ConsentPolicy.ASK:
         return list(scopes), None
     consent = live_consent(user, application, tenant)
-    granted = consent.scopes if consent is not None else set()
-    if consent is not None and not set(resources) <= set(consent.resource or ()):
-        return list(scopes), consent
-    return [scope for scope in scopes if scope not in granted or scope == OFFLINE_ACCESS], consent
+    allowed = granted_by_resource(consent)
+    named = list(dict.fromkeys(resources)) or [NO_RESOURCE]
+    return [
+        scope
+        for scope in scopes
+        if scope == OFFLINE_ACCESS or any(scope not in allowed.get(resource, ()) for resource in named)
+    ], consent
 
 
 def remember(user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()) -> None:
-    """Record (or widen) the user's consent, unless the client's policy is to always ask."""
+    """Record (or widen) the user's consent, unless the client's policy is to always ask: the
+    scopes granted now, for the APIs named now (``""`` when none), nothing for any other."""
     if policy(application) != ClientProfile.ConsentPolicy.REMEMBER:
         return
     now = timezone.now()
@@ -65,17 +86,23 @@ def remember(user, application, tenant: str, scopes: list[str], resources: Seque
     days = profile.consent_lifetime_days if profile and profile.consent_lifetime_days else None
     days = days or app_settings.CONSENT_LIFETIME_DAYS
     expires = now + timedelta(days=days) if days else None
-    remembered = sorted(set(scopes) - {OFFLINE_ACCESS})
+    remembered = set(scopes) - {OFFLINE_ACCESS}
+    named = list(dict.fromkeys(resources)) or [NO_RESOURCE]
     with transaction.atomic():
         consent = live_consent(user, application, tenant)
+        allowed = granted_by_resource(consent)
+        for resource in named:
+            allowed[resource] = allowed.get(resource, set()) | remembered
+        by_resource = {resource: sorted(granted) for resource, granted in allowed.items()}
+        # The union, for the connected-apps page and the admin.
+        scope = " ".join(sorted(set().union(*allowed.values())))
         if consent is None:
             Consent.objects.create(
-                user=user, application=application, tenant=tenant, scope=" ".join(remembered),
-                resource=list(dict.fromkeys(resources)), granted=now, expires=expires, last_used=now,
+                user=user, application=application, tenant=tenant, scope=scope,
+                resource=by_resource, granted=now, expires=expires, last_used=now,
             )  # fmt: skip
         else:
-            consent.scope = " ".join(sorted(consent.scopes | set(remembered)))
-            consent.resource = list(dict.fromkeys([*(consent.resource or []), *resources]))
+            consent.scope, consent.resource = scope, by_resource
             consent.granted, consent.expires, consent.last_used = now, expires, now
             consent.save(update_fields=["scope", "resource", "granted", "expires", "last_used"])
 

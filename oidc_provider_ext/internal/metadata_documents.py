@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import clients, outbound
+from oidc_provider_ext.internal import clients, outbound, resources
 from oidc_provider_ext.internal import registration as rules
 from oidc_provider_ext.models import ClientProfile
 
@@ -174,6 +174,9 @@ def prepare(request, client_id: str) -> str | None:
     failure = cache.get(_failure_key(client_id))
     if failure is not None:
         return failure
+    if resources.is_identifier_of_a_resource_server(client_id):
+        # Its tokens without resource would have the API's identifier as aud (audience confusion).
+        return resources.CLIENT_ID_IS_A_RESOURCE
     if rules.over_request_limit(request):
         return "Too many client metadata documents were requested from this address; try again later."
     if application is None and rules.self_registered_count() >= app_settings.REGISTRATION_OPEN_MAX_CLIENTS:

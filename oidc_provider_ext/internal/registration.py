@@ -30,7 +30,7 @@ from oauth2_provider.models import AbstractApplication, get_application_model
 
 from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATION_OPEN, app_settings
-from oidc_provider_ext.internal import crypto, outbound
+from oidc_provider_ext.internal import crypto, outbound, resources
 from oidc_provider_ext.internal.requests import _json_problem
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
 
@@ -561,6 +561,10 @@ def register(metadata: ClientMetadata, *, address: str, policy: str) -> tuple[An
         registration_token_hash=token_hash(registration_token),
         require_pkce=True,
     )
+    # The client_id is generated (DOT's 40 characters, never a URI), so it cannot be a resource
+    # server's identifier (its tokens without resource would have that API as aud); kept so.
+    if resources.is_identifier_of_a_resource_server(application.client_id):
+        raise _metadata_error(resources.CLIENT_ID_IS_A_RESOURCE)
     apply_metadata(application, profile, metadata)  # (fetches the logo: before the transaction)
     with transaction.atomic():
         application.save()

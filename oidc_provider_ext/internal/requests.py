@@ -78,6 +78,19 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _FORM = "application/x-www-form-urlencoded"
 
 
+# RFC 6749 4.1.2.1 / 5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+_NOT_IN_ERROR_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+MAX_ERROR_DESCRIPTION = 500
+
+
+def error_description(text: str) -> str:
+    """``text`` as an RFC 6749 error_description: every character outside its set (a double quote,
+    a backslash, non-ASCII, controls) becomes ``?``, and it is cut to a sane length. Every
+    error_description this provider emits goes through here (views/backchannel.oauth_error,
+    views/authorize.client_error, the validator's own OAuth2Errors, the token endpoint's body)."""
+    return _NOT_IN_ERROR_DESCRIPTION.sub("?", str(text))[:MAX_ERROR_DESCRIPTION]
+
+
 @dataclass(frozen=True)
 class Problem:
     """What is wrong with a request. ``parameter`` is None when the request as a whole is bad

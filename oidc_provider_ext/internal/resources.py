@@ -17,6 +17,7 @@ from oidc_provider_ext.models import ResourceServer
 from oidc_provider_ext.models.resources import MAX_IDENTIFIER_LENGTH, identifier_problem
 
 INVALID_TARGET = "invalid_target"  # RFC 8707 2
+NOT_AVAILABLE = "The resource is not available to this client."
 
 
 class InvalidTarget(Exception):
@@ -70,12 +71,32 @@ def resolve(identifiers: list[str], application, tenant: str | None) -> list[Res
         server = found.get(value)
         # One answer for unknown, disabled and not allowed: a client learns nothing about APIs it
         # may not use. Fail closed: a client must be allowed explicitly, or "any client" ticked.
-        if server is None or not (server.any_client or server.client_allowed):
-            raise InvalidTarget(f"The resource {value[:200]!r} is not available to this client.")
-        if tenant is not None and not allows_tenant(server, tenant):
-            raise InvalidTarget(f"The resource {value[:200]!r} does not belong to this organisation.")
+        # Nor whether an API exists in another organisation (the tenant may come from acr_values,
+        # before sign-in). The value is never echoed (RFC 6749 error_description charset).
+        if (
+            server is None
+            or not (server.any_client or server.client_allowed)
+            or (tenant is not None and not allows_tenant(server, tenant))
+        ):
+            raise InvalidTarget(NOT_AVAILABLE)
         servers.append(server)
     return servers
+
+
+def is_identifier_of_a_resource_server(client_id: str) -> bool:
+    """Whether ``client_id`` is a resource server's identifier (enabled or not). A token requested
+    without resource has aud = client_id, which that API would accept (audience confusion): such a
+    client is refused wherever client ids are made (admin, oidc_createclient, registration, client
+    ID metadata documents) and at the token endpoint; ResourceServer.clean refuses the other order.
+    No query for a client_id that cannot be an identifier (most are not URIs)."""
+    if not isinstance(client_id, str) or ":" not in client_id or len(client_id) > MAX_IDENTIFIER_LENGTH:
+        return False
+    if identifier_problem(client_id):
+        return False
+    return ResourceServer.objects.filter(identifier=client_id).exists()
+
+
+CLIENT_ID_IS_A_RESOURCE = "This client_id is the identifier of a resource server; a client cannot have it."
 
 
 def allows_tenant(server: ResourceServer, tenant: str) -> bool:

@@ -16,9 +16,9 @@ class Consent(models.Model):
     # organisation model. "" means no tenant.
     tenant = models.CharField(_("tenant"), max_length=64, blank=True, db_index=True)
     scope = models.TextField(_("granted scopes"))
-    # RFC 8707: the APIs (resource identifiers) the user allowed the client to reach with these
-    # scopes. A request naming another one is asked again.
-    resource = models.JSONField(_("resources"), default=list, blank=True)
+    # RFC 8707: the scopes allowed per API, {resource identifier: [scopes]}, "" for requests that
+    # name no resource. A scope allowed for one API covers no other (``scope`` is the union).
+    resource = models.JSONField(_("scopes per resource"), default=dict, blank=True)
     granted = models.DateTimeField(_("granted"))
     expires = models.DateTimeField(_("expires"), null=True, blank=True)
     revoked = models.DateTimeField(_("revoked"), null=True, blank=True)

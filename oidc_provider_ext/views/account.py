@@ -14,7 +14,7 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.internal import consents, op_sessions, user_agents
 from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.models import OPSession
+from oidc_provider_ext.models import OPSession, ResourceServer
 from oidc_provider_ext.views.errors import boundary_page
 
 # The request boundary, and Django's CSRF check after it (the middleware would read a body the
@@ -37,9 +37,22 @@ class ConnectedAppsView(LoginRequiredMixin, ListView):
     def get_queryset(self):
         adapter = get_adapter()
         rows = list(_live(self.request.user))
+        granted = {consent.pk: consents.granted_by_resource(consent) for consent in rows}
+        identifiers = {key for by_resource in granted.values() for key in by_resource if key}
+        names = dict(
+            ResourceServer.objects.filter(identifier__in=identifiers).values_list("identifier", "name")
+        ) if identifiers else {}  # fmt: skip
         for consent in rows:
+            by_resource = granted[consent.pk]
+            # What the client may do itself, then per API (RFC 8707: consent is given per API).
             consent.scope_descriptions = [
-                adapter.get_scope_description(scope) for scope in consent.scope.split()
+                adapter.get_scope_description(scope)
+                for scope in sorted(by_resource.get(consents.NO_RESOURCE, ()))
+            ]
+            consent.apis = [
+                (names.get(key) or key, [adapter.get_scope_description(scope) for scope in sorted(scopes)])
+                for key, scopes in sorted(by_resource.items())
+                if key
             ]
             consent.tenant_object = adapter.get_tenant(consent.tenant) if consent.tenant else None
         return rows

@@ -47,7 +47,12 @@ from oidc_provider_ext.internal.authorization import (
     allowed_tenants,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
-from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests, value_problem
+from oidc_provider_ext.internal.requests import (
+    Problem,
+    error_description,
+    rejecting_bad_requests,
+    value_problem,
+)
 from oidc_provider_ext.models import ResourceServer
 from oidc_provider_ext.tenants import TenantError
 from oidc_provider_ext.validator import redirect_uri_allowed
@@ -108,7 +113,7 @@ def _redirect_target(uri: str) -> str:
 
 def client_error(credentials: dict, application, error: str, description: str):
     """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state."""
-    params = {"error": error, "error_description": description}
+    params = {"error": error, "error_description": error_description(description)}
     if credentials.get("state"):
         params["state"] = credentials["state"]
     return authorization_response(_add_query(credentials["redirect_uri"], params), application)
@@ -281,6 +286,7 @@ class _Authorization(OAuthLibMixin, View):
         return self._respond(pending, application)
 
     def _oauthlib_error(self, error, application=None):
+        error.oauthlib_error.description = error_description(error.oauthlib_error.description or "")
         redirect, response = self.error_response(error)
         if redirect and error.oauthlib_error.redirect_uri:
             return authorization_response(response["url"], application)

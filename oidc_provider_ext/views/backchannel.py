@@ -13,11 +13,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
 from oidc_provider_ext.internal.cors import cors_endpoint
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import error_description, rejecting_bad_requests
 
 
 def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
-    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    response = JsonResponse(
+        {"error": error, "error_description": error_description(description)}, status=status
+    )
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     for name, value in headers.items():

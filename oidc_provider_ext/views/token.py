@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
@@ -9,6 +11,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from oidc_provider_ext.internal import clients
+from oidc_provider_ext.internal.requests import error_description
 from oidc_provider_ext.views.backchannel import (
     JsonErrorsMixin,
     claimed_client_ids,
@@ -43,9 +46,25 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
             for client_id in claimed_client_ids(request):
                 clients.forget(client_id)
             return oauth_error("invalid_client", "Client authentication failed.", status=401)
+        if status >= 400:
+            body = _reduced_description(body)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
         return response
+
+
+def _reduced_description(body: str) -> str:
+    """An error body oauthlib built: its error_description in RFC 6749's character set (5.2)."""
+    try:
+        payload = json.loads(body)
+    except (TypeError, ValueError):
+        return body
+    if not isinstance(payload, dict) or not isinstance(payload.get("error_description"), str):
+        return body
+    reduced = error_description(payload["error_description"])
+    if reduced == payload["error_description"]:
+        return body
+    return json.dumps({**payload, "error_description": reduced})

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from oauth2_provider.management.commands.createapplication import Command as CreateApplication
 from oauth2_provider.models import get_application_model
 
+from oidc_provider_ext.internal import resources
 from oidc_provider_ext.models import ClientProfile
 from oidc_provider_ext.server import CLIENT_GRANT_TYPES
 
@@ -47,6 +48,8 @@ class Command(CreateApplication):
         except ValidationError as exc:
             problems = "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items())
             raise CommandError(f"Client not created: {problems}") from exc
+        if resources.is_identifier_of_a_resource_server(client.client_id):
+            raise CommandError(f"Client not created: client_id: {resources.CLIENT_ID_IS_A_RESOURCE}")
         if options.get("allow_device_flow") and client.authorization_grant_type != "authorization-code":
             raise CommandError(
                 "Client not created: --allow-device-flow needs the authorization-code grant type."
