@@ -170,10 +170,13 @@ class _Authorization(OAuthLibMixin, View):
             case Issue():
                 return self._issue_code(pending, application)
             case Fail(error=error, description=description):
-                return client_error(pending.credentials, application, error, description)
+                return self._fail(pending, application, error, description)
             case Refuse(title=title, message=message):
                 return error_page(self.request, title, message)
         raise AssertionError(f"unknown step {step!r}")
+
+    def _fail(self, pending: PendingAuthorization, application, error: str, description: str):
+        return client_error(pending.credentials, application, error, description)
 
     def _continue_url(self, pending: PendingAuthorization) -> str:
         """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""

@@ -25,18 +25,12 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.internal import clients, consents, devices, op_sessions
 from oidc_provider_ext.internal.authorization import (
-    AskConsent,
-    ChooseTenant,
-    Enrol,
-    Login,
     PendingAuthorization,
-    Refuse,
-    StepUp,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.views.authorize import _Authorization
-from oidc_provider_ext.views.errors import boundary_page, error_page
+from oidc_provider_ext.views.errors import boundary_page
 
 
 class UserCodeForm(forms.Form):
@@ -125,22 +119,18 @@ class DeviceContinueView(_Authorization):
             return self._tenant_answer(pending)
         return self._expired()
 
-    def _respond(self, pending: PendingAuthorization, application):
-        step = pending.next_step(self.request, application)
-        match step:
-            case Login():
-                return self._redirect_to_login(pending)
-            case ChooseTenant(tenants=tenants):
-                return self._render_chooser(pending, tenants)
-            case StepUp():
-                return redirect("oidc_provider_ext:authorize-step-up", pending.id)
-            case Enrol():
-                return self._render_enrol(pending, application)
-            case AskConsent():
-                return self._render_consent(pending, application, device=True)
-            case Refuse(title=title, message=message):
-                return error_page(self.request, title, message)
-        # Fail / Issue: a device request has no prompt, id_token_hint or max_age, and always asks.
+    # The steps are the code flow's (_Authorization._respond); a device request differs in three.
+
+    def _render_consent(self, pending: PendingAuthorization, application, **extra):
+        # RFC 8628 5.4: the confirmation names the device flow and warns about remote phishing.
+        return super()._render_consent(pending, application, device=True, **extra)
+
+    def _issue_code(self, pending: PendingAuthorization, application, consented: bool = False):
+        # A device request always asks (5.4), so it never reaches Issue without an answer.
+        return self._expired()
+
+    def _fail(self, pending: PendingAuthorization, application, error: str, description: str):
+        # No redirect URI to send an error to: the device learns the outcome by polling.
         return self._expired()
 
     def _answer(self, pending: PendingAuthorization, application):
