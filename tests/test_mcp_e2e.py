@@ -66,7 +66,23 @@ pytestmark = [pytest.mark.live, pytest.mark.oidc_settings(SCOPES=SCOPES)]
 # --- the client's side: a loopback callback and a browser ------------------------------------------
 
 
-class LoopbackCallback:
+class _ServedInAThread:
+    """A ThreadingHTTPServer (``self.server``) served from a daemon thread while in a ``with``."""
+
+    server: ThreadingHTTPServer
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+class LoopbackCallback(_ServedInAThread):
     """The native client's redirect URI, ``http://127.0.0.1:<port>/callback`` (RFC 8252 7.3): a
     real listener, as MCP clients on a desktop run one; it keeps the query of the first request."""
 
@@ -93,16 +109,6 @@ class LoopbackCallback:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackCallback:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(10)
 
     def reset(self) -> None:
         self.query = {}
@@ -537,7 +543,7 @@ def test_sdk_client_registers_itself(live_issuer, mcp_server, open_mcp_api, call
     assert client.registration_source == "dcr", "marked as self-registered (admin, consent)"
 
 
-class MetadataDocumentHost:
+class MetadataDocumentHost(_ServedInAThread):
     """An https server on 127.0.0.1 serving the client's metadata document, with a certificate
     for 127.0.0.1 issued by a CA made for the test (``cryptography``). The provider's outbound
     client verifies TLS against the default trust store (``ssl.create_default_context()``), which
@@ -581,16 +587,6 @@ class MetadataDocumentHost:
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
         }
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> MetadataDocumentHost:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(10)
 
 
 def make_certificates(directory) -> tuple[str, str, str]:

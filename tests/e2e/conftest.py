@@ -69,8 +69,14 @@ def screenshot(screenshot_dir):
 
 
 @pytest.fixture
-def rp(live_issuer):
-    site = RelyingParty(live_issuer)
+def rp_issuer(live_issuer):
+    """The issuer the relying party of ``rp`` talks to (a module may override it)."""
+    return live_issuer
+
+
+@pytest.fixture
+def rp(rp_issuer):
+    site = RelyingParty(rp_issuer)
     demo = run_demo(site.callback, site.logged_out)
     site.start(demo["confidential"]["client_id"], demo["confidential"]["client_secret"])
     site.demo = demo

@@ -16,28 +16,16 @@ from oidc_provider_ext import acr
 from oidc_provider_ext.internal import totp
 from oidc_provider_ext.models import Passkey
 from tests.conftest import oidc_settings
-from tests.live import run_demo
-
-from .rp_site import RelyingParty
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def issuer(live_issuer, settings):
+def rp_issuer(live_issuer, settings):
+    """The e2e ``rp`` fixture, against http://localhost:PORT (WebAuthn refuses IP addresses)."""
     url = live_issuer.replace("127.0.0.1", "localhost")
     oidc_settings(settings, ISSUER=url)
     return url
-
-
-@pytest.fixture
-def rp(issuer):
-    site = RelyingParty(issuer)
-    demo = run_demo(site.callback, site.logged_out)
-    site.start(demo["confidential"]["client_id"], demo["confidential"]["client_secret"])
-    site.demo = demo
-    yield site
-    site.stop()
 
 
 @pytest.fixture
