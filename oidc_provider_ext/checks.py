@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gettext
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -430,6 +430,7 @@ E032 = "oidc_provider_ext.E032"  # discovery is not served where the issuer says
 W030 = "oidc_provider_ext.W030"  # PASSWORD_HASHERS cannot verify hashes stored for existing users
 W041 = "oidc_provider_ext.W041"  # a resource server accepts a scope that is not in SCOPES
 W042 = "oidc_provider_ext.W042"  # an enabled resource server no client may use
+W045 = "oidc_provider_ext.W045"  # a resource identifier not in the normal form clients send back
 W043 = "oidc_provider_ext.W043"  # RFC 8414 metadata is not served where the issuer says
 
 # App label -> why it is needed. oauth2_provider (and django.contrib.auth, contenttypes) cannot be
@@ -552,7 +553,7 @@ def check_authorization_server_metadata(app_configs=None, **kwargs):
 
 @register(Tags.security)
 def check_resource_servers(app_configs=None, databases=None, **kwargs):
-    """W041/W042: resource servers (RFC 8707) that cannot work as registered. Reads the table; when
+    """W041/W042/W045: resource servers (RFC 8707) that cannot work as registered. Reads the table; when
     the database cannot be reached (not migrated, tests without database access) it is silent."""
     from django.db import connections
 
@@ -585,6 +586,19 @@ def check_resource_servers(app_configs=None, databases=None, **kwargs):
                         id=W041,
                     )
                 )
+            normal = normal_form(server.identifier)
+            if normal != server.identifier:
+                messages.append(
+                    Warning(
+                        f"Resource server {server.identifier!r} is not in the normal form of its URL "
+                        f"({normal!r}): clients that parse the protected-resource metadata (the MCP SDKs "
+                        "do) send that form back as `resource`, and identifiers are compared byte for "
+                        "byte, so they get invalid_target.",
+                        hint=f"Register it as {normal!r} (and name the API the same way in its "
+                        "RESOURCE_SERVER_IDENTIFIER / resource=). docs/mcp.md.",
+                        id=W045,
+                    )
+                )
             if not server.any_client and not server.client_count:
                 messages.append(
                     Warning(
@@ -596,6 +610,25 @@ def check_resource_servers(app_configs=None, databases=None, **kwargs):
                     )
                 )
     return messages
+
+
+def normal_form(url: str) -> str:
+    """``url`` as URL parsers following the WHATWG URL standard write it (pydantic, browsers):
+    scheme and host in lower case, no default port, at least "/" as the path."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    default = {"https": 443, "http": 80}.get(scheme)
+    netloc = host if port is None or port == default else f"{host}:{port}"
+    if parts.username is not None or parts.password is not None:
+        return url  # refused elsewhere; nothing to suggest
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
 
 
 @register(Tags.security, Tags.compatibility)

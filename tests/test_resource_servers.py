@@ -167,3 +167,24 @@ def test_w042_enabled_resource_server_without_clients():
     server.any_client = True
     server.save()
     assert not {checks.W041, checks.W042} & _check_ids()
+
+
+@pytest.mark.parametrize(
+    ("identifier", "normal"),
+    [
+        ("https://api.example.com", "https://api.example.com/"),  # pydantic and browsers add "/"
+        ("https://API.example.com/mcp", "https://api.example.com/mcp"),
+        ("https://api.example.com:443/mcp", "https://api.example.com/mcp"),
+        ("HTTPS://api.example.com/mcp", "https://api.example.com/mcp"),
+    ],
+)
+def test_w045_identifier_not_in_the_normal_form_clients_send_back(identifier, normal):
+    """The MCP SDK reads the protected-resource metadata into a pydantic URL and sends str() of it
+    as `resource`; identifiers compare byte for byte, so anything but that form is invalid_target."""
+    from pydantic import AnyHttpUrl
+
+    assert str(AnyHttpUrl(identifier)) == normal == checks.normal_form(identifier)
+    server = ResourceServerFactory(identifier=identifier, scopes="api:read", any_client=True)
+    assert checks.W045 in _check_ids()
+    ResourceServer.objects.filter(pk=server.pk).update(identifier=normal)
+    assert checks.W045 not in _check_ids()
