@@ -307,7 +307,9 @@ class ConsentAdmin(ReadOnlyAdmin):
     raw_id_fields = ("user", "application")
     actions = ["revoke_consents"]
 
-    @admin.action(description="Revoke selected consents and the tokens issued under them", permissions=["operate"])
+    @admin.action(
+        description="Revoke selected consents and the tokens issued under them", permissions=["operate"]
+    )
     def revoke_consents(self, request, queryset):
         live = list(queryset.filter(revoked__isnull=True))
         for consent in live:

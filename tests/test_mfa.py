@@ -127,16 +127,20 @@ class TestTOTPEnrolment:
         assert len(stored) == 10
         assert not {code.replace("-", "") for code in codes} & stored
 
-    def test_confirming_counts_as_the_second_factor_for_this_browser(self, browser, user):
+    def test_confirming_a_new_app_is_not_a_sign_in_with_it(self, browser, user):
+        """A code from the app just given proves only that: the session keeps its acr, amr and
+        auth_time (review 2, findings 2 and 3); the next sign-in or a step-up uses the app."""
         response = self.enrol_page(browser, user)
+        before = browser.session["oidc_op_sessions"][""]
         secret = "".join(response.context["secret_groups"])
         browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now()})
+        assert factors.has_second_factor(user)
         (op_session,) = live_sessions(user)
-        assert op_session.acr == acr.MFA and op_session.amr == ["pwd", "otp", "mfa"]
+        assert op_session.acr == acr.PASSWORD and op_session.amr == ["pwd"]
+        assert browser.session["oidc_op_sessions"][""] == before
 
     def test_a_second_app_needs_the_first_removed(self, browser, user):
-        enrol_totp(user)
-        browser.force_login(user)
+        sign_in_with_totp(browser, user, enrol_totp(user))
         response = browser.get("/connect/security/app")
         assert response.status_code == 302 and response["Location"] == SECURITY
 
@@ -369,9 +373,9 @@ class TestRecoveryCodes:
         assert not recovery_codes.use(user, codes[0])
 
     def test_regenerating_kills_the_old_codes(self, browser, user):
-        enrol_totp(user)
+        app = enrol_totp(user)
         old = recovery_codes.regenerate(user)
-        browser.force_login(user)
+        sign_in_with_totp(browser, user, app)
         response = browser.post("/connect/security/recovery-codes")
         assert response.status_code == 200
         new = response.context["codes"]

@@ -33,15 +33,22 @@ def authenticator(db):
     return SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
 
 
-def signed_in(user) -> Client:
-    """A browser that just signed in (a recent authentication): with the password, or, for a user
-    whose passkey makes the password only half a sign-in (internal/sign_in.py), the way Django's
-    test client signs in; these tests are about what a signed-in user does with passkeys."""
+def signed_in(user, authenticator=None) -> Client:
+    """A browser that just signed in (a recent authentication): with the password, and for a user
+    whose passkey makes the password only half a sign-in (internal/sign_in.py) with ``authenticator``
+    on the challenge page; without one, the way Django's test client signs in (a password-only
+    session, which may not change the user's factors: internal/factor_changes.py)."""
     browser = Client()
     response = flow.login(browser, user)
     assert response.status_code == 302
     if response.url == reverse("oidc_provider_ext:login-verify"):
-        browser.force_login(user)
+        if authenticator is None:
+            browser.force_login(user)
+        else:
+            page = browser.get(response.url, {"factor": "passkey"})
+            options = page.context["factor_context"]["passkey_options"]
+            done = browser.post(response.url, {"factor": "passkey", "credential": authenticator.get(options)})
+            assert done.status_code == 302, done.content[:300]
     return browser
 
 
@@ -99,7 +106,7 @@ class TestRegistration:
         assert b"Never used" in page.content
 
     def test_registered_passkeys_are_excluded_and_share_one_user_handle(self, enrolled, authenticator):
-        browser = signed_in(enrolled)
+        browser = signed_in(enrolled, authenticator)
         options = browser.post(REGISTER_OPTIONS).json()
         assert [d["id"] for d in options["excludeCredentials"]] == [Passkey.objects.get().credential_id]
         second = SoftAuthenticator(authenticator.rp_id, authenticator.origin, backup_eligible=True)
@@ -110,7 +117,7 @@ class TestRegistration:
         assert Passkey.objects.get(name="Phone").backup_eligible
 
     def test_the_same_credential_twice_is_refused(self, enrolled, authenticator):
-        response = register(signed_in(enrolled), authenticator, name="Again")
+        response = register(signed_in(enrolled, authenticator), authenticator, name="Again")
         assert response.status_code == 400
         assert Passkey.objects.count() == 1
 
@@ -385,7 +392,7 @@ class TestPasswordlessSignIn:
             sign_in_options(browser)
             assert passkey_sign_in(browser, credential).status_code == 400
         else:
-            browser = signed_in(enrolled)
+            browser = signed_in(enrolled, authenticator)
             browser.post(REGISTER_OPTIONS)
             assert browser.post(PASSKEYS, {"name": "x", "credential": credential}).status_code == 400
 
@@ -515,7 +522,7 @@ class TestManagement:
         elsewhere = Client()
         passkey_sign_in(elsewhere, authenticator.get(sign_in_options(elsewhere)))
         by_passkey = passkey_session(elsewhere)
-        by_password = signed_in(enrolled)
+        by_password = signed_in(enrolled, authenticator)  # password and passkey
         here = passkey_session(by_password)
         url = reverse("oidc_provider_ext:passkey-remove", args=[Passkey.objects.get().pk])
         assert by_password.get(url).status_code == 200

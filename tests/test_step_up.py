@@ -287,9 +287,14 @@ class TestPolicies:
         secret = "".join(page.context["secret_groups"])
         import pyotp
 
-        response = browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now(), "next": next_url})
+        app = pyotp.TOTP(secret)
+        response = browser.post("/connect/security/app", {"code": app.now(), "next": next_url})
         assert response.status_code == 200 and response.context["next"] == next_url  # the recovery codes
-        query = finish(browser, browser.get(next_url))
+        # Setting the app up did not sign in with it (review 2): back at the request, the step-up
+        # page asks for a code from the new app, and then the sign-in is multi-factor.
+        response = browser.get(next_url)
+        assert response.status_code == 302 and "/authorize/step-up/" in response["Location"]
+        query = finish(browser, step_up_with_totp(browser, user, app, response))
         assert id_token_of(rp, client_app, query)[0]["acr"] == acr.MFA
 
     def test_policy_with_prompt_none(self, browser, user):

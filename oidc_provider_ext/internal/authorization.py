@@ -156,7 +156,9 @@ def _reject_malformed_acr_request(claims: dict | None) -> None:
     if spec is None:
         return
     if not isinstance(spec, dict):
-        raise AuthorizationError("invalid_request", "The acr member of the claims parameter must be an object.")
+        raise AuthorizationError(
+            "invalid_request", "The acr member of the claims parameter must be an object."
+        )
     if not spec.get("essential"):
         return
     values = spec.get("values", [])
