@@ -21,7 +21,7 @@ from oidc_provider_ext import throttle
 from oidc_provider_ext.internal import factor_changes, factors, op_sessions, recovery_codes, totp
 from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.views.challenge import WRONG_CODE, _pick, _render, _verify
+from oidc_provider_ext.views.challenge import _pick, _render, _verify
 from oidc_provider_ext.views.errors import boundary_page
 
 _decorators = [never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True)]
@@ -142,11 +142,10 @@ class TOTPEnrolView(_Page):
         form = TOTPCodeForm(request.POST)
         if not form.is_valid():
             return self._page(request, device, form, status=400)
-        if not throttle.factor_allowed(request, user):
+        if not throttle.factor_attempt(request, user):
             form.add_error("code", _("Too many wrong codes. Wait a few minutes and try again."))
             return self._page(request, device, form, status=400)
         if not totp.verify(device, form.cleaned_data["code"], confirming=True):
-            throttle.factor_failed(request, user)
             form.add_error("code", _("That code is not right. Check the app's clock and try again."))
             return self._page(request, device, form, status=400)
         throttle.factor_succeeded(request, user)
@@ -241,8 +240,10 @@ class AccountStepUpView(_Page):
                 or _next_url(request)
                 or "oidc_provider_ext:account-security"
             )
-        chosen, added, error = _verify(request, offered, request.user)
-        if added is None and error is WRONG_CODE and throttle.step_up_failed(wanted.session.id):
+        chosen, added, error, spent = _verify(
+            request, offered, request.user, budget=("step-up", str(wanted.session.id))
+        )
+        if added is None and spent:
             django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
             messages.error(request, _("Too many wrong codes. Please sign in again."))
             return redirect("oidc_provider_ext:login")
