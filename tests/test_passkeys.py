@@ -19,7 +19,7 @@ from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.internal.passkeys import PasskeyFactor, delete_for
 from oidc_provider_ext.models import OPSession, Passkey
 from tests import flow
-from tests.factories import TenantFactory, TenantMembershipFactory, UserFactory
+from tests.factories import USER_PASSWORD, TenantFactory, TenantMembershipFactory, UserFactory
 from tests.soft_authenticator import SoftAuthenticator
 
 LOGIN = reverse("oidc_provider_ext:login")
@@ -647,3 +647,58 @@ class TestChecks:
         authenticator = SoftAuthenticator("example.org", "https://id.example.org")
         browser = signed_in(user)
         assert register(browser, authenticator).status_code == 302
+
+
+# --- removing a passkey (review 2, findings 1 and 7) -----------------------------------------------
+
+
+def password_only_session(user) -> Client:
+    """The attacker knows the password only: django.contrib.auth's login page (no second factor)."""
+    browser = Client()
+    response = browser.post("/accounts/login/", {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302, response.content[:300]
+    (entry,) = browser.session["oidc_op_sessions"].values()
+    assert entry["amr"] == ["pwd"] and entry["acr"] == acr.PASSWORD
+    return browser
+
+
+def _register_passkey(user) -> SoftAuthenticator:
+    key = SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
+    owner = Client()
+    owner.force_login(user)
+    options = owner.post(reverse("oidc_provider_ext:passkey-registration-options")).json()
+    response = owner.post(
+        reverse("oidc_provider_ext:passkeys"), {"name": "k", "credential": key.create(options)}
+    )
+    assert response.status_code == 302
+    return key
+
+
+class TestPasskeyRemoval:
+    def test_a_password_only_session_cannot_remove_the_users_passkey(self, user, confidential_app):
+        """Victim protected by a passkey only: the password-only session removes it, and from then
+        on the password alone gets codes."""
+        _register_passkey(user)
+        attacker = password_only_session(user)
+        passkey = Passkey.objects.get(user=user)
+        attacker.post(reverse("oidc_provider_ext:passkey-remove", args=[passkey.pk]))
+        assert Passkey.objects.filter(user=user).exists(), "a password-only session removed the passkey"
+
+    def test_this_browser_stops_counting_a_removed_passkey(self, user):
+        """Low: removing the app drops this browser's acr (docs/mfa.md), removing a passkey does not
+        (docs/passkeys.md keeps it): the browser stays phishing-resistant with no passkey left."""
+        key = _register_passkey(user)
+        browser = Client()
+        options = browser.post(reverse("oidc_provider_ext:passkey-options")).json()
+        browser.post(reverse("oidc_provider_ext:login"), {"credential": key.get(options)})
+        browser.post(reverse("oidc_provider_ext:passkey-remove", args=[Passkey.objects.get().pk]))
+        assert not Passkey.objects.exists()
+        assert browser.session["oidc_op_sessions"][""]["acr"] != acr.PHISHING_RESISTANT
+
+    def test_a_password_only_session_is_sent_to_confirm_before_adding_one(self, user):
+        """The page script gets a 403 naming the account step-up page (not the password page)."""
+        flow.enrol_totp(user)
+        attacker = password_only_session(user)
+        response = attacker.post(REGISTER_OPTIONS)
+        assert response.status_code == 403
+        assert response.json()["login_url"].startswith(reverse("oidc_provider_ext:account-step-up"))
