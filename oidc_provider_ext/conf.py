@@ -140,7 +140,9 @@ _SETTINGS: dict[str, _Setting] = {
         "every further code for that user is refused (counted before a code is checked).",
     ),
     "MFA_REAUTH_SECONDS": _Setting(
-        300, "How recent a sign-in must be to remove an authenticator app or see new recovery codes."
+        300,
+        "How recent a sign-in (at the user's level) must be to change second factors: the authenticator "
+        "app, recovery codes, passkeys.",
     ),
     "TOTP_ISSUER": _Setting(
         None, "The account name's issuer shown in authenticator apps; None: the ISSUER's host name."
