@@ -416,3 +416,16 @@ def test_an_acr_member_that_is_not_a_claim_request_is_invalid(user, confidential
     claims = '{"id_token": {"acr": ' + member + "}}"
     response = browser.get(authorize_url(confidential_app, claims=claims))
     assert query_of(response["Location"])["error"] == "invalid_request"
+
+
+def test_the_consent_answer_checks_the_acr_again(browser, user):
+    """A factor removed in another tab while the consent page was open: the answer gets no code
+    with the weaker sign-in (review 2, unconfirmed item)."""
+    client_app = ApplicationFactory(profile__minimum_acr=acr.MFA)
+    sign_in_with_totp(browser, user, enrol_totp(user))
+    page = browser.get(authorize_url(client_app))
+    assert page.status_code == 200 and "form_action" in page.context
+    browser.post(reverse("oidc_provider_ext:account-totp-remove"))  # the other tab
+    assert not factors.has_second_factor(user)
+    response = consent(browser, page)
+    assert "code=" not in response.get("Location", "")

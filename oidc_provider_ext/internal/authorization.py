@@ -460,6 +460,13 @@ class PendingAuthorization:
             return Enrol(need)
         return StepUp(need)
 
+    def acr_still_met(self, request: HttpRequest, application) -> bool:
+        """Whether the browser's session still meets what the client asked and the policy requires
+        (checked again when the consent form is answered: a factor removed in another tab while the
+        page was open lowers the session's acr)."""
+        session = op_sessions.current(request, self.tenant)
+        return session is not None and self._decide_acr(request, application, session) is None
+
     def step_up_factors(self, request: HttpRequest) -> list:
         """The factors the step-up page offers: the user's that reach ``step_up_acr`` from the
         browser's current session, and only those."""
