@@ -948,3 +948,26 @@ def test_concurrent_guesses_are_counted_before_they_are_checked(user, monkeypatc
     assert len(verified) <= limit, (
         f"{len(verified)} codes checked for one half sign-in from one address (limit {limit})"
     )
+
+
+@pytest.mark.oidc_settings(MFA_ACCOUNT_FAILURE_LIMIT=3)
+def test_right_codes_give_their_count_back(user):
+    app = enrol_totp(user)
+    for n in range(6):
+        browser = Client(REMOTE_ADDR=f"2001:db8:2:{n:x}::1")
+        response = sign_in_with_totp(browser, user, app)
+        assert response.status_code == 302 and signed_in(browser)
+
+
+@pytest.mark.oidc_settings(MFA_ACCOUNT_FAILURE_LIMIT=3)
+def test_over_the_account_ceiling_even_the_right_code_is_not_checked(user):
+    app = enrol_totp(user)
+    wrong = "000000" if totp_code(app) != "000000" else "111111"
+    for n in range(3):
+        browser = Client(REMOTE_ADDR=f"2001:db8:3:{n:x}::1")
+        login(browser, user)
+        assert browser.post(VERIFY, {"factor": "totp", "code": wrong}).status_code == 400
+    browser = Client(REMOTE_ADDR="2001:db8:3:ff::1")
+    response = sign_in_with_totp(browser, user, app)
+    assert response.status_code == 400 and THROTTLED in response.content.decode()
+    assert not signed_in(browser)
