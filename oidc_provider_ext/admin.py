@@ -197,6 +197,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_operate_permission(self, request) -> bool:
+        """For actions on the records (revoke, retry): the model's change permission, which the
+        read-only forms do not use (a view-only operator may look, not act)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
 
 @admin.register(AuthorizationGrant)
 class AuthorizationGrantAdmin(ReadOnlyAdmin):
@@ -280,7 +286,7 @@ class BackchannelDeliveryAdmin(ReadOnlyAdmin):
     )
     actions = ["retry"]
 
-    @admin.action(description="Send the logout token again")
+    @admin.action(description="Send the logout token again", permissions=["operate"])
     def retry(self, request, queryset):
         from .internal import backchannel
 
@@ -307,7 +313,9 @@ class ConsentAdmin(ReadOnlyAdmin):
     raw_id_fields = ("user", "application")
     actions = ["revoke_consents"]
 
-    @admin.action(description="Revoke selected consents and the tokens issued under them")
+    @admin.action(
+        description="Revoke selected consents and the tokens issued under them", permissions=["operate"]
+    )
     def revoke_consents(self, request, queryset):
         live = list(queryset.filter(revoked__isnull=True))
         for consent in live:
@@ -369,20 +377,33 @@ class ResourceServerAdmin(admin.ModelAdmin):
 log = logging.getLogger(__name__)
 
 
-@admin.action(description=_("Reset second factors (authenticator app, recovery codes, passkeys)"))
-def reset_second_factors(modeladmin, request, queryset):
-    """An admin action for the site's user admin (``actions = [reset_second_factors]``): removes
-    every second factor of the selected users and ends the sessions that relied on one. Audited: a
-    LogEntry on the user and a log line. The same action on the authenticator-app list below."""
-    users = list(queryset)
-    if users and not isinstance(users[0], get_user_model()):
-        users = [row.user for row in users]
+def _may_change_users(request) -> bool:
+    user_model = get_user_model()
+    return request.user.has_perm(f"{user_model._meta.app_label}.change_{user_model._meta.model_name}")
+
+
+def _reset_factors_of(modeladmin, request, users) -> None:
+    # Looking at a list is not changing accounts: a change permission on the user model, and a
+    # superuser's factors only by a superuser (docs/security.md "an insider with partial access").
+    if not _may_change_users(request):
+        modeladmin.message_user(
+            request, _("Resetting second factors needs permission to change users."), messages.ERROR
+        )
+        return
+    refused = [user for user in users if user.is_superuser and not request.user.is_superuser]
+    if refused:
+        modeladmin.message_user(
+            request, _("Only a superuser may reset the second factors of a superuser."), messages.ERROR
+        )
+        users = [user for user in users if user not in refused]
     for user in users:
         factors.reset_factors(user)
         modeladmin.log_change(
             request, user, "Second factors reset (authenticator app, recovery codes, passkeys)."
         )
         log.warning("Operator %s reset the second factors of user %s.", request.user.pk, user.pk)
+    if not users:
+        return
     modeladmin.message_user(
         request,
         ngettext(
@@ -395,24 +416,50 @@ def reset_second_factors(modeladmin, request, queryset):
     )
 
 
+@admin.action(
+    description=_("Reset second factors (authenticator app, recovery codes, passkeys)"),
+    permissions=["change"],
+)
+def reset_second_factors(modeladmin, request, queryset):
+    """An admin action for the site's user admin (``actions = [reset_second_factors]``): removes
+    every second factor of the selected users and ends the sessions that relied on one. Offered to
+    operators who may change users; a superuser's factors only to a superuser. Audited: a LogEntry
+    on the user and a log line. The same action on the authenticator-app list below."""
+    _reset_factors_of(modeladmin, request, list(queryset))
+
+
+class _FactorListAdmin(ReadOnlyAdmin):
+    """A list of second factors (read-only) with the reset action for operators who may change users."""
+
+    actions = ["reset_second_factors"]
+
+    def has_reset_factors_permission(self, request) -> bool:
+        return _may_change_users(request)
+
+    @admin.action(
+        description=_("Reset second factors (authenticator app, recovery codes, passkeys)"),
+        permissions=["reset_factors"],
+    )
+    def reset_second_factors(self, request, queryset):
+        _reset_factors_of(self, request, list({row.user for row in queryset.select_related("user")}))
+
+
 @admin.register(TOTPDevice)
-class TOTPDeviceAdmin(ReadOnlyAdmin):
+class TOTPDeviceAdmin(_FactorListAdmin):
     """Who has an authenticator app: never its key (encrypted, and not shown)."""
 
     list_display = ("user", "confirmed", "last_used", "created")
     search_fields = ("user__username", "user__email")
     fields = ("user", "confirmed", "last_used", "created")
     readonly_fields = fields
-    actions = [reset_second_factors]
 
 
 @admin.register(RecoveryCode)
-class RecoveryCodeAdmin(ReadOnlyAdmin):
+class RecoveryCodeAdmin(_FactorListAdmin):
     list_display = ("user", "used", "created")
     search_fields = ("user__username", "user__email")
     fields = ("user", "used", "created")
     readonly_fields = fields
-    actions = [reset_second_factors]
 
 
 class InitialAccessTokenForm(forms.ModelForm):
@@ -467,7 +514,7 @@ class InitialAccessTokenAdmin(admin.ModelAdmin):
         add_never_cache_headers(response)
         return response
 
-    @admin.action(description="Revoke selected initial access tokens")
+    @admin.action(description="Revoke selected initial access tokens", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
         self.message_user(request, f"Revoked {count} initial access token(s).", messages.SUCCESS)

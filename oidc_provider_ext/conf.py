@@ -134,8 +134,15 @@ _SETTINGS: dict[str, _Setting] = {
     "MFA_LOGIN_TIMEOUT_SECONDS": _Setting(
         300, "How long a password sign-in waits for its second factor before it must start again."
     ),
+    "MFA_ACCOUNT_FAILURE_LIMIT": _Setting(
+        20,
+        "Failed second-factor codes per user, from any address, in THROTTLE_WINDOW_SECONDS before "
+        "every further code for that user is refused (counted before a code is checked).",
+    ),
     "MFA_REAUTH_SECONDS": _Setting(
-        300, "How recent a sign-in must be to remove an authenticator app or see new recovery codes."
+        300,
+        "How recent a sign-in (at the user's level) must be to change second factors: the authenticator "
+        "app, recovery codes, passkeys.",
     ),
     "TOTP_ISSUER": _Setting(
         None, "The account name's issuer shown in authenticator apps; None: the ISSUER's host name."
@@ -398,6 +405,10 @@ class AppSettings:
     @property
     def MFA_LOGIN_TIMEOUT_SECONDS(self) -> int:
         return int(self._get("MFA_LOGIN_TIMEOUT_SECONDS"))
+
+    @property
+    def MFA_ACCOUNT_FAILURE_LIMIT(self) -> int:
+        return max(1, int(self._get("MFA_ACCOUNT_FAILURE_LIMIT")))
 
     @property
     def MFA_REAUTH_SECONDS(self) -> int:

@@ -263,20 +263,44 @@ def user_code_entry_allowed(request) -> bool:
 
 
 # --- second factors ------------------------------------------------------------------------------
-# Counted per (user, address): someone who knows the password and guesses codes from one address is
-# stopped after MFA_FAILURE_LIMIT failures, while the user signing in from elsewhere is not locked
-# out by it. Each password sign-in may also spend only MFA_FAILURE_LIMIT failures (views/mfa.py),
-# and every password attempt is django-axes' to throttle, so guessing from many addresses costs a
-# password sign-in per MFA_FAILURE_LIMIT guesses.
+# Every code is counted BEFORE it is checked, with one atomic increment per counter, so requests in
+# flight at the same time cannot all pass a limit that was read before any of them was counted:
+# - per (user, address): MFA_FAILURE_LIMIT; someone guessing from one address is stopped, the user
+#   signing in from elsewhere is not;
+# - per user, across addresses: MFA_ACCOUNT_FAILURE_LIMIT; an IPv6 /48 holds 65,536 "addresses"
+#   (/64s) and a right password starts a new half sign-in for free, so without it the guesses at
+#   one account would have no ceiling. Only someone who knows the password (or holds a session)
+#   spends it, and a right code gives its count back;
+# - per half sign-in and per OP session on a step-up page (:func:`attempt`): MFA_FAILURE_LIMIT,
+#   kept here rather than in the browser's session, which is saved only when the request ends.
+
+
+def _count(key: str) -> int:
+    """Add one to ``key`` (a fixed window, :func:`_count_failure`); the new count."""
+    window = app_settings.THROTTLE_WINDOW_SECONDS
+    if cache.add(key, 1, window):
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between the two calls: a new window
+        cache.add(key, 1, window)
+        return 1
 
 
 def _factor_key(request, user) -> str:
     return _key("factor", str(user.pk), throttle_address(request))
 
 
-def factor_allowed(request, user) -> bool:
-    """Whether ``user`` may try a second-factor code from the address of ``request`` now."""
-    if cache.get(_factor_key(request, user), 0) >= app_settings.MFA_FAILURE_LIMIT:
+def _factor_account_key(user) -> str:
+    return _key("factor-account", str(user.pk))
+
+
+def factor_attempt(request, user) -> bool:
+    """Count a second-factor code ``user`` is about to be checked with from the address of
+    ``request``; False (do not check it) when that is over a limit."""
+    pair = _count(_factor_key(request, user))
+    account = _count(_factor_account_key(user))
+    if pair > app_settings.MFA_FAILURE_LIMIT or account > app_settings.MFA_ACCOUNT_FAILURE_LIMIT:
         log.warning("Second factor throttled for user %s from %s.", user.pk, client_ip(request))
         return False
     return True
@@ -288,18 +312,17 @@ def user_code_entry_failed(request) -> None:
     _count_failure([key for key in (user_key, address_key) if key is not None])
 
 
-def factor_failed(request, user) -> None:
-    _count_failure([_factor_key(request, user)])
-
-
 def factor_succeeded(request, user) -> None:
+    """The code was right: this address starts afresh, and the account's count gets it back."""
     cache.delete(_factor_key(request, user))
+    try:
+        if cache.decr(_factor_account_key(user)) < 0:
+            cache.delete(_factor_account_key(user))
+    except ValueError:
+        pass
 
 
-def step_up_failed(op_session_id: int) -> bool:
-    """Count a wrong code on the step-up page of one OP session; True when that session has spent
-    ``MFA_FAILURE_LIMIT`` of them. Whoever holds the session (a stolen cookie from many addresses)
-    gets that many guesses, then the session ends: signing in again costs the password."""
-    key = _key("step-up", str(op_session_id))
-    _count_failure([key])
-    return cache.get(key, 0) >= app_settings.MFA_FAILURE_LIMIT
+def attempt(kind: str, ident: str) -> int:
+    """Count one code checked for the half sign-in or OP session ``ident`` (``kind``: "half-sign-in"
+    or "step-up"); how many have been, this one included."""
+    return _count(_key(kind, ident))

@@ -87,6 +87,7 @@ oauth2_urlpatterns = [
     path("passkeys/options", passkeys.SignInOptionsView.as_view(), name="passkey-options"),
     path("security", security.SecurityView.as_view(), name="account-security"),
     path("security/app", security.TOTPEnrolView.as_view(), name="account-totp"),
+    path("security/confirm", security.AccountStepUpView.as_view(), name="account-step-up"),
     path("security/app/remove", security.TOTPRemoveView.as_view(), name="account-totp-remove"),
     path("security/recovery-codes", security.RecoveryCodesView.as_view(), name="account-recovery-codes"),
 ]

@@ -111,9 +111,9 @@ class TestReviewFindings:
 
 def test_every_endpoint_goes_through_the_boundary():
     patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
-    # four password-reset pages, two RFC 9728 metadata paths, five of passkeys, three of devices, six
+    # four password-reset pages, two RFC 9728 metadata paths, five of passkeys, three of devices, seven
     # second-factor pages, two of registration
-    assert len(patterns) == 36
+    assert len(patterns) == 37
     for pattern in patterns:
         assert getattr(pattern.callback, "oidc_request_boundary", False), pattern.name
 

@@ -5,18 +5,21 @@ skipped, replayed, guessed without limit, or outlived by a session after it was 
 from __future__ import annotations
 
 import re
+import sys
 from urllib.parse import urlencode
 
 import pyotp
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
 from oidc_provider_ext import acr
+from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import factors, recovery_codes, totp
-from oidc_provider_ext.models import OPSession, RecoveryCode, TOTPDevice
+from oidc_provider_ext.models import OPSession, Passkey, RecoveryCode, TOTPDevice
 
 from .conftest import oidc_settings
 from .factories import USER_PASSWORD, UserFactory
@@ -30,6 +33,7 @@ from .flow import (
     sign_in_with_totp,
     totp_code,
 )
+from .soft_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.django_db
 
@@ -127,16 +131,20 @@ class TestTOTPEnrolment:
         assert len(stored) == 10
         assert not {code.replace("-", "") for code in codes} & stored
 
-    def test_confirming_counts_as_the_second_factor_for_this_browser(self, browser, user):
+    def test_confirming_a_new_app_is_not_a_sign_in_with_it(self, browser, user):
+        """A code from the app just given proves only that: the session keeps its acr, amr and
+        auth_time (review 2, findings 2 and 3); the next sign-in or a step-up uses the app."""
         response = self.enrol_page(browser, user)
+        before = browser.session["oidc_op_sessions"][""]
         secret = "".join(response.context["secret_groups"])
         browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now()})
+        assert factors.has_second_factor(user)
         (op_session,) = live_sessions(user)
-        assert op_session.acr == acr.MFA and op_session.amr == ["pwd", "otp", "mfa"]
+        assert op_session.acr == acr.PASSWORD and op_session.amr == ["pwd"]
+        assert browser.session["oidc_op_sessions"][""] == before
 
     def test_a_second_app_needs_the_first_removed(self, browser, user):
-        enrol_totp(user)
-        browser.force_login(user)
+        sign_in_with_totp(browser, user, enrol_totp(user))
         response = browser.get("/connect/security/app")
         assert response.status_code == 302 and response["Location"] == SECURITY
 
@@ -369,9 +377,9 @@ class TestRecoveryCodes:
         assert not recovery_codes.use(user, codes[0])
 
     def test_regenerating_kills_the_old_codes(self, browser, user):
-        enrol_totp(user)
+        app = enrol_totp(user)
         old = recovery_codes.regenerate(user)
-        browser.force_login(user)
+        sign_in_with_totp(browser, user, app)
         response = browser.post("/connect/security/recovery-codes")
         assert response.status_code == 200
         new = response.context["codes"]
@@ -564,3 +572,402 @@ def test_the_password_step_gives_the_browser_a_new_session_key(browser, user):
     login(browser, user)
     assert browser.session.session_key != planted
     assert "oidc_half_sign_in" in browser.session
+
+
+# --- changing factors needs the second factor (review 2) -------------------------------------------
+
+ACCOUNTS_LOGIN = "/accounts/login/"
+
+
+def password_only_session(user) -> Client:
+    """The attacker knows the password only: django.contrib.auth's login page (no second factor)."""
+    browser = Client()
+    response = browser.post(ACCOUNTS_LOGIN, {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302, response.content[:300]
+    (entry,) = browser.session["oidc_op_sessions"].values()
+    assert entry["amr"] == ["pwd"] and entry["acr"] == acr.PASSWORD
+    return browser
+
+
+def code_for(browser, app, **params):
+    """The answer of the authorization endpoint, after consent if asked."""
+    response = browser.get(authorize_url(app, **params))
+    if response.status_code == 200 and "form_action" in (response.context or {}):
+        from .flow import consent
+
+        response = consent(browser, response)
+    return response
+
+
+class TestFactorChangesNeedTheSecondFactor:
+    """Review 2, finding 1 and 2 (critical): the account-security pages trust any recent sign-in,
+    even one that skipped the second factor. Someone who knows only the password signs in on a page
+    that asks no second factor (django.contrib.auth's /accounts/login/, the admin's login page),
+    then removes the factor, reads new recovery codes or plants a passkey/app of their own."""
+
+    def test_removing_the_app_needs_the_second_factor(self, user, confidential_app, rp):
+        enrol_totp(user)
+        attacker = password_only_session(user)
+        attacker.post(reverse("oidc_provider_ext:account-totp-remove"))
+        # The second factor must survive a session that never passed it.
+        assert TOTPDevice.objects.filter(user=user).exists(), (
+            "a password-only session removed the authenticator app"
+        )
+
+    def test_password_only_then_remove_app_yields_a_code_without_mfa(self, user, confidential_app, rp):
+        """End to end: after the removal, the password alone gets a code (acr password)."""
+        enrol_totp(user)
+        attacker = password_only_session(user)
+        attacker.post(reverse("oidc_provider_ext:account-totp-remove"))
+        response = code_for(attacker, confidential_app)
+        location = response.get("Location", "")
+        assert "/step-up/" in location or "/login" in location, (
+            f"password-only sign-in got past the second factor: {response.status_code} {location}"
+        )
+
+    def test_new_recovery_codes_need_the_second_factor(self, user):
+        enrol_totp(user)
+        attacker = password_only_session(user)
+        response = attacker.post(reverse("oidc_provider_ext:account-recovery-codes"))
+        codes = (response.context or {}).get("codes") if response.status_code == 200 else None
+        assert not codes, "a password-only session was shown ten fresh recovery codes"
+
+    def test_recovery_codes_read_by_a_password_only_session_sign_in_with_mfa(self, user):
+        enrol_totp(user)
+        attacker = password_only_session(user)
+        response = attacker.post(reverse("oidc_provider_ext:account-recovery-codes"))
+        codes = (response.context or {}).get("codes") or []
+        if not codes:
+            return  # fixed: nothing to use
+        fresh = Client()
+        response = fresh.post(
+            reverse("oidc_provider_ext:login"), {"username": user.username, "password": USER_PASSWORD}
+        )
+        assert response["Location"] == reverse("oidc_provider_ext:login-verify")
+        response = fresh.post(response["Location"], {"factor": "recovery", "code": codes[0]})
+        assert response.status_code != 302, "the stolen recovery code finished a multi-factor sign-in"
+
+    def test_adding_a_passkey_needs_the_second_factor(self, user):
+        enrol_totp(user)
+        attacker = password_only_session(user)
+        options = attacker.post(reverse("oidc_provider_ext:passkey-registration-options"))
+        if options.status_code == 200:
+            key = SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
+            attacker.post(
+                reverse("oidc_provider_ext:passkeys"),
+                {"name": "mine", "credential": key.create(options.json())},
+            )
+        assert not Passkey.objects.filter(user=user).exists(), (
+            "a password-only session planted a passkey "
+            "(passwordless, phishing-resistant sign-in as the victim)"
+        )
+
+    def test_a_users_passkey_is_not_bypassed_by_an_app_of_the_attacker(self, user, confidential_app, rp):
+        """Victim protected by a passkey only. The attacker signs in with the password on a page
+        asking no factor, sets up an authenticator app of their own (no recent sign-in, no existing
+        factor asked) and the browser's session counts it: MFA, a code and an ID token saying
+        acr multi-factor / amr otp."""
+        key = SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
+        owner = Client()
+        owner.force_login(user)
+        options = owner.post(reverse("oidc_provider_ext:passkey-registration-options")).json()
+        assert (
+            owner.post(
+                reverse("oidc_provider_ext:passkeys"), {"name": "k", "credential": key.create(options)}
+            ).status_code
+            == 302
+        )
+        assert factors.has_second_factor(user)
+
+        attacker = password_only_session(user)
+        page = attacker.get(reverse("oidc_provider_ext:account-totp"))
+        if page.status_code == 200:
+            secret = "".join(page.context["secret_groups"])
+            attacker.post(reverse("oidc_provider_ext:account-totp"), {"code": pyotp.TOTP(secret).now()})
+        response = code_for(attacker, confidential_app)
+        location = response.get("Location", "")
+        assert not location.startswith("https://rp.example") or "code=" not in location, (
+            "the attacker's own authenticator app stood in for the victim's passkey: " + location
+        )
+
+
+class TestStaleSessionPlantsAFactor:
+    """Review 2, finding 3."""
+
+    def test_setting_up_an_app_needs_a_recent_sign_in(self, user):
+        """A stolen, old session (the passkey pages refuse it: "a stolen, older session cannot
+        plant or remove one") sets up an app of the attacker: the victim's next password sign-in
+        asks for the attacker's codes (locked out), the attacker is shown the recovery codes."""
+        browser = Client()
+        browser.force_login(user)
+        set_auth_time(browser, 7 * 24 * 3600)
+        page = browser.get(reverse("oidc_provider_ext:account-totp"))
+        if page.status_code == 200:
+            secret = "".join(page.context["secret_groups"])
+            browser.post(reverse("oidc_provider_ext:account-totp"), {"code": pyotp.TOTP(secret).now()})
+        assert not TOTPDevice.objects.filter(user=user, confirmed__isnull=False).exists(), (
+            "a week-old session set up an authenticator app without signing in again"
+        )
+
+    def test_setting_up_an_app_is_not_a_fresh_authentication(self, user, confidential_app):
+        """Confirming a brand-new app proves only that the session holder has the app it was just
+        given: it must not move auth_time to now (max_age, the recent-sign-in guards)."""
+        browser = Client()
+        browser.force_login(user)
+        set_auth_time(browser, 7 * 24 * 3600)
+        old = browser.session["oidc_op_sessions"][""]["auth_time"]
+        page = browser.get(reverse("oidc_provider_ext:account-totp"))
+        if page.status_code != 200:
+            return
+        secret = "".join(page.context["secret_groups"])
+        browser.post(reverse("oidc_provider_ext:account-totp"), {"code": pyotp.TOTP(secret).now()})
+        new = browser.session["oidc_op_sessions"][""]["auth_time"]
+        assert new == old, "enrolling an app made a week-old session count as signed in just now"
+        # ...which the passkey page then accepts as a recent sign-in:
+        options = browser.post(reverse("oidc_provider_ext:passkey-registration-options"))
+        assert options.status_code == 403
+        # ...and max_age=60 is answered without asking for the password again.
+        response = browser.get(authorize_url(confidential_app, max_age="60"))
+        assert "/login" in response.get("Location", "")
+
+
+class TestAccountStepUp:
+    """The confirmation page the guard sends a recent, too-weak session to (views/security.py)."""
+
+    def test_a_password_only_session_steps_up_and_then_may_remove_the_app(self, user):
+        """The owner on a page that asked no factor: sent to confirm with the app (not the password
+        page), comes back to the page they wanted, and the change goes ahead."""
+        app = enrol_totp(user)
+        browser = password_only_session(user)
+        remove = reverse("oidc_provider_ext:account-totp-remove")
+        response = browser.post(remove)
+        confirm = reverse("oidc_provider_ext:account-step-up")
+        assert (
+            response.status_code == 302 and response["Location"] == f"{confirm}?{urlencode({'next': remove})}"
+        )
+        page = browser.get(response["Location"])
+        assert page.status_code == 200 and page.context["step"] == "account"
+        assert f'name="next" value="{remove}"' in page.content.decode()
+        forget_used_codes(user)
+        done = browser.post(confirm, {"factor": "totp", "code": totp_code(app), "next": remove})
+        assert done.status_code == 302 and done["Location"] == remove
+        entry = browser.session["oidc_op_sessions"][""]
+        assert entry["acr"] == acr.MFA and "otp" in entry["amr"]
+        browser.post(remove)
+        assert not factors.has_second_factor(user)
+
+    @pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+    def test_the_account_step_up_goes_back_only_to_this_site(self, user, next_url):
+        app = enrol_totp(user)
+        browser = password_only_session(user)
+        confirm = reverse("oidc_provider_ext:account-step-up")
+        forget_used_codes(user)
+        done = browser.post(confirm, {"factor": "totp", "code": totp_code(app), "next": next_url})
+        assert done.status_code == 302 and done["Location"] == SECURITY
+
+    def test_wrong_codes_on_the_account_step_up_end_the_session(self, user):
+        app = enrol_totp(user)
+        browser = password_only_session(user)
+        confirm = reverse("oidc_provider_ext:account-step-up")
+        wrong = "000000" if totp_code(app) != "000000" else "111111"
+        for _ in range(5):
+            response = browser.post(confirm, {"factor": "totp", "code": wrong})
+        assert response.status_code == 302 and response["Location"] == reverse("oidc_provider_ext:login")
+        assert not signed_in(browser)
+        assert not live_sessions(user)
+
+    def test_an_old_session_signs_in_again_rather_than_stepping_up(self, user):
+        enrol_totp(user)
+        browser = password_only_session(user)
+        set_auth_time(browser, 3600)
+        response = browser.post(reverse("oidc_provider_ext:account-recovery-codes"))
+        assert response.status_code == 302 and response["Location"].startswith(
+            reverse("oidc_provider_ext:login")
+        )
+
+    def test_a_user_without_a_factor_sets_up_the_first_with_the_password(self, user):
+        browser = password_only_session(user)
+        page = browser.get(reverse("oidc_provider_ext:account-totp"))
+        assert page.status_code == 200
+        secret = "".join(page.context["secret_groups"])
+        browser.post(reverse("oidc_provider_ext:account-totp"), {"code": pyotp.TOTP(secret).now()})
+        assert factors.has_second_factor(user)
+
+
+# --- the operator's reset (review 2, finding 4) ----------------------------------------------------
+
+
+def view_only_staff(*codenames) -> Client:
+    staff = UserFactory(is_staff=True)
+    for codename in codenames:
+        staff.user_permissions.add(Permission.objects.get(codename=codename))
+    browser = Client()
+    browser.force_login(staff)
+    return browser
+
+
+def victim():
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    enrol_totp(admin)
+    recovery_codes.regenerate(admin)
+    assert factors.has_second_factor(admin)
+    return admin
+
+
+@pytest.mark.parametrize(
+    ("codename", "url", "pk_of"),
+    [
+        (
+            "view_totpdevice",
+            "/admin/oidc_provider_ext/totpdevice/",
+            lambda u: TOTPDevice.objects.get(user=u).pk,
+        ),
+        ("view_user", "/admin/auth/user/", lambda u: u.pk),
+    ],
+    ids=["totp-list", "user-list"],
+)
+def test_a_view_only_staff_member_cannot_reset_anyones_second_factors(codename, url, pk_of):
+    target = victim()
+    browser = view_only_staff(codename)
+    assert browser.get(url).status_code == 200  # may look
+    response = browser.post(url, {"action": "reset_second_factors", "_selected_action": [pk_of(target)]})
+    assert factors.has_second_factor(target), (
+        f"a staff member with only {codename} reset a superuser's second factors ({response.status_code})"
+    )
+
+
+def test_only_a_superuser_resets_a_superusers_second_factors():
+    target = victim()
+    operator = UserFactory(is_staff=True)
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    browser = Client()
+    browser.force_login(operator)
+    ordinary = UserFactory()
+    enrol_totp(ordinary)
+    browser.post(
+        "/admin/auth/user/", {"action": "reset_second_factors", "_selected_action": [target.pk, ordinary.pk]}
+    )
+    assert factors.has_second_factor(target)
+    assert not factors.has_second_factor(ordinary)
+
+
+@pytest.mark.parametrize(
+    ("codename", "url", "action", "still"),
+    [
+        ("view_consent", "/admin/oidc_provider_ext/consent/", "revoke_consents", "consent"),
+        ("view_initialaccesstoken", "/admin/oidc_provider_ext/initialaccesstoken/", "revoke", "token"),
+    ],
+)
+def test_view_only_staff_cannot_run_the_revoke_actions(user, confidential_app, codename, url, action, still):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from oidc_provider_ext.models import Consent, InitialAccessToken
+
+    if still == "consent":
+        row = Consent.objects.create(
+            user=user, application=confidential_app, scope="openid", granted=timezone.now()
+        )
+    else:
+        row = InitialAccessToken.objects.create(
+            description="x", token_hash="x" * 64, expires=timezone.now() + timedelta(days=1)
+        )
+    browser = view_only_staff(codename)
+    assert browser.get(url).status_code == 200
+    browser.post(url, {"action": action, "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.revoked is None
+
+
+# --- guessing codes (review 2, findings 5 and 6) ---------------------------------------------------
+
+WRONG = "Check the code and try again"
+THROTTLED = "Too many wrong codes"
+
+
+def test_guesses_from_many_addresses_have_a_ceiling_per_account(user):
+    app = enrol_totp(user)
+    limit = app_settings.MFA_FAILURE_LIMIT
+    evaluated = 0
+    for n in range(40):  # 40 /64s of one attacker's /48
+        address = f"2001:db8:1:{n:x}::1"
+        browser = Client(REMOTE_ADDR=address)
+        response = browser.post(
+            reverse("oidc_provider_ext:login"), {"username": user.username, "password": USER_PASSWORD}
+        )
+        assert response.status_code == 302 and response["Location"] == reverse(
+            "oidc_provider_ext:login-verify"
+        )
+        for _ in range(limit):
+            wrong = "000000" if totp_code(app) != "000000" else "111111"
+            page = browser.post(reverse("oidc_provider_ext:login-verify"), {"factor": "totp", "code": wrong})
+            text = page.content.decode() if page.status_code == 400 else ""
+            if WRONG in text or (
+                page.status_code == 302 and "/login" in page["Location"] and THROTTLED not in text
+            ):
+                evaluated += 1
+    # 200 wrong codes checked against one account in one window, none refused for the account.
+    assert evaluated <= 4 * limit, f"{evaluated} wrong codes were checked for one account without a ceiling"
+
+
+def test_concurrent_guesses_are_counted_before_they_are_checked(user, monkeypatch):
+    """Check-then-count: ``factor_allowed`` reads the counter, the code is verified, and only then
+    ``factor_failed`` adds to it; the half sign-in's own failure count lives in the session, saved
+    when the request ends. Requests in flight at the same time all pass both limits. Simulated here
+    without threads: 12 requests from the same browser (the same half sign-in, the same address),
+    each arriving while the previous ones are still being verified."""
+    from oidc_provider_ext.internal import totp
+
+    app = enrol_totp(user)
+    browser = Client()
+    response = browser.post(
+        reverse("oidc_provider_ext:login"), {"username": user.username, "password": USER_PASSWORD}
+    )
+    assert response["Location"] == reverse("oidc_provider_ext:login-verify")
+    wrong = "000000" if totp_code(app) != "000000" else "111111"
+    real_verify = totp.verify
+    verified = []
+    in_flight = []
+
+    def verify(device, code, **kwargs):
+        verified.append(code)
+        if len(in_flight) < 11:  # the next request arrives while this one is still being checked
+            in_flight.append(True)
+            browser.post(reverse("oidc_provider_ext:login-verify"), {"factor": "totp", "code": wrong})
+        return real_verify(device, code, **kwargs)
+
+    monkeypatch.setattr(totp, "verify", verify)
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 20000))  # nested requests stand in for parallel ones
+    try:
+        browser.post(reverse("oidc_provider_ext:login-verify"), {"factor": "totp", "code": wrong})
+    finally:
+        sys.setrecursionlimit(old_limit)
+    limit = app_settings.MFA_FAILURE_LIMIT
+    assert len(verified) <= limit, (
+        f"{len(verified)} codes checked for one half sign-in from one address (limit {limit})"
+    )
+
+
+@pytest.mark.oidc_settings(MFA_ACCOUNT_FAILURE_LIMIT=3)
+def test_right_codes_give_their_count_back(user):
+    app = enrol_totp(user)
+    for n in range(6):
+        browser = Client(REMOTE_ADDR=f"2001:db8:2:{n:x}::1")
+        response = sign_in_with_totp(browser, user, app)
+        assert response.status_code == 302 and signed_in(browser)
+
+
+@pytest.mark.oidc_settings(MFA_ACCOUNT_FAILURE_LIMIT=3)
+def test_over_the_account_ceiling_even_the_right_code_is_not_checked(user):
+    app = enrol_totp(user)
+    wrong = "000000" if totp_code(app) != "000000" else "111111"
+    for n in range(3):
+        browser = Client(REMOTE_ADDR=f"2001:db8:3:{n:x}::1")
+        login(browser, user)
+        assert browser.post(VERIFY, {"factor": "totp", "code": wrong}).status_code == 400
+    browser = Client(REMOTE_ADDR="2001:db8:3:ff::1")
+    response = sign_in_with_totp(browser, user, app)
+    assert response.status_code == 400 and THROTTLED in response.content.decode()
+    assert not signed_in(browser)

@@ -19,7 +19,7 @@ from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.internal.passkeys import PasskeyFactor, delete_for
 from oidc_provider_ext.models import OPSession, Passkey
 from tests import flow
-from tests.factories import TenantFactory, TenantMembershipFactory, UserFactory
+from tests.factories import USER_PASSWORD, TenantFactory, TenantMembershipFactory, UserFactory
 from tests.soft_authenticator import SoftAuthenticator
 
 LOGIN = reverse("oidc_provider_ext:login")
@@ -33,15 +33,22 @@ def authenticator(db):
     return SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
 
 
-def signed_in(user) -> Client:
-    """A browser that just signed in (a recent authentication): with the password, or, for a user
-    whose passkey makes the password only half a sign-in (internal/sign_in.py), the way Django's
-    test client signs in; these tests are about what a signed-in user does with passkeys."""
+def signed_in(user, authenticator=None) -> Client:
+    """A browser that just signed in (a recent authentication): with the password, and for a user
+    whose passkey makes the password only half a sign-in (internal/sign_in.py) with ``authenticator``
+    on the challenge page; without one, the way Django's test client signs in (a password-only
+    session, which may not change the user's factors: internal/factor_changes.py)."""
     browser = Client()
     response = flow.login(browser, user)
     assert response.status_code == 302
     if response.url == reverse("oidc_provider_ext:login-verify"):
-        browser.force_login(user)
+        if authenticator is None:
+            browser.force_login(user)
+        else:
+            page = browser.get(response.url, {"factor": "passkey"})
+            options = page.context["factor_context"]["passkey_options"]
+            done = browser.post(response.url, {"factor": "passkey", "credential": authenticator.get(options)})
+            assert done.status_code == 302, done.content[:300]
     return browser
 
 
@@ -99,7 +106,7 @@ class TestRegistration:
         assert b"Never used" in page.content
 
     def test_registered_passkeys_are_excluded_and_share_one_user_handle(self, enrolled, authenticator):
-        browser = signed_in(enrolled)
+        browser = signed_in(enrolled, authenticator)
         options = browser.post(REGISTER_OPTIONS).json()
         assert [d["id"] for d in options["excludeCredentials"]] == [Passkey.objects.get().credential_id]
         second = SoftAuthenticator(authenticator.rp_id, authenticator.origin, backup_eligible=True)
@@ -110,7 +117,7 @@ class TestRegistration:
         assert Passkey.objects.get(name="Phone").backup_eligible
 
     def test_the_same_credential_twice_is_refused(self, enrolled, authenticator):
-        response = register(signed_in(enrolled), authenticator, name="Again")
+        response = register(signed_in(enrolled, authenticator), authenticator, name="Again")
         assert response.status_code == 400
         assert Passkey.objects.count() == 1
 
@@ -385,7 +392,7 @@ class TestPasswordlessSignIn:
             sign_in_options(browser)
             assert passkey_sign_in(browser, credential).status_code == 400
         else:
-            browser = signed_in(enrolled)
+            browser = signed_in(enrolled, authenticator)
             browser.post(REGISTER_OPTIONS)
             assert browser.post(PASSKEYS, {"name": "x", "credential": credential}).status_code == 400
 
@@ -515,7 +522,7 @@ class TestManagement:
         elsewhere = Client()
         passkey_sign_in(elsewhere, authenticator.get(sign_in_options(elsewhere)))
         by_passkey = passkey_session(elsewhere)
-        by_password = signed_in(enrolled)
+        by_password = signed_in(enrolled, authenticator)  # password and passkey
         here = passkey_session(by_password)
         url = reverse("oidc_provider_ext:passkey-remove", args=[Passkey.objects.get().pk])
         assert by_password.get(url).status_code == 200
@@ -640,3 +647,58 @@ class TestChecks:
         authenticator = SoftAuthenticator("example.org", "https://id.example.org")
         browser = signed_in(user)
         assert register(browser, authenticator).status_code == 302
+
+
+# --- removing a passkey (review 2, findings 1 and 7) -----------------------------------------------
+
+
+def password_only_session(user) -> Client:
+    """The attacker knows the password only: django.contrib.auth's login page (no second factor)."""
+    browser = Client()
+    response = browser.post("/accounts/login/", {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302, response.content[:300]
+    (entry,) = browser.session["oidc_op_sessions"].values()
+    assert entry["amr"] == ["pwd"] and entry["acr"] == acr.PASSWORD
+    return browser
+
+
+def _register_passkey(user) -> SoftAuthenticator:
+    key = SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
+    owner = Client()
+    owner.force_login(user)
+    options = owner.post(reverse("oidc_provider_ext:passkey-registration-options")).json()
+    response = owner.post(
+        reverse("oidc_provider_ext:passkeys"), {"name": "k", "credential": key.create(options)}
+    )
+    assert response.status_code == 302
+    return key
+
+
+class TestPasskeyRemoval:
+    def test_a_password_only_session_cannot_remove_the_users_passkey(self, user, confidential_app):
+        """Victim protected by a passkey only: the password-only session removes it, and from then
+        on the password alone gets codes."""
+        _register_passkey(user)
+        attacker = password_only_session(user)
+        passkey = Passkey.objects.get(user=user)
+        attacker.post(reverse("oidc_provider_ext:passkey-remove", args=[passkey.pk]))
+        assert Passkey.objects.filter(user=user).exists(), "a password-only session removed the passkey"
+
+    def test_this_browser_stops_counting_a_removed_passkey(self, user):
+        """Low: removing the app drops this browser's acr (docs/mfa.md), removing a passkey does not
+        (docs/passkeys.md keeps it): the browser stays phishing-resistant with no passkey left."""
+        key = _register_passkey(user)
+        browser = Client()
+        options = browser.post(reverse("oidc_provider_ext:passkey-options")).json()
+        browser.post(reverse("oidc_provider_ext:login"), {"credential": key.get(options)})
+        browser.post(reverse("oidc_provider_ext:passkey-remove", args=[Passkey.objects.get().pk]))
+        assert not Passkey.objects.exists()
+        assert browser.session["oidc_op_sessions"][""]["acr"] != acr.PHISHING_RESISTANT
+
+    def test_a_password_only_session_is_sent_to_confirm_before_adding_one(self, user):
+        """The page script gets a 403 naming the account step-up page (not the password page)."""
+        flow.enrol_totp(user)
+        attacker = password_only_session(user)
+        response = attacker.post(REGISTER_OPTIONS)
+        assert response.status_code == 403
+        assert response.json()["login_url"].startswith(reverse("oidc_provider_ext:account-step-up"))

@@ -40,6 +40,7 @@ URL_NAMES = [
     ("oidc_provider_ext:session-end", "/connect/sessions/7/end"),
     ("oidc_provider_ext:account-security", "/connect/security"),
     ("oidc_provider_ext:account-totp", "/connect/security/app"),
+    ("oidc_provider_ext:account-step-up", "/connect/security/confirm"),
     ("oidc_provider_ext:account-totp-remove", "/connect/security/app/remove"),
     ("oidc_provider_ext:account-recovery-codes", "/connect/security/recovery-codes"),
     ("oidc_provider_ext:password-reset", "/connect/password/reset"),
@@ -73,7 +74,7 @@ def test_every_url_name_reverses_to_its_path(name, path):
         "-remove": [7],
         "-client": ["abc"],
     }.get(name[name.rfind("-") :], [])
-    if name.endswith(("protected-resource-metadata-path", "account-totp-remove")):
+    if name.endswith(("protected-resource-metadata-path", "account-totp-remove", "account-step-up")):
         args = []  # RFC 9728 3.1: a regex pattern that takes the resource's path as it comes
     assert reverse(name, args=args) == path
     assert resolve(path).url_name == name.split(":")[1]

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from oidc_provider_ext import acr
+from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import factors, recovery_codes
 from oidc_provider_ext.models import OPSession
 
@@ -29,6 +30,7 @@ from .flow import (
     totp_code,
     verify_jwt,
 )
+from .soft_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.django_db
 
@@ -287,9 +289,14 @@ class TestPolicies:
         secret = "".join(page.context["secret_groups"])
         import pyotp
 
-        response = browser.post("/connect/security/app", {"code": pyotp.TOTP(secret).now(), "next": next_url})
+        app = pyotp.TOTP(secret)
+        response = browser.post("/connect/security/app", {"code": app.now(), "next": next_url})
         assert response.status_code == 200 and response.context["next"] == next_url  # the recovery codes
-        query = finish(browser, browser.get(next_url))
+        # Setting the app up did not sign in with it (review 2): back at the request, the step-up
+        # page asks for a code from the new app, and then the sign-in is multi-factor.
+        response = browser.get(next_url)
+        assert response.status_code == 302 and "/authorize/step-up/" in response["Location"]
+        query = finish(browser, step_up_with_totp(browser, user, app, response))
         assert id_token_of(rp, client_app, query)[0]["acr"] == acr.MFA
 
     def test_policy_with_prompt_none(self, browser, user):
@@ -348,3 +355,77 @@ def test_guessing_on_the_step_up_page_from_many_addresses_ends_the_session(user,
     assert response.status_code == 302 and response["Location"] == "/connect/login"
     assert OPSession.objects.get(pk=before["id"]).ended is not None
     assert "_auth_user_id" not in browser.session
+
+
+# --- OIDC Core 5.5.1.1 (review 2, finding 8) -------------------------------------------------------
+
+
+def passkey_user_browser(user) -> Client:
+    key = SoftAuthenticator(app_settings.WEBAUTHN_RP_ID, app_settings.WEBAUTHN_ORIGINS[0])
+    owner = Client()
+    owner.force_login(user)
+    options = owner.post(reverse("oidc_provider_ext:passkey-registration-options")).json()
+    assert (
+        owner.post(
+            reverse("oidc_provider_ext:passkeys"), {"name": "k", "credential": key.create(options)}
+        ).status_code
+        == 302
+    )
+    browser = Client()
+    options = browser.post(reverse("oidc_provider_ext:passkey-options")).json()
+    response = browser.post(reverse("oidc_provider_ext:login"), {"credential": key.get(options)})
+    assert response.status_code == 302
+    (entry,) = browser.session["oidc_op_sessions"].values()
+    assert entry["acr"] == acr.PHISHING_RESISTANT
+    return browser
+
+
+def test_essential_acr_returns_one_of_the_requested_values(user, confidential_app, rp):
+    browser = passkey_user_browser(user)
+    response = browser.get(authorize_url(confidential_app, claims=essential(acr.MFA)))
+    if response.status_code == 200:
+        response = consent(browser, response)
+    query = query_of(response["Location"])
+    assert "code" in query, query
+    id_token = verify_jwt(exchange(rp, confidential_app, query["code"]).json()["id_token"])
+    assert id_token["acr"] in [acr.MFA], (
+        f"essential acr [{acr.MFA}] answered with acr {id_token['acr']} (OIDC Core 5.5.1.1: MUST match)"
+    )
+
+
+def test_an_essential_acr_request_with_malformed_values_is_not_silently_dropped(user, confidential_app):
+    """``values`` as a string (a common RP mistake) or an object: the essential requirement is
+    ignored and a password-only sign-in gets a code, rather than invalid_request (OIDC Core 5.5:
+    "values" is a JSON array) or unmet_authentication_requirements."""
+    browser = Client()
+    browser.force_login(user)
+    for values in (acr.MFA, {"0": acr.MFA}):
+        claims = json.dumps({"id_token": {"acr": {"essential": True, "values": values}}})
+        response = browser.get(authorize_url(confidential_app, claims=claims))
+        if response.status_code == 200:
+            response = consent(browser, response)
+        query = query_of(response["Location"])
+        assert "code" not in query, f"essential acr with values={values!r}: a password-only code was issued"
+
+
+@pytest.mark.parametrize("member", ['"essential"', "true", "[1]", '{"essential": true, "value": 1}'])
+def test_an_acr_member_that_is_not_a_claim_request_is_invalid(user, confidential_app, member):
+    """OIDC Core 5.5.1: a claim's member is null or an object."""
+    browser = Client()
+    browser.force_login(user)
+    claims = '{"id_token": {"acr": ' + member + "}}"
+    response = browser.get(authorize_url(confidential_app, claims=claims))
+    assert query_of(response["Location"])["error"] == "invalid_request"
+
+
+def test_the_consent_answer_checks_the_acr_again(browser, user):
+    """A factor removed in another tab while the consent page was open: the answer gets no code
+    with the weaker sign-in (review 2, unconfirmed item)."""
+    client_app = ApplicationFactory(profile__minimum_acr=acr.MFA)
+    sign_in_with_totp(browser, user, enrol_totp(user))
+    page = browser.get(authorize_url(client_app))
+    assert page.status_code == 200 and "form_action" in page.context
+    browser.post(reverse("oidc_provider_ext:account-totp-remove"))  # the other tab
+    assert not factors.has_second_factor(user)
+    response = consent(browser, page)
+    assert "code=" not in response.get("Location", "")

@@ -450,10 +450,12 @@ class TestSecondReview:
     @pytest.mark.parametrize(
         "spec", [{"essential": True, "value": [1]}, {"essential": True, "values": [{"a": 1}]}]
     )
-    def test_unhashable_acr_values_are_unmet_not_500(self, client, confidential_app, spec):
+    def test_unhashable_acr_values_are_invalid_not_500(self, client, confidential_app, spec):
+        # OIDC Core 5.5.1: "value" is a string, "values" an array of them (review 2, finding 8:
+        # a malformed essential acr request is invalid_request, not silently dropped or unmet).
         response = client.get(authorize_url(confidential_app, claims=json.dumps({"id_token": {"acr": spec}})))
         assert response.status_code == 302
-        assert query_of(response["Location"])["error"] == "unmet_authentication_requirements"
+        assert query_of(response["Location"])["error"] == "invalid_request"
 
     def test_introspection_of_a_client_credentials_token_asks_the_hook(self, rp, settings):
         app = ApplicationFactory(

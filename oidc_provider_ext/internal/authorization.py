@@ -148,6 +148,28 @@ def requested_value(claims: dict | None, name: str) -> tuple[bool, list[str]]:
     ]
 
 
+def _reject_malformed_acr_request(claims: dict | None) -> None:
+    """OIDC Core 5.5.1: a claim's member is null or an object; "value" a string, "values" an array
+    (of strings for acr). A malformed essential acr request is an error, never silently ignored."""
+    id_token = (claims or {}).get("id_token")
+    spec = id_token.get("acr") if isinstance(id_token, dict) else None
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise AuthorizationError(
+            "invalid_request", "The acr member of the claims parameter must be an object."
+        )
+    if not spec.get("essential"):
+        return
+    values = spec.get("values", [])
+    if ("value" in spec and not isinstance(spec["value"], str)) or not (
+        isinstance(values, list) and all(isinstance(value, str) for value in values)
+    ):
+        raise AuthorizationError(
+            "invalid_request", "An essential acr request needs a string value or an array of string values."
+        )
+
+
 @dataclass
 class PendingAuthorization:
     id: str
@@ -201,6 +223,7 @@ class PendingAuthorization:
         )
         adapter = get_adapter()
         claims = credentials.get("claims") or {}
+        _reject_malformed_acr_request(claims)
         essential, acr_values = requested_value(claims, "acr")
         if essential and acr_values and not set(acr_values) & set(adapter.acr_values_supported):
             # OIDC Core 5.5.1.1 and the unmet_authentication_requirements errata: an essential
@@ -437,6 +460,13 @@ class PendingAuthorization:
             return Enrol(need)
         return StepUp(need)
 
+    def acr_still_met(self, request: HttpRequest, application) -> bool:
+        """Whether the browser's session still meets what the client asked and the policy requires
+        (checked again when the consent form is answered: a factor removed in another tab while the
+        page was open lowers the session's acr)."""
+        session = op_sessions.current(request, self.tenant)
+        return session is not None and self._decide_acr(request, application, session) is None
+
     def step_up_factors(self, request: HttpRequest) -> list:
         """The factors the step-up page offers: the user's that reach ``step_up_acr`` from the
         browser's current session, and only those."""
@@ -510,6 +540,16 @@ class PendingAuthorization:
             if scope not in asked or scope in ticked or scope == consents.OPENID
         ]
 
+    def granted_acr(self, session: op_sessions.CurrentSession) -> str:
+        """The acr the tokens carry: the session's, or for an essential request the first requested
+        value the session meets (OIDC Core 5.5.1.1: it MUST match one of the requested values)."""
+        if self.acr_essential:
+            supported = get_adapter().acr_values_supported
+            for value in self.acr_requested:
+                if value in supported and acr.satisfies(session.acr, value):
+                    return value
+        return session.acr
+
     def oidc_context(self, session: op_sessions.CurrentSession) -> dict[str, Any]:
         """What the code carries of the sign-in (stored on the grant, OIDC Core 12.2)."""
         return {
@@ -517,7 +557,7 @@ class PendingAuthorization:
             "op_session_id": session.id,
             "sid": session.sid,
             "auth_time": session.auth_time,
-            "acr": session.acr,
+            "acr": self.granted_acr(session),
             "amr": session.amr,
             "resource": self.resources,
         }

@@ -23,7 +23,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -304,16 +303,6 @@ def authenticate(request, credential: str, *, user=None) -> Assertion:
 
 # --- removal ---------------------------------------------------------------------------------------
 
-RECENT_AUTHENTICATION = timedelta(minutes=10)
-
-
-def recently_authenticated(request) -> bool:
-    """Whether this browser signed in within :data:`RECENT_AUTHENTICATION` (adding or removing a
-    passkey asks for it: a stolen, older session cannot plant or remove one)."""
-    entries = op_sessions.browser_entries(request).values()
-    newest = max((entry["auth_time"] for entry in entries), default=0)
-    return time.time() - newest <= RECENT_AUTHENTICATION.total_seconds()
-
 
 def _end_passkey_sessions(user, *, keep=()) -> None:
     # The OP session does not record which passkey it used: every other sign-in of the user that
@@ -324,10 +313,13 @@ def _end_passkey_sessions(user, *, keep=()) -> None:
 
 def remove(request, passkey: Passkey) -> None:
     """Delete ``passkey``; other sign-ins that relied on a passkey end (this browser's stay: it
-    just authenticated again, :func:`recently_authenticated`)."""
+    just confirmed it's the user, internal/factor_changes.py). With the last one gone, this
+    browser's sessions stop counting a passkey, as they stop counting a removed app."""
     here = [entry["id"] for entry in op_sessions.browser_entries(request).values()]
     passkey.delete()
     _end_passkey_sessions(passkey.user, keep=here)
+    if not Passkey.objects.filter(user=passkey.user_id).exists():
+        op_sessions.without_methods(request, {"hwk", "swk", "user"})
 
 
 def delete_passkeys(queryset) -> int:

@@ -3,12 +3,14 @@
 A user with a second factor is not signed in after the password: no ``login()``, no OP session.
 The password page stores a half-finished sign-in in the browser's session (user, the amr so far,
 when, the tenant and where to go next) and sends the browser to the challenge page. It lasts
-``MFA_LOGIN_TIMEOUT_SECONDS``, may fail ``MFA_FAILURE_LIMIT`` times, is used once, and belongs to
-the browser session that typed the password: nothing in a URL or a form names it.
+``MFA_LOGIN_TIMEOUT_SECONDS``, may check ``MFA_FAILURE_LIMIT`` codes (counted in the cache), is
+used once, and belongs to the browser session that typed the password: nothing in a URL or a form
+names it.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import asdict, dataclass
 
@@ -55,7 +57,9 @@ class HalfSignIn:
     tenant: str
     next_url: str
     session_hash: str  # the user's session auth hash: a password change in between voids it
-    failures: int = 0
+    # Names this half sign-in's count of codes in the cache (throttle.attempt), not in the browser's
+    # session: that is saved when the request ends, after requests in flight have all been checked.
+    nonce: str = ""
 
     @classmethod
     def begin(cls, request: HttpRequest, user, *, tenant: str, next_url: str) -> HalfSignIn:
@@ -67,6 +71,7 @@ class HalfSignIn:
             tenant=tenant,
             next_url=next_url,
             session_hash=user.get_session_auth_hash(),
+            nonce=secrets.token_urlsafe(16),
         )
         session = request.session
         if not request.user.is_authenticated:
@@ -92,6 +97,9 @@ class HalfSignIn:
         except TypeError:
             cls.discard(request)
             return None
+        if not half.nonce:
+            cls.discard(request)
+            return None
         if time.time() - half.started >= app_settings.MFA_LOGIN_TIMEOUT_SECONDS:
             cls.discard(request)
             return None
@@ -111,15 +119,6 @@ class HalfSignIn:
     @staticmethod
     def discard(request: HttpRequest) -> None:
         request.session.pop(SESSION_KEY, None)
-
-    def failed(self, request: HttpRequest) -> bool:
-        """Count a wrong code; True when this half sign-in is used up (the password again)."""
-        self.failures += 1
-        if self.failures >= app_settings.MFA_FAILURE_LIMIT:
-            self.discard(request)
-            return True
-        self.save(request)
-        return False
 
     def complete(self, request: HttpRequest, user, added: list[str], pending=None) -> None:
         """Single use: the half sign-in is gone before the user is signed in."""

@@ -407,5 +407,8 @@ class AuthorizeContinueView(_Authorization):
             return client_error(
                 pending.credentials, application, "access_denied", "The user denied the request."
             )
+        if not pending.acr_still_met(self.request, application):
+            # The sign-in is weaker than when the page was shown (a factor removed meanwhile).
+            return self._expired()
         pending.scopes = pending.granted_scopes(set(self.request.POST.getlist("scope")))
         return self._issue_code(pending, application, consented=True)

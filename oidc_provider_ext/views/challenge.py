@@ -21,6 +21,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 from oidc_provider_ext import throttle
+from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import clients, factors, op_sessions
 from oidc_provider_ext.internal.authorization import PendingAuthorization, for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
@@ -60,19 +61,24 @@ def _render(
     return response
 
 
-def _verify(request, offered: list, user):
-    """(the factor posted, the amr values it adds or None, an error for the page)."""
+def _verify(request, offered: list, user, *, budget: tuple[str, str]):
+    """(the factor posted, the amr values it adds or None, an error for the page, whether the
+    ``budget`` (throttle.attempt's kind and id: this half sign-in's or this OP session's codes) is
+    spent). Every code is counted before it is checked (throttle.py "second factors")."""
     chosen = factors.get(request.POST.get("factor", ""))
     if chosen is None or chosen not in offered:
-        return _pick(offered, None), None, _("Choose one of the ways offered.")
-    if not throttle.factor_allowed(request, user):
-        return chosen, None, _("Too many wrong codes. Wait a few minutes and try again.")
+        return _pick(offered, None), None, _("Choose one of the ways offered."), False
+    if not throttle.factor_attempt(request, user):
+        return chosen, None, _("Too many wrong codes. Wait a few minutes and try again."), False
+    used = throttle.attempt(*budget)
+    spent = used >= app_settings.MFA_FAILURE_LIMIT
+    if used > app_settings.MFA_FAILURE_LIMIT:
+        return chosen, None, WRONG_CODE, spent
     added = chosen.verify(request, user)
     if not added:
-        throttle.factor_failed(request, user)
-        return chosen, None, WRONG_CODE
+        return chosen, None, WRONG_CODE, spent
     throttle.factor_succeeded(request, user)
-    return chosen, added, ""
+    return chosen, added, "", False
 
 
 @method_decorator(_decorators, name="dispatch")
@@ -106,9 +112,10 @@ class SignInChallengeView(View):
             return self._expired()
         half, user = loaded
         offered = factors.enrolled_factors(user)
-        chosen, added, error = _verify(request, offered, user)
+        chosen, added, error, spent = _verify(request, offered, user, budget=("half-sign-in", half.nonce))
         if added is None:
-            if half.failed(request):
+            if spent:
+                half.discard(request)
                 messages.error(request, _("Too many wrong codes. Please sign in again."))
                 return redirect(f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': half.next_url})}")
             return _render(
@@ -170,8 +177,10 @@ class StepUpView(View):
         if pending is None or session is None:
             return self._expired()
         offered = pending.step_up_factors(request)
-        chosen, added, error = _verify(request, offered, request.user)
-        if added is None and error is WRONG_CODE and throttle.step_up_failed(session.id):
+        chosen, added, error, spent = _verify(
+            request, offered, request.user, budget=("step-up", str(session.id))
+        )
+        if added is None and spent:
             django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
             messages.error(request, _("Too many wrong codes. Please sign in again."))
             return redirect("oidc_provider_ext:login")

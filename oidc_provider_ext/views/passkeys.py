@@ -2,8 +2,6 @@
 page script (static/oidc_provider_ext/passkeys.js) asks for WebAuthn options. Passwordless sign-in
 itself is a POST to the login page (views/login.py). docs/passkeys.md."""
 
-from urllib.parse import urlencode
-
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpResponse, JsonResponse
@@ -19,14 +17,10 @@ from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.models import Passkey
 from oidc_provider_ext.views.errors import boundary_page
+from oidc_provider_ext.views.security import confirm_url, refuse_factor_change
 
 _boundary = method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
 _LOGIN = reverse_lazy("oidc_provider_ext:login")
-
-
-def _reauthenticate(request, next_url: str):
-    messages.info(request, _("For your security, please sign in again to change your passkeys."))
-    return redirect(f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': next_url})}")
 
 
 def _json_options(options: str) -> HttpResponse:
@@ -63,8 +57,8 @@ class PasskeysView(LoginRequiredMixin, View):
         return self.render(request)
 
     def post(self, request, *args, **kwargs):
-        if not passkeys.recently_authenticated(request):
-            return _reauthenticate(request, reverse("oidc_provider_ext:passkeys"))
+        if (refused := refuse_factor_change(request, reverse("oidc_provider_ext:passkeys"))) is not None:
+            return refused
         try:
             passkey = passkeys.register(
                 request, request.user, request.POST.get("credential", ""), request.POST.get("name", "")
@@ -85,11 +79,11 @@ class RegistrationOptionsView(LoginRequiredMixin, View):
     raise_exception = True  # a script asks: 403, not a redirect to the login page
 
     def post(self, request, *args, **kwargs):
-        if not passkeys.recently_authenticated(request):
-            next_url = reverse("oidc_provider_ext:passkeys")
-            login = f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': next_url})}"
+        confirm = confirm_url(request, reverse("oidc_provider_ext:passkeys"))
+        if confirm is not None:
+            # The page script sends the user there (the step-up page, or signing in again).
             return _json_error(
-                _("For your security, please sign in again to add a passkey."), 403, login_url=login
+                _("For your security, please sign in again to add a passkey."), 403, login_url=confirm
             )
         try:
             return _json_options(passkeys.registration_options(request, request.user))
@@ -139,8 +133,9 @@ class RemovePasskeyView(LoginRequiredMixin, View):
 
     def post(self, request, pk: int, *args, **kwargs):
         passkey = get_object_or_404(Passkey, pk=pk, user=request.user)
-        if not passkeys.recently_authenticated(request):
-            return _reauthenticate(request, reverse("oidc_provider_ext:passkey-remove", args=[pk]))
+        next_url = reverse("oidc_provider_ext:passkey-remove", args=[pk])
+        if (refused := refuse_factor_change(request, next_url)) is not None:
+            return refused
         passkeys.remove(request, passkey)
         messages.success(request, _("Passkey “%(name)s” removed.") % {"name": passkey.name})
         return redirect("oidc_provider_ext:passkeys")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import logout as django_logout
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
@@ -18,10 +18,10 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import View
 
 from oidc_provider_ext import throttle
-from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import factors, op_sessions, recovery_codes, totp
+from oidc_provider_ext.internal import factor_changes, factors, op_sessions, recovery_codes, totp
 from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.views.challenge import _pick, _render, _verify
 from oidc_provider_ext.views.errors import boundary_page
 
 _decorators = [never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True)]
@@ -47,16 +47,32 @@ def _next_url(request) -> str:
     return ""
 
 
-def _recently_authenticated(request) -> bool:
-    """Whether this browser signed in (any factor) within MFA_REAUTH_SECONDS."""
-    entries = op_sessions.browser_entries(request).values()
-    newest = max((entry["auth_time"] for entry in entries), default=0)
-    return time.time() - newest <= app_settings.MFA_REAUTH_SECONDS
+def confirm_url(request, next_url: str) -> str | None:
+    """None when this browser may change the user's second factors now (internal/factor_changes.py);
+    otherwise where to confirm it first: the account step-up page for a recent sign-in below the
+    level the user signs in with, the sign-in page for an old one. ``next_url`` comes back after."""
+    wanted = factor_changes.standing(request)
+    if wanted.allowed:
+        return None
+    if wanted.session is not None and factor_changes.step_up_factors(request, wanted):
+        return f"{reverse('oidc_provider_ext:account-step-up')}?{urlencode({'next': next_url})}"
+    return f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': next_url})}"
 
 
-def _reauthenticate(request):
-    messages.info(request, _("For your security, please sign in again to continue."))
-    return redirect_to_login(request.get_full_path(), reverse("oidc_provider_ext:login"))
+def refuse_factor_change(request, next_url: str):
+    """A redirect to confirm (:func:`confirm_url`), or None when the change may go ahead."""
+    url = confirm_url(request, next_url)
+    if url is None:
+        return None
+    if url.startswith(reverse("oidc_provider_ext:login")):
+        messages.info(request, _("For your security, please sign in again to continue."))
+    return redirect(url)
+
+
+def _here(request) -> str:
+    """This page (to come back to once confirmed), with its own ``next`` kept."""
+    following = _next_url(request)
+    return f"{request.path}?{urlencode({'next': following})}" if following else request.path
 
 
 class _Page(LoginRequiredMixin, View):
@@ -106,6 +122,8 @@ class TOTPEnrolView(_Page):
         return response
 
     def get(self, request, *args, **kwargs):
+        if (refused := refuse_factor_change(request, _here(request))) is not None:
+            return refused
         device = totp.start_enrolment(request.user)
         if device is None:
             messages.info(
@@ -116,23 +134,24 @@ class TOTPEnrolView(_Page):
 
     def post(self, request, *args, **kwargs):
         user = request.user
+        if (refused := refuse_factor_change(request, _here(request))) is not None:
+            return refused
         device = totp.start_enrolment(user)
         if device is None:
             return redirect("oidc_provider_ext:account-security")
         form = TOTPCodeForm(request.POST)
         if not form.is_valid():
             return self._page(request, device, form, status=400)
-        if not throttle.factor_allowed(request, user):
+        if not throttle.factor_attempt(request, user):
             form.add_error("code", _("Too many wrong codes. Wait a few minutes and try again."))
             return self._page(request, device, form, status=400)
         if not totp.verify(device, form.cleaned_data["code"], confirming=True):
-            throttle.factor_failed(request, user)
             form.add_error("code", _("That code is not right. Check the app's clock and try again."))
             return self._page(request, device, form, status=400)
         throttle.factor_succeeded(request, user)
-        # The user just proved this browser holds the second factor: its sessions count it.
-        for tenant, entry in op_sessions.browser_entries(request).items():
-            op_sessions.step_up(request, tenant, op_sessions.CurrentSession(**entry), ["otp"])
+        # A code from an app just given proves only that: this browser's sign-in neither gains a
+        # factor nor becomes more recent (a factor the user already had is not stood in for; the
+        # next sign-in or step-up uses the new one).
         messages.success(request, _("Your authenticator app is set up."))
         if recovery_codes.remaining(user) == 0:
             return _show_codes(request, recovery_codes.regenerate(user))
@@ -154,14 +173,14 @@ class TOTPRemoveView(_Page):
     def get(self, request, *args, **kwargs):
         if totp.confirmed_device(request.user) is None:
             return redirect("oidc_provider_ext:account-security")
-        if not _recently_authenticated(request):
-            return _reauthenticate(request)
+        if (refused := refuse_factor_change(request, request.path)) is not None:
+            return refused
         return render(request, self.template_name)
 
     def post(self, request, *args, **kwargs):
         user = request.user
-        if not _recently_authenticated(request):
-            return _reauthenticate(request)
+        if (refused := refuse_factor_change(request, request.path)) is not None:
+            return refused
         if totp.remove(user):
             if not factors.has_second_factor(user):
                 recovery_codes.remove(user)  # a backup of nothing
@@ -187,6 +206,57 @@ class RecoveryCodesView(_Page):
         if not factors.has_second_factor(user):
             messages.error(request, _("Set up an authenticator app or a passkey first."))
             return redirect("oidc_provider_ext:account-security")
-        if not _recently_authenticated(request):
-            return _reauthenticate(request)
+        if (refused := refuse_factor_change(request, request.path)) is not None:
+            return refused
         return _show_codes(request, recovery_codes.regenerate(user))
+
+
+@method_decorator(_decorators, name="dispatch")
+class AccountStepUpView(_Page):
+    """Confirm it's you with a second factor before changing factors (``?next=`` comes back): the
+    recent sign-in of this browser gains it (internal/factor_changes.py)."""
+
+    def _wanted(self, request):
+        wanted = factor_changes.standing(request)
+        offered = factor_changes.step_up_factors(request, wanted) if not wanted.allowed else []
+        return wanted, offered
+
+    def get(self, request, *args, **kwargs):
+        wanted, offered = self._wanted(request)
+        if not offered:  # allowed already, or only signing in again helps
+            return redirect(
+                confirm_url(request, _next_url(request))
+                or _next_url(request)
+                or "oidc_provider_ext:account-security"
+            )
+        chosen = _pick(offered, request.GET.get("factor"))
+        return _render(request, offered, chosen, request.user, step="account", next=_next_url(request))
+
+    def post(self, request, *args, **kwargs):
+        wanted, offered = self._wanted(request)
+        if not offered or wanted.session is None:
+            return redirect(
+                confirm_url(request, _next_url(request))
+                or _next_url(request)
+                or "oidc_provider_ext:account-security"
+            )
+        chosen, added, error, spent = _verify(
+            request, offered, request.user, budget=("step-up", str(wanted.session.id))
+        )
+        if added is None and spent:
+            django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
+            messages.error(request, _("Too many wrong codes. Please sign in again."))
+            return redirect("oidc_provider_ext:login")
+        if added is None:
+            return _render(
+                request,
+                offered,
+                chosen,
+                request.user,
+                error=error,
+                status=400,
+                step="account",
+                next=_next_url(request),
+            )
+        op_sessions.step_up(request, wanted.tenant, wanted.session, added)
+        return redirect(_next_url(request) or "oidc_provider_ext:account-security")

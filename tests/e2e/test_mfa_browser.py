@@ -62,7 +62,19 @@ def test_enrol_sign_in_with_a_code_and_step_up(chromium, rp, screenshot, size):
     page.wait_for_selector("[data-recovery-codes]")
     assert page.locator("[data-recovery-codes] li").count() == 10
     recovery = page.locator("[data-recovery-codes] li").first.inner_text()
+    another = page.locator("[data-recovery-codes] li").nth(1).inner_text()
     shot(page, "recovery_codes")
+    # Setting the app up was not a sign-in with it: changing factors now asks for one first (the
+    # account step-up page, not the password), and comes back to the page the user was on.
+    page.goto(f"{rp.issuer}/connect/security/app/remove")
+    page.wait_for_selector("[data-step=account]")
+    assert page.locator("#id_password").count() == 0
+    assert "Before you change how you sign in" in page.inner_text("main")
+    shot(page, "account_step_up")
+    page.click("a[data-factor=recovery]")
+    page.get_by_label("Recovery code").fill(another)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{rp.issuer}/connect/security/app/remove")
     context.close()
 
     # Another browser: the password, then the app's code.
