@@ -119,6 +119,11 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.throttle._count_failure:cache.add": (SHARED, None),
     "oidc_provider_ext.throttle._count_failure:cache.incr": (SHARED, None),
     "oidc_provider_ext.throttle.ClientAuthAttempt.succeeded:cache.set": (SHARED, None),
+    # second-factor attempts, counted before they are checked (per user+address, per user, per
+    # half sign-in or OP session); a right code gives its per-user count back
+    "oidc_provider_ext.throttle._count:cache.add": (SHARED, None),
+    "oidc_provider_ext.throttle._count:cache.incr": (SHARED, None),
+    "oidc_provider_ext.throttle.factor_succeeded:cache.decr": (SHARED, None),
     "oidc_provider_ext.throttle._dummy_hashes": (PURE, None),  # a hash of random text per hasher
     # the resource-server helper's copy of a provider's JWKS (docs/resource-server.md): shared by
     # the API's processes; a new kid refetches at once, a removed key is trusted until the TTL
