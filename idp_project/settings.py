@@ -85,6 +85,10 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair, not either one
 AXES_RESET_ON_SUCCESS = True
+# No axes_accesslog row per successful sign-in (one INSERT each, and a table that grows without
+# bound): lockouts come from axes_accessattempt, which this does not touch. The OP sessions
+# (oidc_provider_ext_opsession: user, time, user agent, acr/amr) already record each sign-in.
+AXES_DISABLE_ACCESS_LOG = True
 # The lockout page in the sign-in's language (ui_locales, Accept-Language), the wait in minutes.
 AXES_LOCKOUT_CALLABLE = "oidc_provider_ext.views.login.lockout_response"
 AXES_USERNAME_FORM_FIELD = "username"
