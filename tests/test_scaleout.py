@@ -256,7 +256,7 @@ class TestExampleSettings:
 
         from idp_project import settings as example
 
-        assert example._session_engine("db") == "django.contrib.sessions.backends.db"
+        assert example._session_engine("db") == "oidc_provider_ext.sessions"
         assert example._session_engine("signed_cookies").endswith(".signed_cookies")
         for wrong in ("file", "django.contrib.sessions.backends.file", "db\x00", "x" * 10_000):
             with pytest.raises(ImproperlyConfigured, match="use one of db, cached_db, cache, signed_cookies"):

@@ -13,7 +13,9 @@ the factor named (if it is enrolled and allowed there) and trusts nothing else t
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterable
+from functools import reduce
 from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
@@ -151,9 +153,7 @@ def has_second_factor(user) -> bool:
     # every sign-in and authorize. A factor without it is asked with ``enrolled`` as before.
     queries = [factor.enrolled_query(user) for factor in factors if hasattr(factor, "enrolled_query")]
     if queries:
-        condition = Exists(queries[0])
-        for query in queries[1:]:
-            condition |= Exists(query)
+        condition = reduce(operator.or_, (Exists(query) for query in queries))
         if get_user_model()._default_manager.filter(pk=user.pk).filter(condition).exists():
             return True
     return any(factor.enrolled(user) for factor in factors if not hasattr(factor, "enrolled_query"))
