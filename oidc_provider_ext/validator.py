@@ -34,7 +34,7 @@ from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .models import AuthorizationGrant, DeviceAuthorization
-from .models.grants import revoke_issued
+from .models.grants import revoke_issued, with_grant
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
@@ -706,9 +706,16 @@ class OIDCValidator(OAuth2Validator):
         return True
 
     def _load_access_token(self, token):
-        # DOT's, without .first()'s ORDER BY: token_checksum is unique.
+        # DOT's, without .first()'s ORDER BY: token_checksum is unique; with the grant's requested
+        # claims and tenant in the same statement (validate_bearer_token).
         return one(
-            AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum(token))
+            with_grant(
+                AccessToken.objects.select_related("application", "user").filter(
+                    token_checksum=checksum(token)
+                ),
+                "claims",
+                "tenant",
+            )
         )
 
     def validate_bearer_token(self, token, scopes, request):
@@ -723,10 +730,13 @@ class OIDCValidator(OAuth2Validator):
             # OIDC Core 5.3: userinfo (the resource that asks for "openid") answers about a user;
             # a token a client obtained for itself has none.
             return "openid" not in (scopes or ())
-        # One grant per token: its first access token, or its refresh-token family.
-        grant = one(AuthorizationGrant.objects.for_access_token(access_token).only("claims", "tenant"))
-        if grant is None:
+        # One grant per token: its first access token, or its refresh-token family; loaded with
+        # the token (_load_access_token).
+        if getattr(access_token, "grant_pk", None) is None:  # (a token from remote introspection: none)
             return False  # a user's token always descends from a grant (cleanup keeps it as long)
+        grant = AuthorizationGrant(
+            pk=access_token.grant_pk, claims=access_token.grant_claims, tenant=access_token.grant_tenant
+        )
         _state(request).grant = grant
         # The cached client carries its profile (no query for the tenant rule).
         client = get_client(access_token.application.client_id) or access_token.application

@@ -407,13 +407,17 @@ def _check_not_revoked(token: str) -> None:
 
     from oidc_provider_ext.adapter import get_adapter
     from oidc_provider_ext.internal.clients import get_client
-    from oidc_provider_ext.models import AuthorizationGrant
+    from oidc_provider_ext.models.grants import with_grant
     from oidc_provider_ext.validator import checksum, one
 
+    # The token with its grant's tenant (one statement, models/grants.py with_grant).
     stored = one(
-        get_access_token_model()
-        .objects.select_related("user", "application")
-        .filter(token_checksum=checksum(token))
+        with_grant(
+            get_access_token_model()
+            .objects.select_related("user", "application")
+            .filter(token_checksum=checksum(token)),
+            "tenant",
+        )
     )
     if stored is None:
         raise InvalidToken("The access token has been revoked.")
@@ -421,10 +425,9 @@ def _check_not_revoked(token: str) -> None:
         raise InvalidToken("The access token has expired.")
     tenant = ""
     if stored.user is not None:
-        grant = one(AuthorizationGrant.objects.for_access_token(stored).only("tenant"))
-        if grant is None:
+        if stored.grant_pk is None:
             raise InvalidToken("The access token has been revoked.")
-        tenant = grant.tenant
+        tenant = stored.grant_tenant
     # The cached client carries its profile (no query for the tenant rule).
     application = get_client(stored.application.client_id) or stored.application
     if not get_adapter().may_use_client(stored.user, application, tenant):
