@@ -85,6 +85,15 @@ _ACCESS_TOKEN_WITH_GRANT = PreparedLookup(
 )
 
 
+# The grant behind a code (+user, OP session), by the code's checksum: the code exchange.
+_GRANT_BY_CODE = PreparedLookup(
+    AuthorizationGrant,
+    lambda code_checksum: AuthorizationGrant.objects.select_related("user", "op_session").filter(
+        code_checksum=code_checksum
+    )[:1],
+)
+
+
 def _requested(claims: dict | None, member: str) -> list[str]:
     """Claim names requested for ``member`` ("id_token" or "userinfo") by the claims parameter."""
     section = (claims or {}).get(member) or {}
@@ -304,11 +313,7 @@ class OIDCValidator(OAuth2Validator):
         code_checksum = checksum(code)
         grant = _state(request).grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
-            grant = one(
-                AuthorizationGrant.objects.select_related("user", "op_session").filter(
-                    code_checksum=code_checksum
-                )
-            )
+            grant = _GRANT_BY_CODE.one(code_checksum)  # compiled once (internal/prepared.py)
             _state(request).grant = grant
         return grant
 
