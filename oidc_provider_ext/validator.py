@@ -94,6 +94,12 @@ _GRANT_BY_CODE = PreparedLookup(
 )
 
 
+def access_token_with_grant(token: str):
+    """The stored access token ``token`` (+client, user) with ``grant_pk``, ``grant_claims`` and
+    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement."""
+    return _ACCESS_TOKEN_WITH_GRANT.one(checksum(token))
+
+
 def _requested(claims: dict | None, member: str) -> list[str]:
     """Claim names requested for ``member`` ("id_token" or "userinfo") by the claims parameter."""
     section = (claims or {}).get(member) or {}
@@ -725,7 +731,7 @@ class OIDCValidator(OAuth2Validator):
     def _load_access_token(self, token):
         # DOT's, without .first()'s ORDER BY: token_checksum is unique; with the grant's requested
         # claims and tenant in the same statement (validate_bearer_token); compiled once.
-        return _ACCESS_TOKEN_WITH_GRANT.one(checksum(token))
+        return access_token_with_grant(token)
 
     def validate_bearer_token(self, token, scopes, request):
         if not super().validate_bearer_token(token, scopes, request):
