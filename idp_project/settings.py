@@ -85,6 +85,10 @@ AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair, not either one
 AXES_RESET_ON_SUCCESS = True
+# No axes_accesslog row per successful sign-in (one INSERT each, and a table that grows without
+# bound): lockouts come from axes_accessattempt, which this does not touch. The OP sessions
+# (oidc_provider_ext_opsession: user, time, user agent, acr/amr) already record each sign-in.
+AXES_DISABLE_ACCESS_LOG = True
 # The lockout page in the sign-in's language (ui_locales, Accept-Language), the wait in minutes.
 AXES_LOCKOUT_CALLABLE = "oidc_provider_ext.views.login.lockout_response"
 AXES_USERNAME_FORM_FIELD = "username"
@@ -174,8 +178,9 @@ def _caches(environ) -> dict[str, Any] | None:
 # "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
 # only (nothing durable to dump, but a Redis restart signs everyone out); "signed_cookies" keeps
 # them in the browser. Only with a shared cache may the cache-based engines serve several servers.
+# "db" is Django's database engine with fewer statements per sign-in (oidc_provider_ext/sessions.py).
 _SESSION_ENGINES = {
-    "db": "django.contrib.sessions.backends.db",
+    "db": "oidc_provider_ext.sessions",
     "cached_db": "django.contrib.sessions.backends.cached_db",
     "cache": "django.contrib.sessions.backends.cache",
     "signed_cookies": "django.contrib.sessions.backends.signed_cookies",

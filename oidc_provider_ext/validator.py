@@ -33,9 +33,10 @@ from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
+from .internal.prepared import PreparedLookup
 from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
-from .models.grants import revoke_issued
+from .models.grants import revoke_issued, with_grant
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
@@ -72,6 +73,32 @@ def one(queryset):
     """The row of a lookup that matches at most one (a unique checksum): ``.first()`` without the
     ``ORDER BY pk`` it adds, whose compilation is a quarter of such a query's ORM cost."""
     return next(iter(queryset[:1]), None)
+
+
+# The access token (+client, user) and its grant's requested claims and tenant, by checksum: userinfo.
+_ACCESS_TOKEN_WITH_GRANT = PreparedLookup(
+    AccessToken,
+    lambda token_checksum: with_grant(
+        AccessToken.objects.select_related("application", "user").filter(token_checksum=token_checksum),
+        "claims",
+        "tenant",
+    )[:1],
+)
+
+
+# The grant behind a code (+user, OP session), by the code's checksum: the code exchange.
+_GRANT_BY_CODE = PreparedLookup(
+    AuthorizationGrant,
+    lambda code_checksum: AuthorizationGrant.objects.select_related("user", "op_session").filter(
+        code_checksum=code_checksum
+    )[:1],
+)
+
+
+def access_token_with_grant(token: str):
+    """The stored access token ``token`` (+client, user) with ``grant_pk``, ``grant_claims`` and
+    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement."""
+    return _ACCESS_TOKEN_WITH_GRANT.one(checksum(token))
 
 
 def _requested(claims: dict | None, member: str) -> list[str]:
@@ -293,11 +320,7 @@ class OIDCValidator(OAuth2Validator):
         code_checksum = checksum(code)
         grant = _state(request).grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
-            grant = one(
-                AuthorizationGrant.objects.select_related("user", "op_session").filter(
-                    code_checksum=code_checksum
-                )
-            )
+            grant = _GRANT_BY_CODE.one(code_checksum)  # compiled once (internal/prepared.py)
             _state(request).grant = grant
         return grant
 
@@ -727,10 +750,9 @@ class OIDCValidator(OAuth2Validator):
         return True
 
     def _load_access_token(self, token):
-        # DOT's, without .first()'s ORDER BY: token_checksum is unique.
-        return one(
-            AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum(token))
-        )
+        # DOT's, without .first()'s ORDER BY: token_checksum is unique; with the grant's requested
+        # claims and tenant in the same statement (validate_bearer_token); compiled once.
+        return access_token_with_grant(token)
 
     def validate_bearer_token(self, token, scopes, request):
         if not super().validate_bearer_token(token, scopes, request):
@@ -744,10 +766,13 @@ class OIDCValidator(OAuth2Validator):
             # OIDC Core 5.3: userinfo (the resource that asks for "openid") answers about a user;
             # a token a client obtained for itself has none.
             return "openid" not in (scopes or ())
-        # One grant per token: its first access token, or its refresh-token family.
-        grant = one(AuthorizationGrant.objects.for_access_token(access_token).only("claims", "tenant"))
-        if grant is None:
+        # One grant per token: its first access token, or its refresh-token family; loaded with
+        # the token (_load_access_token).
+        if getattr(access_token, "grant_pk", None) is None:  # (a token from remote introspection: none)
             return False  # a user's token always descends from a grant (cleanup keeps it as long)
+        grant = AuthorizationGrant(
+            pk=access_token.grant_pk, claims=access_token.grant_claims, tenant=access_token.grant_tenant
+        )
         _state(request).grant = grant
         # The cached client carries its profile (no query for the tenant rule).
         client = get_client(access_token.application.client_id) or access_token.application

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from webauthn import (
@@ -350,7 +351,10 @@ class PasskeyFactor:
     template_name = "oidc_provider_ext/factors/passkey.html"
 
     def enrolled(self, user) -> bool:
-        return Passkey.objects.filter(user=user).exists()
+        return self.enrolled_query(user).exists()
+
+    def enrolled_query(self, user) -> QuerySet:
+        return Passkey.objects.filter(user=user.pk)
 
     def challenge_context(self, request, user) -> dict:
         # A JSON object for the template's json_script (no inline script: CSP script-src 'self').

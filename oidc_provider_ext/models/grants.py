@@ -19,6 +19,16 @@ class AuthorizationGrantQuerySet(models.QuerySet):
             lookup |= models.Q(token_family=models.Subquery(family.values("token_family")[:1]))
         return self.filter(lookup)
 
+    def of_outer_access_token(self):
+        """:meth:`for_access_token` as a correlated subquery of an access-token query
+        (``OuterRef``): the token and its grant in one statement (:func:`with_grant`)."""
+        # A token from a code exchange has no source refresh token: "token_family = NULL" is never
+        # true, so the second half only matches for a rotated token, as above.
+        return self.filter(
+            models.Q(access_token_id=models.OuterRef("pk"))
+            | models.Q(token_family=models.OuterRef("source_refresh_token__token_family"))
+        )
+
     def revoke_tokens(self, *, keep_offline_access: bool = False) -> None:
         """Revoke what these grants issued, at once: codes not yet redeemed die, every access token
         (the first, and each one a refresh rotated out) stops working, refresh-token families are
@@ -119,3 +129,13 @@ class AuthorizationGrant(models.Model):
     @property
     def scopes(self) -> list[str]:
         return self.scope.split()
+
+
+def with_grant(access_tokens: models.QuerySet, *fields: str) -> models.QuerySet:
+    """``access_tokens`` annotated with ``grant_pk`` and ``grant_<field>`` for each of ``fields``
+    of each token's grant (``grant_pk`` None: it has none). One statement instead of the token's
+    and then its grant's, on userinfo, introspection and a resource server's revocation check."""
+    grants = AuthorizationGrant.objects.of_outer_access_token()
+    return access_tokens.annotate(
+        **{f"grant_{name}": models.Subquery(grants.values(name)[:1]) for name in ("pk", *fields)}
+    )

@@ -403,28 +403,21 @@ def _check_not_revoked(token: str) -> None:
     # by their SHA-256 checksum. No row: revoked, or never issued by this provider. In-process, the
     # provider's account-state rule applies too (adapter.may_use_client, as at userinfo): a user
     # deactivated or suspended behind the provider's back is refused before the token expires.
-    from oauth2_provider.models import get_access_token_model
-
     from oidc_provider_ext.adapter import get_adapter
     from oidc_provider_ext.internal.clients import get_client
-    from oidc_provider_ext.models import AuthorizationGrant
-    from oidc_provider_ext.validator import checksum, one
+    from oidc_provider_ext.validator import access_token_with_grant
 
-    stored = one(
-        get_access_token_model()
-        .objects.select_related("user", "application")
-        .filter(token_checksum=checksum(token))
-    )
+    # The token with its grant's tenant: one statement, compiled once (validator.py).
+    stored = access_token_with_grant(token)
     if stored is None:
         raise InvalidToken("The access token has been revoked.")
     if stored.is_expired():
         raise InvalidToken("The access token has expired.")
     tenant = ""
     if stored.user is not None:
-        grant = one(AuthorizationGrant.objects.for_access_token(stored).only("tenant"))
-        if grant is None:
+        if stored.grant_pk is None:
             raise InvalidToken("The access token has been revoked.")
-        tenant = grant.tenant
+        tenant = stored.grant_tenant
     # The cached client carries its profile (no query for the tenant rule).
     application = get_client(stored.application.client_id) or stored.application
     if not get_adapter().may_use_client(stored.user, application, tenant):

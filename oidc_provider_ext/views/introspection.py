@@ -16,6 +16,7 @@ from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.models import AuthorizationGrant
+from oidc_provider_ext.models.grants import with_grant
 from oidc_provider_ext.tokens import subject_for
 from oidc_provider_ext.validator import checksum, one
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
@@ -66,10 +67,14 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     @staticmethod
     def _introspect(token: str, hint: str | None, client) -> dict:
         token_checksum = checksum(token)
+        # The token with its grant's tenant (one statement, models/grants.py with_grant).
         access = one(
-            get_access_token_model()
-            .objects.select_related("user", "application")
-            .filter(_visible_to(client), token_checksum=token_checksum)
+            with_grant(
+                get_access_token_model()
+                .objects.select_related("user", "application")
+                .filter(_visible_to(client), token_checksum=token_checksum),
+                "tenant",
+            )
         )
         if access is not None and access.is_valid():
             data = {
@@ -84,8 +89,7 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 "iss": app_settings.ISSUER,
             }
             if access.user is not None:
-                grant = one(AuthorizationGrant.objects.for_access_token(access).only("tenant"))
-                tenant = grant.tenant if grant is not None else ""
+                tenant = access.grant_tenant if access.grant_pk is not None else ""
                 # The account-state rule: a deactivated user's or ended member's token is inactive.
                 # The cached client carries its profile (no query for the tenant rule).
                 application = get_client(access.application.client_id) or access.application

@@ -1,0 +1,83 @@
+"""oidc_provider_ext.sessions: Django's database sessions with fewer statements, and the same
+guarantees (unique keys, a new key at sign-in, the old one gone)."""
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+
+from oidc_provider_ext import sessions
+from oidc_provider_ext.sessions import SessionStore
+
+from .factories import USER_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_example_project_uses_it(settings):
+    assert settings.SESSION_ENGINE == "oidc_provider_ext.sessions"
+
+
+def test_a_taken_key_is_never_reused(monkeypatch):
+    taken = SessionStore()
+    taken["who"] = "alice"
+    taken.create()
+    drawn = iter([taken.session_key, "b" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda *args: next(drawn))
+    fresh = SessionStore()
+    fresh["who"] = "mallory"
+    fresh.save()
+    assert fresh.session_key == "b" * 32
+    assert SessionStore(taken.session_key).load() == {"who": "alice"}
+
+
+def test_a_taken_key_after_cycle_key_is_never_reused(monkeypatch):
+    taken = SessionStore()
+    taken["who"] = "alice"
+    taken.create()
+    store = SessionStore()
+    store["who"] = "bob"
+    store.create()
+    old = store.session_key
+    drawn = iter([taken.session_key, "c" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda *args: next(drawn))
+    store.cycle_key()
+    store.save()
+    assert store.session_key == "c" * 32
+    assert SessionStore(taken.session_key).load() == {"who": "alice"}
+    assert SessionStore("c" * 32).load() == {"who": "bob"}
+    assert not Session.objects.filter(session_key=old).exists()
+
+
+def test_cycle_key_writes_once_and_keeps_the_data(django_assert_num_queries):
+    store = SessionStore()
+    store["pending"] = {"x": 1}
+    store.create()
+    old = store.session_key
+    with django_assert_num_queries(2):  # the old row: SELECT, DELETE; nothing written yet
+        store.cycle_key()
+    assert store.session_key != old
+    store["user"] = "1"
+    store.save()
+    assert SessionStore(store.session_key).load() == {"pending": {"x": 1}, "user": "1"}
+    assert not Session.objects.filter(session_key=old).exists()
+
+
+def test_sign_in_gives_a_new_key_and_the_old_one_is_dead(user):
+    """Session fixation (OWASP): the key the browser had before signing in is worthless after."""
+    browser = Client()
+    login = reverse("oidc_provider_ext:login")
+    assert browser.get(login).status_code == 200
+    session = browser.session
+    session["planted"] = True
+    session.save()
+    before = browser.cookies["sessionid"].value
+    response = browser.post(login, {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302
+    after = browser.cookies["sessionid"].value
+    assert after != before
+    assert not Session.objects.filter(session_key=before).exists()
+    assert SessionStore(after).load()["_auth_user_id"] == str(user.pk)
+    attacker = Client()
+    attacker.cookies["sessionid"] = before
+    assert "_auth_user_id" not in attacker.session.load()
