@@ -89,16 +89,22 @@ def _key(name: str, *parts: str) -> str:
     return f"{_PREFIX}{name}:{digest}"
 
 
-def _count_failure(keys: Iterable[str]) -> None:
+def _count(key: str) -> int:
+    """Add one to ``key`` in a fixed window; the new count. add() starts the window; incr() never
+    extends it; a key that expired between the two calls starts a new window."""
     window = app_settings.THROTTLE_WINDOW_SECONDS
+    if cache.add(key, 1, window):
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:
+        cache.add(key, 1, window)
+        return 1
+
+
+def _count_failure(keys: Iterable[str]) -> None:
     for key in keys:
-        # add() starts the window; incr() never extends it. A key that expired between the two
-        # calls starts a new window.
-        if not cache.add(key, 1, window):
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.add(key, 1, window)
+        _count(key)
 
 
 # --- client authentication (RFC 6749 2.3.1) ------------------------------------------------------
@@ -273,18 +279,6 @@ def user_code_entry_allowed(request) -> bool:
 #   spends it, and a right code gives its count back;
 # - per half sign-in and per OP session on a step-up page (:func:`attempt`): MFA_FAILURE_LIMIT,
 #   kept here rather than in the browser's session, which is saved only when the request ends.
-
-
-def _count(key: str) -> int:
-    """Add one to ``key`` (a fixed window, :func:`_count_failure`); the new count."""
-    window = app_settings.THROTTLE_WINDOW_SECONDS
-    if cache.add(key, 1, window):
-        return 1
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # expired between the two calls: a new window
-        cache.add(key, 1, window)
-        return 1
 
 
 def _factor_key(request, user) -> str:

@@ -116,8 +116,6 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.clients._lookup:cache.add": (SHARED, None),
     "oidc_provider_ext.internal.clients.bump_generation:cache.set": (SHARED, None),
     # throttle counters and "proven" markers: the counters are the shared state (window TTL)
-    "oidc_provider_ext.throttle._count_failure:cache.add": (SHARED, None),
-    "oidc_provider_ext.throttle._count_failure:cache.incr": (SHARED, None),
     "oidc_provider_ext.throttle.ClientAuthAttempt.succeeded:cache.set": (SHARED, None),
     # second-factor attempts, counted before they are checked (per user+address, per user, per
     # half sign-in or OP session); a right code gives its per-user count back
