@@ -474,9 +474,10 @@ def test_public_client_full_code_flow_with_pkce_and_refresh_rotation(client, use
     created = register(client, {**NATIVE, "client_name": "CLI", "scope": "openid offline_access"}).json()
     application = Application.objects.get(client_id=created["client_id"])
     browser, rp = Client(), Client()
-    # PKCE is required.
+    # PKCE is required (the error is a page at the IdP: a self-registered client's redirect URI is
+    # not trusted before the user acted, RFC 9700 4.11.2).
     no_pkce = browser.get(authorize_url(application, redirect_uri="http://127.0.0.1:53123/callback"))
-    assert no_pkce.status_code == 302 and "Code+challenge+required" in no_pkce["Location"]
+    assert no_pkce.status_code == 400 and "Code challenge required" in no_pkce.content.decode()
     verifier, challenge = pkce_pair()
     code, _query = get_code(
         browser,

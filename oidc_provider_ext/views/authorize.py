@@ -106,8 +106,31 @@ def _redirect_target(uri: str) -> str:
     return parts.hostname or parts.scheme
 
 
-def client_error(credentials: dict, application, error: str, description: str):
-    """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state."""
+def invalid_link_page(request, error: str, description: str):
+    """An authorization error shown at the IdP instead of being redirected to the client."""
+    return error_page(
+        request,
+        title=_("This sign-in link is not valid"),
+        message=_(
+            "The application that sent you here made a request this sign-in service cannot "
+            "accept, so you were not sent back to it. Please return to the application and "
+            "try again, or contact its support if this keeps happening."
+        ),
+        error=error,
+        error_description=description,
+    )
+
+
+def client_error(credentials: dict, application, error: str, description: str, *, request=None):
+    """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state.
+
+    ``request``: the error comes before the user did anything at the IdP. A self-registered
+    client's redirect URIs were never reviewed, so such an error is a page here, not an automatic
+    redirect: else anyone could register https://phish.example and send an invalid request to
+    make this IdP redirect there (RFC 9700 4.11.2). Once the user answered the consent page (which
+    names where the answer goes) the error is redirected as usual."""
+    if request is not None and application is not None and consents.self_registered(application):
+        return invalid_link_page(request, error, description)
     params = {"error": error, "error_description": description}
     if credentials.get("state"):
         params["state"] = credentials["state"]
@@ -137,7 +160,7 @@ def _boundary_error(request, problem: Problem):
         or not redirect_uri_allowed(application, trusted["redirect_uri"])
     ):
         return bad_request_page(request, problem.description)
-    return client_error(trusted, application, problem.error, problem.description)
+    return client_error(trusted, application, problem.error, problem.description, request=request)
 
 
 class _Authorization(OAuthLibMixin, View):
@@ -165,7 +188,10 @@ class _Authorization(OAuthLibMixin, View):
             case Issue():
                 return self._issue_code(pending, application)
             case Fail(error=error, description=description):
-                return client_error(pending.credentials, application, error, description)
+                # (before the consent answer: a self-registered client's error is a page)
+                return client_error(
+                    pending.credentials, application, error, description, request=self.request
+                )
             case Refuse(title=title, message=message):
                 return error_page(self.request, title, message)
         raise AssertionError(f"unknown step {step!r}")
@@ -280,22 +306,14 @@ class _Authorization(OAuthLibMixin, View):
         pending.choose_tenant(self.request, chosen)
         return self._respond(pending, application)
 
-    def _oauthlib_error(self, error, application=None):
+    def _oauthlib_error(self, error, application=None, *, untrusted: bool = False):
+        """``untrusted``: the client registered itself and the user has not acted yet (see
+        client_error): never an automatic redirect."""
         redirect, response = self.error_response(error)
-        if redirect and error.oauthlib_error.redirect_uri:
+        if redirect and error.oauthlib_error.redirect_uri and not untrusted:
             return authorization_response(response["url"], application)
         oauthlib_error = error.oauthlib_error
-        return error_page(
-            self.request,
-            title=_("This sign-in link is not valid"),
-            message=_(
-                "The application that sent you here made a request this sign-in service cannot "
-                "accept, so you were not sent back to it. Please return to the application and "
-                "try again, or contact its support if this keeps happening."
-            ),
-            error=oauthlib_error.error,
-            error_description=oauthlib_error.description,
-        )
+        return invalid_link_page(self.request, oauthlib_error.error, oauthlib_error.description)
 
     def _expired(self):
         return error_page(
@@ -343,12 +361,15 @@ class AuthorizeView(_Authorization):
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:
-            return self._oauthlib_error(error)
+            known = clients.get_client(client_id) if client_id else None
+            return self._oauthlib_error(
+                error, untrusted=known is not None and consents.self_registered(known)
+            )
         application = credentials["request"].client
         try:
             pending = PendingAuthorization.from_request(params, scopes, credentials, application)
         except AuthorizationError as error:
-            return client_error(credentials, application, error.error, error.description)
+            return client_error(credentials, application, error.error, error.description, request=request)
         except TenantError as error:
             # The source documents: an invalid organisation code is HTTP 400 in the browser.
             return error_page(request, error.title, error.message)
