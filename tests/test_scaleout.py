@@ -129,7 +129,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
     # retry command, sends what another process did not
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
-    "oidc_provider_ext.internal.outbound._resolver": (TRANSIENT, None),  # DNS lookups with a deadline
+    # DNS lookups with a deadline: the counts of lookups in flight in this process
+    "oidc_provider_ext.internal.outbound._lookups": (TRANSIENT, None),
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
     # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
     # their JWK objects when keys change, so a changed key is a new entry)
