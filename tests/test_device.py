@@ -226,22 +226,24 @@ def test_unknown_tenant_is_invalid_request(cli, app):
 
 
 @pytest.mark.oidc_settings(DEVICE_MAX_PENDING_PER_CLIENT=3, DEVICE_MAX_PENDING=5)
-def test_pending_authorizations_are_capped(cli, app):
+def test_pending_authorizations_are_capped(app):
+    # Devices at different addresses (one address has its own, smaller, share).
+    devices_ = (Client(REMOTE_ADDR=f"198.51.100.{n}") for n in range(1, 100))
     for _ in range(3):
-        start(cli, app)
-    response = device_authorize(cli, app)
+        start(next(devices_), app)
+    response = device_authorize(next(devices_), app)
     assert response.status_code == 429
     assert response.json()["error"] == "temporarily_unavailable"
     assert response["Retry-After"]
     # Another client still has room, until the total cap.
     other = PublicApplicationFactory(profile__allow_device_flow=True)
-    start(cli, other)
-    start(cli, other)
-    assert device_authorize(cli, other).status_code == 429
+    start(next(devices_), other)
+    start(next(devices_), other)
+    assert device_authorize(next(devices_), other).status_code == 429
     assert DeviceAuthorization.objects.count() == 5
     # Expired ones do not count.
     DeviceAuthorization.objects.update(expires=timezone.now())
-    start(cli, app)
+    start(next(devices_), app)
 
 
 # --- the whole flow ----------------------------------------------------------------------------------
@@ -633,7 +635,9 @@ class TestChecks:
         oidc_settings(settings, DEVICE_POLL_INTERVAL_SECONDS=value)
         assert self._ids() == {checks.E081}
 
-    @pytest.mark.parametrize("name", ["DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"])
+    @pytest.mark.parametrize(
+        "name", ["DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING", "DEVICE_MAX_PENDING_PER_ADDRESS"]
+    )
     def test_e082_caps(self, settings, name):
         from oidc_provider_ext import checks
 
