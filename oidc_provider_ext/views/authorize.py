@@ -394,6 +394,9 @@ class AuthorizeContinueView(_Authorization):
         pending = PendingAuthorization.load(request, request_id)
         if pending is None:
             return self._expired()
+        if pending.device is not None:
+            # A device sign-in (same session store): its own view warns (RFC 8628 5.4) and answers.
+            return redirect("oidc_provider_ext:device-continue", request_id=pending.id)
         application = clients.get_client(pending.client_id)
         if application is None:
             return self._unknown_application()
@@ -401,6 +404,8 @@ class AuthorizeContinueView(_Authorization):
 
     def post(self, request, request_id: str, *args, **kwargs):
         pending = PendingAuthorization.load(request, request_id)
+        if pending is not None and pending.device is not None:
+            return self._expired()  # a device sign-in is answered at its own URL only
         if pending is not None and pending.answered_by(request, "consent"):
             return self._consent_answer(pending)
         if pending is not None and pending.answered_by(request, "tenant"):
