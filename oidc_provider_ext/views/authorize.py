@@ -121,6 +121,24 @@ def invalid_link_page(request, error: str, description: str):
     )
 
 
+def _document_host(application) -> str:
+    """A metadata-document client's host: the one thing about it this provider verified (the
+    document was fetched from there). "" for any other client."""
+    if getattr(application, "registration_source", None) != application.RegistrationSource.CIMD:
+        return ""
+    return urlsplit(application.client_id).hostname or ""
+
+
+def _client_home_page(application, profile, document_host: str) -> str:
+    """The client_uri to link on the consent page: a metadata document's client_uri only on the
+    document's own host (draft-ietf-oauth-client-id-metadata-document, "OAuth Phishing Attacks":
+    a document at attacker.example may name itself after anyone and link their site)."""
+    client_uri = getattr(profile, "client_uri", "") or ""
+    if client_uri and document_host and urlsplit(client_uri).hostname != document_host:
+        return ""
+    return client_uri
+
+
 def client_error(credentials: dict, application, error: str, description: str, *, request=None):
     """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state.
 
@@ -240,12 +258,17 @@ class _Authorization(OAuthLibMixin, View):
             }
 
         continue_url = self._continue_url(pending)
+        profile = getattr(application, "oidc_profile", None)
+        document_host = _document_host(application)
         context = {
             **extra,
             "form": ConsentForm(initial={"request_id": pending.id}),
             "form_action": continue_url,
             "application": application,
-            "profile": getattr(application, "oidc_profile", None),
+            "profile": profile,
+            # draft-ietf-oauth-client-id-metadata-document: "display the hostname of the client_id"
+            "client_host": document_host,
+            "client_uri": _client_home_page(application, profile, document_host),
             "tenant": adapter.get_tenant(pending.tenant) if pending.tenant else None,
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
