@@ -145,7 +145,7 @@ class RegistrationClientView(_RegistrationEndpoint):
             rules.Application.objects.select_related("oidc_profile")
             .filter(client_id=client_id, registration_source=rules.DCR)
             .first()
-            if token and len(client_id) <= 255
+            if token and len(client_id) <= 255 and "\x00" not in client_id  # (PostgreSQL refuses NUL)
             else None
         )
         profile = getattr(application, "oidc_profile", None) if application is not None else None
