@@ -982,3 +982,8 @@ def test_malformed_url_member_is_invalid_client_metadata(member):
     response = register(Client(raise_request_exception=False), {**WEB, member: "https://[::1"})
     assert response.status_code == 400, response.status_code
     assert response.json()["error"] == "invalid_client_metadata"
+
+
+def test_url_member_limits_are_the_column_lengths():
+    for name, limit in rules.URL_MEMBER_LENGTHS.items():
+        assert ClientProfile._meta.get_field(name).max_length == limit, name

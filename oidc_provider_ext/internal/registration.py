@@ -60,6 +60,9 @@ AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 # Members a registrant may send; anything else is ignored (RFC 7591 2: "The authorization server
 # MUST ignore any client metadata sent by the client that it does not understand").
 URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+# Stored in ClientProfile's URLFields (200 characters): a longer one is refused at registration, not
+# a DataError (HTTP 500) on PostgreSQL. tests/test_registration.py checks these against the columns.
+URL_MEMBER_LENGTHS = dict.fromkeys(URL_MEMBERS, 200)
 # RFC 8252 7.1: a private-use scheme is a reverse domain name, so it names its owner.
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -248,8 +251,7 @@ def check_redirect_uri(uri: str, *, public: bool) -> None:
 
 
 def _https_url(data: dict, name: str) -> str:
-    # Stored in a ClientProfile column: at most its length (a longer one is a DataError on PostgreSQL).
-    value = _string(data, name, ClientProfile._meta.get_field(name).max_length)
+    value = _string(data, name, URL_MEMBER_LENGTHS[name])
     if value:
         try:
             parts = urlsplit(value)
