@@ -189,7 +189,9 @@ _SETTINGS: dict[str, _Setting] = {
         "address per THROTTLE_WINDOW_SECONDS; above it: 429.",
     ),
     "REGISTRATION_OPEN_PER_ADDRESS_PER_DAY": _Setting(
-        10, 'Clients one address may register per 24 hours under "open".'
+        10,
+        'Clients one address may register per 24 hours under "open", and new metadata-document '
+        "clients first seen from one address per 24 hours.",
     ),
     "REGISTRATION_OPEN_MAX_CLIENTS": _Setting(
         1000, "Self-registered clients (open registration and metadata documents) that may exist at once."
