@@ -846,7 +846,7 @@ def check_device_settings(app_configs=None, **kwargs):
     try:
         raw = {name: app_settings.raw(name) for name in (
             "DEVICE_CODE_EXPIRE_SECONDS", "DEVICE_POLL_INTERVAL_SECONDS", "DEVICE_MAX_PENDING_PER_CLIENT",
-            "DEVICE_MAX_PENDING", "DEVICE_USER_CODE_FAILURE_LIMIT",
+            "DEVICE_MAX_PENDING", "DEVICE_USER_CODE_FAILURE_LIMIT", "DEVICE_MAX_PENDING_PER_ADDRESS",
         )}  # fmt: skip
     except ImproperlyConfigured:
         return []  # reported by check_settings (E005)
@@ -870,7 +870,7 @@ def check_device_settings(app_configs=None, **kwargs):
                 id=E081,
             )
         )
-    for name in ("DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"):
+    for name in ("DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING", "DEVICE_MAX_PENDING_PER_ADDRESS"):
         if not _positive_int(raw[name]):
             errors.append(
                 Error(

@@ -119,6 +119,11 @@ _SETTINGS: dict[str, _Setting] = {
         100, "Pending (unanswered, unexpired) device authorizations one client may have at once."
     ),
     "DEVICE_MAX_PENDING": _Setting(10000, "Pending device authorizations of all clients together."),
+    "DEVICE_MAX_PENDING_PER_ADDRESS": _Setting(
+        10,
+        "Device authorizations one address (an IPv6 /64) may start within DEVICE_CODE_EXPIRE_SECONDS; "
+        "never more than a quarter of DEVICE_MAX_PENDING_PER_CLIENT.",
+    ),
     "DEVICE_USER_CODE_FAILURE_LIMIT": _Setting(
         10,
         "Wrong user codes per signed-in user, and per address for anonymous entries, in "
@@ -191,7 +196,9 @@ _SETTINGS: dict[str, _Setting] = {
         "address per THROTTLE_WINDOW_SECONDS; above it: 429.",
     ),
     "REGISTRATION_OPEN_PER_ADDRESS_PER_DAY": _Setting(
-        10, 'Clients one address may register per 24 hours under "open".'
+        10,
+        'Clients one address may register per 24 hours under "open", and new metadata-document '
+        "clients first seen from one address per 24 hours.",
     ),
     "REGISTRATION_OPEN_MAX_CLIENTS": _Setting(
         1000, "Self-registered clients (open registration and metadata documents) that may exist at once."
@@ -393,6 +400,10 @@ class AppSettings:
     @property
     def DEVICE_MAX_PENDING(self) -> int:
         return int(self._get("DEVICE_MAX_PENDING"))
+
+    @property
+    def DEVICE_MAX_PENDING_PER_ADDRESS(self) -> int:
+        return int(self._get("DEVICE_MAX_PENDING_PER_ADDRESS"))
 
     @property
     def DEVICE_USER_CODE_FAILURE_LIMIT(self) -> int:

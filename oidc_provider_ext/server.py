@@ -102,6 +102,12 @@ class OfflineAccessBearerToken(BearerToken):
         return token
 
 
+def _client_id_mismatch(request) -> errors.OAuth2Error:
+    return errors.InvalidRequestError(
+        description="client_id is not the client that authenticated.", request=request
+    )
+
+
 class DeviceCodeGrant(OAuth2DeviceCodeGrant):
     """oauthlib's device grant with the two things it lacks: token modifiers (the ID token) run on
     the token response, and a confidential client may authenticate with HTTP Basic alone at the
@@ -120,6 +126,20 @@ class DeviceCodeGrant(OAuth2DeviceCodeGrant):
             token = modifier(token, token_handler, request)
         self.request_validator.save_token(token, request)
         return headers, json.dumps(token), 200
+
+    # oauthlib answers a body client_id other than the authenticated client's with server_error
+    # ("Discrepency found"); RFC 6749 5.2: the request is malformed, invalid_request (HTTP 400).
+    def validate_client_confidential(self, request) -> None:
+        try:
+            super().validate_client_confidential(request)
+        except errors.ServerError as exc:
+            raise _client_id_mismatch(request) from exc
+
+    def validate_client_public(self, request) -> None:
+        try:
+            super().validate_client_public(request)
+        except errors.ServerError as exc:
+            raise _client_id_mismatch(request) from exc
 
     def validate_device_authorization_request(self, request) -> None:
         for param in ("client_id", "scope", "acr_values"):

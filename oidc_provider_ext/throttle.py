@@ -25,6 +25,7 @@ Counters are fixed windows of ``THROTTLE_WINDOW_SECONDS`` started by the first f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -89,10 +90,11 @@ def _key(name: str, *parts: str) -> str:
     return f"{_PREFIX}{name}:{digest}"
 
 
-def _count(key: str) -> int:
-    """Add one to ``key`` in a fixed window; the new count. add() starts the window; incr() never
-    extends it; a key that expired between the two calls starts a new window."""
-    window = app_settings.THROTTLE_WINDOW_SECONDS
+def _count(key: str, window: int | None = None) -> int:
+    """Add one to ``key`` in a fixed window (THROTTLE_WINDOW_SECONDS unless given) and return the
+    new count: one atomic step, so concurrent requests each see their own number. add() starts the
+    window; incr() never extends it; a key that expired between the two calls starts a new one."""
+    window = window or app_settings.THROTTLE_WINDOW_SECONDS
     if cache.add(key, 1, window):
         return 1
     try:
@@ -252,18 +254,49 @@ def _user_code_keys(request) -> tuple[str | None, str]:
     return user_key, _key("user-code-address", throttle_address(request))
 
 
-def user_code_entry_allowed(request) -> bool:
-    """Whether ``request`` may try a device user code now (one cache read).
+def user_code_attempt_allowed(request) -> bool:
+    """Count one user-code attempt of ``request`` and say whether it may be looked up.
 
     A signed-in user is limited per account, wherever they type from; an anonymous entry per
     address (an IPv6 /64). So a guesser locks out their own account or address only: a victim
     signed in on the same network (a NAT, an office) still enters their code, and a guesser who
     signs in gets only their account's few tries.
+
+    The attempt is counted *before* the code is looked up (and taken back by
+    :func:`user_code_entry_succeeded` when the code was right): guesses sent in parallel each get
+    their own count, so no more than DEVICE_USER_CODE_FAILURE_LIMIT of them are ever looked up.
     """
     user_key, address_key = _user_code_keys(request)
-    count = cache.get(user_key if user_key is not None else address_key, 0)
-    if count >= app_settings.DEVICE_USER_CODE_FAILURE_LIMIT:
+    window = app_settings.THROTTLE_WINDOW_SECONDS
+    count = _count(user_key if user_key is not None else address_key, window)
+    if user_key is not None:
+        _count(address_key, window)  # the address still sees what its accounts tried
+    if count > app_settings.DEVICE_USER_CODE_FAILURE_LIMIT:
         log.warning("Device user code entry refused: too many wrong codes from %s.", client_ip(request))
+        return False
+    return True
+
+
+def user_code_entry_succeeded(request) -> None:
+    """A right user code: its attempt (counted by :func:`user_code_attempt_allowed`) is no failure."""
+    user_key, address_key = _user_code_keys(request)
+    for key in (user_key, address_key):
+        if key is not None:
+            with contextlib.suppress(ValueError):  # the window ended meanwhile
+                cache.decr(key)
+
+
+def device_authorization_allowed(request_or_meta) -> bool:
+    """Count one device authorization started from this address (an IPv6 /64) and say whether it
+    is within DEVICE_MAX_PENDING_PER_ADDRESS per DEVICE_CODE_EXPIRE_SECONDS, and never more than a
+    quarter of DEVICE_MAX_PENDING_PER_CLIENT: a public client's id is no secret, so one address
+    must not be able to hold all of a client's pending device sign-ins (or everyone's)."""
+    limit = min(
+        app_settings.DEVICE_MAX_PENDING_PER_ADDRESS, max(1, app_settings.DEVICE_MAX_PENDING_PER_CLIENT // 4)
+    )
+    key = _key("device-start", throttle_address(request_or_meta))
+    if _count(key, app_settings.DEVICE_CODE_EXPIRE_SECONDS) > limit:
+        log.warning("Device authorization refused: too many from %s.", client_ip(request_or_meta))
         return False
     return True
 
@@ -298,12 +331,6 @@ def factor_attempt(request, user) -> bool:
         log.warning("Second factor throttled for user %s from %s.", user.pk, client_ip(request))
         return False
     return True
-
-
-def user_code_entry_failed(request) -> None:
-    """A wrong (unknown, expired, answered or malformed) user code was entered."""
-    user_key, address_key = _user_code_keys(request)
-    _count_failure([key for key in (user_key, address_key) if key is not None])
 
 
 def factor_succeeded(request, user) -> None:

@@ -175,6 +175,12 @@ class TooManyPendingError(errors.OAuth2Error):
         return {**super().headers, "Retry-After": "60"}
 
 
+class TooManyFromAddressError(TooManyPendingError):
+    """One address started too many device authorizations (throttle.device_authorization_allowed)."""
+
+    description = "Too many device authorizations were started from this address; try again later."
+
+
 def device_flow_allowed(client) -> bool:
     """Whether ``client`` may use the device authorization grant (RFC 8628): its profile says so
     and it is a client of the code flow (users sign in to it, it is no machine client)."""
@@ -661,6 +667,8 @@ class OIDCValidator(OAuth2Validator):
             raise errors.InvalidRequestError(description=str(exc), request=request) from exc
         except TenantError as exc:
             raise errors.InvalidRequestError(description=exc.message, request=request) from exc
+        if not throttle.device_authorization_allowed(request.headers):
+            raise TooManyFromAddressError(request=request)
         try:
             return devices.start(
                 client,

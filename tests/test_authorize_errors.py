@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
+from . import presets
 from .factories import REDIRECT_URI, ApplicationFactory, PublicApplicationFactory
 from .flow import authorize_url, consent, continue_url, login, pkce_pair, query_of
 
@@ -371,3 +372,69 @@ def test_tenant_chooser_post_requires_csrf(user, confidential_app):
     strict = Client(enforce_csrf_checks=True)
     response = strict.post(reverse("oidc_provider_ext:authorize-continue", args=["x"]), {"tenant": "acme"})
     assert response.status_code == 403
+
+
+# --- self-registered clients: no automatic error redirect before the user acted -----------------
+# RFC 9700 4.11.2: anyone may register https://phish.example/... (open registration, a metadata
+# document) and link to /connect/authorize with an invalid request; the provider must not answer
+# with a redirect there from its trusted origin. The error is a page at the IdP.
+
+
+@pytest.mark.oidc_settings(REGISTRATION="open")
+def test_self_registered_client_errors_are_not_automatic_redirects(client):
+    from django.test import Client
+    from oauth2_provider.models import get_application_model
+
+    from .test_registration import register
+
+    created = register(
+        client, {"redirect_uris": ["https://phish.example/login"], "token_endpoint_auth_method": "none"}
+    )
+    application = get_application_model().objects.get(client_id=created.json()["client_id"])
+    _verifier, challenge = pkce_pair()
+    response = Client().get(
+        authorize_url(
+            application,
+            redirect_uri="https://phish.example/login",
+            scope="openid no-such-scope",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+    )
+    assert not (response.status_code == 302 and response["Location"].startswith("https://phish.example/")), (
+        response["Location"]
+    )
+    assert assert_error_page(response) == "invalid_scope"
+
+
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+def test_self_registered_non_canonical_loopback_gets_no_error_redirect():
+    """A client registered (before registration refused it) with https://127.1 (= 127.0.0.1): an
+    invalid request is no error redirect into loopback for anyone's browser."""
+    from django.test import Client
+    from oauth2_provider.models import get_application_model
+
+    application = PublicApplicationFactory(
+        redirect_uris="https://127.1/cb", registration_source=get_application_model().RegistrationSource.DCR
+    )
+    response = Client().get(
+        authorize_url(application, redirect_uri="https://127.1/cb", scope="openid no-such-scope")
+    )
+    assert not (response.status_code == 302 and response["Location"].startswith("https://127.1/cb")), (
+        response["Location"]
+    )
+
+
+def test_self_registered_client_gets_its_error_after_the_user_answered(client, user):
+    """Once the user answered the consent page (which names the redirect host), a denial goes back
+    to the client as usual."""
+    from oauth2_provider.models import get_application_model
+
+    application = PublicApplicationFactory(registration_source=get_application_model().RegistrationSource.DCR)
+    _verifier, challenge = pkce_pair()
+    login(client, user)
+    page = client.get(
+        authorize_url(application, state="state-123", code_challenge=challenge, code_challenge_method="S256")
+    )
+    assert page.status_code == 200 and page.context["self_registered"]
+    assert_client_error(consent(client, page, decision="deny"), "access_denied")

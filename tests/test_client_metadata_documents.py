@@ -342,3 +342,91 @@ def test_cache_bounds(host, settings):
         authorize(Client())
     expires = Application.objects.get(client_id=CLIENT_ID).cimd_expires_at
     assert expires <= timezone.now() + timedelta(seconds=2001)
+
+
+# --- found by review 3 --------------------------------------------------------------------------------
+
+
+def test_consent_page_shows_the_metadata_document_host(host, user):
+    """draft-ietf-oauth-client-id-metadata-document, "OAuth Phishing Attacks": "The authorization
+    server SHOULD display the hostname of the client_id". A document at attacker.example may call
+    itself "Google Drive" and link https://drive.google.com; the client_id's host is the one thing
+    the provider verified, so the page names it and does not link a client_uri on another host."""
+    document = {**DOCUMENT, "client_name": "Google Drive", "client_uri": "https://drive.google.com"}
+    with host(document_answer(document)):
+        browser = Client()
+        response, _verifier = authorize(browser)
+        response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+        page = browser.get(response["Location"])
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Google Drive" in html and "data-self-registered" in html
+    assert "mcp-client.example.com" in html, "the client_id's host is not on the consent page"
+    assert "data-client-host" in html and 'href="https://drive.google.com"' not in html
+
+
+def test_client_uri_on_the_documents_own_host_is_linked(host, user):
+    document = {**DOCUMENT, "client_uri": "https://mcp-client.example.com/about"}
+    with host(document_answer(document)):
+        browser = Client()
+        response, _verifier = authorize(browser)
+        response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+        page = browser.get(response["Location"])
+    assert 'href="https://mcp-client.example.com/about"' in page.content.decode()
+
+
+@pytest.mark.oidc_settings(
+    REGISTRATION="open",
+    REGISTRATION_OPEN_MAX_CLIENTS=6,
+    REGISTRATION_OPEN_PER_ADDRESS_PER_DAY=2,
+    REGISTRATION_REQUESTS_PER_ADDRESS=100,
+)
+def test_one_address_cannot_exhaust_the_self_registration_cap(monkeypatch, client):
+    """New metadata-document clients count against REGISTRATION_OPEN_PER_ADDRESS_PER_DAY like open
+    registrations: one address with a wildcard host cannot fill REGISTRATION_OPEN_MAX_CLIENTS."""
+    from oidc_provider_ext.internal import registration as rules
+
+    from .test_registration import WEB, register
+
+    def wildcard_host(client_id):  # an attacker's server answering a valid document at every path
+        return rules.validate_metadata(
+            {"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"},
+            metadata_document=True,
+        ), 300
+
+    monkeypatch.setattr(metadata_documents, "fetch", wildcard_host)
+    attacker = Client(REMOTE_ADDR="198.51.100.7")
+    for n in range(6):
+        authorize(attacker, client_id=f"https://attacker.example/c/{n}", redirect_uri="http://127.0.0.1/cb")
+    created = Application.objects.filter(registration_source="cimd").count()
+    # Someone else, at another address, registering for the first time today:
+    victim = register(Client(REMOTE_ADDR="203.0.113.9"), WEB)
+    assert created <= 2 or victim.status_code == 201, (created, victim.status_code, victim.content[:200])
+
+
+def test_document_with_a_malformed_url_member_is_a_page(host):
+    """A document whose client_uri is "https://[::1" (urlsplit raises): the IdP's 400 page."""
+    with host(document_answer({**DOCUMENT, "client_uri": "https://[::1"})):
+        browser = Client(raise_request_exception=False)
+        response, _verifier = authorize(browser)
+    assert response.status_code == 400, response.status_code
+    assert "invalid_client" in response.content.decode()
+
+
+def test_refreshing_a_document_keeps_what_the_operator_set(host, settings):
+    """A re-read document replaces the client's metadata, not the operator's tenants or acr."""
+    from oidc_provider_ext.models import ClientProfile
+
+    with host(document_answer()):
+        authorize(Client())
+    ClientProfile.objects.filter(application__client_id=CLIENT_ID).update(
+        allowed_tenant_codes="acme", minimum_acr="urn:mfa"
+    )
+    Application.objects.filter(client_id=CLIENT_ID).update(cimd_expires_at=timezone.now())
+    metadata_documents.clients.forget(CLIENT_ID)
+    with host(document_answer({**DOCUMENT, "client_name": "Renamed"})):
+        authorize(Client())
+    application = Application.objects.get(client_id=CLIENT_ID)
+    assert application.name == "Renamed"
+    assert application.oidc_profile.allowed_tenant_codes == "acme"
+    assert application.oidc_profile.minimum_acr == "urn:mfa"

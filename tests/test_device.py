@@ -226,22 +226,24 @@ def test_unknown_tenant_is_invalid_request(cli, app):
 
 
 @pytest.mark.oidc_settings(DEVICE_MAX_PENDING_PER_CLIENT=3, DEVICE_MAX_PENDING=5)
-def test_pending_authorizations_are_capped(cli, app):
+def test_pending_authorizations_are_capped(app):
+    # Devices at different addresses (one address has its own, smaller, share).
+    devices_ = (Client(REMOTE_ADDR=f"198.51.100.{n}") for n in range(1, 100))
     for _ in range(3):
-        start(cli, app)
-    response = device_authorize(cli, app)
+        start(next(devices_), app)
+    response = device_authorize(next(devices_), app)
     assert response.status_code == 429
     assert response.json()["error"] == "temporarily_unavailable"
     assert response["Retry-After"]
     # Another client still has room, until the total cap.
     other = PublicApplicationFactory(profile__allow_device_flow=True)
-    start(cli, other)
-    start(cli, other)
-    assert device_authorize(cli, other).status_code == 429
+    start(next(devices_), other)
+    start(next(devices_), other)
+    assert device_authorize(next(devices_), other).status_code == 429
     assert DeviceAuthorization.objects.count() == 5
     # Expired ones do not count.
     DeviceAuthorization.objects.update(expires=timezone.now())
-    start(cli, app)
+    start(next(devices_), app)
 
 
 # --- the whole flow ----------------------------------------------------------------------------------
@@ -633,7 +635,9 @@ class TestChecks:
         oidc_settings(settings, DEVICE_POLL_INTERVAL_SECONDS=value)
         assert self._ids() == {checks.E081}
 
-    @pytest.mark.parametrize("name", ["DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING"])
+    @pytest.mark.parametrize(
+        "name", ["DEVICE_MAX_PENDING_PER_CLIENT", "DEVICE_MAX_PENDING", "DEVICE_MAX_PENDING_PER_ADDRESS"]
+    )
     def test_e082_caps(self, settings, name):
         from oidc_provider_ext import checks
 
@@ -817,3 +821,130 @@ def test_a_resource_the_approval_did_not_name_is_invalid_target_and_costs_nothin
     allow_polling_now(body["device_code"])
     tokens = poll(cli, app, body["device_code"]).json()
     assert verify_jwt(tokens["access_token"], typ="at+jwt")["aud"] == app.client_id
+
+
+# --- found by review 3 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decision", ["allow", "deny"])
+def test_device_request_at_the_code_flow_continue_url_is_no_500(user, decision):
+    """A device sign-in's pending request lives in the same session store as the code flow's; at
+    the code flow's continue URL it is sent to its own view (which shows the RFC 8628 5.4 warning)
+    and never answered there (that view's answer would need a redirect_uri: HTTP 500)."""
+    app = PublicApplicationFactory(profile__allow_device_flow=True)
+    body = start(Client(), app, scope="openid profile")
+    browser = Client(raise_request_exception=False)
+    response = browser.post(reverse("oidc_provider_ext:device"), {"user_code": body["user_code"]})
+    assert response.status_code == 302
+    request_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
+    response = browser.get(response["Location"])
+    browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    page = browser.get(reverse("oidc_provider_ext:authorize-continue", args=[request_id]))
+    if page.status_code == 200:
+        warned = page.context.get("device") is True
+        response = consent(browser, page, decision=decision)
+        assert response.status_code < 500, response.status_code
+        assert warned, "device sign-in confirmed without the RFC 8628 5.4 warning"
+    assert page.status_code == 302
+    assert page["Location"] == reverse("oidc_provider_ext:device-continue", args=[request_id])
+    # A consent answer posted to the code flow's URL: expired there, and nothing approved.
+    device_page = browser.get(page["Location"])
+    answer = browser.post(
+        reverse("oidc_provider_ext:authorize-continue", args=[request_id]),
+        {"request_id": device_page.context["form"].initial["request_id"], "decision": decision},
+    )
+    assert answer.status_code == 400
+    assert DeviceAuthorization.objects.get().status == DeviceAuthorization.Status.PENDING
+
+
+@pytest.mark.oidc_settings(DEVICE_MAX_PENDING_PER_CLIENT=5)
+def test_one_address_cannot_use_up_a_clients_device_sign_ins():
+    """A public client's id is no secret: one address may hold only its share of the client's
+    pending device authorizations, so a user elsewhere still signs in."""
+    app = PublicApplicationFactory(profile__allow_device_flow=True)
+    attacker = Client(REMOTE_ADDR="198.51.100.7")
+    for _ in range(5):
+        device_authorize(attacker, app, scope="openid")
+    victim = device_authorize(Client(REMOTE_ADDR="203.0.113.9"), app, scope="openid")
+    assert victim.status_code == 200, (victim.status_code, victim.content)
+
+
+@pytest.mark.oidc_settings(DEVICE_MAX_PENDING_PER_ADDRESS=2)
+def test_device_authorizations_per_address(app):
+    same = Client(REMOTE_ADDR="2001:db8:1:2::1")
+    start(same, app)
+    start(Client(REMOTE_ADDR="2001:db8:1:2::99"), app)  # the same /64
+    refused = device_authorize(same, app)
+    assert refused.status_code == 429 and refused.json()["error"] == "temporarily_unavailable"
+    assert refused["Retry-After"]
+    start(Client(REMOTE_ADDR="2001:db8:1:3::1"), app)  # another /64
+
+
+@pytest.mark.oidc_settings(DEVICE_USER_CODE_FAILURE_LIMIT=5)
+def test_parallel_user_code_guesses_respect_the_limit(transactional_db, monkeypatch):
+    """RFC 8628 5.1: each attempt is counted before the code is looked up, so guesses sent in
+    parallel (40 at once, each lookup taking 100 ms) cannot pass a limit of 5."""
+    import threading
+    import time
+
+    looked_up = []
+    real = devices.find_pending
+
+    def slow_lookup(typed):
+        looked_up.append(typed)
+        time.sleep(0.1)
+        return real(typed)
+
+    monkeypatch.setattr(devices, "find_pending", slow_lookup)
+    url = reverse("oidc_provider_ext:device")
+
+    def guess(n):
+        Client(REMOTE_ADDR="198.51.100.7").post(
+            url, {"user_code": f"BCDF-GH{'JKLMNPQRSTVWXZ'[n % 14]}{'BCDFGHJKLM'[n % 10]}"}
+        )
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(looked_up) <= 5, f"{len(looked_up)} codes tried from one address with a limit of 5"
+
+
+def test_right_user_codes_do_not_use_up_the_limit(browser, app, settings):
+    """A right code takes its attempt back: a user entering their codes is never locked out."""
+    from .conftest import oidc_settings
+
+    oidc_settings(settings, DEVICE_USER_CODE_FAILURE_LIMIT=2)
+    for _ in range(4):
+        body = start(Client(REMOTE_ADDR=f"198.51.100.{_ + 1}"), app)
+        response = browser.post(reverse("oidc_provider_ext:device"), {"user_code": body["user_code"]})
+        assert response.status_code == 302
+
+
+def test_mismatched_client_id_is_invalid_request():
+    """Basic credentials of one client and another client_id in the body: RFC 6749 5.2
+    invalid_request, not oauthlib's server_error ("Discrepency found")."""
+    confidential = ApplicationFactory(profile__allow_device_flow=True)
+    other = PublicApplicationFactory(profile__allow_device_flow=True)
+    response = Client().post(
+        reverse("oidc_provider_ext:device-authorization"),
+        urlencode({"client_id": other.client_id, "scope": "openid"}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=basic_auth(confidential.client_id, confidential.raw_secret),
+    )
+    assert response.status_code in (400, 401)
+    assert response.json()["error"] in ("invalid_request", "invalid_client"), response.content
+
+
+def test_mismatched_client_id_when_polling_is_invalid_request(cli):
+    confidential = ApplicationFactory(profile__allow_device_flow=True)
+    other = PublicApplicationFactory(profile__allow_device_flow=True)
+    body = start(cli, confidential, secret=confidential.raw_secret, scope="openid")
+    response = token_request(
+        cli,
+        {"grant_type": DEVICE_GRANT, "device_code": body["device_code"], "client_id": other.client_id},
+        auth=(confidential.client_id, confidential.raw_secret),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request", response.content

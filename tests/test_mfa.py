@@ -913,7 +913,7 @@ def test_guesses_from_many_addresses_have_a_ceiling_per_account(user):
 
 def test_concurrent_guesses_are_counted_before_they_are_checked(user, monkeypatch):
     """Check-then-count: ``factor_allowed`` reads the counter, the code is verified, and only then
-    ``factor_failed`` adds to it; the half sign-in's own failure count lives in the session, saved
+    the failure counter adds to it; the half sign-in's own failure count lives in the session, saved
     when the request ends. Requests in flight at the same time all pass both limits. Simulated here
     without threads: 12 requests from the same browser (the same half sign-in, the same address),
     each arriving while the previous ones are still being verified."""

@@ -288,3 +288,68 @@ def test_body_is_not_read_when_only_the_status_matters():
     with Server(huge_body()) as server:
         response = outbound.request("POST", server.url, deadline_seconds=5, max_bytes=0, read_body=False)
     assert response.status == 200 and response.body == b""
+
+
+# --- name resolution: one slow DNS server does not starve the others ------------------------------
+# Anyone can make the provider look up a name whose DNS server never answers in time (a metadata
+# document's client_id, a registration's logo_uri, each a distinct URL). A lookup that hangs keeps
+# its thread until the system resolver gives up, but no other lookup waits behind it.
+
+
+def _slow_dns(monkeypatch, release, resolves_to=None):
+    real = outbound.socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host.endswith(".slow-dns.example"):
+            release.wait(10)  # an authoritative server that never answers
+            raise outbound.socket.gaierror("timed out")
+        if resolves_to and host in resolves_to:
+            return real(resolves_to[host], *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+def test_slow_dns_of_one_host_does_not_time_out_other_hosts(monkeypatch):
+    import threading
+    import time
+
+    release = threading.Event()
+    _slow_dns(monkeypatch, release)
+    try:
+        for n in range(4):  # four attacker requests, each cut at its own deadline
+            with pytest.raises(outbound.OutboundError):
+                outbound.request(
+                    "GET", f"https://x{n}.slow-dns.example/doc", deadline_seconds=0.2, max_bytes=1024
+                )
+        # An unrelated request: its name resolves at once, to an address the policy refuses, so a
+        # working resolver answers "refused by policy" immediately (no packet is sent).
+        started = time.monotonic()
+        with pytest.raises(outbound.OutboundError) as error:
+            outbound.request("GET", "https://127.0.0.1/", deadline_seconds=1.0, max_bytes=1024)
+        assert error.value.category == outbound.REFUSED, (error.value.category, time.monotonic() - started)
+    finally:
+        release.set()
+
+
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+def test_slow_dns_names_do_not_hold_up_the_lookup_of_another_name(monkeypatch):
+    """As above with a *name* (looked up, not parsed) and more slow lookups than any pool size:
+    the other domain's lookup still runs at once."""
+    import threading
+
+    release = threading.Event()
+    _slow_dns(monkeypatch, release, resolves_to={"other.example": "127.0.0.1"})
+    try:
+        for n in range(outbound.MAX_LOOKUPS_PER_DOMAIN + 4):
+            with pytest.raises(outbound.OutboundError) as error:
+                outbound.request(
+                    "GET", f"https://x{n}.slow-dns.example/doc", deadline_seconds=0.1, max_bytes=1024
+                )
+            assert error.value.category == outbound.TIMEOUT
+        with pytest.raises(outbound.OutboundError) as error:
+            outbound.request("GET", "https://other.example/", deadline_seconds=1.0, max_bytes=1024)
+        assert error.value.category == outbound.REFUSED
+    finally:
+        release.set()

@@ -474,9 +474,10 @@ def test_public_client_full_code_flow_with_pkce_and_refresh_rotation(client, use
     created = register(client, {**NATIVE, "client_name": "CLI", "scope": "openid offline_access"}).json()
     application = Application.objects.get(client_id=created["client_id"])
     browser, rp = Client(), Client()
-    # PKCE is required.
+    # PKCE is required (the error is a page at the IdP: a self-registered client's redirect URI is
+    # not trusted before the user acted, RFC 9700 4.11.2).
     no_pkce = browser.get(authorize_url(application, redirect_uri="http://127.0.0.1:53123/callback"))
-    assert no_pkce.status_code == 302 and "Code+challenge+required" in no_pkce["Location"]
+    assert no_pkce.status_code == 400 and "Code challenge required" in no_pkce.content.decode()
     verifier, challenge = pkce_pair()
     code, _query = get_code(
         browser,
@@ -868,3 +869,121 @@ def test_management_command_lists_and_revokes(client, capsys):
         call_command("oidc_registration_token", "revoke", str(pk))
     with pytest.raises(CommandError):
         call_command("oidc_registration_token", "create", "--uses", "0")
+
+
+# --- found by review 3 (registration) ---------------------------------------------------------------
+
+# https redirect URIs to loopback/private addresses written in a non-canonical IPv4 form: every
+# browser (WHATWG URL host parser) reads these hosts as the IPv4 address in the comment, which
+# ipaddress.ip_address does not parse, so they must not pass as public DNS names.
+NON_CANONICAL = [
+    "https://127.1/cb",  # 127.0.0.1
+    "https://0x7f.0.0.1/cb",  # 127.0.0.1
+    "https://0177.0.0.1/cb",  # 127.0.0.1 (octal)
+    "https://10.1/cb",  # 10.0.0.1
+    "https://192.168.1/cb",  # 192.168.0.1
+    "https://169.254.43518/cb",  # 169.254.169.254, cloud metadata
+]
+
+
+@OPEN
+@pytest.mark.oidc_settings(presets.NO_LOOPBACK)
+@pytest.mark.parametrize("uri", NON_CANONICAL)
+def test_non_canonical_ipv4_https_redirect_hosts_are_refused(client, uri):
+    response = register(client, {"redirect_uris": [uri], "token_endpoint_auth_method": "none"})
+    assert response.status_code == 400, (uri, response.status_code, response.content[:200])
+    assert response.json()["error"] == "invalid_redirect_uri"
+
+
+@OPEN
+def test_put_keeps_the_operators_tenant_restriction(client):
+    """RFC 7592 PUT replaces the client's metadata, not what the operator set in the admin: a
+    client narrowed to one organisation does not give itself every organisation back."""
+    from .factories import TenantFactory
+
+    TenantFactory(code="acme")
+    TenantFactory(code="globex")
+    created = register(client, WEB).json()
+    profile = ClientProfile.objects.get(application__client_id=created["client_id"])
+    profile.allowed_tenant_codes = "acme"  # the operator narrows the client in the admin
+    profile.save()
+    body = {"client_id": created["client_id"], **WEB}
+    response = manage(
+        client, "put", created["registration_client_uri"], created["registration_access_token"], body
+    )
+    assert response.status_code == 200, response.content
+    profile.refresh_from_db()
+    assert profile.tenant_codes == ["acme"], profile.tenant_codes
+
+
+@OPEN
+def test_non_ascii_redirect_uri_is_refused_at_registration(client):
+    """A Cyrillic homograph host: the authorization endpoint refuses non-ASCII redirect URIs, so
+    RFC 7591 3.2.2 invalid_redirect_uri at registration, not a client that can never sign in."""
+    homograph = "https://\u0430pple.com/cb"  # Cyrillic a
+    response = register(client, {"redirect_uris": [homograph], "client_name": "Apple"})
+    assert response.status_code == 400, response.content[:200]
+    assert response.json()["error"] == "invalid_redirect_uri"
+
+
+# ClientProfile stores client_uri, logo_uri, tos_uri and policy_uri in URLFields of max_length 200:
+# a longer one is refused at registration (PostgreSQL would refuse the INSERT with a DataError, an
+# HTTP 500; SQLite does not enforce the length, so run this on PostgreSQL too).
+LONG_URI = "https://rp.example.com/" + "a" * 250
+
+
+@OPEN
+@pytest.mark.parametrize("member", ["client_uri", "tos_uri", "policy_uri"])
+def test_url_metadata_longer_than_its_column_is_refused(member):
+    browser = Client(raise_request_exception=False)
+    response = register(browser, {**WEB, member: LONG_URI})
+    assert response.status_code < 500, response.status_code
+    if response.status_code == 201:
+        column = ClientProfile._meta.get_field(member).max_length
+        assert len(LONG_URI) <= column, (
+            f"{member}: {len(LONG_URI)} characters accepted, column holds {column}"
+        )
+
+
+@OPEN
+def test_put_does_not_write_back_a_stale_cached_client(client):
+    """An RFC 7592 PUT writes the metadata columns of the row as it is now, never every column of
+    a cached copy: a secret the operator rotated and a minimum acr set through another worker
+    (simulated: the row changes without this process's cache being told) stay."""
+    from django.contrib.auth.hashers import check_password, make_password
+
+    from oidc_provider_ext.hashers import ALGORITHM
+    from oidc_provider_ext.internal import clients
+
+    created = register(client, WEB).json()
+    client_id = created["client_id"]
+    assert clients.get_client(client_id) is not None  # cached in this worker
+    # The operator, on another worker: rotates the leaked secret and requires MFA for this client.
+    new_secret = "rotated-" + "x" * 40
+    Application.objects.filter(client_id=client_id).update(
+        client_secret=make_password(new_secret, hasher=ALGORITHM)
+    )
+    ClientProfile.objects.filter(application__client_id=client_id).update(minimum_acr="urn:mfa")
+    # The client (holding its registration access token) updates its name through this worker:
+    body = {"client_id": client_id, **WEB, "client_name": "renamed"}
+    response = manage(
+        client, "put", created["registration_client_uri"], created["registration_access_token"], body
+    )
+    assert response.status_code == 200, response.content
+    stored = Application.objects.get(client_id=client_id)
+    assert not check_password(created["client_secret"], stored.client_secret), "the leaked secret works again"
+    assert ClientProfile.objects.get(application=stored).minimum_acr == "urn:mfa"
+    assert stored.name == "renamed"
+
+
+@OPEN
+@pytest.mark.parametrize("member", ["client_uri", "logo_uri", "tos_uri", "policy_uri"])
+def test_malformed_url_member_is_invalid_client_metadata(member):
+    response = register(Client(raise_request_exception=False), {**WEB, member: "https://[::1"})
+    assert response.status_code == 400, response.status_code
+    assert response.json()["error"] == "invalid_client_metadata"
+
+
+def test_url_member_limits_are_the_column_lengths():
+    for name, limit in rules.URL_MEMBER_LENGTHS.items():
+        assert ClientProfile._meta.get_field(name).max_length == limit, name

@@ -122,6 +122,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.throttle._count:cache.add": (SHARED, None),
     "oidc_provider_ext.throttle._count:cache.incr": (SHARED, None),
     "oidc_provider_ext.throttle.factor_succeeded:cache.decr": (SHARED, None),
+    "oidc_provider_ext.throttle.user_code_entry_succeeded:cache.decr": (SHARED, None),
     "oidc_provider_ext.throttle._dummy_hashes": (PURE, None),  # a hash of random text per hasher
     # the resource-server helper's copy of a provider's JWKS (docs/resource-server.md): shared by
     # the API's processes; a new kid refetches at once, a removed key is trusted until the TTL
@@ -132,7 +133,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
     # retry command, sends what another process did not
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
-    "oidc_provider_ext.internal.outbound._resolver": (TRANSIENT, None),  # DNS lookups with a deadline
+    # DNS lookups with a deadline: the counts of lookups in flight in this process
+    "oidc_provider_ext.internal.outbound._lookups": (TRANSIENT, None),
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
     # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
     # their JWK objects when keys change, so a changed key is a new entry)
@@ -803,3 +805,18 @@ def test_without_a_shared_cache_a_client_change_is_stale_for_at_most_client_cach
     while anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code != 400:
         assert time.monotonic() < cached + LOCMEM_CLIENT_CACHE_SECONDS + 1, "stale beyond the TTL"
         time.sleep(0.2)
+
+
+@pytest.mark.django_db
+@pytest.mark.oidc_settings(CLIENT_CACHE_SECONDS=300)
+def test_client_cache_key_does_not_truncate_the_client_id():
+    """Two client ids that share their first 200 bytes (metadata-document ids are URLs of up to
+    255 characters) are two cache entries: the key is a digest of the whole id."""
+    prefix = "https://apps.example.com/" + "p" * 190 + "/"
+    first = ApplicationFactory(client_id=prefix + "victim.json")
+    second = ApplicationFactory(client_id=prefix + "attacker.json")
+    clients.forget(first.client_id)
+    clients.forget(second.client_id)
+    assert clients.get_client(first.client_id).pk == first.pk
+    found = clients.get_client(second.client_id)
+    assert found is not None and found.pk == second.pk, found.client_id

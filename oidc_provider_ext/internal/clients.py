@@ -14,6 +14,7 @@ SQL), call :func:`bump_generation`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from typing import Any
@@ -34,14 +35,15 @@ log = logging.getLogger(__name__)
 # Entries are (generation, value) pairs: named apart from the bare values older versions stored, so
 # servers of both versions can share one cache during a rolling upgrade without reading each
 # other's entries.
-_PREFIX = "oidc_provider_ext:client:v2:"
+_PREFIX = "oidc_provider_ext:client:v3:"
 _HAS_TENANTS = "oidc_provider_ext:has_tenants:v2"
 _ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
 GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
 
 
 def _key(client_id: str) -> str:
-    return _PREFIX + client_id.encode("utf-8", "replace").hex()[:400]
+    # A digest of the whole id: a cut-off id would let two clients share one entry.
+    return _PREFIX + hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _lookup(key: str) -> tuple[Any, str]:

@@ -130,6 +130,7 @@ def _save(
 ) -> None:
     expires = timezone.now() + timedelta(seconds=max_age)
     application = rules.Application.objects.select_related("oidc_profile").filter(client_id=client_id).first()
+    created = application is None
     if application is None:
         application = rules.Application(
             client_id=client_id,
@@ -140,6 +141,7 @@ def _save(
             registration_source=rules.CIMD,
         )
         profile = ClientProfile(registered_from=address or None, require_pkce=True)
+        rules.set_operator_defaults(profile)  # once: later documents never reset the operator's
     else:
         profile = application.oidc_profile
     application.cimd_expires_at = expires
@@ -147,9 +149,14 @@ def _save(
     rules.apply_metadata(application, profile, metadata, logo_deadline=logo_deadline)
     try:
         with transaction.atomic():
-            application.save()
-            profile.application = application
-            profile.save()
+            if created:
+                application.save()
+                profile.application = application
+                profile.save()
+            else:
+                # The document's columns only: what the operator set meanwhile stays.
+                application.save(update_fields=[*rules.METADATA_FIELDS, "cimd_expires_at", "updated"])
+                profile.save(update_fields=list(rules.PROFILE_METADATA_FIELDS))
     except IntegrityError:
         # Another request stored the same document a moment ago: theirs is as good as ours.
         log.info("Metadata document client %s was stored concurrently.", client_id)
@@ -179,12 +186,15 @@ def prepare(request, client_id: str) -> str | None:
         return resources.CLIENT_ID_IS_A_RESOURCE
     if rules.over_request_limit(request):
         return "Too many client metadata documents were requested from this address; try again later."
-    if application is None and rules.self_registered_count() >= app_settings.REGISTRATION_OPEN_MAX_CLIENTS:
-        return "This server accepts no more self-registered clients now."
+    if application is None:
+        # A new client: the caps of open registration, per address per day and in total.
+        refused = rules.open_registration_refused(throttle.throttle_address(request))
+        if refused:
+            return refused
     started = time.monotonic()
     try:
         metadata, max_age = fetch(client_id)
-    except DocumentError as exc:
+    except (DocumentError, ValueError) as exc:  # (ValueError: a malformed URL anywhere, never a 500)
         log.warning("Client metadata document %s refused: %s", client_id[:255], exc)
         cache.set(_failure_key(client_id), str(exc), FAILURE_CACHE_SECONDS)
         return str(exc)

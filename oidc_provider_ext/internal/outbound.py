@@ -29,9 +29,8 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -98,9 +97,42 @@ REFUSED_IPV6 = _networks(
     "ff00::/8",
 )
 
-# getaddrinfo cannot be given a timeout: it runs here and the caller waits at most its deadline.
-# A resolver that hangs holds one of these threads, never the caller.
-_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="oidc-outbound-dns")
+# getaddrinfo cannot be given a timeout: each lookup runs in a thread of its own and the caller waits
+# at most its deadline. A lookup that hangs keeps its thread until the system resolver gives up; it
+# never waits in a queue behind other lookups nor holds up another host's. The threads are bounded
+# in total and per domain (the name's last two labels), so names under one domain whose DNS server
+# never answers -- which anyone can make us look up (a metadata document's client_id, a logo_uri)
+# -- use up that domain's share only; over a bound a lookup fails at once (TIMEOUT).
+MAX_LOOKUPS = 32
+MAX_LOOKUPS_PER_DOMAIN = 4
+
+
+class _Lookups:
+    """The name lookups in flight, per domain (process-wide, guarded by a lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.per_domain: dict[str, int] = {}
+
+    def start(self, domain: str) -> bool:
+        with self.lock:
+            if sum(self.per_domain.values()) >= MAX_LOOKUPS:
+                return False
+            if self.per_domain.get(domain, 0) >= MAX_LOOKUPS_PER_DOMAIN:
+                return False
+            self.per_domain[domain] = self.per_domain.get(domain, 0) + 1
+            return True
+
+    def end(self, domain: str) -> None:
+        with self.lock:
+            left = self.per_domain.get(domain, 1) - 1
+            if left > 0:
+                self.per_domain[domain] = left
+            else:
+                self.per_domain.pop(domain, None)
+
+
+_lookups = _Lookups()
 
 
 class OutboundError(Exception):
@@ -235,11 +267,33 @@ class _Connection(http.client.HTTPConnection):
 
 
 def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple]:
-    future = _resolver.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    arguments = (host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return future.result(timeout=deadline.remaining())
-    except FutureTimeout as exc:
-        raise TimeoutError("name resolution") from exc
+        # An address literal: parsed, never looked up (no thread, nothing to wait for).
+        return socket.getaddrinfo(*arguments, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    domain = ".".join(host.rstrip(".").lower().rsplit(".", 2)[-2:])
+    if not _lookups.start(domain):
+        raise TimeoutError("name resolution: too many lookups in flight")
+    done = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            outcome["addresses"] = socket.getaddrinfo(*arguments)
+        except Exception as exc:  # handed to the caller, if it still waits
+            outcome["error"] = exc
+        finally:
+            _lookups.end(domain)
+            done.set()
+
+    threading.Thread(target=lookup, name="oidc-outbound-dns", daemon=True).start()
+    if not done.wait(max(deadline.remaining(), 0)):
+        raise TimeoutError("name resolution")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["addresses"]  # type: ignore[return-value]
 
 
 def _connect(scheme: str, host: str, port: int, deadline: _Deadline) -> socket.socket:

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
@@ -59,11 +60,17 @@ AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 # Members a registrant may send; anything else is ignored (RFC 7591 2: "The authorization server
 # MUST ignore any client metadata sent by the client that it does not understand").
 URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+# Stored in ClientProfile's URLFields (200 characters): a longer one is refused at registration, not
+# a DataError (HTTP 500) on PostgreSQL. tests/test_registration.py checks these against the columns.
+URL_MEMBER_LENGTHS = dict.fromkeys(URL_MEMBERS, 200)
 # RFC 8252 7.1: a private-use scheme is a reverse domain name, so it names its owner.
 _PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(\.[a-z0-9+\-]+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LOOPBACK_NETLOC = re.compile(r"(127\.0\.0\.1|\[::1\]|localhost)(:[1-9][0-9]{0,4})?")
 _REFUSED_SCHEMES = {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp"}
+# WHATWG URL "ends in a number": a host whose last label is decimal or 0x-hex is an IPv4 address to
+# every browser (127.1, 0x7f.0.0.1, 0177.0.0.1, 169.254.43518), whatever ipaddress makes of it.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
 class RegistrationError(Exception):
@@ -166,6 +173,13 @@ def _private_host(host: str) -> bool:
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
+        if _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
+            # A non-canonical IPv4 address: read it as browsers do (inet_aton accepts the same
+            # octal, hex and short forms); one that does not parse is no host a browser goes to.
+            try:
+                return not outbound.address_allowed(ipaddress.IPv4Address(socket.inet_aton(name)))
+            except OSError:
+                return True
         # No DNS lookup (the name may resolve differently tomorrow): names that are local by
         # definition (RFC 6761 6.3 localhost, single labels) are refused.
         return name == "localhost" or name.endswith(".localhost") or "." not in name
@@ -179,6 +193,10 @@ def check_redirect_uri(uri: str, *, public: bool) -> None:
         raise _redirect_error(f"A redirect URI must be 1 to {MAX_URI_LENGTH} characters.")
     if _CONTROL.search(uri) or " " in uri:
         raise _redirect_error("A redirect URI contains a control character or a space.")
+    if not uri.isascii():
+        # RFC 3986 3: a URI is ASCII (an IRI's host in punycode, its path percent-encoded); the
+        # authorization endpoint refuses anything else, so such a client could never sign in.
+        raise _redirect_error("Write the redirect URI in ASCII: punycode host, percent-encoded path.")
     if "#" in uri:
         raise _redirect_error("A redirect URI must not have a fragment (RFC 6749 3.1.2).")
     if "*" in uri:
@@ -233,10 +251,15 @@ def check_redirect_uri(uri: str, *, public: bool) -> None:
 
 
 def _https_url(data: dict, name: str) -> str:
-    value = _string(data, name, MAX_URI_LENGTH)
+    value = _string(data, name, URL_MEMBER_LENGTHS[name])
     if value:
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (a malformed port raises)
+            host = parts.hostname
+        except ValueError as exc:
+            raise _metadata_error(f"{name} is not a URL.") from exc
+        if parts.scheme != "https" or not host or "@" in parts.netloc:
             raise _metadata_error(f"{name} must be an https URL.")
     return value
 
@@ -461,13 +484,16 @@ def self_registered_count() -> int:
 
 
 def open_registration_refused(address: str) -> str | None:
-    """Why open registration from ``address`` (a throttle address) is refused now, or None."""
+    """Why open registration from ``address`` (a throttle address) is refused now, or None. Also
+    asked before a new metadata-document client is created: both count against the same caps."""
     if self_registered_count() >= app_settings.REGISTRATION_OPEN_MAX_CLIENTS:
         return "This server accepts no more self-registered clients now."
     since = timezone.now() - timedelta(days=1)
-    recent = ClientProfile.objects.filter(
-        registered_from=address, application__created__gte=since, registration_policy=REGISTRATION_OPEN
-    ).count()
+    recent = (
+        ClientProfile.objects.filter(registered_from=address, application__created__gte=since)
+        .filter(Q(registration_policy=REGISTRATION_OPEN) | Q(application__registration_source=CIMD))
+        .count()
+    )
     if recent >= app_settings.REGISTRATION_OPEN_PER_ADDRESS_PER_DAY:
         return "Too many clients registered from this address today."
     return None
@@ -519,26 +545,46 @@ def fetch_logo(url: str, deadline_seconds: float) -> str:
 # --- the client ----------------------------------------------------------------------------------
 
 
+# What apply_metadata writes (an RFC 7592 update saves these columns only, never the operator's).
+METADATA_FIELDS = ("name", "redirect_uris")
+PROFILE_METADATA_FIELDS = ("logo_data", "registration_metadata", *URL_MEMBERS)
+
+
+def _logo_data(profile: ClientProfile, metadata: ClientMetadata, deadline: float | None) -> str | None:
+    """The client's new logo (fetched within ``deadline`` seconds, default
+    CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS), or None when logo_uri did not change."""
+    logo_uri = metadata.extra.get("logo_uri", "")
+    if logo_uri == profile.logo_uri and logo_uri:
+        return None
+    if deadline is None:
+        deadline = app_settings.CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS
+    return fetch_logo(logo_uri, deadline)
+
+
 def apply_metadata(
     application, profile: ClientProfile, metadata: ClientMetadata, *, logo_deadline: float | None = None
 ) -> None:
     """Set the client from ``metadata``; its logo is fetched (within ``logo_deadline`` seconds,
     default CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS) only when logo_uri changed."""
+    _set_metadata(application, profile, metadata, _logo_data(profile, metadata, logo_deadline))
+
+
+def _set_metadata(
+    application, profile: ClientProfile, metadata: ClientMetadata, logo_data: str | None
+) -> None:
     application.name = metadata.client_name
     application.redirect_uris = " ".join(metadata.redirect_uris)
-    logo_uri = metadata.extra.get("logo_uri", "")
-    if logo_uri != profile.logo_uri or not logo_uri:
-        deadline = (
-            app_settings.CLIENT_ID_METADATA_DOCUMENT_TIMEOUT_SECONDS
-            if logo_deadline is None
-            else logo_deadline
-        )
-        profile.logo_data = fetch_logo(logo_uri, deadline)
+    if logo_data is not None:
+        profile.logo_data = logo_data
     profile.registration_metadata = metadata.as_json()
     for name in URL_MEMBERS:
         setattr(profile, name, metadata.extra.get(name, ""))
-    # Self-registered clients: consent is always asked (internal/consents.py), PKCE always
-    # required for public ones (validator.pkce_required_for), and their tenants are the operator's.
+
+
+def set_operator_defaults(profile: ClientProfile) -> None:
+    """A new self-registered client: consent is always asked (internal/consents.py), PKCE always
+    required for public ones (validator.pkce_required_for), and its tenants are the operator's.
+    Set once, at creation: afterwards these are the operator's to change, never the client's."""
     profile.consent_policy = ClientProfile.ConsentPolicy.ASK
     profile.allowed_tenant_codes = " ".join(app_settings.REGISTRATION_TENANT_CODES)
 
@@ -565,6 +611,7 @@ def register(metadata: ClientMetadata, *, address: str, policy: str) -> tuple[An
     # server's identifier (its tokens without resource would have that API as aud); kept so.
     if resources.is_identifier_of_a_resource_server(application.client_id):
         raise _metadata_error(resources.CLIENT_ID_IS_A_RESOURCE)
+    set_operator_defaults(profile)
     apply_metadata(application, profile, metadata)  # (fetches the logo: before the transaction)
     with transaction.atomic():
         application.save()
@@ -573,15 +620,26 @@ def register(metadata: ClientMetadata, *, address: str, policy: str) -> tuple[An
     return application, secret, registration_token
 
 
-def update(application, metadata: ClientMetadata) -> None:
-    """RFC 7592 2.2: replace the metadata (the client type cannot change)."""
-    profile = application.oidc_profile
-    if metadata.token_endpoint_auth_method != profile.registration_metadata.get("token_endpoint_auth_method"):
-        raise _metadata_error("token_endpoint_auth_method cannot change; register a new client.")
-    apply_metadata(application, profile, metadata)
+def update(application, metadata: ClientMetadata):
+    """RFC 7592 2.2: replace the metadata (the client type cannot change); the updated client.
+
+    Only the metadata columns are written, on the row as it is now (locked), so a change the
+    operator made meanwhile (a rotated secret, a minimum acr, the tenants) is never overwritten
+    with an older copy."""
+    logo_data = _logo_data(application.oidc_profile, metadata, None)  # (network: before the lock)
     with transaction.atomic():
-        application.save()
-        profile.save()
+        application = Application.objects.select_for_update().get(pk=application.pk)
+        profile = ClientProfile.objects.select_for_update().get(application=application)
+        if metadata.token_endpoint_auth_method != profile.registration_metadata.get(
+            "token_endpoint_auth_method"
+        ):
+            raise _metadata_error("token_endpoint_auth_method cannot change; register a new client.")
+        if logo_data is None and metadata.extra.get("logo_uri", "") != profile.logo_uri:
+            logo_data = ""  # logo_uri changed since it was read: never show the old image for it
+        _set_metadata(application, profile, metadata, logo_data)
+        application.save(update_fields=[*METADATA_FIELDS, "updated"])
+        profile.save(update_fields=list(PROFILE_METADATA_FIELDS))
+    return application
 
 
 def delete(application) -> None:

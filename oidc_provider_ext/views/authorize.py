@@ -111,8 +111,49 @@ def _redirect_target(uri: str) -> str:
     return parts.hostname or parts.scheme
 
 
-def client_error(credentials: dict, application, error: str, description: str):
-    """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state."""
+def invalid_link_page(request, error: str, description: str):
+    """An authorization error shown at the IdP instead of being redirected to the client."""
+    return error_page(
+        request,
+        title=_("This sign-in link is not valid"),
+        message=_(
+            "The application that sent you here made a request this sign-in service cannot "
+            "accept, so you were not sent back to it. Please return to the application and "
+            "try again, or contact its support if this keeps happening."
+        ),
+        error=error,
+        error_description=description,
+    )
+
+
+def _document_host(application) -> str:
+    """A metadata-document client's host: the one thing about it this provider verified (the
+    document was fetched from there). "" for any other client."""
+    if getattr(application, "registration_source", None) != application.RegistrationSource.CIMD:
+        return ""
+    return urlsplit(application.client_id).hostname or ""
+
+
+def _client_home_page(application, profile, document_host: str) -> str:
+    """The client_uri to link on the consent page: a metadata document's client_uri only on the
+    document's own host (draft-ietf-oauth-client-id-metadata-document, "OAuth Phishing Attacks":
+    a document at attacker.example may name itself after anyone and link their site)."""
+    client_uri = getattr(profile, "client_uri", "") or ""
+    if client_uri and document_host and urlsplit(client_uri).hostname != document_host:
+        return ""
+    return client_uri
+
+
+def client_error(credentials: dict, application, error: str, description: str, *, request=None):
+    """OIDC Core 3.1.2.6: an error goes back to the validated redirect_uri, with state.
+
+    ``request``: the error comes before the user did anything at the IdP. A self-registered
+    client's redirect URIs were never reviewed, so such an error is a page here, not an automatic
+    redirect: else anyone could register https://phish.example and send an invalid request to
+    make this IdP redirect there (RFC 9700 4.11.2). Once the user answered the consent page (which
+    names where the answer goes) the error is redirected as usual."""
+    if request is not None and application is not None and consents.self_registered(application):
+        return invalid_link_page(request, error, description)
     params = {"error": error, "error_description": error_description(description)}
     if credentials.get("state"):
         params["state"] = credentials["state"]
@@ -142,7 +183,7 @@ def _boundary_error(request, problem: Problem):
         or not redirect_uri_allowed(application, trusted["redirect_uri"])
     ):
         return bad_request_page(request, problem.description)
-    return client_error(trusted, application, problem.error, problem.description)
+    return client_error(trusted, application, problem.error, problem.description, request=request)
 
 
 class _Authorization(OAuthLibMixin, View):
@@ -176,7 +217,8 @@ class _Authorization(OAuthLibMixin, View):
         raise AssertionError(f"unknown step {step!r}")
 
     def _fail(self, pending: PendingAuthorization, application, error: str, description: str):
-        return client_error(pending.credentials, application, error, description)
+        # Before the consent answer: a self-registered client's error is a page (client_error).
+        return client_error(pending.credentials, application, error, description, request=self.request)
 
     def _continue_url(self, pending: PendingAuthorization) -> str:
         """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
@@ -222,12 +264,17 @@ class _Authorization(OAuthLibMixin, View):
             }
 
         continue_url = self._continue_url(pending)
+        profile = getattr(application, "oidc_profile", None)
+        document_host = _document_host(application)
         context = {
             **extra,
             "form": ConsentForm(initial={"request_id": pending.id}),
             "form_action": continue_url,
             "application": application,
-            "profile": getattr(application, "oidc_profile", None),
+            "profile": profile,
+            # draft-ietf-oauth-client-id-metadata-document: "display the hostname of the client_id"
+            "client_host": document_host,
+            "client_uri": _client_home_page(application, profile, document_host),
             "tenant": adapter.get_tenant(pending.tenant) if pending.tenant else None,
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
@@ -288,23 +335,15 @@ class _Authorization(OAuthLibMixin, View):
         pending.choose_tenant(self.request, chosen)
         return self._respond(pending, application)
 
-    def _oauthlib_error(self, error, application=None):
+    def _oauthlib_error(self, error, application=None, *, untrusted: bool = False):
+        """``untrusted``: the client registered itself and the user has not acted yet (see
+        client_error): never an automatic redirect."""
         error.oauthlib_error.description = error_description(error.oauthlib_error.description or "")
         redirect, response = self.error_response(error)
-        if redirect and error.oauthlib_error.redirect_uri:
+        if redirect and error.oauthlib_error.redirect_uri and not untrusted:
             return authorization_response(response["url"], application)
         oauthlib_error = error.oauthlib_error
-        return error_page(
-            self.request,
-            title=_("This sign-in link is not valid"),
-            message=_(
-                "The application that sent you here made a request this sign-in service cannot "
-                "accept, so you were not sent back to it. Please return to the application and "
-                "try again, or contact its support if this keeps happening."
-            ),
-            error=oauthlib_error.error,
-            error_description=oauthlib_error.description,
-        )
+        return invalid_link_page(self.request, oauthlib_error.error, oauthlib_error.description)
 
     def _expired(self):
         return error_page(
@@ -352,12 +391,15 @@ class AuthorizeView(_Authorization):
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:
-            return self._oauthlib_error(error)
+            known = clients.get_client(client_id) if client_id else None
+            return self._oauthlib_error(
+                error, untrusted=known is not None and consents.self_registered(known)
+            )
         application = credentials["request"].client
         try:
             pending = PendingAuthorization.from_request(params, scopes, credentials, application)
         except AuthorizationError as error:
-            return client_error(credentials, application, error.error, error.description)
+            return client_error(credentials, application, error.error, error.description, request=request)
         except TenantError as error:
             # The source documents: an invalid organisation code is HTTP 400 in the browser.
             return error_page(request, error.title, error.message)
@@ -382,6 +424,9 @@ class AuthorizeContinueView(_Authorization):
         pending = PendingAuthorization.load(request, request_id)
         if pending is None:
             return self._expired()
+        if pending.device is not None:
+            # A device sign-in (same session store): its own view warns (RFC 8628 5.4) and answers.
+            return redirect("oidc_provider_ext:device-continue", request_id=pending.id)
         application = clients.get_client(pending.client_id)
         if application is None:
             return self._unknown_application()
@@ -389,6 +434,8 @@ class AuthorizeContinueView(_Authorization):
 
     def post(self, request, request_id: str, *args, **kwargs):
         pending = PendingAuthorization.load(request, request_id)
+        if pending is not None and pending.device is not None:
+            return self._expired()  # a device sign-in is answered at its own URL only
         if pending is not None and pending.answered_by(request, "consent"):
             return self._consent_answer(pending)
         if pending is not None and pending.answered_by(request, "tenant"):

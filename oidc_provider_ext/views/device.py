@@ -76,14 +76,15 @@ class DeviceView(View):
     @method_decorator(sensitive_post_parameters("user_code"))
     def post(self, request, *args, **kwargs):
         form = UserCodeForm(request.POST)
-        if not throttle.user_code_entry_allowed(request):
+        # RFC 8628 5.1: counted before the lookup, so parallel guesses cannot pass the limit.
+        if not throttle.user_code_attempt_allowed(request):
             message = _("Too many wrong codes. Please wait a few minutes, then try again.")
             return _entry_page(request, form, status=429, error=message)
         device = devices.find_pending(form.data.get("user_code", "")) if form.is_valid() else None
         if device is None:
-            throttle.user_code_entry_failed(request)
             message = _("That code is not valid or has expired. Check the code on your device and try again.")
             return _entry_page(request, form, status=400, error=message)
+        throttle.user_code_entry_succeeded(request)
         pending = PendingAuthorization.for_device(device)
         pending.save(request)
         return redirect("oidc_provider_ext:device-continue", request_id=pending.id)

@@ -17,7 +17,6 @@ from oidc_provider_ext.conf import (
     REGISTRATION_OPEN,
     app_settings,
 )
-from oidc_provider_ext.internal import clients
 from oidc_provider_ext.internal import registration as rules
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, oauth_error
@@ -140,10 +139,15 @@ class RegistrationClientView(_RegistrationEndpoint):
     def _client(self, request, client_id: str):
         """The self-registered client the bearer token is the registration access token of."""
         token = _bearer(request)
-        # DOT's client_id column holds 255 characters: a longer one names no client.
-        application = clients.get_client(client_id) if token and len(client_id) <= 255 else None
-        if application is not None and application.registration_source != rules.DCR:
-            application = None
+        # DOT's client_id column holds 255 characters: a longer one names no client. Read from the
+        # database, never the client cache: a write must start from the row as it is now.
+        application = (
+            rules.Application.objects.select_related("oidc_profile")
+            .filter(client_id=client_id, registration_source=rules.DCR)
+            .first()
+            if token and len(client_id) <= 255 and "\x00" not in client_id  # (PostgreSQL refuses NUL)
+            else None
+        )
         profile = getattr(application, "oidc_profile", None) if application is not None else None
         if not rules.registration_token_matches(profile, token):
             return None
@@ -185,7 +189,7 @@ class RegistrationClientView(_RegistrationEndpoint):
         metadata = rules.validate_metadata(
             {k: v for k, v in data.items() if k not in ("client_id", "client_secret")}
         )
-        rules.update(application, metadata)
+        application = rules.update(application, metadata)
         return _json(rules.client_information(application, _client_uri(client_id)))
 
     def delete(self, request, client_id: str, *args, **kwargs):
