@@ -269,6 +269,10 @@ if os.environ.get("OIDC_CODE_EXPIRE_SECONDS"):
     # A lifetime, not a performance setting: benchmarks/ mints codes ahead of the timed phase.
     # Out-of-range values are reported by check oidc_provider_ext.E006.
     OIDC_PROVIDER_EXT["CODE_EXPIRE_SECONDS"] = int(os.environ["OIDC_CODE_EXPIRE_SECONDS"])
+if os.environ.get("OIDC_REGISTRATION"):
+    # Self-registering clients (docs/registration.md): "open" lets an MCP client register itself
+    # against `make run` (OIDC_REGISTRATION=open make run). Other values: check E070.
+    OIDC_PROVIDER_EXT["REGISTRATION"] = os.environ["OIDC_REGISTRATION"]
 if os.environ.get("OIDC_CLIENT_CACHE_SECONDS"):
     # How stale a client may be in a process without a shared cache (docs/operations.md).
     OIDC_PROVIDER_EXT["CLIENT_CACHE_SECONDS"] = int(os.environ["OIDC_CLIENT_CACHE_SECONDS"])
