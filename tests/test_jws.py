@@ -76,6 +76,12 @@ def test_tampering_is_refused(keys, alg):
         f"{header}.{payload}.{signature}A",
         f"{header}.{payload}",
         f"{header}.{payload}.{signature}.x",
+        # RFC 7515 2: base64url without padding, its alphabet only. A lenient decoder drops the
+        # other characters, so one signature would verify under many spellings of the token.
+        f"{header}.{payload}.{signature[:8]}!!!!{signature[8:]}",
+        f"{header}.{payload}.{signature[:8]}\n\n\n\n{signature[8:]}",
+        f"{header}.{payload}.{signature[:8]}+{signature[9:]}",
+        f"{header}.{payload[:4]}****{payload[4:]}.{signature}",
     ]
     for token in bad:
         with pytest.raises((ValueError, TypeError)):

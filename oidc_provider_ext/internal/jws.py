@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,9 +59,14 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(segment: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 2); ValueError otherwise."""
-    if "=" in segment or len(segment) % 4 == 1:
+    """Strict base64url without padding (RFC 7515 2); ValueError otherwise. The alphabet is checked
+    first: Python's decoder drops other characters, so one signature would verify under many
+    spellings of a token."""
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
