@@ -33,7 +33,6 @@ from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
-from .internal.prepared import PreparedLookup
 from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
 from .models.grants import revoke_issued, with_grant
@@ -75,30 +74,16 @@ def one(queryset):
     return next(iter(queryset[:1]), None)
 
 
-# The access token (+client, user) and its grant's requested claims and tenant, by checksum: userinfo.
-_ACCESS_TOKEN_WITH_GRANT = PreparedLookup(
-    AccessToken,
-    lambda token_checksum: with_grant(
-        AccessToken.objects.select_related("application", "user").filter(token_checksum=token_checksum),
-        "claims",
-        "tenant",
-    )[:1],
-)
-
-
-# The grant behind a code (+user, OP session), by the code's checksum: the code exchange.
-_GRANT_BY_CODE = PreparedLookup(
-    AuthorizationGrant,
-    lambda code_checksum: AuthorizationGrant.objects.select_related("user", "op_session").filter(
-        code_checksum=code_checksum
-    )[:1],
-)
-
-
 def access_token_with_grant(token: str):
     """The stored access token ``token`` (+client, user) with ``grant_pk``, ``grant_claims`` and
     ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement."""
-    return _ACCESS_TOKEN_WITH_GRANT.one(checksum(token))
+    return one(
+        with_grant(
+            AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum(token)),
+            "claims",
+            "tenant",
+        )
+    )
 
 
 def _requested(claims: dict | None, member: str) -> list[str]:
@@ -326,7 +311,11 @@ class OIDCValidator(OAuth2Validator):
         code_checksum = checksum(code)
         grant = _state(request).grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
-            grant = _GRANT_BY_CODE.one(code_checksum)  # compiled once (internal/prepared.py)
+            grant = one(
+                AuthorizationGrant.objects.select_related("user", "op_session").filter(
+                    code_checksum=code_checksum
+                )
+            )
             _state(request).grant = grant
         return grant
 

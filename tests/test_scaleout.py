@@ -140,9 +140,6 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # their JWK objects when keys change, so a changed key is a new entry)
     "oidc_provider_ext.internal.jws._op_keys": (PURE, None),
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
-    # SQL compiled once per database connection (internal/prepared.py): text, no rows
-    "oidc_provider_ext.validator._ACCESS_TOKEN_WITH_GRANT": (PURE, None),
-    "oidc_provider_ext.validator._GRANT_BY_CODE": (PURE, None),
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
     # client ID metadata documents: a refused document is remembered for a minute in the shared
