@@ -5,6 +5,7 @@ whitenoise, idp_project): what the app needs must be in the README, not in idp_p
 Run with ``make test-minimal`` (tests/minimal/pytest.ini); the normal suite never loads it.
 """
 
+import os
 from pathlib import Path
 
 from django.conf import global_settings
@@ -85,3 +86,11 @@ MIDDLEWARE.insert(
 )
 
 PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "oidc_provider_ext.hashers.ClientSecretHasher"]
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # README reads REDIS_URL; a database of its own here, so the run starts empty.
+        "LOCATION": os.environ.get("MINIMAL_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        "KEY_PREFIX": "oidc-minimal-test",
+    }
+}
