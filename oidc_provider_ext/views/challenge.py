@@ -177,26 +177,23 @@ class StepUpView(View):
         if pending is None or session is None:
             return self._expired()
         offered = pending.step_up_factors(request)
-        chosen, added, error, spent = _verify(
-            request, offered, request.user, budget=("step-up", str(session.id))
-        )
-        if added is None and spent:
-            django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
-            messages.error(request, _("Too many wrong codes. Please sign in again."))
-            return redirect("oidc_provider_ext:login")
-        if added is None:
-            return _render(
-                request,
-                offered,
-                chosen,
-                request.user,
-                pending=pending,
-                error=error,
-                status=400,
-                step="step-up",
-            )
-        op_sessions.step_up(request, pending.tenant, session, added)
-        return _back_to(pending)
+        failed = step_up(request, offered, pending.tenant, session, pending=pending, step="step-up")
+        return failed or _back_to(pending)
+
+
+def step_up(request, offered, tenant: str, session, **page):
+    """Check the factor posted for the OP session ``session`` (tenant ``tenant``) against
+    ``offered``; the session gains it and None is returned, or the answer to a failure: the page
+    again (``page``: what _render shows), or, once the session spent its wrong codes, a sign-out."""
+    chosen, added, error, spent = _verify(request, offered, request.user, budget=("step-up", str(session.id)))
+    if added is None and spent:
+        django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
+        messages.error(request, _("Too many wrong codes. Please sign in again."))
+        return redirect("oidc_provider_ext:login")
+    if added is None:
+        return _render(request, offered, chosen, request.user, error=error, status=400, **page)
+    op_sessions.step_up(request, tenant, session, added)
+    return None
 
 
 def _back_to(pending: PendingAuthorization):

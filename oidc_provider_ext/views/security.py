@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import logout as django_logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -21,7 +20,7 @@ from oidc_provider_ext import throttle
 from oidc_provider_ext.internal import factor_changes, factors, op_sessions, recovery_codes, totp
 from oidc_provider_ext.internal.locales import in_ui_language
 from oidc_provider_ext.internal.requests import rejecting_bad_requests
-from oidc_provider_ext.views.challenge import _pick, _render, _verify
+from oidc_provider_ext.views.challenge import _pick, _render, step_up
 from oidc_provider_ext.views.errors import boundary_page
 
 _decorators = [never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True)]
@@ -240,23 +239,7 @@ class AccountStepUpView(_Page):
                 or _next_url(request)
                 or "oidc_provider_ext:account-security"
             )
-        chosen, added, error, spent = _verify(
-            request, offered, request.user, budget=("step-up", str(wanted.session.id))
+        failed = step_up(
+            request, offered, wanted.tenant, wanted.session, step="account", next=_next_url(request)
         )
-        if added is None and spent:
-            django_logout(request)  # ends this browser's OP sessions (internal/op_sessions.py)
-            messages.error(request, _("Too many wrong codes. Please sign in again."))
-            return redirect("oidc_provider_ext:login")
-        if added is None:
-            return _render(
-                request,
-                offered,
-                chosen,
-                request.user,
-                error=error,
-                status=400,
-                step="account",
-                next=_next_url(request),
-            )
-        op_sessions.step_up(request, wanted.tenant, wanted.session, added)
-        return redirect(_next_url(request) or "oidc_provider_ext:account-security")
+        return failed or redirect(_next_url(request) or "oidc_provider_ext:account-security")
