@@ -1,22 +1,28 @@
 """A session engine: Django's database sessions (``django.contrib.sessions.backends.db``) with
 fewer statements per sign-in, for ``SESSION_ENGINE = "oidc_provider_ext.sessions"``.
 
-Same table, same data, same cookie; only two things differ:
+Same table, same data, same cookie; only these differ:
 
 - A new session key is not looked up before it is used: the INSERT (``force_insert``) is the
   uniqueness check, and Django's ``create()`` draws another key on the ``CreateError`` a collision
   raises. Django asks first with a SELECT, one statement for every new session.
 - ``cycle_key()`` (``django.contrib.auth.login``: the session fixation defence) deletes the old row
-  at once as Django does, but writes the row under its new key once, when the response saves the
-  session, instead of inserting it at once and updating it a moment later with what the sign-in
-  added. A request that fails before the session is saved leaves the browser with no session, as
-  the old key is already gone.
+  at once as Django does, with one DELETE by key (Django reads the row first, then deletes it), and
+  writes the row under its new key once, when the response saves the session, instead of inserting
+  it at once and updating it a moment later with what the sign-in added. A request that fails
+  before the session is saved leaves the browser with no session, as the old key is already gone.
+- Saving is the one INSERT or UPDATE on its own, not inside a transaction of its own: outside a
+  transaction a single statement is atomic already, and Django's transaction only guards an
+  enclosing one (``ATOMIC_REQUESTS``) from the INSERT's failure on a taken key; inside one, the
+  save is in a transaction (a savepoint) as Django does it. Per session write that is the BEGIN and
+  COMMIT round trips less (on SQLite, ``BEGIN IMMEDIATE`` and ``COMMIT`` statements).
 """
 
 from __future__ import annotations
 
 from django.contrib.sessions.backends import db
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils.crypto import get_random_string
 
 
@@ -37,15 +43,48 @@ class SessionStore(db.SessionStore):
         if key:
             self.delete(key)
 
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        # An instance that has only its key: Model.delete() runs one DELETE by primary key (no
+        # SELECT first, no transaction) unless a site's delete signal receivers need more.
+        self.model(session_key=session_key).delete()
+
     def save(self, must_create: bool = False) -> None:
         if not self._unsaved or self.session_key is None:
-            super().save(must_create=must_create)
+            self._save(must_create=must_create)
             return
         while True:
             try:
-                super().save(must_create=True)
+                self._save(must_create=True)
             except CreateError:  # the new key was taken: draw another
                 self._session_key = self._get_new_session_key()
                 continue
             self._unsaved = False
             return
+
+    def _save(self, must_create: bool) -> None:
+        """Django's ``db.SessionStore.save()``, without a transaction of its own in autocommit
+        mode (see the module)."""
+        if self.session_key is None:
+            self.create()
+            return
+        data = self._get_session(no_load=must_create)
+        obj = self.create_model_instance(data)
+        using = router.db_for_write(self.model, instance=obj)
+        try:
+            if transaction.get_autocommit(using=using):
+                obj.save(force_insert=must_create, force_update=not must_create, using=using)
+            else:
+                with transaction.atomic(using=using):
+                    obj.save(force_insert=must_create, force_update=not must_create, using=using)
+        except IntegrityError as exc:
+            if must_create:
+                raise CreateError from exc
+            raise
+        except DatabaseError as exc:
+            if not must_create:
+                raise UpdateError from exc
+            raise

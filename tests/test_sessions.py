@@ -2,6 +2,7 @@
 guarantees (unique keys, a new key at sign-in, the old one gone)."""
 
 import pytest
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
@@ -49,12 +50,37 @@ def test_a_taken_key_after_cycle_key_is_never_reused(monkeypatch):
     assert not Session.objects.filter(session_key=old).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_save_is_one_statement(monkeypatch, django_assert_num_queries):
+    """In autocommit mode (no ATOMIC_REQUESTS) the INSERT or UPDATE is atomic on its own: no
+    BEGIN/COMMIT around it, and a taken key or a vanished row still fail as Django's do."""
+    taken = SessionStore()
+    taken["who"] = "alice"
+    with django_assert_num_queries(1):  # the INSERT
+        taken.save()
+    taken["who"] = "alice again"
+    with django_assert_num_queries(1):  # the UPDATE
+        taken.save()
+    drawn = iter([taken.session_key, "d" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda *args: next(drawn))
+    fresh = SessionStore()
+    fresh["who"] = "mallory"
+    fresh.save()  # the taken key's INSERT fails, the next key is used
+    assert fresh.session_key == "d" * 32
+    assert SessionStore(taken.session_key).load() == {"who": "alice again"}
+    Session.objects.filter(session_key=fresh.session_key).delete()
+    fresh["who"] = "mallory again"
+    with pytest.raises(UpdateError):  # as Django's: the session middleware answers it
+        fresh.save()
+    assert not Session.objects.filter(session_key=fresh.session_key).exists()
+
+
 def test_cycle_key_writes_once_and_keeps_the_data(django_assert_num_queries):
     store = SessionStore()
     store["pending"] = {"x": 1}
     store.create()
     old = store.session_key
-    with django_assert_num_queries(2):  # the old row: SELECT, DELETE; nothing written yet
+    with django_assert_num_queries(1):  # the old row's DELETE by key; nothing written yet
         store.cycle_key()
     assert store.session_key != old
     store["user"] = "1"
