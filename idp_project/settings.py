@@ -89,6 +89,9 @@ AXES_RESET_ON_SUCCESS = True
 # bound): lockouts come from axes_accessattempt, which this does not touch. The OP sessions
 # (oidc_provider_ext_opsession: user, time, user agent, acr/amr) already record each sign-in.
 AXES_DISABLE_ACCESS_LOG = True
+# axes' database handler, without its clean-up statements on a sign-in that had no failures to
+# reset (oidc_provider_ext/contrib/axes.py): the same records and lockouts.
+AXES_HANDLER = "oidc_provider_ext.contrib.axes.AxesHandler"
 # The lockout page in the sign-in's language (ui_locales, Accept-Language), the wait in minutes.
 AXES_LOCKOUT_CALLABLE = "oidc_provider_ext.views.login.lockout_response"
 AXES_USERNAME_FORM_FIELD = "username"

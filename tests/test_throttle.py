@@ -271,6 +271,28 @@ class TestLoginLockoutCannotDenyTheUser:
         victim = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=VICTIM)
         assert _sign_in(victim, alice.username).status_code == 302
 
+    def test_a_sign_in_resets_the_pairs_failures(self):
+        """AXES_RESET_ON_SUCCESS through contrib.axes.AxesHandler: four typos, a success, then four
+        more typos do not lock the owner out (the first four were reset)."""
+        from axes.models import AccessAttempt
+
+        alice = UserFactory()
+        browser = Client(REMOTE_ADDR=VICTIM)
+        _fail_login(browser, alice.username, 4)
+        assert _sign_in(browser, alice.username).status_code == 302
+        assert not AccessAttempt.objects.filter(username=alice.username).exists()
+        _fail_login(Client(REMOTE_ADDR=VICTIM), alice.username, 4)
+        assert _sign_in(Client(REMOTE_ADDR=VICTIM), alice.username).status_code == 302
+
+    def test_a_sign_in_without_failures_leaves_other_records_alone(self):
+        """Nothing to reset: the handler skips axes' clean-up; another pair's failures still count."""
+        alice = UserFactory()
+        attacker = Client(REMOTE_ADDR=ATTACKER)
+        _fail_login(attacker, alice.username, 4)
+        assert _sign_in(Client(REMOTE_ADDR=VICTIM), alice.username).status_code == 302
+        _fail_login(attacker, alice.username, 1)
+        assert _sign_in(attacker, alice.username).status_code == 429
+
     @pytest.mark.oidc_settings(LOGIN_ADDRESS_FAILURE_LIMIT=8)
     def test_a_spraying_address_is_refused(self):
         sprayer = Client(REMOTE_ADDR=ATTACKER)
