@@ -88,7 +88,9 @@ def remember(user, application, tenant: str, scopes: list[str], resources: Seque
     expires = now + timedelta(days=days) if days else None
     remembered = set(scopes) - {OFFLINE_ACCESS}
     named = list(dict.fromkeys(resources)) or [NO_RESOURCE]
-    with transaction.atomic():
+    # Read and write in one transaction; inside the consent page's (consent and code, one
+    # transaction) no savepoint of its own: a failure here ends that whole transaction anyway.
+    with transaction.atomic(savepoint=False):
         consent = live_consent(user, application, tenant)
         allowed = granted_by_resource(consent)
         for resource in named:
