@@ -233,7 +233,8 @@ class DefaultOIDCAdapter:
         The default is the strongest of the tenant's and the client profile's *minimum
         authentication level* (admin), and :data:`~oidc_provider_ext.acr.MFA` for a user who has
         set up a second factor: once enrolled, every sign-in uses it, whichever page the password
-        was typed into.
+        was typed into. The authorization endpoint passes its ``request`` (keyword): the default
+        then takes the second-factor answer its OP session check already read.
         """
         from .internal import factors
 
@@ -242,7 +243,7 @@ class DefaultOIDCAdapter:
         return acr.strongest(
             getattr(tenant_object, "minimum_acr", None),
             getattr(profile, "minimum_acr", None) if profile is not None and profile.pk else None,
-            acr.MFA if factors.has_second_factor(user) else None,
+            acr.MFA if factors.has_second_factor(user, kwargs.get("request")) else None,
         )
 
 

@@ -69,11 +69,11 @@ def test_refresh(warm, browser, rp, user, confidential_app, django_assert_num_qu
 def test_authorize_with_remembered_consent(warm, browser, user, confidential_app, django_assert_num_queries):
     get_code(browser, confidential_app, user, scope="openid email")  # consent remembered
     url = authorize_url(confidential_app, scope="openid email")
-    # session, user, the OP session is still live (not ended on another device), whether the user
-    # has a second factor (adapter.minimum_acr: then every sign-in must use it; one EXISTS over a
-    # passkey and an authenticator app), consent, the code; the client comes from the cache; no
-    # session write
-    with django_assert_num_queries(6) as ctx:  # budget: 8
+    # session, user, the OP session is still live (not ended on another device) and, in the same
+    # statement, whether the user has a second factor (adapter.minimum_acr: then every sign-in must
+    # use it; one EXISTS over a passkey and an authenticator app), consent, the code; the client
+    # comes from the cache; no session write
+    with django_assert_num_queries(5) as ctx:  # budget: 8
         response = browser.get(url)
     assert response.status_code == 302 and "code=" in response["Location"], ctx
 
@@ -146,15 +146,15 @@ def test_sign_in(warm, user, confidential_app, django_assert_num_queries):
     with django_assert_num_queries(8):
         response = browser.post(login_url, {"username": user.username, "password": USER_PASSWORD})
     assert response.status_code == 302
-    # session, user, OP session still live, second factor, consent, session write (the pending
-    # request now expects this user's consent)
-    with django_assert_num_queries(6):
+    # session, user, OP session still live with the second-factor EXISTS in the same statement,
+    # consent, session write (the pending request now expects this user's consent)
+    with django_assert_num_queries(5):
         response = browser.get(response["Location"])
-    # session, user, OP session still live, second factor (the answer checks the acr again: a
-    # factor removed in another tab), then in one transaction the consent (SELECT, UPDATE: a
+    # session, user, OP session still live with the second factor (the answer checks the acr
+    # again: a factor removed in another tab), then in one transaction the consent (SELECT, UPDATE: a
     # read-modify-write, no savepoint of its own) and the grant with its code, then the session
     # write (the pending request is gone)
-    with django_assert_num_queries(8 + TRANSACTION):
+    with django_assert_num_queries(7 + TRANSACTION):
         response = consent(browser, response)
     assert response.status_code == 302 and "code=" in response["Location"]
     assert not AccessLog.objects.exists()

@@ -448,7 +448,7 @@ class PendingAuthorization:
                 )
             if target is not None and not acr.satisfies(have, target):
                 need = target
-        minimum = adapter.minimum_acr(user, application, self.tenant)
+        minimum = adapter.minimum_acr(user, application, self.tenant, request=request)
         if minimum and not acr.satisfies(have, minimum):
             need = acr.strongest(need, minimum)
         if need is None:

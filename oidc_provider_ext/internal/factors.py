@@ -19,7 +19,7 @@ from functools import reduce
 from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, QuerySet
+from django.db.models import Exists, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -142,20 +142,44 @@ def enrolled_factors(user) -> list[Any]:
     return [factor for factor in _registry.values() if factor.enrolled(user)]
 
 
-def has_second_factor(user) -> bool:
+# Request attribute: (user pk, whether the query part of has_second_factor holds), answered by the
+# OP session check of the same request (op_sessions.browser_entries) as part of its own query.
+SECOND_FACTOR_READ = "oidc_second_factor_read"
+
+
+def enrolled_condition(user) -> Q | None:
+    """``EXISTS (…) OR EXISTS (…)`` over every factor (not a backup) that gives ``enrolled_query(user)``,
+    as a condition any query can carry; None when no factor gives one."""
+    queries = [
+        factor.enrolled_query(user)
+        for factor in _registry.values()
+        if not getattr(factor, "backup", False) and hasattr(factor, "enrolled_query")
+    ]
+    return reduce(operator.or_, (Q(Exists(query)) for query in queries)) if queries else None
+
+
+def has_second_factor(user, request: HttpRequest | None = None) -> bool:
     """Whether ``user`` has set up a factor (recovery codes alone do not count: they are its
-    backup). Such a user signs in with it every time (adapter.minimum_acr)."""
+    backup). Such a user signs in with it every time (adapter.minimum_acr).
+
+    With ``request``: if that request's OP session check already answered it for this user (one
+    query for both, :func:`op_sessions.browser_entries`), that answer, read moments before."""
     if not getattr(user, "is_authenticated", False):
         return False
+    read = getattr(request, SECOND_FACTOR_READ, None) if request is not None else None
+    if read is not None and read[0] == user.pk:
+        enrolled = read[1]
+    else:
+        # One query for every factor that can say "enrolled" as a queryset (an optional
+        # ``enrolled_query(user)``): EXISTS (...) OR EXISTS (...), not one round trip per factor on
+        # every sign-in and authorize. A factor without it is asked with ``enrolled`` as before.
+        condition = enrolled_condition(user)
+        enrolled = condition is not None and (
+            get_user_model()._default_manager.filter(pk=user.pk).filter(condition).exists()
+        )
+    if enrolled:
+        return True
     factors = [factor for factor in _registry.values() if not getattr(factor, "backup", False)]
-    # One query for every factor that can say "enrolled" as a queryset (an optional
-    # ``enrolled_query(user)``): EXISTS (...) OR EXISTS (...), not one round trip per factor on
-    # every sign-in and authorize. A factor without it is asked with ``enrolled`` as before.
-    queries = [factor.enrolled_query(user) for factor in factors if hasattr(factor, "enrolled_query")]
-    if queries:
-        condition = reduce(operator.or_, (Exists(query) for query in queries))
-        if get_user_model()._default_manager.filter(pk=user.pk).filter(condition).exists():
-            return True
     return any(factor.enrolled(user) for factor in factors if not hasattr(factor, "enrolled_query"))
 
 

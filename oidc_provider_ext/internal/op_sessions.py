@@ -19,7 +19,7 @@ from typing import Any
 from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
@@ -58,11 +58,24 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     entries = request.session.get(SESSION_KEY, {}) if request.user.is_authenticated else {}
     if entries:
         ids = [entry["id"] for entry in entries.values()]
-        live = set(
-            OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True)
-            .exclude(expires__lte=timezone.now())
-            .values_list("pk", flat=True)
+        query = OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True).exclude(
+            expires__lte=timezone.now()
         )
+        from . import factors
+
+        condition = factors.enrolled_condition(request.user)
+        if condition is None:
+            live = set(query.values_list("pk", flat=True))
+        else:
+            # The same statement answers whether the user has a second factor (the authorization
+            # endpoint asks next: adapter.minimum_acr): one round trip for both.
+            rows = list(
+                query.annotate(second_factor=ExpressionWrapper(condition, output_field=BooleanField()))
+                .values_list("pk", "second_factor")
+            )
+            live = {pk for pk, _enrolled in rows}
+            if rows:
+                setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, bool(rows[0][1])))
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
             if entries:
