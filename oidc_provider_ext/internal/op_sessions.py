@@ -70,8 +70,9 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
             # The same statement answers whether the user has a second factor (the authorization
             # endpoint asks next: adapter.minimum_acr): one round trip for both.
             rows = list(
-                query.annotate(second_factor=ExpressionWrapper(condition, output_field=BooleanField()))
-                .values_list("pk", "second_factor")
+                query.annotate(
+                    second_factor=ExpressionWrapper(condition, output_field=BooleanField())
+                ).values_list("pk", "second_factor")
             )
             live = {pk for pk, _enrolled in rows}
             if rows:
