@@ -34,6 +34,7 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 PASSWORD_ACR = acr.PASSWORD  # kept as an alias: oidc_provider_ext.acr.PASSWORD
+_TENANTS_READ = "oidc_tenants_read"  # request attribute: the tenants get_tenant read, by code
 
 
 class DefaultOIDCAdapter:
@@ -152,8 +153,19 @@ class DefaultOIDCAdapter:
 
     def get_tenant(self, code: str, **kwargs: Any) -> Any | None:
         """The tenant with ``code`` (case-insensitive), active or not, or None. Also validates the
-        codes an operator puts on a client profile."""
-        return Tenant.objects.filter(code=code.lower()).first()
+        codes an operator puts on a client profile.
+
+        Pages of the sign-in pass their ``request`` (keyword): the default reads a tenant once per
+        request (the authorization endpoint's acr policy and its consent page both need it)."""
+        request = kwargs.get("request")
+        read = getattr(request, _TENANTS_READ, None) if request is not None else None
+        code = code.lower()
+        if read is not None and code in read:
+            return read[code]
+        tenant = Tenant.objects.filter(code=code).first()
+        if request is not None:
+            setattr(request, _TENANTS_READ, {**(read or {}), code: tenant})
+        return tenant
 
     def get_user_tenants(self, user: AbstractBaseUser, **kwargs: Any) -> list[Any]:
         """Active tenants ``user`` is an active member of, for the tenant chooser: exactly the
@@ -238,7 +250,7 @@ class DefaultOIDCAdapter:
         """
         from .internal import factors
 
-        tenant_object = self.get_tenant(tenant) if tenant else None
+        tenant_object = self.get_tenant(tenant, request=kwargs.get("request")) if tenant else None
         profile = getattr(application, "oidc_profile", None)
         return acr.strongest(
             getattr(tenant_object, "minimum_acr", None),

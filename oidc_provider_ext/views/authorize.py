@@ -275,7 +275,7 @@ class _Authorization(OAuthLibMixin, View):
             # draft-ietf-oauth-client-id-metadata-document: "display the hostname of the client_id"
             "client_host": document_host,
             "client_uri": _client_home_page(application, profile, document_host),
-            "tenant": adapter.get_tenant(pending.tenant) if pending.tenant else None,
+            "tenant": adapter.get_tenant(pending.tenant, request=self.request) if pending.tenant else None,
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             # RFC 8707: the APIs the user grants access to, by the names the operator gave them.
