@@ -71,7 +71,8 @@ class SessionStore(db.SessionStore):
         if self.session_key is None:
             self.create()
             return
-        data = self._get_session(no_load=must_create)
+        # SessionBase's own accessor, as Django's save() reads it (no load for a new row).
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         obj = self.create_model_instance(data)
         using = router.db_for_write(self.model, instance=obj)
         try:
