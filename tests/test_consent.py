@@ -331,3 +331,49 @@ def test_consent_page_lists_only_claims_the_site_releases(browser, user, app):
     (profile,) = [s for s in page.context["scopes"] if s["name"] == "profile"]
     assert "full name" in profile["claims"] and "username" in profile["claims"]
     assert "nickname" not in profile["claims"] and "birth date" not in profile["claims"]
+
+
+class TestRememberAgainstTheConsentSeen:
+    """consents.remember(seen=…): the consent page's answer widens the row it was shown against in
+    one UPDATE only while that row is live and unchanged; otherwise it reads the row again, so
+    nothing granted meanwhile is lost and a revoked consent is not brought back."""
+
+    def _consent(self, user, app, scopes):
+        from oidc_provider_ext.internal import consents
+
+        consents.remember(user, app, "", scopes)
+        return Consent.objects.get(user=user, application=app, revoked__isnull=True)
+
+    def test_unchanged_row_is_widened_in_one_statement(self, django_assert_num_queries):
+        from oidc_provider_ext.internal import consents
+
+        user, app = UserFactory(), ApplicationFactory()
+        seen = consents.seen(self._consent(user, app, ["openid", "email"]))
+        with django_assert_num_queries(1):  # the UPDATE (inside the test's transaction: no BEGIN)
+            consents.remember(user, app, "", ["openid", "profile"], seen=seen)
+        consent = Consent.objects.get(user=user, application=app)
+        assert consent.scope == "email openid profile"
+        assert consent.resource == {"": ["email", "openid", "profile"]}
+
+    def test_a_consent_widened_meanwhile_is_not_lost(self):
+        from oidc_provider_ext.internal import consents
+
+        user, app = UserFactory(), ApplicationFactory()
+        seen = consents.seen(self._consent(user, app, ["openid", "email"]))
+        consents.remember(user, app, "", ["openid", "phone"])  # another tab, meanwhile
+        consents.remember(user, app, "", ["openid", "profile"], seen=seen)
+        consent = Consent.objects.get(user=user, application=app)
+        assert consent.resource == {"": ["email", "openid", "phone", "profile"]}
+
+    def test_a_consent_revoked_meanwhile_stays_revoked(self):
+        from oidc_provider_ext.internal import consents
+
+        user, app = UserFactory(), ApplicationFactory()
+        first = self._consent(user, app, ["openid", "email"])
+        seen = consents.seen(first)
+        consents.revoke(first)
+        consents.remember(user, app, "", ["openid", "profile"], seen=seen)
+        first.refresh_from_db()
+        assert first.revoked is not None and first.resource == {"": ["email", "openid"]}
+        live = Consent.objects.get(user=user, application=app, revoked__isnull=True)
+        assert live.resource == {"": ["openid", "profile"]}  # a new consent: only what was allowed now

@@ -151,10 +151,10 @@ def test_sign_in(warm, user, confidential_app, django_assert_num_queries):
     with django_assert_num_queries(5):
         response = browser.get(response["Location"])
     # session, user, OP session still live with the second factor (the answer checks the acr
-    # again: a factor removed in another tab), then in one transaction the consent (SELECT, UPDATE: a
-    # read-modify-write, no savepoint of its own) and the grant with its code, then the session
-    # write (the pending request is gone)
-    with django_assert_num_queries(7 + TRANSACTION):
+    # again: a factor removed in another tab), then in one transaction the consent (one UPDATE of
+    # the row the page was shown against, if it is unchanged: consents.remember) and the grant
+    # with its code, then the session write (the pending request is gone)
+    with django_assert_num_queries(6 + TRANSACTION):
         response = consent(browser, response)
     assert response.status_code == 302 and "code=" in response["Location"]
     assert not AccessLog.objects.exists()

@@ -186,6 +186,9 @@ class PendingAuthorization:
     idp: list[str]
     login_started: int | None = None  # when this request sent the user to sign in
     asked: list[str] | None = None  # the scopes the consent page asks for
+    # The live consent the consent page was decided against (consents.seen): its answer updates
+    # that row in one statement if it is still as seen, else reads it again.
+    consent_seen: list | None = None
     user: str | None = None  # who the chooser/consent page was shown to
     expects: str = ""  # the answer the browser may post next: "tenant", "consent" or "step-up"
     # OIDC Core 3.1.2.1 / 5.5.1.1: the acr values asked for, in the client's order of preference;
@@ -409,6 +412,7 @@ class PendingAuthorization:
             return Fail("consent_required", "The user has not consented to this request.")
         # prompt=consent asks for everything again; otherwise only for what is new.
         self.asked = list(self.scopes) if "consent" in prompt else missing
+        self.consent_seen = consents.seen(consent)
         return AskConsent()
 
     def _decide_acr(

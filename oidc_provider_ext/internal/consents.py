@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -44,7 +44,11 @@ def granted_by_resource(consent: Consent | None) -> dict[str, set[str]]:
     """What ``consent`` allowed, per API: ``{resource identifier: scopes}``, ``""`` for requests
     that named no resource (RFC 8707). Anything else stored there (a row of an older version not
     migrated, a hand edit) allows nothing: fail closed, the user is asked again."""
-    stored = consent.resource if consent is not None else None
+    return _allowed(consent.resource if consent is not None else None)
+
+
+def _allowed(stored) -> dict[str, set[str]]:
+    """:func:`granted_by_resource` of a consent's stored ``resource``."""
     if not isinstance(stored, dict):
         return {}
     return {
@@ -76,9 +80,40 @@ def missing_scopes(
     ], consent
 
 
-def remember(user, application, tenant: str, scopes: list[str], resources: Sequence[str] = ()) -> None:
+def seen(consent: Consent | None) -> list | None:
+    """What :func:`remember` needs to know of the live consent a consent page was decided against
+    (kept in the pending request, which the browser's session holds): its id, when it was granted
+    (it changes on every widening) and what it allowed."""
+    if consent is None:
+        return None
+    return [consent.pk, consent.granted.isoformat(), consent.resource]
+
+
+def _widened(stored, named: list[str], remembered: set[str]) -> tuple[str, dict[str, list[str]]]:
+    """The consent's ``scope`` (the union, for the connected-apps page and the admin) and
+    ``resource`` once ``remembered`` is allowed for every API in ``named``."""
+    allowed = _allowed(stored)
+    for resource in named:
+        allowed[resource] = allowed.get(resource, set()) | remembered
+    by_resource = {resource: sorted(granted) for resource, granted in allowed.items()}
+    return " ".join(sorted(set().union(*allowed.values()))), by_resource
+
+
+def remember(
+    user,
+    application,
+    tenant: str,
+    scopes: list[str],
+    resources: Sequence[str] = (),
+    *,
+    seen: list | None = None,
+) -> None:
     """Record (or widen) the user's consent, unless the client's policy is to always ask: the
-    scopes granted now, for the APIs named now (``""`` when none), nothing for any other."""
+    scopes granted now, for the APIs named now (``""`` when none), nothing for any other.
+
+    ``seen`` (:func:`seen`): the consent the page was shown against. If that row is still live and
+    unchanged (same id, same ``granted``), one conditional UPDATE widens it; otherwise (revoked,
+    expired or widened meanwhile, or none seen) it is read again and written."""
     if policy(application) != ClientProfile.ConsentPolicy.REMEMBER:
         return
     now = timezone.now()
@@ -91,13 +126,10 @@ def remember(user, application, tenant: str, scopes: list[str], resources: Seque
     # Read and write in one transaction; inside the consent page's (consent and code, one
     # transaction) no savepoint of its own: a failure here ends that whole transaction anyway.
     with transaction.atomic(savepoint=False):
+        if _update_seen(user, application, tenant, seen, named, remembered, now, expires):
+            return
         consent = live_consent(user, application, tenant)
-        allowed = granted_by_resource(consent)
-        for resource in named:
-            allowed[resource] = allowed.get(resource, set()) | remembered
-        by_resource = {resource: sorted(granted) for resource, granted in allowed.items()}
-        # The union, for the connected-apps page and the admin.
-        scope = " ".join(sorted(set().union(*allowed.values())))
+        scope, by_resource = _widened(consent.resource if consent is not None else None, named, remembered)
         if consent is None:
             Consent.objects.create(
                 user=user, application=application, tenant=tenant, scope=scope,
@@ -107,6 +139,21 @@ def remember(user, application, tenant: str, scopes: list[str], resources: Seque
             consent.scope, consent.resource = scope, by_resource
             consent.granted, consent.expires, consent.last_used = now, expires, now
             consent.save(update_fields=["scope", "resource", "granted", "expires", "last_used"])
+
+
+def _update_seen(user, application, tenant: str, seen, named, remembered, now, expires) -> bool:
+    """Widen the consent ``seen`` in one UPDATE if it is still live and as seen; whether it was."""
+    try:
+        pk, granted, stored = seen
+        granted = datetime.fromisoformat(granted)
+    except (TypeError, ValueError):
+        return False
+    scope, by_resource = _widened(stored, named, remembered)
+    return bool(
+        live_consents(user)
+        .filter(pk=pk, application=application, tenant=tenant, granted=granted)
+        .update(scope=scope, resource=by_resource, granted=now, expires=expires, last_used=now)
+    )
 
 
 LAST_USED_RESOLUTION = timedelta(hours=1)

@@ -305,7 +305,12 @@ class _Authorization(OAuthLibMixin, View):
             with transaction.atomic() if consented else nullcontext():
                 if consented:
                     consents.remember(
-                        self.request.user, application, pending.tenant, pending.scopes, pending.resources
+                        self.request.user,
+                        application,
+                        pending.tenant,
+                        pending.scopes,
+                        pending.resources,
+                        seen=pending.consent_seen,
                     )
                 # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
                 uri, _headers, _body, _status = self.create_authorization_response(
