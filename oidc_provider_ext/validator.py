@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import router
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -33,9 +34,10 @@ from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
+from .internal.lookups import Lookup
 from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
-from .models.grants import revoke_issued, with_grant
+from .models.grants import grant_extras, revoke_issued, with_grant
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
@@ -74,12 +76,35 @@ def one(queryset):
     return next(iter(queryset[:1]), None)
 
 
+_access_token_lookups: dict[type, Lookup] = {}
+
+
+def _access_token_lookup() -> Lookup:
+    model = get_access_token_model()  # per call: a test may swap the model
+    lookup = _access_token_lookups.get(model)
+    if lookup is None:
+        lookup = _access_token_lookups[model] = Lookup(
+            model,
+            by=["token_checksum"],
+            joins=["application", "user"],
+            extras=grant_extras(model, "claims", "tenant"),
+        )
+    return lookup
+
+
 def access_token_with_grant(token: str):
     """The stored access token ``token`` (+client, user) with ``grant_pk``, ``grant_claims`` and
-    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement."""
+    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement, its SQL
+    written once per process (internal/lookups.py) where the database allows."""
+    lookup = _access_token_lookup()
+    using = router.db_for_read(lookup.model)
+    if lookup.supported(using):
+        return lookup.one(checksum(token), using=using)
     return one(
         with_grant(
-            AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum(token)),
+            lookup.model.objects.using(using)
+            .select_related("application", "user")
+            .filter(token_checksum=checksum(token)),
             "claims",
             "tenant",
         )

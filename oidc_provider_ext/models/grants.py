@@ -139,3 +139,37 @@ def with_grant(access_tokens: models.QuerySet, *fields: str) -> models.QuerySet:
     return access_tokens.annotate(
         **{f"grant_{name}": models.Subquery(grants.values(name)[:1]) for name in ("pk", *fields)}
     )
+
+
+def grant_extras(access_token_model: type[models.Model], *fields: str) -> list:
+    """:func:`with_grant` for an :class:`~oidc_provider_ext.internal.lookups.Lookup` of access
+    tokens: ``grant_pk`` and ``grant_<field>`` of the token's grant as correlated subqueries, the
+    SQL :func:`with_grant` has the ORM write (the grant of the token itself, or of the
+    refresh-token family it was rotated from)."""
+    from oauth2_provider.models import get_refresh_token_model
+
+    from oidc_provider_ext.internal.lookups import Extra
+
+    grant_meta = AuthorizationGrant._meta
+    refresh_meta = get_refresh_token_model()._meta
+    source = access_token_model._meta.get_field("source_refresh_token")
+
+    def subquery(field: models.Field):
+        def sql(q, outer: str) -> str:
+            family = grant_meta.get_field("token_family").column
+            return (
+                f"SELECT g.{q(field.column)} FROM {q(grant_meta.db_table)} g "
+                f"WHERE g.{q(grant_meta.get_field('access_token').column)} = "
+                f"{outer}.{q(access_token_model._meta.pk.column)} "
+                f"OR g.{q(family)} = (SELECT r.{q(refresh_meta.get_field('token_family').column)} "
+                f"FROM {q(refresh_meta.db_table)} r "
+                f"WHERE r.{q(refresh_meta.pk.column)} = {outer}.{q(source.column)}) "
+                "LIMIT 1"
+            )
+
+        return sql
+
+    return [
+        Extra(f"grant_{name}", subquery(field), output_field=field)
+        for name, field in (("pk", grant_meta.pk), *((name, grant_meta.get_field(name)) for name in fields))
+    ]
