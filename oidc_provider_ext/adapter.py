@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import router
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
@@ -34,6 +35,15 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 PASSWORD_ACR = acr.PASSWORD  # kept as an alias: oidc_provider_ext.acr.PASSWORD
+
+
+@lru_cache(maxsize=1)
+def _membership_lookup():
+    from .internal.lookups import Lookup
+
+    return Lookup(
+        TenantMembership, by=["user", "is_active", "tenant__code", "tenant__is_active"], joins=["tenant"]
+    )
 
 
 class DefaultOIDCAdapter:
@@ -169,6 +179,10 @@ class DefaultOIDCAdapter:
         ``tenant_code`` (lower-case). Asked at sign-in to a tenant (a non-member gets the
         wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
         honours a tenant token (so keep it to one query)."""
+        lookup = _membership_lookup()
+        using = router.db_for_read(TenantMembership)
+        if lookup.supported(using):  # the same query, its SQL written once (internal/lookups.py)
+            return lookup.exists(user.pk, True, tenant_code, True, using=using)
         return TenantMembership.objects.filter(
             user_id=user.pk, is_active=True, tenant__code=tenant_code, tenant__is_active=True
         ).exists()

@@ -802,12 +802,7 @@ class OIDCValidator(OAuth2Validator):
 
     def get_userinfo_claims(self, request):
         grant = _state(request).grant  # loaded by validate_bearer_token
-        requested = _requested(grant.claims, "userinfo")
-        adapter = get_adapter()
-        claims = {"sub": subject_for(request.user)}
-        claims.update(adapter.get_user_claims(request.user, request.scopes, requested=requested))
-        claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
-        return claims
+        return userinfo_claims(request.user, request.scopes, grant.claims, grant.tenant)
 
     def get_id_token_dictionary(self, token, token_handler, request):
         adapter = get_adapter()
@@ -858,3 +853,52 @@ class OIDCValidator(OAuth2Validator):
         except (JWException, ValueError, TypeError):
             return None
         return keys.verification_key(kid) if kid else None
+
+
+# --- userinfo without oauthlib (views/userinfo.py) -----------------------------------------------
+
+
+def userinfo_claims(user, scopes, grant_claims: dict | None, tenant: str) -> dict[str, Any]:
+    """OIDC Core 5.3.2: ``sub``, the claims of the granted ``scopes`` and those the grant's claims
+    parameter requested for userinfo (5.5), and the tenant's."""
+    adapter = get_adapter()
+    claims = {"sub": subject_for(user)}
+    claims.update(adapter.get_user_claims(user, scopes, requested=_requested(grant_claims, "userinfo")))
+    claims.update(adapter.get_tenant_claims(user, tenant))
+    return claims
+
+
+def userinfo_served_directly() -> bool:
+    """Whether views/userinfo.py may answer without oauthlib: DOT's validator is ours as shipped
+    (a site's subclass may override the bearer checks; it keeps oauthlib's path) and DOT does not
+    ask a remote server about unknown tokens (RESOURCE_SERVER_INTROSPECTION_URL)."""
+    return oauth2_settings.OAUTH2_VALIDATOR_CLASS is OIDCValidator and not (
+        oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL
+    )
+
+
+def userinfo_access_token(access_token, django_request) -> bool:
+    """What ``OIDCValidator.validate_bearer_token`` (DOT's checks, then ours) decides for the
+    ``openid`` scope the UserInfo endpoint asks for (oauthlib's UserInfoEndpoint), on a token
+    already loaded by :func:`access_token_with_grant`."""
+    if access_token is None or not access_token.is_valid(["openid"]):
+        return False  # unknown (revoked, logged out), expired, or without openid
+    if access_token.resource:
+        # RFC 8707 / RFC 9068 4: a token for an API is not a token for this provider's userinfo.
+        return False
+    application = access_token.application
+    if application is not None and not application.is_usable(django_request):
+        return False  # DOT's rule for a swapped Application model that can be disabled
+    if access_token.user is None or access_token.grant_pk is None:
+        # OIDC Core 5.3: userinfo answers about a user; a user's token always has a grant.
+        return False
+    # The account-state rule. The cached client carries its profile (no query for the tenant rule).
+    client = get_client(application.client_id) or application
+    return get_adapter().may_use_client(access_token.user, client, access_token.grant_tenant)
+
+
+def invalid_token_error() -> tuple[int, dict[str, str], str]:
+    """oauthlib's RFC 6750 3.1 ``invalid_token`` answer of the UserInfo endpoint, exactly: status,
+    headers (the Bearer challenge) and JSON body."""
+    error = errors.InvalidTokenError()
+    return error.status_code, error.headers, error.json

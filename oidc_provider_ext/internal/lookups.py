@@ -48,7 +48,7 @@ def _fields(model: type[models.Model]) -> list[models.Field] | None:
 def _database_timezone(alias: str) -> datetime.tzinfo:
     # Django stores aware datetimes in UTC unless the database has its own TIME_ZONE (settings).
     name = settings.DATABASES[alias].get("TIME_ZONE") or "UTC"
-    return datetime.timezone.utc if name == "UTC" else zoneinfo.ZoneInfo(name)
+    return datetime.UTC if name == "UTC" else zoneinfo.ZoneInfo(name)
 
 
 def _converter(field: models.Field) -> Converter | None:
@@ -96,6 +96,7 @@ class Extra:
 @dataclass
 class _Compiled:
     sql: str
+    exists_sql: str
     attnames: list[list[str]]  # per model: the attnames of its columns, in select order
     converters: list[list[Converter | None]]
     extra_converters: list[Converter | None]
@@ -103,12 +104,14 @@ class _Compiled:
 
 class Lookup:
     """``SELECT`` every column of ``model`` and of the models its foreign keys ``joins`` lead to
-    (``LEFT JOIN``: a null key gives None), plus ``extras``, ``WHERE`` each of ``by`` (field names
-    of ``model``) equals a bound parameter; at most one row (the caller looks up a unique value).
+    (``LEFT JOIN``: a null key gives None), plus ``extras``, ``WHERE`` each of ``by`` equals a
+    bound parameter; at most one row (the caller looks up a unique value). ``by`` names fields of
+    ``model``, or ``join__field`` for a field of a joined model.
 
     :meth:`one` returns the ``model`` instance with the joined objects assigned and each extra set
-    as an attribute, or None. Build it once (module level, or cached per model) and call
-    :meth:`one` per request: the SQL is written once per database vendor.
+    as an attribute, or None; :meth:`exists` only says whether there is such a row. Build it once
+    (module level, or cached per model) and call it per request: the SQL is written once per
+    database vendor.
     """
 
     def __init__(
@@ -120,11 +123,21 @@ class Lookup:
         extras: Sequence[Extra] = (),
     ) -> None:
         self.model = model
-        self.by = [model._meta.get_field(name) for name in by]
         self.joins = [model._meta.get_field(name) for name in joins]
         for join in self.joins:
             if not (join.many_to_one or join.one_to_one) or not join.concrete:
                 raise ValueError(f"{model.__name__}.{join.name} is not a foreign key")
+        # (index of the table: 0 the base, i the i-th join; the field)
+        self.by: list[tuple[int, models.Field]] = []
+        for name in by:
+            join_name, _sep, field_name = name.rpartition("__")
+            if not join_name:
+                self.by.append((0, model._meta.get_field(name)))
+                continue
+            index = next((i for i, join in enumerate(self.joins, 1) if join.name == join_name), None)
+            if index is None:
+                raise ValueError(f"{name}: {join_name} is not one of the joins")
+            self.by.append((index, self.joins[index - 1].related_model._meta.get_field(field_name)))
         self.extras = list(extras)
         self.models = [model, *(join.related_model for join in self.joins)]
         self._fields = [_fields(m) for m in self.models]
@@ -155,21 +168,15 @@ class Lookup:
             f"ON {aliases[0]}.{q(join.column)} = {alias}.{q(join.target_field.column)}"
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
-        where = " AND ".join(f"{aliases[0]}.{q(field.column)} = %s" for field in self.by)
-        sql = " ".join(
-            [
-                f"SELECT {', '.join(columns)}",
-                f"FROM {q(self.model._meta.db_table)} {aliases[0]}",
-                *joins,
-                f"WHERE {where}",
-                "LIMIT 1",
-            ]
-        )
+        where = " AND ".join(f"{aliases[index]}.{q(field.column)} = %s" for index, field in self.by)
+        rest = [f"FROM {q(self.model._meta.db_table)} {aliases[0]}", *joins, f"WHERE {where}", "LIMIT 1"]
+        sql = " ".join([f"SELECT {', '.join(columns)}", *rest])
+        exists_sql = " ".join(["SELECT 1", *rest])
         extra_converters = [
             _converter(extra.output_field) if extra.output_field is not None else None
             for extra in self.extras
         ]
-        return _Compiled(sql, attnames, converters, extra_converters)
+        return _Compiled(sql, exists_sql, attnames, converters, extra_converters)
 
     def compiled(self, alias: str = "default") -> _Compiled:
         connection = connections[alias]
@@ -178,20 +185,31 @@ class Lookup:
             compiled = self._compiled[connection.vendor] = self._compile(connection)
         return compiled
 
+    def _fetch(self, sql: str, params: Sequence[Any], connection) -> tuple | None:
+        # Bound parameters only, prepared by each field as the ORM would (get_db_prep_value).
+        values = [
+            field.get_db_prep_value(value, connection)
+            for (_index, field), value in zip(self.by, params, strict=True)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            return cursor.fetchone()
+
+    def exists(self, *params: Any, using: str = "default") -> bool:
+        """Whether a row's ``by`` fields equal ``params``."""
+        return self._fetch(self.compiled(using).exists_sql, params, connections[using]) is not None
+
     def one(self, *params: Any, using: str = "default") -> models.Model | None:
         """The row whose ``by`` fields equal ``params``, as objects, or None."""
         compiled = self.compiled(using)
         connection = connections[using]
-        # Bound parameters only, prepared by each field as the ORM would (get_db_prep_value).
-        values = [field.get_db_prep_value(value, connection) for field, value in zip(self.by, params, strict=True)]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, values)
-            row = cursor.fetchone()
+        row = self._fetch(compiled.sql, params, connection)
         if row is None:
             return None
         objects = []
         start = 0
-        for model, attnames, converters in zip(self.models, compiled.attnames, compiled.converters, strict=True):
+        tables = zip(self.models, compiled.attnames, compiled.converters, strict=True)
+        for model, attnames, converters in tables:
             end = start + len(attnames)
             values = [
                 value if convert is None else convert(value, connection)
@@ -200,7 +218,7 @@ class Lookup:
             start = end
             objects.append(model.from_db(using, attnames, values))
         base = objects[0]
-        for join, related, attnames in zip(self.joins, objects[1:], compiled.attnames[1:], strict=True):
+        for join, related in zip(self.joins, objects[1:], strict=True):
             # The joined row's primary key is NULL when the foreign key was: nothing joined.
             pk_attname = join.related_model._meta.pk.attname
             if getattr(related, pk_attname) is None:
