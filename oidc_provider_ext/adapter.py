@@ -178,7 +178,14 @@ class DefaultOIDCAdapter:
         """THE membership rule: whether ``user`` is an active member of the active tenant
         ``tenant_code`` (lower-case). Asked at sign-in to a tenant (a non-member gets the
         wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
-        honours a tenant token (so keep it to one query)."""
+        honours a tenant token (so keep it to one query).
+
+        ``member_hint``: what this very rule's query answered as part of the access token's own
+        lookup (userinfo, introspection, a resource server's revocation check); an override that
+        reads another organisation model ignores it."""
+        hint = kwargs.get("member_hint")
+        if hint is not None and type(self).is_member_of is DefaultOIDCAdapter.is_member_of:
+            return bool(hint)
         lookup = _membership_lookup()
         using = router.db_for_read(TenantMembership)
         if lookup.supported(using):  # the same query, its SQL written once (internal/lookups.py)
@@ -220,7 +227,7 @@ class DefaultOIDCAdapter:
         if not tenant:
             # A client restricted to some tenants never acts for a user outside them.
             return not self.client_tenant_codes(application)
-        return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant)
+        return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant, **kwargs)
 
     def get_tenant_claims(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> dict[str, Any]:
         """Claims naming the tenant in ID tokens, access tokens, userinfo and introspection."""

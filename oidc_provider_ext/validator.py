@@ -37,7 +37,7 @@ from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .internal.lookups import Lookup
 from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
-from .models.grants import grant_extras, revoke_issued, with_grant
+from .models.grants import grant_extras, grant_tenant_member_extra, revoke_issued, with_grant
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
@@ -87,7 +87,7 @@ def _access_token_lookup() -> Lookup:
             model,
             by=["token_checksum"],
             joins=["application", "user"],
-            extras=grant_extras(model, "claims", "tenant"),
+            extras=[*grant_extras(model, "claims", "tenant"), grant_tenant_member_extra(model)],
         )
     return lookup
 
@@ -894,7 +894,16 @@ def userinfo_access_token(access_token, django_request) -> bool:
         return False
     # The account-state rule. The cached client carries its profile (no query for the tenant rule).
     client = get_client(application.client_id) or application
-    return get_adapter().may_use_client(access_token.user, client, access_token.grant_tenant)
+    return get_adapter().may_use_client(
+        access_token.user, client, access_token.grant_tenant, **member_hint(access_token)
+    )
+
+
+def member_hint(access_token) -> dict[str, Any]:
+    """``adapter.is_member_of``'s ``member_hint`` for the token's user and grant tenant, when the
+    token came from :func:`access_token_with_grant`'s single statement (else nothing: it asks)."""
+    member = getattr(access_token, "grant_tenant_member", None)
+    return {} if member is None else {"member_hint": bool(member)}
 
 
 def invalid_token_error() -> tuple[int, dict[str, str], str]:

@@ -173,3 +173,28 @@ def grant_extras(access_token_model: type[models.Model], *fields: str) -> list:
         Extra(f"grant_{name}", subquery(field), output_field=field)
         for name, field in (("pk", grant_meta.pk), *((name, grant_meta.get_field(name)) for name in fields))
     ]
+
+
+def grant_tenant_member_extra(access_token_model: type[models.Model]):
+    """``grant_tenant_member``: whether the token's user is an active member of its grant's
+    tenant, active too: the default ``adapter.is_member_of`` query (its ``member_hint``), asked in
+    the token's own statement. False for a grant without a tenant (the rule is not asked then)."""
+    from oidc_provider_ext.internal.lookups import Extra
+    from oidc_provider_ext.models import Tenant, TenantMembership
+
+    tenant_sql = grant_extras(access_token_model, "tenant")[1].sql
+    membership, tenant = TenantMembership._meta, Tenant._meta
+    user_column = access_token_model._meta.get_field("user").column
+
+    def sql(q, outer: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {q(membership.db_table)} m "
+            f"INNER JOIN {q(tenant.db_table)} tt "
+            f"ON m.{q(membership.get_field('tenant').column)} = tt.{q(tenant.pk.column)} "
+            f"WHERE m.{q(membership.get_field('user').column)} = {outer}.{q(user_column)} "
+            f"AND m.{q(membership.get_field('is_active').column)} "
+            f"AND tt.{q(tenant.get_field('is_active').column)} "
+            f"AND tt.{q(tenant.get_field('code').column)} = ({tenant_sql(q, outer)}))"
+        )
+
+    return Extra("grant_tenant_member", sql)

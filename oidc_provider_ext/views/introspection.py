@@ -17,7 +17,7 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
-from oidc_provider_ext.validator import access_token_with_grant, checksum
+from oidc_provider_ext.validator import access_token_with_grant, checksum, member_hint
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
 
 
@@ -99,7 +99,7 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 # The account-state rule: a deactivated user's or ended member's token is inactive.
                 # The cached client carries its profile (no query for the tenant rule).
                 application = get_client(access.application.client_id) or access.application
-                if not get_adapter().may_use_client(access.user, application, tenant):
+                if not get_adapter().may_use_client(access.user, application, tenant, **member_hint(access)):
                     return {"active": False}
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
                 data.update(get_adapter().get_tenant_claims(access.user, tenant))
