@@ -102,7 +102,8 @@ def access_token_with_grant(token: str):
         return lookup.one(checksum(token), using=using)
     return one(
         with_grant(
-            lookup.model.objects.using(using)
+            get_access_token_model()
+            .objects.using(using)
             .select_related("application", "user")
             .filter(token_checksum=checksum(token)),
             "claims",

@@ -45,6 +45,18 @@ def _fields(model: type[models.Model]) -> list[models.Field] | None:
     return fields
 
 
+def _related(join: models.ForeignKey) -> type[models.Model]:
+    return join.related_model
+
+
+def column_field(model: type[models.Model], name: str) -> models.Field:
+    """``model``'s field ``name``, which has a column of ``model``'s table (ValueError if not)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
 def _database_timezone(alias: str) -> datetime.tzinfo:
     # Django stores aware datetimes in UTC unless the database has its own TIME_ZONE (settings).
     name = settings.DATABASES[alias].get("TIME_ZONE") or "UTC"
@@ -123,23 +135,25 @@ class Lookup:
         extras: Sequence[Extra] = (),
     ) -> None:
         self.model = model
-        self.joins = [model._meta.get_field(name) for name in joins]
-        for join in self.joins:
-            if not (join.many_to_one or join.one_to_one) or not join.concrete:
-                raise ValueError(f"{model.__name__}.{join.name} is not a foreign key")
+        self.joins: list[models.ForeignKey] = []
+        for name in joins:
+            join = model._meta.get_field(name)
+            if not isinstance(join, models.ForeignKey):  # OneToOneField is one too
+                raise ValueError(f"{model.__name__}.{name} is not a foreign key")
+            self.joins.append(join)
+        self.models: list[type[models.Model]] = [model, *(_related(join) for join in self.joins)]
         # (index of the table: 0 the base, i the i-th join; the field)
         self.by: list[tuple[int, models.Field]] = []
         for name in by:
             join_name, _sep, field_name = name.rpartition("__")
-            if not join_name:
-                self.by.append((0, model._meta.get_field(name)))
-                continue
-            index = next((i for i, join in enumerate(self.joins, 1) if join.name == join_name), None)
-            if index is None:
-                raise ValueError(f"{name}: {join_name} is not one of the joins")
-            self.by.append((index, self.joins[index - 1].related_model._meta.get_field(field_name)))
+            index = 0
+            if join_name:
+                found = [i for i, join in enumerate(self.joins, 1) if join.name == join_name]
+                if not found:
+                    raise ValueError(f"{name}: {join_name} is not one of the joins")
+                index = found[0]
+            self.by.append((index, column_field(self.models[index], field_name if join_name else name)))
         self.extras = list(extras)
-        self.models = [model, *(join.related_model for join in self.joins)]
         self._fields = [_fields(m) for m in self.models]
         self._compiled: dict[str, _Compiled] = {}
 
@@ -164,7 +178,7 @@ class Lookup:
             converters.append([_converter(field) for field in fields])
         columns += [f"({extra.sql(q, aliases[0])})" for extra in self.extras]
         joins = [
-            f"LEFT OUTER JOIN {q(join.related_model._meta.db_table)} {alias} "
+            f"LEFT OUTER JOIN {q(_related(join)._meta.db_table)} {alias} "
             f"ON {aliases[0]}.{q(join.column)} = {alias}.{q(join.target_field.column)}"
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
@@ -218,11 +232,9 @@ class Lookup:
             start = end
             objects.append(model.from_db(using, attnames, values))
         base = objects[0]
-        for join, related in zip(self.joins, objects[1:], strict=True):
+        for join, joined in zip(self.joins, objects[1:], strict=True):
             # The joined row's primary key is NULL when the foreign key was: nothing joined.
-            pk_attname = join.related_model._meta.pk.attname
-            if getattr(related, pk_attname) is None:
-                related = None
+            related = joined if getattr(joined, _related(join)._meta.pk.attname) is not None else None
             setattr(base, join.name, related)  # the forward descriptor caches it, as select_related
         for extra, value, convert in zip(self.extras, row[start:], compiled.extra_converters, strict=True):
             setattr(base, extra.name, value if convert is None else convert(value, connection))

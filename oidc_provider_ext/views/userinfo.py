@@ -40,9 +40,9 @@ def _token_client_ids(request) -> list[str]:
         return []
     # DOT stores access tokens as SHA-256 checksums (COMPLIANT_BCP_RFC9700_TOKEN_STORAGE).
     stored = _stored_token(request, token.strip())
-    if stored is None:
+    if stored is None or stored.application is None:
         return []
-    return [stored.application.client_id if stored.application is not None else None]
+    return [stored.application.client_id]
 
 
 def _bearer_token(request) -> str | None:
@@ -101,7 +101,7 @@ class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
         them: the same checks (validator.userinfo_access_token), claims and errors, one lookup."""
         token = _bearer_token(request)
         access_token = _stored_token(request, token) if token else None
-        if not validator.userinfo_access_token(access_token, request):
+        if access_token is None or not validator.userinfo_access_token(access_token, request):
             status, headers, body = validator.invalid_token_error()
             response = HttpResponse(body, status=status)
             for name, value in headers.items():
