@@ -56,15 +56,19 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-csp's, with the bearer endpoints' (unchanging) header built once.
+    "oidc_provider_ext.middleware.CSPMiddleware",
+    # Userinfo and introspection are answered here, with every header above and without the
+    # browser's middleware below (sessions, CSRF, sign-in state, messages, lockouts): docs/performance.md.
+    "oidc_provider_ext.middleware.BearerEndpointsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Signs a browser out once its OP sessions were ended elsewhere (another device, an operator).
     "oidc_provider_ext.middleware.OPSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     # Last, as django-axes requires: it turns lockouts into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

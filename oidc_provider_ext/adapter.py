@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import router
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
@@ -35,6 +36,15 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 
 PASSWORD_ACR = acr.PASSWORD  # kept as an alias: oidc_provider_ext.acr.PASSWORD
 _TENANTS_READ = "oidc_tenants_read"  # request attribute: the tenants get_tenant read, by code
+
+
+@lru_cache(maxsize=1)
+def _membership_lookup():
+    from .internal.lookups import Lookup
+
+    return Lookup(
+        TenantMembership, by=["user", "is_active", "tenant__code", "tenant__is_active"], joins=["tenant"]
+    )
 
 
 class DefaultOIDCAdapter:
@@ -180,7 +190,18 @@ class DefaultOIDCAdapter:
         """THE membership rule: whether ``user`` is an active member of the active tenant
         ``tenant_code`` (lower-case). Asked at sign-in to a tenant (a non-member gets the
         wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
-        honours a tenant token (so keep it to one query)."""
+        honours a tenant token (so keep it to one query).
+
+        ``member_hint``: what this very rule's query answered as part of the access token's own
+        lookup (userinfo, introspection, a resource server's revocation check); an override that
+        reads another organisation model ignores it."""
+        hint = kwargs.get("member_hint")
+        if hint is not None and type(self).is_member_of is DefaultOIDCAdapter.is_member_of:
+            return bool(hint)
+        lookup = _membership_lookup()
+        using = router.db_for_read(TenantMembership)
+        if lookup.supported(using):  # the same query, its SQL written once (internal/lookups.py)
+            return lookup.exists(user.pk, True, tenant_code, True, using=using)
         return TenantMembership.objects.filter(
             user_id=user.pk, is_active=True, tenant__code=tenant_code, tenant__is_active=True
         ).exists()
@@ -218,7 +239,7 @@ class DefaultOIDCAdapter:
         if not tenant:
             # A client restricted to some tenants never acts for a user outside them.
             return not self.client_tenant_codes(application)
-        return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant)
+        return self.client_allows_tenant(application, tenant) and self.is_member_of(user, tenant, **kwargs)
 
     def get_tenant_claims(self, user: AbstractBaseUser, tenant_code: str, **kwargs: Any) -> dict[str, Any]:
         """Claims naming the tenant in ID tokens, access tokens, userinfo and introspection."""

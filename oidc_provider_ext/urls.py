@@ -98,7 +98,9 @@ oidc_urlpatterns = [
     path("endsession", endsession.EndSessionView.as_view(), name="endsession"),
 ]
 
-endpoint_urlpatterns = oauth2_urlpatterns + oidc_urlpatterns
+# userinfo first: Django tries the patterns in order (~2 µs each), and it is the hottest bearer
+# endpoint; no two of these patterns match the same path, so the order changes nothing else.
+endpoint_urlpatterns = oidc_urlpatterns + oauth2_urlpatterns
 
 discovery_urlpatterns = [
     path(".well-known/openid-configuration", discovery.DiscoveryView.as_view(), name="discovery"),

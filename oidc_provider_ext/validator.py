@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import router
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -33,9 +34,10 @@ from .adapter import get_adapter
 from .conf import app_settings
 from .internal import cors, devices, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
+from .internal.lookups import Lookup
 from .internal.requests import error_description
 from .models import AuthorizationGrant, DeviceAuthorization
-from .models.grants import revoke_issued, with_grant
+from .models.grants import grant_extras, grant_tenant_member_extra, revoke_issued, with_grant
 from .tenants import TenantError, default_tenant, parse_acr_values, resolve_requested_tenant
 from .tokens import mint_access_token, subject_for
 
@@ -74,12 +76,36 @@ def one(queryset):
     return next(iter(queryset[:1]), None)
 
 
+_access_token_lookups: dict[type, Lookup] = {}
+
+
+def _access_token_lookup() -> Lookup:
+    model = get_access_token_model()  # per call: a test may swap the model
+    lookup = _access_token_lookups.get(model)
+    if lookup is None:
+        lookup = _access_token_lookups[model] = Lookup(
+            model,
+            by=["token_checksum"],
+            joins=["application", "user"],
+            extras=[*grant_extras(model, "claims", "tenant"), grant_tenant_member_extra(model)],
+        )
+    return lookup
+
+
 def access_token_with_grant(token: str):
     """The stored access token ``token`` (+client, user) with ``grant_pk``, ``grant_claims`` and
-    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement."""
+    ``grant_tenant`` of its grant (models/grants.py with_grant), or None: one statement, its SQL
+    written once per process (internal/lookups.py) where the database allows."""
+    lookup = _access_token_lookup()
+    using = router.db_for_read(lookup.model)
+    if lookup.supported(using):
+        return lookup.one(checksum(token), using=using)
     return one(
         with_grant(
-            AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum(token)),
+            get_access_token_model()
+            .objects.using(using)
+            .select_related("application", "user")
+            .filter(token_checksum=checksum(token)),
             "claims",
             "tenant",
         )
@@ -777,12 +803,7 @@ class OIDCValidator(OAuth2Validator):
 
     def get_userinfo_claims(self, request):
         grant = _state(request).grant  # loaded by validate_bearer_token
-        requested = _requested(grant.claims, "userinfo")
-        adapter = get_adapter()
-        claims = {"sub": subject_for(request.user)}
-        claims.update(adapter.get_user_claims(request.user, request.scopes, requested=requested))
-        claims.update(adapter.get_tenant_claims(request.user, grant.tenant))
-        return claims
+        return userinfo_claims(request.user, request.scopes, grant.claims, grant.tenant)
 
     def get_id_token_dictionary(self, token, token_handler, request):
         adapter = get_adapter()
@@ -833,3 +854,61 @@ class OIDCValidator(OAuth2Validator):
         except (JWException, ValueError, TypeError):
             return None
         return keys.verification_key(kid) if kid else None
+
+
+# --- userinfo without oauthlib (views/userinfo.py) -----------------------------------------------
+
+
+def userinfo_claims(user, scopes, grant_claims: dict | None, tenant: str) -> dict[str, Any]:
+    """OIDC Core 5.3.2: ``sub``, the claims of the granted ``scopes`` and those the grant's claims
+    parameter requested for userinfo (5.5), and the tenant's."""
+    adapter = get_adapter()
+    claims = {"sub": subject_for(user)}
+    claims.update(adapter.get_user_claims(user, scopes, requested=_requested(grant_claims, "userinfo")))
+    claims.update(adapter.get_tenant_claims(user, tenant))
+    return claims
+
+
+def userinfo_served_directly() -> bool:
+    """Whether views/userinfo.py may answer without oauthlib: DOT's validator is ours as shipped
+    (a site's subclass may override the bearer checks; it keeps oauthlib's path) and DOT does not
+    ask a remote server about unknown tokens (RESOURCE_SERVER_INTROSPECTION_URL)."""
+    return oauth2_settings.OAUTH2_VALIDATOR_CLASS is OIDCValidator and not (
+        oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL
+    )
+
+
+def userinfo_access_token(access_token, django_request) -> bool:
+    """What ``OIDCValidator.validate_bearer_token`` (DOT's checks, then ours) decides for the
+    ``openid`` scope the UserInfo endpoint asks for (oauthlib's UserInfoEndpoint), on a token
+    already loaded by :func:`access_token_with_grant`."""
+    if access_token is None or not access_token.is_valid(["openid"]):
+        return False  # unknown (revoked, logged out), expired, or without openid
+    if access_token.resource:
+        # RFC 8707 / RFC 9068 4: a token for an API is not a token for this provider's userinfo.
+        return False
+    application = access_token.application
+    if application is not None and not application.is_usable(django_request):
+        return False  # DOT's rule for a swapped Application model that can be disabled
+    if access_token.user is None or access_token.grant_pk is None:
+        # OIDC Core 5.3: userinfo answers about a user; a user's token always has a grant.
+        return False
+    # The account-state rule. The cached client carries its profile (no query for the tenant rule).
+    client = get_client(application.client_id) or application
+    return get_adapter().may_use_client(
+        access_token.user, client, access_token.grant_tenant, **member_hint(access_token)
+    )
+
+
+def member_hint(access_token) -> dict[str, Any]:
+    """``adapter.is_member_of``'s ``member_hint`` for the token's user and grant tenant, when the
+    token came from :func:`access_token_with_grant`'s single statement (else nothing: it asks)."""
+    member = getattr(access_token, "grant_tenant_member", None)
+    return {} if member is None else {"member_hint": bool(member)}
+
+
+def invalid_token_error() -> tuple[int, dict[str, str], str]:
+    """oauthlib's RFC 6750 3.1 ``invalid_token`` answer of the UserInfo endpoint, exactly: status,
+    headers (the Bearer challenge) and JSON body."""
+    error = errors.InvalidTokenError()
+    return error.status_code, error.headers, error.json

@@ -10,7 +10,7 @@ from oidc_provider_ext.resource import validate_access_token
 
 from . import presets
 from .conftest import oidc_settings
-from .factories import ResourceServerFactory
+from .factories import ResourceServerFactory, TenantFactory, TenantMembershipFactory
 from .flow import authorize_url, exchange, get_code, introspect, token_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,6 +85,21 @@ def test_userinfo(warm, browser, rp, user, confidential_app, django_assert_num_q
     with django_assert_num_queries(1):  # budget: 3
         response = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
     assert response.status_code == 200
+
+
+def test_userinfo_and_introspection_for_a_tenant_user(
+    warm, browser, rp, user, confidential_app, django_assert_num_queries
+):
+    TenantMembershipFactory(tenant=TenantFactory(code="acme"), user=user)
+    code, _ = get_code(browser, confidential_app, user, scope="openid", acr_values="tenant:acme")
+    access_token = exchange(rp, confidential_app, code).json()["access_token"]
+    # access token (+user, client, its grant's claims and tenant, and the membership rule's answer
+    # for that tenant, all as subqueries of one statement)
+    with django_assert_num_queries(1):  # budget: 2 (was: the token, then the membership)
+        response = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
+    assert response.status_code == 200 and response.json()["tenant"] == "acme"
+    with django_assert_num_queries(1):
+        assert introspect(rp, confidential_app, access_token)["tenant"] == "acme"
 
 
 def test_discovery_and_jwks_are_query_free_once_warm(warm, django_assert_num_queries):

@@ -140,6 +140,9 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # their JWK objects when keys change, so a changed key is a new entry)
     "oidc_provider_ext.internal.jws._op_keys": (PURE, None),
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
+    # hot lookups' SQL text (internal/lookups.py), written from the models once per database vendor
+    "oidc_provider_ext.adapter._membership_lookup": (PURE, None),
+    "oidc_provider_ext.validator._access_token_lookups": (PURE, None),
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
     # client ID metadata documents: a refused document is remembered for a minute in the shared

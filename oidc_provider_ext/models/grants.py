@@ -139,3 +139,61 @@ def with_grant(access_tokens: models.QuerySet, *fields: str) -> models.QuerySet:
     return access_tokens.annotate(
         **{f"grant_{name}": models.Subquery(grants.values(name)[:1]) for name in ("pk", *fields)}
     )
+
+
+def grant_extras(access_token_model: type[models.Model], *fields: str) -> list:
+    """:func:`with_grant` for an :class:`~oidc_provider_ext.internal.lookups.Lookup` of access
+    tokens: ``grant_pk`` and ``grant_<field>`` of the token's grant as correlated subqueries, the
+    SQL :func:`with_grant` has the ORM write (the grant of the token itself, or of the
+    refresh-token family it was rotated from)."""
+    from oauth2_provider.models import get_refresh_token_model
+
+    from oidc_provider_ext.internal.lookups import Extra, column_field
+
+    grant_meta = AuthorizationGrant._meta
+    refresh_model = get_refresh_token_model()
+    refresh_meta = refresh_model._meta
+    source = column_field(access_token_model, "source_refresh_token")
+
+    def subquery(field: models.Field):
+        def sql(q, outer: str) -> str:
+            family = column_field(AuthorizationGrant, "token_family").column
+            return (
+                f"SELECT g.{q(field.column)} FROM {q(grant_meta.db_table)} g "
+                f"WHERE g.{q(column_field(AuthorizationGrant, 'access_token').column)} = "
+                f"{outer}.{q(access_token_model._meta.pk.column)} "
+                f"OR g.{q(family)} = (SELECT r.{q(column_field(refresh_model, 'token_family').column)} "
+                f"FROM {q(refresh_meta.db_table)} r "
+                f"WHERE r.{q(refresh_meta.pk.column)} = {outer}.{q(source.column)}) "
+                "LIMIT 1"
+            )
+
+        return sql
+
+    columns = [("pk", grant_meta.pk), *((name, column_field(AuthorizationGrant, name)) for name in fields)]
+    return [Extra(f"grant_{name}", subquery(field), output_field=field) for name, field in columns]
+
+
+def grant_tenant_member_extra(access_token_model: type[models.Model]):
+    """``grant_tenant_member``: whether the token's user is an active member of its grant's
+    tenant, active too: the default ``adapter.is_member_of`` query (its ``member_hint``), asked in
+    the token's own statement. False for a grant without a tenant (the rule is not asked then)."""
+    from oidc_provider_ext.internal.lookups import Extra, column_field
+    from oidc_provider_ext.models import Tenant, TenantMembership
+
+    tenant_sql = grant_extras(access_token_model, "tenant")[1].sql
+    membership, tenant = TenantMembership._meta, Tenant._meta
+    user_column = column_field(access_token_model, "user").column
+
+    def sql(q, outer: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {q(membership.db_table)} m "
+            f"INNER JOIN {q(tenant.db_table)} tt "
+            f"ON m.{q(column_field(TenantMembership, 'tenant').column)} = tt.{q(tenant.pk.column)} "
+            f"WHERE m.{q(column_field(TenantMembership, 'user').column)} = {outer}.{q(user_column)} "
+            f"AND m.{q(column_field(TenantMembership, 'is_active').column)} "
+            f"AND tt.{q(column_field(Tenant, 'is_active').column)} "
+            f"AND tt.{q(column_field(Tenant, 'code').column)} = ({tenant_sql(q, outer)}))"
+        )
+
+    return Extra("grant_tenant_member", sql)

@@ -405,7 +405,7 @@ def _check_not_revoked(token: str) -> None:
     # deactivated or suspended behind the provider's back is refused before the token expires.
     from oidc_provider_ext.adapter import get_adapter
     from oidc_provider_ext.internal.clients import get_client
-    from oidc_provider_ext.validator import access_token_with_grant
+    from oidc_provider_ext.validator import access_token_with_grant, member_hint
 
     # The token with its grant's tenant: one statement, compiled once (validator.py).
     stored = access_token_with_grant(token)
@@ -420,7 +420,7 @@ def _check_not_revoked(token: str) -> None:
         tenant = stored.grant_tenant
     # The cached client carries its profile (no query for the tenant rule).
     application = get_client(stored.application.client_id) or stored.application
-    if not get_adapter().may_use_client(stored.user, application, tenant):
+    if not get_adapter().may_use_client(stored.user, application, tenant, **member_hint(stored)):
         raise InvalidToken("The access token may no longer be used.")
 
 

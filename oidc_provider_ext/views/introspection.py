@@ -9,26 +9,36 @@ from django.http import JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_refresh_token_model
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.models import AuthorizationGrant
-from oidc_provider_ext.models.grants import with_grant
 from oidc_provider_ext.tokens import subject_for
-from oidc_provider_ext.validator import checksum, one
+from oidc_provider_ext.validator import access_token_with_grant, checksum, member_hint
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
+
+
+def _audiences(client) -> list[str]:
+    # The OIDC profile's introspection audiences: client ids whose tokens ``client`` may inspect.
+    profile = getattr(client, "oidc_profile", None)
+    return profile.introspection_audiences.split() if profile is not None else []
 
 
 def _visible_to(client) -> Q:
     """RFC 7662 4: a client learns only about its own tokens, unless an operator made it a resource
     server for other clients' tokens (OIDC profile: introspection audiences = their client ids,
     the ``aud`` of their access tokens)."""
-    profile = getattr(client, "oidc_profile", None)
-    audiences = profile.introspection_audiences.split() if profile is not None else []
-    return Q(application=client) | Q(application__client_id__in=audiences)
+    return Q(application=client) | Q(application__client_id__in=_audiences(client))
+
+
+def _access_token_visible_to(access, client) -> bool:
+    """:func:`_visible_to` for an access token already loaded with its client."""
+    if access.application_id is None:
+        return False
+    return access.application_id == client.pk or access.application.client_id in _audiences(client)
 
 
 @form_endpoint
@@ -67,15 +77,11 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     @staticmethod
     def _introspect(token: str, hint: str | None, client) -> dict:
         token_checksum = checksum(token)
-        # The token with its grant's tenant (one statement, models/grants.py with_grant).
-        access = one(
-            with_grant(
-                get_access_token_model()
-                .objects.select_related("user", "application")
-                .filter(_visible_to(client), token_checksum=token_checksum),
-                "tenant",
-            )
-        )
+        # The token with its client, user and grant's tenant (one statement, validator.py); one
+        # another client may not see is treated as unknown (RFC 7662 4), as before.
+        access = access_token_with_grant(token)
+        if access is not None and not _access_token_visible_to(access, client):
+            access = None
         if access is not None and access.is_valid():
             data = {
                 "active": True,
@@ -93,7 +99,7 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
                 # The account-state rule: a deactivated user's or ended member's token is inactive.
                 # The cached client carries its profile (no query for the tenant rule).
                 application = get_client(access.application.client_id) or access.application
-                if not get_adapter().may_use_client(access.user, application, tenant):
+                if not get_adapter().may_use_client(access.user, application, tenant, **member_hint(access)):
                     return {"active": False}
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
                 data.update(get_adapter().get_tenant_claims(access.user, tenant))
