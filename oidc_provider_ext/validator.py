@@ -393,12 +393,8 @@ class OIDCValidator(OAuth2Validator):
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         """Replaces DOT's: its reuse protection revokes the family without the grant lock and
         deadlocks against a concurrent rotation on PostgreSQL; this one is race-free."""
-        rt = (
-            RefreshToken.objects.filter(token_checksum=checksum(refresh_token))
-            .select_related("user", "access_token")  # get_original_scopes reads the access token
-            .order_by(F("revoked").desc(nulls_first=True))  # the live row first
-            .first()
-        )
+        # With its user and access token (get_original_scopes reads it); the live row first.
+        rt = exchange_lookups.refresh_token_by_checksum(checksum(refresh_token))
         if rt is None:
             return False
         if rt.revoked is not None:
@@ -413,11 +409,7 @@ class OIDCValidator(OAuth2Validator):
         # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The token view
         # runs in one transaction, so the lock holds until our new tokens are committed.
         family = rt.token_family
-        grant = (
-            AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()
-            if family
-            else None
-        )
+        grant = exchange_lookups.grant_of_family_for_update(family) if family else None
         if grant is not None:
             # Before the token is consumed: a refused resource does not cost the client its family.
             previous = rt.access_token.resource if rt.access_token is not None else []
@@ -431,7 +423,9 @@ class OIDCValidator(OAuth2Validator):
                 raise errors.InvalidScopeError(request=request)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
-        if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
+        if not exchange_lookups.update(
+            RefreshToken, rt.pk, {"revoked": timezone.now()}, revoked__isnull=True
+        ):
             self._refresh_token_replayed(family)
             return False
         if grant is None:
@@ -644,7 +638,7 @@ class OIDCValidator(OAuth2Validator):
             # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path)
             # when the new one replaces it: same audience. RFC 8707 2.2: a client holds one token
             # per resource, each obtained with the refresh token; a token for B leaves A's alone.
-            AccessToken.objects.filter(pk=previous.access_token_id).update(expires=timezone.now())
+            exchange_lookups.update(AccessToken, previous.access_token_id, {"expires": timezone.now()})
         grant = _state(request).grant
         if grant is not None and grant.reuse_detected:
             RefreshToken.revoke_family(grant.token_family)

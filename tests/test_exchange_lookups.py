@@ -150,3 +150,56 @@ def test_insert_is_save(path):
     refresh.token = "raw-refresh-token"
     exchange_lookups.insert(refresh)
     _same(refresh, RefreshToken.objects.get(pk=refresh.pk), RefreshToken)
+
+
+def _tokens(user, app, *, revoked=None, access_token=True):
+    token = None
+    if access_token:
+        token = AccessToken(
+            user=user, application=app, scope="openid offline_access", expires=timezone.now(), resource=["x"]
+        )
+        token.token = uuid.uuid4().hex
+        token.save()
+    refresh = RefreshToken(
+        user=user, application=app, access_token=token, token_family=uuid.uuid4(), revoked=revoked
+    )
+    refresh.token = "raw-refresh"
+    refresh.save()
+    return refresh
+
+
+def test_refresh_token_by_checksum_is_what_the_orm_loads(path, django_assert_num_queries):
+    user, app = UserFactory(), ApplicationFactory()
+    used = _tokens(user, app, revoked=timezone.now() - timedelta(seconds=5))
+    live = _tokens(user, app)
+    assert used.token_checksum == live.token_checksum
+    with django_assert_num_queries(1):
+        found = exchange_lookups.refresh_token_by_checksum(live.token_checksum)
+        assert found.user.username == user.username and found.access_token.scope  # loaded with it
+    assert found.pk == live.pk  # the live row first
+    expected = RefreshToken.objects.select_related("user", "access_token").get(pk=live.pk)
+    _same(found, expected, RefreshToken)
+    _same(found.access_token, expected.access_token, AccessToken)
+    _same(found.user, expected.user, type(user))
+    live.delete()
+    found = exchange_lookups.refresh_token_by_checksum(used.token_checksum)
+    assert found.pk == used.pk and found.revoked == RefreshToken.objects.get(pk=used.pk).revoked
+    assert exchange_lookups.refresh_token_by_checksum("0" * 64) is None
+
+
+def test_refresh_token_without_its_access_token(path, django_assert_num_queries):
+    user, app = UserFactory(), ApplicationFactory()
+    orphan = _tokens(user, app, access_token=False)
+    with django_assert_num_queries(1):
+        found = exchange_lookups.refresh_token_by_checksum(orphan.token_checksum)
+        assert found.access_token_id is None and found.access_token is None  # no query for it
+    _same(found, RefreshToken.objects.get(pk=orphan.pk), RefreshToken)
+
+
+def test_grant_of_family_for_update(path):
+    user, app = UserFactory(), ApplicationFactory()
+    family = uuid.uuid4()
+    stored = _grant(user, app, None, token_family=family, redeemed=timezone.now())
+    grant = exchange_lookups.grant_of_family_for_update(family)
+    _same(grant, AuthorizationGrant.objects.get(pk=stored.pk), AuthorizationGrant)
+    assert exchange_lookups.grant_of_family_for_update(uuid.uuid4()) is None

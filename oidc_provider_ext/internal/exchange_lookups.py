@@ -35,6 +35,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections, models, router
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from oidc_provider_ext.models import AuthorizationGrant, OPSession
 
@@ -59,9 +60,13 @@ def _db_timezone(alias: str) -> datetime.tzinfo:
     return ZoneInfo(name) if name else datetime.UTC
 
 
+_NO_CONVERTER = object()
+
+
 def _converter(field: models.Field, alias: str):
-    """How a value of one of this app's fields, as the database driver returns it, becomes the
-    Python value the ORM would give (the backends' own converters are not public API)."""
+    """How a value of ``field``, as the database driver returns it, becomes the Python value the
+    ORM would give (the backends' own converters are not public API): None when it is already,
+    ``_NO_CONVERTER`` for a field type not handled here (the caller then uses the ORM)."""
     connection = connections[alias]
     if isinstance(field, models.JSONField):
         return lambda value: field.from_db_value(value, None, connection)
@@ -82,7 +87,51 @@ def _converter(field: models.Field, alias: str):
         return field.to_python
     if isinstance(field, models.CharField | models.TextField | models.IntegerField | models.ForeignKey):
         return None  # the driver's value is the Python value
-    raise TypeError(f"no converter for {field!r}")  # a new field type here: write one
+    return _NO_CONVERTER
+
+
+class _Columns:
+    """The concrete columns of ``model`` (table alias ``table``) selected beside the user's row,
+    each as ``<prefix><column>``, and how to take them back off the user as a ``model``."""
+
+    def __init__(self, model, table: str, prefix: str, alias: str):
+        connection = connections[alias]
+        self.model, self.alias = model, alias
+        fields = model._meta.concrete_fields
+        self.sql = [
+            f"{table}.{_q(connection, f.column)} AS {_q(connection, prefix + f.column)}" for f in fields
+        ]
+        self.fields = [(f.attname, prefix + f.column, _converter(f, alias)) for f in fields]
+        self.complete = all(convert is not _NO_CONVERTER for _a, _c, convert in self.fields)
+        self.attnames = [attname for attname, _c, _v in self.fields]
+        self.pk_index = self.attnames.index(model._meta.pk.attname)
+
+    def take(self, row: dict):
+        """Pop this model's values off ``row`` (a raw() instance's ``vars()``): the instance, or None
+        when its primary key is NULL (an outer join found nothing)."""
+        values = []
+        for _attname, column, convert in self.fields:
+            value = row.pop(column)
+            values.append(value if convert is None else convert(value))
+        if values[self.pk_index] is None:
+            return None
+        return self.model.from_db(self.alias, self.attnames, values)
+
+
+def _user_columns(connection) -> str:
+    return ", ".join(f"u.{_q(connection, f.column)}" for f in get_user_model()._meta.concrete_fields)
+
+
+def _user_pk(connection) -> str:
+    return _q(connection, get_user_model()._meta.pk.column)
+
+
+def _column(connection, model, name: str) -> str:
+    return _q(connection, model._meta.get_field(name).column)
+
+
+def _table(connection, model) -> str:
+    return _q(connection, model._meta.db_table)
 
 
 # --- the code's grant, with its user and whether its OP session is live ---------------------------
@@ -93,31 +142,22 @@ def _grant_by_code_sql(alias: str):
     key = ("grant_by_code", alias, user_model._meta.label)
     if key not in _sql_cache:
         connection = connections[alias]
-        grant_fields = AuthorizationGrant._meta.concrete_fields
-        users, grants, sessions = user_model._meta, AuthorizationGrant._meta, OPSession._meta
-
-        def column(meta, name: str) -> str:
-            return _q(connection, meta.get_field(name).column)
-
-        columns = [f"u.{_q(connection, f.column)}" for f in users.concrete_fields]
-        columns += [
-            f"g.{_q(connection, f.column)} AS {_q(connection, _GRANT + f.column)}" for f in grant_fields
-        ]
-        session_pk = _q(connection, sessions.pk.column)
-        columns.append(
-            f"CASE WHEN s.{session_pk} IS NOT NULL AND s.{column(sessions, 'ended')} IS NULL"
+        grants = _Columns(AuthorizationGrant, "g", _GRANT, alias)
+        session_pk = _q(connection, OPSession._meta.pk.column)
+        live = (
+            f"CASE WHEN s.{session_pk} IS NOT NULL AND s.{_column(connection, OPSession, 'ended')} IS NULL"
             f" THEN 1 ELSE 0 END AS {_q(connection, _LIVE)}"
         )
         sql = (
-            f"SELECT {', '.join(columns)} FROM {_q(connection, grants.db_table)} g"
-            f" INNER JOIN {_q(connection, users.db_table)} u"
-            f" ON u.{_q(connection, users.pk.column)} = g.{column(grants, 'user')}"
-            f" LEFT OUTER JOIN {_q(connection, sessions.db_table)} s"
-            f" ON s.{session_pk} = g.{column(grants, 'op_session')}"
-            f" WHERE g.{column(grants, 'code_checksum')} = %s"
+            f"SELECT {_user_columns(connection)}, {', '.join(grants.sql)}, {live}"
+            f" FROM {_table(connection, AuthorizationGrant)} g"
+            f" INNER JOIN {_table(connection, user_model)} u"
+            f" ON u.{_user_pk(connection)} = g.{_column(connection, AuthorizationGrant, 'user')}"
+            f" LEFT OUTER JOIN {_table(connection, OPSession)} s"
+            f" ON s.{session_pk} = g.{_column(connection, AuthorizationGrant, 'op_session')}"
+            f" WHERE g.{_column(connection, AuthorizationGrant, 'code_checksum')} = %s"
         )
-        fields = [(f.attname, _GRANT + f.column, _converter(f, alias)) for f in grant_fields]
-        _sql_cache[key] = (sql, fields)
+        _sql_cache[key] = (sql, grants) if grants.complete else None
     return _sql_cache[key]
 
 
@@ -125,7 +165,8 @@ def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
     """The grant whose code has ``code_checksum`` (its ``user`` loaded), and whether the OP
     session the code was issued in still exists and has not ended: one statement."""
     alias = router.db_for_read(AuthorizationGrant)
-    if not supported(alias):
+    prepared = _grant_by_code_sql(alias) if supported(alias) else None
+    if prepared is None:
         grant = (
             AuthorizationGrant.objects.using(alias)
             .select_related("user", "op_session")
@@ -135,7 +176,7 @@ def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
         if grant is None:
             return None, False
         return grant, grant.op_session is not None and grant.op_session.ended is None
-    sql, fields = _grant_by_code_sql(alias)
+    sql, grants = prepared
     users = get_user_model()._meta.default_manager
     user = next(iter(users.raw(sql, [code_checksum], using=alias)), None)
     if user is None:
@@ -143,13 +184,93 @@ def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
     # raw() left the grant's columns on the user as attributes: take them off.
     row = vars(user)
     live = bool(row.pop(_LIVE))
-    values = []
-    for _attname, column, convert in fields:
-        value = row.pop(column)
-        values.append(value if convert is None else convert(value))
-    grant = AuthorizationGrant.from_db(alias, [attname for attname, _c, _v in fields], values)
+    grant = grants.take(row)
     grant.user = user
     return grant, live
+
+
+def grant_of_family_for_update(family) -> AuthorizationGrant | None:
+    """``AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()``:
+    the refresh-token family's grant, its row locked until the transaction ends (PostgreSQL;
+    SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
+    alias = router.db_for_write(AuthorizationGrant)
+    if not supported(alias):
+        return AuthorizationGrant.objects.using(alias).select_for_update().filter(token_family=family).first()
+    connection = connections[alias]
+    key = ("grant_of_family", alias)
+    if key not in _sql_cache:
+        meta = AuthorizationGrant._meta
+        columns = ", ".join(_q(connection, f.column) for f in meta.concrete_fields)
+        pk = _q(connection, meta.pk.column)
+        _sql_cache[key] = (
+            f"SELECT {columns} FROM {_table(connection, AuthorizationGrant)}"
+            f" WHERE {_column(connection, AuthorizationGrant, 'token_family')} = %s ORDER BY {pk} LIMIT 1"
+            + (" FOR UPDATE" if connection.vendor == "postgresql" else "")
+        )
+    params = [_prep(AuthorizationGrant, "token_family", family, connection)]
+    return next(iter(AuthorizationGrant.objects.raw(_sql_cache[key], params, using=alias)), None)
+
+
+# --- a refresh token, with its user and access token ---------------------------------------------------
+
+
+def _refresh_token_sql(alias: str):
+    user_model = get_user_model()
+    refresh_tokens, access_tokens = get_refresh_token_model(), get_access_token_model()
+    key = (
+        "refresh_token",
+        alias,
+        user_model._meta.label,
+        refresh_tokens._meta.label,
+        access_tokens._meta.label,
+    )
+    if key not in _sql_cache:
+        connection = connections[alias]
+        rt = _Columns(refresh_tokens, "r", "oidc_rt__", alias)
+        at = _Columns(access_tokens, "a", "oidc_at__", alias)
+        revoked = f"r.{_column(connection, refresh_tokens, 'revoked')}"
+        sql = (
+            f"SELECT {_user_columns(connection)}, {', '.join(rt.sql)}, {', '.join(at.sql)}"
+            f" FROM {_table(connection, refresh_tokens)} r"
+            f" INNER JOIN {_table(connection, user_model)} u"
+            f" ON u.{_user_pk(connection)} = r.{_column(connection, refresh_tokens, 'user')}"
+            f" LEFT OUTER JOIN {_table(connection, access_tokens)} a"
+            f" ON a.{_q(connection, access_tokens._meta.pk.column)}"
+            f" = r.{_column(connection, refresh_tokens, 'access_token')}"
+            f" WHERE r.{_column(connection, refresh_tokens, 'token_checksum')} = %s"
+            # The live row first (NULLS FIRST, written so every database reads it alike).
+            f" ORDER BY CASE WHEN {revoked} IS NULL THEN 0 ELSE 1 END, {revoked} DESC LIMIT 1"
+        )
+        _sql_cache[key] = (sql, rt, at) if rt.complete and at.complete else None
+    return _sql_cache[key]
+
+
+def refresh_token_by_checksum(token_checksum: str):
+    """The refresh token with ``token_checksum`` (the live row first: a used token keeps its
+    checksum), its ``user`` and ``access_token`` loaded: one statement."""
+    refresh_tokens = get_refresh_token_model()
+    alias = router.db_for_read(refresh_tokens)
+    prepared = _refresh_token_sql(alias) if supported(alias) else None
+    if prepared is None:
+        return (
+            refresh_tokens.objects.using(alias)
+            .filter(token_checksum=token_checksum)
+            .select_related("user", "access_token")
+            .order_by(models.F("revoked").desc(nulls_first=True))
+            .first()
+        )
+    sql, rt_columns, at_columns = prepared
+    users = get_user_model()._meta.default_manager
+    user = next(iter(users.raw(sql, [token_checksum], using=alias)), None)
+    if user is None:
+        return None
+    row = vars(user)
+    refresh_token = rt_columns.take(row)
+    access_token = at_columns.take(row)
+    refresh_token.user = user
+    if access_token is not None:
+        refresh_token.access_token = access_token
+    return refresh_token
 
 
 # --- conditional UPDATEs ---------------------------------------------------------------------------
