@@ -49,8 +49,16 @@ def supported(alias: str) -> bool:
     return connections[alias].vendor in ("sqlite", "postgresql")
 
 
-def _q(connection, name: str) -> str:
+def _q(connection, name: str | None) -> str:
+    assert name, "a concrete column"
     return connection.ops.quote_name(name)
+
+
+def _users():
+    """The user model's default manager (only its ``raw()`` is used: no manager filtering)."""
+    manager = get_user_model()._meta.default_manager
+    assert manager is not None
+    return manager
 
 
 def _db_timezone(alias: str) -> datetime.tzinfo:
@@ -69,7 +77,7 @@ def _converter(field: models.Field, alias: str):
     ``_NO_CONVERTER`` for a field type not handled here (the caller then uses the ORM)."""
     connection = connections[alias]
     if isinstance(field, models.JSONField):
-        return lambda value: field.from_db_value(value, None, connection)
+        return lambda value: field.from_db_value(value, None, connection)  # type: ignore[arg-type]
     if isinstance(field, models.DateTimeField):
         tz = _db_timezone(alias)
 
@@ -177,8 +185,7 @@ def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
             return None, False
         return grant, grant.op_session is not None and grant.op_session.ended is None
     sql, grants = prepared
-    users = get_user_model()._meta.default_manager
-    user = next(iter(users.raw(sql, [code_checksum], using=alias)), None)
+    user = next(iter(_users().raw(sql, [code_checksum], using=alias)), None)
     if user is None:
         return None, False
     # raw() left the grant's columns on the user as attributes: take them off.
@@ -260,8 +267,7 @@ def refresh_token_by_checksum(token_checksum: str):
             .first()
         )
     sql, rt_columns, at_columns = prepared
-    users = get_user_model()._meta.default_manager
-    user = next(iter(users.raw(sql, [token_checksum], using=alias)), None)
+    user = next(iter(_users().raw(sql, [token_checksum], using=alias)), None)
     if user is None:
         return None
     row = vars(user)
