@@ -29,6 +29,11 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
 _local = threading.local()
+# Threads (gthread) and greenlets (gevent patches this lock) of one process queue here first, so
+# only one of them at a time waits in flock(), which blocks the whole OS thread: a second greenlet
+# blocked there would never let the first one finish its turn.
+_process_turn = threading.Lock()
+_descriptors: dict[str, tuple[int, int]] = {}  # lock file -> (pid, descriptor)
 
 
 def _lock_path(alias: str) -> str | None:
@@ -42,34 +47,36 @@ def _lock_path(alias: str) -> str | None:
 
 
 def _descriptor(path: str) -> int | None:
-    """This thread's descriptor of the lock file: ``flock()`` excludes other descriptors, so each
-    thread (gthread workers) and each process (a forked worker never shares its parent's) has one.
-    None if the file cannot be opened (then SQLite's busy timeout alone orders the writers)."""
+    """This process's descriptor of the lock file (a forked worker opens its own: flock() does
+    not exclude descriptors that share one open file). None if the file cannot be opened; then
+    SQLite's busy timeout alone orders the writers."""
     pid = os.getpid()
-    held = vars(_local).setdefault("descriptors", {})
-    entry = held.get(path)
+    entry = _descriptors.get(path)
     if entry is None or entry[0] != pid:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return None
-        held[path] = entry = (pid, descriptor)
+        _descriptors[path] = entry = (pid, descriptor)
     return entry[1]
 
 
 @contextlib.contextmanager
 def writer_turn(alias: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Wait for this process's (and thread's) turn to write to SQLite database ``alias``; around a
+    """Wait for this request's turn to write to SQLite database ``alias``; around a
     ``transaction.atomic()`` whose ``BEGIN IMMEDIATE`` then finds the write lock free."""
     path = _lock_path(alias)
-    descriptor = None if path is None or getattr(_local, "in_turn", False) else _descriptor(path)
-    if descriptor is None:  # not SQLite, already our turn (nested), or no lock file
+    if path is None or getattr(_local, "in_turn", False):  # not SQLite, or already our turn
         yield
         return
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
-    _local.in_turn = True
-    try:
-        yield
-    finally:
-        _local.in_turn = False
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
+    with _process_turn:
+        descriptor = _descriptor(path)
+        if descriptor is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _local.in_turn = True
+        try:
+            yield
+        finally:
+            _local.in_turn = False
+            if descriptor is not None:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
