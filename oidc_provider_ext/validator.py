@@ -30,7 +30,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors, utils
 
 from . import keys, throttle
-from .adapter import get_adapter
+from .adapter import MemberHint, get_adapter
 from .conf import app_settings
 from .internal import cors, devices, exchange_lookups, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
@@ -913,7 +913,11 @@ def member_hint(access_token) -> dict[str, Any]:
     """``adapter.is_member_of``'s ``member_hint`` for the token's user and grant tenant, when the
     token came from :func:`access_token_with_grant`'s single statement (else nothing: it asks)."""
     member = getattr(access_token, "grant_tenant_member", None)
-    return {} if member is None else {"member_hint": bool(member)}
+    if member is None:
+        return {}
+    # Bound to the (user, tenant) it answers for: an adapter may ask about another tenant with
+    # the same kwargs (a staff tenant, say), and must get that tenant's own answer.
+    return {"member_hint": MemberHint(access_token.user_id, access_token.grant_tenant, bool(member))}
 
 
 def invalid_token_error() -> tuple[int, dict[str, str], str]:
