@@ -32,7 +32,7 @@ from oauthlib.oauth2.rfc6749 import errors, utils
 from . import keys, throttle
 from .adapter import MemberHint, get_adapter
 from .conf import app_settings
-from .internal import cors, devices, exchange_lookups, resources
+from .internal import cors, devices, lookups, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .internal.lookups import Lookup
 from .internal.requests import error_description
@@ -340,7 +340,7 @@ class OIDCValidator(OAuth2Validator):
         grant = state.grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
             # With its user, and whether its OP session is live: one statement, SQL built once.
-            grant, state.op_session_live = exchange_lookups.grant_by_code(code_checksum)
+            grant, state.op_session_live = lookups.grant_by_code(code_checksum)
             state.grant = grant
         return grant
 
@@ -366,7 +366,7 @@ class OIDCValidator(OAuth2Validator):
         # between the checks above and this UPDATE expired the code in this very row
         # (AuthorizationGrant.objects.revoke_tokens), and PostgreSQL re-checks a row it waited for.
         now = timezone.now()
-        won = exchange_lookups.update(
+        won = lookups.update(
             AuthorizationGrant, grant.pk, {"redeemed": now}, redeemed__isnull=True, expires__gt=now
         )
         if not won:
@@ -420,7 +420,7 @@ class OIDCValidator(OAuth2Validator):
         """Replaces DOT's: its reuse protection revokes the family without the grant lock and
         deadlocks against a concurrent rotation on PostgreSQL; this one is race-free."""
         # With its user and access token (get_original_scopes reads it); the live row first.
-        rt = exchange_lookups.refresh_token_by_checksum(checksum(refresh_token))
+        rt = lookups.refresh_token_by_checksum(checksum(refresh_token))
         if rt is None:
             return False
         if rt.revoked is not None:
@@ -435,7 +435,7 @@ class OIDCValidator(OAuth2Validator):
         # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The token view
         # runs in one transaction, so the lock holds until our new tokens are committed.
         family = rt.token_family
-        grant = exchange_lookups.grant_of_family_for_update(family) if family else None
+        grant = lookups.grant_of_family_for_update(family) if family else None
         if grant is not None:
             # Before the token is consumed: a refused resource does not cost the client its family.
             previous = rt.access_token.resource if rt.access_token is not None else []
@@ -449,9 +449,7 @@ class OIDCValidator(OAuth2Validator):
                 raise errors.InvalidScopeError(request=request)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
-        if not exchange_lookups.update(
-            RefreshToken, rt.pk, {"revoked": timezone.now()}, revoked__isnull=True
-        ):
+        if not lookups.update(RefreshToken, rt.pk, {"revoked": timezone.now()}, revoked__isnull=True):
             self._refresh_token_replayed(family)
             return False
         if grant is None:
@@ -598,11 +596,11 @@ class OIDCValidator(OAuth2Validator):
             resource=[audience.identifier] if (audience := _state(request).audience) else [],
         )
         self._set_token_value(access_token, token["access_token"])
-        exchange_lookups.insert(access_token)
+        lookups.insert(access_token)
         return access_token
 
     def _create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
-        # DOT's, with the INSERT written once (internal/exchange_lookups.py) instead of compiled.
+        # DOT's, with the INSERT written once (internal/lookups.py) instead of compiled.
         refresh_token = RefreshToken(
             user=request.user,
             application=request.client,
@@ -611,7 +609,7 @@ class OIDCValidator(OAuth2Validator):
             resource=getattr(request, "resource", []),  # RFC 8707
         )
         self._set_token_value(refresh_token, refresh_token_code)
-        exchange_lookups.insert(refresh_token)
+        lookups.insert(refresh_token)
         return refresh_token
 
     def save_bearer_token(self, token, request, *args, **kwargs):
@@ -640,7 +638,7 @@ class OIDCValidator(OAuth2Validator):
             ).token_family
         # The grant row is locked since validate_code redeemed it; a replay waits and then sees
         # the tokens to revoke. reuse_detected can only be set already if it came first.
-        linked = exchange_lookups.update(
+        linked = lookups.update(
             AuthorizationGrant,
             grant.pk,
             {"access_token": access_token.pk, "token_family": family},
@@ -664,7 +662,7 @@ class OIDCValidator(OAuth2Validator):
             # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path)
             # when the new one replaces it: same audience. RFC 8707 2.2: a client holds one token
             # per resource, each obtained with the refresh token; a token for B leaves A's alone.
-            exchange_lookups.update(AccessToken, previous.access_token_id, {"expires": timezone.now()})
+            lookups.update(AccessToken, previous.access_token_id, {"expires": timezone.now()})
         grant = _state(request).grant
         if grant is not None and grant.reuse_detected:
             RefreshToken.revoke_family(grant.token_family)

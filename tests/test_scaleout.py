@@ -145,8 +145,11 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.validator._access_token_lookups": (PURE, None),
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
-    # the token endpoint's SQL, written from Model._meta once per (database alias, model)
-    "oidc_provider_ext.internal.exchange_lookups._sql_cache": (PURE, None),
+    # the token endpoint's SQL (internal/lookups.py): its Lookups; UPDATE/INSERT text per alias, model
+    "oidc_provider_ext.internal.lookups._sql_cache": (PURE, None),
+    "oidc_provider_ext.internal.lookups._grant_by_code_lookup": (PURE, None),
+    "oidc_provider_ext.internal.lookups._grant_of_family_lookup": (PURE, None),
+    "oidc_provider_ext.internal.lookups._refresh_token_lookup": (PURE, None),
     # SQLite only: this process's descriptor of the writers' lock file, and whose turn it is
     "oidc_provider_ext.internal.sqlite_writers._descriptors": (TRANSIENT, None),
     "oidc_provider_ext.internal.sqlite_writers._local": (TRANSIENT, None),

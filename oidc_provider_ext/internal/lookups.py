@@ -12,11 +12,20 @@ Nothing here uses Django's query internals, so a new Django version cannot break
 ``tests/test_lookups.py`` runs it against the ORM's answer on SQLite and PostgreSQL. A model this
 cannot describe exactly (multi-table inheritance, a composite key) or a vendor it was not tested
 on is reported by :meth:`Lookup.supported`, and callers then use the ORM query they had before.
+
+The token endpoint's statements (code exchange, refresh) live here too: its SELECTs are
+:class:`Lookup` objects (:func:`grant_by_code`, :func:`refresh_token_by_checksum`,
+:func:`grant_of_family_for_update`), and :func:`update` and :func:`insert` write its conditional
+UPDATEs and token INSERTs the same way (SQL from ``_meta``, values through ``Field.pre_save()`` and
+``get_db_prep_save()``/``get_db_prep_value()`` as ``save()`` and ``update()`` do). Security: every
+value is a bound parameter, never formatted into SQL; the single-use UPDATEs keep their conditions,
+so a code and a refresh token are still consumed by exactly one request.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -25,11 +34,21 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, router
+from django.db.models.signals import post_save, pre_save
 from django.utils.dateparse import parse_datetime
+from oauth2_provider.models import get_refresh_token_model
+
+from oidc_provider_ext.models import AuthorizationGrant, OPSession
 
 #: Vendors whose cursors, placeholders (``%s``) and type adapters the lookups are tested on.
 VENDORS = frozenset({"sqlite", "postgresql"})
+
+
+def supported_vendor(alias: str) -> bool:
+    """Whether database ``alias`` is one the SQL written here is tested on (else: the ORM)."""
+    return connections[alias].vendor in VENDORS
+
 
 Converter = Callable[[Any, Any], Any]  # (value, connection) -> value
 
@@ -55,6 +74,13 @@ def column_field(model: type[models.Model], name: str) -> models.Field:
     if not isinstance(field, models.Field) or field.column is None:
         raise ValueError(f"{model.__name__}.{name} is not a column")
     return field
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The column name of ``model``'s field ``name`` (``"pk"``: the primary key's)."""
+    field = model._meta.pk if name == "pk" else column_field(model, name)
+    assert field is not None and field.column is not None, f"{model.__name__}.{name}"
+    return field.column
 
 
 def _database_timezone(alias: str) -> datetime.tzinfo:
@@ -84,6 +110,11 @@ def _converter(field: models.Field) -> Converter | None:
 
         def convert(value, connection):
             return value if value is None or isinstance(value, Decimal) else field.to_python(value)
+
+    elif isinstance(field, models.BooleanField):
+
+        def convert(value, connection):
+            return value if value is None or isinstance(value, bool) else field.to_python(value)
 
     from_db_value = getattr(field, "from_db_value", None)  # documented for custom fields
     if from_db_value is None:
@@ -116,9 +147,12 @@ class _Compiled:
 
 class Lookup:
     """``SELECT`` every column of ``model`` and of the models its foreign keys ``joins`` lead to
-    (``LEFT JOIN``: a null key gives None), plus ``extras``, ``WHERE`` each of ``by`` equals a
-    bound parameter; at most one row (the caller looks up a unique value). ``by`` names fields of
-    ``model``, or ``join__field`` for a field of a joined model.
+    (``LEFT JOIN``: a null key gives None; ``INNER JOIN`` for those also named in ``inner``), plus
+    ``extras``, ``WHERE`` each of ``by`` equals a bound parameter, ``ORDER BY order_by(q, outer)``
+    if given (SQL as for :class:`Extra`), ``LIMIT 1``, then ``FOR UPDATE`` if ``for_update`` on
+    PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers, as the ORM's
+    ``select_for_update()`` there); at most one row. ``by`` names fields of ``model``, or
+    ``join__field`` for a field of a joined model.
 
     :meth:`one` returns the ``model`` instance with the joined objects assigned and each extra set
     as an attribute, or None; :meth:`exists` only says whether there is such a row. Build it once
@@ -132,9 +166,17 @@ class Lookup:
         *,
         by: Sequence[str],
         joins: Sequence[str] = (),
+        inner: Sequence[str] = (),
         extras: Sequence[Extra] = (),
+        order_by: Callable[[Callable[[str], str], str], str] | None = None,
+        for_update: bool = False,
     ) -> None:
         self.model = model
+        if not set(inner) <= set(joins):
+            raise ValueError(f"inner joins {inner} are not all in {joins}")
+        self.inner = frozenset(inner)
+        self.order_by = order_by
+        self.for_update = for_update
         self.joins: list[models.ForeignKey] = []
         for name in joins:
             join = model._meta.get_field(name)
@@ -159,7 +201,7 @@ class Lookup:
 
     def supported(self, alias: str = "default") -> bool:
         """Whether :meth:`one` can answer on database ``alias``; if not, use the ORM."""
-        if connections[alias].vendor not in VENDORS or any(f is None for f in self._fields):
+        if not supported_vendor(alias) or any(f is None for f in self._fields):
             return False
         # A foreign key to a column other than the target's primary key (to_field) would need
         # another join condition; none of ours does.
@@ -178,12 +220,18 @@ class Lookup:
             converters.append([_converter(field) for field in fields])
         columns += [f"({extra.sql(q, aliases[0])})" for extra in self.extras]
         joins = [
-            f"LEFT OUTER JOIN {q(_related(join)._meta.db_table)} {alias} "
+            f"{'INNER' if join.name in self.inner else 'LEFT OUTER'} JOIN "
+            f"{q(_related(join)._meta.db_table)} {alias} "
             f"ON {aliases[0]}.{q(join.column)} = {alias}.{q(join.target_field.column)}"
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
         where = " AND ".join(f"{aliases[index]}.{q(field.column)} = %s" for index, field in self.by)
-        rest = [f"FROM {q(self.model._meta.db_table)} {aliases[0]}", *joins, f"WHERE {where}", "LIMIT 1"]
+        rest = [f"FROM {q(self.model._meta.db_table)} {aliases[0]}", *joins, f"WHERE {where}"]
+        if self.order_by is not None:
+            rest.append(f"ORDER BY {self.order_by(q, aliases[0])}")
+        rest.append("LIMIT 1")
+        if self.for_update and connection.vendor == "postgresql":
+            rest.append("FOR UPDATE")
         sql = " ".join([f"SELECT {', '.join(columns)}", *rest])
         exists_sql = " ".join(["SELECT 1", *rest])
         extra_converters = [
@@ -239,3 +287,203 @@ class Lookup:
         for extra, value, convert in zip(self.extras, row[start:], compiled.extra_converters, strict=True):
             setattr(base, extra.name, value if convert is None else convert(value, connection))
         return base
+
+
+# --- the token endpoint: code exchange and refresh ----------------------------------------------------
+
+#: The SQL of :func:`update` and :func:`insert`, written once per (database alias, model, shape).
+_sql_cache: dict[tuple, Any] = {}
+_LIVE = "oidc_op_session_live"
+
+
+def _op_session_live(q: Callable[[str], str], outer: str) -> str:
+    # Whether the grant's OP session exists and has not ended (1 or 0), as a correlated subquery.
+    pk = q(column(OPSession, "pk"))
+    ended = q(column(OPSession, "ended"))
+    op_session = q(column(AuthorizationGrant, "op_session"))
+    return (
+        f"CASE WHEN EXISTS (SELECT 1 FROM {q(OPSession._meta.db_table)} s"
+        f" WHERE s.{pk} = {outer}.{op_session} AND s.{ended} IS NULL) THEN 1 ELSE 0 END"
+    )
+
+
+@functools.cache
+def _grant_by_code_lookup() -> Lookup:
+    return Lookup(
+        AuthorizationGrant,
+        by=["code_checksum"],
+        joins=["user"],
+        inner=["user"],
+        extras=[Extra(_LIVE, _op_session_live)],
+    )
+
+
+def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
+    """The grant whose code has ``code_checksum`` (its ``user`` loaded), and whether the OP
+    session the code was issued in still exists and has not ended: one statement."""
+    alias = router.db_for_read(AuthorizationGrant)
+    lookup = _grant_by_code_lookup()
+    if not lookup.supported(alias):
+        grant = (
+            AuthorizationGrant.objects.using(alias)
+            .select_related("user", "op_session")
+            .filter(code_checksum=code_checksum)
+            .first()
+        )
+        if grant is None:
+            return None, False
+        return grant, grant.op_session is not None and grant.op_session.ended is None
+    found = lookup.one(code_checksum, using=alias)
+    if found is None:
+        return None, False
+    assert isinstance(found, AuthorizationGrant)
+    return found, bool(vars(found).pop(_LIVE))
+
+
+@functools.cache
+def _grant_of_family_lookup() -> Lookup:
+    pk = column(AuthorizationGrant, "pk")
+    return Lookup(
+        AuthorizationGrant,
+        by=["token_family"],
+        order_by=lambda q, outer: f"{outer}.{q(pk)}",
+        for_update=True,
+    )
+
+
+def grant_of_family_for_update(family) -> AuthorizationGrant | None:
+    """``AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()``:
+    the refresh-token family's grant, its row locked until the transaction ends (PostgreSQL;
+    SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
+    alias = router.db_for_write(AuthorizationGrant)
+    lookup = _grant_of_family_lookup()
+    if not lookup.supported(alias):
+        return AuthorizationGrant.objects.using(alias).select_for_update().filter(token_family=family).first()
+    return lookup.one(family, using=alias)  # type: ignore[return-value]
+
+
+@functools.cache
+def _refresh_token_lookup(model: type[models.Model]) -> Lookup:
+    revoked = column(model, "revoked")
+
+    def live_first(q: Callable[[str], str], outer: str) -> str:
+        # The live row first (NULLS FIRST, written so every database reads it alike).
+        return f"CASE WHEN {outer}.{q(revoked)} IS NULL THEN 0 ELSE 1 END, {outer}.{q(revoked)} DESC"
+
+    return Lookup(
+        model, by=["token_checksum"], joins=["user", "access_token"], inner=["user"], order_by=live_first
+    )
+
+
+def refresh_token_by_checksum(token_checksum: str):
+    """The refresh token with ``token_checksum`` (the live row first: a used token keeps its
+    checksum), its ``user`` and ``access_token`` loaded: one statement."""
+    refresh_tokens = get_refresh_token_model()
+    alias = router.db_for_read(refresh_tokens)
+    lookup = _refresh_token_lookup(refresh_tokens)
+    if not lookup.supported(alias):
+        return (
+            refresh_tokens.objects.using(alias)
+            .filter(token_checksum=token_checksum)
+            .select_related("user", "access_token")
+            .order_by(models.F("revoked").desc(nulls_first=True))
+            .first()
+        )
+    return lookup.one(token_checksum, using=alias)
+
+
+def _prep(model, name: str, value, connection):
+    return model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+
+
+def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tuple[str, ...]) -> str:
+    """``UPDATE <model> SET a = %s, ... WHERE pk = %s AND <conditions>``; each condition is
+    ``"field"`` (= %s), ``"field__isnull"`` or ``"field__gt"`` (> %s)."""
+    key = ("update", alias, model._meta.label, assignments, conditions)
+    if key not in _sql_cache:
+        q = connections[alias].ops.quote_name
+        meta = model._meta
+        where = [f"{q(meta.pk.column)} = %s"]
+        for condition in conditions:
+            name, _sep, lookup = condition.partition("__")
+            operator = {"": "= %s", "isnull": "IS NULL", "gt": "> %s"}[lookup]
+            where.append(f"{q(column(model, name))} {operator}")
+        sets = ", ".join(f"{q(column(model, name))} = %s" for name in assignments)
+        _sql_cache[key] = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {' AND '.join(where)}"
+    return _sql_cache[key]
+
+
+def update(model, pk, values: dict[str, Any], **conditions) -> int:
+    """``model.objects.filter(pk=pk, **conditions).update(**values)`` (conditions: ``name=value``,
+    ``name__isnull=True``, ``name__gt=value``): the number of rows changed."""
+    alias = router.db_for_write(model)
+    if not supported_vendor(alias):
+        return model._meta.default_manager.using(alias).filter(pk=pk, **conditions).update(**values)
+    connection = connections[alias]
+    for name, value in conditions.items():
+        if name.endswith("__isnull") and value is not True:
+            raise ValueError(name)
+    sql = _update_sql(alias, model, tuple(values), tuple(conditions))
+    params = [_prep(model, name, value, connection) for name, value in values.items()]
+    params.append(_prep(model, model._meta.pk.name, pk, connection))
+    params += [
+        _prep(model, name.partition("__")[0], value, connection)
+        for name, value in conditions.items()
+        if not name.endswith("__isnull")
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def saves_itself(model: type[models.Model]) -> bool:
+    """Whether ``model``'s class overrides ``save()`` (a site's swapped token model, say): then
+    :func:`insert` calls it instead of writing the INSERT, so whatever it does still happens."""
+    return model.save is not models.Model.save
+
+
+def _insert_sql(alias: str, model):
+    key = ("insert", alias, model._meta.label)
+    if key not in _sql_cache:
+        q = connections[alias].ops.quote_name
+        meta = model._meta
+        fields = [f for f in meta.local_concrete_fields if not f.primary_key]
+        simple = isinstance(meta.pk, models.AutoField) and all(
+            f.db_default is models.NOT_PROVIDED and not isinstance(f, models.GeneratedField)
+            for f in meta.concrete_fields
+        )
+        if not simple or meta.parents or saves_itself(model):
+            _sql_cache[key] = None  # multi-table inheritance, database defaults, own save(): the ORM
+        else:
+            columns = ", ".join(q(f.column) for f in fields)
+            placeholders = ", ".join(["%s"] * len(fields))
+            sql = f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES ({placeholders})"
+            if connections[alias].vendor == "postgresql":
+                sql += f" RETURNING {q(meta.pk.column)}"
+            _sql_cache[key] = (sql, fields)
+    return _sql_cache[key]
+
+
+def insert(instance: models.Model) -> None:
+    """Save a new ``instance`` (a token row with an auto-increment key) with one INSERT, as
+    ``save()`` does: ``pre_save``/``post_save`` sent, each field's ``pre_save()`` (``auto_now``,
+    DOT's token checksum) applied, the new key set on ``instance``, which then counts as saved
+    (a later ``save()`` is an UPDATE). A model that overrides ``save()`` is saved by it."""
+    model = type(instance)
+    alias = router.db_for_write(model, instance=instance)
+    prepared = _insert_sql(alias, model) if supported_vendor(alias) and instance.pk is None else None
+    if prepared is None:
+        instance.save()
+        return
+    sql, fields = prepared
+    connection = connections[alias]
+    pre_save.send(sender=model, instance=instance, raw=False, using=alias, update_fields=None)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        pk = cursor.fetchone()[0] if connection.vendor == "postgresql" else cursor.lastrowid
+    instance.pk = pk
+    # As Model.save_base() before post_save; documented in "Customizing model loading".
+    instance._state.db = alias
+    instance._state.adding = False
+    post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=alias)
