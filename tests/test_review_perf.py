@@ -1,0 +1,62 @@
+"""Review of the third performance round (git diff 763e65b..): attacks that break it. Each test
+fails on the reviewed code and says which behaviour of before (763e65b) or which rule it breaks."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings as django_settings
+from django.conf.urls.i18n import i18n_patterns
+from django.test import Client
+from django.urls import include, path
+from django.utils import translation
+
+from .flow import exchange, get_code
+
+pytestmark = pytest.mark.django_db
+
+# A site that serves the provider under i18n_patterns (ROOT_URLCONF = this module in a test).
+urlpatterns = i18n_patterns(path("", include("oidc_provider_ext.urls")))
+
+
+@pytest.fixture
+def token(browser, rp, user, confidential_app):
+    code, _ = get_code(browser, confidential_app, user, scope="openid")
+    return exchange(rp, confidential_app, code).json()["access_token"]
+
+
+@pytest.fixture
+def _language_reset():
+    yield
+    translation.deactivate()  # the thread's language, as it was before the test
+
+
+def _i18n_site(settings):
+    settings.ROOT_URLCONF = __name__
+    settings.LANGUAGE_CODE = "en"
+    settings.LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+    middleware = list(django_settings.MIDDLEWARE)
+    # Where Django's documentation puts it: after SessionMiddleware, before CommonMiddleware (here
+    # after it, as the project moved SessionMiddleware below the bearer middleware).
+    middleware.insert(
+        middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+        "django.middleware.locale.LocaleMiddleware",
+    )
+    settings.MIDDLEWARE = middleware
+
+
+def test_i18n_patterns_userinfo_answers_in_every_language(token, settings, _language_reset):
+    """Attack/regression: a site mounting the provider under ``i18n_patterns`` (LocaleMiddleware
+    after the bearer middleware, as Django documents its place after SessionMiddleware).
+    BearerEndpointsMiddleware caches the reversed paths with whatever language the first request's
+    thread had active, then ``resolve()``s before LocaleMiddleware activated the request's language:
+    a thread that last served a German page answers ``/en/connect/userinfo`` with 404. Before
+    (763e65b) the whole chain ran and every request for a valid path got its userinfo answer
+    (OIDC Core 5.3: the UserInfo endpoint answers a valid token)."""
+    _i18n_site(settings)
+    browser = Client()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert browser.get("/en/connect/userinfo", **auth).status_code == 200
+    # A German page on the same thread (LocaleMiddleware activates "de" and leaves it active).
+    browser.get("/de/.well-known/openid-configuration")
+    assert browser.get("/de/connect/userinfo", **auth).status_code == 200
+    assert browser.get("/en/connect/userinfo", **auth).status_code == 200
