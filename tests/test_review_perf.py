@@ -10,7 +10,11 @@ from django.test import Client
 from django.urls import include, path
 from django.utils import translation
 
-from .flow import exchange, get_code
+from oidc_provider_ext.adapter import DefaultOIDCAdapter
+
+from .conftest import oidc_settings
+from .factories import TenantFactory, TenantMembershipFactory
+from .flow import exchange, get_code, introspect
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +64,35 @@ def test_i18n_patterns_userinfo_answers_in_every_language(token, settings, _lang
     browser.get("/de/.well-known/openid-configuration")
     assert browser.get("/de/connect/userinfo", **auth).status_code == 200
     assert browser.get("/en/connect/userinfo", **auth).status_code == 200
+
+
+class StaffAdapter(DefaultOIDCAdapter):
+    """A site rule written as docs/adapter.md says hooks are written (``**kwargs`` taken and passed
+    on): a tenant's tokens are for its staff, the members of ``<tenant>staff`` as well."""
+
+    def may_use_client(self, user, application, tenant, **kwargs):
+        if not super().may_use_client(user, application, tenant, **kwargs):
+            return False
+        return not tenant or self.is_member_of(user, f"{tenant}staff", **kwargs)
+
+
+def test_member_hint_answers_only_for_its_own_tenant(browser, rp, user, confidential_app, settings):
+    """Attack: the membership a token's own statement read (``member_hint``: the user's
+    membership of the token's tenant) is passed as a bare boolean through ``**kwargs``, and the
+    default ``is_member_of`` returns it for ANY ``(user, tenant_code)`` it is asked about. A site
+    adapter that forwards ``**kwargs`` (the documented hook convention) and asks about another
+    tenant gets the token tenant's answer: a user whose staff membership ended keeps userinfo and
+    an active introspection. Expected, as before (763e65b): the account-state rule is honoured at
+    once (removed membership -> RFC 6750 401 invalid_token at userinfo, RFC 7662
+    ``{"active": false}``)."""
+    oidc_settings(settings, ADAPTER=f"{__name__}.StaffAdapter")
+    TenantMembershipFactory(tenant=TenantFactory(code="acme"), user=user)
+    staff = TenantMembershipFactory(tenant=TenantFactory(code="acmestaff"), user=user)
+    code, _ = get_code(browser, confidential_app, user, scope="openid", acr_values="tenant:acme")
+    token = exchange(rp, confidential_app, code).json()["access_token"]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert Client().get("/connect/userinfo", **auth).status_code == 200
+    staff.is_active = False  # the user leaves the staff
+    staff.save()
+    assert Client().get("/connect/userinfo", **auth).status_code == 401
+    assert introspect(rp, confidential_app, token) == {"active": False}
