@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -45,6 +45,14 @@ def _membership_lookup():
     return Lookup(
         TenantMembership, by=["user", "is_active", "tenant__code", "tenant__is_active"], joins=["tenant"]
     )
+
+
+class MemberHint(NamedTuple):
+    """The membership rule's answer for one user and tenant, read with an access token."""
+
+    user_pk: Any
+    tenant_code: str
+    member: bool
 
 
 class DefaultOIDCAdapter:
@@ -192,12 +200,18 @@ class DefaultOIDCAdapter:
         wrong-password answer) and, through :meth:`may_use_client`, on every path that issues or
         honours a tenant token (so keep it to one query).
 
-        ``member_hint``: what this very rule's query answered as part of the access token's own
-        lookup (userinfo, introspection, a resource server's revocation check); an override that
-        reads another organisation model ignores it."""
+        ``member_hint``: a :class:`MemberHint`, what this very rule's query answered for one user
+        and tenant as part of the access token's own lookup (userinfo, introspection, a resource
+        server's revocation check); used only for that user and tenant, and only by this default
+        (an override that reads another organisation model ignores it)."""
         hint = kwargs.get("member_hint")
-        if hint is not None and type(self).is_member_of is DefaultOIDCAdapter.is_member_of:
-            return bool(hint)
+        if (
+            isinstance(hint, MemberHint)
+            and hint.user_pk == user.pk
+            and hint.tenant_code == tenant_code
+            and type(self).is_member_of is DefaultOIDCAdapter.is_member_of
+        ):
+            return hint.member
         lookup = _membership_lookup()
         using = router.db_for_read(TenantMembership)
         if lookup.supported(using):  # the same query, its SQL written once (internal/lookups.py)

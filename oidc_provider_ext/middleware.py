@@ -19,6 +19,7 @@ import csp.middleware
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, resolve, reverse
+from django.utils.translation import get_language
 
 from .internal.op_sessions import SESSION_KEY, browser_entries
 
@@ -56,20 +57,24 @@ class BearerEndpointsMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self._paths: dict[str, frozenset[str]] = {}
+        self._paths: dict[tuple[str, str | None], frozenset[str]] = {}
 
     def _bearer_paths(self) -> frozenset[str]:
-        # reverse() per request costs more than what this saves: once per URLconf, as path_info
-        # (without the script prefix reverse() puts in front).
-        urlconf = settings.ROOT_URLCONF
-        paths = self._paths.get(urlconf)
+        # reverse() per request costs more than what this saves: once per URLconf and active
+        # language, as path_info (without the script prefix reverse() puts in front). The language:
+        # under i18n_patterns a path resolves only in the language active now (LocaleMiddleware
+        # runs later), so only that language's paths are answered here; others take the chain.
+        key = (settings.ROOT_URLCONF, get_language())
+        paths = self._paths.get(key)
         if paths is None:
             prefix = get_script_prefix()
             found = set()
             for name in self.url_names:
                 with suppress(NoReverseMatch):
-                    found.add("/" + reverse(name, urlconf=urlconf)[len(prefix) :])
-            paths = self._paths[urlconf] = frozenset(found)
+                    found.add("/" + reverse(name, urlconf=key[0])[len(prefix) :])
+            paths = frozenset(found)
+            if len(self._paths) < 64:  # bounded by the site's languages
+                self._paths[key] = paths
         return paths
 
     def __call__(self, request):

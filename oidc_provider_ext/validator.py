@@ -30,9 +30,9 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors, utils
 
 from . import keys, throttle
-from .adapter import get_adapter
+from .adapter import MemberHint, get_adapter
 from .conf import app_settings
-from .internal import cors, devices, resources
+from .internal import cors, devices, exchange_lookups, resources
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .internal.lookups import Lookup
 from .internal.requests import error_description
@@ -58,6 +58,7 @@ class _State:
     grant: Any = _NOT_LOADED  # the AuthorizationGrant behind the code / refresh token / access token
     client_auth: throttle.ClientAuthAttempt | None = None  # set only while authenticating a client
     audience: resources.Audience | None = None  # RFC 8707: the resource server of this token
+    op_session_live: bool = False  # the code's OP session exists and has not ended
 
 
 def _state(request) -> _State:
@@ -335,14 +336,12 @@ class OIDCValidator(OAuth2Validator):
     def _grant(self, code, request) -> AuthorizationGrant | None:
         """The grant behind ``code``, loaded once per token request."""
         code_checksum = checksum(code)
-        grant = _state(request).grant
+        state = _state(request)
+        grant = state.grant
         if grant is _NOT_LOADED or (grant is not None and grant.code_checksum != code_checksum):
-            grant = one(
-                AuthorizationGrant.objects.select_related("user", "op_session").filter(
-                    code_checksum=code_checksum
-                )
-            )
-            _state(request).grant = grant
+            # With its user, and whether its OP session is live: one statement, SQL built once.
+            grant, state.op_session_live = exchange_lookups.grant_by_code(code_checksum)
+            state.grant = grant
         return grant
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
@@ -356,7 +355,7 @@ class OIDCValidator(OAuth2Validator):
             return False
         # A code dies with the OP session it was issued in (logout, sign-out elsewhere) and with the
         # user's right to use the client (deactivation, end of the tenant membership).
-        if grant.op_session is None or grant.op_session.ended is not None:
+        if not _state(request).op_session_live:
             return False
         if not get_adapter().may_use_client(grant.user, client, grant.tenant):
             return False
@@ -367,8 +366,8 @@ class OIDCValidator(OAuth2Validator):
         # between the checks above and this UPDATE expired the code in this very row
         # (AuthorizationGrant.objects.revoke_tokens), and PostgreSQL re-checks a row it waited for.
         now = timezone.now()
-        won = AuthorizationGrant.objects.filter(pk=grant.pk, redeemed__isnull=True, expires__gt=now).update(
-            redeemed=now
+        won = exchange_lookups.update(
+            AuthorizationGrant, grant.pk, {"redeemed": now}, redeemed__isnull=True, expires__gt=now
         )
         if not won:
             self._code_replayed(grant)
@@ -420,12 +419,8 @@ class OIDCValidator(OAuth2Validator):
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         """Replaces DOT's: its reuse protection revokes the family without the grant lock and
         deadlocks against a concurrent rotation on PostgreSQL; this one is race-free."""
-        rt = (
-            RefreshToken.objects.filter(token_checksum=checksum(refresh_token))
-            .select_related("user", "access_token")  # get_original_scopes reads the access token
-            .order_by(F("revoked").desc(nulls_first=True))  # the live row first
-            .first()
-        )
+        # With its user and access token (get_original_scopes reads it); the live row first.
+        rt = exchange_lookups.refresh_token_by_checksum(checksum(refresh_token))
         if rt is None:
             return False
         if rt.revoked is not None:
@@ -440,11 +435,7 @@ class OIDCValidator(OAuth2Validator):
         # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The token view
         # runs in one transaction, so the lock holds until our new tokens are committed.
         family = rt.token_family
-        grant = (
-            AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()
-            if family
-            else None
-        )
+        grant = exchange_lookups.grant_of_family_for_update(family) if family else None
         if grant is not None:
             # Before the token is consumed: a refused resource does not cost the client its family.
             previous = rt.access_token.resource if rt.access_token is not None else []
@@ -458,7 +449,9 @@ class OIDCValidator(OAuth2Validator):
                 raise errors.InvalidScopeError(request=request)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
-        if not RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).update(revoked=timezone.now()):
+        if not exchange_lookups.update(
+            RefreshToken, rt.pk, {"revoked": timezone.now()}, revoked__isnull=True
+        ):
             self._refresh_token_replayed(family)
             return False
         if grant is None:
@@ -605,8 +598,21 @@ class OIDCValidator(OAuth2Validator):
             resource=[audience.identifier] if (audience := _state(request).audience) else [],
         )
         self._set_token_value(access_token, token["access_token"])
-        access_token.save()
+        exchange_lookups.insert(access_token)
         return access_token
+
+    def _create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
+        # DOT's, with the INSERT written once (internal/exchange_lookups.py) instead of compiled.
+        refresh_token = RefreshToken(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=previous_refresh_token.token_family if previous_refresh_token else uuid.uuid4(),
+            resource=getattr(request, "resource", []),  # RFC 8707
+        )
+        self._set_token_value(refresh_token, refresh_token_code)
+        exchange_lookups.insert(refresh_token)
+        return refresh_token
 
     def save_bearer_token(self, token, request, *args, **kwargs):
         """Store the tokens just minted. Replaces DOT's path, which costs a dozen queries per
@@ -634,8 +640,11 @@ class OIDCValidator(OAuth2Validator):
             ).token_family
         # The grant row is locked since validate_code redeemed it; a replay waits and then sees
         # the tokens to revoke. reuse_detected can only be set already if it came first.
-        linked = AuthorizationGrant.objects.filter(pk=grant.pk, reuse_detected=False).update(
-            access_token=access_token, token_family=family
+        linked = exchange_lookups.update(
+            AuthorizationGrant,
+            grant.pk,
+            {"access_token": access_token.pk, "token_family": family},
+            reuse_detected=False,
         )
         if not linked:
             grant.access_token_id, grant.token_family = access_token.pk, family
@@ -655,7 +664,7 @@ class OIDCValidator(OAuth2Validator):
             # treat it as revoked; oidc_cleanup deletes it later without a cascade on this path)
             # when the new one replaces it: same audience. RFC 8707 2.2: a client holds one token
             # per resource, each obtained with the refresh token; a token for B leaves A's alone.
-            AccessToken.objects.filter(pk=previous.access_token_id).update(expires=timezone.now())
+            exchange_lookups.update(AccessToken, previous.access_token_id, {"expires": timezone.now()})
         grant = _state(request).grant
         if grant is not None and grant.reuse_detected:
             RefreshToken.revoke_family(grant.token_family)
@@ -904,7 +913,11 @@ def member_hint(access_token) -> dict[str, Any]:
     """``adapter.is_member_of``'s ``member_hint`` for the token's user and grant tenant, when the
     token came from :func:`access_token_with_grant`'s single statement (else nothing: it asks)."""
     member = getattr(access_token, "grant_tenant_member", None)
-    return {} if member is None else {"member_hint": bool(member)}
+    if member is None:
+        return {}
+    # Bound to the (user, tenant) it answers for: an adapter may ask about another tenant with
+    # the same kwargs (a staff tenant, say), and must get that tenant's own answer.
+    return {"member_hint": MemberHint(access_token.user_id, access_token.grant_tenant, bool(member))}
 
 
 def invalid_token_error() -> tuple[int, dict[str, str], str]:

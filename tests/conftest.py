@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -17,6 +18,18 @@ def pytest_report_header(config):
 
     url = "set" if os.environ.get("DATABASE_URL") else "unset"
     return f"database: {settings.DATABASES['default']['ENGINE']} (DATABASE_URL {url})"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Django deletes the SQLite test database; the token endpoint's lock file beside it
+    # (internal/sqlite_writers.py) is ours to delete.
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    name = (database.get("TEST") or {}).get("NAME")
+    if name and database["ENGINE"].endswith("sqlite3"):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{name}-oidc-writers.lock")
 
 
 _generated: dict = {}

@@ -145,6 +145,11 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.validator._access_token_lookups": (PURE, None),
     "oidc_provider_ext.internal.crypto._derive": (PURE, None),
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
+    # the token endpoint's SQL, written from Model._meta once per (database alias, model)
+    "oidc_provider_ext.internal.exchange_lookups._sql_cache": (PURE, None),
+    # SQLite only: this process's descriptor of the writers' lock file, and whose turn it is
+    "oidc_provider_ext.internal.sqlite_writers._descriptors": (TRANSIENT, None),
+    "oidc_provider_ext.internal.sqlite_writers._local": (TRANSIENT, None),
     # client ID metadata documents: a refused document is remembered for a minute in the shared
     # cache (the host is not hammered); the document itself lives in the Application row
     "oidc_provider_ext.internal.metadata_documents.prepare:cache.set": (SHARED, None),

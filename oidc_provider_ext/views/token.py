@@ -10,7 +10,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
-from oidc_provider_ext.internal import clients
+from oidc_provider_ext.internal import clients, sqlite_writers
 from oidc_provider_ext.internal.requests import error_description
 from oidc_provider_ext.views.backchannel import (
     JsonErrorsMixin,
@@ -36,9 +36,10 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
             return problem
         # One transaction per token request: the single-use locks (code, refresh token, grant)
         # hold until the new tokens are committed, which is what makes replays race-free; with
-        # SQLite's BEGIN IMMEDIATE it also serialises writers instead of failing them.
+        # SQLite's BEGIN IMMEDIATE it also serialises writers instead of failing them, and they
+        # queue for it in turn (internal/sqlite_writers.py) rather than in SQLite's busy back-off.
         try:
-            with transaction.atomic():
+            with sqlite_writers.writer_turn(), transaction.atomic():
                 url, headers, body, status = self.create_token_response(request)
         except IntegrityError:
             # A client deleted through another process within the client cache's lifetime: the
