@@ -6,15 +6,17 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.conf.urls.i18n import i18n_patterns
+from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import include, path
 from django.utils import translation
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
 
 from .conftest import oidc_settings
 from .factories import TenantFactory, TenantMembershipFactory
-from .flow import exchange, get_code, introspect
+from .flow import exchange, get_code, introspect, refresh
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +98,44 @@ def test_member_hint_answers_only_for_its_own_tenant(browser, rp, user, confiden
     staff.save()
     assert Client().get("/connect/userinfo", **auth).status_code == 401
     assert introspect(rp, confidential_app, token) == {"active": False}
+
+
+def test_the_token_models_save_runs_at_the_token_endpoint(browser, rp, user, confidential_app, monkeypatch):
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups.insert``): the new
+    access and refresh tokens of a code exchange and of a refresh are written with an INSERT of
+    its own, so ``Model.save()`` of the token models is never called. DOT lets a site swap them
+    (``OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL`` / ``REFRESH_TOKEN_MODEL``) and Django documents
+    overriding ``save()`` as the place for such a model's own logic (an audit row, a computed
+    column, a quota): it silently stops running, and ``post_save`` receivers see an instance
+    that still says ``_state.adding``. ``insert()`` already falls back to ``save()`` for what it
+    cannot write (multi-table inheritance, database defaults); a model whose ``save()`` is not
+    Django's must be one of those. Expected, as before (763e65b): every new token row goes
+    through its model's ``save()``, and is no longer "adding" once saved."""
+    saved: list[str] = []
+    seen: list[tuple[str, bool]] = []
+    models = (get_access_token_model(), get_refresh_token_model())
+    for model in models:  # a site's token model with its own save()
+
+        def save(self, *args, _original=model.save, **kwargs):
+            saved.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(model, "save", save)
+
+    def receiver(sender, instance, created, **kwargs):
+        if created:
+            seen.append((sender.__name__, instance._state.adding))
+
+    for model in models:
+        post_save.connect(receiver, sender=model, weak=False)
+    try:
+        code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+        tokens = exchange(rp, confidential_app, code).json()
+        assert sorted(saved) == ["AccessToken", "RefreshToken"]
+        saved.clear()
+        assert "access_token" in refresh(rp, confidential_app, tokens["refresh_token"]).json()
+        assert sorted(saved) == ["AccessToken", "RefreshToken"]
+        assert seen and all(not adding for _name, adding in seen), seen
+    finally:
+        for model in models:
+            post_save.disconnect(receiver, sender=model)
