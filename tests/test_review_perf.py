@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.conf.urls.i18n import i18n_patterns
+from django.contrib.auth.models import User
+from django.db import connection, models
 from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import include, path
@@ -139,3 +141,47 @@ def test_the_token_models_save_runs_at_the_token_endpoint(browser, rp, user, con
     finally:
         for model in models:
             post_save.disconnect(receiver, sender=model)
+
+
+class MemberUser(User):  # a site's user model with multi-table inheritance: columns in two tables
+    title = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        app_label = "oidc_review_tests"
+
+
+@pytest.fixture
+def member_table(transactional_db):
+    with connection.schema_editor() as editor:
+        editor.create_model(MemberUser)
+    yield
+    with connection.schema_editor() as editor:
+        editor.delete_model(MemberUser)
+
+
+def test_a_multi_table_user_model_is_left_to_the_orm_at_the_code_exchange(
+    member_table, browser, user, confidential_app, monkeypatch
+):
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups.grant_by_code`` and
+    ``refresh_token_by_checksum``): the user's columns are selected as ``u.<column>`` of the user
+    model's own table for every field in ``_meta.concrete_fields``, but a user model with
+    multi-table inheritance (``class Member(User)``, AUTH_USER_MODEL) keeps the inherited
+    columns in the parent's table: the statement names columns that table does not have and
+    every code exchange (and refresh) fails with a database error (HTTP 500) instead of issuing
+    tokens. ``internal/lookups.py`` (``_fields``) and ``exchange_lookups._insert_sql``
+    (``meta.parents``) leave such models to the ORM; the grant and refresh-token lookups do not.
+    Expected, as before (763e65b, the ORM's ``select_related``): the grant is found."""
+    from oidc_provider_ext.internal import exchange_lookups
+    from oidc_provider_ext.validator import checksum
+
+    member = MemberUser(user_ptr=user, title="staff")
+    member.save_base(raw=True)  # the child row for the existing user (same primary key)
+    code, _ = get_code(browser, confidential_app, user, scope="openid")
+    # AUTH_USER_MODEL = MemberUser, as the module reads it (its FK targets stay as migrated here).
+    monkeypatch.setattr(exchange_lookups, "get_user_model", lambda: MemberUser)
+    exchange_lookups._sql_cache.clear()
+    try:
+        grant, live = exchange_lookups.grant_by_code(checksum(code))
+    finally:
+        exchange_lookups._sql_cache.clear()
+    assert grant is not None and grant.user.pk == user.pk and live
