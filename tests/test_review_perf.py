@@ -11,7 +11,7 @@ from django.db import connection, models
 from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import include, path
-from django.utils import translation
+from django.utils import timezone, translation
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
@@ -19,6 +19,7 @@ from oidc_provider_ext.adapter import DefaultOIDCAdapter
 from .conftest import oidc_settings
 from .factories import TenantFactory, TenantMembershipFactory
 from .flow import exchange, get_code, introspect, refresh
+from .test_lookups import tables  # noqa: F401  (the fixture: test models' tables)
 
 pytestmark = pytest.mark.django_db
 
@@ -185,3 +186,30 @@ def test_a_multi_table_user_model_is_left_to_the_orm_at_the_code_exchange(
     finally:
         exchange_lookups._sql_cache.clear()
     assert grant is not None and grant.user.pk == user.pk and live
+
+
+@pytest.mark.usefixtures("tables")
+def test_a_foreign_key_to_a_uuid_key_comes_back_as_the_orm_gives_it():
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups._converter``): foreign
+    key columns are taken as the driver returns them ("the driver's value is the Python value"),
+    but on SQLite a key to a UUID primary key is stored as 32 hex characters, which the ORM turns
+    into a ``uuid.UUID`` and this does not. DOT lets a site swap the Application model
+    (``OAUTH2_PROVIDER_APPLICATION_MODEL``), often with a UUID key: then the grant's and the
+    refresh token's ``application_id`` is a ``str``, ``validate_code``'s
+    ``grant.application_id != client.pk`` and ``validate_refresh_token``'s
+    ``rt.application_id != client.pk`` always hold, and every code exchange and refresh fails
+    with ``invalid_grant`` (fails closed: availability). Expected: the value the ORM gives (as
+    before, 763e65b: ``select_related``)."""
+    from oidc_provider_ext.internal.exchange_lookups import _Columns
+
+    from .test_lookups import Item, Owner, _user
+
+    owner = Owner.objects.create(name="Ed", joined=timezone.now(), balance=1)
+    Item.objects.create(code="one", owner=owner, user=_user())
+    columns = _Columns(Item, "t", "x__", "default")
+    sql = f"SELECT {', '.join(columns.sql)} FROM {connection.ops.quote_name(Item._meta.db_table)} t"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+    item = columns.take(row)
+    assert item.owner_id == owner.pk == Item.objects.get().owner_id
