@@ -6,15 +6,20 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.conf.urls.i18n import i18n_patterns
+from django.contrib.auth.models import User
+from django.db import connection, models
+from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import include, path
-from django.utils import translation
+from django.utils import timezone, translation
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from oidc_provider_ext.adapter import DefaultOIDCAdapter
 
 from .conftest import oidc_settings
 from .factories import TenantFactory, TenantMembershipFactory
-from .flow import exchange, get_code, introspect
+from .flow import exchange, get_code, introspect, refresh
+from .test_lookups import tables  # noqa: F401  (the fixture: test models' tables)
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +101,115 @@ def test_member_hint_answers_only_for_its_own_tenant(browser, rp, user, confiden
     staff.save()
     assert Client().get("/connect/userinfo", **auth).status_code == 401
     assert introspect(rp, confidential_app, token) == {"active": False}
+
+
+def test_the_token_models_save_runs_at_the_token_endpoint(browser, rp, user, confidential_app, monkeypatch):
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups.insert``): the new
+    access and refresh tokens of a code exchange and of a refresh are written with an INSERT of
+    its own, so ``Model.save()`` of the token models is never called. DOT lets a site swap them
+    (``OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL`` / ``REFRESH_TOKEN_MODEL``) and Django documents
+    overriding ``save()`` as the place for such a model's own logic (an audit row, a computed
+    column, a quota): it silently stops running, and ``post_save`` receivers see an instance
+    that still says ``_state.adding``. ``insert()`` already falls back to ``save()`` for what it
+    cannot write (multi-table inheritance, database defaults); a model whose ``save()`` is not
+    Django's must be one of those. Expected, as before (763e65b): every new token row goes
+    through its model's ``save()``, and is no longer "adding" once saved."""
+    saved: list[str] = []
+    seen: list[tuple[str, bool]] = []
+    models = (get_access_token_model(), get_refresh_token_model())
+    for model in models:  # a site's token model with its own save()
+
+        def save(self, *args, _original=model.save, **kwargs):
+            saved.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(model, "save", save)
+
+    def receiver(sender, instance, created, **kwargs):
+        if created:
+            seen.append((sender.__name__, instance._state.adding))
+
+    for model in models:
+        post_save.connect(receiver, sender=model, weak=False)
+    try:
+        code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+        tokens = exchange(rp, confidential_app, code).json()
+        assert sorted(saved) == ["AccessToken", "RefreshToken"]
+        saved.clear()
+        assert "access_token" in refresh(rp, confidential_app, tokens["refresh_token"]).json()
+        assert sorted(saved) == ["AccessToken", "RefreshToken"]
+        assert seen and all(not adding for _name, adding in seen), seen
+    finally:
+        for model in models:
+            post_save.disconnect(receiver, sender=model)
+
+
+class MemberUser(User):  # a site's user model with multi-table inheritance: columns in two tables
+    title = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        app_label = "oidc_review_tests"
+
+
+@pytest.fixture
+def member_table(transactional_db):
+    with connection.schema_editor() as editor:
+        editor.create_model(MemberUser)
+    yield
+    with connection.schema_editor() as editor:
+        editor.delete_model(MemberUser)
+
+
+def test_a_multi_table_user_model_is_left_to_the_orm_at_the_code_exchange(
+    member_table, browser, user, confidential_app, monkeypatch
+):
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups.grant_by_code`` and
+    ``refresh_token_by_checksum``): the user's columns are selected as ``u.<column>`` of the user
+    model's own table for every field in ``_meta.concrete_fields``, but a user model with
+    multi-table inheritance (``class Member(User)``, AUTH_USER_MODEL) keeps the inherited
+    columns in the parent's table: the statement names columns that table does not have and
+    every code exchange (and refresh) fails with a database error (HTTP 500) instead of issuing
+    tokens. ``internal/lookups.py`` (``_fields``) and ``exchange_lookups._insert_sql``
+    (``meta.parents``) leave such models to the ORM; the grant and refresh-token lookups do not.
+    Expected, as before (763e65b, the ORM's ``select_related``): the grant is found."""
+    from oidc_provider_ext.internal import exchange_lookups
+    from oidc_provider_ext.validator import checksum
+
+    member = MemberUser(user_ptr=user, title="staff")
+    member.save_base(raw=True)  # the child row for the existing user (same primary key)
+    code, _ = get_code(browser, confidential_app, user, scope="openid")
+    # AUTH_USER_MODEL = MemberUser, as the module reads it (its FK targets stay as migrated here).
+    monkeypatch.setattr(exchange_lookups, "get_user_model", lambda: MemberUser)
+    exchange_lookups._sql_cache.clear()
+    try:
+        grant, live = exchange_lookups.grant_by_code(checksum(code))
+    finally:
+        exchange_lookups._sql_cache.clear()
+    assert grant is not None and grant.user.pk == user.pk and live
+
+
+@pytest.mark.usefixtures("tables")
+def test_a_foreign_key_to_a_uuid_key_comes_back_as_the_orm_gives_it():
+    """Attack/regression (token-endpoint round, ``internal/exchange_lookups._converter``): foreign
+    key columns are taken as the driver returns them ("the driver's value is the Python value"),
+    but on SQLite a key to a UUID primary key is stored as 32 hex characters, which the ORM turns
+    into a ``uuid.UUID`` and this does not. DOT lets a site swap the Application model
+    (``OAUTH2_PROVIDER_APPLICATION_MODEL``), often with a UUID key: then the grant's and the
+    refresh token's ``application_id`` is a ``str``, ``validate_code``'s
+    ``grant.application_id != client.pk`` and ``validate_refresh_token``'s
+    ``rt.application_id != client.pk`` always hold, and every code exchange and refresh fails
+    with ``invalid_grant`` (fails closed: availability). Expected: the value the ORM gives (as
+    before, 763e65b: ``select_related``)."""
+    from oidc_provider_ext.internal.exchange_lookups import _Columns
+
+    from .test_lookups import Item, Owner, _user
+
+    owner = Owner.objects.create(name="Ed", joined=timezone.now(), balance=1)
+    Item.objects.create(code="one", owner=owner, user=_user())
+    columns = _Columns(Item, "t", "x__", "default")
+    sql = f"SELECT {', '.join(columns.sql)} FROM {connection.ops.quote_name(Item._meta.db_table)} t"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+    item = columns.take(row)
+    assert item.owner_id == owner.pk == Item.objects.get().owner_id
