@@ -60,6 +60,9 @@ def browser_page(chromium, rp, request):
 
 
 def fits_the_screen(page):
+    # Measured once the stylesheets and images are in: a selector can appear before them (a busy
+    # machine showed a German login page 1302 px wide, unstyled, for a moment).
+    page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"], f"the page scrolls sideways ({width}px)"
 
