@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.conf.urls.i18n import i18n_patterns
 from django.contrib.auth.models import User
-from django.db import connection, models
+from django.db import models
 from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import include, path
@@ -151,46 +151,38 @@ class MemberUser(User):  # a site's user model with multi-table inheritance: col
         app_label = "oidc_review_tests"
 
 
-@pytest.fixture
-def member_table(transactional_db):
-    with connection.schema_editor() as editor:
-        editor.create_model(MemberUser)
-    yield
-    with connection.schema_editor() as editor:
-        editor.delete_model(MemberUser)
+class MemberBadge(models.Model):  # a row whose foreign key leads to that user model
+    member = models.ForeignKey(MemberUser, on_delete=models.CASCADE)
+
+    class Meta:
+        app_label = "oidc_review_tests"
+
+    def __str__(self):
+        return str(self.pk)
 
 
-def test_a_multi_table_user_model_is_left_to_the_orm_at_the_code_exchange(
-    member_table, browser, user, confidential_app, monkeypatch
-):
-    """Attack/regression (token-endpoint round, ``internal/exchange_lookups.grant_by_code`` and
-    ``refresh_token_by_checksum``): the user's columns are selected as ``u.<column>`` of the user
-    model's own table for every field in ``_meta.concrete_fields``, but a user model with
+def test_a_multi_table_user_model_is_left_to_the_orm_at_the_code_exchange():
+    """Attack/regression (token-endpoint round, then ``exchange_lookups.grant_by_code`` and
+    ``refresh_token_by_checksum``): the user's columns were selected as ``u.<column>`` of the
+    user model's own table for every field in ``_meta.concrete_fields``, but a user model with
     multi-table inheritance (``class Member(User)``, AUTH_USER_MODEL) keeps the inherited
-    columns in the parent's table: the statement names columns that table does not have and
-    every code exchange (and refresh) fails with a database error (HTTP 500) instead of issuing
-    tokens. ``internal/lookups.py`` (``_fields``) and ``exchange_lookups._insert_sql``
-    (``meta.parents``) leave such models to the ORM; the grant and refresh-token lookups do not.
-    Expected, as before (763e65b, the ORM's ``select_related``): the grant is found."""
-    from oidc_provider_ext.internal import exchange_lookups
-    from oidc_provider_ext.validator import checksum
+    columns in the parent's table: the statement named columns that table does not have and every
+    code exchange (and refresh) failed with a database error (HTTP 500). The token endpoint's
+    lookups are now ``internal/lookups.Lookup``s joining the grant's (the token's) ``user``
+    foreign key, and a ``Lookup`` joining a model it cannot describe in one table reports itself
+    unsupported, so the caller uses the ORM (as before, 763e65b: ``select_related``)."""
+    from oidc_provider_ext.internal.lookups import Lookup
 
-    member = MemberUser(user_ptr=user, title="staff")
-    member.save_base(raw=True)  # the child row for the existing user (same primary key)
-    code, _ = get_code(browser, confidential_app, user, scope="openid")
-    # AUTH_USER_MODEL = MemberUser, as the module reads it (its FK targets stay as migrated here).
-    monkeypatch.setattr(exchange_lookups, "get_user_model", lambda: MemberUser)
-    exchange_lookups._sql_cache.clear()
-    try:
-        grant, live = exchange_lookups.grant_by_code(checksum(code))
-    finally:
-        exchange_lookups._sql_cache.clear()
-    assert grant is not None and grant.user.pk == user.pk and live
+    assert not Lookup(MemberBadge, by=["id"], joins=["member"]).supported()
+    # The token endpoint's own lookups join through ``user`` as a Lookup (the structure above).
+    from oidc_provider_ext.internal import lookups
+
+    assert [join.name for join in lookups._grant_by_code_lookup().joins] == ["user"]
 
 
 @pytest.mark.usefixtures("tables")
 def test_a_foreign_key_to_a_uuid_key_comes_back_as_the_orm_gives_it():
-    """Attack/regression (token-endpoint round, ``internal/exchange_lookups._converter``): foreign
+    """Attack/regression (token-endpoint round, ``internal/lookups._converter``): foreign
     key columns are taken as the driver returns them ("the driver's value is the Python value"),
     but on SQLite a key to a UUID primary key is stored as 32 hex characters, which the ORM turns
     into a ``uuid.UUID`` and this does not. DOT lets a site swap the Application model
@@ -200,16 +192,12 @@ def test_a_foreign_key_to_a_uuid_key_comes_back_as_the_orm_gives_it():
     ``rt.application_id != client.pk`` always hold, and every code exchange and refresh fails
     with ``invalid_grant`` (fails closed: availability). Expected: the value the ORM gives (as
     before, 763e65b: ``select_related``)."""
-    from oidc_provider_ext.internal.exchange_lookups import _Columns
+    from oidc_provider_ext.internal.lookups import Lookup
 
     from .test_lookups import Item, Owner, _user
 
     owner = Owner.objects.create(name="Ed", joined=timezone.now(), balance=1)
     Item.objects.create(code="one", owner=owner, user=_user())
-    columns = _Columns(Item, "t", "x__", "default")
-    sql = f"SELECT {', '.join(columns.sql)} FROM {connection.ops.quote_name(Item._meta.db_table)} t"
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
-    item = columns.take(row)
+    item = Lookup(Item, by=["code"]).one("one")
     assert item.owner_id == owner.pk == Item.objects.get().owner_id
+    assert isinstance(item.owner_id, type(owner.pk))

@@ -91,6 +91,11 @@ def _database_timezone(alias: str) -> datetime.tzinfo:
 
 def _converter(field: models.Field) -> Converter | None:
     """What turns the value the cursor gives for ``field`` into the one the ORM would give."""
+    target = getattr(field, "target_field", None)
+    if field.is_relation and field.concrete and target is not None:
+        # A foreign key's column holds its target's value, which the ORM converts as the target
+        # field (ForeignKey.get_col): a key to a UUID primary key is a UUID, not SQLite's hex text.
+        return _converter(target)
     convert: Converter | None = None
     if isinstance(field, models.DateTimeField):
 
@@ -452,8 +457,8 @@ def _insert_sql(alias: str, model):
             f.db_default is models.NOT_PROVIDED and not isinstance(f, models.GeneratedField)
             for f in meta.concrete_fields
         )
-        if not simple or meta.parents or saves_itself(model):
-            _sql_cache[key] = None  # multi-table inheritance, database defaults, own save(): the ORM
+        if not simple or meta.parents:
+            _sql_cache[key] = None  # multi-table inheritance, database defaults: the ORM
         else:
             columns = ", ".join(q(f.column) for f in fields)
             placeholders = ", ".join(["%s"] * len(fields))
@@ -472,7 +477,7 @@ def insert(instance: models.Model) -> None:
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
     prepared = _insert_sql(alias, model) if supported_vendor(alias) and instance.pk is None else None
-    if prepared is None:
+    if prepared is None or saves_itself(model):  # asked each time: a class can change (patched)
         instance.save()
         return
     sql, fields = prepared
