@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -233,6 +234,8 @@ _SETTINGS: dict[str, _Setting] = {
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+T = TypeVar("T")
+
 # REGISTRATION values (docs/registration.md).
 REGISTRATION_OFF = "off"
 REGISTRATION_INITIAL_ACCESS_TOKEN = "initial_access_token"
@@ -262,6 +265,23 @@ class AppSettings:
             )
         self._checked, self._checked_len = value, len(value)
         return value
+
+    _derived_for: Any = None
+    _derived: dict[str, Any] = {}
+
+    def derived(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, a value parsed or validated from the settings, kept while
+        ``settings.OIDC_PROVIDER_EXT`` is the same dict object: ``override_settings``, pytest's
+        ``settings`` and a reload assign a new one (Django settings are not changed in place).
+        For per-request hot paths; an exception is raised again on every call, never kept."""
+        current = self._user_settings()
+        derived = self._derived
+        if self._derived_for is not current:
+            derived = {}
+            self._derived, self._derived_for = derived, current
+        if name not in derived:
+            derived[name] = compute()
+        return derived[name]
 
     def _get(self, name: str) -> Any:
         return self._user_settings().get(name, _SETTINGS[name].default)

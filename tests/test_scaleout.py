@@ -161,6 +161,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.registration.over_request_limit:cache.incr": (SHARED, None),
     "oidc_provider_ext.resource.urlconf._resources_of": (PURE, None),  # the resources a URLconf names
     "oidc_provider_ext.conf._SETTINGS": (CONSTANT, None),
+    # values parsed from the settings dict, kept while it is the same object (AppSettings.derived)
+    "oidc_provider_ext.conf.AppSettings._derived": (PURE, None),
     # the second-factor registry, filled at import (the same in every process)
     "oidc_provider_ext.internal.factors._PROVIDES": (CONSTANT, None),
     "oidc_provider_ext.internal.factors._registry": (CONSTANT, None),

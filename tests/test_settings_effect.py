@@ -104,3 +104,37 @@ def test_outbound_allowed_networks(settings, db):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_resource_servers_settings_change_is_seen_at_the_next_validation(
+    settings, rp, browser, user, confidential_app
+):
+    """validate_access_token keeps what it parsed from the settings (AppSettings.derived) only while
+    OIDC_PROVIDER_EXT is the same dict: a new one (override_settings, a reload) is read again."""
+    from oidc_provider_ext.resource import InvalidToken, validate_access_token
+
+    from .flow import exchange, get_code
+
+    code, _ = get_code(browser, confidential_app, user, scope="openid")
+    token = exchange(rp, confidential_app, code).json()["access_token"]
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=confidential_app.client_id)
+    assert validate_access_token(token).client_id == confidential_app.client_id
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE="https://api.example.com/")
+    with pytest.raises(InvalidToken, match="not meant for this resource server"):
+        validate_access_token(token)
+    oidc_settings(
+        settings, RESOURCE_SERVER_AUDIENCE=confidential_app.client_id, RESOURCE_SERVER_ISSUER="https://other"
+    )
+    with pytest.raises(InvalidToken, match="not issued by the issuer"):
+        validate_access_token(token)
+
+
+def test_a_settings_error_is_raised_on_every_validation(settings, db):
+    """A misconfiguration is never kept as a value: every call raises it again."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from oidc_provider_ext.resource import validate_access_token
+
+    for _ in range(2):
+        with pytest.raises(ImproperlyConfigured):
+            validate_access_token("a.b.c")

@@ -239,7 +239,10 @@ def validate_access_token(
     Raises :class:`InvalidToken` (for any malformed input too), :class:`InsufficientScope` when a
     ``required_scopes`` entry was not granted, or :class:`KeySetUnavailable`.
     """
-    expected, _ = resolve_resource(audience, resource)
+    if audience is None and resource is None:  # the settings' resource server: parsed once
+        expected = app_settings.derived("resource_server_audiences", lambda: resolve_resource()[0])
+    else:
+        expected, _ = resolve_resource(audience, resource)
     required = tuple(required_scopes)
     if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
@@ -247,17 +250,29 @@ def validate_access_token(
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
     header = _json_segment(token.split(".", 1)[0], "header")
     alg, kid = _check_header(header)
-    jwks_url = app_settings.RESOURCE_SERVER_JWKS_URL  # read once: settings are parsed on each read
+    jwks_url, check_revocation, issuer, leeway = app_settings.derived(
+        "resource_server_validation", _validation_settings
+    )
     key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
     claims = _json_segment_bytes(_verify_signature(token, key, alg), "payload")
-    result = _check_claims(claims, expected)
-    if not jwks_url and app_settings.RESOURCE_SERVER_CHECK_REVOCATION:
+    result = _check_claims(claims, expected, issuer, leeway)
+    if not jwks_url and check_revocation:
         _check_not_revoked(token)
     if not result.has_scopes(*required):
         raise InsufficientScope(required)
     return result
+
+
+def _validation_settings() -> tuple[str | None, bool, str, int]:
+    """What every validation reads: the JWKS URL, the revocation check, the issuer, the leeway."""
+    return (
+        app_settings.RESOURCE_SERVER_JWKS_URL,
+        app_settings.RESOURCE_SERVER_CHECK_REVOCATION,
+        app_settings.RESOURCE_SERVER_ISSUER,
+        app_settings.RESOURCE_SERVER_LEEWAY_SECONDS,
+    )
 
 
 def _reject_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -360,13 +375,14 @@ def _string(claims: dict[str, Any], name: str) -> str:
     return value
 
 
-def _check_claims(claims: dict[str, Any], expected: tuple[str, ...]) -> AccessTokenClaims:
+def _check_claims(
+    claims: dict[str, Any], expected: tuple[str, ...], trusted_issuer: str, leeway: int
+) -> AccessTokenClaims:
     # RFC 9068 4: iss must exactly match the issuer identifier.
     issuer = _string(claims, "iss")
-    if issuer != app_settings.RESOURCE_SERVER_ISSUER:
+    if issuer != trusted_issuer:
         raise InvalidToken("The access token was not issued by the issuer this server trusts.")
     now = time.time()
-    leeway = app_settings.RESOURCE_SERVER_LEEWAY_SECONDS
     expires_at = _number(claims, "exp")
     if now >= expires_at + leeway:  # RFC 7519 4.1.4: valid only before exp
         raise InvalidToken("The access token has expired.")
