@@ -804,9 +804,7 @@ class OIDCValidator(OAuth2Validator):
             pk=access_token.grant_pk, claims=access_token.grant_claims, tenant=access_token.grant_tenant
         )
         _state(request).grant = grant
-        # The cached client carries its profile (no query for the tenant rule).
-        client = get_client(access_token.application.client_id) or access_token.application
-        return get_adapter().may_use_client(access_token.user, client, grant.tenant)
+        return stored_token_may_be_used(access_token, grant.tenant)
 
     def get_userinfo_claims(self, request):
         grant = _state(request).grant  # loaded by validate_bearer_token
@@ -900,11 +898,18 @@ def userinfo_access_token(access_token, django_request) -> bool:
     if access_token.user is None or access_token.grant_pk is None:
         # OIDC Core 5.3: userinfo answers about a user; a user's token always has a grant.
         return False
-    # The account-state rule. The cached client carries its profile (no query for the tenant rule).
+    return stored_token_may_be_used(access_token, access_token.grant_tenant)
+
+
+def stored_token_may_be_used(access_token, tenant: str) -> bool:
+    """The account-state rule (``adapter.may_use_client``) for a stored access token loaded by
+    :func:`access_token_with_grant`, in ``tenant``: its client from the client cache, which
+    carries the profile (no query for the tenant rule), and the membership answer the token's own
+    statement read (:func:`member_hint`). Userinfo, introspection, bearer-protected views and the
+    resource server's revocation check all ask it this way."""
+    application = access_token.application
     client = get_client(application.client_id) or application
-    return get_adapter().may_use_client(
-        access_token.user, client, access_token.grant_tenant, **member_hint(access_token)
-    )
+    return get_adapter().may_use_client(access_token.user, client, tenant, **member_hint(access_token))
 
 
 def member_hint(access_token) -> dict[str, Any]:

@@ -419,9 +419,7 @@ def _check_not_revoked(token: str) -> None:
     # by their SHA-256 checksum. No row: revoked, or never issued by this provider. In-process, the
     # provider's account-state rule applies too (adapter.may_use_client, as at userinfo): a user
     # deactivated or suspended behind the provider's back is refused before the token expires.
-    from oidc_provider_ext.adapter import get_adapter
-    from oidc_provider_ext.internal.clients import get_client
-    from oidc_provider_ext.validator import access_token_with_grant, member_hint
+    from oidc_provider_ext.validator import access_token_with_grant, stored_token_may_be_used
 
     # The token with its grant's tenant: one statement, compiled once (validator.py).
     stored = access_token_with_grant(token)
@@ -434,9 +432,7 @@ def _check_not_revoked(token: str) -> None:
         if stored.grant_pk is None:
             raise InvalidToken("The access token has been revoked.")
         tenant = stored.grant_tenant
-    # The cached client carries its profile (no query for the tenant rule).
-    application = get_client(stored.application.client_id) or stored.application
-    if not get_adapter().may_use_client(stored.user, application, tenant, **member_hint(stored)):
+    if not stored_token_may_be_used(stored, tenant):
         raise InvalidToken("The access token may no longer be used.")
 
 

@@ -14,10 +14,9 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal.clients import get_client
 from oidc_provider_ext.models import AuthorizationGrant
 from oidc_provider_ext.tokens import subject_for
-from oidc_provider_ext.validator import access_token_with_grant, checksum, member_hint
+from oidc_provider_ext.validator import access_token_with_grant, checksum, stored_token_may_be_used
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, form_endpoint, form_post_only, oauth_error
 
 
@@ -97,9 +96,7 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
             if access.user is not None:
                 tenant = access.grant_tenant if access.grant_pk is not None else ""
                 # The account-state rule: a deactivated user's or ended member's token is inactive.
-                # The cached client carries its profile (no query for the tenant rule).
-                application = get_client(access.application.client_id) or access.application
-                if not get_adapter().may_use_client(access.user, application, tenant, **member_hint(access)):
+                if not stored_token_may_be_used(access, tenant):
                     return {"active": False}
                 data.update(sub=subject_for(access.user), username=access.user.get_username())
                 data.update(get_adapter().get_tenant_claims(access.user, tenant))
