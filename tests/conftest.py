@@ -25,11 +25,13 @@ def pytest_sessionfinish(session, exitstatus):
     # (internal/sqlite_writers.py) is ours to delete.
     from django.conf import settings
 
+    from oidc_provider_ext.internal.sqlite_writers import lock_file
+
     database = settings.DATABASES["default"]
     name = (database.get("TEST") or {}).get("NAME")
     if name and database["ENGINE"].endswith("sqlite3"):
         with contextlib.suppress(OSError):
-            os.unlink(f"{name}-oidc-writers.lock")
+            os.unlink(lock_file(name))
 
 
 _generated: dict = {}

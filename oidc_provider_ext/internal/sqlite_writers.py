@@ -43,7 +43,12 @@ def _lock_path(alias: str) -> str | None:
     name = str(connection.settings_dict.get("NAME") or "")
     if not name or name == ":memory:" or "mode=memory" in name:
         return None
-    return f"{name}-oidc-writers.lock"
+    return lock_file(name)
+
+
+def lock_file(database_name: str) -> str:
+    """The writers' lock file of the SQLite database file ``database_name``, beside it."""
+    return f"{database_name}-oidc-writers.lock"
 
 
 def _descriptor(path: str) -> int | None:
