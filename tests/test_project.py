@@ -475,3 +475,36 @@ class TestCreateClientCommand:
 class OldStyleAdapter(DefaultOIDCAdapter):
     def is_tenant_member(self, user, tenant, **kwargs):  # retired: W024
         return True
+
+
+class TestPostgreSQLPreparedStatements:
+    """The example project prepares hot statements on PostgreSQL (docs/operations.md, "Databases"):
+    planning was most of the database's work per userinfo call."""
+
+    def test_on_by_default_and_off_for_poolers(self):
+        from idp_project.settings import postgresql_options
+
+        assert postgresql_options({}) == {"server_side_binding": True, "prepare_threshold": 5}
+        for off in ("off", "OFF", "0", "false", "no"):
+            assert postgresql_options({"DATABASE_PREPARED_STATEMENTS": off}) == {}
+        assert postgresql_options({"DATABASE_PREPARED_STATEMENTS": "on"}) != {}
+
+    @pytest.mark.django_db
+    def test_the_userinfo_statement_is_prepared(self, browser, rp, user, confidential_app):
+        from django.db import connection
+
+        from .flow import exchange, get_code
+
+        if connection.vendor != "postgresql":
+            pytest.skip("PostgreSQL only")
+        code, _ = get_code(browser, confidential_app, user, scope="openid")
+        access_token = exchange(rp, confidential_app, code).json()["access_token"]
+        for _ in range(6):
+            response = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
+            assert response.status_code == 200
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                ['%FROM "oauth2_provider_accesstoken" t0%'],
+            )
+            assert cursor.fetchone()[0] == 1

@@ -68,12 +68,16 @@ TEMPLATES = [
 ]
 
 # The same call as idp_project's (persistent connections on PostgreSQL, so the comparison is about
-# the provider, not connection set-up), without idp_project's SQLite options that follow it.
+# the provider, not connection set-up), without idp_project's SQLite options that follow it. On
+# PostgreSQL both get the same driver options (idp_project.settings.postgresql_options: prepared
+# statements), for the same reason.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'stock_dot.sqlite3'}"), conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
