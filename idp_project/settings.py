@@ -165,11 +165,11 @@ def _database() -> dict[str, Any]:
 
 def postgresql_options(environ) -> dict[str, Any]:
     """psycopg 3 prepared statements: parameters bound on the server, and a statement a connection
-    has run five times (psycopg's default threshold) is prepared, so PostgreSQL parses and plans it once per connection, not per
-    request. Planning was most of the database's work on the hot paths: 1.0 ms of a 1.2 ms userinfo
-    statement (docs/performance.md). Django leaves both off for connection poolers that cannot
-    keep a prepared statement on its connection (PgBouncer in transaction mode before 1.21): set
-    DATABASE_PREPARED_STATEMENTS=off there (docs/operations.md)."""
+    has run five times (psycopg's default threshold) is prepared, so PostgreSQL parses and plans it
+    once per connection, not per request. Planning was most of the database's work on the hot
+    paths: 1.0 ms of a 1.2 ms userinfo statement (docs/performance.md). Django leaves both off for
+    connection poolers that cannot keep a prepared statement on its connection (PgBouncer in
+    transaction mode before 1.21): set DATABASE_PREPARED_STATEMENTS=off there (docs/operations.md)."""
     if environ.get("DATABASE_PREPARED_STATEMENTS", "on").lower() in {"off", "0", "false", "no"}:
         return {}
     return {"server_side_binding": True, "prepare_threshold": 5}

@@ -499,9 +499,9 @@ class TestPostgreSQLPreparedStatements:
             pytest.skip("PostgreSQL only")
         code, _ = get_code(browser, confidential_app, user, scope="openid")
         access_token = exchange(rp, confidential_app, code).json()["access_token"]
+        url = reverse("oidc_provider_ext:userinfo")
         for _ in range(6):
-            response = rp.get(reverse("oidc_provider_ext:userinfo"), HTTP_AUTHORIZATION=f"Bearer {access_token}")
-            assert response.status_code == 200
+            assert rp.get(url, HTTP_AUTHORIZATION=f"Bearer {access_token}").status_code == 200
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
