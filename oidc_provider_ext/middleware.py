@@ -18,7 +18,7 @@ import csp.constants
 import csp.middleware
 from django.conf import settings
 from django.http import HttpResponse
-from django.urls import NoReverseMatch, get_script_prefix, resolve, reverse
+from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_script_prefix, resolve, reverse
 from django.utils.translation import get_language
 
 from .internal.op_sessions import SESSION_KEY, browser_entries
@@ -48,42 +48,44 @@ class BearerEndpointsMiddleware:
     them (security headers, ``CommonMiddleware``, ``XFrameOptionsMiddleware``, CSP) and before the
     browser ones; a request for any other path goes down the whole chain as before.
 
-    The view is found with ``django.urls.resolve`` and called as Django's handler would; a site with
-    ``ATOMIC_REQUESTS``, or a middleware before this one that sets ``request.urlconf``, gets the
-    whole chain for these paths too.
+    The view is found with ``django.urls.resolve`` (once per path) and called as Django's handler
+    would; a site with ``ATOMIC_REQUESTS``, or a middleware before this one that sets
+    ``request.urlconf``, gets the whole chain for these paths too.
     """
 
     url_names = ("oidc_provider_ext:userinfo", "oidc_provider_ext:introspect")
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self._paths: dict[tuple[str, str | None], frozenset[str]] = {}
+        self._paths: dict[tuple[str, str | None], dict[str, ResolverMatch]] = {}
 
-    def _bearer_paths(self) -> frozenset[str]:
-        # reverse() per request costs more than what this saves: once per URLconf and active
-        # language, as path_info (without the script prefix reverse() puts in front). The language:
-        # under i18n_patterns a path resolves only in the language active now (LocaleMiddleware
-        # runs later), so only that language's paths are answered here; others take the chain.
+    def _bearer_paths(self) -> dict[str, ResolverMatch]:
+        # reverse() and resolve() per request cost more than what this saves: once per URLconf and
+        # active language, as path_info (without the script prefix reverse() puts in front) with
+        # what it resolves to (a fixed path without arguments: the same match every time). The
+        # language: under i18n_patterns a path resolves only in the language active now
+        # (LocaleMiddleware runs later), so only that language's paths are answered here; others
+        # take the chain.
         key = (settings.ROOT_URLCONF, get_language())
         paths = self._paths.get(key)
         if paths is None:
             prefix = get_script_prefix()
-            found = set()
+            paths = {}
             for name in self.url_names:
-                with suppress(NoReverseMatch):
-                    found.add("/" + reverse(name, urlconf=key[0])[len(prefix) :])
-            paths = frozenset(found)
+                with suppress(NoReverseMatch, Resolver404):
+                    path = "/" + reverse(name, urlconf=key[0])[len(prefix) :]
+                    paths[path] = resolve(path, urlconf=key[0])
             if len(self._paths) < 64:  # bounded by the site's languages
                 self._paths[key] = paths
         return paths
 
     def __call__(self, request):
+        match = self._bearer_paths().get(request.path_info)
         if (
-            request.path_info in self._bearer_paths()
+            match is not None
             and getattr(request, "urlconf", None) is None
             and not any(db.get("ATOMIC_REQUESTS") for db in settings.DATABASES.values())
         ):
-            match = resolve(request.path_info)
             request.resolver_match = match
             response = match.func(request, *match.args, **match.kwargs)
             response.oidc_bearer_endpoint = True  # CSPMiddleware: a JSON answer, no per-view policy
