@@ -27,7 +27,6 @@ app can use it with a remote JWKS URL.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -287,9 +286,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 6)")
 
 
+# One decoder for every token (json.loads with hooks builds a new one per call); shared across
+# threads like json's own default decoder.
+_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicate_names, parse_constant=_reject_constant)
+
+
 def _json_segment(segment: str, what: str) -> dict[str, Any]:
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = jose.b64url_decode(segment)
     except ValueError as exc:
         raise InvalidToken(f"The access token's {what} is not base64url.") from exc
     return _json_segment_bytes(raw, what)
@@ -297,11 +301,7 @@ def _json_segment(segment: str, what: str) -> dict[str, Any]:
 
 def _json_segment_bytes(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicate_names,
-            parse_constant=_reject_constant,
-        )
+        value = _JSON.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidToken(f"The access token's {what} is not a JSON object.") from exc
     if not isinstance(value, dict):
