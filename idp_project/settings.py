@@ -60,8 +60,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # django-csp's, with the bearer endpoints' (unchanging) header built once.
     "oidc_provider_ext.middleware.CSPMiddleware",
-    # Userinfo and introspection are answered here, with every header above and without the
-    # browser's middleware below (sessions, CSRF, sign-in state, messages, lockouts): docs/performance.md.
+    # Userinfo, introspection, token and revocation are answered here, with every header above and
+    # without the browser's middleware below (sessions, CSRF, sign-in state, messages, lockouts):
+    # docs/operations.md.
     "oidc_provider_ext.middleware.BearerEndpointsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -1,14 +1,17 @@
-"""BearerEndpointsMiddleware and CSPMiddleware (oidc_provider_ext/middleware.py): userinfo and
-introspection skip the browser's middleware and keep every security header."""
+"""BearerEndpointsMiddleware and CSPMiddleware (oidc_provider_ext/middleware.py): userinfo,
+introspection, token and revocation skip the browser's middleware and keep every security header."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from .flow import exchange, get_code, introspect
+from .factories import REDIRECT_URI
+from .flow import basic_auth, exchange, get_code, introspect, refresh, token_request
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +97,44 @@ def test_a_mounted_provider_is_found_under_its_prefix(token, settings):
     settings.ROOT_URLCONF = "tests.prefixed_urls"
     response = Client().get("/idp/connect/userinfo", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200 and not hasattr(response.wsgi_request, "session")
+
+
+def _client_endpoints(rp, user, confidential_app, browser):
+    """A refresh, a failed exchange and a revocation: the answers of the token and revocation
+    endpoints a client gets, through ``rp`` (a test client)."""
+    code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
+    tokens = exchange(rp, confidential_app, code).json()
+    auth = (confidential_app.client_id, confidential_app.raw_secret)
+    spent = {"grant_type": "authorization_code", "code": "spent", "redirect_uri": REDIRECT_URI}
+    return [
+        refresh(rp, confidential_app, tokens["refresh_token"]),
+        token_request(rp, spent, auth=auth),
+        rp.post(
+            reverse("oidc_provider_ext:revocation"),
+            urlencode({"token": tokens["access_token"]}),
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION=basic_auth(*auth),
+        ),
+    ]
+
+
+def test_token_and_revocation_skip_the_browser_middleware_and_keep_the_headers(
+    rp, user, confidential_app, browser, settings
+):
+    fast = _client_endpoints(rp, user, confidential_app, browser)
+    assert [response.status_code for response in fast] == [200, 400, 200]
+    for response in fast:
+        request = response.wsgi_request
+        assert not hasattr(request, "session") and not hasattr(request, "user")
+        assert not response.cookies
+    _without_bearer_middleware(settings)
+    whole_chain = _client_endpoints(Client(), user, confidential_app, browser)  # a new handler
+    assert hasattr(whole_chain[0].wsgi_request, "session")
+    for quick, slow in zip(fast, whole_chain, strict=True):
+        assert quick.status_code == slow.status_code
+        for name in (*SECURITY_HEADERS, "Cache-Control"):
+            assert quick.has_header(name), name
+            if name == "Content-Security-Policy":
+                assert _directives(quick[name]) == _directives(slow[name])
+            else:
+                assert quick[name] == slow[name], name
