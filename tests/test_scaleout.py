@@ -174,6 +174,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.checks._RETIRED_HOOKS": (CONSTANT, None),
     "oidc_provider_ext.internal.cors._DEFAULT_PORTS": (CONSTANT, None),
     "oidc_provider_ext.resource.__init__._KEY_TYPE_OF_ALG": (CONSTANT, None),
+    "oidc_provider_ext.resource.__init__._JSON": (CONSTANT, None),  # a JSONDecoder with our hooks
     "idp_project.settings._SESSION_ENGINES": (CONSTANT, None),
     "idp_project.settings_production._SMTP": (CONSTANT, None),
 }
