@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import DatabaseError, connections, models, router
 from django.db.models.signals import post_save, pre_save
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_refresh_token_model
@@ -467,6 +467,58 @@ def _insert_sql(alias: str, model):
                 sql += f" RETURNING {q(meta.pk.column)}"
             _sql_cache[key] = (sql, fields)
     return _sql_cache[key]
+
+
+def _save_sql(alias: str, model, create: bool):
+    """``INSERT`` of every column (``create``) or ``UPDATE`` of every column but the key, by key;
+    None when ``model`` is not one table of plain columns (the ORM then)."""
+    key = ("save", alias, model._meta.label, create)
+    if key not in _sql_cache:
+        q = connections[alias].ops.quote_name
+        meta = model._meta
+        fields = _fields(model)
+        if fields is None or meta.parents or any(
+            f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField) for f in fields
+        ):
+            _sql_cache[key] = None
+        elif create:
+            columns = ", ".join(q(f.column) for f in fields)
+            placeholders = ", ".join(["%s"] * len(fields))
+            _sql_cache[key] = (f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES ({placeholders})", fields)
+        else:
+            fields = [f for f in fields if not f.primary_key] + [meta.pk]
+            sets = ", ".join(f"{q(f.column)} = %s" for f in fields[:-1])
+            sql = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {q(meta.pk.column)} = %s"
+            _sql_cache[key] = (sql, fields)
+    return _sql_cache[key]
+
+
+def save(instance: models.Model, *, create: bool, using: str) -> None:
+    """``instance.save(force_insert=create, force_update=not create, using=using)`` for a model whose
+    primary key is set by its caller (a session row): one INSERT of every column, or one UPDATE of
+    every column by key, with ``pre_save``/``post_save`` sent and each field's ``pre_save()``
+    applied as ``save()`` does. Raises what ``save()`` raises: IntegrityError for a taken key,
+    DatabaseError when an UPDATE found no row. A model that overrides ``save()`` is saved by it."""
+    model = type(instance)
+    prepared = _save_sql(using, model, create) if supported_vendor(using) else None
+    if prepared is None or saves_itself(model) or instance.pk is None:
+        instance.save(force_insert=create, force_update=not create, using=using)
+        return
+    sql, fields = prepared
+    connection = connections[using]
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    params = [
+        f.get_db_prep_save(instance.pk if f.primary_key else f.pre_save(instance, create), connection)
+        for f in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if not create and cursor.rowcount == 0:
+            raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
+    # As Model.save_base() before post_save; documented in "Customizing model loading".
+    instance._state.db = using
+    instance._state.adding = False
+    post_save.send(sender=model, instance=instance, created=create, update_fields=None, raw=False, using=using)
 
 
 def insert(instance: models.Model) -> None:
