@@ -477,8 +477,13 @@ def _save_sql(alias: str, model, create: bool):
         q = connections[alias].ops.quote_name
         meta = model._meta
         fields = _fields(model)
-        if fields is None or meta.parents or any(
-            f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField) for f in fields
+        if (
+            fields is None
+            or meta.parents
+            or any(
+                f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField)
+                for f in fields
+            )
         ):
             _sql_cache[key] = None
         elif create:
@@ -518,7 +523,9 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
     # As Model.save_base() before post_save; documented in "Customizing model loading".
     instance._state.db = using
     instance._state.adding = False
-    post_save.send(sender=model, instance=instance, created=create, update_fields=None, raw=False, using=using)
+    post_save.send(
+        sender=model, instance=instance, created=create, update_fields=None, raw=False, using=using
+    )
 
 
 def insert(instance: models.Model) -> None:
