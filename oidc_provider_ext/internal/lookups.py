@@ -153,8 +153,10 @@ class _Compiled:
 class Lookup:
     """``SELECT`` every column of ``model`` and of the models its foreign keys ``joins`` lead to
     (``LEFT JOIN``: a null key gives None; ``INNER JOIN`` for those also named in ``inner``), plus
-    ``extras``, ``WHERE`` each of ``by`` equals a bound parameter, ``ORDER BY order_by(q, outer)``
-    if given (SQL as for :class:`Extra`), ``LIMIT 1``, then ``FOR UPDATE`` if ``for_update`` on
+    ``extras``, ``WHERE`` each of ``by`` equals a bound parameter (and ``where(q, outer)`` holds, if
+    given: SQL as for :class:`Extra` with one ``%s`` per field of ``model`` named in ``where_fields``,
+    bound to the parameters after those of ``by``), ``ORDER BY order_by(q, outer)`` if given,
+    ``LIMIT 1``, then ``FOR UPDATE`` if ``for_update`` on
     PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers, as the ORM's
     ``select_for_update()`` there); at most one row. ``by`` names fields of ``model``, or
     ``join__field`` for a field of a joined model.
@@ -175,6 +177,8 @@ class Lookup:
         extras: Sequence[Extra] = (),
         order_by: Callable[[Callable[[str], str], str], str] | None = None,
         for_update: bool = False,
+        where: Callable[[Callable[[str], str], str], str] | None = None,
+        where_fields: Sequence[str] = (),
     ) -> None:
         self.model = model
         if not set(inner) <= set(joins):
@@ -200,6 +204,10 @@ class Lookup:
                     raise ValueError(f"{name}: {join_name} is not one of the joins")
                 index = found[0]
             self.by.append((index, column_field(self.models[index], field_name if join_name else name)))
+        self.where = where
+        # the fields that prepare every bound parameter, in order: by's, then where's
+        self.params: list[models.Field] = [field for _index, field in self.by]
+        self.params += [column_field(model, name) for name in where_fields]
         self.extras = list(extras)
         self._fields = [_fields(m) for m in self.models]
         self._compiled: dict[str, _Compiled] = {}
@@ -231,6 +239,8 @@ class Lookup:
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
         where = " AND ".join(f"{aliases[index]}.{q(field.column)} = %s" for index, field in self.by)
+        if self.where is not None:
+            where += f" AND ({self.where(q, aliases[0])})"
         rest = [f"FROM {q(self.model._meta.db_table)} {aliases[0]}", *joins, f"WHERE {where}"]
         if self.order_by is not None:
             rest.append(f"ORDER BY {self.order_by(q, aliases[0])}")
@@ -256,18 +266,19 @@ class Lookup:
         # Bound parameters only, prepared by each field as the ORM would (get_db_prep_value).
         values = [
             field.get_db_prep_value(value, connection)
-            for (_index, field), value in zip(self.by, params, strict=True)
+            for field, value in zip(self.params, params, strict=True)
         ]
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
             return cursor.fetchone()
 
     def exists(self, *params: Any, using: str = "default") -> bool:
-        """Whether a row's ``by`` fields equal ``params``."""
+        """Whether a row's ``by`` fields equal ``params`` (and ``where`` holds for the rest)."""
         return self._fetch(self.compiled(using).exists_sql, params, connections[using]) is not None
 
     def one(self, *params: Any, using: str = "default") -> models.Model | None:
-        """The row whose ``by`` fields equal ``params``, as objects, or None."""
+        """The row whose ``by`` fields equal ``params`` (and ``where`` holds for the rest), as
+        objects, or None."""
         compiled = self.compiled(using)
         connection = connections[using]
         row = self._fetch(compiled.sql, params, connection)
@@ -403,7 +414,8 @@ def _prep(model, name: str, value, connection):
 
 def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tuple[str, ...]) -> str:
     """``UPDATE <model> SET a = %s, ... WHERE pk = %s AND <conditions>``; each condition is
-    ``"field"`` (= %s), ``"field__isnull"`` or ``"field__gt"`` (> %s)."""
+    ``"field"`` (= %s), ``"field__isnull"``, ``"field__gt"`` (> %s) or ``"field__nullorgt"`` (NULL
+    or > %s: the ORM's ``exclude(field__lte=...)`` on a nullable column)."""
     key = ("update", alias, model._meta.label, assignments, conditions)
     if key not in _sql_cache:
         q = connections[alias].ops.quote_name
@@ -411,8 +423,12 @@ def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tup
         where = [f"{q(meta.pk.column)} = %s"]
         for condition in conditions:
             name, _sep, lookup = condition.partition("__")
+            name_sql = q(column(model, name))
+            if lookup == "nullorgt":
+                where.append(f"({name_sql} IS NULL OR {name_sql} > %s)")
+                continue
             operator = {"": "= %s", "isnull": "IS NULL", "gt": "> %s"}[lookup]
-            where.append(f"{q(column(model, name))} {operator}")
+            where.append(f"{name_sql} {operator}")
         sets = ", ".join(f"{q(column(model, name))} = %s" for name in assignments)
         _sql_cache[key] = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {' AND '.join(where)}"
     return _sql_cache[key]
@@ -420,10 +436,18 @@ def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tup
 
 def update(model, pk, values: dict[str, Any], **conditions) -> int:
     """``model.objects.filter(pk=pk, **conditions).update(**values)`` (conditions: ``name=value``,
-    ``name__isnull=True``, ``name__gt=value``): the number of rows changed."""
+    ``name__isnull=True``, ``name__gt=value``, ``name__nullorgt=value``: ``exclude(name__lte=value)``):
+    the number of rows changed."""
     alias = router.db_for_write(model)
     if not supported_vendor(alias):
-        return model._meta.default_manager.using(alias).filter(pk=pk, **conditions).update(**values)
+        query = model._meta.default_manager.using(alias).filter(pk=pk)
+        for name, value in conditions.items():
+            field, _sep, lookup = name.partition("__")
+            if lookup == "nullorgt":
+                query = query.exclude(**{f"{field}__lte": value})
+            else:
+                query = query.filter(**{name: value})
+        return query.update(**values)
     connection = connections[alias]
     for name, value in conditions.items():
         if name.endswith("__isnull") and value is not True:
