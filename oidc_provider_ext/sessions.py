@@ -73,9 +73,13 @@ class SessionStore(db.SessionStore):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        # An instance that has only its key: Model.delete() runs one DELETE by primary key (no
-        # SELECT first, no transaction) unless a site's delete signal receivers need more.
-        self.model(session_key=session_key).delete()
+        # One DELETE by primary key (no SELECT first, no transaction), as Model.delete() of an
+        # instance that has only its key runs it, unless a site's delete signal receivers or a
+        # model referring to sessions need more (then that delete()).
+        from .internal.lookups import delete_by_key
+
+        model = self.model
+        delete_by_key(model, session_key, using=router.db_for_write(model))
 
     def save(self, must_create: bool = False) -> None:
         if not self._unsaved or self.session_key is None:

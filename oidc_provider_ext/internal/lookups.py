@@ -552,6 +552,30 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
     )
 
 
+def delete_by_key(model, pk, *, using: str) -> None:
+    """``model(pk=pk).delete(using=using)`` where Django's collector would delete the row with one
+    DELETE by key and nothing else (nothing refers to ``model``, no delete signal receivers): that
+    DELETE, written once. Otherwise the model's own delete()."""
+    from django.db.models.signals import post_delete, pre_delete
+
+    if (
+        not supported_vendor(using)
+        or model._meta.related_objects
+        or model._meta.parents
+        or pre_delete.has_listeners(model)
+        or post_delete.has_listeners(model)
+    ):
+        model(pk=pk).delete(using=using)
+        return
+    key = ("delete", using, model._meta.label)
+    if key not in _sql_cache:
+        q = connections[using].ops.quote_name
+        _sql_cache[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {q(model._meta.pk.column)} = %s"
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(_sql_cache[key], [model._meta.pk.get_db_prep_value(pk, connection)])
+
+
 def insert(instance: models.Model) -> None:
     """Save a new ``instance`` (a token row with an auto-increment key) with one INSERT, as
     ``save()`` does: ``pre_save``/``post_save`` sent, each field's ``pre_save()`` (``auto_now``,

@@ -150,7 +150,9 @@ def _remember(request: HttpRequest, tenant: str, entry: CurrentSession) -> Curre
 def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession:
     """A new OP session for a sign-in that just happened."""
     acr, amr = get_adapter().get_authentication_context(request, user)
-    op_session = OPSession.objects.create(
+    from .lookups import insert
+
+    op_session = OPSession(
         user=user,
         tenant=tenant,
         auth_time=timezone.now().replace(microsecond=0),
@@ -159,6 +161,7 @@ def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
         expires=request.session.get_expiry_date(),
     )
+    insert(op_session)  # objects.create(), its INSERT written once
     entry = CurrentSession(
         id=op_session.pk,
         sid=op_session.sid,
