@@ -20,6 +20,11 @@ UPDATEs and token INSERTs the same way (SQL from ``_meta``, values through ``Fie
 ``get_db_prep_save()``/``get_db_prep_value()`` as ``save()`` and ``update()`` do). Security: every
 value is a bound parameter, never formatted into SQL; the single-use UPDATEs keep their conditions,
 so a code and a refresh token are still consumed by exactly one request.
+
+A sign-in uses them as well: the session row (oidc_provider_ext.sessions: :class:`Lookup` by key,
+:func:`save`, :func:`delete_by_key`), the tenant by code, the live consent and its conditional
+UPDATE (internal/consents.py), the OP session and grant INSERTs; the OP session check and the
+second-factor EXISTS are written the same way in internal/op_sessions.py and internal/factors.py.
 """
 
 from __future__ import annotations
