@@ -74,8 +74,8 @@ class SessionStore(db.SessionStore):
                 return
             session_key = self.session_key
         # One DELETE by primary key (no SELECT first, no transaction), as Model.delete() of an
-        # instance that has only its key runs it, unless a site's delete signal receivers or a
-        # model referring to sessions need more (then that delete()).
+        # instance that has only its key runs it; a model referring to sessions (a cascade to
+        # collect) gets that delete().
         from .internal.lookups import delete_by_key
 
         model = self.model

@@ -40,7 +40,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections, models, router
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_refresh_token_model
 
@@ -558,27 +558,24 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
 
 
 def delete_by_key(model, pk, *, using: str) -> None:
-    """``model(pk=pk).delete(using=using)`` where Django's collector would delete the row with one
-    DELETE by key and nothing else (nothing refers to ``model``, no delete signal receivers): that
-    DELETE, written once. Otherwise the model's own delete()."""
-    from django.db.models.signals import post_delete, pre_delete
-
-    if (
-        not supported_vendor(using)
-        or model._meta.related_objects
-        or model._meta.parents
-        or pre_delete.has_listeners(model)
-        or post_delete.has_listeners(model)
-    ):
-        model(pk=pk).delete(using=using)
+    """``model(pk=pk).delete(using=using)`` for a model nothing refers to: one DELETE by key written
+    once, with ``pre_delete``/``post_delete`` sent as Django's collector sends them for the row. A
+    model other rows refer to (a cascade to collect) or that is not one table is deleted by the
+    ORM."""
+    instance = model(pk=pk)
+    referred_to = any(f.auto_created and not f.concrete for f in model._meta.get_fields())
+    if not supported_vendor(using) or referred_to or _fields(model) is None or model._meta.parents:
+        instance.delete(using=using)
         return
     key = ("delete", using, model._meta.label)
     if key not in _sql_cache:
         q = connections[using].ops.quote_name
         _sql_cache[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {q(model._meta.pk.column)} = %s"
     connection = connections[using]
+    pre_delete.send(sender=model, instance=instance, using=using, origin=instance)
     with connection.cursor() as cursor:
         cursor.execute(_sql_cache[key], [model._meta.pk.get_db_prep_value(pk, connection)])
+    post_delete.send(sender=model, instance=instance, using=using, origin=instance)
 
 
 def insert(instance: models.Model) -> None:
