@@ -47,6 +47,14 @@ def _membership_lookup():
     )
 
 
+@lru_cache(maxsize=1)
+def _tenant_lookup():
+    from .internal.lookups import Lookup
+
+    # code is unique (case-insensitively, and stored lower-case): at most one row, as first()
+    return Lookup(Tenant, by=["code"])
+
+
 class MemberHint(NamedTuple):
     """The membership rule's answer for one user and tenant, read with an access token."""
 
@@ -180,7 +188,12 @@ class DefaultOIDCAdapter:
         code = code.lower()
         if read is not None and code in read:
             return read[code]
-        tenant = Tenant.objects.filter(code=code).first()
+        lookup = _tenant_lookup()
+        using = router.db_for_read(Tenant)
+        if lookup.supported(using):  # its SQL written once (internal/lookups.py)
+            tenant = lookup.one(code, using=using)
+        else:
+            tenant = Tenant.objects.using(using).filter(code=code).first()
         if request is not None:
             setattr(request, _TENANTS_READ, {**(read or {}), code: tenant})
         return tenant

@@ -20,10 +20,20 @@ Same table, same data, same cookie; only these differ:
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.db import DatabaseError, IntegrityError, router, transaction
+from django.utils import timezone
 from django.utils.crypto import get_random_string
+
+
+@functools.cache
+def _by_key(model):
+    from .internal.lookups import Lookup  # imports the models: not at settings time
+
+    return Lookup(model, by=["session_key"])
 
 
 class SessionStore(db.SessionStore):
@@ -32,6 +42,21 @@ class SessionStore(db.SessionStore):
     def _get_new_session_key(self) -> str:
         # 32 characters of 36 (165 bits): the INSERT's unique key is the check (see the module).
         return get_random_string(32, VALID_KEY_CHARS)
+
+    def _get_session_from_db(self):
+        """Django's read (the row with this key if it has not expired, else the key is forgotten)
+        as SQL written once (internal/lookups.py) instead of a query compiled per request: the row
+        by key, its expiry compared here."""
+        model = self.model
+        using = router.db_for_read(model)
+        lookup = _by_key(model)
+        if not lookup.supported(using):
+            return super()._get_session_from_db()
+        row = lookup.one(self.session_key, using=using)
+        if row is None or not row.expire_date > timezone.now():
+            self._session_key = None
+            return None
+        return row
 
     def cycle_key(self) -> None:
         data = self._session  # type: ignore[attr-defined]  # SessionBase's property, as cycle_key uses it
@@ -48,9 +73,13 @@ class SessionStore(db.SessionStore):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        # An instance that has only its key: Model.delete() runs one DELETE by primary key (no
-        # SELECT first, no transaction) unless a site's delete signal receivers need more.
-        self.model(session_key=session_key).delete()
+        # One DELETE by primary key (no SELECT first, no transaction), as Model.delete() of an
+        # instance that has only its key runs it; a model referring to sessions (a cascade to
+        # collect) gets that delete().
+        from .internal.lookups import delete_by_key
+
+        model = self.model
+        delete_by_key(model, session_key, using=router.db_for_write(model))
 
     def save(self, must_create: bool = False) -> None:
         if not self._unsaved or self.session_key is None:
@@ -75,12 +104,14 @@ class SessionStore(db.SessionStore):
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         obj = self.create_model_instance(data)
         using = router.db_for_write(self.model, instance=obj)
+        from .internal.lookups import save  # obj.save(force_insert/force_update), its SQL written once
+
         try:
             if transaction.get_autocommit(using=using):
-                obj.save(force_insert=must_create, force_update=not must_create, using=using)
+                save(obj, create=must_create, using=using)
             else:
                 with transaction.atomic(using=using):
-                    obj.save(force_insert=must_create, force_update=not must_create, using=using)
+                    save(obj, create=must_create, using=using)
         except IntegrityError as exc:
             if must_create:
                 raise CreateError from exc

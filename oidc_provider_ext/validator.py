@@ -313,7 +313,7 @@ class OIDCValidator(OAuth2Validator):
 
     def save_authorization_code(self, client_id, code, request, *args, **kwargs):
         context = request.oidc_context  # set by the authorization view through credentials
-        AuthorizationGrant.objects.create(
+        grant = AuthorizationGrant(
             code_checksum=checksum(code["code"]),
             application=request.client,
             user=request.user,
@@ -332,6 +332,7 @@ class OIDCValidator(OAuth2Validator):
             resource=list(context.get("resource") or ()),
             expires=timezone.now() + timedelta(seconds=app_settings.CODE_EXPIRE_SECONDS),
         )
+        lookups.insert(grant)  # objects.create(), its INSERT written once
 
     def _grant(self, code, request) -> AuthorizationGrant | None:
         """The grant behind ``code``, loaded once per token request."""

@@ -377,3 +377,47 @@ class TestRememberAgainstTheConsentSeen:
         assert first.revoked is not None and first.resource == {"": ["email", "openid"]}
         live = Consent.objects.get(user=user, application=app, revoked__isnull=True)
         assert live.resource == {"": ["openid", "profile"]}  # a new consent: only what was allowed now
+
+
+def test_live_consent_sql_is_the_orm_query(app, user):
+    """consents.live_consent (SQL written once) and consents.remember's conditional UPDATE answer
+    as the ORM queries they replace: revoked and expired rows are not live, the first live row by
+    key wins, another tenant's or client's row is not it."""
+    from oidc_provider_ext.internal import consents
+
+    def orm(tenant=""):
+        return consents.live_consents(user).filter(application=app, tenant=tenant).first()
+
+    now = timezone.now()
+    assert consents.live_consent(user, app, "") is None
+    rows = {
+        "revoked": {"revoked": now},
+        "expired": {"expires": now - timedelta(seconds=1)},
+        "live": {"expires": now + timedelta(days=1)},
+        "live, no expiry": {},
+    }
+    made = {
+        name: Consent.objects.create(user=user, application=app, scope="openid", granted=now, **extra)
+        for name, extra in rows.items()
+    }
+    Consent.objects.create(user=user, application=ApplicationFactory(), scope="openid", granted=now)
+    Consent.objects.create(user=user, application=app, tenant="acme", scope="openid", granted=now)
+    found = consents.live_consent(user, app, "")
+    assert found == orm() == made["live"]
+    assert found.granted == made["live"].granted and found.resource == {}
+    assert consents.live_consent(user, app, "acme") == orm("acme")
+    made["live"].delete()
+    assert consents.live_consent(user, app, "") == orm() == made["live, no expiry"]
+
+    # the UPDATE widens only a live row still as seen
+    for name in ("revoked", "expired"):
+        seen = consents.seen(made[name])
+        assert not consents._update_seen(user, app, "", seen, [""], {"email"}, now, None)
+    seen = consents.seen(made["live, no expiry"])
+    assert not consents._update_seen(user, app, "acme", seen, [""], {"email"}, now, None)
+    later = now + timedelta(seconds=1)
+    assert consents._update_seen(user, app, "", seen, [""], {"email"}, later, None)
+    widened = Consent.objects.get(pk=made["live, no expiry"].pk)
+    assert widened.resource == {"": ["email"]} and widened.scope == "email" and widened.granted == later
+    # what the page saw has changed since (granted): no longer this row
+    assert not consents._update_seen(user, app, "", seen, [""], {"email"}, later, None)

@@ -971,3 +971,53 @@ def test_over_the_account_ceiling_even_the_right_code_is_not_checked(user):
     response = sign_in_with_totp(browser, user, app)
     assert response.status_code == 400 and THROTTLED in response.content.decode()
     assert not signed_in(browser)
+
+
+def test_second_factor_sql_answers_as_the_orm(db):
+    """factors.enrolled_sql (the EXISTS written once, used by has_second_factor and the OP session
+    check) says what enrolled_condition's ORM query says, for every kind of user; the OP session
+    check's SQL keeps the same sessions as its ORM query (ended, expired, another user's)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    from oidc_provider_ext.internal import op_sessions
+
+    assert factors.enrolled_sql(connection) is not None  # the built-in factors: the SQL is used
+    nothing, unconfirmed, confirmed, with_passkey = (UserFactory() for _ in range(4))
+    TOTPDevice.objects.create(user=unconfirmed, encrypted_secret=totp._encrypt(pyotp.random_base32()))
+    TOTPDevice.objects.create(
+        user=confirmed, encrypted_secret=totp._encrypt(pyotp.random_base32()), confirmed=timezone.now()
+    )
+    Passkey.objects.create(
+        user=with_passkey, credential_id="cred-1", user_handle="h", public_key=b"k", name="key"
+    )
+    users = get_user_model()._default_manager
+    for user in (nothing, unconfirmed, confirmed, with_passkey):
+        expected = users.filter(pk=user.pk).filter(factors.enrolled_condition(user)).exists()
+        assert factors._enrolled(user) is expected
+        assert expected is (user in (confirmed, with_passkey))
+
+    now = timezone.now()
+    sessions = [
+        OPSession.objects.create(user=with_passkey, auth_time=now, expires=expires, ended=ended)
+        for expires, ended in [
+            (None, None),
+            (now + timedelta(hours=1), None),
+            (now - timedelta(seconds=1), None),
+            (now + timedelta(hours=1), now),
+        ]
+    ]
+    sessions.append(OPSession.objects.create(user=nothing, auth_time=now))
+    ids = [s.pk for s in sessions]
+    for user in (with_passkey, nothing):
+        request = RequestFactory().get("/")
+        request.user = user
+        by_orm = op_sessions._live_by_orm(request, ids)
+        rows = op_sessions._live_with_second_factor(ids, user.pk)
+        assert {pk for pk, _ in rows} == by_orm
+        assert all(enrolled is (user == with_passkey) for _, enrolled in rows)
+        live = [sessions[0], sessions[1]] if user == with_passkey else [sessions[4]]
+        assert by_orm == {s.pk for s in live}

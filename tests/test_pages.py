@@ -195,3 +195,52 @@ class TestPasswordReset:
         page = browser.get(urlsplit(link).path, follow=True)
         assert not page.context["validlink"]
         assert "This link is not valid" in page.content.decode()
+
+
+class TestLoginFields:
+    """The sign-in page's fields (``oidc_field``) are exactly what crispy-forms renders."""
+
+    @staticmethod
+    def both(make):
+        from crispy_forms.templatetags.crispy_forms_filters import as_crispy_field
+
+        from oidc_provider_ext.templatetags.oidc_fields import oidc_field
+
+        ours, theirs = make(), make()
+        # twice: crispy leaves its CSS classes on the widget, the second rendering must not differ
+        for _ in range(2):
+            for mine, crispy in zip(ours, theirs, strict=True):
+                assert str(oidc_field(mine)) == str(as_crispy_field(crispy))
+
+    @pytest.mark.parametrize("language", ["en", "de", "fr"])
+    def test_byte_for_byte(self, language):
+        from django.utils import translation
+
+        from oidc_provider_ext.forms import LoginForm
+
+        with translation.override(language):
+            self.both(lambda: LoginForm())
+            self.both(lambda: LoginForm(initial={"username": 'a"<b>&'}))
+            self.both(lambda: LoginForm(data={"username": "x", "password": ""}, auto_id="f_%s"))
+
+    def test_other_fields_and_layouts_are_crispy_s(self, rf):
+        from django import forms
+
+        from oidc_provider_ext.forms import LoginForm
+        from oidc_provider_ext.templatetags import oidc_fields
+
+        class Help(LoginForm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.fields["username"].help_text = "<b>help</b>"
+                self.fields["password"].widget = forms.EmailInput()
+
+        self.both(lambda: Help())
+        assert not any(oidc_fields._plain(field) for field in Help())
+        form = LoginForm()
+        form.helper.label_class = "col-2"
+        assert not any(oidc_fields._plain(field) for field in form)
+        form = LoginForm(data={"username": "x", "password": ""})
+        form.add_error("password", "wrong <really>")
+        assert not oidc_fields._plain(form["password"])
+        self.both(lambda: [LoginForm(data={"username": "x", "password": ""})["password"]])

@@ -107,3 +107,47 @@ def test_sign_in_gives_a_new_key_and_the_old_one_is_dead(user):
     attacker = Client()
     attacker.cookies["sessionid"] = before
     assert "_auth_user_id" not in attacker.session.load()
+
+
+def test_signals_and_expiry_as_django_s():
+    """The session row written and deleted with SQL written once still sends the model signals a
+    site may listen to, and an expired row is not loaded (its key is forgotten)."""
+    from datetime import timedelta
+
+    from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
+    from django.utils import timezone
+
+    seen = []
+
+    def receiver(signal, sender, instance, **kwargs):
+        seen.append((signal, instance.pk, kwargs.get("created")))
+
+    signals = (pre_save, post_save, pre_delete, post_delete)
+    for signal in signals:
+        signal.connect(receiver, sender=Session)
+    try:
+        store = SessionStore()
+        store["who"] = "alice"
+        store.create()
+        key = store.session_key
+        store["who"] = "bob"
+        store.save()
+        store.cycle_key()
+        store.save()
+    finally:
+        for signal in signals:
+            signal.disconnect(receiver, sender=Session)
+    assert seen[:4] == [
+        (pre_save, key, None),
+        (post_save, key, True),
+        (pre_save, key, None),
+        (post_save, key, False),
+    ]
+    assert seen[4:6] == [(pre_delete, key, None), (post_delete, key, None)]
+    assert seen[6][1] == seen[7][1] == store.session_key != key
+    assert not Session.objects.filter(pk=key).exists()
+    assert SessionStore(store.session_key)["who"] == "bob"
+
+    Session.objects.filter(pk=store.session_key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    expired = SessionStore(store.session_key)
+    assert expired.load() == {} and expired.session_key is None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from oidc_provider_ext.conf import app_settings
@@ -33,8 +34,33 @@ def live_consents(user):
     return Consent.objects.filter(user=user, revoked__isnull=True).exclude(expires__lte=timezone.now())
 
 
+@functools.cache
+def _live_consent_lookup():
+    from .lookups import Lookup, column
+
+    pk, revoked, expires = (column(Consent, name) for name in ("pk", "revoked", "expires"))
+
+    def live(q, outer: str) -> str:  # live_consents(): not revoked, and no expiry or a later one
+        return f"{outer}.{q(revoked)} IS NULL AND ({outer}.{q(expires)} IS NULL OR {outer}.{q(expires)} > %s)"
+
+    return Lookup(
+        Consent,
+        by=["user", "application", "tenant"],
+        where=live,
+        where_fields=["expires"],
+        order_by=lambda q, outer: f"{outer}.{q(pk)}",  # first(): by primary key
+    )
+
+
 def live_consent(user, application, tenant: str) -> Consent | None:
-    return live_consents(user).filter(application=application, tenant=tenant).first()
+    """``live_consents(user).filter(application=application, tenant=tenant).first()``, its SQL
+    written once (internal/lookups.py) rather than compiled on every authorization request."""
+    alias = router.db_for_read(Consent)
+    lookup = _live_consent_lookup()
+    if not lookup.supported(alias):
+        return live_consents(user).using(alias).filter(application=application, tenant=tenant).first()
+    user_pk = getattr(user, "pk", user)
+    return lookup.one(user_pk, application.pk, tenant, timezone.now(), using=alias)  # type: ignore[return-value]
 
 
 NO_RESOURCE = ""  # the key of a consent's scopes for requests that name no API
@@ -149,10 +175,20 @@ def _update_seen(user, application, tenant: str, seen, named, remembered, now, e
     except (TypeError, ValueError):
         return False
     scope, by_resource = _widened(stored, named, remembered)
+    from .lookups import update  # live_consents(user).filter(...).update(...), its SQL written once
+
     return bool(
-        live_consents(user)
-        .filter(pk=pk, application=application, tenant=tenant, granted=granted)
-        .update(scope=scope, resource=by_resource, granted=now, expires=expires, last_used=now)
+        update(
+            Consent,
+            pk,
+            {"scope": scope, "resource": by_resource, "granted": now, "expires": expires, "last_used": now},
+            user=getattr(user, "pk", user),
+            revoked__isnull=True,
+            expires__nullorgt=timezone.now(),
+            application=application.pk,
+            tenant=tenant,
+            granted=granted,
+        )
     )
 
 

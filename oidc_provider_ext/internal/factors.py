@@ -19,6 +19,7 @@ from functools import reduce
 from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
+from django.db import connections, router
 from django.db.models import Exists, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -158,6 +159,48 @@ def enrolled_condition(user) -> Q | None:
     return reduce(operator.or_, (Q(Exists(query)) for query in queries)) if queries else None
 
 
+def _builtin_enrolled_sql(factor: Any, q: Callable[[str], str]) -> tuple[str, Any] | None:
+    """A built-in factor's ``enrolled_query(user)`` as ``EXISTS (...)`` SQL with one ``%s`` (the
+    user's key) and the foreign key that prepares it; None for any other class (a subclass may
+    override ``enrolled_query``). tests/test_mfa.py compares both answers."""
+    if type(factor) is TOTPFactor:
+        model, extra = TOTPDevice, f" AND f.{q(TOTPDevice._meta.get_field('confirmed').column)} IS NOT NULL"
+    elif type(factor) is passkeys.PasskeyFactor:
+        model, extra = passkeys.Passkey, ""
+    else:
+        return None
+    user_field = model._meta.get_field("user")
+    sql = f"EXISTS (SELECT 1 FROM {q(model._meta.db_table)} f WHERE f.{q(user_field.column)} = %s{extra})"
+    return sql, user_field
+
+
+_enrolled_sql_cache: dict[tuple, Any] = {}
+
+
+def enrolled_sql(connection) -> tuple[str, list[Any]] | None:
+    """:func:`enrolled_condition` as plain SQL written once per vendor and registry (the ORM compiles
+    its EXISTS subqueries again on every request): ``(sql, fields)``, one ``%s`` per field, each
+    bound to the user's key prepared by that field. None when a factor that answers
+    ``enrolled_query`` is not a built-in one, or on a vendor the lookups are not tested on: then
+    the ORM's condition."""
+    from .lookups import supported_vendor
+
+    if not supported_vendor(connection.alias):
+        return None
+    factors = tuple(
+        f for f in _registry.values() if not getattr(f, "backup", False) and hasattr(f, "enrolled_query")
+    )
+    key = (connection.vendor, factors)
+    if key not in _enrolled_sql_cache:
+        parts = [_builtin_enrolled_sql(factor, connection.ops.quote_name) for factor in factors]
+        if not parts or any(part is None for part in parts):
+            _enrolled_sql_cache[key] = None
+        else:
+            sql = " OR ".join(f"{part[0]}" for part in parts if part)
+            _enrolled_sql_cache[key] = (f"({sql})", [part[1] for part in parts if part])
+    return _enrolled_sql_cache[key]
+
+
 def has_second_factor(user, request: HttpRequest | None = None) -> bool:
     """Whether ``user`` has set up a factor (recovery codes alone do not count: they are its
     backup). Such a user signs in with it every time (adapter.minimum_acr).
@@ -167,20 +210,35 @@ def has_second_factor(user, request: HttpRequest | None = None) -> bool:
     if not getattr(user, "is_authenticated", False):
         return False
     read = getattr(request, SECOND_FACTOR_READ, None) if request is not None else None
-    if read is not None and read[0] == user.pk:
-        enrolled = read[1]
-    else:
-        # One query for every factor that can say "enrolled" as a queryset (an optional
-        # ``enrolled_query(user)``): EXISTS (...) OR EXISTS (...), not one round trip per factor on
-        # every sign-in and authorize. A factor without it is asked with ``enrolled`` as before.
-        condition = enrolled_condition(user)
-        enrolled = condition is not None and (
-            get_user_model()._default_manager.filter(pk=user.pk).filter(condition).exists()
-        )
+    # Else one query for every factor that can say "enrolled" as a queryset (an optional
+    # ``enrolled_query(user)``): EXISTS (...) OR EXISTS (...), not one round trip per factor on every
+    # sign-in and authorize. A factor without it is asked with ``enrolled`` as before.
+    enrolled = read[1] if read is not None and read[0] == user.pk else _enrolled(user)
     if enrolled:
         return True
     factors = [factor for factor in _registry.values() if not getattr(factor, "backup", False)]
     return any(factor.enrolled(user) for factor in factors if not hasattr(factor, "enrolled_query"))
+
+
+def _enrolled(user) -> bool:
+    """Whether the query part of :func:`has_second_factor` holds: one statement."""
+    users = get_user_model()
+    alias = router.db_for_read(users)
+    connection = connections[alias]
+    prepared = enrolled_sql(connection)
+    if prepared is None:
+        condition = enrolled_condition(user)
+        return (
+            condition is not None
+            and users._default_manager.using(alias).filter(pk=user.pk).filter(condition).exists()
+        )
+    sql, fields = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT CASE WHEN {sql} THEN 1 ELSE 0 END",
+            [field.get_db_prep_value(user.pk, connection) for field in fields],
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def factors_reaching(factors: Iterable[Any], amr: Iterable[str], required: str) -> list[Any]:

@@ -20,6 +20,11 @@ UPDATEs and token INSERTs the same way (SQL from ``_meta``, values through ``Fie
 ``get_db_prep_save()``/``get_db_prep_value()`` as ``save()`` and ``update()`` do). Security: every
 value is a bound parameter, never formatted into SQL; the single-use UPDATEs keep their conditions,
 so a code and a refresh token are still consumed by exactly one request.
+
+A sign-in uses them as well: the session row (oidc_provider_ext.sessions: :class:`Lookup` by key,
+:func:`save`, :func:`delete_by_key`), the tenant by code, the live consent and its conditional
+UPDATE (internal/consents.py), the OP session and grant INSERTs; the OP session check and the
+second-factor EXISTS are written the same way in internal/op_sessions.py and internal/factors.py.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, router
-from django.db.models.signals import post_save, pre_save
+from django.db import DatabaseError, connections, models, router
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_refresh_token_model
 
@@ -153,8 +158,10 @@ class _Compiled:
 class Lookup:
     """``SELECT`` every column of ``model`` and of the models its foreign keys ``joins`` lead to
     (``LEFT JOIN``: a null key gives None; ``INNER JOIN`` for those also named in ``inner``), plus
-    ``extras``, ``WHERE`` each of ``by`` equals a bound parameter, ``ORDER BY order_by(q, outer)``
-    if given (SQL as for :class:`Extra`), ``LIMIT 1``, then ``FOR UPDATE`` if ``for_update`` on
+    ``extras``, ``WHERE`` each of ``by`` equals a bound parameter (and ``where(q, outer)`` holds, if
+    given: SQL as for :class:`Extra` with one ``%s`` per field of ``model`` named in ``where_fields``,
+    bound to the parameters after those of ``by``), ``ORDER BY order_by(q, outer)`` if given,
+    ``LIMIT 1``, then ``FOR UPDATE`` if ``for_update`` on
     PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already serialises writers, as the ORM's
     ``select_for_update()`` there); at most one row. ``by`` names fields of ``model``, or
     ``join__field`` for a field of a joined model.
@@ -175,6 +182,8 @@ class Lookup:
         extras: Sequence[Extra] = (),
         order_by: Callable[[Callable[[str], str], str], str] | None = None,
         for_update: bool = False,
+        where: Callable[[Callable[[str], str], str], str] | None = None,
+        where_fields: Sequence[str] = (),
     ) -> None:
         self.model = model
         if not set(inner) <= set(joins):
@@ -200,6 +209,10 @@ class Lookup:
                     raise ValueError(f"{name}: {join_name} is not one of the joins")
                 index = found[0]
             self.by.append((index, column_field(self.models[index], field_name if join_name else name)))
+        self.where = where
+        # the fields that prepare every bound parameter, in order: by's, then where's
+        self.params: list[models.Field] = [field for _index, field in self.by]
+        self.params += [column_field(model, name) for name in where_fields]
         self.extras = list(extras)
         self._fields = [_fields(m) for m in self.models]
         self._compiled: dict[str, _Compiled] = {}
@@ -231,6 +244,8 @@ class Lookup:
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
         where = " AND ".join(f"{aliases[index]}.{q(field.column)} = %s" for index, field in self.by)
+        if self.where is not None:
+            where += f" AND ({self.where(q, aliases[0])})"
         rest = [f"FROM {q(self.model._meta.db_table)} {aliases[0]}", *joins, f"WHERE {where}"]
         if self.order_by is not None:
             rest.append(f"ORDER BY {self.order_by(q, aliases[0])}")
@@ -256,18 +271,19 @@ class Lookup:
         # Bound parameters only, prepared by each field as the ORM would (get_db_prep_value).
         values = [
             field.get_db_prep_value(value, connection)
-            for (_index, field), value in zip(self.by, params, strict=True)
+            for field, value in zip(self.params, params, strict=True)
         ]
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
             return cursor.fetchone()
 
     def exists(self, *params: Any, using: str = "default") -> bool:
-        """Whether a row's ``by`` fields equal ``params``."""
+        """Whether a row's ``by`` fields equal ``params`` (and ``where`` holds for the rest)."""
         return self._fetch(self.compiled(using).exists_sql, params, connections[using]) is not None
 
     def one(self, *params: Any, using: str = "default") -> models.Model | None:
-        """The row whose ``by`` fields equal ``params``, as objects, or None."""
+        """The row whose ``by`` fields equal ``params`` (and ``where`` holds for the rest), as
+        objects, or None."""
         compiled = self.compiled(using)
         connection = connections[using]
         row = self._fetch(compiled.sql, params, connection)
@@ -403,7 +419,8 @@ def _prep(model, name: str, value, connection):
 
 def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tuple[str, ...]) -> str:
     """``UPDATE <model> SET a = %s, ... WHERE pk = %s AND <conditions>``; each condition is
-    ``"field"`` (= %s), ``"field__isnull"`` or ``"field__gt"`` (> %s)."""
+    ``"field"`` (= %s), ``"field__isnull"``, ``"field__gt"`` (> %s) or ``"field__nullorgt"`` (NULL
+    or > %s: the ORM's ``exclude(field__lte=...)`` on a nullable column)."""
     key = ("update", alias, model._meta.label, assignments, conditions)
     if key not in _sql_cache:
         q = connections[alias].ops.quote_name
@@ -411,8 +428,12 @@ def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tup
         where = [f"{q(meta.pk.column)} = %s"]
         for condition in conditions:
             name, _sep, lookup = condition.partition("__")
+            name_sql = q(column(model, name))
+            if lookup == "nullorgt":
+                where.append(f"({name_sql} IS NULL OR {name_sql} > %s)")
+                continue
             operator = {"": "= %s", "isnull": "IS NULL", "gt": "> %s"}[lookup]
-            where.append(f"{q(column(model, name))} {operator}")
+            where.append(f"{name_sql} {operator}")
         sets = ", ".join(f"{q(column(model, name))} = %s" for name in assignments)
         _sql_cache[key] = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {' AND '.join(where)}"
     return _sql_cache[key]
@@ -420,10 +441,18 @@ def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tup
 
 def update(model, pk, values: dict[str, Any], **conditions) -> int:
     """``model.objects.filter(pk=pk, **conditions).update(**values)`` (conditions: ``name=value``,
-    ``name__isnull=True``, ``name__gt=value``): the number of rows changed."""
+    ``name__isnull=True``, ``name__gt=value``, ``name__nullorgt=value``: ``exclude(name__lte=value)``):
+    the number of rows changed."""
     alias = router.db_for_write(model)
     if not supported_vendor(alias):
-        return model._meta.default_manager.using(alias).filter(pk=pk, **conditions).update(**values)
+        query = model._meta.default_manager.using(alias).filter(pk=pk)
+        for name, value in conditions.items():
+            field, _sep, lookup = name.partition("__")
+            if lookup == "nullorgt":
+                query = query.exclude(**{f"{field}__lte": value})
+            else:
+                query = query.filter(**{name: value})
+        return query.update(**values)
     connection = connections[alias]
     for name, value in conditions.items():
         if name.endswith("__isnull") and value is not True:
@@ -467,6 +496,86 @@ def _insert_sql(alias: str, model):
                 sql += f" RETURNING {q(meta.pk.column)}"
             _sql_cache[key] = (sql, fields)
     return _sql_cache[key]
+
+
+def _save_sql(alias: str, model, create: bool):
+    """``INSERT`` of every column (``create``) or ``UPDATE`` of every column but the key, by key;
+    None when ``model`` is not one table of plain columns (the ORM then)."""
+    key = ("save", alias, model._meta.label, create)
+    if key not in _sql_cache:
+        q = connections[alias].ops.quote_name
+        meta = model._meta
+        fields = _fields(model)
+        if (
+            fields is None
+            or meta.parents
+            or any(
+                f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField)
+                for f in fields
+            )
+        ):
+            _sql_cache[key] = None
+        elif create:
+            columns = ", ".join(q(f.column) for f in fields)
+            placeholders = ", ".join(["%s"] * len(fields))
+            _sql_cache[key] = (f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES ({placeholders})", fields)
+        else:
+            fields = [f for f in fields if not f.primary_key] + [meta.pk]
+            sets = ", ".join(f"{q(f.column)} = %s" for f in fields[:-1])
+            sql = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {q(meta.pk.column)} = %s"
+            _sql_cache[key] = (sql, fields)
+    return _sql_cache[key]
+
+
+def save(instance: models.Model, *, create: bool, using: str) -> None:
+    """``instance.save(force_insert=create, force_update=not create, using=using)`` for a model whose
+    primary key is set by its caller (a session row): one INSERT of every column, or one UPDATE of
+    every column by key, with ``pre_save``/``post_save`` sent and each field's ``pre_save()``
+    applied as ``save()`` does. Raises what ``save()`` raises: IntegrityError for a taken key,
+    DatabaseError when an UPDATE found no row. A model that overrides ``save()`` is saved by it."""
+    model = type(instance)
+    prepared = _save_sql(using, model, create) if supported_vendor(using) else None
+    if prepared is None or saves_itself(model) or instance.pk is None:
+        instance.save(force_insert=create, force_update=not create, using=using)
+        return
+    sql, fields = prepared
+    connection = connections[using]
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    params = [
+        f.get_db_prep_save(instance.pk if f.primary_key else f.pre_save(instance, create), connection)
+        for f in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if not create and cursor.rowcount == 0:
+            raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
+    # As Model.save_base() before post_save; documented in "Customizing model loading".
+    instance._state.db = using
+    instance._state.adding = False
+    post_save.send(
+        sender=model, instance=instance, created=create, update_fields=None, raw=False, using=using
+    )
+
+
+def delete_by_key(model, pk, *, using: str) -> None:
+    """``model(pk=pk).delete(using=using)`` for a model nothing refers to: one DELETE by key written
+    once, with ``pre_delete``/``post_delete`` sent as Django's collector sends them for the row. A
+    model other rows refer to (a cascade to collect) or that is not one table is deleted by the
+    ORM."""
+    instance = model(pk=pk)
+    referred_to = any(f.auto_created and not f.concrete for f in model._meta.get_fields())
+    if not supported_vendor(using) or referred_to or _fields(model) is None or model._meta.parents:
+        instance.delete(using=using)
+        return
+    key = ("delete", using, model._meta.label)
+    if key not in _sql_cache:
+        q = connections[using].ops.quote_name
+        _sql_cache[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {q(model._meta.pk.column)} = %s"
+    connection = connections[using]
+    pre_delete.send(sender=model, instance=instance, using=using, origin=instance)
+    with connection.cursor() as cursor:
+        cursor.execute(_sql_cache[key], [model._meta.pk.get_db_prep_value(pk, connection)])
+    post_delete.send(sender=model, instance=instance, using=using, origin=instance)
 
 
 def insert(instance: models.Model) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -58,25 +58,15 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     entries = request.session.get(SESSION_KEY, {}) if request.user.is_authenticated else {}
     if entries:
         ids = [entry["id"] for entry in entries.values()]
-        query = OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True).exclude(
-            expires__lte=timezone.now()
-        )
-        from . import factors
-
-        condition = factors.enrolled_condition(request.user)
-        if condition is None:
-            live = set(query.values_list("pk", flat=True))
-        else:
-            # The same statement answers whether the user has a second factor (the authorization
-            # endpoint asks next: adapter.minimum_acr): one round trip for both.
-            rows = list(
-                query.annotate(
-                    second_factor=ExpressionWrapper(condition, output_field=BooleanField())
-                ).values_list("pk", "second_factor")
-            )
+        rows = _live_with_second_factor(ids, request.user.pk)
+        if rows is not None:
             live = {pk for pk, _enrolled in rows}
             if rows:
+                from . import factors
+
                 setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, bool(rows[0][1])))
+        else:
+            live = _live_by_orm(request, ids)
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
             if entries:
@@ -85,6 +75,63 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
                 django_logout(request)
     setattr(request, _VERIFIED, entries)
     return entries
+
+
+_live_sql: dict[tuple, str] = {}
+
+
+def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool]] | None:
+    """``(id, the user has a second factor)`` of those of ``ids`` that are ``user_pk``'s, not ended
+    and not expired: the ORM query of :func:`_live_by_orm` as SQL written once per vendor and
+    factor registry (factors.enrolled_sql), None where that cannot be written (then the ORM)."""
+    from . import factors
+    from .lookups import _prep, column
+
+    alias = router.db_for_read(OPSession)
+    connection = connections[alias]
+    enrolled = factors.enrolled_sql(connection)
+    if enrolled is None or not all(isinstance(pk, int) for pk in ids):
+        return None
+    condition, fields = enrolled
+    key = (connection.vendor, condition, len(ids))
+    sql = _live_sql.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        meta = OPSession._meta
+        pk, user, ended, expires = (q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires"))
+        # exclude(expires__lte=now) on a nullable column: no expiry, or a later one
+        sql = _live_sql[key] = (
+            f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END FROM {q(meta.db_table)} s"
+            f" WHERE s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{user} = %s AND s.{ended} IS NULL"
+            f" AND (s.{expires} IS NULL OR s.{expires} > %s)"
+        )
+    params = [field.get_db_prep_value(user_pk, connection) for field in fields]
+    params += [*ids, _prep(OPSession, "user", user_pk, connection)]
+    params.append(_prep(OPSession, "expires", timezone.now(), connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], bool(row[1])) for row in cursor.fetchall()]
+
+
+def _live_by_orm(request: HttpRequest, ids: list[int]) -> set[int]:
+    from . import factors
+
+    query = OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True).exclude(
+        expires__lte=timezone.now()
+    )
+    condition = factors.enrolled_condition(request.user)
+    if condition is None:
+        return set(query.values_list("pk", flat=True))
+    # The same statement answers whether the user has a second factor (the authorization endpoint
+    # asks next: adapter.minimum_acr): one round trip for both.
+    rows = list(
+        query.annotate(second_factor=ExpressionWrapper(condition, output_field=BooleanField())).values_list(
+            "pk", "second_factor"
+        )
+    )
+    if rows:
+        setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, bool(rows[0][1])))
+    return {pk for pk, _enrolled in rows}
 
 
 def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:
@@ -103,7 +150,9 @@ def _remember(request: HttpRequest, tenant: str, entry: CurrentSession) -> Curre
 def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession:
     """A new OP session for a sign-in that just happened."""
     acr, amr = get_adapter().get_authentication_context(request, user)
-    op_session = OPSession.objects.create(
+    from .lookups import insert
+
+    op_session = OPSession(
         user=user,
         tenant=tenant,
         auth_time=timezone.now().replace(microsecond=0),
@@ -112,6 +161,7 @@ def start(request: HttpRequest, user, tenant: str = NO_TENANT) -> CurrentSession
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
         expires=request.session.get_expiry_date(),
     )
+    insert(op_session)  # objects.create(), its INSERT written once
     entry = CurrentSession(
         id=op_session.pk,
         sid=op_session.sid,

@@ -279,7 +279,9 @@ class _Authorization(OAuthLibMixin, View):
             "scopes": [describe(scope) for scope in pending.scopes if scope in asked],
             "already_allowed": [describe(scope) for scope in pending.scopes if scope not in asked],
             # RFC 8707: the APIs the user grants access to, by the names the operator gave them.
-            "resources": list(ResourceServer.objects.filter(identifier__in=pending.resources)),
+            "resources": list(ResourceServer.objects.filter(identifier__in=pending.resources))
+            if pending.resources
+            else [],  # none named: no query to build (it would find none)
             "switch_account_url": _add_query(reverse("oidc_provider_ext:login"), {"next": continue_url}),
             # Nobody reviewed a client that registered itself: the page says so and names where the
             # answer goes; its logo is only ever the copy fetched at registration (a data: URI).
