@@ -147,6 +147,12 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.user_agents._parse": (PURE, None),
     # the token endpoint's SQL (internal/lookups.py): its Lookups; UPDATE/INSERT text per alias, model
     "oidc_provider_ext.internal.lookups._sql_cache": (PURE, None),
+    # SQL written once per model / vendor / factor registry for the sign-in (fourth round)
+    "oidc_provider_ext.adapter._tenant_lookup": (PURE, None),
+    "oidc_provider_ext.internal.consents._live_consent_lookup": (PURE, None),
+    "oidc_provider_ext.internal.factors._enrolled_sql_cache": (PURE, None),
+    "oidc_provider_ext.internal.op_sessions._live_sql": (PURE, None),
+    "oidc_provider_ext.sessions._by_key": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_by_code_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_of_family_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._refresh_token_lookup": (PURE, None),
