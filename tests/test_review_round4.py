@@ -28,6 +28,9 @@ def test_delete_by_key_cascades_to_a_hidden_reverse_relation():
             app_label = "oidc_provider_ext"
             db_table = "review4_session_note"
 
+        def __str__(self):
+            return self.session_id
+
     with connection.schema_editor() as editor:
         editor.create_model(ReviewSession)
         editor.create_model(ReviewSessionNote)
