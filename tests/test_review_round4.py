@@ -45,3 +45,67 @@ def test_delete_by_key_cascades_to_a_hidden_reverse_relation():
         with connection.schema_editor() as editor:
             editor.delete_model(ReviewSessionNote)
             editor.delete_model(ReviewSession)
+
+
+SPA = "https://spa.example"
+
+
+def _every_header(response) -> dict[str, str]:
+    headers = {name.lower(): value for name, value in response.items()}
+    csp = headers.pop("content-security-policy", None)
+    if csp is not None:  # django-csp does not keep the directives' order
+        headers["content-security-policy"] = sorted(d.strip() for d in csp.split(";") if d.strip())
+    # The whole chain adds "Cookie" (its middleware read the session); these answers do not depend
+    # on a cookie, so leaving it out is right, not a difference.
+    vary = [v.strip() for v in headers.pop("vary", "").split(",") if v.strip() and v.strip() != "Cookie"]
+    if vary:
+        headers["vary"] = vary
+    return headers
+
+
+def _client_errors_and_preflights(confidential_app):
+    from django.test import Client
+    from django.urls import reverse
+
+    from .flow import basic_auth, token_request
+
+    client = Client()
+    token = reverse("oidc_provider_ext:token")
+    revocation = reverse("oidc_provider_ext:revocation")
+    cors = {"HTTP_ORIGIN": SPA}
+    preflight = {**cors, "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST"}
+    wrong = (confidential_app.client_id, "wrong secret")
+    code = {"grant_type": "authorization_code", "code": "x", "redirect_uri": "https://rp.example/cb"}
+    return [
+        client.options(token, **preflight),
+        client.options(revocation, **preflight),
+        token_request(client, code, auth=wrong, **cors),  # 401 invalid_client, WWW-Authenticate
+        token_request(client, code, **cors),  # no client at all
+        client.get(token, **cors),  # 405
+        client.post(token, "{}", content_type="application/json", **cors),  # not a form
+        client.post(
+            revocation,
+            "token=x",
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION=basic_auth(*wrong),
+            **cors,
+        ),
+    ]
+
+
+@pytest.mark.django_db
+def test_token_and_revocation_errors_and_preflights_have_every_header_of_the_whole_chain(
+    confidential_app, settings
+):
+    from .factories import PublicApplicationFactory
+
+    PublicApplicationFactory(allowed_origins=SPA)
+    fast = _client_errors_and_preflights(confidential_app)
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.endswith("BearerEndpointsMiddleware")]
+    whole_chain = _client_errors_and_preflights(confidential_app)
+    for quick, slow in zip(fast, whole_chain, strict=True):
+        assert (quick.status_code, _every_header(quick), quick.content) == (
+            slow.status_code,
+            _every_header(slow),
+            slow.content,
+        ), quick.wsgi_request.path
