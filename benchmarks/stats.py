@@ -366,10 +366,13 @@ def resource_lines(result: dict) -> list[str]:
     for db, project, data in _projects(result):
         validation = (data.get("inprocess") or {}).get("resource_validation")
         if project == "ours" and validation:
+            median = validation.get("median_per_core_per_second")
             lines.append(
                 f"  {db}: {validation['per_core_per_second']} validations/s per core "
                 f"({validation['cpu_us_per_validation']} µs CPU each, "
-                f"{validation['validations']} validations)"
+                f"{validation['validations']} validations"
+                + (f"; fastest of {validation['rounds']} rounds, median {median}/s" if median else "")
+                + ")"
             )
     return lines
 

@@ -238,6 +238,11 @@ def test_resource_validation_and_cpu_columns_are_reported():
     assert stats.resource_lines(result) == [
         "  postgresql: 22173 validations/s per core (45.1 µs CPU each, 5000 validations)"
     ]
+    inprocess["resource_validation"].update(rounds=5, median_per_core_per_second=20833)
+    assert stats.resource_lines(result) == [
+        "  postgresql: 22173 validations/s per core (45.1 µs CPU each, 5000 validations; fastest of"
+        " 5 rounds, median 20833/s)"
+    ]
     assert "3.5" in stats.inprocess_table(result) and "1.2" in stats.inprocess_table(result)
     assert "11.1" in stats.signin_table(result)
 
