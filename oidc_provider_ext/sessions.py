@@ -51,7 +51,7 @@ class SessionStore(db.SessionStore):
         using = router.db_for_read(model)
         lookup = _by_key(model)
         if not lookup.supported(using):
-            return super()._get_session_from_db()
+            return super()._get_session_from_db()  # type: ignore[misc]  # Django's, not in the stubs
         row = lookup.one(self.session_key, using=using)
         if row is None or not row.expire_date > timezone.now():
             self._session_key = None

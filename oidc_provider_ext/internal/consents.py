@@ -60,7 +60,7 @@ def live_consent(user, application, tenant: str) -> Consent | None:
     if not lookup.supported(alias):
         return live_consents(user).using(alias).filter(application=application, tenant=tenant).first()
     user_pk = getattr(user, "pk", user)
-    return lookup.one(user_pk, application.pk, tenant, timezone.now(), using=alias)  # type: ignore[return-value]
+    return lookup.one(user_pk, application.pk, tenant, timezone.now(), using=alias)
 
 
 NO_RESOURCE = ""  # the key of a consent's scopes for requests that name no API

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
 from django.db import connections, router
-from django.db.models import Exists, Q, QuerySet
+from django.db.models import Exists, Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -163,8 +163,11 @@ def _builtin_enrolled_sql(factor: Any, q: Callable[[str], str]) -> tuple[str, An
     """A built-in factor's ``enrolled_query(user)`` as ``EXISTS (...)`` SQL with one ``%s`` (the
     user's key) and the foreign key that prepares it; None for any other class (a subclass may
     override ``enrolled_query``). tests/test_mfa.py compares both answers."""
+    from .lookups import column
+
+    model: type[Model]
     if type(factor) is TOTPFactor:
-        model, extra = TOTPDevice, f" AND f.{q(TOTPDevice._meta.get_field('confirmed').column)} IS NOT NULL"
+        model, extra = TOTPDevice, f" AND f.{q(column(TOTPDevice, 'confirmed'))} IS NOT NULL"
     elif type(factor) is passkeys.PasskeyFactor:
         model, extra = passkeys.Passkey, ""
     else:

@@ -516,13 +516,13 @@ def _save_sql(alias: str, model, create: bool):
         ):
             _sql_cache[key] = None
         elif create:
-            columns = ", ".join(q(f.column) for f in fields)
+            columns = ", ".join(q(column(model, f.name)) for f in fields)
             placeholders = ", ".join(["%s"] * len(fields))
             _sql_cache[key] = (f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES ({placeholders})", fields)
         else:
             fields = [f for f in fields if not f.primary_key] + [meta.pk]
-            sets = ", ".join(f"{q(f.column)} = %s" for f in fields[:-1])
-            sql = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {q(meta.pk.column)} = %s"
+            sets = ", ".join(f"{q(column(model, f.name))} = %s" for f in fields[:-1])
+            sql = f"UPDATE {q(meta.db_table)} SET {sets} WHERE {q(column(model, 'pk'))} = %s"
             _sql_cache[key] = (sql, fields)
     return _sql_cache[key]
 
