@@ -312,3 +312,33 @@ def test_a_refresh_refused_for_a_wider_scope_leaves_the_refresh_token_usable(
     assert widened.json()["error"] == "invalid_scope"
     retry = refresh(rp, confidential_app, body["refresh_token"])
     assert retry.status_code == 200, retry.content  # was invalid_grant, family revoked
+
+
+class TestClientAuthenticationChallenge:
+    """RFC 6749 5.2: a 401 ``invalid_client`` carries a WWW-Authenticate challenge "matching the
+    authentication scheme used by the client" — HTTP Basic (2.3.1) at every endpoint where clients
+    authenticate, never oauthlib's ``Bearer`` (the scheme of access tokens at resource servers)."""
+
+    @pytest.mark.parametrize("url_name", ["token", "revocation", "introspect", "device-authorization"])
+    def test_wrong_basic_credentials_get_a_basic_challenge(self, rp, confidential_app, url_name):
+        from urllib.parse import urlencode
+
+        from django.urls import reverse
+
+        from .flow import basic_auth
+
+        body = {
+            "token": code_request(confidential_app, "x"),
+            "revocation": {"token": "x"},
+            "introspect": {"token": "x"},
+            "device-authorization": {"scope": "openid"},
+        }[url_name]
+        response = rp.post(
+            reverse(f"oidc_provider_ext:{url_name}"),
+            urlencode(body),
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION=basic_auth(confidential_app.client_id, "wrong"),
+        )
+        assert response.status_code == 401, response.content
+        assert response.json()["error"] == "invalid_client"
+        assert response["WWW-Authenticate"].startswith("Basic "), response["WWW-Authenticate"]

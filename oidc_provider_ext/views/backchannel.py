@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 from urllib.parse import unquote
 
 from django.http import JsonResponse
@@ -64,6 +65,23 @@ def invalid_request(request, problem):
     return oauth_error(problem.error, problem.description)
 
 
+#: RFC 6749 5.2: a 401 ``invalid_client`` carries a challenge "matching the authentication scheme
+#: used by the client": HTTP Basic (2.3.1) where clients authenticate. oauthlib writes ``Bearer``,
+#: the scheme of access tokens at a resource server (RFC 6750), on every 401 it answers.
+CLIENT_AUTHENTICATION_CHALLENGE = 'Basic realm="oidc"'
+
+
+def _client_authentication_challenge(view):
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if response.status_code == 401:
+            response["WWW-Authenticate"] = CLIENT_AUTHENTICATION_CHALLENGE
+        return response
+
+    return wrapped
+
+
 def form_endpoint(view_class=None, *, browser_readable: bool = False):
     """Class decorator for the RFC 6749 form endpoints (token, revocation, introspection): no CSRF
     (clients authenticate themselves, not with our cookies), the request boundary answering in
@@ -71,6 +89,7 @@ def form_endpoint(view_class=None, *, browser_readable: bool = False):
     so the boundary's errors are readable too)."""
 
     def decorate(cls):
+        cls = method_decorator(_client_authentication_challenge, name="dispatch")(cls)
         cls = method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")(cls)
         cls = method_decorator(csrf_exempt, name="dispatch")(cls)
         if browser_readable:

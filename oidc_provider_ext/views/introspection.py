@@ -57,8 +57,7 @@ class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
             return oauth_error(
                 "invalid_client",
                 "Client authentication failed.",
-                status=401,
-                WWW_Authenticate='Basic realm="oidc"',
+                status=401,  # with form_endpoint's Basic challenge (RFC 6749 5.2)
             )
         token = request.POST.get("token")
         if not token:
