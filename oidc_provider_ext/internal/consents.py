@@ -36,12 +36,12 @@ def live_consents(user):
 
 @functools.cache
 def _live_consent_lookup():
-    from .lookups import Lookup, column
+    from .lookups import Lookup, column, null_or_later
 
     pk, revoked, expires = (column(Consent, name) for name in ("pk", "revoked", "expires"))
 
     def live(q, outer: str) -> str:  # live_consents(): not revoked, and no expiry or a later one
-        return f"{outer}.{q(revoked)} IS NULL AND ({outer}.{q(expires)} IS NULL OR {outer}.{q(expires)} > %s)"
+        return f"{outer}.{q(revoked)} IS NULL AND {null_or_later(f'{outer}.{q(expires)}')}"
 
     return Lookup(
         Consent,

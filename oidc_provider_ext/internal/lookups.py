@@ -29,6 +29,7 @@ second-factor EXISTS are written the same way in internal/op_sessions.py and int
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import uuid
@@ -417,6 +418,12 @@ def _prep(model, name: str, value, connection):
     return model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
 
 
+def null_or_later(column_sql: str) -> str:
+    """SQL for the ORM's ``exclude(<column>__lte=%s)`` on a nullable column: no value, or a later
+    one (a consent or OP session without expiry, or one expiring after ``%s``)."""
+    return f"({column_sql} IS NULL OR {column_sql} > %s)"
+
+
 def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tuple[str, ...]) -> str:
     """``UPDATE <model> SET a = %s, ... WHERE pk = %s AND <conditions>``; each condition is
     ``"field"`` (= %s), ``"field__isnull"``, ``"field__gt"`` (> %s) or ``"field__nullorgt"`` (NULL
@@ -430,7 +437,7 @@ def _update_sql(alias: str, model, assignments: tuple[str, ...], conditions: tup
             name, _sep, lookup = condition.partition("__")
             name_sql = q(column(model, name))
             if lookup == "nullorgt":
-                where.append(f"({name_sql} IS NULL OR {name_sql} > %s)")
+                where.append(null_or_later(name_sql))
                 continue
             operator = {"": "= %s", "isnull": "IS NULL", "gt": "> %s"}[lookup]
             where.append(f"{name_sql} {operator}")
@@ -476,24 +483,48 @@ def saves_itself(model: type[models.Model]) -> bool:
     return model.save is not models.Model.save
 
 
+def _plain_columns(model) -> list[models.Field] | None:
+    """The columns of ``model``'s one table when a row of it can be written with a plain INSERT or
+    UPDATE of them; None for multi-table inheritance, a database default or a generated column
+    (those are the ORM's)."""
+    fields = _fields(model)
+    if fields is None or model._meta.parents:
+        return None
+    if any(f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField) for f in fields):
+        return None
+    return fields
+
+
+@contextlib.contextmanager
+def _saving(instance: models.Model, using: str, *, created: bool):
+    """What ``Model.save_base()`` does around its INSERT or UPDATE: ``pre_save`` before, then the
+    instance marked as saved in ``using`` (documented in "Customizing model loading") and
+    ``post_save``; nothing after a write that raised."""
+    model = type(instance)
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    yield connections[using]
+    instance._state.db = using
+    instance._state.adding = False
+    post_save.send(
+        sender=model, instance=instance, created=created, update_fields=None, raw=False, using=using
+    )
+
+
 def _insert_sql(alias: str, model):
     key = ("insert", alias, model._meta.label)
     if key not in _sql_cache:
         q = connections[alias].ops.quote_name
         meta = model._meta
-        fields = [f for f in meta.local_concrete_fields if not f.primary_key]
-        simple = isinstance(meta.pk, models.AutoField) and all(
-            f.db_default is models.NOT_PROVIDED and not isinstance(f, models.GeneratedField)
-            for f in meta.concrete_fields
-        )
-        if not simple or meta.parents:
+        plain = _plain_columns(model)
+        if plain is None or not isinstance(meta.pk, models.AutoField):
             _sql_cache[key] = None  # multi-table inheritance, database defaults: the ORM
         else:
-            columns = ", ".join(q(f.column) for f in fields)
+            fields = [f for f in plain if not f.primary_key]
+            columns = ", ".join(q(column(model, f.name)) for f in fields)
             placeholders = ", ".join(["%s"] * len(fields))
             sql = f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES ({placeholders})"
             if connections[alias].vendor == "postgresql":
-                sql += f" RETURNING {q(meta.pk.column)}"
+                sql += f" RETURNING {q(column(model, 'pk'))}"
             _sql_cache[key] = (sql, fields)
     return _sql_cache[key]
 
@@ -505,15 +536,8 @@ def _save_sql(alias: str, model, create: bool):
     if key not in _sql_cache:
         q = connections[alias].ops.quote_name
         meta = model._meta
-        fields = _fields(model)
-        if (
-            fields is None
-            or meta.parents
-            or any(
-                f.db_default is not models.NOT_PROVIDED or isinstance(f, models.GeneratedField)
-                for f in fields
-            )
-        ):
+        fields = _plain_columns(model)
+        if fields is None:
             _sql_cache[key] = None
         elif create:
             columns = ", ".join(q(column(model, f.name)) for f in fields)
@@ -539,22 +563,15 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
         instance.save(force_insert=create, force_update=not create, using=using)
         return
     sql, fields = prepared
-    connection = connections[using]
-    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
-    params = [
-        f.get_db_prep_save(instance.pk if f.primary_key else f.pre_save(instance, create), connection)
-        for f in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if not create and cursor.rowcount == 0:
-            raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
-    # As Model.save_base() before post_save; documented in "Customizing model loading".
-    instance._state.db = using
-    instance._state.adding = False
-    post_save.send(
-        sender=model, instance=instance, created=create, update_fields=None, raw=False, using=using
-    )
+    with _saving(instance, using, created=create) as connection:
+        params = [
+            f.get_db_prep_save(instance.pk if f.primary_key else f.pre_save(instance, create), connection)
+            for f in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if not create and cursor.rowcount == 0:
+                raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
 
 
 def delete_by_key(model, pk, *, using: str) -> None:
@@ -591,14 +608,8 @@ def insert(instance: models.Model) -> None:
         instance.save()
         return
     sql, fields = prepared
-    connection = connections[alias]
-    pre_save.send(sender=model, instance=instance, raw=False, using=alias, update_fields=None)
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        pk = cursor.fetchone()[0] if connection.vendor == "postgresql" else cursor.lastrowid
-    instance.pk = pk
-    # As Model.save_base() before post_save; documented in "Customizing model loading".
-    instance._state.db = alias
-    instance._state.adding = False
-    post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=alias)
+    with _saving(instance, alias, created=True) as connection:
+        params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            instance.pk = cursor.fetchone()[0] if connection.vendor == "postgresql" else cursor.lastrowid
