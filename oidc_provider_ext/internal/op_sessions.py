@@ -59,14 +59,15 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     if entries:
         ids = [entry["id"] for entry in entries.values()]
         rows = _live_with_second_factor(ids, request.user.pk)
-        if rows is not None:
-            live = {pk for pk, _enrolled in rows}
-            if rows:
-                from . import factors
+        if rows is None:
+            rows = _live_by_orm(request.user, ids)
+        live = {pk for pk, _enrolled in rows}
+        if rows and rows[0][1] is not None:
+            # The same statement answered whether the user has a second factor (the authorization
+            # endpoint asks next: adapter.minimum_acr): one round trip for both.
+            from . import factors
 
-                setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, bool(rows[0][1])))
-        else:
-            live = _live_by_orm(request, ids)
+            setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, rows[0][1]))
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
             if entries:
@@ -80,12 +81,12 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 _live_sql: dict[tuple, str] = {}
 
 
-def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool]] | None:
+def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | None]] | None:
     """``(id, the user has a second factor)`` of those of ``ids`` that are ``user_pk``'s, not ended
     and not expired: the ORM query of :func:`_live_by_orm` as SQL written once per vendor and
     factor registry (factors.enrolled_sql), None where that cannot be written (then the ORM)."""
     from . import factors
-    from .lookups import _prep, column
+    from .lookups import _prep, column, null_or_later
 
     alias = router.db_for_read(OPSession)
     connection = connections[alias]
@@ -99,11 +100,10 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool]] 
         q = connection.ops.quote_name
         meta = OPSession._meta
         pk, user, ended, expires = (q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires"))
-        # exclude(expires__lte=now) on a nullable column: no expiry, or a later one
         sql = _live_sql[key] = (
             f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END FROM {q(meta.db_table)} s"
             f" WHERE s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{user} = %s AND s.{ended} IS NULL"
-            f" AND (s.{expires} IS NULL OR s.{expires} > %s)"
+            f" AND {null_or_later(f's.{expires}')}"
         )
     params = [field.get_db_prep_value(user_pk, connection) for field in fields]
     params += [*ids, _prep(OPSession, "user", user_pk, connection)]
@@ -113,25 +113,20 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool]] 
         return [(row[0], bool(row[1])) for row in cursor.fetchall()]
 
 
-def _live_by_orm(request: HttpRequest, ids: list[int]) -> set[int]:
+def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None]]:
+    """:func:`_live_with_second_factor` as an ORM query; the second-factor answer is None when no
+    factor can say "enrolled" as a query (has_second_factor then asks the factors)."""
     from . import factors
 
-    query = OPSession.objects.filter(pk__in=ids, user=request.user.pk, ended__isnull=True).exclude(
+    query = OPSession.objects.filter(pk__in=ids, user=user.pk, ended__isnull=True).exclude(
         expires__lte=timezone.now()
     )
-    condition = factors.enrolled_condition(request.user)
+    condition = factors.enrolled_condition(user)
     if condition is None:
-        return set(query.values_list("pk", flat=True))
-    # The same statement answers whether the user has a second factor (the authorization endpoint
-    # asks next: adapter.minimum_acr): one round trip for both.
-    rows = list(
-        query.annotate(second_factor=ExpressionWrapper(condition, output_field=BooleanField())).values_list(
-            "pk", "second_factor"
-        )
-    )
-    if rows:
-        setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, bool(rows[0][1])))
-    return {pk for pk, _enrolled in rows}
+        return [(pk, None) for pk in query.values_list("pk", flat=True)]
+    second_factor = ExpressionWrapper(condition, output_field=BooleanField())
+    rows = query.annotate(second_factor=second_factor).values_list("pk", "second_factor")
+    return [(pk, bool(enrolled)) for pk, enrolled in rows]
 
 
 def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:
