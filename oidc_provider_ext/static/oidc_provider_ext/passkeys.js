@@ -146,17 +146,50 @@
       if (pending) pending.abort();
       var controller = new AbortController();
       pending = controller;
-      var options = fetched.catch(function () {}).then(function () {
-        return fetchOptions(form);
-      });
-      fetched = options;
-      return options.then(function (json) {
+      var asked = fetched.catch(function () {}).then(options);
+      fetched = asked;
+      return asked.then(function (json) {
         if (controller.signal.aborted) return null;
         var request = { publicKey: requestOptions(json), signal: controller.signal };
         if (mediation) request.mediation = mediation;
         return navigator.credentials.get(request);
       }).then(function (credential) {
         if (credential) postAssertion(credential);
+      });
+    }
+
+    // A challenge request writes the session. Answered after a password sign-in from this page
+    // replaced the session (the fixation defence), it would start a new one and its cookie would
+    // sign the browser out again: the password form waits for it (at most a few seconds).
+    var main = document.querySelector("main form[method=post]");
+    var asking = 0;
+    var leaving = false; // the password was posted: no new challenge request from this page
+    function settled() {
+      asking -= 1;
+    }
+    function options() {
+      if (leaving) return Promise.reject(new Error("signing in"));
+      asking += 1;
+      var request = fetchOptions(form);
+      request.then(settled, settled);
+      return request;
+    }
+    var waiting = false;
+    if (main) {
+      main.addEventListener("submit", function (event) {
+        leaving = true;
+        if (!asking && !waiting) return;
+        event.preventDefault();
+        if (waiting) return; // a second click while waiting
+        waiting = true;
+        var sent = false;
+        function send() {
+          if (sent) return;
+          sent = true;
+          main.submit(); // no submit event again; the button has no name to lose
+        }
+        fetched.then(send, send);
+        window.setTimeout(send, 5000);
       });
     }
 
