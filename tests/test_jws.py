@@ -106,3 +106,17 @@ def test_the_cryptography_key_is_taken_once_per_jwk_object(keys, monkeypatch):
     for _ in range(5):
         jose.op_key(jwk.JWK(**keys["ES256"].export(as_dict=True)), "verify")
     assert len(jose._op_keys) <= 2
+
+
+@pytest.mark.parametrize("length", range(0, 10))
+def test_b64url_decode_is_base64url_without_padding(length):
+    data = bytes(range(250, 250 - length, -1))  # bytes whose base64 uses "-" and "_"
+    encoded = jose.b64url(data)
+    assert jose.b64url_decode(encoded) == data
+    # RFC 7515 2: the base64url alphabet, no padding, no whitespace; each refused, not skipped.
+    for bad in ("=", "+", "/", " ", "\n", "!", "é", "\x00", "."):
+        for where in (0, len(encoded) // 2, len(encoded)):
+            with pytest.raises(ValueError):
+                jose.b64url_decode(encoded[:where] + bad + encoded[where:])
+    with pytest.raises(ValueError):  # no padding means no length of 4k + 1
+        jose.b64url_decode("A" * (4 * length + 1))

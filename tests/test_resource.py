@@ -349,6 +349,30 @@ def test_other_typ_values_are_refused(api, no_revocation_check, typ):
     assert_invalid_token(api.get("/api/any", **bearer(sign_with(key, header, access_claims()))), "typ")
 
 
+def test_a_header_is_read_once_per_spelling_and_a_refused_one_is_not_kept(no_revocation_check, monkeypatch):
+    """Tokens of one key share their header segment: its check is kept (bounded), keyed by the
+    segment byte for byte, so a header that differs in any way is checked on its own."""
+    from oidc_provider_ext import resource
+
+    monkeypatch.setattr(resource, "_headers", {})
+    kid, key = keys.signing_key()
+    good = rs256(key, {"alg": "RS256", "kid": kid, "typ": "at+jwt"}, access_claims())
+    assert validate_access_token(good, audience=AUDIENCE).sub == "42"
+    assert resource._headers[good.split(".")[0]] == ("RS256", kid)
+    for header in (
+        {"alg": "RS256", "kid": kid, "typ": "JWT"},
+        {"alg": "RS256", "kid": kid, "typ": "at+jwt", "crit": ["x"]},
+    ):
+        with pytest.raises(InvalidToken):
+            validate_access_token(rs256(key, header, access_claims()), audience=AUDIENCE)
+    assert len(resource._headers) == 1
+    # Made-up headers (any extra member is allowed) do not grow it without bound.
+    for n in range(3 * resource._MAX_HEADERS):
+        header = {"alg": "RS256", "kid": kid, "typ": "at+jwt", "x": n}
+        validate_access_token(rs256(key, header, access_claims()), audience=AUDIENCE)
+        assert len(resource._headers) <= resource._MAX_HEADERS
+
+
 def test_expired_token(api, no_revocation_check, settings):
     now = int(time.time())
     assert_invalid_token(api.get("/api/any", **bearer(forge(iat=now - 600, exp=now - 60))), "expired")

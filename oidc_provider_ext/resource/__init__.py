@@ -247,8 +247,7 @@ def validate_access_token(
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
     if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
-    header = _json_segment(token.split(".", 1)[0], "header")
-    alg, kid = _check_header(header)
+    alg, kid = _header(token.split(".", 1)[0])
     jwks_url, check_revocation, issuer, leeway = app_settings.derived(
         "resource_server_validation", _validation_settings
     )
@@ -289,6 +288,23 @@ def _reject_constant(name: str) -> Any:
 # One decoder for every token (json.loads with hooks builds a new one per call); shared across
 # threads like json's own default decoder.
 _JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicate_names, parse_constant=_reject_constant)
+
+
+# Header segments that passed _check_header, with what it returned: one key's tokens share their
+# header byte for byte, so its base64url and JSON are read once, not per token. Bounded (emptied
+# when full) against a stream of made-up headers; a header that fails is never kept.
+_MAX_HEADERS = 32
+_headers: dict[str, tuple[str, str]] = {}
+
+
+def _header(segment: str) -> tuple[str, str]:
+    checked = _headers.get(segment)
+    if checked is None:
+        checked = _check_header(_json_segment(segment, "header"))
+        if len(_headers) >= _MAX_HEADERS:
+            _headers.clear()
+        _headers[segment] = checked
+    return checked
 
 
 def _json_segment(segment: str, what: str) -> dict[str, Any]:
