@@ -1,0 +1,90 @@
+"""Review round 5 (attacker): findings in the changes since c047054 (the session engine, the sign-in's
+SQL written once, the resource server's header memo and strict base64url, the login page's wait
+for its passkey challenge request)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from jwcrypto import jwk
+
+from oidc_provider_ext import keys, resource
+from oidc_provider_ext.conf import app_settings
+from oidc_provider_ext.internal import jws as jose
+from tests.conftest import oidc_settings
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def other_spelling(segment: str) -> str | None:
+    """``segment`` with its last character's unused low bit set: the same bytes to a lenient
+    base64 decoder (RFC 4648 3.5: those bits are zero in the one canonical encoding); None when
+    the segment's length leaves no unused bits."""
+    if len(segment) % 4 not in (2, 3):
+        return None
+    return segment[:-1] + ALPHABET[ALPHABET.index(segment[-1]) ^ 1]
+
+
+# --- one signature, one spelling ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", range(1, 12))
+def test_b64url_decode_refuses_a_non_canonical_last_character(length):
+    """RFC 4648 3.5 / RFC 7515 2: the unused bits of the last character are zero. A decoder that
+    ignores them reads 4 (2) more spellings of each segment of 4k+2 (4k+3) characters."""
+    encoded = jose.b64url(bytes(range(length)))
+    assert jose.b64url_decode(encoded) == bytes(range(length))
+    other = other_spelling(encoded)
+    if other is not None:
+        with pytest.raises(ValueError):
+            jose.b64url_decode(other)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_an_access_token_verifies_under_one_spelling_only(settings, alg):
+    """The signature segment of an RS256 (342 characters) or ES256 (86) token has 4 unused bits:
+    without the check above the same signature verifies under 16 spellings of the token, which a
+    resource server that keys anything on the token string (a replay or revocation list, a cache)
+    counts as 16 tokens."""
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    now = int(time.time())
+    claims = {
+        "iss": app_settings.ISSUER, "sub": "42", "aud": "https://api.example", "client_id": "c",
+        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "scope": "openid",
+    }  # fmt: skip
+    token = keys.sign(claims, typ="at+jwt", alg=alg)
+    assert resource.validate_access_token(token, audience="https://api.example").sub == "42"
+    head, _sep, signature = token.rpartition(".")
+    other = other_spelling(signature)
+    assert other is not None
+    with pytest.raises(resource.InvalidToken):
+        resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
+
+
+@pytest.mark.django_db
+def test_an_eddsa_access_token_verifies_under_one_spelling_only(settings, monkeypatch):
+    """EdDSA tokens (from a remote JWKS) are verified by jwcrypto, whose decoder is lenient: the
+    64-byte signature (86 characters) has 4 unused bits there too."""
+    oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
+    key = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="ed")
+    public = jwk.JWK(**key.export_public(as_dict=True))
+    monkeypatch.setattr(resource, "_verification_key", lambda kid, url: public if kid == "ed" else None)
+    from jwcrypto import jws as jwcrypto_jws
+
+    now = int(time.time())
+    claims = {
+        "iss": app_settings.ISSUER, "sub": "42", "aud": "https://api.example", "client_id": "c",
+        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "scope": "openid",
+    }  # fmt: skip
+    signed = jwcrypto_jws.JWS(jose._json(claims))
+    signed.add_signature(key, protected=jose._json({"alg": "EdDSA", "typ": "at+jwt", "kid": "ed"}).decode())
+    token = signed.serialize(compact=True)
+    assert resource.validate_access_token(token, audience="https://api.example").sub == "42"
+    head, _sep, signature = token.rpartition(".")
+    other = other_spelling(signature)
+    assert other is not None
+    with pytest.raises(resource.InvalidToken):
+        resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
