@@ -8,11 +8,15 @@ import time
 import uuid
 
 import pytest
+from django.db import connection, models
+from django.test.utils import isolate_apps
+from django.utils import timezone
 from jwcrypto import jwk
 
 from oidc_provider_ext import keys, resource
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import jws as jose
+from oidc_provider_ext.internal import lookups
 from tests.conftest import oidc_settings
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -88,3 +92,51 @@ def test_an_eddsa_access_token_verifies_under_one_spelling_only(settings, monkey
     assert other is not None
     with pytest.raises(resource.InvalidToken):
         resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
+
+
+# --- the session row's DELETE and a generic relation ------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@isolate_apps("oidc_provider_ext")
+def test_delete_by_key_cascades_to_a_generic_relation():
+    """A swapped session model with a ``GenericRelation`` (documented: deleting the object deletes
+    the related generic rows, Django's collector follows ``private_fields``): the raw DELETE by key
+    must not skip that cascade and leave the rows behind, pointing at a session that is gone."""
+    from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+    from django.contrib.contenttypes.models import ContentType
+    from django.contrib.sessions.base_session import AbstractBaseSession
+
+    class ReviewTag(models.Model):
+        content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+        object_id = models.CharField(max_length=40)
+        about = GenericForeignKey("content_type", "object_id")
+
+        class Meta:
+            app_label = "oidc_provider_ext"
+            db_table = "review5_tag"
+
+        def __str__(self):
+            return self.object_id
+
+    class ReviewSession(AbstractBaseSession):
+        tags = GenericRelation(ReviewTag)
+
+        class Meta:
+            app_label = "oidc_provider_ext"
+            db_table = "review5_session"
+
+    with connection.schema_editor() as editor:
+        editor.create_model(ReviewTag)
+        editor.create_model(ReviewSession)
+    try:
+        key = "k" * 32
+        session = ReviewSession.objects.create(session_key=key, session_data="", expire_date=timezone.now())
+        ReviewTag.objects.create(about=session)
+        lookups.delete_by_key(ReviewSession, key, using="default")  # as ReviewSession(pk=key).delete()
+        assert not ReviewSession.objects.exists()
+        assert not ReviewTag.objects.exists()
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(ReviewSession)
+            editor.delete_model(ReviewTag)
