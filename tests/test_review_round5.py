@@ -4,6 +4,7 @@ for its passkey challenge request)."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -18,6 +19,8 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import jws as jose
 from oidc_provider_ext.internal import lookups
 from tests.conftest import oidc_settings
+from tests.e2e.conftest import chromium, rp  # noqa: F401 (fixtures of the browser test)
+from tests.e2e.test_passkeys_browser import page, rp_issuer  # noqa: F401 (WebAuthn on localhost)
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -140,3 +143,56 @@ def test_delete_by_key_cascades_to_a_generic_relation():
         with connection.schema_editor() as editor:
             editor.delete_model(ReviewSession)
             editor.delete_model(ReviewTag)
+
+
+# --- the login page's wait for its passkey challenge request ----------------------------------------
+
+
+@pytest.mark.live
+def test_the_password_form_posts_again_after_a_stopped_sign_in(page, rp, monkeypatch):  # noqa: F811
+    """The login page holds the password form while its autofill challenge request is out, then
+    posts it itself. If that post does not leave the page (the user pressed Esc or the stop button
+    while the server was slow), the form must still post when the user clicks again, not swallow
+    every later click (the page looked dead until reloaded)."""
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    from oidc_provider_ext.views import login
+
+    release_options = threading.Event()
+    posts: list[float] = []
+    arrive, post = SessionMiddleware.process_request, login.LoginView.post
+
+    def arriving(self, request):
+        if request.path.endswith("/passkeys/options"):
+            release_options.wait(5)  # the challenge request is out when the password is posted
+        return arrive(self, request)
+
+    def posting(self, request, *args, **kwargs):
+        posts.append(time.monotonic())
+        if len(posts) == 1:
+            time.sleep(2)  # a slow answer: the user stops the page meanwhile
+        return post(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(SessionMiddleware, "process_request", arriving)
+    monkeypatch.setattr(login.LoginView, "post", posting)
+    page.goto(rp.url)
+    page.click("#sign-in")
+    page.wait_for_selector("#id_username")
+    page.fill("#id_username", rp.demo["user"]["username"])
+    page.fill("#id_password", rp.demo["user"]["password"])
+    page.click("button[type=submit]")
+    time.sleep(0.3)
+    assert not posts  # held until the challenge request is answered
+    release_options.set()
+    deadline = time.monotonic() + 5
+    while not posts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(posts) == 1
+    # Esc (the stop button): the post's navigation is abandoned, the page stays.
+    page.context.new_cdp_session(page).send("Page.stopLoading")
+    time.sleep(0.3)
+    page.click("button[type=submit]")
+    deadline = time.monotonic() + 5
+    while len(posts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(posts) == 2, "the second click did not post the form"
