@@ -196,3 +196,95 @@ def test_the_password_form_posts_again_after_a_stopped_sign_in(page, rp, monkeyp
     while len(posts) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(posts) == 2, "the second click did not post the form"
+
+
+# --- the session engine: what Django's database sessions guarantee (these hold) ---------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("save_every_request", [False, True])
+def test_an_attacker_chosen_key_that_has_no_row_does_not_survive_sign_in(settings, user, save_every_request):
+    """Session fixation with a key the attacker made up (no row: the INSERT is the only check of a
+    new key now): the sign-in is stored under a key the server drew, never the planted one."""
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+    from django.urls import reverse
+
+    from oidc_provider_ext.sessions import SessionStore
+
+    from .factories import USER_PASSWORD
+
+    settings.SESSION_SAVE_EVERY_REQUEST = save_every_request
+    planted = "attackerchosenkey0123456789abcd"
+    browser = Client()
+    browser.cookies["sessionid"] = planted
+    login = reverse("oidc_provider_ext:login")
+    assert browser.get(login).status_code == 200
+    browser.cookies["sessionid"] = planted  # planted again after the page's own cookie
+    response = browser.post(login, {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302
+    assert browser.cookies["sessionid"].value != planted
+    assert not Session.objects.filter(session_key=planted).exists()
+    assert SessionStore(browser.cookies["sessionid"].value).load()["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_a_sign_out_in_one_tab_interrupts_a_write_in_another():
+    """Two requests of one browser: one signs out (the row is deleted) while the other has read
+    the session and writes it. As with Django's store: UpdateError, which the session middleware
+    turns into SessionInterrupted (400), and no row is brought back under any key."""
+    from django.contrib.sessions.backends.base import UpdateError
+    from django.contrib.sessions.models import Session
+
+    from oidc_provider_ext.sessions import SessionStore
+
+    store = SessionStore()
+    store["who"] = "alice"
+    store.create()
+    writer = SessionStore(store.session_key)
+    assert writer["who"] == "alice"  # read by this request
+    SessionStore(store.session_key).flush()  # the other tab's sign-out
+    writer["more"] = 1
+    with pytest.raises(UpdateError):
+        writer.save()
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("atomic_requests", [False, True])
+def test_a_sign_in_failing_after_cycle_key_leaves_no_signed_in_session(
+    settings, monkeypatch, atomic_requests
+):
+    """The sign-in fails (500) after cycle_key() deleted the old row and before the response saved
+    the new one: nothing signed in is stored and no cookie is set. In autocommit the old row is
+    gone (the browser is signed out, as the module says); with ATOMIC_REQUESTS its DELETE is rolled
+    back with the view and the browser keeps its session as it was."""
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+    from django.urls import reverse
+
+    from oidc_provider_ext.internal import op_sessions
+    from oidc_provider_ext.sessions import SessionStore
+
+    from .factories import USER_PASSWORD, UserFactory
+
+    monkeypatch.setitem(settings.DATABASES["default"], "ATOMIC_REQUESTS", atomic_requests)
+    user = UserFactory()
+    browser = Client(raise_request_exception=False)
+    login = reverse("oidc_provider_ext:login")
+    assert browser.get(login).status_code == 200
+    session = browser.session
+    session["planted"] = True
+    session.save()
+    before = browser.cookies["sessionid"].value
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the sign-in fails after login()")
+
+    monkeypatch.setattr(op_sessions, "start", fail)
+    response = browser.post(login, {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 500
+    assert browser.cookies["sessionid"].value == before
+    for row in Session.objects.all():
+        assert "_auth_user_id" not in SessionStore(row.session_key).load()
+    assert Session.objects.filter(session_key=before).exists() == atomic_requests
