@@ -167,11 +167,16 @@ def test_the_password_form_posts_again_after_a_stopped_sign_in(page, rp, monkeyp
             release_options.wait(5)  # the challenge request is out when the password is posted
         return arrive(self, request)
 
+    answered: list[int] = []
+
     def posting(self, request, *args, **kwargs):
         posts.append(time.monotonic())
-        if len(posts) == 1:
-            time.sleep(2)  # a slow answer: the user stops the page meanwhile
-        return post(self, request, *args, **kwargs)
+        try:
+            if len(posts) == 1:
+                time.sleep(2)  # a slow answer: the user stops the page meanwhile
+            return post(self, request, *args, **kwargs)
+        finally:
+            answered.append(len(answered))
 
     monkeypatch.setattr(SessionMiddleware, "process_request", arriving)
     monkeypatch.setattr(login.LoginView, "post", posting)
@@ -196,6 +201,13 @@ def test_the_password_form_posts_again_after_a_stopped_sign_in(page, rp, monkeyp
     while len(posts) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(posts) == 2, "the second click did not post the form"
+    # Nothing of this page may still be served when the next test runs (the test client records
+    # every template rendered, in any thread).
+    deadline = time.monotonic() + 10
+    while len(answered) < len(posts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page.wait_for_load_state("networkidle")
+    page.goto("about:blank")
 
 
 # --- the session engine: what Django's database sessions guarantee (these hold) ---------------------
