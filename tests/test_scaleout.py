@@ -179,6 +179,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.views.challenge._decorators": (CONSTANT, None),
     "oidc_provider_ext.views.security._decorators": (CONSTANT, None),
     "oidc_provider_ext.checks._RETIRED_HOOKS": (CONSTANT, None),
+    "oidc_provider_ext.internal.jws._CANONICAL_LAST": (CONSTANT, None),  # base64url's last characters
     "oidc_provider_ext.internal.cors._DEFAULT_PORTS": (CONSTANT, None),
     "oidc_provider_ext.resource.__init__._KEY_TYPE_OF_ALG": (CONSTANT, None),
     "oidc_provider_ext.resource.__init__._JSON": (CONSTANT, None),  # a JSONDecoder with our hooks

@@ -60,6 +60,9 @@ def b64url(data: bytes) -> str:
 
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# RFC 4648 3.5: the bits of the last character beyond the data (4 of a segment of 4k+2 characters,
+# 2 of one of 4k+3) are zero; a decoder that ignores them reads 16 (4) spellings of one segment.
+_CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -67,10 +70,12 @@ def b64url_decode(segment: str) -> bytes:
     decoder drops characters outside the alphabet, so one signature would verify under many
     spellings of a token: the standard alphabet's "+" and "/" and padding are taken out while the
     URL-safe one is mapped onto it (a changed length refuses the segment), and binascii's strict
-    mode refuses anything else. Non-ASCII text fails to encode (UnicodeEncodeError, a ValueError)."""
+    mode refuses anything else; a last character with unused bits set is not the one spelling.
+    Non-ASCII text fails to encode (UnicodeEncodeError, a ValueError)."""
     raw = segment.encode("ascii")
     standard = raw.translate(_URLSAFE_TO_STANDARD, b"+/=")
-    if len(standard) != len(raw) or len(raw) % 4 == 1:
+    rest = len(raw) % 4
+    if len(standard) != len(raw) or rest == 1 or (rest and raw[-1] not in _CANONICAL_LAST[rest]):
         raise ValueError("not base64url")
     return binascii.a2b_base64(standard + b"=" * (-len(raw) % 4), strict_mode=True)
 

@@ -580,8 +580,10 @@ def delete_by_key(model, pk, *, using: str) -> None:
     model other rows refer to (a cascade to collect) or that is not one table is deleted by the
     ORM."""
     instance = model(pk=pk)
-    # include_hidden: a related_name="+" relation is cascaded by the collector too
-    referred_to = any(f.auto_created and not f.concrete for f in model._meta.get_fields(include_hidden=True))
+    # Any relation without a column of this table: a reverse one (include_hidden: a
+    # related_name="+" one is cascaded by the collector too), a many-to-many or a GenericRelation
+    # (rows the collector deletes with this one).
+    referred_to = any(f.is_relation and not f.concrete for f in model._meta.get_fields(include_hidden=True))
     if not supported_vendor(using) or referred_to or _fields(model) is None or model._meta.parents:
         instance.delete(using=using)
         return

@@ -363,6 +363,7 @@ def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
         signed = jws.JWS()
         signed.allowed_algs = [alg]
         try:
+            jose.b64url_decode(token.rpartition(".")[2])  # jwcrypto's decoder reads other spellings
             signed.deserialize(token)
             signed.verify(key, alg=alg)
         except (JWException, ValueError, TypeError) as exc:

@@ -182,14 +182,19 @@
         event.preventDefault();
         if (waiting) return; // a second click while waiting
         waiting = true;
-        var sent = false;
+        var timer;
         function send() {
-          if (sent) return;
-          sent = true;
+          if (!waiting) return;
+          waiting = false; // posted: should the page stay (stopped, Esc), the next click posts again
+          window.clearTimeout(timer);
           main.submit(); // no submit event again; the button has no name to lose
         }
         fetched.then(send, send);
-        window.setTimeout(send, 5000);
+        timer = window.setTimeout(send, 5000);
+      });
+      // Back to this page from the history cache: nothing is being posted from it any more.
+      window.addEventListener("pageshow", function (event) {
+        if (event.persisted) leaving = waiting = false;
       });
     }
 
