@@ -200,7 +200,8 @@ def _caches(environ) -> dict[str, Any] | None:
 # "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
 # only (nothing durable to dump, but a Redis restart signs everyone out); "signed_cookies" keeps
 # them in the browser. Only with a shared cache may the cache-based engines serve several servers.
-# "db" is Django's database engine with fewer statements per sign-in (oidc_provider_ext/sessions.py).
+# "db" is Django's database engine with rows keyed by the session key's hash and fewer statements per
+# sign-in (oidc_provider_ext/sessions.py).
 _SESSION_ENGINES = {
     "db": "oidc_provider_ext.sessions",
     "cached_db": "django.contrib.sessions.backends.cached_db",

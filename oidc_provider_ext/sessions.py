@@ -3,6 +3,10 @@ fewer statements per sign-in, for ``SESSION_ENGINE = "oidc_provider_ext.sessions
 
 Same table, same data, same cookie; only these differ:
 
+- The row is keyed by a hash of the session key (:func:`stored_key`), not by the key itself: a
+  copy of the table (a backup, a read replica, a view-only admin of another app) holds no cookie
+  that signs anyone in (DESIGN.md, "No bearer secret in clear"). Sessions written by Django's
+  engine before are not found: every browser signs in once more after switching to this one.
 - A new session key is not looked up before it is used: the INSERT (``force_insert``) is the
   uniqueness check, and Django's ``create()`` draws another key on the ``CreateError`` a collision
   raises. Django asks first with a SELECT, one statement for every new session.
@@ -21,12 +25,22 @@ Same table, same data, same cookie; only these differ:
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
+from django.core.exceptions import SuspiciousOperation
 from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
+
+
+def stored_key(session_key: str) -> str:
+    """The primary key of the row of the session whose cookie holds ``session_key``: SHA-256 in hex,
+    its first 40 characters (160 bits; Django's column is 40 long). The key is 165 random bits, so
+    its hash needs no secret to be irreversible, as for access and refresh tokens."""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:40]
 
 
 @functools.cache
@@ -46,17 +60,34 @@ class SessionStore(db.SessionStore):
     def _get_session_from_db(self):
         """Django's read (the row with this key if it has not expired, else the key is forgotten)
         as SQL written once (internal/lookups.py) instead of a query compiled per request: the row
-        by key, its expiry compared here."""
+        by key (its hash), its expiry compared here."""
+        if self.session_key is None:  # Django's load() does not ask without a key
+            return None
         model = self.model
         using = router.db_for_read(model)
         lookup = _by_key(model)
-        if not lookup.supported(using):
-            return super()._get_session_from_db()  # type: ignore[misc]  # Django's, not in the stubs
-        row = lookup.one(self.session_key, using=using)
+        key = stored_key(self.session_key)
+        if lookup.supported(using):
+            row = lookup.one(key, using=using)
+        else:  # Django's own query, by the stored key
+            try:
+                row = model.objects.get(session_key=key)
+            except (model.DoesNotExist, SuspiciousOperation) as exc:
+                if isinstance(exc, SuspiciousOperation):  # as Django logs it
+                    logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(str(exc))
+                row = None
         if row is None or not row.expire_date > timezone.now():
             self._session_key = None
             return None
         return row
+
+    def create_model_instance(self, data):
+        instance = super().create_model_instance(data)
+        instance.session_key = stored_key(instance.session_key)
+        return instance
+
+    def exists(self, session_key: str) -> bool:
+        return self.model.objects.filter(session_key=stored_key(session_key)).exists()
 
     def cycle_key(self) -> None:
         data = self._session  # type: ignore[attr-defined]  # SessionBase's property, as cycle_key uses it
@@ -79,7 +110,7 @@ class SessionStore(db.SessionStore):
         from .internal.lookups import delete_by_key
 
         model = self.model
-        delete_by_key(model, session_key, using=router.db_for_write(model))
+        delete_by_key(model, stored_key(session_key), using=router.db_for_write(model))
 
     def save(self, must_create: bool = False) -> None:
         if not self._unsaved or self.session_key is None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from oidc_provider_ext import urls
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.requests import value_problem
+from oidc_provider_ext.sessions import stored_key
 
 from .factories import REDIRECT_URI, USER_PASSWORD
 from .flow import authorize_url, login, query_of
@@ -193,7 +194,7 @@ class TestAnonymousStorage:
         response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
         assert response.status_code == 302
         assert browser.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
-        row = Session.objects.get(session_key=browser.session.session_key)
+        row = Session.objects.get(session_key=stored_key(browser.session.session_key))
         assert row.expire_date > timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 60)
 
     def test_a_signed_in_session_keeps_its_expiry(self, settings, user, confidential_app):

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from oidc_provider_ext import sessions
-from oidc_provider_ext.sessions import SessionStore
+from oidc_provider_ext.sessions import SessionStore, stored_key
 
 from .factories import USER_PASSWORD
 
@@ -17,6 +17,52 @@ pytestmark = pytest.mark.django_db
 
 def test_the_example_project_uses_it(settings):
     assert settings.SESSION_ENGINE == "oidc_provider_ext.sessions"
+
+
+def test_the_table_holds_no_session_key(user):
+    """DESIGN.md "No bearer secret in clear": a copy of the sessions' table (a backup, a read
+    replica, another app's view-only admin) gives no cookie that signs anyone in. Each row is keyed
+    by the SHA-256 of the browser's key; the key itself is nowhere in it, and the row's key used as
+    a cookie is not a session."""
+    browser = Client()
+    login = reverse("oidc_provider_ext:login")
+    browser.post(login, {"username": user.username, "password": USER_PASSWORD})
+    key = browser.cookies["sessionid"].value
+    assert SessionStore(key).load()["_auth_user_id"] == str(user.pk)
+    (row,) = Session.objects.all()
+    assert row.session_key == stored_key(key) and key not in repr(list(Session.objects.values_list()))
+    assert len(row.session_key) == Session._meta.get_field("session_key").max_length
+    thief = Client()
+    thief.cookies["sessionid"] = row.session_key
+    assert thief.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302  # to the sign-in
+    assert SessionStore(row.session_key).load() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_orm_path_reads_and_writes_the_same_rows(monkeypatch):
+    """Where the SQL written once does not apply (another database vendor), Django's queries are used
+    with the same stored key."""
+    from oidc_provider_ext.internal import lookups
+
+    store = SessionStore()
+    store["who"] = "alice"
+    store.create()
+    monkeypatch.setattr(lookups, "supported_vendor", lambda using: False)
+    monkeypatch.setattr(sessions._by_key(Session), "supported", lambda using: False)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the SQL written once was used")
+
+    monkeypatch.setattr(sessions._by_key(Session), "one", not_here)
+    monkeypatch.setattr(lookups, "_save_sql", not_here)
+    assert SessionStore(store.session_key)["who"] == "alice"
+    assert store.exists(store.session_key) and not store.exists(stored_key(store.session_key))
+    reader = SessionStore(store.session_key)
+    reader["who"] = "bob"
+    reader.save()
+    assert SessionStore(store.session_key)["who"] == "bob"
+    reader.delete()
+    assert not Session.objects.exists()
 
 
 def test_a_taken_key_is_never_reused(monkeypatch):
@@ -47,7 +93,7 @@ def test_a_taken_key_after_cycle_key_is_never_reused(monkeypatch):
     assert store.session_key == "c" * 32
     assert SessionStore(taken.session_key).load() == {"who": "alice"}
     assert SessionStore("c" * 32).load() == {"who": "bob"}
-    assert not Session.objects.filter(session_key=old).exists()
+    assert not Session.objects.filter(session_key=stored_key(old)).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -68,11 +114,11 @@ def test_outside_a_transaction_a_save_is_one_statement(monkeypatch, django_asser
     fresh.save()  # the taken key's INSERT fails, the next key is used
     assert fresh.session_key == "d" * 32
     assert SessionStore(taken.session_key).load() == {"who": "alice again"}
-    Session.objects.filter(session_key=fresh.session_key).delete()
+    assert Session.objects.filter(session_key=stored_key(fresh.session_key)).delete()[0] == 1
     fresh["who"] = "mallory again"
     with pytest.raises(UpdateError):  # as Django's: the session middleware answers it
         fresh.save()
-    assert not Session.objects.filter(session_key=fresh.session_key).exists()
+    assert not Session.objects.filter(session_key=stored_key(fresh.session_key)).exists()
 
 
 def test_cycle_key_writes_once_and_keeps_the_data(django_assert_num_queries):
@@ -86,7 +132,7 @@ def test_cycle_key_writes_once_and_keeps_the_data(django_assert_num_queries):
     store["user"] = "1"
     store.save()
     assert SessionStore(store.session_key).load() == {"pending": {"x": 1}, "user": "1"}
-    assert not Session.objects.filter(session_key=old).exists()
+    assert not Session.objects.filter(session_key=stored_key(old)).exists()
 
 
 def test_sign_in_gives_a_new_key_and_the_old_one_is_dead(user):
@@ -102,7 +148,7 @@ def test_sign_in_gives_a_new_key_and_the_old_one_is_dead(user):
     assert response.status_code == 302
     after = browser.cookies["sessionid"].value
     assert after != before
-    assert not Session.objects.filter(session_key=before).exists()
+    assert not Session.objects.filter(session_key=stored_key(before)).exists()
     assert SessionStore(after).load()["_auth_user_id"] == str(user.pk)
     attacker = Client()
     attacker.cookies["sessionid"] = before
@@ -137,17 +183,20 @@ def test_signals_and_expiry_as_django_s():
     finally:
         for signal in signals:
             signal.disconnect(receiver, sender=Session)
+    row = stored_key(key)  # the rows are keyed by the key's hash
     assert seen[:4] == [
-        (pre_save, key, None),
-        (post_save, key, True),
-        (pre_save, key, None),
-        (post_save, key, False),
+        (pre_save, row, None),
+        (post_save, row, True),
+        (pre_save, row, None),
+        (post_save, row, False),
     ]
-    assert seen[4:6] == [(pre_delete, key, None), (post_delete, key, None)]
-    assert seen[6][1] == seen[7][1] == store.session_key != key
-    assert not Session.objects.filter(pk=key).exists()
+    assert seen[4:6] == [(pre_delete, row, None), (post_delete, row, None)]
+    assert seen[6][1] == seen[7][1] == stored_key(store.session_key) != row
+    assert not Session.objects.filter(pk=row).exists()
     assert SessionStore(store.session_key)["who"] == "bob"
 
-    Session.objects.filter(pk=store.session_key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    Session.objects.filter(pk=stored_key(store.session_key)).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
     expired = SessionStore(store.session_key)
     assert expired.load() == {} and expired.session_key is None
