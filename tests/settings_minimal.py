@@ -94,3 +94,4 @@ CACHES = {
         "KEY_PREFIX": "oidc-minimal-test",
     }
 }
+SESSION_ENGINE = "oidc_provider_ext.sessions"

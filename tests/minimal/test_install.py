@@ -108,6 +108,12 @@ def test_code_flow_with_pkce_end_to_end():
     assert browser.get(response["Location"]).status_code == 200  # the login page renders
     response = browser.post(response["Location"], {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302, response.content[:500]
+    # README's session engine: the signed-in browser's key is nowhere in the sessions' table.
+    from django.contrib.sessions.models import Session
+
+    stored = set(Session.objects.values_list("session_key", flat=True))
+    assert stored and browser.cookies["sessionid"].value not in stored
+    assert browser.session["_auth_user_id"] == str(user.pk)
 
     # Consent: the page renders with the app's own templates (crispy forms, no project templates).
     page = browser.get(response["Location"])
