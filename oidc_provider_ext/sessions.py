@@ -28,6 +28,7 @@ import functools
 import hashlib
 import logging
 
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.core.exceptions import SuspiciousOperation
@@ -151,3 +152,24 @@ class SessionStore(db.SessionStore):
             if not must_create:
                 raise UpdateError from exc
             raise
+
+    # Django's async twins (alogin, request.auser(), an async view's request.session.aget…) run the
+    # methods above, so both key rows by the same hash and write the same way; Django's own async
+    # methods would query by the key itself. As Django's ORM runs async queries: in a thread.
+    async def aload(self):
+        return await sync_to_async(self.load)()
+
+    async def aexists(self, session_key: str) -> bool:
+        return await sync_to_async(self.exists)(session_key)
+
+    async def acreate(self) -> None:
+        await sync_to_async(self.create)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()

@@ -200,3 +200,28 @@ def test_signals_and_expiry_as_django_s():
     )
     expired = SessionStore(store.session_key)
     assert expired.load() == {} and expired.session_key is None
+
+
+def test_the_async_api_reads_and_writes_the_same_rows(user):
+    """Django's session API has async twins (aload, asave, acycle_key… — what alogin and
+    request.auser() use): they key rows by the same hash as the sync methods, and see each other's
+    sessions."""
+    from asgiref.sync import async_to_sync
+
+    store = SessionStore()
+    store["who"] = "alice"
+    async_to_sync(store.asave)()
+    key = store.session_key
+    assert Session.objects.filter(session_key=stored_key(key)).exists()
+    assert not Session.objects.filter(session_key=key).exists()
+    assert SessionStore(key)["who"] == "alice"  # written async, read sync
+    reader = SessionStore(key)
+    assert async_to_sync(reader.aget)("who") == "alice"
+    assert async_to_sync(reader.aexists)(key) and not async_to_sync(reader.aexists)(stored_key(key))
+    async_to_sync(reader.acycle_key)()  # alogin's fixation defence
+    async_to_sync(reader.asave)()
+    assert reader.session_key != key and not Session.objects.filter(session_key=stored_key(key)).exists()
+    assert SessionStore(reader.session_key)["who"] == "alice"
+    assert key not in set(Session.objects.values_list("session_key", flat=True))
+    async_to_sync(reader.aflush)()
+    assert not Session.objects.exists()
