@@ -20,7 +20,11 @@ from oidc_provider_ext.internal import jws as jose
 from oidc_provider_ext.internal import lookups
 from tests.conftest import oidc_settings
 from tests.e2e.conftest import chromium, rp  # noqa: F401 (fixtures of the browser test)
-from tests.e2e.test_passkeys_browser import page, rp_issuer  # noqa: F401 (WebAuthn on localhost)
+from tests.e2e.test_passkeys_browser import (  # noqa: F401 (page, rp_issuer: WebAuthn on localhost)
+    page,
+    rp_issuer,
+    submit_password,
+)
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -35,6 +39,24 @@ def other_spelling(segment: str) -> str | None:
 
 
 # --- one signature, one spelling ------------------------------------------------------------------
+
+
+def api_claims() -> dict:
+    now = int(time.time())
+    return {
+        "iss": app_settings.ISSUER, "sub": "42", "aud": "https://api.example", "client_id": "c",
+        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "scope": "openid",
+    }  # fmt: skip
+
+
+def assert_one_spelling(token: str) -> None:
+    """``token`` validates, and the same token with its signature's last character respelled does not."""
+    assert resource.validate_access_token(token, audience="https://api.example").sub == "42"
+    head, _sep, signature = token.rpartition(".")
+    other = other_spelling(signature)
+    assert other is not None
+    with pytest.raises(resource.InvalidToken):
+        resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
 
 
 @pytest.mark.parametrize("length", range(1, 12))
@@ -57,18 +79,9 @@ def test_an_access_token_verifies_under_one_spelling_only(settings, alg):
     resource server that keys anything on the token string (a replay or revocation list, a cache)
     counts as 16 tokens."""
     oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
-    now = int(time.time())
-    claims = {
-        "iss": app_settings.ISSUER, "sub": "42", "aud": "https://api.example", "client_id": "c",
-        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "scope": "openid",
-    }  # fmt: skip
+    claims = api_claims()
     token = keys.sign(claims, typ="at+jwt", alg=alg)
-    assert resource.validate_access_token(token, audience="https://api.example").sub == "42"
-    head, _sep, signature = token.rpartition(".")
-    other = other_spelling(signature)
-    assert other is not None
-    with pytest.raises(resource.InvalidToken):
-        resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
+    assert_one_spelling(token)
 
 
 @pytest.mark.django_db
@@ -81,20 +94,11 @@ def test_an_eddsa_access_token_verifies_under_one_spelling_only(settings, monkey
     monkeypatch.setattr(resource, "_verification_key", lambda kid, url: public if kid == "ed" else None)
     from jwcrypto import jws as jwcrypto_jws
 
-    now = int(time.time())
-    claims = {
-        "iss": app_settings.ISSUER, "sub": "42", "aud": "https://api.example", "client_id": "c",
-        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "scope": "openid",
-    }  # fmt: skip
+    claims = api_claims()
     signed = jwcrypto_jws.JWS(jose._json(claims))
     signed.add_signature(key, protected=jose._json({"alg": "EdDSA", "typ": "at+jwt", "kid": "ed"}).decode())
     token = signed.serialize(compact=True)
-    assert resource.validate_access_token(token, audience="https://api.example").sub == "42"
-    head, _sep, signature = token.rpartition(".")
-    other = other_spelling(signature)
-    assert other is not None
-    with pytest.raises(resource.InvalidToken):
-        resource.validate_access_token(f"{head}.{other}", audience="https://api.example")
+    assert_one_spelling(token)
 
 
 # --- the session row's DELETE and a generic relation ------------------------------------------------
@@ -180,12 +184,7 @@ def test_the_password_form_posts_again_after_a_stopped_sign_in(page, rp, monkeyp
 
     monkeypatch.setattr(SessionMiddleware, "process_request", arriving)
     monkeypatch.setattr(login.LoginView, "post", posting)
-    page.goto(rp.url)
-    page.click("#sign-in")
-    page.wait_for_selector("#id_username")
-    page.fill("#id_username", rp.demo["user"]["username"])
-    page.fill("#id_password", rp.demo["user"]["password"])
-    page.click("button[type=submit]")
+    submit_password(page, rp)
     time.sleep(0.3)
     assert not posts  # held until the challenge request is answered
     release_options.set()

@@ -54,13 +54,18 @@ def page(chromium, rp):
     context.close()
 
 
-def sign_in_with_password(page, rp):
+def submit_password(page, rp):
+    """From the relying party's sign-in button to the demo user's password posted."""
     page.goto(rp.url)
     page.click("#sign-in")
     page.wait_for_selector("#id_username")
     page.fill("#id_username", rp.demo["user"]["username"])
     page.fill("#id_password", rp.demo["user"]["password"])
     page.click("button[type=submit]")
+
+
+def sign_in_with_password(page, rp):
+    submit_password(page, rp)
     page.wait_for_selector('button[name="decision"][value="allow"]')
     page.click('button[name="decision"][value="allow"]')
     page.wait_for_selector("#who")
