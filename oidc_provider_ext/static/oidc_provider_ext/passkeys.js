@@ -119,8 +119,7 @@
   // --- sign-in on the login page ---------------------------------------------------------------
   // The page keeps one form (username/password); the assertion goes to the same action, with the
   // same CSRF token, in a form made here.
-  function postAssertion(credential) {
-    var main = document.querySelector("main form[method=post]");
+  function postAssertion(main, credential) {
     var form = document.createElement("form");
     form.method = "post";
     form.action = main.getAttribute("action");
@@ -137,6 +136,7 @@
   }
 
   function setUpSignIn(form) {
+    var main = document.querySelector("main form[method=post]"); // the password form
     var pending = null; // the conditional (autofill) request, aborted by the button
     // One challenge per session: options are fetched one after the other, so the last one asked
     // for is the one the server keeps.
@@ -154,14 +154,13 @@
         if (mediation) request.mediation = mediation;
         return navigator.credentials.get(request);
       }).then(function (credential) {
-        if (credential) postAssertion(credential);
+        if (credential) postAssertion(main, credential);
       });
     }
 
     // A challenge request writes the session. Answered after a password sign-in from this page
     // replaced the session (the fixation defence), it would start a new one and its cookie would
     // sign the browser out again: the password form waits for it (at most a few seconds).
-    var main = document.querySelector("main form[method=post]");
     var asking = 0;
     var leaving = false; // the password was posted: no new challenge request from this page
     function settled() {
