@@ -198,14 +198,14 @@ def _caches(environ) -> dict[str, Any] | None:
 
 # Where browser sessions live: Django's database table by default, shared by every app server.
 # "cached_db" reads through the cache and writes through to the table; "cache" keeps them in Redis
-# only (nothing durable to dump, but a Redis restart signs everyone out); "signed_cookies" keeps
-# them in the browser. Only with a shared cache may the cache-based engines serve several servers.
-# "db" is Django's database engine with rows keyed by the session key's hash and fewer statements per
-# sign-in (oidc_provider_ext/sessions.py).
+# only (nothing durable to dump, but a Redis restart signs everyone out; no SQL per session read or
+# write); "signed_cookies" keeps them in the browser. Only with a shared cache may the cache-based
+# engines serve several servers. The first three are Django's engines with each row and cache entry
+# keyed by the session key's hash, never by the key (oidc_provider_ext/sessions/).
 _SESSION_ENGINES = {
     "db": "oidc_provider_ext.sessions",
-    "cached_db": "django.contrib.sessions.backends.cached_db",
-    "cache": "django.contrib.sessions.backends.cache",
+    "cached_db": "oidc_provider_ext.sessions.cached_db",
+    "cache": "oidc_provider_ext.sessions.cache",
     "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
 }
 

@@ -50,6 +50,7 @@ E081 = "oidc_provider_ext.E081"  # device: DEVICE_POLL_INTERVAL_SECONDS not 1..6
 E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorizations is not a positive int
 E083 = "oidc_provider_ext.E083"  # device: DEVICE_USER_CODE_FAILURE_LIMIT is not a positive int
 W044 = "oidc_provider_ext.W044"  # deploy: the default cache is per process (LocMemCache, DummyCache)
+W046 = "oidc_provider_ext.W046"  # deploy: SESSION_ENGINE stores sessions under the cookie's value
 
 # Cache backends that live inside one process: what the provider coordinates through the cache
 # (key and client changes, throttle counters, the remote-JWKS fetch lock) then stops at its edge.
@@ -293,12 +294,13 @@ def check_shared_cache(app_configs=None, **kwargs):
     if settings.DEBUG or backend not in PER_PROCESS_CACHES:
         return []
     sessions = ""
-    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.cache":
-        sessions = " Sessions are kept in it too (SESSION_ENGINE), so a browser is signed out whenever "
-        sessions += "its next request reaches another process."
-    elif settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db":
+    engine = f"{settings.SESSION_ENGINE}.SessionStore"  # Django's engines, ours, or a subclass
+    if _is_subclass(engine, "django.contrib.sessions.backends.cached_db.SessionStore"):
         sessions = " Sessions are read through it (SESSION_ENGINE cached_db), so another process may "
         sessions += "go on reading a session that was changed or ended elsewhere."
+    elif _is_subclass(engine, "django.contrib.sessions.backends.cache.SessionStore"):
+        sessions = " Sessions are kept in it too (SESSION_ENGINE), so a browser is signed out whenever "
+        sessions += "its next request reaches another process."
     return [
         Warning(
             f"The default cache is {backend.rsplit('.', 1)[-1]}, one per process. Other processes then "
@@ -310,6 +312,38 @@ def check_shared_cache(app_configs=None, **kwargs):
             f"silence this with SILENCED_SYSTEM_CHECKS = [{W044!r}]. See docs/operations.md, "
             "'Running several app servers'.",
             id=W044,
+        )
+    ]
+
+
+# Django's engines that store a session under the cookie's own value, and ours that store it under
+# its hash (oidc_provider_ext.sessions: the same engines otherwise).
+_CLEAR_KEY_ENGINES = tuple(
+    f"django.contrib.sessions.backends.{name}.SessionStore" for name in ("db", "cache", "file")
+)
+_HASHED_KEY_ENGINES = tuple(
+    f"oidc_provider_ext.sessions{name}.SessionStore" for name in ("", ".cache", ".cached_db")
+)
+
+
+@register(Tags.security, deploy=True)
+def check_session_keys_stored(app_configs=None, **kwargs):
+    """DESIGN.md "No bearer secret in clear": a copy of the session store (a backup, a Redis dump, a
+    view-only admin of the sessions' table) must not hold cookies that sign people in."""
+    engine = f"{settings.SESSION_ENGINE}.SessionStore"
+    if any(_is_subclass(engine, hashed) for hashed in _HASHED_KEY_ENGINES):
+        return []
+    if not any(_is_subclass(engine, clear) for clear in _CLEAR_KEY_ENGINES):
+        return []  # signed cookies (nothing stored), or an engine of the site's own
+    return [
+        Warning(
+            f"SESSION_ENGINE {settings.SESSION_ENGINE!r} stores each session under the value of the "
+            "browser's session cookie: a copy of the sessions (a database backup or replica, a "
+            "cache dump, an admin that lists them) signs in as every user in it.",
+            hint="Use the same engine with keys stored as their SHA-256: oidc_provider_ext.sessions "
+            "(database), oidc_provider_ext.sessions.cached_db or oidc_provider_ext.sessions.cache. "
+            "Browsers sign in once more after the switch. See docs/security.md.",
+            id=W046,
         )
     ]
 

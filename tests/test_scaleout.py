@@ -153,7 +153,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.consents._live_consent_lookup": (PURE, None),
     "oidc_provider_ext.internal.factors._enrolled_sql_cache": (PURE, None),
     "oidc_provider_ext.internal.op_sessions._live_sql": (PURE, None),
-    "oidc_provider_ext.sessions._by_key": (PURE, None),
+    "oidc_provider_ext.sessions.__init__._by_key": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_by_code_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_of_family_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._refresh_token_lookup": (PURE, None),
@@ -390,6 +390,18 @@ def cookie_cluster(cluster):
     for running in _running_cluster(cluster.database_url, DJANGO_SESSION_ENGINE="signed_cookies"):
         running.fixtures, running.seed = cluster.fixtures, cluster.seed
         yield running
+
+
+@pytest.fixture(scope="module")
+def redis_session_cluster(cluster):
+    """Sessions in the shared Redis only (oidc_provider_ext.sessions.cache, entries keyed by the
+    session key's hash): two more servers over the same database."""
+    for running in _running_cluster(cluster.database_url, DJANGO_SESSION_ENGINE="cache"):
+        running.fixtures, running.seed = cluster.fixtures, cluster.seed
+        yield running
+
+
+CLUSTERS = {"db": "cluster", "signed_cookies": "cookie_cluster", "cache": "redis_session_cluster"}
 
 
 # Without a shared cache a changed client is served by a process that cached it for this long.
@@ -713,9 +725,9 @@ def test_a_revocation_on_a_is_honoured_by_b_at_once(cluster):
 
 
 @pytest.mark.live  # real servers over HTTP, like tests/interop
-@pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
+@pytest.mark.parametrize("sessions", CLUSTERS)
 def test_a_logout_on_a_signs_the_browser_out_of_b_and_ends_its_tokens(sessions, request):
-    cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
+    cluster = request.getfixturevalue(CLUSTERS[sessions])
     a, b = cluster.servers
     client = _demo_client(cluster)
     browser = _user(cluster, "logout")
@@ -774,9 +786,9 @@ def test_a_user_deactivated_on_a_is_refused_by_b_at_once(cluster):
 
 
 @pytest.mark.live  # real servers over HTTP, like tests/interop
-@pytest.mark.parametrize("sessions", ["db", "signed_cookies"])
+@pytest.mark.parametrize("sessions", CLUSTERS)
 def test_a_whole_sign_in_through_the_balancer_alternating_servers(sessions, request):
-    cluster = request.getfixturevalue("cluster" if sessions == "db" else "cookie_cluster")
+    cluster = request.getfixturevalue(CLUSTERS[sessions])
     client = _demo_client(cluster)
     discovery = requests.get(cluster.issuer + "/.well-known/openid-configuration", timeout=10).json()
     assert discovery["issuer"] == cluster.issuer
@@ -786,6 +798,25 @@ def test_a_whole_sign_in_through_the_balancer_alternating_servers(sessions, requ
     tokens = _tokens(_user(cluster, "balanced"), cluster.issuer, client)
     for _ in range(2):  # both servers answer
         assert _userinfo(cluster.issuer, tokens["access_token"]) == 200
+
+
+@pytest.mark.live  # real servers over HTTP, like tests/interop
+def test_redis_holds_no_session_key(redis_session_cluster):
+    """DESIGN.md "No bearer secret in clear" for sessions in Redis: a copy of it (a dump, a
+    replica, KEYS * on a shared Redis) names no session cookie, only its hash."""
+    import redis
+
+    from oidc_provider_ext.sessions import stored_key
+
+    cluster = redis_session_cluster
+    browser = _user(cluster, "balanced")
+    _tokens(browser, cluster.issuer, _demo_client(cluster))
+    key = browser.http.cookies["sessionid"]
+    connection = redis.Redis.from_url(str(cluster.redis_url))
+    names = [name.decode() for name in connection.scan_iter(match=f"{cluster.cache_prefix}:*")]
+    assert any(name.endswith(stored_key(key)) for name in names)
+    assert not any(key in name for name in names)
+    assert not any(key.encode() in (connection.get(name) or b"") for name in names)
 
 
 def test_the_cluster_benchmark_reports_one_server_and_two_with_their_ratio():

@@ -46,7 +46,7 @@ def stored_key(session_key: str) -> str:
 
 @functools.cache
 def _by_key(model):
-    from .internal.lookups import Lookup  # imports the models: not at settings time
+    from oidc_provider_ext.internal.lookups import Lookup  # imports the models: not at settings time
 
     return Lookup(model, by=["session_key"])
 
@@ -108,7 +108,7 @@ class SessionStore(db.SessionStore):
         # One DELETE by primary key (no SELECT first, no transaction), as Model.delete() of an
         # instance that has only its key runs it; a model referring to sessions (a cascade to
         # collect) gets that delete().
-        from .internal.lookups import delete_by_key
+        from oidc_provider_ext.internal.lookups import delete_by_key
 
         model = self.model
         delete_by_key(model, stored_key(session_key), using=router.db_for_write(model))
@@ -136,7 +136,8 @@ class SessionStore(db.SessionStore):
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         obj = self.create_model_instance(data)
         using = router.db_for_write(self.model, instance=obj)
-        from .internal.lookups import save  # obj.save(force_insert/force_update), its SQL written once
+        # obj.save(force_insert/force_update), its SQL written once
+        from oidc_provider_ext.internal.lookups import save
 
         try:
             if transaction.get_autocommit(using=using):
