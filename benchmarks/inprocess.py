@@ -418,6 +418,34 @@ def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
     }
 
 
+def signin_with_sessions_in_redis(project, client, meter, redis_url: str, runs: int = SIGNIN_RUNS) -> dict:
+    """:func:`signin` again with Redis as the cache and the session store
+    (``oidc_provider_ext.sessions.cache``), as a site with several app servers may run: each
+    session read and write is a Redis call instead of a statement. The keys get a prefix of their
+    own and are removed afterwards."""
+    import secrets
+
+    import redis
+    from django.test.utils import override_settings
+
+    prefix = f"bench-signin-{secrets.token_hex(4)}"
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    try:
+        with override_settings(CACHES=caches, SESSION_ENGINE="oidc_provider_ext.sessions.cache"):
+            return signin(project, client, meter, runs)
+    finally:
+        connection = redis.Redis.from_url(redis_url)
+        stale = list(connection.scan_iter(match=f"{prefix}:*", count=1000))
+        if stale:
+            connection.delete(*stale)
+
+
 def main() -> None:
     job = json.load(sys.stdin)
     django.setup()
@@ -444,6 +472,10 @@ def main() -> None:
         report["exchange_breakdown"] = breakdown(exchanges(codes[2 : 2 + timed]), meter, "exchange")
         report["userinfo_breakdown"] = breakdown(userinfo_calls(USERINFO_CALLS), meter, "userinfo")
         report["signin"] = signin(project, client, meter)
+        if project is flows.OURS and job.get("redis_url"):
+            report["signin_redis_sessions"] = signin_with_sessions_in_redis(
+                project, client, meter, job["redis_url"]
+            )
     report["password"] = password_cost(client)
     profiled, cpu_codes = codes[2 + timed : 2 + 2 * timed], codes[2 + 2 * timed :]
     report["cpu_ms"] = {

@@ -712,12 +712,17 @@ class Bench:
         self.result["phases"]["signin"] = report_phase(self.name, "signin", phase)
         self.result["signin_breakdown"] = breakdown
 
-    def inprocess(self, mode: dict, args) -> None:
+    def inprocess(self, mode: dict, args, redis_url: str | None = None) -> None:
         if not self.target.is_django:
             return
         log(f"   {self.name}: in-process measurements through Django's test client")
         inprocess = run_inprocess(
-            self.target, self.client, self.inprocess_codes, mode["timed"], self.server.port
+            self.target,
+            self.client,
+            self.inprocess_codes,
+            mode["timed"],
+            self.server.port,
+            redis_url=redis_url,
         )
         self.result["inprocess"] = inprocess
 
@@ -765,8 +770,12 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
                 getattr(bench, step)(mode, args)
         log("")
         single = [bench for bench in benches if not bench.cluster]
+        # A Redis (--redis-url, or the cluster's own) also measures ours signing in with the sessions
+        # in it (oidc_provider_ext.sessions.cache): no statement per session read or write.
+        clusters = [bench.server.cluster for bench in benches if bench.cluster]  # type: ignore[attr-defined]
+        redis_url = args.redis_url or next((str(c.redis_url) for c in clusters), None)
         for bench in single:
-            bench.inprocess(mode, args)
+            bench.inprocess(mode, args, redis_url)
         for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
@@ -775,13 +784,22 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
     return results
 
 
-def run_inprocess(target: Target, client: flows.Client, codes, timed: int, port: int, profile=True) -> dict:
+def run_inprocess(
+    target: Target,
+    client: flows.Client,
+    codes,
+    timed: int,
+    port: int,
+    profile=True,
+    redis_url: str | None = None,
+) -> dict:
     job = {
         "project": target.project.name,
         "client": client.__dict__,
         "codes": codes,
         "timed": timed,
         "profile": profile,
+        "redis_url": redis_url,
     }
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.inprocess"],

@@ -247,6 +247,76 @@ def test_resource_validation_and_cpu_columns_are_reported():
     assert "11.1" in stats.signin_table(result)
 
 
+def test_the_sign_in_with_sessions_in_redis_is_a_row_of_its_own():
+    result = _result()
+    inprocess = result["databases"]["postgresql"]["ours"]["inprocess"]
+    assert "sessions in Redis" not in stats.signin_table(result)
+    inprocess["signin_redis_sessions"] = {"cpu_minus_password_hash_ms": 7.77, "queries": 13}
+    [row] = [line for line in stats.signin_table(result).splitlines() if "sessions in Redis" in line]
+    assert "7.8" in row and "13" in row
+
+
+def _bench_client(user, app) -> flows.Client:
+    """The client and user the benchmark signs in with, from the test's factories."""
+    return flows.Client(
+        client_id=app.client_id,
+        client_secret=app.raw_secret,
+        redirect_uri=REDIRECT_URI,
+        username=user.username,
+        password=USER_PASSWORD,
+    )
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of the test's own (loopback, nothing on disk), as the cluster tests start."""
+    import subprocess
+    import time
+
+    from .live import require
+    from .scaleout.cluster import (
+        HOST,
+        free_port,
+        redis_available,
+        redis_server_available,
+        redis_server_command,
+    )
+
+    problem = redis_server_available()
+    require(problem is None, "redis-server", f"{problem}")
+    port = free_port()
+    process = subprocess.Popen(
+        redis_server_command(port, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"redis://{HOST}:{port}/0"
+    try:
+        deadline = time.monotonic() + 20
+        while redis_available(url) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert redis_available(url) is None, "redis-server did not start"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)  # statements as production runs them: no test savepoints
+def test_a_sign_in_with_sessions_in_redis_spends_no_statement_on_them(user, confidential_app, redis_url):
+    """What `make bench-cluster` reports beside the database sessions: the same sign-in, with each of
+    its 9 session statements (a read on 4 requests, a write on 4, the fixation DELETE) a Redis call;
+    the benchmark's keys are gone afterwards."""
+    import redis
+
+    client = _bench_client(user, confidential_app)
+    meter = inprocess.Meter()
+    with meter.active():
+        in_db = inprocess.signin(flows.OURS, client, meter, runs=1)
+        in_redis = inprocess.signin_with_sessions_in_redis(flows.OURS, client, meter, redis_url, runs=1)
+    assert in_db["queries"] - in_redis["queries"] == 9
+    assert in_redis["steps"]["login_page"]["queries"] == 0
+    assert not list(redis.Redis.from_url(redis_url).scan_iter())
+
+
 def test_tables_show_every_run_and_the_ratio():
     result = _result()
     table = stats.results_table(result)
@@ -314,13 +384,7 @@ def test_pkce_pair_is_s256_and_basic_auth_form_encodes():
 def test_the_benchmark_conversation_runs_against_the_example_idp(user, confidential_app):
     """authorize → login → consent → code, exchange, refresh, userinfo: what run.py drives over
     HTTP, here through Django's test client."""
-    client = flows.Client(
-        client_id=confidential_app.client_id,
-        client_secret=confidential_app.raw_secret,
-        redirect_uri=REDIRECT_URI,
-        username=user.username,
-        password=USER_PASSWORD,
-    )
+    client = _bench_client(user, confidential_app)
     browser = flows.DjangoTransport()
     steps = []
 

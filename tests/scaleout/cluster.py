@@ -87,6 +87,14 @@ def redis_server_available() -> str | None:
     return f"{REDIS_SERVER} not found: run `make haproxy` (apt-get install -y haproxy redis-server)"
 
 
+def redis_server_command(port: int, workdir: Path) -> list[str]:
+    """A redis-server of one's own: loopback only, nothing written to disk."""
+    return [
+        REDIS_SERVER, "--bind", HOST, "--port", str(port),
+        "--save", "", "--appendonly", "no", "--dir", str(workdir),
+    ]  # fmt: skip
+
+
 def haproxy_config(port: int, backends: list[int], *, check_interval_ms: int = 1000) -> str:
     servers = "\n".join(
         f"    server app{n} {HOST}:{backend} check inter {check_interval_ms}"
@@ -247,13 +255,7 @@ class Cluster:
         if problem:
             raise RuntimeError(problem)
         if self.own_redis:
-            self._spawn(
-                "redis",
-                [
-                    REDIS_SERVER, "--bind", HOST, "--port", str(self.redis_port),
-                    "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                ],
-            )  # fmt: skip
+            self._spawn("redis", redis_server_command(self.redis_port, self.workdir))
             deadline = time.monotonic() + 20
             while redis_available(str(self.redis_url)):
                 if time.monotonic() > deadline or self.processes[-1][1].poll() is not None:
