@@ -181,19 +181,29 @@ class DefaultOIDCAdapter:
         """The tenant with ``code`` (case-insensitive), active or not, or None. Also validates the
         codes an operator puts on a client profile.
 
-        Pages of the sign-in pass their ``request`` (keyword): the default reads a tenant once per
-        request (the authorization endpoint's acr policy and its consent page both need it)."""
+        The default keeps tenants in Django's cache like clients (``CLIENT_CACHE_SECONDS``, every
+        change through the ORM seen at once by every server sharing the cache:
+        ``internal/clients.py``), and pages of the sign-in pass their ``request`` (keyword) so that
+        it is read once per request (the authorization endpoint's acr policy and its consent page
+        both need it)."""
+        from .internal.clients import tenant_by_code
+
+        if "\x00" in code:  # no tenant has one, and PostgreSQL refuses it in a query
+            return None
         request = kwargs.get("request")
         read = getattr(request, _TENANTS_READ, None) if request is not None else None
         code = code.lower()
         if read is not None and code in read:
             return read[code]
-        lookup = _tenant_lookup()
-        using = router.db_for_read(Tenant)
-        if lookup.supported(using):  # its SQL written once (internal/lookups.py)
-            tenant = lookup.one(code, using=using)
-        else:
-            tenant = Tenant.objects.using(using).filter(code=code).first()
+
+        def from_the_database():
+            lookup = _tenant_lookup()
+            using = router.db_for_read(Tenant)
+            if lookup.supported(using):  # its SQL written once (internal/lookups.py)
+                return lookup.one(code, using=using)
+            return Tenant.objects.using(using).filter(code=code).first()
+
+        tenant = tenant_by_code(code, from_the_database)
         if request is not None:
             setattr(request, _TENANTS_READ, {**(read or {}), code: tenant})
         return tenant

@@ -102,6 +102,46 @@ def test_userinfo_and_introspection_for_a_tenant_user(
         assert introspect(rp, confidential_app, access_token)["tenant"] == "acme"
 
 
+# The same sign-in to a tenant (acr_values=tenant:acme, a member): the tenant comes from Django's
+# cache (internal/clients.py), the membership rule is read at login and, after that, with the
+# OP-session check of each request (op_sessions.member_hint): one statement more than without a
+# tenant, at login. The user's first consent for this tenant is read once more and inserted where
+# test_sign_in's widens the one it had (one UPDATE): one more at the answer.
+TENANT_SIGN_IN_STATEMENTS = {
+    "oidc_provider_ext.sessions": (1, 1, 9, 5, 7 + TRANSACTION),
+    "oidc_provider_ext.sessions.cache": (0, 0, 6, 3, 5 + TRANSACTION),
+}
+
+
+@pytest.mark.parametrize("engine", TENANT_SIGN_IN_STATEMENTS, ids=["db", "cache"])
+def test_sign_in_to_a_tenant(engine, settings, warm, user, confidential_app, django_assert_num_queries):
+    from .factories import USER_PASSWORD
+    from .flow import consent
+
+    TenantMembershipFactory(tenant=TenantFactory(code="acme"), user=user)
+    settings.SESSION_ENGINE = engine
+    authorize, login_page, login, resume, answer = TENANT_SIGN_IN_STATEMENTS[engine]
+    url = authorize_url(confidential_app, scope="openid profile", acr_values="tenant:acme")
+    # Creating the tenant replaced the client registry generation: another browser's request first
+    # reads the client and the tenant again, as the first request after any change does.
+    Client().get(url)
+    browser = Client()
+    with django_assert_num_queries(authorize):
+        response = browser.get(url)
+    login_url = response["Location"]
+    with django_assert_num_queries(login_page):
+        assert browser.get(login_url).status_code == 200
+    # + the membership rule (a non-member gets the wrong-password answer)
+    with django_assert_num_queries(login):
+        response = browser.post(login_url, {"username": user.username, "password": USER_PASSWORD})
+    assert response.status_code == 302
+    with django_assert_num_queries(resume):  # the membership with the OP session: no statement more
+        response = browser.get(response["Location"])
+    with django_assert_num_queries(answer):
+        response = consent(browser, response)
+    assert response.status_code == 302 and "code=" in response["Location"]
+
+
 def test_discovery_and_jwks_are_query_free_once_warm(warm, django_assert_num_queries):
     client = Client()
     with django_assert_num_queries(0):

@@ -425,3 +425,89 @@ def _migrated_back_to_the_latest():
 
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+class TestTenantsReadOncePerChange:
+    """Tenants are kept in Django's cache like clients (internal/clients.py): a tenant-scoped
+    sign-in reads its tenant on each of five requests, and tenants change about never."""
+
+    def test_a_tenant_is_read_once_and_a_change_is_seen_at_once(self, acme, django_assert_num_queries):
+        from oidc_provider_ext.adapter import get_adapter
+        from oidc_provider_ext.internal import clients
+
+        adapter = get_adapter()
+        assert adapter.get_tenant("ACME").name == "Acme Corporation"  # read (and kept)
+        with django_assert_num_queries(0):
+            assert adapter.get_tenant("acme").name == "Acme Corporation"
+        acme.name, acme.minimum_acr = "Acme Inc.", "urn:oidc-provider-ext:acr:mfa"
+        acme.save()  # through the ORM: the client registry generation is replaced
+        assert adapter.get_tenant("acme").minimum_acr == "urn:oidc-provider-ext:acr:mfa"
+        type(acme).objects.filter(pk=acme.pk).update(is_active=False)  # behind the ORM's back...
+        clients.bump_generation()  # ...as the docs say: then bump
+        assert adapter.get_tenant("acme").is_active is False
+        acme.delete()
+        assert adapter.get_tenant("acme") is None
+
+    def test_a_code_of_no_tenant_is_not_kept(self, db, django_assert_num_queries):
+        """Anyone may send any acr_values: unknown codes do not fill the cache."""
+        from django.core.cache import cache
+
+        from oidc_provider_ext.adapter import get_adapter
+
+        before = len(cache._cache)  # type: ignore[attr-defined]  # the test's LocMemCache
+        for _ in range(2):
+            with django_assert_num_queries(1):
+                assert get_adapter().get_tenant("nobody-" + "x" * 10_000) is None
+        with django_assert_num_queries(0):  # no tenant has a NUL (PostgreSQL would refuse the query)
+            assert get_adapter().get_tenant("acme\x00") is None
+        assert len(cache._cache) <= before + 1  # type: ignore[attr-defined]  # at most the generation
+
+
+class TestTheMembershipReadWithTheOPSession:
+    """The OP-session check of each signed-in request also answers the membership rule for each
+    session's tenant (its second statement folded into the first); the authorization endpoint
+    uses that answer (op_sessions.member_hint)."""
+
+    def test_it_answers_as_the_rule(self, user, acme, globex):
+        from django.utils import timezone
+
+        from oidc_provider_ext.adapter import get_adapter
+        from oidc_provider_ext.internal import op_sessions
+        from oidc_provider_ext.models import OPSession
+
+        inactive = TenantFactory(code="initech", is_active=False)
+        TenantMembershipFactory(tenant=inactive, user=user)
+        ended = TenantFactory(code="hooli")
+        TenantMembershipFactory(tenant=ended, user=user, is_active=False)
+        codes = ["acme", "globex", "initech", "hooli", "", "nobody"]
+        now = timezone.now()
+        sessions = {code: OPSession.objects.create(user=user, auth_time=now, tenant=code) for code in codes}
+        rows = op_sessions._live_with_second_factor([s.pk for s in sessions.values()], user.pk)
+        members = {pk: member for pk, _enrolled, member in rows}
+        for code, session in sessions.items():
+            expected = get_adapter().is_member_of(user, code) if code else None
+            assert members[session.pk] is expected, code
+        assert [code for code in codes if members[sessions[code].pk]] == ["acme"]
+
+    def test_a_membership_ended_while_the_consent_page_is_open_gives_no_code(
+        self, browser, user, confidential_app, acme
+    ):
+        response = sign_in_through(browser, tenant_url(confidential_app, "acme"), user)
+        assert response.templates[0].name == "oidc_provider_ext/consent.html"
+        acme.memberships.update(is_active=False)  # no signal: only the rule's query can tell
+        response = consent(browser, response)
+        assert "code=" not in response.get("Location", "") and response.status_code in (302, 400)
+
+    def test_a_tenant_deactivated_while_signed_in_gives_no_code(self, browser, user, confidential_app, acme):
+        code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+        query = query_of(browser.get(tenant_url(confidential_app, "acme", prompt="none"))["Location"])
+        assert "code" in query
+        # Behind the ORM's back, no generation bump: the cached tenant still says active, but the
+        # membership rule reads the tenant's row, so no code is issued from the old session.
+        type(acme).objects.filter(pk=acme.pk).update(is_active=False)
+        query = query_of(browser.get(tenant_url(confidential_app, "acme", prompt="none"))["Location"])
+        assert "code" not in query and query["error"] == "login_required"
+        acme.is_active = False
+        acme.save()  # through the ORM: every server sees the change at once
+        response = browser.get(tenant_url(confidential_app, "acme", prompt="none"))
+        assert response.status_code == 400 and "disabled" in response.content.decode()

@@ -1,7 +1,7 @@
 """Client lookup with a short-lived cache: a token or authorization request needs the client and
 its OIDC profile, which rarely change.
 
-Every entry (a client, the CORS origins, "are there tenants") is stamped with the *client
+Every entry (a client, the CORS origins, "are there tenants", a tenant by code) is stamped with the *client
 registry generation*, a random value in the same cache that every change through the ORM replaces
 (signals below), once at once and once more after the transaction commits. An entry whose stamp is
 not the current generation is never served, so with a cache shared by every process (Redis) a
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher, make_password
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # other's entries.
 _PREFIX = "oidc_provider_ext:client:v3:"
 _HAS_TENANTS = "oidc_provider_ext:has_tenants:v2"
+_TENANT_PREFIX = "oidc_provider_ext:tenant:v1:"
 _ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
 GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
 
@@ -194,6 +196,24 @@ def has_tenants() -> bool:
         value = Tenant.objects.exists()
         _store(_HAS_TENANTS, generation, value, app_settings.CLIENT_CACHE_SECONDS or None)
     return value
+
+
+def tenant_by_code(code: str, read: Callable[[], Any]) -> Any:
+    """The tenant ``read()`` finds for ``code`` (lower-case), cached like the clients: a tenant-scoped
+    sign-in needs it on each of its five requests, and tenants change about never. A code that names
+    no tenant is not kept (anyone can send any acr_values). Whether someone may sign in to a tenant
+    is not read from here: the membership rule reads the tenant's row with the membership."""
+    ttl = app_settings.CLIENT_CACHE_SECONDS
+    if not ttl:
+        return read()
+    key = _TENANT_PREFIX + hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
+    cached, generation = _lookup(key)
+    if cached is not None:
+        return cached
+    tenant = read()
+    if tenant is not None:
+        _store(key, generation, tenant, ttl)
+    return tenant
 
 
 @receiver(post_save, sender=Tenant)

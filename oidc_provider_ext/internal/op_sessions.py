@@ -25,7 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from oidc_provider_ext import acr
-from oidc_provider_ext.adapter import get_adapter
+from oidc_provider_ext.adapter import MemberHint, get_adapter
 from oidc_provider_ext.models import AuthorizationGrant, BackchannelDelivery, ClientProfile, OPSession
 from oidc_provider_ext.tokens import subject_for
 
@@ -35,6 +35,7 @@ SESSION_KEY = "oidc_op_sessions"
 LOGIN_TENANT = "oidc_login_tenant"  # request attribute: the tenant a sign-in page was scoped to
 NO_TENANT = ""
 _VERIFIED = "_oidc_op_sessions"  # request attribute: this request's verified entries
+_MEMBERS_READ = "_oidc_op_session_members"  # request attribute: (user pk, {tenant: member?})
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,18 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
         rows = _live_with_second_factor(ids, request.user.pk)
         if rows is None:
             rows = _live_by_orm(request.user, ids)
-        live = {pk for pk, _enrolled in rows}
+        live = {pk for pk, _enrolled, _member in rows}
         if rows and rows[0][1] is not None:
             # The same statement answered whether the user has a second factor (the authorization
             # endpoint asks next: adapter.minimum_acr): one round trip for both.
             from . import factors
 
             setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, rows[0][1]))
+        # ... and whether the user is still a member of each live session's tenant (the default
+        # adapter.is_member_of, which the authorization endpoint asks next: member_hint()).
+        tenant_of = {entry["id"]: tenant for tenant, entry in entries.items()}
+        members = {tenant_of[pk]: member for pk, _enrolled, member in rows if member is not None}
+        setattr(request, _MEMBERS_READ, (request.user.pk, members))
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
             if entries:
@@ -81,10 +87,14 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 _live_sql: dict[tuple, str] = {}
 
 
-def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | None]] | None:
-    """``(id, the user has a second factor)`` of those of ``ids`` that are ``user_pk``'s, not ended
-    and not expired: the ORM query of :func:`_live_by_orm` as SQL written once per vendor and
-    factor registry (factors.enrolled_sql), None where that cannot be written (then the ORM)."""
+def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | None, bool | None]] | None:
+    """``(id, the user has a second factor, the user is an active member of the session's tenant,
+    active too)`` of those of ``ids`` that are ``user_pk``'s, not ended and not expired: the ORM
+    query of :func:`_live_by_orm` as SQL written once per vendor and factor registry
+    (factors.enrolled_sql), None where that cannot be written (then the ORM). The membership is
+    None for a session without a tenant."""
+    from oidc_provider_ext.models.grants import tenant_member_sql
+
     from . import factors
     from .lookups import _prep, column, null_or_later
 
@@ -99,23 +109,29 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | 
     if sql is None:
         q = connection.ops.quote_name
         meta = OPSession._meta
-        pk, user, ended, expires = (q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires"))
+        pk, user, ended, expires, tenant = (
+            q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires", "tenant")
+        )
+        member = tenant_member_sql(q, f"s.{user}", f"s.{tenant}")
         sql = _live_sql[key] = (
-            f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END FROM {q(meta.db_table)} s"
+            f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
+            f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END FROM {q(meta.db_table)} s"
             f" WHERE s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{user} = %s AND s.{ended} IS NULL"
             f" AND {null_or_later(f's.{expires}')}"
         )
     params = [field.get_db_prep_value(user_pk, connection) for field in fields]
+    params.append(NO_TENANT)
     params += [*ids, _prep(OPSession, "user", user_pk, connection)]
     params.append(_prep(OPSession, "expires", timezone.now(), connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], bool(row[1])) for row in cursor.fetchall()]
+        return [(row[0], bool(row[1]), None if row[2] is None else bool(row[2])) for row in cursor.fetchall()]
 
 
-def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None]]:
+def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | None]]:
     """:func:`_live_with_second_factor` as an ORM query; the second-factor answer is None when no
-    factor can say "enrolled" as a query (has_second_factor then asks the factors)."""
+    factor can say "enrolled" as a query (has_second_factor then asks the factors), and the
+    membership is not read (adapter.is_member_of then asks)."""
     from . import factors
 
     query = OPSession.objects.filter(pk__in=ids, user=user.pk, ended__isnull=True).exclude(
@@ -123,10 +139,20 @@ def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None]]:
     )
     condition = factors.enrolled_condition(user)
     if condition is None:
-        return [(pk, None) for pk in query.values_list("pk", flat=True)]
+        return [(pk, None, None) for pk in query.values_list("pk", flat=True)]
     second_factor = ExpressionWrapper(condition, output_field=BooleanField())
     rows = query.annotate(second_factor=second_factor).values_list("pk", "second_factor")
-    return [(pk, bool(enrolled)) for pk, enrolled in rows]
+    return [(pk, bool(enrolled), None) for pk, enrolled in rows]
+
+
+def member_hint(request: HttpRequest, tenant: str) -> dict[str, Any]:
+    """``adapter.may_use_client``'s ``member_hint`` keyword for the signed-in user and ``tenant``:
+    what this request's OP-session check read (:func:`browser_entries`), or nothing (then
+    ``adapter.is_member_of`` asks). Only the default ``is_member_of`` uses it."""
+    read = getattr(request, _MEMBERS_READ, None)
+    if not tenant or read is None or read[0] != request.user.pk or tenant not in read[1]:
+        return {}
+    return {"member_hint": MemberHint(request.user.pk, tenant, read[1][tenant])}
 
 
 def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:

@@ -179,21 +179,30 @@ def grant_tenant_member_extra(access_token_model: type[models.Model]):
     tenant, active too: the default ``adapter.is_member_of`` query (its ``member_hint``), asked in
     the token's own statement. False for a grant without a tenant (the rule is not asked then)."""
     from oidc_provider_ext.internal.lookups import Extra, column_field
-    from oidc_provider_ext.models import Tenant, TenantMembership
 
     tenant_sql = grant_extras(access_token_model, "tenant")[1].sql
-    membership, tenant = TenantMembership._meta, Tenant._meta
     user_column = column_field(access_token_model, "user").column
 
     def sql(q, outer: str) -> str:
-        return (
-            f"EXISTS (SELECT 1 FROM {q(membership.db_table)} m "
-            f"INNER JOIN {q(tenant.db_table)} tt "
-            f"ON m.{q(column_field(TenantMembership, 'tenant').column)} = tt.{q(tenant.pk.column)} "
-            f"WHERE m.{q(column_field(TenantMembership, 'user').column)} = {outer}.{q(user_column)} "
-            f"AND m.{q(column_field(TenantMembership, 'is_active').column)} "
-            f"AND tt.{q(column_field(Tenant, 'is_active').column)} "
-            f"AND tt.{q(column_field(Tenant, 'code').column)} = ({tenant_sql(q, outer)}))"
-        )
+        return tenant_member_sql(q, f"{outer}.{q(user_column)}", f"({tenant_sql(q, outer)})")
 
     return Extra("grant_tenant_member", sql)
+
+
+def tenant_member_sql(q, user_sql: str, code_sql: str) -> str:
+    """The default ``adapter.is_member_of`` query as one SQL condition: the user ``user_sql`` (an
+    SQL expression of its pk) is an active member of the active tenant whose code is ``code_sql``.
+    ``q`` quotes a name (``connection.ops.quote_name``)."""
+    from oidc_provider_ext.internal.lookups import column_field
+    from oidc_provider_ext.models import Tenant, TenantMembership
+
+    membership, tenant = TenantMembership._meta, Tenant._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {q(membership.db_table)} m "
+        f"INNER JOIN {q(tenant.db_table)} tt "
+        f"ON m.{q(column_field(TenantMembership, 'tenant').column)} = tt.{q(tenant.pk.column)} "
+        f"WHERE m.{q(column_field(TenantMembership, 'user').column)} = {user_sql} "
+        f"AND m.{q(column_field(TenantMembership, 'is_active').column)} "
+        f"AND tt.{q(column_field(Tenant, 'is_active').column)} "
+        f"AND tt.{q(column_field(Tenant, 'code').column)} = {code_sql})"
+    )
