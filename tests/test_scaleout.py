@@ -110,7 +110,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.keys._snapshot": (DERIVED, _keys_bounds),
     "oidc_provider_ext.keys._generation_checked_at": (DERIVED, _keys_bounds),
     "oidc_provider_ext.keys.bump_generation:cache.set": (SHARED, None),
-    # clients, CORS origins, "are there tenants": entries in the shared cache stamped with the
+    # clients, CORS origins, "are there tenants", tenants: entries in the shared cache stamped with the
     # client registry generation (with LocMemCache: per process, CLIENT_CACHE_SECONDS)
     "oidc_provider_ext.internal.clients._store:cache.set": (DERIVED, _clients_bounds),
     "oidc_provider_ext.internal.clients._lookup:cache.add": (SHARED, None),
