@@ -9,7 +9,7 @@ from importlib import import_module
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.test import Client
 from django.urls import reverse
 
@@ -101,6 +101,29 @@ def test_a_signed_out_cookie_is_worthless(engine, user):
     replayed = Client()
     replayed.cookies["sessionid"] = key
     assert replayed.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302
+
+
+def test_a_taken_key_is_never_reused(engine, monkeypatch):
+    """A new key is not looked up before it is used (one cache call less per new session): the
+    add() (cache) or INSERT (cached_db) refuses a taken one and another is drawn."""
+    from oidc_provider_ext import sessions
+
+    taken = engine.SessionStore()
+    taken["who"] = "alice"
+    taken.create()
+    drawn = iter([taken.session_key, "e" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda *args: next(drawn))
+
+    def looked_up(*args, **kwargs):
+        raise AssertionError("a new key was looked up before its add()")
+
+    monkeypatch.setattr(type(caches["default"]), "has_key", looked_up)
+    fresh = engine.SessionStore()
+    fresh["who"] = "mallory"
+    fresh.save()
+    assert fresh.session_key == "e" * 32
+    assert engine.SessionStore(taken.session_key).load() == {"who": "alice"}
+    assert engine.SessionStore("e" * 32).load() == {"who": "mallory"}
 
 
 def test_the_async_api_sees_the_same_sessions(engine):

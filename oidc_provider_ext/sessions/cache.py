@@ -17,6 +17,7 @@ from __future__ import annotations
 from django.contrib.sessions.backends import cache
 from django.core.cache.backends.base import BaseCache
 
+from . import SessionStore as HashedDBStore
 from . import stored_key
 
 KEY_PREFIX = "oidc_provider_ext.sessions.cache"
@@ -42,6 +43,9 @@ class HashedEntries:
 
 class SessionStore(HashedEntries, cache.SessionStore):
     cache_key_prefix = KEY_PREFIX
+    # A new key is not looked up first (Django's has_key round trip): create()'s add() refuses a
+    # taken one, and create() then draws another, as the database engine's INSERT does.
+    _get_new_session_key = HashedDBStore._get_new_session_key
 
     def exists(self, session_key: str) -> bool:
         return bool(session_key) and self._entry(session_key) in self._cache
