@@ -70,6 +70,25 @@ def test_member_hint_is_the_membership_of_the_op_sessions_own_tenant(
     assert "code" not in query and query["error"] == "login_required"
 
 
+def test_two_tenants_sessions_in_one_browser_are_answered_apart(browser, user, confidential_app, acme):
+    """One browser signed in to two tenants: the OP-session check reads both memberships in one
+    statement, and each tenant's authorization gets its own (globex's seat ended behind the ORM's
+    back: no globex code, acme's still issued)."""
+    globex = TenantFactory(code="globex", name="Globex")
+    TenantMembershipFactory(tenant=globex, user=user)
+    code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "acme"), user))
+    code_from(browser, sign_in_through(browser, tenant_url(confidential_app, "globex"), user))
+    assert set(OPSession.objects.filter(ended__isnull=True).values_list("tenant", flat=True)) == {
+        "acme",
+        "globex",
+    }
+    globex.memberships.update(is_active=False)
+    query = query_of(browser.get(tenant_url(confidential_app, "globex", prompt="none"))["Location"])
+    assert "code" not in query and query["error"] == "login_required"
+    query = query_of(browser.get(tenant_url(confidential_app, "acme", prompt="none"))["Location"])
+    assert "code" in query
+
+
 class StaffAdapter(DefaultOIDCAdapter):
     """A site rule that forwards ``**kwargs`` (docs/adapter.md) and asks about another tenant."""
 
