@@ -192,3 +192,36 @@ def sign_in(user) -> Client:
     )
     assert response.status_code == 302
     return browser
+
+
+def test_cached_db_a_sign_out_racing_a_cache_refill_still_signs_the_browser_out(settings, user):
+    """cached_db's refill race (Django's engine has it too): a request that missed the cache reads
+    the row, a sign-out elsewhere deletes the row and the cache entry, then the request puts what
+    it read back in the cache, so the store serves the ended session again until it expires.
+    What keeps that harmless here is the OP-session check of every signed-in request
+    (OPSessionMiddleware): the session's OP sessions were ended by the sign-out, so the browser
+    is signed out at its next request."""
+    from importlib import import_module
+
+    settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    browser = sign_in(user)
+    key = browser.cookies["sessionid"].value
+    cache.clear()  # evicted, or a Redis restart
+    refilling = store_class(key)
+    read_row = refilling._get_session_from_db
+
+    def read_then_signed_out_elsewhere():
+        row = read_row()
+        browser.logout()  # the row and the cache entry deleted, the OP sessions ended
+        return row
+
+    refilling._get_session_from_db = read_then_signed_out_elsewhere
+    assert refilling.load()["_auth_user_id"] == str(user.pk)
+    assert not Session.objects.filter(session_key=stored_key(key)).exists()
+    assert store_class(key).load()["_auth_user_id"] == str(user.pk)  # the store serves it again...
+    thief = Client()
+    thief.cookies["sessionid"] = key
+    response = thief.get(reverse("oidc_provider_ext:connected-apps"))
+    assert response.status_code == 302 and reverse("oidc_provider_ext:login") in response["Location"]
+    assert store_class(key).load() == {}  # ...until that request: signed out, the entry gone
