@@ -1015,7 +1015,7 @@ def test_second_factor_sql_answers_as_the_orm(db):
         by_orm = op_sessions._live_by_orm(user, ids)
         rows = op_sessions._live_with_second_factor(ids, user.pk)
         assert sorted(rows) == sorted(by_orm)
-        assert all(enrolled is (user == with_passkey) for _, enrolled, _ in rows)
-        assert all(member is None for _, _, member in rows)  # no tenant: the rule is not asked
+        assert all(enrolled is (user == with_passkey) for _, enrolled, _, _ in rows)
+        assert all(member is None for _, _, member, _ in rows)  # no tenant: the rule is not asked
         live = [sessions[0], sessions[1]] if user == with_passkey else [sessions[4]]
-        assert {pk for pk, _, _ in by_orm} == {s.pk for s in live}
+        assert {pk for pk, _, _, _ in by_orm} == {s.pk for s in live}

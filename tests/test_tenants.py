@@ -483,7 +483,10 @@ class TestTheMembershipReadWithTheOPSession:
         now = timezone.now()
         sessions = {code: OPSession.objects.create(user=user, auth_time=now, tenant=code) for code in codes}
         rows = op_sessions._live_with_second_factor([s.pk for s in sessions.values()], user.pk)
-        members = {pk: member for pk, _enrolled, member in rows}
+        members = {pk: member for pk, _enrolled, member, _tenant in rows}
+        assert {pk: tenant for pk, _enrolled, _member, tenant in rows} == {
+            s.pk: c for c, s in sessions.items()
+        }
         for code, session in sessions.items():
             expected = get_adapter().is_member_of(user, code) if code else None
             assert members[session.pk] is expected, code

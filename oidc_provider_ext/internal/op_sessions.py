@@ -62,7 +62,7 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
         rows = _live_with_second_factor(ids, request.user.pk)
         if rows is None:
             rows = _live_by_orm(request.user, ids)
-        live = {pk for pk, _enrolled, _member in rows}
+        live = {row[0] for row in rows}
         if rows and rows[0][1] is not None:
             # The same statement answered whether the user has a second factor (the authorization
             # endpoint asks next: adapter.minimum_acr): one round trip for both.
@@ -70,9 +70,11 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 
             setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, rows[0][1]))
         # ... and whether the user is still a member of each live session's tenant (the default
-        # adapter.is_member_of, which the authorization endpoint asks next: member_hint()).
-        tenant_of = {entry["id"]: tenant for tenant, entry in entries.items()}
-        members = {tenant_of[pk]: member for pk, _enrolled, member in rows if member is not None}
+        # adapter.is_member_of, which the authorization endpoint asks next: member_hint()), filed
+        # under the tenant the answer is about: the OP session row's, which is not always the one
+        # the browser files the session under (two tabs rescoping one sign-in at once, a replayed
+        # signed cookie).
+        members = {tenant: member for _pk, _enrolled, member, tenant in rows if member is not None}
         setattr(request, _MEMBERS_READ, (request.user.pk, members))
         if len(live) < len(ids):
             entries = {tenant: entry for tenant, entry in entries.items() if entry["id"] in live}
@@ -87,12 +89,14 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 _live_sql: dict[tuple, str] = {}
 
 
-def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | None, bool | None]] | None:
+def _live_with_second_factor(
+    ids: list[int], user_pk
+) -> list[tuple[int, bool | None, bool | None, str]] | None:
     """``(id, the user has a second factor, the user is an active member of the session's tenant,
-    active too)`` of those of ``ids`` that are ``user_pk``'s, not ended and not expired: the ORM
-    query of :func:`_live_by_orm` as SQL written once per vendor and factor registry
-    (factors.enrolled_sql), None where that cannot be written (then the ORM). The membership is
-    None for a session without a tenant."""
+    active too, that tenant)`` of those of ``ids`` that are ``user_pk``'s, not ended and not
+    expired: the ORM query of :func:`_live_by_orm` as SQL written once per vendor and factor
+    registry (factors.enrolled_sql), None where that cannot be written (then the ORM). The
+    membership is None for a session without a tenant."""
     from oidc_provider_ext.models.grants import tenant_member_sql
 
     from . import factors
@@ -115,7 +119,8 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | 
         member = tenant_member_sql(q, f"s.{user}", f"s.{tenant}")
         sql = _live_sql[key] = (
             f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
-            f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END FROM {q(meta.db_table)} s"
+            f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END, s.{tenant}"
+            f" FROM {q(meta.db_table)} s"
             f" WHERE s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{user} = %s AND s.{ended} IS NULL"
             f" AND {null_or_later(f's.{expires}')}"
         )
@@ -125,10 +130,13 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[tuple[int, bool | 
     params.append(_prep(OPSession, "expires", timezone.now(), connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], bool(row[1]), None if row[2] is None else bool(row[2])) for row in cursor.fetchall()]
+        return [
+            (row[0], bool(row[1]), None if row[2] is None else bool(row[2]), row[3])
+            for row in cursor.fetchall()
+        ]
 
 
-def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | None]]:
+def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | None, str]]:
     """:func:`_live_with_second_factor` as an ORM query; the second-factor answer is None when no
     factor can say "enrolled" as a query (has_second_factor then asks the factors), and the
     membership is not read (adapter.is_member_of then asks)."""
@@ -139,10 +147,10 @@ def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | No
     )
     condition = factors.enrolled_condition(user)
     if condition is None:
-        return [(pk, None, None) for pk in query.values_list("pk", flat=True)]
+        return [(pk, None, None, tenant) for pk, tenant in query.values_list("pk", "tenant")]
     second_factor = ExpressionWrapper(condition, output_field=BooleanField())
-    rows = query.annotate(second_factor=second_factor).values_list("pk", "second_factor")
-    return [(pk, bool(enrolled), None) for pk, enrolled in rows]
+    rows = query.annotate(second_factor=second_factor).values_list("pk", "second_factor", "tenant")
+    return [(pk, bool(enrolled), None, tenant) for pk, enrolled, tenant in rows]
 
 
 def member_hint(request: HttpRequest, tenant: str) -> dict[str, Any]:
