@@ -62,7 +62,11 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
         rows = _live_with_second_factor(ids, request.user.pk)
         if rows is None:
             rows = _live_by_orm(request.user, ids)
-        live = {row[0] for row in rows}
+        # An entry is live while its row is, and still for the tenant the browser files it under:
+        # a sign-in rescoped to another tenant meanwhile (two tabs at the tenant chooser, a replayed
+        # signed cookie) is not a sign-in to the tenant the entry names.
+        filed_under = {entry["id"]: tenant for tenant, entry in entries.items()}
+        live = {pk for pk, _enrolled, _member, tenant in rows if filed_under.get(pk) == tenant}
         if rows and rows[0][1] is not None:
             # The same statement answered whether the user has a second factor (the authorization
             # endpoint asks next: adapter.minimum_acr): one round trip for both.
