@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from django.test import Client
 from django.urls import reverse
 
 from .factories import REDIRECT_URI, USER_PASSWORD
@@ -41,6 +42,13 @@ def login(client, user, password: str = USER_PASSWORD, next_url: str = "/"):
         f"{reverse('oidc_provider_ext:login')}?{urlencode({'next': next_url})}",
         {"username": user.username, "password": password},
     )
+
+
+def signed_in(user) -> Client:
+    """A new browser signed in as ``user`` with the password on the sign-in page."""
+    browser = Client()
+    assert login(browser, user).status_code == 302
+    return browser
 
 
 def consent(client, response, decision: str = "allow", untick: tuple[str, ...] = ()):

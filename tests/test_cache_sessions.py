@@ -16,6 +16,7 @@ from django.urls import reverse
 from oidc_provider_ext.sessions import stored_key
 
 from .factories import USER_PASSWORD
+from .flow import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -34,15 +35,6 @@ def _cache_contents() -> str:
     return repr([(key, pickle.loads(value)) for key, value in entries.items()])
 
 
-def _sign_in(user) -> Client:
-    browser = Client()
-    response = browser.post(
-        reverse("oidc_provider_ext:login"), {"username": user.username, "password": USER_PASSWORD}
-    )
-    assert response.status_code == 302
-    return browser
-
-
 def test_the_example_project_offers_them():
     from idp_project import settings as example
 
@@ -52,7 +44,7 @@ def test_the_example_project_offers_them():
 def test_no_copy_of_the_store_holds_a_session_key(engine, user):
     """A Redis dump (or the table, for cached_db) names no cookie: the entry is under the key's hash,
     and that hash sent as a cookie is not a session."""
-    browser = _sign_in(user)
+    browser = signed_in(user)
     key = browser.cookies["sessionid"].value
     assert engine.SessionStore(key).load()["_auth_user_id"] == str(user.pk)
     dump = _cache_contents()
@@ -92,7 +84,7 @@ def test_sign_in_gives_a_new_key_and_the_old_one_is_dead(engine, user):
 
 
 def test_a_signed_out_cookie_is_worthless(engine, user):
-    browser = _sign_in(user)
+    browser = signed_in(user)
     key = browser.cookies["sessionid"].value
     browser.logout()  # django.contrib.auth.logout: the session flushed
     assert not engine.SessionStore().exists(key)
@@ -150,7 +142,7 @@ def test_cached_db_reads_the_table_when_the_cache_lost_the_entry(settings, user)
     """The cache is a copy: after a Redis restart (or eviction) the row still signs the browser in,
     and is cached again under the key's hash."""
     settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
-    browser = _sign_in(user)
+    browser = signed_in(user)
     key = browser.cookies["sessionid"].value
     cache.clear()
     assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 200
@@ -166,7 +158,7 @@ def test_a_cache_session_survives_nothing_but_the_cache(settings, user):
     """The cache engine keeps nothing durable: a cleared cache signs the browser out (the trade-off
     docs/operations.md names), rather than leaving it half signed in."""
     settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cache"
-    browser = _sign_in(user)
+    browser = signed_in(user)
     cache.clear()
     assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302
 

@@ -14,7 +14,7 @@ from oidc_provider_ext.sessions import stored_key
 
 from .conftest import oidc_settings
 from .factories import TenantFactory, TenantMembershipFactory
-from .flow import authorize_url, query_of
+from .flow import authorize_url, query_of, signed_in
 from .test_tenants import code_from, sign_in_through, tenant_url
 
 pytestmark = pytest.mark.django_db
@@ -148,7 +148,7 @@ def test_a_request_in_flight_does_not_bring_back_a_signed_out_session(engine, se
 
     settings.SESSION_ENGINE = engine
     store_class = import_module(engine).SessionStore
-    browser = sign_in(user)
+    browser = signed_in(user)
     key = browser.cookies["sessionid"].value
     in_flight = store_class(key)
     assert in_flight["_auth_user_id"] == str(user.pk)  # read
@@ -178,17 +178,6 @@ def test_any_cookie_value_is_no_session(engine, settings, cookie):
     assert all(cookie not in str(k) for k in cache._cache)  # type: ignore[attr-defined]
 
 
-def sign_in(user) -> Client:
-    from .factories import USER_PASSWORD
-
-    browser = Client()
-    response = browser.post(
-        reverse("oidc_provider_ext:login"), {"username": user.username, "password": USER_PASSWORD}
-    )
-    assert response.status_code == 302
-    return browser
-
-
 def test_cached_db_a_sign_out_racing_a_cache_refill_still_signs_the_browser_out(settings, user):
     """cached_db's refill race (Django's engine has it too): a request that missed the cache reads
     the row, a sign-out elsewhere deletes the row and the cache entry, then the request puts what
@@ -200,7 +189,7 @@ def test_cached_db_a_sign_out_racing_a_cache_refill_still_signs_the_browser_out(
 
     settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
-    browser = sign_in(user)
+    browser = signed_in(user)
     key = browser.cookies["sessionid"].value
     cache.clear()  # evicted, or a Redis restart
     refilling = store_class(key)
