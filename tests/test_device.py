@@ -284,6 +284,27 @@ def test_device_flow_issues_tokens_like_a_code_exchange(cli, browser, app):
     assert userinfo(cli, tokens["access_token"]).status_code == 401
 
 
+def test_the_confirmation_checks_the_acr_again(cli, browser, app):
+    """As the code flow's consent answer does: the sign-in must still meet the client's minimum
+    level when the user confirms (an operator raised it, or a factor was removed in another tab,
+    while the page was open); otherwise no approval, and the device gets no tokens."""
+    from oidc_provider_ext import acr
+
+    user = UserFactory()
+    body = start(cli, app, scope="openid profile")
+    response = enter_code(browser, body["user_code"])
+    response = browser.get(response["Location"])
+    response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
+    page = browser.get(response["Location"])
+    assert page.status_code == 200 and page.context["device"] is True
+    app.oidc_profile.minimum_acr = acr.MFA  # the operator, meanwhile
+    app.oidc_profile.save()
+    answer = consent(browser, page)
+    assert b'data-device-result="approved"' not in answer.content
+    allow_polling_now(body["device_code"])
+    assert poll(cli, app, body["device_code"]).json()["error"] == "authorization_pending"
+
+
 def test_refresh_token_only_with_offline_access_and_refresh_works(cli, browser, app):
     user = UserFactory()
     body = start(cli, app, scope="openid profile")

@@ -147,7 +147,13 @@ class DeviceContinueView(_Authorization):
                 return self._expired()  # answered in another tab, or expired, meanwhile
             return self._done(application, approved=False)
         session = op_sessions.current(self.request, pending.tenant)
-        if session is None or not get_adapter().may_use_client(user, application, pending.tenant):
+        if session is None or not get_adapter().may_use_client(
+            user, application, pending.tenant, **op_sessions.member_hint(self.request, pending.tenant)
+        ):
+            return self._expired()
+        if not pending.acr_still_met(self.request, application):
+            # As the code flow's consent answer: the sign-in is weaker than the level required now
+            # (raised by an operator, or a factor removed in another tab, while the page was open).
             return self._expired()
         scopes = pending.granted_scopes(set(self.request.POST.getlist("scope")))
         with transaction.atomic():
