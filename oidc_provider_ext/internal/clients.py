@@ -1,15 +1,15 @@
 """Client lookup with a short-lived cache: a token or authorization request needs the client and
 its OIDC profile, which rarely change.
 
-Every entry (a client, the CORS origins, "are there tenants", a tenant by code) is stamped with the *client
-registry generation*, a random value in the same cache that every change through the ORM replaces
-(signals below), once at once and once more after the transaction commits. An entry whose stamp is
-not the current generation is never served, so with a cache shared by every process (Redis) a
-change made through one server is honoured by all the others at their next request, even when one
-of them read the old row while the change was being committed (it stored that row under the old
-generation). With a per-process cache (LocMemCache) other processes serve a changed client for up
-to ``CLIENT_CACHE_SECONDS``. After changing clients behind the ORM's back (``QuerySet.update()``,
-SQL), call :func:`bump_generation`.
+Every entry (a client, the CORS origins, "are there tenants", a tenant by code) is stamped with
+the *client registry generation*, a random value in the same cache that every change through the
+ORM replaces (signals below), once at once and once more after the transaction commits. An entry
+whose stamp is not the current generation is never served, so with a cache shared by every process
+(Redis) a change made through one server is honoured by all the others at their next request, even
+when one of them read the old row while the change was being committed (it stored that row under
+the old generation). With a per-process cache (LocMemCache) other processes serve a changed client
+for up to ``CLIENT_CACHE_SECONDS``. After changing clients behind the ORM's back
+(``QuerySet.update()``, SQL), call :func:`bump_generation`.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ _ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
 GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
 
 
-def _key(client_id: str) -> str:
-    # A digest of the whole id: a cut-off id would let two clients share one entry.
-    return _PREFIX + hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()
+def _key(client_id: str, prefix: str = _PREFIX) -> str:
+    # A digest of the whole id (or tenant code): a cut-off one would let two share one entry.
+    return prefix + hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _lookup(key: str) -> tuple[Any, str]:
@@ -67,6 +67,21 @@ def _lookup(key: str) -> tuple[Any, str]:
 
 def _store(key: str, generation: str, value: Any, ttl: int | None) -> None:
     cache.set(key, (generation, value), ttl)
+
+
+def _cached(key: str, read: Callable[[], Any]) -> Any:
+    """``read()``, kept under ``key`` for ``CLIENT_CACHE_SECONDS`` (none: read every time) and
+    served only while the generation it was stamped with is current; None is not kept."""
+    ttl = app_settings.CLIENT_CACHE_SECONDS
+    if not ttl:
+        return read()
+    cached, generation = _lookup(key)
+    if cached is not None:
+        return cached
+    value = read()
+    if value is not None:
+        _store(key, generation, value, ttl)
+    return value
 
 
 def bump_generation() -> None:
@@ -140,15 +155,10 @@ def get_client(client_id: str):
     """The Application with ``client_id`` and its OIDC profile, or None."""
     if not client_id or "\x00" in client_id:
         return None
-    ttl = app_settings.CLIENT_CACHE_SECONDS
-    if ttl:
-        cached, generation = _lookup(_key(client_id))
-        if cached is not None:
-            return cached
-    client = Application.objects.select_related("oidc_profile").filter(client_id=client_id).first()
-    if client is not None and ttl:
-        _store(_key(client_id), generation, client, ttl)
-    return client
+    return _cached(
+        _key(client_id),
+        lambda: Application.objects.select_related("oidc_profile").filter(client_id=client_id).first(),
+    )
 
 
 def forget(client_id: str) -> None:
@@ -160,16 +170,12 @@ def forget(client_id: str) -> None:
 def all_allowed_origins() -> frozenset[str]:
     """Every origin any client registered in ``allowed_origins`` (as written), cached like the
     clients: what a CORS preflight, which names no client, is checked against (internal/cors.py)."""
-    ttl = app_settings.CLIENT_CACHE_SECONDS
-    if ttl:
-        cached, generation = _lookup(_ALLOWED_ORIGINS)
-        if cached is not None:
-            return cached
-    values = Application.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
-    origins = frozenset(origin for value in values for origin in value.split())
-    if ttl:
-        _store(_ALLOWED_ORIGINS, generation, origins, ttl)
-    return origins
+
+    def read() -> frozenset[str]:
+        values = Application.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
+        return frozenset(origin for value in values for origin in value.split())
+
+    return _cached(_ALLOWED_ORIGINS, read)
 
 
 @receiver(post_save, sender=Application)
@@ -203,17 +209,7 @@ def tenant_by_code(code: str, read: Callable[[], Any]) -> Any:
     sign-in needs it on each of its five requests, and tenants change about never. A code that names
     no tenant is not kept (anyone can send any acr_values). Whether someone may sign in to a tenant
     is not read from here: the membership rule reads the tenant's row with the membership."""
-    ttl = app_settings.CLIENT_CACHE_SECONDS
-    if not ttl:
-        return read()
-    key = _TENANT_PREFIX + hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
-    cached, generation = _lookup(key)
-    if cached is not None:
-        return cached
-    tenant = read()
-    if tenant is not None:
-        _store(key, generation, tenant, ttl)
-    return tenant
+    return _cached(_key(code, _TENANT_PREFIX), read)
 
 
 @receiver(post_save, sender=Tenant)
