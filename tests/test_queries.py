@@ -104,7 +104,7 @@ def test_userinfo_and_introspection_for_a_tenant_user(
 
 # The same sign-in to a tenant (acr_values=tenant:acme, a member): the tenant comes from Django's
 # cache (internal/clients.py), the membership rule is read at login and, after that, with the
-# OP-session check of each request (op_sessions.member_hint): one statement more than without a
+# OP-session check of each request (op_sessions.may_use_client): one statement more than without a
 # tenant, at login. The user's first consent for this tenant is read once more and inserted where
 # test_sign_in's widens the one it had (one UPDATE): one more at the answer.
 TENANT_SIGN_IN_STATEMENTS = {

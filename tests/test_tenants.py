@@ -466,7 +466,7 @@ class TestTenantsReadOncePerChange:
 class TestTheMembershipReadWithTheOPSession:
     """The OP-session check of each signed-in request also answers the membership rule for each
     session's tenant (its second statement folded into the first); the authorization endpoint
-    uses that answer (op_sessions.member_hint)."""
+    uses that answer (op_sessions.may_use_client)."""
 
     def test_it_answers_as_the_rule(self, user, acme, globex):
         from django.utils import timezone

@@ -366,11 +366,8 @@ class PendingAuthorization:
             step = self._decide_tenant(request, application)
             if step is not None:
                 return step
-        adapter = get_adapter()
         session = op_sessions.current(request, self.tenant)
-        if session is not None and not adapter.may_use_client(
-            request.user, application, self.tenant, **op_sessions.member_hint(request, self.tenant)
-        ):
+        if session is not None and not op_sessions.may_use_client(request, application, self.tenant):
             # The account-state rule: a user no longer allowed here (deactivated, membership ended)
             # gets no code from an old session, prompt=none or not; they must sign in again.
             op_sessions.forget(request, session.id)

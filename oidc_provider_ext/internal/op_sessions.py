@@ -74,7 +74,7 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 
             setattr(request, factors.SECOND_FACTOR_READ, (request.user.pk, rows[0][1]))
         # ... and whether the user is still a member of each live session's tenant (the default
-        # adapter.is_member_of, which the authorization endpoint asks next: member_hint()), filed
+        # adapter.is_member_of, which the authorization endpoint asks next: may_use_client()), filed
         # under the tenant the answer is about: the OP session row's, which is not always the one
         # the browser files the session under (two tabs rescoping one sign-in at once, a replayed
         # signed cookie).
@@ -157,14 +157,16 @@ def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | No
     return [(pk, bool(enrolled), None, tenant) for pk, enrolled, tenant in rows]
 
 
-def member_hint(request: HttpRequest, tenant: str) -> dict[str, Any]:
-    """``adapter.may_use_client``'s ``member_hint`` keyword for the signed-in user and ``tenant``:
-    what this request's OP-session check read (:func:`browser_entries`), or nothing (then
-    ``adapter.is_member_of`` asks). Only the default ``is_member_of`` uses it."""
+def may_use_client(request: HttpRequest, application, tenant: str) -> bool:
+    """``adapter.may_use_client`` for the signed-in user of ``request``, handed as ``member_hint``
+    the membership this request's OP-session check read for ``tenant`` (:func:`browser_entries`),
+    if it did; otherwise ``adapter.is_member_of`` asks. Only the default ``is_member_of`` uses it."""
+    user = request.user
+    hint: dict[str, Any] = {}
     read = getattr(request, _MEMBERS_READ, None)
-    if not tenant or read is None or read[0] != request.user.pk or tenant not in read[1]:
-        return {}
-    return {"member_hint": MemberHint(request.user.pk, tenant, read[1][tenant])}
+    if tenant and read is not None and read[0] == user.pk and tenant in read[1]:
+        hint["member_hint"] = MemberHint(user.pk, tenant, read[1][tenant])
+    return get_adapter().may_use_client(user, application, tenant, **hint)
 
 
 def current(request: HttpRequest, tenant: str = NO_TENANT) -> CurrentSession | None:

@@ -295,12 +295,7 @@ class _Authorization(OAuthLibMixin, View):
     def _issue_code(self, pending: PendingAuthorization, application, consented: bool = False):
         """The code (and, after the consent form, the remembered consent)."""
         session = op_sessions.current(self.request, pending.tenant)
-        if session is None or not get_adapter().may_use_client(
-            self.request.user,
-            application,
-            pending.tenant,
-            **op_sessions.member_hint(self.request, pending.tenant),
-        ):
+        if session is None or not op_sessions.may_use_client(self.request, application, pending.tenant):
             # The session ended (another tab signed out, an operator ended it) or the user may no
             # longer use this client while the consent page was open: no code, no consent.
             return self._expired()

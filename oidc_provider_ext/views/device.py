@@ -21,7 +21,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 
 from oidc_provider_ext import throttle
-from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.forms import ConsentForm
 from oidc_provider_ext.internal import clients, consents, devices, op_sessions
 from oidc_provider_ext.internal.authorization import (
@@ -147,9 +146,7 @@ class DeviceContinueView(_Authorization):
                 return self._expired()  # answered in another tab, or expired, meanwhile
             return self._done(application, approved=False)
         session = op_sessions.current(self.request, pending.tenant)
-        if session is None or not get_adapter().may_use_client(
-            user, application, pending.tenant, **op_sessions.member_hint(self.request, pending.tenant)
-        ):
+        if session is None or not op_sessions.may_use_client(self.request, application, pending.tenant):
             return self._expired()
         if not pending.acr_still_met(self.request, application):
             # As the code flow's consent answer: the sign-in is weaker than the level required now
