@@ -14,7 +14,6 @@ is replaced here.
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends import cached_db
 
 from . import SessionStore as HashedDBStore
@@ -38,19 +37,10 @@ class SessionStore(HashedEntries, cached_db.SessionStore, HashedDBStore):
         HashedDBStore.delete(self, session_key)
         self._cache.delete(self._entry(session_key))
 
-    # The async twins run the methods above in a thread, as HashedDBStore's do (Django's cached_db
-    # ones would read the table by the clear key).
-    async def aload(self):
-        return await sync_to_async(self.load)()
-
-    async def aexists(self, session_key: str) -> bool:
-        return await sync_to_async(self.exists)(session_key)
-
-    async def asave(self, must_create: bool = False) -> None:
-        await sync_to_async(self.save)(must_create)
-
-    async def adelete(self, session_key: str | None = None) -> None:
-        await sync_to_async(self.delete)(session_key)
-
-    async def aflush(self) -> None:
-        await sync_to_async(self.flush)()
+    # The async twins: HashedDBStore's, which run the methods of this class in a thread. Django's
+    # cached_db ones come first in the MRO and would read the table by the clear key; its aflush()
+    # calls adelete(), so it needs no twin of its own.
+    aload = HashedDBStore.aload
+    aexists = HashedDBStore.aexists
+    asave = HashedDBStore.asave
+    adelete = HashedDBStore.adelete
