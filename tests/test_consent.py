@@ -85,6 +85,17 @@ class TestDecisions:
         assert stored.scopes == {"openid", "email"} and stored.revoked is None
         redirected_code(browser.get(authorize_url(app, scope="openid email")))  # no page this time
 
+    def test_no_code_no_remembered_consent(self, browser, user, app):
+        """The code is issued first and the consent remembered after it (views/authorize.py, no
+        transaction around both): an answer whose code is refused remembers nothing."""
+        login(browser, user)
+        page = consent_page(browser, app, scope="openid email")
+        app.redirect_uris = "https://elsewhere.example/cb"  # changed while the page was open
+        app.save()
+        response = consent(browser, page)
+        assert response.status_code == 400 and "code=" not in response.get("Location", "")
+        assert not Consent.objects.filter(user=user, application=app).exists()
+
     def test_subset_is_covered(self, browser, user, app):
         login(browser, user)
         consent(browser, consent_page(browser, app, scope="openid profile email"))

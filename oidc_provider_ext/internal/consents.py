@@ -149,11 +149,11 @@ def remember(
     expires = now + timedelta(days=days) if days else None
     remembered = set(scopes) - {OFFLINE_ACCESS}
     named = list(dict.fromkeys(resources)) or [NO_RESOURCE]
-    # Read and write in one transaction; inside the consent page's (consent and code, one
-    # transaction) no savepoint of its own: a failure here ends that whole transaction anyway.
+    # The consent the page was shown against, widened in one statement (no transaction needed)...
+    if _update_seen(user, application, tenant, seen, named, remembered, now, expires):
+        return
+    # ... or, changed meanwhile (or none seen), read again and written in one transaction.
     with transaction.atomic(savepoint=False):
-        if _update_seen(user, application, tenant, seen, named, remembered, now, expires):
-            return
         consent = live_consent(user, application, tenant)
         scope, by_resource = _widened(consent.resource if consent is not None else None, named, remembered)
         if consent is None:

@@ -10,11 +10,10 @@ says which answer it expects.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
@@ -301,24 +300,13 @@ class _Authorization(OAuthLibMixin, View):
             return self._expired()
         credentials = {**pending.credentials, "oidc_context": pending.oidc_context(session)}
         try:
-            # One transaction only when there are two writes (consent and code).
-            with transaction.atomic() if consented else nullcontext():
-                if consented:
-                    consents.remember(
-                        self.request.user,
-                        application,
-                        pending.tenant,
-                        pending.scopes,
-                        pending.resources,
-                        seen=pending.consent_seen,
-                    )
-                # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
-                uri, _headers, _body, _status = self.create_authorization_response(
-                    request=self.request,
-                    scopes=" ".join(pending.scopes),
-                    credentials=credentials,
-                    allow=True,
-                )
+            # Re-validates client, redirect_uri, scopes and PKCE from the stored request.
+            uri, _headers, _body, _status = self.create_authorization_response(
+                request=self.request,
+                scopes=" ".join(pending.scopes),
+                credentials=credentials,
+                allow=True,
+            )
         except OAuthToolkitError as error:
             return self._oauthlib_error(error, application)
         except IntegrityError:
@@ -326,6 +314,18 @@ class _Authorization(OAuthLibMixin, View):
             # process within the client cache's lifetime: the cached row no longer exists.
             clients.forget(application.client_id)
             return self._unknown_application()
+        if consented:
+            # After the code, not in one transaction with it: the code is what the user allowed in
+            # this request; remembering it only spares them a page next time. A failure between the
+            # two leaves a code nobody received (it expires) and a consent to ask again: both safe.
+            consents.remember(
+                self.request.user,
+                application,
+                pending.tenant,
+                pending.scopes,
+                pending.resources,
+                seen=pending.consent_seen,
+            )
         return authorization_response(uri, application)
 
     def _tenant_answer(self, pending: PendingAuthorization):
