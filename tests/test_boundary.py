@@ -3,10 +3,12 @@ control characters, invalid UTF-8, malformed escapes, oversized values and deep 
 protocol error, never a 500."""
 
 import json
+import secrets
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.test import Client
@@ -156,16 +158,27 @@ def test_code_challenge_shape(value):
 
 class TestAnonymousStorage:
     """DESIGN.md "Anonymous requests": each cookieless POST /connect/authorize used to leave a
-    ~21.7 KB session row for 14 days."""
+    ~21.7 KB session row for 14 days. Now a request travels signed in the login URL and leaves
+    nothing; one too long for a URL (internal/authorization.py, MAX_SIGNED_LENGTH) leaves a
+    bounded row that expires with it."""
 
     def _largest_request(self, app):
-        claims = json.dumps({"userinfo": {f"c{i:03}": {"essential": True} for i in range(70)}})
+        # Random values: they do not compress, so the signed form is too long for a URL.
+        claims = json.dumps({"userinfo": {secrets.token_hex(2): {"essential": True} for _ in range(70)}})
         assert 1900 < len(claims) <= 2048
         return {
             "response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
-            "scope": "openid profile email", "state": "s" * 2048, "nonce": "n" * 255, "claims": claims,
-            "login_hint": "h" * 255, "ui_locales": "en " * 85,
+            "scope": "openid profile email", "state": secrets.token_urlsafe(1536),
+            "nonce": secrets.token_urlsafe(191), "claims": claims,
+            "login_hint": secrets.token_urlsafe(191), "ui_locales": "en " * 85,
         }  # fmt: skip
+
+    def test_an_ordinary_request_leaves_no_row_and_no_cookie(self, confidential_app):
+        for _ in range(20):
+            response = Client().get(authorize_url(confidential_app, scope="openid profile email"))
+            assert response.status_code == 302 and "/login" in response["Location"]
+            assert settings.SESSION_COOKIE_NAME not in response.cookies
+        assert not Session.objects.exists()
 
     def test_rows_are_bounded_and_expire_with_the_request(self, confidential_app):
         lifetime = app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
@@ -189,7 +202,8 @@ class TestAnonymousStorage:
 
     def test_sign_in_restores_the_sites_expiry(self, settings, user, confidential_app):
         browser = Client()
-        response = browser.get(authorize_url(confidential_app))
+        largest = self._largest_request(confidential_app)
+        response = browser.post(reverse("oidc_provider_ext:authorize"), largest)
         assert browser.session.get_expiry_age() <= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
         response = browser.post(response["Location"], {"username": user.username, "password": USER_PASSWORD})
         assert response.status_code == 302
@@ -214,8 +228,8 @@ class TestAnonymousStorage:
         assert browser.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
 
     def test_cleanup_removes_expired_sessions(self, confidential_app):
-        Client().get(authorize_url(confidential_app))
-        Client().get(authorize_url(confidential_app))
+        for _ in range(2):
+            Client().post(reverse("oidc_provider_ext:authorize"), self._largest_request(confidential_app))
         Session.objects.filter(pk=Session.objects.first().pk).update(
             expire_date=timezone.now() - timedelta(seconds=1)
         )

@@ -14,6 +14,8 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import consents, op_sessions
 from oidc_provider_ext.internal.authorization import (
     MAX_PENDING,
+    MAX_SIGNED_LENGTH,
+    SESSION_KEY,
     AskConsent,
     AuthorizationError,
     ChooseTenant,
@@ -70,6 +72,70 @@ class TestStorage:
         assert loaded == pending
         loaded.discard(request)
         assert PendingAuthorization.load(request, "req-1") is None
+
+    def test_a_new_request_travels_signed_and_nothing_is_stored(self, confidential_app):
+        request = browser_request()
+        pending = pending_for(confidential_app, login_started=5, resources=["https://api.example"])
+        signed = pending.travelling_id(request)
+        assert ":" in signed and len(signed) <= MAX_SIGNED_LENGTH
+        assert not request.session.modified and SESSION_KEY not in request.session
+        # Another browser (no session) loads it from the URL alone.
+        loaded = PendingAuthorization.load(browser_request(), signed)
+        assert loaded == pending and loaded.signed
+        loaded.keep_after_sign_in(request)  # it travels in the URL: nothing to keep
+        assert SESSION_KEY not in request.session
+
+    def test_a_signed_request_carries_no_answer(self, user, confidential_app):
+        """What a browser may answer (consent, tenant, step-up) is only ever set on a request waiting
+        in the session: a signed one never answers anything, whatever it was before."""
+        request = signed_in(user)
+        pending = pending_for(
+            confidential_app, user=str(user.pk), expects="consent", asked=["openid"], step_up_acr="x"
+        )
+        loaded = PendingAuthorization.load(request, pending.travelling_id(request))
+        assert (loaded.user, loaded.expects, loaded.asked, loaded.step_up_acr) == (None, "", None, "")
+        assert not loaded.answered_by(request, "consent")
+
+    def test_a_forged_altered_or_foreign_signed_id_loads_nothing(self, confidential_app):
+        from django.core import signing
+
+        request = browser_request()
+        signed = pending_for(confidential_app).travelling_id(request)
+        value, signature = signed.rsplit(":", 1)
+        data = signing.loads(signed, salt="oidc_provider_ext.pending-authorization")
+        data["credentials"]["redirect_uri"] = "https://attacker.example/cb"
+        for forged in (
+            f"{value}:{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}",  # altered signature
+            f"{value[:-2]}xx:{signature}",  # altered value
+            signing.dumps(data),  # signed by this site, for another purpose (no salt)
+            signing.dumps(data, salt="oidc_provider_ext.pending-authorization", key="another-key"),
+            signing.dumps(["not", "a", "request"], salt="oidc_provider_ext.pending-authorization"),
+            ":",
+            "a:b:c",
+        ):
+            assert PendingAuthorization.load(request, forged) is None, forged
+
+    def test_a_signed_request_expires_with_its_lifetime(self, confidential_app):
+        request = browser_request()
+        lifetime = app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        old = pending_for(confidential_app, created=time.time() - lifetime)
+        assert PendingAuthorization.load(request, old.travelling_id(request)) is None
+
+    def test_too_long_for_a_url_or_stored_before_it_waits_in_the_session(self, confidential_app):
+        import secrets
+
+        request = browser_request()
+        # A long random state (incompressible) and claims: the signed form would not fit a URL.
+        long = pending_for(
+            confidential_app,
+            credentials={"client_id": confidential_app.client_id, "state": secrets.token_urlsafe(1500)},
+        )
+        assert long.travelling_id(request) == "req-1"
+        assert PendingAuthorization.load(request, "req-1") == long
+        # A request stored earlier (a device request the code entry stored) keeps its id.
+        stored = pending_for(confidential_app, id="req-2")
+        stored.save(request)
+        assert stored.travelling_id(request) == "req-2"
 
     def test_expires_with_its_lifetime(self, confidential_app):
         request = browser_request()
@@ -131,7 +197,10 @@ class TestTransitions:
         request = browser_request()
         pending = pending_for(confidential_app)
         assert isinstance(pending.next_step(request, confidential_app), Login)
-        assert PendingAuthorization.load(request, "req-1").login_started is not None
+        # The login round trip carries it signed; the session is not touched.
+        assert not request.session.modified and SESSION_KEY not in request.session
+        loaded = PendingAuthorization.load(request, pending.travelling_id(request))
+        assert loaded.login_started is not None and loaded.id == "req-1"
 
     def test_prompt_none_without_a_session_fails_and_forgets(self, confidential_app):
         request = browser_request()

@@ -65,14 +65,14 @@ def test_backchannel_logout_timeout_seconds(settings, db):
         server.server_close()
 
 
-def test_authorize_request_max_age_seconds(settings, browser, user, confidential_app):
-    response = browser.get(authorize_url(confidential_app))  # stored, waiting for the login
+def test_authorize_request_max_age_seconds(settings, browser, user, confidential_app, monkeypatch):
+    import time
+
+    response = browser.get(authorize_url(confidential_app))  # signed into the login's next URL
     next_url = unquote(response["Location"].split("next=", 1)[1])
     assert next_url.startswith(reverse("oidc_provider_ext:authorize-continue", args=["x"])[:-1])
-    session = browser.session
-    for entry in session["oidc_pending_authorizations"].values():
-        entry["created"] -= 120
-    session.save()
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)  # two minutes pass
     oidc_settings(settings, AUTHORIZE_REQUEST_MAX_AGE_SECONDS=60)
     login(browser, user)
     expired = browser.get(next_url)

@@ -1,10 +1,15 @@
 """The pending authorization request: a typed object with its own storage and transitions.
 
 ``/connect/authorize`` validates a request once (oauthlib, then :meth:`PendingAuthorization.
-from_request`), and from then on the request lives here, server-side in the browser's session, until
-it is answered: the login round trip, the tenant chooser and the consent form carry only its
-opaque id, so nothing the browser sends back can change the client, redirect_uri, scopes, PKCE
-challenge or nonce (DESIGN.md, "Data that must survive").
+from_request`), and from then on nothing the browser sends back can change the client,
+redirect_uri, scopes, PKCE challenge or nonce (DESIGN.md, "Data that must survive"):
+
+- the login round trip carries the request signed with ``django.core.signing`` (as
+  django-allauth's IdP does), so a browser that is not signed in leaves no state here at all
+  (DESIGN.md "Anonymous requests"; one session INSERT, read and DELETE less per sign-in). A
+  request too long for a URL waits in the session instead (:data:`MAX_SIGNED_LENGTH`);
+- once the user is known, the tenant chooser, the step-up and the consent form wait server-side in
+  the browser's session under the request's opaque id: their answer is single use.
 
 :meth:`PendingAuthorization.next_step` applies the rules of OIDC Core 3.1.2.1 that depend on the
 browser's session (prompt, max_age, id_token_hint / claims ``sub``, the account-state rule) and
@@ -22,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core import signing
 from django.http import HttpRequest
 from django.urls import Resolver404, get_script_prefix, resolve
 from django.utils.translation import gettext
@@ -36,6 +42,14 @@ from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_
 
 SESSION_KEY = "oidc_pending_authorizations"
 MAX_PENDING = 10  # per browser session; the oldest goes first
+_SIGNING_SALT = "oidc_provider_ext.pending-authorization"
+# A signed request longer than this waits in the session instead (a long state, claims and
+# resource indicators): the login URL carries it twice over (path, then ``next``), and servers
+# refuse request lines over ~4 KB (gunicorn: 4094).
+MAX_SIGNED_LENGTH = 1800
+# What a browser's answer may do: set only on a request waiting in the session, never signed (a
+# signed request is the login round trip's, before anyone answered anything).
+_ANSWER_FIELDS = ("user", "expects", "asked", "consent_seen", "step_up_acr")
 WRONG_SUBJECT = "The signed-in user is not the one the client asked for."
 # Only these survive to the code; oauthlib's own request object and sets are not serialisable.
 KEPT_CREDENTIALS = (
@@ -201,6 +215,11 @@ class PendingAuthorization:
     # A device authorization (RFC 8628) being answered in this browser: its id. The code flow's
     # rules apply (login, tenant, account state, consent); the user always confirms (5.4).
     device: int | None = None
+    # Loaded from a signed id (travelling_id): it lives in the URL, the session holds no copy.
+    signed: bool = field(default=False, compare=False)
+
+    def _stored(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("id", "signed")}
 
     # --- construction --------------------------------------------------------------------------
 
@@ -299,15 +318,40 @@ class PendingAuthorization:
 
     @classmethod
     def load(cls, request: HttpRequest, request_id: str) -> PendingAuthorization | None:
-        """The pending request ``request_id`` of this browser, if it is still valid."""
-        stored = request.session.get(SESSION_KEY, {}).get(request_id) if request_id else None
-        if (
-            stored is None
-            or time.time() - stored["created"] >= app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
-        ):
+        """The pending request ``request_id`` of this browser (an id, or a request signed by
+        :meth:`travelling_id`), if it is still valid."""
+        max_age = app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
+        if ":" in request_id:  # signing.dumps separates with ":"; an opaque id (base64url) has none
+            try:
+                stored = signing.loads(request_id, salt=_SIGNING_SALT, max_age=max_age)
+            except signing.BadSignature:  # forged, altered or expired (SignatureExpired)
+                return None
+            if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+                return None
+            request_id = stored["id"]
+            stored = {k: v for k, v in stored.items() if k not in _ANSWER_FIELDS}
+            stored["signed"] = True
+        else:
+            stored = request.session.get(SESSION_KEY, {}).get(request_id) if request_id else None
+        if stored is None or time.time() - stored["created"] >= max_age:
             return None
         known = {f.name for f in fields(cls)}
         return cls(id=request_id, **{k: v for k, v in stored.items() if k in known and k != "id"})
+
+    def travelling_id(self, request: HttpRequest) -> str:
+        """The id the login round trip carries (its ``next`` URL): a new request signed, stored
+        nowhere; or its id, the request waiting in the session, if it was stored before or would
+        be too long for a URL signed."""
+        if self.id not in request.session.get(SESSION_KEY, {}):  # not waiting there already
+            data = {k: v for k, v in self._stored().items() if k not in _ANSWER_FIELDS}
+            data["id"] = self.id
+            signed = signing.dumps(data, salt=_SIGNING_SALT, compress=True)
+            if len(signed) <= MAX_SIGNED_LENGTH:
+                return signed
+        # A device request the code entry stored, or a request an earlier step stored (its answer
+        # fields reset: the sign-in starts over), waits on in the session under its id.
+        self.save(request)
+        return self.id
 
     def save(self, request: HttpRequest) -> None:
         now = time.time()
@@ -316,7 +360,7 @@ class PendingAuthorization:
             for key, value in request.session.get(SESSION_KEY, {}).items()
             if now - value["created"] < app_settings.AUTHORIZE_REQUEST_MAX_AGE_SECONDS
         }
-        pending[self.id] = {k: v for k, v in asdict(self).items() if k != "id"}
+        pending[self.id] = self._stored()
         while len(pending) > MAX_PENDING:
             pending.pop(min(pending, key=lambda key: pending[key]["created"]))
         session = request.session
@@ -334,8 +378,10 @@ class PendingAuthorization:
 
     def keep_after_sign_in(self, request: HttpRequest) -> None:
         """Put this request back after a sign-in that flushed the session (another user)."""
+        if self.signed:
+            return  # it travels in the URL
         pending = dict(request.session.get(SESSION_KEY, {}))
-        pending.setdefault(self.id, {k: v for k, v in asdict(self).items() if k != "id"})
+        pending.setdefault(self.id, self._stored())
         request.session[SESSION_KEY] = pending
 
     # --- transitions -----------------------------------------------------------------------------
@@ -345,8 +391,12 @@ class PendingAuthorization:
         pending request as the step requires."""
         step = self._decide(request, application)
         if isinstance(step, Login):
+            # Not stored here: the login round trip carries it (travelling_id); it answers nothing
+            # until the user is known again.
             self.login_started = int(time.time())
-        elif isinstance(step, ChooseTenant):
+            self.user, self.expects = None, ""
+            return step
+        if isinstance(step, ChooseTenant):
             self.user, self.expects = str(request.user.pk), "tenant"
         elif isinstance(step, AskConsent):
             self.user, self.expects = str(request.user.pk), "consent"

@@ -219,9 +219,11 @@ class _Authorization(OAuthLibMixin, View):
         # Before the consent answer: a self-registered client's error is a page (client_error).
         return client_error(pending.credentials, application, error, description, request=self.request)
 
-    def _continue_url(self, pending: PendingAuthorization) -> str:
+    continue_url_name = "oidc_provider_ext:authorize-continue"
+
+    def _continue_url(self, pending: PendingAuthorization, request_id: str = "") -> str:
         """Where the browser's answers to ``pending`` go (sign-in's next, chooser, consent)."""
-        return reverse("oidc_provider_ext:authorize-continue", args=[pending.id])
+        return reverse(self.continue_url_name, args=[request_id or pending.id])
 
     def _render_enrol(self, pending: PendingAuthorization, application):
         """The policy asks for a factor the user has not set up: enrol, then come back here."""
@@ -238,7 +240,7 @@ class _Authorization(OAuthLibMixin, View):
         login_url = reverse("oidc_provider_ext:login")
         if pending.login_hint:
             login_url = _add_query(login_url, {"login_hint": pending.login_hint})
-        return redirect_to_login(self._continue_url(pending), login_url)
+        return redirect_to_login(self._continue_url(pending, pending.travelling_id(self.request)), login_url)
 
     def _render_chooser(self, pending: PendingAuthorization, tenants):
         context = {"tenants": tenants, "request_id": pending.id, "form_action": self._continue_url(pending)}

@@ -96,8 +96,7 @@ class DeviceContinueView(_Authorization):
     """The browser's way through a device authorization after the code: sign-in (GET), the
     tenant chooser and the confirmation (POST, CSRF-checked, the answer the request expects)."""
 
-    def _continue_url(self, pending: PendingAuthorization) -> str:
-        return reverse("oidc_provider_ext:device-continue", args=[pending.id])
+    continue_url_name = "oidc_provider_ext:device-continue"
 
     def _load(self, request_id: str):
         pending = PendingAuthorization.load(self.request, request_id)
