@@ -70,7 +70,12 @@ def test_one_statement_reads_the_user_and_the_op_sessions(user):
     (sql,) = _statements(request)
     assert get_user_model()._meta.db_table in sql and OPSession._meta.db_table in sql
     assert request.user.is_authenticated and request.user.pk == user.pk
-    assert request.user.username == user.username and request.user._state.db == "default"
+    assert request.user._state.db == "default" and not request.user._state.adding
+    # every column as the ORM gives it (types too: SQLite's integers for booleans, its datetimes)
+    from_orm = get_user_model().objects.get(pk=user.pk)
+    for field in get_user_model()._meta.concrete_fields:
+        value, expected = getattr(request.user, field.attname), getattr(from_orm, field.attname)
+        assert (value, type(value)) == (expected, type(expected)), field.name
     assert request.user.get_session_auth_hash() == request.session[HASH_SESSION_KEY]
     assert set(op_sessions.browser_entries(request)) == {""}
     # the second factor and membership answers were read with it, for this user
