@@ -84,7 +84,9 @@ AUTHENTICATION_BACKENDS = [
     # Refuses an address with LOGIN_ADDRESS_FAILURE_LIMIT (50) failures over any usernames in the
     # window: only a password-spraying source gets there.
     "oidc_provider_ext.throttle.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, which takes the user's row from the OP-session check of the same
+    # request: one statement for both on every signed-in request (oidc_provider_ext/backends.py).
+    "oidc_provider_ext.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)

@@ -7,6 +7,9 @@ user's deactivation, the end of a tenant membership) marks the row ended; the pr
 never honour it again. This middleware makes the rest of the site agree: on the browser's next
 request its ended OP sessions are dropped, and when none is left it is signed out of Django too
 (one indexed query per request of a signed-in browser). Put it after ``AuthenticationMiddleware``.
+With ``oidc_provider_ext.backends.ModelBackend`` in ``AUTHENTICATION_BACKENDS``, that query reads the
+user's row too and ``request.user`` is loaded from it (Django verifies it as its own): one statement
+for both instead of ``AuthenticationMiddleware``'s user read and this one.
 """
 
 from __future__ import annotations

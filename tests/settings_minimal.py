@@ -84,6 +84,7 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
     "oidc_provider_ext.middleware.OPSessionMiddleware",
 )
+AUTHENTICATION_BACKENDS = ["oidc_provider_ext.backends.ModelBackend"]
 
 PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "oidc_provider_ext.hashers.ClientSecretHasher"]
 CACHES = {

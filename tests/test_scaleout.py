@@ -135,6 +135,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
     # DNS lookups with a deadline: the counts of lookups in flight in this process
     "oidc_provider_ext.internal.outbound._lookups": (TRANSIENT, None),
+    # the user's row read with the OP-session check, set only while that request's user is loaded
+    "oidc_provider_ext.backends._handed_over": (TRANSIENT, None),
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
     # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
     # their JWK objects when keys change, so a changed key is a new entry)

@@ -23,8 +23,9 @@ so a code and a refresh token are still consumed by exactly one request.
 
 A sign-in uses them as well: the session row (oidc_provider_ext.sessions: :class:`Lookup` by key,
 :func:`save`, :func:`delete_by_key`), the tenant by code, the live consent and its conditional
-UPDATE (internal/consents.py), the OP session and grant INSERTs; the OP session check and the
-second-factor EXISTS are written the same way in internal/op_sessions.py and internal/factors.py.
+UPDATE (internal/consents.py), the OP session and grant INSERTs; the OP session check (joined to
+the user's row for oidc_provider_ext.backends.ModelBackend) and the second-factor EXISTS are written
+the same way in internal/op_sessions.py and internal/factors.py.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ still stands: once it is ended (sign-out on another device, an operator, the use
 the end of a tenant membership) the browser's copy is dropped on its next request
 (:func:`browser_entries`), and a browser left with none is signed out. A session for tenant A never
 stands in for tenant B: each tenant has its own entry.
+
+That check is one statement per request of a signed-in browser; with
+``oidc_provider_ext.backends.ModelBackend`` it reads the user's row as well, which Django then loads
+``request.user`` from (and verifies as its own), instead of a statement of its own.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import logout as django_logout
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.dispatch import receiver
@@ -52,14 +58,24 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
 
     Entries whose OP session was ended elsewhere are dropped from the browser's session; when none
     is left, the browser is signed out of Django as well (that is what ending its session meant).
+
+    When the session was signed in with ``oidc_provider_ext.backends.ModelBackend`` (or a subclass),
+    that query reads the user's row too and hands it to the backend while ``request.user`` is
+    loaded, so Django's own checks (session auth hash, ``is_active``) run on it: the request reads
+    the user and its OP sessions in one statement instead of two (:func:`_read_with_user`).
     """
     verified = getattr(request, _VERIFIED, None)
     if verified is not None:
         return verified
-    entries = request.session.get(SESSION_KEY, {}) if request.user.is_authenticated else {}
-    if entries:
-        ids = [entry["id"] for entry in entries.values()]
-        rows = _live_with_second_factor(ids, request.user.pk)
+    entries = request.session.get(SESSION_KEY, {})
+    ids = [entry["id"] for entry in entries.values()]
+    # With the user's row, request.user loaded from it, if the session's backend takes it.
+    rows = _read_with_user(request, ids) if ids else None
+    if ids and not request.user.is_authenticated:
+        entries = {}
+    elif ids:
+        if rows is None:
+            rows = _live_with_second_factor(ids, request.user.pk)
         if rows is None:
             rows = _live_by_orm(request.user, ids)
         # An entry is live while its row is, and still for the tenant the browser files it under:
@@ -90,57 +106,134 @@ def browser_entries(request: HttpRequest) -> dict[str, dict]:
     return entries
 
 
-_live_sql: dict[tuple, str] = {}
+LiveRow = tuple[int, bool | None, bool | None, str]
 
 
-def _live_with_second_factor(
-    ids: list[int], user_pk
-) -> list[tuple[int, bool | None, bool | None, str]] | None:
+def _read_with_user(request: HttpRequest, ids: list[int]) -> list[LiveRow] | None:
+    """The OP-session rows of :func:`_live_with_second_factor` read in one statement with the row
+    of the user the session names, ``request.user`` loaded while that row is handed to the backend
+    (backends.handing_over: Django verifies it as any other). Only when the session's backend is
+    ``oidc_provider_ext.backends.ModelBackend`` (or a subclass, and configured), the user model
+    lives on the OP sessions' database and the SQL can be written; otherwise None and nothing read
+    (the caller takes the two statements). None too when ``request.user`` is not that user."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model, load_backend
+    from django.contrib.auth import SESSION_KEY as USER_KEY
+
+    from oidc_provider_ext import backends
+
+    path = request.session.get(BACKEND_SESSION_KEY)
+    if path not in settings.AUTHENTICATION_BACKENDS or not isinstance(
+        load_backend(path), backends.ModelBackend
+    ):
+        return None
+    user_model = get_user_model()
+    if router.db_for_read(user_model) != router.db_for_read(OPSession):
+        return None
+    try:
+        user_pk = user_model._meta.pk.to_python(request.session[USER_KEY])
+    except (KeyError, ValidationError):
+        return None
+    read = _live_read(ids, user_pk, user_model)
+    if read is None:
+        return None
+    user, rows = read
+    with backends.handing_over(user):
+        same = request.user.is_authenticated and request.user.pk == user_pk
+    return rows if same else None
+
+
+_live_sql: dict[tuple, tuple[str, list[str], list]] = {}  # SQL, the user's attnames and converters
+
+
+def _live_with_second_factor(ids: list[int], user_pk) -> list[LiveRow] | None:
     """``(id, the user has a second factor, the user is an active member of the session's tenant,
     active too, that tenant)`` of those of ``ids`` that are ``user_pk``'s, not ended and not
     expired: the ORM query of :func:`_live_by_orm` as SQL written once per vendor and factor
     registry (factors.enrolled_sql), None where that cannot be written (then the ORM). The
     membership is None for a session without a tenant."""
+    read = _live_read(ids, user_pk)
+    return None if read is None else read[1]
+
+
+def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[LiveRow]] | None:
+    """:func:`_live_with_second_factor`'s statement; with ``user_model``, the same statement joined
+    to the user's row (``FROM <users> u LEFT JOIN <OP sessions> s ON ... WHERE u.pk = %s``):
+    ``(the user or None, the rows)``. None where the SQL cannot be written (the factors', the user
+    model's: multi-table inheritance, a key to another column)."""
     from oidc_provider_ext.models.grants import tenant_member_sql
 
     from . import factors
-    from .lookups import _prep, column, null_or_later
+    from .lookups import _converter, _fields, _prep, column, null_or_later
 
     alias = router.db_for_read(OPSession)
     connection = connections[alias]
     enrolled = factors.enrolled_sql(connection)
     if enrolled is None or not all(isinstance(pk, int) for pk in ids):
         return None
+    user_fields = None
+    if user_model is not None:
+        user_fields = _fields(user_model)
+        if user_fields is None or OPSession._meta.get_field("user").target_field != user_model._meta.pk:
+            return None
     condition, fields = enrolled
-    key = (connection.vendor, condition, len(ids))
-    sql = _live_sql.get(key)
-    if sql is None:
+    key = (connection.vendor, condition, len(ids), user_model and user_model._meta.label)
+    cached = _live_sql.get(key)
+    if cached is None:
         q = connection.ops.quote_name
-        meta = OPSession._meta
         pk, user, ended, expires, tenant = (
             q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires", "tenant")
         )
         member = tenant_member_sql(q, f"s.{user}", f"s.{tenant}")
-        sql = _live_sql[key] = (
-            f"SELECT s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
+        columns = (
+            f"s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
             f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END, s.{tenant}"
-            f" FROM {q(meta.db_table)} s"
-            f" WHERE s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{user} = %s AND s.{ended} IS NULL"
+        )
+        live = (
+            f"s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{ended} IS NULL"
             f" AND {null_or_later(f's.{expires}')}"
         )
+        sessions = q(OPSession._meta.db_table)
+        if user_fields is None:
+            sql = f"SELECT {columns} FROM {sessions} s WHERE {live} AND s.{user} = %s"
+        else:
+            assert user_model is not None
+            user_pk_column = f"u.{q(column(user_model, 'pk'))}"
+            sql = (
+                f"SELECT {', '.join(f'u.{q(column(user_model, f.name))}' for f in user_fields)}, {columns}"
+                f" FROM {q(user_model._meta.db_table)} u LEFT JOIN {sessions} s"
+                f" ON s.{user} = {user_pk_column} AND {live} WHERE {user_pk_column} = %s"
+            )
+        cached = _live_sql[key] = (
+            sql,
+            [field.attname for field in user_fields or ()],
+            [_converter(field) for field in user_fields or ()],
+        )
+    sql, attnames, converters = cached
     params = [field.get_db_prep_value(user_pk, connection) for field in fields]
     params.append(NO_TENANT)
-    params += [*ids, _prep(OPSession, "user", user_pk, connection)]
+    params += ids
     params.append(_prep(OPSession, "expires", timezone.now(), connection))
+    params.append(_prep(OPSession, "user", user_pk, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [
-            (row[0], bool(row[1]), None if row[2] is None else bool(row[2]), row[3])
-            for row in cursor.fetchall()
-        ]
+        found = cursor.fetchall()
+    user_row = None
+    if user_model is not None:
+        # One row per live session, or one with NULLs for the session's columns when none is.
+        if found:
+            values = [
+                value if convert is None else convert(value, connection)
+                for value, convert in zip(found[0][: len(attnames)], converters, strict=True)
+            ]
+            user_row = user_model.from_db(alias, attnames, values)
+        found = [row[len(attnames) :] for row in found if row[len(attnames)] is not None]
+    rows: list[LiveRow] = [
+        (row[0], bool(row[1]), None if row[2] is None else bool(row[2]), row[3]) for row in found
+    ]
+    return user_row, rows
 
 
-def _live_by_orm(user, ids: list[int]) -> list[tuple[int, bool | None, bool | None, str]]:
+def _live_by_orm(user, ids: list[int]) -> list[LiveRow]:
     """:func:`_live_with_second_factor` as an ORM query; the second-factor answer is None when no
     factor can say "enrolled" as a query (has_second_factor then asks the factors), and the
     membership is not read (adapter.is_member_of then asks)."""
