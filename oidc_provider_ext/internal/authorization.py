@@ -341,8 +341,13 @@ class PendingAuthorization:
     def travelling_id(self, request: HttpRequest) -> str:
         """The id the login round trip carries (its ``next`` URL): a new request signed, stored
         nowhere; or its id, the request waiting in the session, if it was stored before or would
-        be too long for a URL signed."""
-        if self.id not in request.session.get(SESSION_KEY, {}):  # not waiting there already
+        be too long for a URL signed, or if it asks for a fresh sign-in."""
+        # prompt=login / select_account and max_age are met by the sign-in made for this request
+        # (login_started, login_reason) once: its code discards a request waiting in the session,
+        # while a signed URL followed again (back button, history) would count that sign-in again
+        # for up to AUTHORIZE_REQUEST_MAX_AGE_SECONDS.
+        fresh = bool({"login", "select_account"} & set(self.prompt)) or self.max_age is not None
+        if not fresh and self.id not in request.session.get(SESSION_KEY, {}):  # not waiting there
             data = {k: v for k, v in self._stored().items() if k not in _ANSWER_FIELDS}
             data["id"] = self.id
             signed = signing.dumps(data, salt=_SIGNING_SALT, compress=True)
