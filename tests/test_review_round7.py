@@ -9,10 +9,10 @@ from urllib.parse import unquote
 import pytest
 from django.test import Client
 
-from oidc_provider_ext.models import AuthorizationGrant
+from oidc_provider_ext.models import AuthorizationGrant, Consent
 
 from .factories import USER_PASSWORD, ApplicationFactory
-from .flow import authorize_url, query_of, signed_in
+from .flow import authorize_url, consent, query_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +73,40 @@ class TestSignedReplay:
         continue_url = sign_in_through(browser, response, user)
         first = browser.get(continue_url)
         assert first.status_code == 302 and "code" in query_of(first["Location"]), first
+
+
+# --- the consent remembered after the code -----------------------------------------------------
+
+
+class TestConsentAfterCode:
+    @pytest.fixture
+    def app(self, db):
+        return ApplicationFactory(profile__consent_policy="remember")
+
+    def test_a_refused_code_remembers_no_consent(self, user, app):
+        """The change's own promise (views/authorize.py): "an answer whose code is refused
+        remembers nothing" - also when oauthlib refuses it with an error redirect (not an
+        exception): PKCE required while the page was open."""
+        browser = signed_in(user)
+        page = browser.get(authorize_url(app, scope="openid email"))
+        assert page.status_code == 200
+        app.oidc_profile.require_pkce = True
+        app.oidc_profile.save()
+        response = consent(browser, page)
+        assert "code" not in query_of(response.get("Location", ""))
+        assert not AuthorizationGrant.objects.exists()
+        assert not Consent.objects.filter(user=user, application=app).exists()
+
+    def test_a_denied_answer_remembers_nothing(self, user, app):
+        browser = signed_in(user)
+        page = browser.get(authorize_url(app, scope="openid email"))
+        response = consent(browser, page, decision="deny")
+        assert query_of(response["Location"]).get("error") == "access_denied"
+        assert not Consent.objects.exists() and not AuthorizationGrant.objects.exists()
+
+    def test_unticked_scopes_are_not_remembered(self, user, app):
+        browser = signed_in(user)
+        page = browser.get(authorize_url(app, scope="openid email profile"))
+        consent(browser, page, untick=("profile",))
+        stored = Consent.objects.get(user=user, application=app)
+        assert set(stored.scope.split()) == {"openid", "email"}

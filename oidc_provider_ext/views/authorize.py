@@ -316,7 +316,9 @@ class _Authorization(OAuthLibMixin, View):
             # process within the client cache's lifetime: the cached row no longer exists.
             clients.forget(application.client_id)
             return self._unknown_application()
-        if consented:
+        # oauthlib answers some refusals (PKCE or a scope no longer allowed) with an error redirect
+        # rather than an exception: no code, so nothing to remember either.
+        if consented and "code" in parse_qs(urlsplit(uri).query):
             # After the code, not in one transaction with it: the code is what the user allowed in
             # this request; remembering it only spares them a page next time. A failure between the
             # two leaves a code nobody received (it expires) and a consent to ask again: both safe.
