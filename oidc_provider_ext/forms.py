@@ -4,6 +4,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from .adapter import get_adapter
+from .internal import factors
 
 
 class LoginForm(AuthenticationForm):
@@ -33,8 +34,13 @@ class LoginForm(AuthenticationForm):
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)
-        # The one membership hook (an active member of an active tenant), as at every token use.
-        if self.tenant is not None and not get_adapter().is_member_of(user, self.tenant.code.lower()):
+        # The one membership hook (an active member of an active tenant), as at every token use,
+        # read with the second-factor question the page asks next (one statement).
+        if self.tenant is None:
+            return
+        code = self.tenant.code.lower()
+        hint = factors.read_with_membership(self.request, user, code) if self.request is not None else None
+        if not get_adapter().is_member_of(user, code, **({"member_hint": hint} if hint else {})):
             # Exactly the wrong-password error: a non-member must not learn the account exists.
             raise self.get_invalid_login_error()
 

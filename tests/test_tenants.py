@@ -514,3 +514,46 @@ class TestTheMembershipReadWithTheOPSession:
         acme.save()  # through the ORM: every server sees the change at once
         response = browser.get(tenant_url(confidential_app, "acme", prompt="none"))
         assert response.status_code == 400 and "disabled" in response.content.decode()
+
+
+class TestTheMembershipReadWithTheSecondFactorAtSignIn:
+    """At a sign-in to a tenant the membership rule and the second-factor question are one
+    statement (factors.read_with_membership): each answer as its own query would give it."""
+
+    @pytest.mark.parametrize("with_factor", [False, True], ids=["password only", "with a factor"])
+    def test_it_answers_as_the_rule_and_the_factor_check(self, user, acme, globex, with_factor):
+        from django.test import RequestFactory
+
+        from oidc_provider_ext.adapter import get_adapter
+        from oidc_provider_ext.internal import factors
+
+        from .flow import enrol_totp
+
+        if with_factor:
+            enrol_totp(user)
+        TenantMembershipFactory(tenant=TenantFactory(code="initech", is_active=False), user=user)
+        TenantMembershipFactory(tenant=TenantFactory(code="hooli"), user=user, is_active=False)
+        for code in ("acme", "globex", "initech", "hooli", "nobody"):
+            request = RequestFactory().get("/")
+            hint = factors.read_with_membership(request, user, code)
+            assert hint.member is get_adapter().is_member_of(user, code), code
+            assert (hint.user_pk, hint.tenant_code) == (user.pk, code)
+            assert factors.has_second_factor(user, request) is with_factor is factors._enrolled(user)
+
+    def test_a_non_member_gets_the_wrong_password_answer_a_member_with_a_factor_the_challenge(
+        self, user, confidential_app, acme
+    ):
+        from django.test import Client
+
+        from .factories import USER_PASSWORD
+        from .flow import enrol_totp
+
+        outsider = UserFactory()
+        enrol_totp(outsider)
+        enrol_totp(user)
+        login_url = Client().get(tenant_url(confidential_app, "acme"))["Location"]
+        refused = Client().post(login_url, {"username": outsider.username, "password": USER_PASSWORD})
+        assert refused.status_code == 400 and "not correct" in refused.content.decode()
+        challenged = Client().post(login_url, {"username": user.username, "password": USER_PASSWORD})
+        assert challenged.status_code == 302
+        assert challenged["Location"] == reverse("oidc_provider_ext:login-verify")

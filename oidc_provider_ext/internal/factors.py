@@ -223,6 +223,39 @@ def has_second_factor(user, request: HttpRequest | None = None) -> bool:
     return any(factor.enrolled(user) for factor in factors if not hasattr(factor, "enrolled_query"))
 
 
+def read_with_membership(request: HttpRequest, user, tenant_code: str):
+    """At a sign-in to a tenant: whether ``user`` has a second factor and whether they are an active
+    member of the active tenant ``tenant_code`` (the default ``adapter.is_member_of``), in one
+    statement, since the sign-in asks both, one right after the other. The second-factor answer is
+    kept on ``request`` for :func:`has_second_factor`; the membership is returned as the
+    ``member_hint`` for ``is_member_of``. None, and nothing read, where that SQL cannot be written
+    (then each is asked on its own)."""
+    from oidc_provider_ext.adapter import MemberHint
+    from oidc_provider_ext.models import TenantMembership
+    from oidc_provider_ext.models.grants import tenant_member_sql
+
+    from .lookups import _prep
+
+    alias = router.db_for_read(get_user_model())
+    if router.db_for_read(TenantMembership) != alias:
+        return None
+    connection = connections[alias]
+    prepared = enrolled_sql(connection)
+    if prepared is None:
+        return None
+    condition, fields = prepared
+    member = tenant_member_sql(connection.ops.quote_name, "%s", "%s")
+    params = [field.get_db_prep_value(user.pk, connection) for field in fields]
+    params += [_prep(TenantMembership, "user", user.pk, connection), tenant_code]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT CASE WHEN {condition} THEN 1 ELSE 0 END, CASE WHEN {member} THEN 1 ELSE 0 END", params
+        )
+        enrolled, is_member = cursor.fetchone()
+    setattr(request, SECOND_FACTOR_READ, (user.pk, bool(enrolled)))
+    return MemberHint(user.pk, tenant_code, bool(is_member))
+
+
 def _enrolled(user) -> bool:
     """Whether the query part of :func:`has_second_factor` holds: one statement."""
     users = get_user_model()

@@ -86,7 +86,7 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         user = form.get_user()
         tenant = self.tenant.code if self.tenant is not None else ""
-        if factors.has_second_factor(user):
+        if factors.has_second_factor(user, self.request):  # read with the membership (forms.LoginForm)
             # Not signed in yet: the second factor first (internal/sign_in.py).
             HalfSignIn.begin(self.request, user, tenant=tenant, next_url=self.get_success_url())
             return HttpResponseRedirect(reverse("oidc_provider_ext:login-verify"))
