@@ -110,6 +110,7 @@ class TestStorage:
             signing.dumps(data),  # signed by this site, for another purpose (no salt)
             signing.dumps(data, salt="oidc_provider_ext.pending-authorization", key="another-key"),
             signing.dumps(["not", "a", "request"], salt="oidc_provider_ext.pending-authorization"),
+            signing.dumps({**data, "device": 1}, salt="oidc_provider_ext.pending-authorization"),
             ":",
             "a:b:c",
         ):

@@ -326,7 +326,8 @@ class PendingAuthorization:
                 stored = signing.loads(request_id, salt=_SIGNING_SALT, max_age=max_age)
             except signing.BadSignature:  # forged, altered or expired (SignatureExpired)
                 return None
-            if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+            # Never a device request: those are stored when their code is entered (travelling_id).
+            if not isinstance(stored, dict) or not isinstance(stored.get("id"), str) or stored.get("device"):
                 return None
             request_id = stored["id"]
             stored = {k: v for k, v in stored.items() if k not in _ANSWER_FIELDS}
