@@ -155,6 +155,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.consents._live_consent_lookup": (PURE, None),
     "oidc_provider_ext.internal.factors._enrolled_sql_cache": (PURE, None),
     "oidc_provider_ext.internal.op_sessions._live_sql": (PURE, None),
+    # crispy's HTML of an empty field, keyed by everything it depends on (form class, language...)
+    "oidc_provider_ext.templatetags.oidc_forms._rendered": (PURE, None),
     "oidc_provider_ext.sessions.__init__._by_key": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_by_code_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_of_family_lookup": (PURE, None),
