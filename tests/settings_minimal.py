@@ -84,7 +84,10 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
     "oidc_provider_ext.middleware.OPSessionMiddleware",
 )
-AUTHENTICATION_BACKENDS = ["oidc_provider_ext.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "oidc_provider_ext.backends.ModelBackend" if path == "django.contrib.auth.backends.ModelBackend" else path
+    for path in globals().get("AUTHENTICATION_BACKENDS", global_settings.AUTHENTICATION_BACKENDS)
+]
 
 PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "oidc_provider_ext.hashers.ClientSecretHasher"]
 CACHES = {
