@@ -7,7 +7,9 @@ redirect_uri, scopes, PKCE challenge or nonce (DESIGN.md, "Data that must surviv
 - the login round trip carries the request signed with ``django.core.signing`` (as
   django-allauth's IdP does), so a browser that is not signed in leaves no state here at all
   (DESIGN.md "Anonymous requests"; one session INSERT, read and DELETE less per sign-in). A
-  request too long for a URL waits in the session instead (:data:`MAX_SIGNED_LENGTH`);
+  request too long for a URL (:data:`MAX_SIGNED_LENGTH`), one asking for a fresh sign-in
+  (``prompt=login``, ``select_account``, ``max_age``: single use) and a device request wait in the
+  session instead (:meth:`PendingAuthorization.travelling_id`);
 - once the user is known, the tenant chooser, the step-up and the consent form wait server-side in
   the browser's session under the request's opaque id: their answer is single use.
 
