@@ -142,7 +142,9 @@ def _read_with_user(request: HttpRequest, ids: list[int]) -> list[LiveRow] | Non
     return rows if same else None
 
 
-_live_sql: dict[tuple, tuple[str, list[str], list]] = {}  # SQL, the user's attnames and converters
+# SQL, the user's attnames and converters per vendor, factor registry, number of ids and user
+# model; None where it cannot be written.
+_live_sql: dict[tuple, tuple[str, list[str], list] | None] = {}
 
 
 def _live_with_second_factor(ids: list[int], user_pk) -> list[LiveRow] | None:
@@ -155,60 +157,66 @@ def _live_with_second_factor(ids: list[int], user_pk) -> list[LiveRow] | None:
     return None if read is None else read[1]
 
 
+def _live_statement(connection, condition: str, count: int, user_model) -> tuple[str, list[str], list] | None:
+    """The SQL of :func:`_live_read` for ``count`` ids, with the user's columns and their converters
+    when ``user_model`` is given; None where it cannot be written (the user model's: multi-table
+    inheritance, a key to another column)."""
+    from oidc_provider_ext.models.grants import tenant_member_sql
+
+    from .lookups import _converter, _fields, column, null_or_later
+
+    user_fields: list = []
+    if user_model is not None:
+        found = _fields(user_model)
+        if found is None or OPSession._meta.get_field("user").target_field != user_model._meta.pk:
+            return None
+        user_fields = found
+    q = connection.ops.quote_name
+    pk, user, ended, expires, tenant = (
+        q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires", "tenant")
+    )
+    member = tenant_member_sql(q, f"s.{user}", f"s.{tenant}")
+    columns = (
+        f"s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
+        f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END, s.{tenant}"
+    )
+    live = (
+        f"s.{pk} IN ({', '.join(['%s'] * count)}) AND s.{ended} IS NULL AND {null_or_later(f's.{expires}')}"
+    )
+    sessions = q(OPSession._meta.db_table)
+    if user_model is None:
+        sql = f"SELECT {columns} FROM {sessions} s WHERE {live} AND s.{user} = %s"
+    else:
+        user_pk_column = f"u.{q(column(user_model, 'pk'))}"
+        sql = (
+            f"SELECT {', '.join(f'u.{q(column(user_model, f.name))}' for f in user_fields)}, {columns}"
+            f" FROM {q(user_model._meta.db_table)} u LEFT JOIN {sessions} s"
+            f" ON s.{user} = {user_pk_column} AND {live} WHERE {user_pk_column} = %s"
+        )
+    return sql, [field.attname for field in user_fields], [_converter(field) for field in user_fields]
+
+
 def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[LiveRow]] | None:
     """:func:`_live_with_second_factor`'s statement; with ``user_model``, the same statement joined
     to the user's row (``FROM <users> u LEFT JOIN <OP sessions> s ON ... WHERE u.pk = %s``):
     ``(the user or None, the rows)``. None where the SQL cannot be written (the factors', the user
     model's: multi-table inheritance, a key to another column)."""
-    from oidc_provider_ext.models.grants import tenant_member_sql
-
     from . import factors
-    from .lookups import _converter, _fields, _prep, column, null_or_later
+    from .lookups import _prep
 
     alias = router.db_for_read(OPSession)
     connection = connections[alias]
     enrolled = factors.enrolled_sql(connection)
     if enrolled is None or not all(isinstance(pk, int) for pk in ids):
         return None
-    user_fields = None
-    if user_model is not None:
-        user_fields = _fields(user_model)
-        if user_fields is None or OPSession._meta.get_field("user").target_field != user_model._meta.pk:
-            return None
     condition, fields = enrolled
     key = (connection.vendor, condition, len(ids), user_model and user_model._meta.label)
-    cached = _live_sql.get(key)
-    if cached is None:
-        q = connection.ops.quote_name
-        pk, user, ended, expires, tenant = (
-            q(column(OPSession, name)) for name in ("pk", "user", "ended", "expires", "tenant")
-        )
-        member = tenant_member_sql(q, f"s.{user}", f"s.{tenant}")
-        columns = (
-            f"s.{pk}, CASE WHEN {condition} THEN 1 ELSE 0 END,"
-            f" CASE WHEN s.{tenant} = %s THEN NULL WHEN {member} THEN 1 ELSE 0 END, s.{tenant}"
-        )
-        live = (
-            f"s.{pk} IN ({', '.join(['%s'] * len(ids))}) AND s.{ended} IS NULL"
-            f" AND {null_or_later(f's.{expires}')}"
-        )
-        sessions = q(OPSession._meta.db_table)
-        if user_fields is None:
-            sql = f"SELECT {columns} FROM {sessions} s WHERE {live} AND s.{user} = %s"
-        else:
-            assert user_model is not None
-            user_pk_column = f"u.{q(column(user_model, 'pk'))}"
-            sql = (
-                f"SELECT {', '.join(f'u.{q(column(user_model, f.name))}' for f in user_fields)}, {columns}"
-                f" FROM {q(user_model._meta.db_table)} u LEFT JOIN {sessions} s"
-                f" ON s.{user} = {user_pk_column} AND {live} WHERE {user_pk_column} = %s"
-            )
-        cached = _live_sql[key] = (
-            sql,
-            [field.attname for field in user_fields or ()],
-            [_converter(field) for field in user_fields or ()],
-        )
-    sql, attnames, converters = cached
+    if key not in _live_sql:
+        _live_sql[key] = _live_statement(connection, condition, len(ids), user_model)
+    statement = _live_sql[key]
+    if statement is None:
+        return None
+    sql, attnames, converters = statement
     params = [field.get_db_prep_value(user_pk, connection) for field in fields]
     params.append(NO_TENANT)
     params += ids
