@@ -8,6 +8,7 @@ converters handle; their tables are created for each test with the schema editor
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from decimal import Decimal
 
@@ -230,3 +231,55 @@ def test_the_membership_hint_is_the_membership_rule(client, user, confidential_a
         stored = validator.access_token_with_grant(token)
         assert stored.grant_tenant == "acme"
         assert bool(stored.grant_tenant_member) == get_adapter().is_member_of(user, "acme"), change
+
+
+def _rows_read(plan: dict) -> int:
+    """Rows a PostgreSQL plan node and its children read: those they returned and those their
+    filters threw away, over every loop."""
+    loops = plan.get("Actual Loops", 1)
+    read = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
+    return read + sum(_rows_read(child) for child in plan.get("Plans", ()))
+
+
+@pytest.mark.django_db
+def test_the_grant_of_a_token_is_read_through_indexes(client, user, confidential_app):
+    """Userinfo, introspection and the resource check read the token's grant on every call: an
+    ``access_token_id = … OR token_family = …`` condition made PostgreSQL read the whole grants
+    table for each of the four grant columns whenever it planned with a small table's statistics
+    (1,000+ rows per userinfo call in the benchmark, growing with the table). Each branch is now
+    its own indexed probe."""
+    now = timezone.now()
+    AuthorizationGrant.objects.bulk_create(
+        AuthorizationGrant(
+            code_checksum=f"{n:064x}",
+            application=confidential_app,
+            user=user,
+            redirect_uri="https://rp.example/cb",
+            auth_time=now,
+            expires=now,
+            token_family=uuid.uuid4(),
+        )
+        for n in range(400)
+    )  # other grants, before the token's own: a scan reads them all
+    code, _ = get_code(client, confidential_app, user, scope="openid offline_access")
+    tokens = exchange(client, confidential_app, code).json()
+    rotated = refresh(client, confidential_app, tokens["refresh_token"]).json()["access_token"]
+    grant = AuthorizationGrant.objects.order_by("pk").last()
+    lookup = validator._access_token_lookup()
+    sql = lookup.compiled("default").sql
+    with connection.cursor() as cursor:
+        for token in (tokens["access_token"], rotated):  # by the token itself; by its family
+            params = [validator.checksum(token)]
+            if connection.vendor == "postgresql":
+                # Without bitmap scans (what a plan made while the table was small, or before its
+                # statistics caught up, amounts to) an OR of two columns can only be a full scan.
+                cursor.execute("SET LOCAL enable_bitmapscan = off")
+                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+                plan = cursor.fetchone()[0]
+                plan = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+                assert _rows_read(plan) < 40, plan
+            else:
+                cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+                steps = [row[-1] for row in cursor.fetchall()]
+                assert not [step for step in steps if step.startswith("SCAN")], steps
+            assert lookup.one(validator.checksum(token)).grant_pk == grant.pk
