@@ -283,3 +283,39 @@ def test_the_grant_of_a_token_is_read_through_indexes(client, user, confidential
                 steps = [row[-1] for row in cursor.fetchall()]
                 assert not [step for step in steps if step.startswith("SCAN")], steps
             assert lookup.one(validator.checksum(token)).grant_pk == grant.pk
+
+
+def _datetimes(token) -> list[datetime.datetime | None]:
+    return [
+        token.expires,
+        token.created,
+        token.application.created,
+        token.user.date_joined,
+        token.user.last_login,
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_datetimes_are_read_as_djangos_own(client, user, confidential_app, settings, use_tz):
+    """On PostgreSQL in UTC the lookups read ``timestamptz`` with psycopg's C loader instead of
+    Django's: the same aware UTC datetimes, down to the tzinfo object. Without USE_TZ (or another
+    database time zone) Django's loader stays, naive values and all."""
+    from psycopg.postgres import types as pg_types  # noqa: PLC0415 (psycopg is optional)
+
+    from oidc_provider_ext.internal import lookups
+
+    user.last_login = timezone.now()
+    user.save()
+    code, _ = get_code(client, confidential_app, user, scope="openid")
+    token = exchange(client, confidential_app, code).json()["access_token"]
+    settings.USE_TZ = use_tz
+    fast, slow = validator.access_token_with_grant(token), _orm(token)
+    for ours, djangos in zip(_datetimes(fast), _datetimes(slow), strict=True):
+        assert ours == djangos
+        assert ours.tzinfo is djangos.tzinfo
+        assert (ours.tzinfo is datetime.UTC) is use_tz
+    if connection.vendor == "postgresql":
+        with lookups.reading_cursor(connection) as cursor:
+            loader = cursor.cursor.adapters.get_loader(pg_types["timestamptz"].oid, 0)
+        assert (loader is lookups._C_TIMESTAMPTZ) is (use_tz and lookups._C_TIMESTAMPTZ is not None)

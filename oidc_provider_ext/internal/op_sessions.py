@@ -202,7 +202,7 @@ def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[Live
     ``(the user or None, the rows)``. None where the SQL cannot be written (the factors', the user
     model's: multi-table inheritance, a key to another column)."""
     from . import factors
-    from .lookups import _prep
+    from .lookups import _prep, reading_cursor
 
     alias = router.db_for_read(OPSession)
     connection = connections[alias]
@@ -222,7 +222,7 @@ def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[Live
     params += ids
     params.append(_prep(OPSession, "expires", timezone.now(), connection))
     params.append(_prep(OPSession, "user", user_pk, connection))
-    with connection.cursor() as cursor:
+    with reading_cursor(connection) as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     user_row = None
