@@ -23,9 +23,10 @@ The views turn a step into HTTP; every new OIDC parameter touches this module on
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -221,7 +222,12 @@ class PendingAuthorization:
     signed: bool = field(default=False, compare=False)
 
     def _stored(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("id", "signed")}
+        """The fields a stored or signed request keeps. A copy: a request kept in the session must
+        not change with this object (JSON, as the session and the signature serialize it)."""
+        return json.loads(json.dumps(self._fields()))
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "signed")}
 
     # --- construction --------------------------------------------------------------------------
 
@@ -351,7 +357,8 @@ class PendingAuthorization:
         # for up to AUTHORIZE_REQUEST_MAX_AGE_SECONDS.
         fresh = bool({"login", "select_account"} & set(self.prompt)) or self.max_age is not None
         if not fresh and self.id not in request.session.get(SESSION_KEY, {}):  # not waiting there
-            data = {k: v for k, v in self._stored().items() if k not in _ANSWER_FIELDS}
+            # Serialized at once: the field values themselves, no copy.
+            data = {k: v for k, v in self._fields().items() if k not in _ANSWER_FIELDS}
             data["id"] = self.id
             signed = signing.dumps(data, salt=_SIGNING_SALT, compress=True)
             if len(signed) <= MAX_SIGNED_LENGTH:
