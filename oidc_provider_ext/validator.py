@@ -358,7 +358,9 @@ class OIDCValidator(OAuth2Validator):
         # user's right to use the client (deactivation, end of the tenant membership).
         if not _state(request).op_session_live:
             return False
-        if not get_adapter().may_use_client(grant.user, client, grant.tenant):
+        if not get_adapter().may_use_client(
+            grant.user, client, grant.tenant, **member_hint(grant, grant.tenant)
+        ):
             return False
         # Before the lock: a refused resource leaves the code redeemable with the right one.
         self._bind_audience(request, client, grant.tenant, authorized=grant.resource, previous=[])
@@ -462,7 +464,9 @@ class OIDCValidator(OAuth2Validator):
         request.refresh_token_instance = rt
         # Tokens live only as long as the user may use the client (in that tenant): a deactivated
         # user or an ended membership refreshes nothing.
-        if not get_adapter().may_use_client(request.user, client, grant.tenant):
+        if not get_adapter().may_use_client(
+            request.user, client, grant.tenant, **member_hint(grant, grant.tenant)
+        ):
             return False
         _state(request).grant = grant
         request.claims = grant.claims
@@ -910,18 +914,22 @@ def stored_token_may_be_used(access_token, tenant: str) -> bool:
     resource server's revocation check all ask it this way."""
     application = access_token.application
     client = get_client(application.client_id) or application
-    return get_adapter().may_use_client(access_token.user, client, tenant, **member_hint(access_token))
+    return get_adapter().may_use_client(
+        access_token.user, client, tenant, **member_hint(access_token, access_token.grant_tenant)
+    )
 
 
-def member_hint(access_token) -> dict[str, Any]:
-    """``adapter.is_member_of``'s ``member_hint`` for the token's user and grant tenant, when the
-    token came from :func:`access_token_with_grant`'s single statement (else nothing: it asks)."""
-    member = getattr(access_token, "grant_tenant_member", None)
+def member_hint(row, tenant: str) -> dict[str, Any]:
+    """``adapter.is_member_of``'s ``member_hint`` for ``row``'s user in ``tenant``, when ``row``
+    came with the rule's answer read in its own statement (``lookups.TENANT_MEMBER``: an access
+    token from :func:`access_token_with_grant`, a grant from the token endpoint's lookups), else
+    nothing (the rule asks)."""
+    member = getattr(row, lookups.TENANT_MEMBER, None)
     if member is None:
         return {}
     # Bound to the (user, tenant) it answers for: an adapter may ask about another tenant with
     # the same kwargs (a staff tenant, say), and must get that tenant's own answer.
-    return {"member_hint": MemberHint(access_token.user_id, access_token.grant_tenant, bool(member))}
+    return {"member_hint": MemberHint(row.user_id, tenant, bool(member))}
 
 
 def invalid_token_error() -> tuple[int, dict[str, str], str]:

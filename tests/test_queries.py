@@ -66,6 +66,26 @@ def test_refresh(warm, browser, rp, user, confidential_app, django_assert_num_qu
     assert response.status_code == 200
 
 
+def test_code_exchange_and_refresh_in_a_tenant(
+    warm, browser, rp, user, confidential_app, django_assert_num_queries
+):
+    TenantMembershipFactory(tenant=TenantFactory(code="acme"), user=user)
+    code, _ = get_code(
+        browser, confidential_app, user, scope="openid offline_access", acr_values="tenant:acme"
+    )
+    # As without a tenant: the membership rule's answer is read with the grant (one statement).
+    with django_assert_num_queries(5 + TRANSACTION):  # budget: 8
+        response = exchange(rp, confidential_app, code)
+    assert response.status_code == 200
+    with django_assert_num_queries(6 + TRANSACTION):  # budget: 8
+        response = token_request(
+            rp,
+            {"grant_type": "refresh_token", "refresh_token": response.json()["refresh_token"]},
+            auth=(confidential_app.client_id, confidential_app.raw_secret),
+        )
+    assert response.status_code == 200
+
+
 def test_authorize_with_remembered_consent(warm, browser, user, confidential_app, django_assert_num_queries):
     get_code(browser, confidential_app, user, scope="openid email")  # consent remembered
     url = authorize_url(confidential_app, scope="openid email")

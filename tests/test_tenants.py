@@ -557,3 +557,55 @@ class TestTheMembershipReadWithTheSecondFactorAtSignIn:
         challenged = Client().post(login_url, {"username": user.username, "password": USER_PASSWORD})
         assert challenged.status_code == 302
         assert challenged["Location"] == reverse("oidc_provider_ext:login-verify")
+
+
+class TestTheMembershipReadWithTheGrant:
+    """The token endpoint reads the membership rule's answer in the grant's own statement (code
+    exchange, refresh): the same rule, for the grant's user and tenant only."""
+
+    @pytest.fixture
+    def code(self, browser, user, confidential_app, acme):
+        url = tenant_url(confidential_app, "acme", scope="openid offline_access")
+        return code_from(browser, sign_in_through(browser, url, user))
+
+    def _refused(self, response):
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant", response.content
+
+    def test_the_exchange_stops_when_the_membership_ends(self, rp, confidential_app, code, acme):
+        acme.memberships.update(is_active=False)
+        self._refused(exchange(rp, confidential_app, code))
+
+    def test_the_exchange_stops_when_the_tenant_is_disabled(self, rp, confidential_app, code, acme):
+        acme.is_active = False
+        acme.save()
+        self._refused(exchange(rp, confidential_app, code))
+
+    def test_another_users_membership_does_not_count(self, rp, user, confidential_app, code, acme):
+        acme.memberships.update(is_active=False)
+        TenantMembershipFactory(tenant=acme, user=UserFactory())  # someone else is still a member
+        self._refused(exchange(rp, confidential_app, code))
+
+    def test_a_membership_of_another_tenant_does_not_count(
+        self, rp, user, confidential_app, code, acme, globex
+    ):
+        acme.memberships.update(is_active=False)
+        TenantMembershipFactory(tenant=globex, user=user)
+        self._refused(exchange(rp, confidential_app, code))
+
+    def test_the_refresh_stops_when_the_tenant_is_disabled(self, rp, confidential_app, code, acme):
+        refresh_token = exchange(rp, confidential_app, code).json()["refresh_token"]
+        acme.is_active = False
+        acme.save()
+        auth = (confidential_app.client_id, confidential_app.raw_secret)
+        self._refused(
+            token_request(rp, {"grant_type": "refresh_token", "refresh_token": refresh_token}, auth=auth)
+        )
+
+    def test_a_member_still_gets_tokens(self, rp, confidential_app, code):
+        tokens = exchange(rp, confidential_app, code).json()
+        assert verify_jwt(tokens["id_token"])["tenant"] == "acme"
+        auth = (confidential_app.client_id, confidential_app.raw_secret)
+        refreshed = token_request(
+            rp, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth
+        )
+        assert verify_jwt(refreshed.json()["id_token"])["tenant"] == "acme"

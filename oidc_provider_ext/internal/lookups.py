@@ -366,6 +366,21 @@ def _op_session_live(q: Callable[[str], str], outer: str) -> str:
     )
 
 
+#: Set on the grants :func:`grant_by_code` and :func:`grant_of_family_for_update` load (and on the
+#: access tokens of ``validator.access_token_with_grant``): the membership rule's answer for the
+#: row's user and tenant, read in the row's own statement (``validator.member_hint``).
+TENANT_MEMBER = "grant_tenant_member"
+
+
+def _grant_tenant_member(q: Callable[[str], str], outer: str) -> str:
+    # The default adapter.is_member_of query for the grant's user and tenant, as 1 or 0 (a grant
+    # without a tenant: 0, and the rule is not asked).
+    from oidc_provider_ext.models.grants import tenant_member_sql
+
+    user, tenant = q(column(AuthorizationGrant, "user")), q(column(AuthorizationGrant, "tenant"))
+    return f"CASE WHEN {tenant_member_sql(q, f'{outer}.{user}', f'{outer}.{tenant}')} THEN 1 ELSE 0 END"
+
+
 @functools.cache
 def _grant_by_code_lookup() -> Lookup:
     return Lookup(
@@ -373,13 +388,14 @@ def _grant_by_code_lookup() -> Lookup:
         by=["code_checksum"],
         joins=["user"],
         inner=["user"],
-        extras=[Extra(_LIVE, _op_session_live)],
+        extras=[Extra(_LIVE, _op_session_live), Extra(TENANT_MEMBER, _grant_tenant_member)],
     )
 
 
 def grant_by_code(code_checksum: str) -> tuple[AuthorizationGrant | None, bool]:
     """The grant whose code has ``code_checksum`` (its ``user`` loaded), and whether the OP
-    session the code was issued in still exists and has not ended: one statement."""
+    session the code was issued in still exists and has not ended: one statement, which also
+    reads the membership rule's answer for the grant's user and tenant (:data:`TENANT_MEMBER`)."""
     alias = router.db_for_read(AuthorizationGrant)
     lookup = _grant_by_code_lookup()
     if not lookup.supported(alias):
@@ -407,13 +423,14 @@ def _grant_of_family_lookup() -> Lookup:
         by=["token_family"],
         order_by=lambda q, outer: f"{outer}.{q(pk)}",
         for_update=True,
+        extras=[Extra(TENANT_MEMBER, _grant_tenant_member)],
     )
 
 
 def grant_of_family_for_update(family) -> AuthorizationGrant | None:
     """``AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()``:
     the refresh-token family's grant, its row locked until the transaction ends (PostgreSQL;
-    SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
+    SQLite's ``BEGIN IMMEDIATE`` already serialises writers), with :data:`TENANT_MEMBER`."""
     alias = router.db_for_write(AuthorizationGrant)
     lookup = _grant_of_family_lookup()
     if not lookup.supported(alias):
