@@ -225,7 +225,7 @@ class DefaultOIDCAdapter:
 
         ``member_hint``: a :class:`MemberHint`, what this very rule's query answered for one user
         and tenant as part of the access token's or the grant's own lookup (userinfo,
-        introspection, a resource server's revocation check, code exchange, refresh) or of the
+        introspection, a resource server's revocation check, code exchange) or of the
         sign-in's; used only for that user and tenant, and only by this default (an override
         that reads another organisation model ignores it)."""
         hint = kwargs.get("member_hint")

@@ -464,9 +464,9 @@ class OIDCValidator(OAuth2Validator):
         request.refresh_token_instance = rt
         # Tokens live only as long as the user may use the client (in that tenant): a deactivated
         # user or an ended membership refreshes nothing.
-        if not get_adapter().may_use_client(
-            request.user, client, grant.tenant, **member_hint(grant, grant.tenant)
-        ):
+        # Asked here, after the grant's row lock: the locking statement reads in a snapshot taken
+        # before it waited (PostgreSQL), which would miss a membership ended meanwhile.
+        if not get_adapter().may_use_client(request.user, client, grant.tenant):
             return False
         _state(request).grant = grant
         request.claims = grant.claims

@@ -560,8 +560,8 @@ class TestTheMembershipReadWithTheSecondFactorAtSignIn:
 
 
 class TestTheMembershipReadWithTheGrant:
-    """The token endpoint reads the membership rule's answer in the grant's own statement (code
-    exchange, refresh): the same rule, for the grant's user and tenant only."""
+    """The code exchange reads the membership rule's answer in the grant's own statement (the
+    refresh asks after its lock): the same rule, for the grant's user and tenant only."""
 
     @pytest.fixture
     def code(self, browser, user, confidential_app, acme):

@@ -366,9 +366,9 @@ def _op_session_live(q: Callable[[str], str], outer: str) -> str:
     )
 
 
-#: Set on the grants :func:`grant_by_code` and :func:`grant_of_family_for_update` load (and on the
-#: access tokens of ``validator.access_token_with_grant``): the membership rule's answer for the
-#: row's user and tenant, read in the row's own statement (``validator.member_hint``).
+#: Set on the grants :func:`grant_by_code` loads (and on the access tokens of
+#: ``validator.access_token_with_grant``): the membership rule's answer for the row's user and
+#: tenant, read in the row's own statement (``validator.member_hint``).
 TENANT_MEMBER = "grant_tenant_member"
 
 
@@ -423,14 +423,15 @@ def _grant_of_family_lookup() -> Lookup:
         by=["token_family"],
         order_by=lambda q, outer: f"{outer}.{q(pk)}",
         for_update=True,
-        extras=[Extra(TENANT_MEMBER, _grant_tenant_member)],
     )
 
 
 def grant_of_family_for_update(family) -> AuthorizationGrant | None:
     """``AuthorizationGrant.objects.select_for_update().filter(token_family=family).first()``:
     the refresh-token family's grant, its row locked until the transaction ends (PostgreSQL;
-    SQLite's ``BEGIN IMMEDIATE`` already serialises writers), with :data:`TENANT_MEMBER`."""
+    SQLite's ``BEGIN IMMEDIATE`` already serialises writers). Without :data:`TENANT_MEMBER`: on
+    PostgreSQL the statement reads in a snapshot taken before it waited for the lock, so a
+    membership ended meanwhile would not be seen; the refresh asks the rule after the lock."""
     alias = router.db_for_write(AuthorizationGrant)
     lookup = _grant_of_family_lookup()
     if not lookup.supported(alias):
