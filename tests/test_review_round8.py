@@ -23,11 +23,11 @@ from oidc_provider_ext.adapter import DefaultOIDCAdapter
 from oidc_provider_ext.internal import lookups
 from oidc_provider_ext.internal.authorization import SESSION_KEY, PendingAuthorization
 from oidc_provider_ext.models import AuthorizationGrant, TenantMembership
-from oidc_provider_ext.models.grants import with_grant
 
 from .conftest import oidc_settings
 from .factories import TenantMembershipFactory, UserFactory
 from .flow import exchange, get_code, introspect, refresh, token_request, userinfo
+from .test_lookups import _orm
 from .test_tenants import acme, code_from, globex, sign_in_through, tenant_url  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -48,12 +48,6 @@ def _refused(response):
 
 
 # --- 1. the token's grant: COALESCE(by access_token, by token_family) -------------------------
-
-
-def _orm(token):
-    return with_grant(
-        AccessToken.objects.filter(token_checksum=validator.checksum(token)), "claims", "tenant"
-    ).get()
 
 
 class TestTheTokensGrant:

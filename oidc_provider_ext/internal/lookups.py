@@ -373,12 +373,13 @@ TENANT_MEMBER = "grant_tenant_member"
 
 
 def _grant_tenant_member(q: Callable[[str], str], outer: str) -> str:
-    # The default adapter.is_member_of query for the grant's user and tenant, as 1 or 0 (a grant
-    # without a tenant: 0, and the rule is not asked).
+    # The default adapter.is_member_of query for the grant's user and tenant, as the access
+    # token's grant_tenant_member_extra asks it (a grant without a tenant: false, and the rule is
+    # not asked).
     from oidc_provider_ext.models.grants import tenant_member_sql
 
     user, tenant = q(column(AuthorizationGrant, "user")), q(column(AuthorizationGrant, "tenant"))
-    return f"CASE WHEN {tenant_member_sql(q, f'{outer}.{user}', f'{outer}.{tenant}')} THEN 1 ELSE 0 END"
+    return tenant_member_sql(q, f"{outer}.{user}", f"{outer}.{tenant}")
 
 
 @functools.cache

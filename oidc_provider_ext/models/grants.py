@@ -185,7 +185,7 @@ def grant_tenant_member_extra(access_token_model: type[models.Model]):
     """``grant_tenant_member``: whether the token's user is an active member of its grant's
     tenant, active too: the default ``adapter.is_member_of`` query (its ``member_hint``), asked in
     the token's own statement. False for a grant without a tenant (the rule is not asked then)."""
-    from oidc_provider_ext.internal.lookups import Extra, column_field
+    from oidc_provider_ext.internal.lookups import TENANT_MEMBER, Extra, column_field
 
     tenant_sql = grant_extras(access_token_model, "tenant")[1].sql
     user_column = column_field(access_token_model, "user").column
@@ -193,7 +193,7 @@ def grant_tenant_member_extra(access_token_model: type[models.Model]):
     def sql(q, outer: str) -> str:
         return tenant_member_sql(q, f"{outer}.{q(user_column)}", f"({tenant_sql(q, outer)})")
 
-    return Extra("grant_tenant_member", sql)
+    return Extra(TENANT_MEMBER, sql)
 
 
 def tenant_member_sql(q, user_sql: str, code_sql: str) -> str:
