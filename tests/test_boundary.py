@@ -285,3 +285,84 @@ def test_a_parameter_named_like_the_validators_state_at_userinfo(client):
         reverse("oidc_provider_ext:userinfo"), {"oidc_state": "x"}, HTTP_AUTHORIZATION="Bearer x"
     )
     assert response.status_code == 401
+
+
+# --- the back-channel endpoints' decorators: applied once, to the view function -------------------
+
+BACK_CHANNEL_SENSITIVE = {
+    "token": ("client_secret", "code", "code_verifier", "refresh_token", "device_code"),
+    "introspect": ("client_secret", "token"),
+    "device-authorization": ("client_secret",),
+    "revocation": None,
+    "userinfo": None,
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(BACK_CHANNEL_SENSITIVE))
+def test_back_channel_decorators_wrap_the_view_once(endpoint):
+    # method_decorator(name="dispatch") re-wraps dispatch on every request; decorated_view wraps
+    # the view function once. Whatever the decorators say about the view stays said.
+    from django.urls import resolve
+
+    view = resolve(reverse(f"oidc_provider_ext:{endpoint}")).func
+    assert not hasattr(view.view_class.dispatch, "__wrapped__"), "a decorator re-applied per request"
+    assert view.csrf_exempt is True
+    assert view.login_required is False
+    assert view.oidc_request_boundary is True
+
+
+@pytest.mark.parametrize("endpoint", sorted(BACK_CHANNEL_SENSITIVE))
+def test_back_channel_hides_its_secrets_from_error_reports(client, endpoint):
+    response = client.post(reverse(f"oidc_provider_ext:{endpoint}"), {"client_secret": "s3cret"})
+    expected = BACK_CHANNEL_SENSITIVE[endpoint]
+    assert getattr(response.wsgi_request, "sensitive_post_parameters", None) == (expected)
+
+
+@pytest.mark.parametrize("endpoint", sorted(BACK_CHANNEL_SENSITIVE))
+def test_back_channel_needs_no_sign_in_on_a_login_required_site(client, settings, endpoint):
+    # Django's LoginRequiredMiddleware redirects every view not marked login_not_required. Without
+    # BearerEndpointsMiddleware (which answers these paths before it), the mark is what counts.
+    settings.MIDDLEWARE = [
+        name
+        for name in settings.MIDDLEWARE
+        if name != "oidc_provider_ext.middleware.BearerEndpointsMiddleware"
+    ] + ["django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    response = client.post(reverse(f"oidc_provider_ext:{endpoint}"), {"client_secret": "s3cret"})
+    assert response.status_code in (400, 401), (response.status_code, response.get("Location"))
+    assert "error" in response.json()
+
+
+def test_decorated_view_wraps_a_subclass_outside_its_parent():
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.views.generic import View
+
+    from oidc_provider_ext.internal.requests import decorated_view
+
+    calls = []
+
+    def tagging(tag):
+        def decorator(view):
+            def wrapped(request, *args, **kwargs):
+                calls.append(tag)
+                return view(request, *args, **kwargs)
+
+            return wrapped
+
+        return decorator
+
+    @decorated_view(tagging("parent-outer"), tagging("parent-inner"))
+    class Parent(View):
+        def get(self, request):
+            calls.append("view")
+            return HttpResponse("ok")
+
+    @decorated_view(tagging("child"))
+    class Child(Parent):
+        pass
+
+    Child.as_view()(RequestFactory().get("/"))
+    assert calls == ["child", "parent-outer", "parent-inner", "view"]
+    calls.clear()
+    Parent.as_view()(RequestFactory().get("/"))
+    assert calls == ["parent-outer", "parent-inner", "view"]

@@ -103,3 +103,33 @@ def test_the_docs_list_the_same_names():
     )
     documented = set(re.findall(r"^\| [^|]+ \| `(_[a-z_]+)` \|", section, flags=re.M))
     assert documented == {name for _owner, name, _caller in PRIVATE_NAMES}
+
+
+# Our token, revocation and userinfo views name DOT's dispatch without the method decorators DOT
+# puts on it (re-applied on every request) and apply those decorators once to the view function
+# (views/backchannel.py form_endpoint, views/userinfo.py). That is right only while DOT's are exactly
+# csrf_exempt and login_not_required around that dispatch: a decorator DOT adds fails here.
+@pytest.mark.parametrize(
+    ("dot_view", "undecorated"),
+    [
+        ("TokenView", "django.views.generic.base.View.dispatch"),
+        ("RevokeTokenView", "django.views.generic.base.View.dispatch"),
+        ("UserInfoView", "oauth2_provider.views.mixins.OIDCOnlyMixin.dispatch"),
+    ],
+)
+def test_dots_dispatch_decorators_are_the_ones_we_apply_once(dot_view, undecorated):
+    from oauth2_provider import views as dot_views
+
+    view_class = getattr(dot_views, dot_view)
+    layers, dispatch = 0, view_class.dispatch
+    while hasattr(dispatch, "__wrapped__"):
+        layers, dispatch = layers + 1, dispatch.__wrapped__
+    assert f"{dispatch.__module__}.{dispatch.__qualname__}" == undecorated
+    assert layers == 2, (
+        f"DOT's {dot_view}.dispatch has {layers} decorators, not csrf_exempt and login_not_required"
+    )
+    markers = {
+        k: v for k, v in vars(view_class.as_view()).items() if k not in ("view_class", "view_initkwargs")
+    }
+    markers.pop("__wrapped__", None)
+    assert markers == {"csrf_exempt": True, "login_required": False}

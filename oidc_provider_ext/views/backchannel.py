@@ -8,13 +8,14 @@ import contextlib
 import functools
 from urllib.parse import unquote
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
-from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 
 from oidc_provider_ext.internal.cors import cors_endpoint
-from oidc_provider_ext.internal.requests import error_description, rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, error_description, rejecting_bad_requests
 
 
 def oauth_error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
@@ -82,19 +83,27 @@ def _client_authentication_challenge(view):
     return wrapped
 
 
-def form_endpoint(view_class=None, *, browser_readable: bool = False):
+def form_endpoint(view_class=None, *, browser_readable: bool = False, sensitive: tuple[str, ...] = ()):
     """Class decorator for the RFC 6749 form endpoints (token, revocation, introspection): no CSRF
-    (clients authenticate themselves, not with our cookies), the request boundary answering in
-    RFC 6749 JSON and, when ``browser_readable``, CORS for the client the request names (outermost,
-    so the boundary's errors are readable too)."""
+    (clients authenticate themselves, not with our cookies) and no sign-in required (a site with
+    ``LoginRequiredMiddleware``), the request boundary answering in RFC 6749 JSON, the ``sensitive``
+    POST parameters hidden from error reports and, when ``browser_readable``, CORS for the client
+    the request names (outermost, so the boundary's errors are readable too).
+
+    Applied once to the view function (``decorated_view``). A view built on DOT's has DOT's
+    ``dispatch`` decorated with ``csrf_exempt`` and ``login_not_required`` anew on every request:
+    it names the undecorated one (``dispatch = View.dispatch``), as these decorators cover it."""
 
     def decorate(cls):
-        cls = method_decorator(_client_authentication_challenge, name="dispatch")(cls)
-        cls = method_decorator(rejecting_bad_requests(invalid_request), name="dispatch")(cls)
-        cls = method_decorator(csrf_exempt, name="dispatch")(cls)
+        decorators = [
+            csrf_exempt,
+            login_not_required,
+            sensitive_post_parameters(*sensitive) if sensitive else None,
+            rejecting_bad_requests(invalid_request),
+            _client_authentication_challenge,
+        ]
         if browser_readable:
-            cors = cors_endpoint(methods=["POST"], client_ids=claimed_client_ids)
-            cls = method_decorator(cors, name="dispatch")(cls)
-        return cls
+            decorators.insert(0, cors_endpoint(methods=["POST"], client_ids=claimed_client_ids))
+        return decorated_view(*(d for d in decorators if d is not None))(cls)
 
     return decorate(view_class) if view_class is not None else decorate

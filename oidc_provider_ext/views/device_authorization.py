@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 from oauth2_provider.views.mixins import OAuthLibMixin
 
@@ -19,7 +17,7 @@ from oidc_provider_ext.views.backchannel import (
 )
 
 
-@form_endpoint
+@form_endpoint(sensitive=("client_secret",))
 class DeviceAuthorizationView(JsonErrorsMixin, OAuthLibMixin, View):
     """A CLI or TV asks for access: it gets a device_code to poll the token endpoint with and a
     user_code for the user to enter at ``verification_uri``. Client authentication as at the token
@@ -27,7 +25,6 @@ class DeviceAuthorizationView(JsonErrorsMixin, OAuthLibMixin, View):
 
     http_method_names = ["post"]
 
-    @method_decorator(sensitive_post_parameters("client_secret"))
     def post(self, request, *args, **kwargs):
         problem = form_post_only(request)
         if problem:

@@ -6,8 +6,6 @@ import calendar
 
 from django.db.models import Q
 from django.http import JsonResponse
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import View
 from oauth2_provider.models import get_refresh_token_model
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -40,14 +38,13 @@ def _access_token_visible_to(access, client) -> bool:
     return access.application_id == client.pk or access.application.client_id in _audiences(client)
 
 
-@form_endpoint
+@form_endpoint(sensitive=("client_secret", "token"))
 class IntrospectionView(JsonErrorsMixin, OAuthLibMixin, View):
     """RFC 7662. Only an authenticated confidential client may ask, and only about its own tokens;
     anything else is ``{"active": false}`` (2.2: nothing more is said about inactive tokens)."""
 
     http_method_names = ["post", "options"]
 
-    @method_decorator(sensitive_post_parameters("client_secret", "token"))
     def post(self, request, *args, **kwargs):
         problem = form_post_only(request)
         if problem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.views.generic import View
 from oauth2_provider import views as dot_views
 
 from oidc_provider_ext.views.backchannel import (
@@ -16,6 +17,7 @@ from oidc_provider_ext.views.backchannel import (
 @form_endpoint(browser_readable=True)
 class RevocationView(JsonErrorsMixin, dot_views.RevokeTokenView):
     http_method_names = ["post", "options"]
+    dispatch = View.dispatch  # form_endpoint covers DOT's decorators
 
     def post(self, request, *args, **kwargs):
         problem = form_post_only(request)

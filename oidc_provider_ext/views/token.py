@@ -6,8 +6,7 @@ import json
 
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.generic import View
 from oauth2_provider import views as dot_views
 
 from oidc_provider_ext.internal import clients, sqlite_writers
@@ -23,13 +22,14 @@ from oidc_provider_ext.views.backchannel import (
 
 # Browser apps (public clients with PKCE) redeem codes and refresh with fetch(): RFC 6749 errors
 # must be readable too, or invalid_grant looks like a network failure.
-@form_endpoint(browser_readable=True)
+@form_endpoint(
+    browser_readable=True,
+    sensitive=("client_secret", "code", "code_verifier", "refresh_token", "device_code"),
+)
 class TokenView(JsonErrorsMixin, dot_views.TokenView):
     http_method_names = ["post", "options"]
+    dispatch = View.dispatch  # form_endpoint covers DOT's decorators
 
-    @method_decorator(
-        sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token", "device_code")
-    )
     def post(self, request, *args, **kwargs):
         problem = form_post_only(request)
         if problem:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
-from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
+from oauth2_provider.views.mixins import OIDCOnlyMixin
 
 from oidc_provider_ext import validator
 from oidc_provider_ext.internal.cors import cors_endpoint
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, oauth_error
 
 
@@ -57,10 +59,18 @@ def _bearer_token(request) -> str | None:
 
 # OIDC Core 5.3: "The UserInfo Endpoint SHOULD support the use of Cross Origin Resource Sharing".
 # The response is about the token's client: only that client's origins read the claims.
-@method_decorator(cors_endpoint(methods=["GET", "POST"], client_ids=_token_client_ids), name="dispatch")
-@method_decorator(rejecting_bad_requests(_invalid_bearer_request), name="dispatch")
+@decorated_view(
+    cors_endpoint(methods=["GET", "POST"], client_ids=_token_client_ids),
+    rejecting_bad_requests(_invalid_bearer_request),
+    csrf_exempt,
+    login_not_required,
+)
 class UserInfoView(JsonErrorsMixin, dot_views.UserInfoView):
     """OIDC Core 5.3: GET or POST; bearer token in the header, or in a form body for POST."""
+
+    # DOT's dispatch without the method decorators DOT's view re-applies on every request
+    # (csrf_exempt, login_not_required): applied once above.
+    dispatch = OIDCOnlyMixin.dispatch
 
     def get(self, request, *args, **kwargs):
         return self._userinfo(request, super().get, *args, **kwargs)
