@@ -69,6 +69,97 @@ def test_an_evicted_generation_does_not_bring_back_old_entries(confidential_app)
     assert clients.get_client(confidential_app.client_id).name == "Changed"
 
 
+# --- this process's unpickled copies (clients._local) serve nothing the shared cache would not ------
+
+
+def _changed_behind_the_orms_back(app, **values):
+    Application.objects.filter(pk=app.pk).update(**values)  # no signal: nothing is invalidated
+
+
+@pytest.mark.django_db
+def test_a_kept_client_is_dropped_when_another_server_changes_the_generation(confidential_app):
+    clients.get_client(confidential_app.client_id)
+    assert clients._key(confidential_app.client_id) in clients._local
+    _changed_behind_the_orms_back(confidential_app, name="Changed")
+    clients.bump_generation()  # what a change through another server publishes
+    assert clients.get_client(confidential_app.client_id).name == "Changed"
+
+
+@pytest.mark.django_db
+def test_a_kept_client_expires_with_its_cache_entry(confidential_app, monkeypatch, settings):
+    import time
+
+    settings.OIDC_PROVIDER_EXT = {**settings.OIDC_PROVIDER_EXT, "CLIENT_CACHE_SECONDS": 30}
+    clients.get_client(confidential_app.client_id)
+    _changed_behind_the_orms_back(confidential_app, name="Changed")
+    assert clients.get_client(confidential_app.client_id).name != "Changed"  # within the lifetime
+    later = time.time() + 31
+    monkeypatch.setattr(clients.time, "time", lambda: later)
+    assert clients.get_client(confidential_app.client_id).name == "Changed"
+
+
+@pytest.mark.django_db
+def test_an_entry_another_process_stored_is_kept_until_that_entrys_expiry(confidential_app, monkeypatch):
+
+    clients.get_client(confidential_app.client_id)
+    stored = clients.cache.get(clients._key(confidential_app.client_id))
+    clients._local.clear()  # this process has not seen the client: another one stored it
+    clients.get_client(confidential_app.client_id)  # read from the shared cache, and kept
+    _changed_behind_the_orms_back(confidential_app, name="Changed")
+    monkeypatch.setattr(clients.time, "time", lambda: stored[2] + 0.001)
+    assert clients.get_client(confidential_app.client_id).name == "Changed"
+
+
+@pytest.mark.django_db
+def test_every_caller_gets_its_own_copy_of_a_kept_client(confidential_app, django_assert_num_queries):
+    clients.get_client(confidential_app.client_id)  # read from the database, and kept
+    for _ in range(2):  # twice served from what this process keeps, with the profile: no query
+        with django_assert_num_queries(0):
+            first = clients.get_client(confidential_app.client_id)
+            first.oidc_profile.minimum_acr  # noqa: B018
+        first.name = "Set by one request"
+        first.oidc_profile.minimum_acr = "mutated"
+        first.oidc_profile.registration_metadata["added"] = True
+        second = clients.get_client(confidential_app.client_id)
+        assert second is not first and second.oidc_profile is not first.oidc_profile
+        assert second.name == confidential_app.name
+        assert second.oidc_profile.minimum_acr == ""
+        assert "added" not in second.oidc_profile.registration_metadata
+    # The copy is whole: saving it works.
+    assert second.oidc_profile.application_id == second.pk
+    second.name = "Saved"
+    second.save()
+    assert Application.objects.get(pk=confidential_app.pk).name == "Saved"
+
+
+@pytest.mark.django_db
+def test_a_kept_client_costs_one_read_of_the_shared_cache(
+    confidential_app, monkeypatch, django_assert_num_queries
+):
+    clients.get_client(confidential_app.client_id)
+    read = []
+    get = clients.cache.get
+    monkeypatch.setattr(
+        clients.cache, "get", lambda key, *args, **kwargs: read.append(key) or get(key, *args, **kwargs)
+    )
+    monkeypatch.setattr(clients.cache, "get_many", lambda keys, *a, **k: read.extend(keys) or {})
+    with django_assert_num_queries(0):
+        assert clients.get_client(confidential_app.client_id).pk == confidential_app.pk
+    assert read == [clients.GENERATION_CACHE_KEY]
+
+
+@pytest.mark.django_db
+def test_the_kept_entries_are_bounded(monkeypatch):
+    monkeypatch.setattr(clients, "_LOCAL_ENTRIES", 3)
+    clients._local.clear()
+    for n in range(10):
+        ApplicationFactory(client_id=f"many-{n}")
+        clients.get_client(f"many-{n}")
+        assert len(clients._local) <= 3
+    clients.get_client("no-such-client")
+    assert clients._key("no-such-client") not in clients._local
+
+
 # --- the invariant: no cache outlives a change made through another server by more than a bound ----
 #
 # Every piece of state kept beyond one request, in oidc_provider_ext and idp_project, is listed
@@ -113,6 +204,9 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # clients, CORS origins, "are there tenants", tenants: entries in the shared cache stamped with the
     # client registry generation (with LocMemCache: per process, CLIENT_CACHE_SECONDS)
     "oidc_provider_ext.internal.clients._store:cache.set": (DERIVED, _clients_bounds),
+    # this process's unpickled copies of those entries: served only under the generation read from
+    # the shared cache with every lookup, until the entry's own expiry
+    "oidc_provider_ext.internal.clients._local": (DERIVED, _clients_bounds),
     "oidc_provider_ext.internal.clients._lookup:cache.add": (SHARED, None),
     "oidc_provider_ext.internal.clients.bump_generation:cache.set": (SHARED, None),
     # throttle counters and "proven" markers: the counters are the shared state (window TTL)

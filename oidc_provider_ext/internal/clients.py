@@ -10,19 +10,31 @@ when one of them read the old row while the change was being committed (it store
 the old generation). With a per-process cache (LocMemCache) other processes serve a changed client
 for up to ``CLIENT_CACHE_SECONDS``. After changing clients behind the ORM's back
 (``QuerySet.update()``, SQL), call :func:`bump_generation`.
+
+Each process also keeps the entries it read or stored, unpickled (``_local``), and serves them
+under the same two conditions: the generation it reads from the shared cache on every lookup is
+still the entry's, and the entry's own lifetime has not run out. What any process serves is what
+the shared cache alone would serve; a lookup just does not unpickle the client again (~25 µs).
+Every caller gets its own copy (:func:`_own_copy`), as each got its own unpickled one before.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
+import decimal
 import hashlib
 import logging
 import secrets
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.cache import cache
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models.base import ModelState
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
@@ -33,14 +45,25 @@ from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()
 log = logging.getLogger(__name__)
-# Entries are (generation, value) pairs: named apart from the bare values older versions stored, so
-# servers of both versions can share one cache during a rolling upgrade without reading each
-# other's entries.
-_PREFIX = "oidc_provider_ext:client:v3:"
-_HAS_TENANTS = "oidc_provider_ext:has_tenants:v2"
-_TENANT_PREFIX = "oidc_provider_ext:tenant:v1:"
-_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v2"
+# Entries are (generation, value, expires_at) triples: named apart from the (generation, value)
+# pairs and bare values older versions stored, so servers of several versions can share one cache
+# during a rolling upgrade without reading each other's entries.
+_PREFIX = "oidc_provider_ext:client:v4:"
+_HAS_TENANTS = "oidc_provider_ext:has_tenants:v3"
+_TENANT_PREFIX = "oidc_provider_ext:tenant:v2:"
+_ALLOWED_ORIGINS = "oidc_provider_ext:allowed_origins:v3"
 GENERATION_CACHE_KEY = "oidc_provider_ext:clients:generation"
+
+#: This process's unpickled entries: cache key -> (generation, expires_at, value); see the module
+#: docstring. Bounded: a full table is emptied (client ids are the client's to choose, but an
+#: unknown one is never kept).
+_local: dict[str, tuple[str, float, Any]] = {}
+_LOCAL_ENTRIES = 1024
+#: Values a caller cannot change in place: handed out as they are.
+_IMMUTABLE = frozenset({
+    str, bytes, int, float, bool, type(None), frozenset, decimal.Decimal, uuid.UUID,
+    datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+})  # fmt: skip
 
 
 def _key(client_id: str, prefix: str = _PREFIX) -> str:
@@ -50,23 +73,73 @@ def _key(client_id: str, prefix: str = _PREFIX) -> str:
 
 def _lookup(key: str) -> tuple[Any, str]:
     """``(value, generation)``: the value cached under ``key`` if it was stored under the current
-    generation (else None), and that generation, in one cache round trip."""
-    found = cache.get_many([GENERATION_CACHE_KEY, key])
-    generation = found.get(GENERATION_CACHE_KEY)
+    generation and has not expired (else None), and that generation: one cache round trip when
+    this process holds the entry, two when it reads it from the cache."""
+    generation = cache.get(GENERATION_CACHE_KEY)
     if generation is None:
         # Never stamp with "no generation": an evicted generation key would otherwise bring back
         # every entry stored while it was missing, stale ones included.
         generation = secrets.token_hex(8)
         if not cache.add(GENERATION_CACHE_KEY, generation, timeout=None):
             generation = cache.get(GENERATION_CACHE_KEY) or generation
-    entry = found.get(key)
-    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
-        return entry[1], generation
+    now = time.time()
+    kept = _local.get(key)
+    if kept is not None and kept[0] == generation and now < kept[1]:
+        return _own_copy(kept[2]), generation
+    entry = cache.get(key)
+    if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == generation and now < entry[2]:
+        _keep(key, generation, entry[2], entry[1])
+        return entry[1], generation  # unpickled for this caller; _local holds its own copy
     return None, generation
 
 
+def _own_copy(value: Any, copies: dict[int, Any] | None = None) -> Any:
+    """A copy of a kept value for one caller, so that one caller setting an attribute (or a
+    relation) on a client changes nothing for the next: model instances field by field, with
+    their state and cached relations (the client's profile, which caches its client in turn:
+    ``copies`` keeps such a cycle a cycle); immutable values as they are."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if kind is dict or kind is list:  # a JSON field's value
+        items = value.items() if kind is dict else enumerate(value)
+        copied = {key: _own_copy(item, copies) for key, item in items}
+        return copied if kind is dict else list(copied.values())
+    copies = {} if copies is None else copies
+    if id(value) in copies:
+        return copies[id(value)]
+    if not isinstance(value, models.Model):
+        return copies.setdefault(id(value), copy.deepcopy(value))
+    clone = copies[id(value)] = object.__new__(kind)  # as unpickling builds it: no __init__
+    attributes = value.__dict__.copy()
+    for name, item in attributes.items():
+        if type(item) in _IMMUTABLE:
+            continue
+        if isinstance(item, ModelState):
+            # What ModelState.__getstate__ copies (not the related managers), with copies of the
+            # cached related objects.
+            state = attributes[name] = ModelState.__new__(ModelState)
+            state.__dict__.update(item.__dict__)
+            state.__dict__.pop("related_managers_cache", None)
+            state.fields_cache = {
+                field: _own_copy(related, copies) for field, related in item.fields_cache.items()
+            }
+        else:
+            attributes[name] = _own_copy(item, copies)
+    clone.__dict__.update(attributes)
+    return clone
+
+
+def _keep(key: str, generation: str, expires_at: float, value: Any) -> None:
+    if len(_local) >= _LOCAL_ENTRIES:
+        _local.clear()
+    _local[key] = (generation, expires_at, _own_copy(value))
+
+
 def _store(key: str, generation: str, value: Any, ttl: int | None) -> None:
-    cache.set(key, (generation, value), ttl)
+    expires_at = time.time() + ttl if ttl else float("inf")
+    cache.set(key, (generation, value, expires_at), ttl)
+    _keep(key, generation, expires_at, value)
 
 
 def _cached(key: str, read: Callable[[], Any]) -> Any:
@@ -164,6 +237,8 @@ def get_client(client_id: str):
 def forget(client_id: str) -> None:
     """Drop ``client_id`` (and everything derived from the clients) from every process's cache."""
     cache.delete_many([_key(client_id), _ALLOWED_ORIGINS])
+    _local.pop(_key(client_id), None)
+    _local.pop(_ALLOWED_ORIGINS, None)
     _changed()
 
 
