@@ -145,7 +145,7 @@ def _converter(field: models.Field) -> Converter | None:
         def convert(value, connection):
             if isinstance(value, str):  # a driver without declared-type conversion
                 value = parse_datetime(value)
-            if value is not None and settings.USE_TZ and value.tzinfo is None:
+            if value is not None and value.tzinfo is None and settings.USE_TZ:
                 value = value.replace(tzinfo=_database_timezone(connection.alias))
             return value
 
@@ -342,7 +342,11 @@ class Lookup:
         for join, joined in zip(self.joins, objects[1:], strict=True):
             # The joined row's primary key is NULL when the foreign key was: nothing joined.
             related = joined if getattr(joined, _related(join)._meta.pk.attname) is not None else None
-            setattr(base, join.name, related)  # the forward descriptor caches it, as select_related
+            # Cached as select_related caches it (RelatedPopulator): on the row, and on the related
+            # object for a one-to-one; the descriptor's __set__ would ask the routers first.
+            join.set_cached_value(base, related)
+            if join.unique and related is not None:
+                join.remote_field.set_cached_value(related, base)
         for extra, value, convert in zip(self.extras, row[start:], compiled.extra_converters, strict=True):
             setattr(base, extra.name, value if convert is None else convert(value, connection))
         return base
