@@ -5,7 +5,6 @@ from django.contrib.auth import logout as django_logout
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse_lazy
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView, View
@@ -13,22 +12,20 @@ from django.views.generic import ListView, TemplateView, View
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.internal import consents, op_sessions, user_agents
 from oidc_provider_ext.internal.locales import in_ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession, ResourceServer
 from oidc_provider_ext.views.errors import boundary_page
 
 # The request boundary, and Django's CSRF check after it (the middleware would read a body the
 # boundary has not vetted yet).
-_boundary = method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
+_boundary = rejecting_bad_requests(boundary_page, csrf=True)
 
 
 def _live(user):
     return consents.live_consents(user).select_related("application").order_by("-last_used", "-granted")
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class ConnectedAppsView(LoginRequiredMixin, ListView):
     template_name = "oidc_provider_ext/connected_apps.html"
     context_object_name = "consents"
@@ -58,9 +55,7 @@ class ConnectedAppsView(LoginRequiredMixin, ListView):
         return rows
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class RevokeAppView(LoginRequiredMixin, TemplateView):
     """GET asks for confirmation; POST (CSRF-protected) revokes."""
 
@@ -82,9 +77,7 @@ class RevokeAppView(LoginRequiredMixin, TemplateView):
         return redirect("oidc_provider_ext:connected-apps")
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class SessionsView(LoginRequiredMixin, ListView):
     """The user's signed-in sessions (device/browser, when), each can be ended."""
 
@@ -103,9 +96,7 @@ class SessionsView(LoginRequiredMixin, ListView):
         return rows
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class EndOPSessionView(LoginRequiredMixin, View):
     login_url = reverse_lazy("oidc_provider_ext:login")
 

@@ -17,7 +17,6 @@ from django.db import IntegrityError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -48,6 +47,7 @@ from oidc_provider_ext.internal.authorization import (
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
 from oidc_provider_ext.internal.requests import (
     Problem,
+    decorated_view,
     error_description,
     rejecting_bad_requests,
     value_problem,
@@ -368,12 +368,9 @@ class _Authorization(OAuthLibMixin, View):
         return error_page(self.request, _("Unknown application"), _("This application no longer exists."))
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
 # OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
 # no CSRF token of ours.
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(_boundary_error), name="dispatch")
+@decorated_view(never_cache, in_ui_language, csrf_exempt, rejecting_bad_requests(_boundary_error))
 class AuthorizeView(_Authorization):
     """A relying party's authorization request (GET or POST)."""
 
@@ -420,11 +417,9 @@ class AuthorizeView(_Authorization):
         return self.get(request, *args, **kwargs)
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
 # Our own forms post here: the CSRF check runs after the request boundary (csrf=True); the consent
 # form repeats its scope checkboxes.
-@method_decorator(rejecting_bad_requests(boundary_page, ("scope",), csrf=True), name="dispatch")
+@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, ("scope",), csrf=True))
 class AuthorizeContinueView(_Authorization):
     """The browser's way back into a pending request: after sign-in (GET), and the answers of the
     tenant chooser and the consent form (POST, CSRF-checked, the one the request expects)."""

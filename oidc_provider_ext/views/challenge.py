@@ -14,7 +14,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
@@ -25,7 +24,7 @@ from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import clients, factors, op_sessions
 from oidc_provider_ext.internal.authorization import PendingAuthorization, for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page, error_page
 
@@ -81,7 +80,7 @@ def _verify(request, offered: list, user, *, budget: tuple[str, str]):
     return chosen, added, "", False
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class SignInChallengeView(View):
     """The second step of a sign-in: the password was right, the user is not signed in yet."""
 
@@ -132,7 +131,7 @@ class SignInChallengeView(View):
         return HttpResponseRedirect(half.next_url)
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class StepUpView(View):
     """OIDC Core 3.1.2.1 acr_values / 5.5.1.1 acr: the signed-in user passes the one missing factor
     for a pending authorization request; the same OP session gains it."""

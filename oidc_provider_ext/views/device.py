@@ -27,7 +27,7 @@ from oidc_provider_ext.internal.authorization import (
     PendingAuthorization,
 )
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.authorize import _Authorization
 from oidc_provider_ext.views.errors import boundary_page
 
@@ -58,9 +58,7 @@ def _entry_page(request, form, status=200, error: str = ""):
     return render(request, "oidc_provider_ext/device.html", context, status=status)
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
+@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True))
 class DeviceView(View):
     """The code-entry page (verification_uri). ``?user_code=`` (verification_uri_complete) only
     pre-fills the field: the user still submits it and then confirms (RFC 8628 5.4)."""
@@ -89,9 +87,7 @@ class DeviceView(View):
         return redirect("oidc_provider_ext:device-continue", request_id=pending.id)
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@method_decorator(rejecting_bad_requests(boundary_page, ("scope",), csrf=True), name="dispatch")
+@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, ("scope",), csrf=True))
 class DeviceContinueView(_Authorization):
     """The browser's way through a device authorization after the code: sign-in (GET), the
     tenant chooser and the confirmation (POST, CSRF-checked, the answer the request expects)."""

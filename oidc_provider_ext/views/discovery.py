@@ -11,13 +11,12 @@ from urllib.parse import urlsplit
 
 from django.http import Http404, JsonResponse
 from django.urls import reverse
-from django.utils.decorators import method_decorator
 from django.views.generic import View
 
 from oidc_provider_ext import keys
 from oidc_provider_ext.adapter import get_adapter
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import invalid_request
 
 
@@ -110,7 +109,7 @@ def _self_registration_metadata() -> dict:
 
 
 # They take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
-_boundary = method_decorator(rejecting_bad_requests(invalid_request, reads_parameters=False), name="dispatch")
+_boundary = rejecting_bad_requests(invalid_request, reads_parameters=False)
 
 
 def _metadata_response() -> JsonResponse:
@@ -121,7 +120,7 @@ def _metadata_response() -> JsonResponse:
     return response
 
 
-@_boundary
+@decorated_view(_boundary)
 class DiscoveryView(View):
     """``ISSUER + /.well-known/openid-configuration`` (OIDC Discovery 4, path appended)."""
 
@@ -129,7 +128,7 @@ class DiscoveryView(View):
         return _metadata_response()
 
 
-@_boundary
+@decorated_view(_boundary)
 class AuthorizationServerMetadataView(View):
     """RFC 8414 3: ``/.well-known/oauth-authorization-server`` with the issuer's path, if any,
     *inserted* after it (``https://host/idp`` -> ``/.well-known/oauth-authorization-server/idp``),

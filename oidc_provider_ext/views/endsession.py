@@ -10,7 +10,6 @@ from django.http import HttpResponseForbidden
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -21,7 +20,7 @@ from oauthlib.common import add_params_to_uri
 
 from oidc_provider_ext.internal import op_sessions
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
-from oidc_provider_ext.internal.requests import csrf_failed, rejecting_bad_requests
+from oidc_provider_ext.internal.requests import csrf_failed, decorated_view, rejecting_bad_requests
 from oidc_provider_ext.models import OPSession
 from oidc_provider_ext.tokens import InvalidIdTokenHint, subject_for, verify_id_token_hint
 from oidc_provider_ext.views.errors import boundary_page, error_page
@@ -42,12 +41,9 @@ class LogoutRequest:
     state: str | None
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
 # RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
 # for CSRF explicitly below.
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(boundary_page), name="dispatch")
+@decorated_view(never_cache, in_ui_language, csrf_exempt, rejecting_bad_requests(boundary_page))
 class EndSessionView(View):
     confirm_template = "oidc_provider_ext/logout_confirm.html"
     done_template = "oidc_provider_ext/logged_out.html"

@@ -1,21 +1,19 @@
 """``/connect/jwks``: the provider's JWK Set (RFC 7517 5), every key that may verify a live token."""
 
 from django.http import JsonResponse
-from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
 from oidc_provider_ext import keys
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import invalid_request
 
 # No parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
-_boundary = method_decorator(rejecting_bad_requests(invalid_request, reads_parameters=False), name="dispatch")
+_boundary = rejecting_bad_requests(invalid_request, reads_parameters=False)
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-@_boundary
+@decorated_view(csrf_exempt, _boundary)
 class JwksView(View):
     def get(self, request, *args, **kwargs):
         response = JsonResponse(keys.jwks())

@@ -11,7 +11,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
@@ -21,16 +20,14 @@ from oidc_provider_ext.forms import LoginForm
 from oidc_provider_ext.internal import clients, factors, passkeys, sign_in
 from oidc_provider_ext.internal.authorization import for_login_page
 from oidc_provider_ext.internal.locales import in_ui_language, ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.internal.sign_in import HalfSignIn
 from oidc_provider_ext.views.errors import boundary_page
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
 # The request boundary runs before the CSRF check (which reads the body), then does it itself;
 # Django's LoginView checks CSRF again in its own dispatch.
-@method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
+@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True))
 class LoginView(auth_views.LoginView):
     template_name = "oidc_provider_ext/login.html"
     form_class = LoginForm

@@ -7,19 +7,18 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.generic import View
 
 from oidc_provider_ext.internal import passkeys
 from oidc_provider_ext.internal.locales import in_ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.models import Passkey
 from oidc_provider_ext.views.errors import boundary_page
 from oidc_provider_ext.views.security import confirm_url, refuse_factor_change
 
-_boundary = method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
+_boundary = rejecting_bad_requests(boundary_page, csrf=True)
 _LOGIN = reverse_lazy("oidc_provider_ext:login")
 
 
@@ -35,9 +34,7 @@ def _json_error(message, status: int, **extra) -> JsonResponse:
     return response
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class PasskeysView(LoginRequiredMixin, View):
     """GET lists the user's passkeys; POST (``name``, ``credential``) adds one."""
 
@@ -69,9 +66,7 @@ class PasskeysView(LoginRequiredMixin, View):
         return redirect("oidc_provider_ext:passkeys")
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class RegistrationOptionsView(LoginRequiredMixin, View):
     """POST: creation options for a new passkey (JSON); the challenge stays in the session."""
 
@@ -91,9 +86,7 @@ class RegistrationOptionsView(LoginRequiredMixin, View):
             return _json_error(exc.message, 400)
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class SignInOptionsView(View):
     """POST: request options for a passwordless sign-in (JSON), for the login page's button and
     its autofill (conditional mediation). Anonymous: one challenge per session, replaced by the
@@ -103,9 +96,7 @@ class SignInOptionsView(View):
         return _json_options(passkeys.authentication_options(request))
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class RenamePasskeyView(LoginRequiredMixin, View):
     login_url = _LOGIN
 
@@ -118,9 +109,7 @@ class RenamePasskeyView(LoginRequiredMixin, View):
         return redirect("oidc_provider_ext:passkeys")
 
 
-@method_decorator(never_cache, name="dispatch")
-@method_decorator(in_ui_language, name="dispatch")
-@_boundary
+@decorated_view(never_cache, in_ui_language, _boundary)
 class RemovePasskeyView(LoginRequiredMixin, View):
     """GET asks for confirmation; POST removes (after a recent sign-in)."""
 

@@ -12,20 +12,17 @@ from urllib.parse import urlsplit
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponseRedirect
 from django.urls import reverse_lazy
-from django.utils.decorators import method_decorator
 
 from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal.locales import in_ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.errors import boundary_page
 
-_boundary = method_decorator(rejecting_bad_requests(boundary_page, csrf=True), name="dispatch")
-_language = method_decorator(in_ui_language, name="dispatch")
+_boundary = rejecting_bad_requests(boundary_page, csrf=True)
 
 
-@_language
-@_boundary
+@decorated_view(in_ui_language, _boundary)
 class PasswordResetView(auth_views.PasswordResetView):
     template_name = "oidc_provider_ext/password_reset_form.html"
     email_template_name = "oidc_provider_ext/password_reset_email.txt"
@@ -49,20 +46,17 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().form_valid(form)
 
 
-@_language
-@_boundary
+@decorated_view(in_ui_language, _boundary)
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):
     template_name = "oidc_provider_ext/password_reset_done.html"
 
 
-@_language
-@_boundary
+@decorated_view(in_ui_language, _boundary)
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "oidc_provider_ext/password_reset_confirm.html"
     success_url = reverse_lazy("oidc_provider_ext:password-reset-complete")
 
 
-@_language
-@_boundary
+@decorated_view(in_ui_language, _boundary)
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "oidc_provider_ext/password_reset_complete.html"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from django.contrib.auth.hashers import check_password
 from django.http import Http404, HttpResponse, HttpResponseBase, JsonResponse
-from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
@@ -18,7 +17,7 @@ from oidc_provider_ext.conf import (
     app_settings,
 )
 from oidc_provider_ext.internal import registration as rules
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.backchannel import JsonErrorsMixin, oauth_error
 from oidc_provider_ext.views.discovery import endpoint_url
 
@@ -95,8 +94,7 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
         return response
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(_bad_request, reads_parameters=False), name="dispatch")
+@decorated_view(csrf_exempt, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationView(_RegistrationEndpoint):
     """RFC 7591 3.1: POST the client metadata as JSON, get the client (201)."""
 
@@ -129,8 +127,7 @@ class RegistrationView(_RegistrationEndpoint):
         return _json(document, status=201)
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(rejecting_bad_requests(_bad_request, reads_parameters=False), name="dispatch")
+@decorated_view(csrf_exempt, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationClientView(_RegistrationEndpoint):
     """RFC 7592 2: read, replace or delete a registration with its registration access token."""
 

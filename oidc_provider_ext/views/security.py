@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -19,7 +18,7 @@ from django.views.generic import View
 from oidc_provider_ext import throttle
 from oidc_provider_ext.internal import factor_changes, factors, op_sessions, recovery_codes, totp
 from oidc_provider_ext.internal.locales import in_ui_language
-from oidc_provider_ext.internal.requests import rejecting_bad_requests
+from oidc_provider_ext.internal.requests import decorated_view, rejecting_bad_requests
 from oidc_provider_ext.views.challenge import _pick, _render, step_up
 from oidc_provider_ext.views.errors import boundary_page
 
@@ -78,7 +77,7 @@ class _Page(LoginRequiredMixin, View):
     login_url = reverse_lazy("oidc_provider_ext:login")
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class SecurityView(_Page):
     template_name = "oidc_provider_ext/security.html"
 
@@ -100,7 +99,7 @@ class SecurityView(_Page):
         return render(request, self.template_name, context)
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class TOTPEnrolView(_Page):
     """Set up an authenticator app: a QR code drawn here, the key for typing in, and a code from
     the app before it counts."""
@@ -165,7 +164,7 @@ def _show_codes(request, codes: list[str]):
     return response
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class TOTPRemoveView(_Page):
     template_name = "oidc_provider_ext/totp_remove.html"
 
@@ -191,7 +190,7 @@ class TOTPRemoveView(_Page):
         return redirect("oidc_provider_ext:account-security")
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class RecoveryCodesView(_Page):
     """How many codes are left; POST makes ten new ones (the old ones stop working)."""
 
@@ -210,7 +209,7 @@ class RecoveryCodesView(_Page):
         return _show_codes(request, recovery_codes.regenerate(user))
 
 
-@method_decorator(_decorators, name="dispatch")
+@decorated_view(*_decorators)
 class AccountStepUpView(_Page):
     """Confirm it's you with a second factor before changing factors (``?next=`` comes back): the
     recent sign-in of this browser gains it (internal/factor_changes.py)."""
