@@ -177,11 +177,17 @@ def _converter(field: models.Field) -> Converter | None:
 class Extra:
     """A computed column: ``sql(q, outer)`` returns a scalar SQL expression (a correlated subquery,
     say) given ``q`` (the vendor's ``quote_name``) and ``outer`` (the base table's alias, quoted);
-    its value is converted as ``output_field``'s and set on the base object as ``name``."""
+    its value is converted as ``output_field``'s and set on the base object as ``name``.
+
+    ``joins(q, outer)``, if given, returns ``LEFT OUTER JOIN`` clauses whose tables ``sql`` reads
+    (under aliases of its own, not ``t<n>``): written once however many extras name the same
+    clauses, so several columns of one joined row cost one probe. Each must match at most one row
+    per base row (the lookup's ``LIMIT 1`` would otherwise pick one)."""
 
     name: str
     sql: Callable[[Callable[[str], str], str], str]
     output_field: models.Field | None = None
+    joins: Callable[[Callable[[str], str], str], str] | None = None
 
 
 @dataclass
@@ -281,6 +287,10 @@ class Lookup:
             f"ON {aliases[0]}.{q(join.column)} = {alias}.{q(join.target_field.column)}"
             for join, alias in zip(self.joins, aliases[1:], strict=True)
         ]
+        for extra in self.extras:
+            clauses = extra.joins(q, aliases[0]) if extra.joins is not None else None
+            if clauses and clauses not in joins:
+                joins.append(clauses)
         where = " AND ".join(f"{aliases[index]}.{q(field.column)} = %s" for index, field in self.by)
         if self.where is not None:
             where += f" AND ({self.where(q, aliases[0])})"

@@ -131,13 +131,15 @@ def with_grant(access_tokens: models.QuerySet, *fields: str) -> models.QuerySet:
 
 def grant_extras(access_token_model: type[models.Model], *fields: str) -> list:
     """:func:`with_grant` for an :class:`~oidc_provider_ext.internal.lookups.Lookup` of access
-    tokens: ``grant_pk`` and ``grant_<field>`` of the token's grant as correlated subqueries.
+    tokens: ``grant_pk`` and ``grant_<field>`` of the token's grant, read from two joins of the
+    grants table, each on its own index: by ``access_token`` (the token of a code exchange), else,
+    through the refresh token it was rotated from, by ``token_family``. The key is found once for
+    every column (one probe each, three for a rotated token).
 
-    The grant's key is the first of two probes, each on its own index: by ``access_token`` (the
-    token of a code exchange), else by ``token_family`` (a rotated token's refresh token). One
-    ``access_token = … OR token_family = …`` condition instead made PostgreSQL read the whole
-    table, for each column, whenever its plan was made with a small table's statistics (a
-    prepared statement keeps that plan): 1,000+ rows per userinfo call in the benchmark.
+    One ``access_token = … OR token_family = …`` condition made PostgreSQL read the whole table
+    whenever its plan was made with a small table's statistics (a prepared statement keeps that
+    plan): 1,000+ rows per userinfo call in the benchmark. A correlated subquery per column then
+    found the key again for each column: 12 index probes per call instead of 3.
     """
     from oauth2_provider.models import get_refresh_token_model
 
@@ -148,37 +150,40 @@ def grant_extras(access_token_model: type[models.Model], *fields: str) -> list:
     refresh_meta = refresh_model._meta
     source = column_field(access_token_model, "source_refresh_token")
 
-    def pk_sql(q, outer: str) -> str:
+    def joins(q, outer: str) -> str:
         grants, pk = q(grant_meta.db_table), q(grant_meta.pk.column)
-        family = (
-            f"SELECT r.{q(column_field(refresh_model, 'token_family').column)} "
-            f"FROM {q(refresh_meta.db_table)} r "
-            f"WHERE r.{q(refresh_meta.pk.column)} = {outer}.{q(source.column)}"
-        )
+        family = q(column_field(refresh_model, "token_family").column)
         return (
-            f"COALESCE((SELECT g.{pk} FROM {grants} g "
-            f"WHERE g.{q(column_field(AuthorizationGrant, 'access_token').column)} = "
-            f"{outer}.{q(access_token_model._meta.pk.column)} LIMIT 1), "
-            f"(SELECT g.{pk} FROM {grants} g "
-            f"WHERE g.{q(column_field(AuthorizationGrant, 'token_family').column)} = ({family}) LIMIT 1))"
+            f"LEFT OUTER JOIN {grants} {_BY_TOKEN} "
+            f"ON {_BY_TOKEN}.{q(column_field(AuthorizationGrant, 'access_token').column)} = "
+            f"{outer}.{q(access_token_model._meta.pk.column)} "
+            # the refresh token (and the family's grant) only for a token no grant names
+            f"LEFT OUTER JOIN {q(refresh_meta.db_table)} {_SOURCE} "
+            f"ON {_BY_TOKEN}.{pk} IS NULL "
+            f"AND {_SOURCE}.{q(refresh_meta.pk.column)} = {outer}.{q(source.column)} "
+            f"LEFT OUTER JOIN {grants} {_BY_FAMILY} "
+            f"ON {_BY_FAMILY}.{q(column_field(AuthorizationGrant, 'token_family').column)} "
+            f"= {_SOURCE}.{family}"
         )
 
-    def field_sql(field: models.Field):
+    def column_sql(field: models.Field):
         def sql(q, outer: str) -> str:
-            return (
-                f"SELECT g.{q(field.column)} FROM {q(grant_meta.db_table)} g "
-                f"WHERE g.{q(grant_meta.pk.column)} = ({pk_sql(q, outer)})"
-            )
+            found, column = f"{_BY_TOKEN}.{q(grant_meta.pk.column)} IS NOT NULL", q(field.column)
+            return f"CASE WHEN {found} THEN {_BY_TOKEN}.{column} ELSE {_BY_FAMILY}.{column} END"
 
         return sql
 
     return [
-        Extra("grant_pk", pk_sql, output_field=grant_meta.pk),
+        Extra("grant_pk", column_sql(grant_meta.pk), output_field=grant_meta.pk, joins=joins),
         *(
-            Extra(f"grant_{name}", field_sql(field), output_field=field)
+            Extra(f"grant_{name}", column_sql(field), output_field=field, joins=joins)
             for name, field in ((name, column_field(AuthorizationGrant, name)) for name in fields)
         ),
     ]
+
+
+#: The aliases of grant_extras' joins.
+_BY_TOKEN, _SOURCE, _BY_FAMILY = "grant_by_token", "grant_source", "grant_by_family"
 
 
 def grant_tenant_member_extra(access_token_model: type[models.Model]):
@@ -187,13 +192,13 @@ def grant_tenant_member_extra(access_token_model: type[models.Model]):
     the token's own statement. False for a grant without a tenant (the rule is not asked then)."""
     from oidc_provider_ext.internal.lookups import TENANT_MEMBER, Extra, column_field
 
-    tenant_sql = grant_extras(access_token_model, "tenant")[1].sql
+    tenant = grant_extras(access_token_model, "tenant")[1]
     user_column = column_field(access_token_model, "user").column
 
     def sql(q, outer: str) -> str:
-        return tenant_member_sql(q, f"{outer}.{q(user_column)}", f"({tenant_sql(q, outer)})")
+        return tenant_member_sql(q, f"{outer}.{q(user_column)}", f"({tenant.sql(q, outer)})")
 
-    return Extra(TENANT_MEMBER, sql)
+    return Extra(TENANT_MEMBER, sql, joins=tenant.joins)
 
 
 def tenant_member_sql(q, user_sql: str, code_sql: str) -> str:
