@@ -293,8 +293,8 @@ BACK_CHANNEL_SENSITIVE = {
     "token": ("client_secret", "code", "code_verifier", "refresh_token", "device_code"),
     "introspect": ("client_secret", "token"),
     "device-authorization": ("client_secret",),
-    "revocation": None,
-    "userinfo": None,
+    "revocation": ("client_secret", "token"),
+    "userinfo": ("access_token",),
 }
 
 

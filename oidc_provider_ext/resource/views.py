@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
-from django.utils.decorators import method_decorator
 from django.views.generic import View
 
-from oidc_provider_ext.internal.requests import Problem, rejecting_bad_requests
+from oidc_provider_ext.internal.requests import Problem, decorated_view, rejecting_bad_requests
 
 from .metadata import configured_resource, find_resource, unique
 from .urlconf import resources_in_urlconf
@@ -41,7 +41,7 @@ def _invalid_request(request: HttpRequest, problem: Problem) -> JsonResponse:
 
 
 # It takes no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the rest.
-@method_decorator(rejecting_bad_requests(_invalid_request, reads_parameters=False), name="dispatch")
+@decorated_view(login_not_required, rejecting_bad_requests(_invalid_request, reads_parameters=False))
 class ProtectedResourceMetadataView(View):
     """``GET /.well-known/oauth-protected-resource[/path]``: the metadata of the resource whose
     identifier has that path (RFC 9728 3.1). Any other path, however spelt, is 404: the document

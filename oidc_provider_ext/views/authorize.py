@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import IntegrityError
 from django.shortcuts import redirect, render
@@ -370,7 +371,9 @@ class _Authorization(OAuthLibMixin, View):
 
 # OIDC Core 3.1.2.1: the authorization endpoint accepts POST too, sent cross-site by the RP with
 # no CSRF token of ours.
-@decorated_view(never_cache, in_ui_language, csrf_exempt, rejecting_bad_requests(_boundary_error))
+@decorated_view(
+    never_cache, in_ui_language, csrf_exempt, login_not_required, rejecting_bad_requests(_boundary_error)
+)
 class AuthorizeView(_Authorization):
     """A relying party's authorization request (GET or POST)."""
 
@@ -419,7 +422,12 @@ class AuthorizeView(_Authorization):
 
 # Our own forms post here: the CSRF check runs after the request boundary (csrf=True); the consent
 # form repeats its scope checkboxes.
-@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, ("scope",), csrf=True))
+@decorated_view(
+    never_cache,
+    in_ui_language,
+    login_not_required,
+    rejecting_bad_requests(boundary_page, ("scope",), csrf=True),
+)
 class AuthorizeContinueView(_Authorization):
     """The browser's way back into a pending request: after sign-in (GET), and the answers of the
     tenant chooser and the consent form (POST, CSRF-checked, the one the request expects)."""

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import logout as django_logout
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,6 +35,7 @@ WRONG_CODE = gettext_lazy("That did not work. Check the code and try again.")
 _decorators = [
     never_cache,
     in_ui_language,
+    login_not_required,  # a half sign-in, or a step-up that signs in again: our flow, not the site's
     # The request boundary, then the CSRF check (our own forms post here).
     rejecting_bad_requests(boundary_page, csrf=True),
 ]

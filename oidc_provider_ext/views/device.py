@@ -9,6 +9,7 @@ approves or denies the device. Wrong codes are throttled per user and per addres
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.decorators import login_not_required
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -58,7 +59,9 @@ def _entry_page(request, form, status=200, error: str = ""):
     return render(request, "oidc_provider_ext/device.html", context, status=status)
 
 
-@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True))
+@decorated_view(
+    never_cache, in_ui_language, login_not_required, rejecting_bad_requests(boundary_page, csrf=True)
+)
 class DeviceView(View):
     """The code-entry page (verification_uri). ``?user_code=`` (verification_uri_complete) only
     pre-fills the field: the user still submits it and then confirms (RFC 8628 5.4)."""
@@ -87,7 +90,12 @@ class DeviceView(View):
         return redirect("oidc_provider_ext:device-continue", request_id=pending.id)
 
 
-@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, ("scope",), csrf=True))
+@decorated_view(
+    never_cache,
+    in_ui_language,
+    login_not_required,
+    rejecting_bad_requests(boundary_page, ("scope",), csrf=True),
+)
 class DeviceContinueView(_Authorization):
     """The browser's way through a device authorization after the code: sign-in (GET), the
     tenant chooser and the confirmation (POST, CSRF-checked, the answer the request expects)."""

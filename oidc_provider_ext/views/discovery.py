@@ -9,6 +9,7 @@ client reading either first finds everything.
 
 from urllib.parse import urlsplit
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, JsonResponse
 from django.urls import reverse
 from django.views.generic import View
@@ -120,7 +121,7 @@ def _metadata_response() -> JsonResponse:
     return response
 
 
-@decorated_view(_boundary)
+@decorated_view(login_not_required, _boundary)
 class DiscoveryView(View):
     """``ISSUER + /.well-known/openid-configuration`` (OIDC Discovery 4, path appended)."""
 
@@ -128,7 +129,7 @@ class DiscoveryView(View):
         return _metadata_response()
 
 
-@decorated_view(_boundary)
+@decorated_view(login_not_required, _boundary)
 class AuthorizationServerMetadataView(View):
     """RFC 8414 3: ``/.well-known/oauth-authorization-server`` with the issuer's path, if any,
     *inserted* after it (``https://host/idp`` -> ``/.well-known/oauth-authorization-server/idp``),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import logout as django_logout
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponseForbidden
 from django.shortcuts import render
 from django.urls import reverse
@@ -43,7 +44,9 @@ class LogoutRequest:
 
 # RPs may POST the request (section 2) without our CSRF token; the confirmation form is checked
 # for CSRF explicitly below.
-@decorated_view(never_cache, in_ui_language, csrf_exempt, rejecting_bad_requests(boundary_page))
+@decorated_view(
+    never_cache, in_ui_language, csrf_exempt, login_not_required, rejecting_bad_requests(boundary_page)
+)
 class EndSessionView(View):
     confirm_template = "oidc_provider_ext/logout_confirm.html"
     done_template = "oidc_provider_ext/logged_out.html"

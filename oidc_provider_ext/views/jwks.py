@@ -1,5 +1,6 @@
 """``/connect/jwks``: the provider's JWK Set (RFC 7517 5), every key that may verify a live token."""
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
@@ -13,7 +14,7 @@ from oidc_provider_ext.views.backchannel import invalid_request
 _boundary = rejecting_bad_requests(invalid_request, reads_parameters=False)
 
 
-@decorated_view(csrf_exempt, _boundary)
+@decorated_view(csrf_exempt, login_not_required, _boundary)
 class JwksView(View):
     def get(self, request, *args, **kwargs):
         response = JsonResponse(keys.jwks())

@@ -6,6 +6,7 @@ import math
 from django.conf import settings
 from django.contrib.auth import load_backend
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,7 +28,9 @@ from oidc_provider_ext.views.errors import boundary_page
 
 # The request boundary runs before the CSRF check (which reads the body), then does it itself;
 # Django's LoginView checks CSRF again in its own dispatch.
-@decorated_view(never_cache, in_ui_language, rejecting_bad_requests(boundary_page, csrf=True))
+@decorated_view(
+    never_cache, in_ui_language, login_not_required, rejecting_bad_requests(boundary_page, csrf=True)
+)
 class LoginView(auth_views.LoginView):
     template_name = "oidc_provider_ext/login.html"
     form_class = LoginForm

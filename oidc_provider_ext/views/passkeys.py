@@ -3,6 +3,7 @@ page script (static/oidc_provider_ext/passkeys.js) asks for WebAuthn options. Pa
 itself is a POST to the login page (views/login.py). docs/passkeys.md."""
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -86,7 +87,7 @@ class RegistrationOptionsView(LoginRequiredMixin, View):
             return _json_error(exc.message, 400)
 
 
-@decorated_view(never_cache, in_ui_language, _boundary)
+@decorated_view(never_cache, in_ui_language, login_not_required, _boundary)
 class SignInOptionsView(View):
     """POST: request options for a passwordless sign-in (JSON), for the login page's button and
     its autofill (conditional mediation). Anonymous: one challenge per session, replaced by the

@@ -4,6 +4,7 @@ chose a REGISTRATION policy (docs/registration.md); the rules live in internal/r
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.hashers import check_password
 from django.http import Http404, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -94,7 +95,7 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
         return response
 
 
-@decorated_view(csrf_exempt, rejecting_bad_requests(_bad_request, reads_parameters=False))
+@decorated_view(csrf_exempt, login_not_required, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationView(_RegistrationEndpoint):
     """RFC 7591 3.1: POST the client metadata as JSON, get the client (201)."""
 
@@ -127,7 +128,7 @@ class RegistrationView(_RegistrationEndpoint):
         return _json(document, status=201)
 
 
-@decorated_view(csrf_exempt, rejecting_bad_requests(_bad_request, reads_parameters=False))
+@decorated_view(csrf_exempt, login_not_required, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationClientView(_RegistrationEndpoint):
     """RFC 7592 2: read, replace or delete a registration with its registration access token."""
 

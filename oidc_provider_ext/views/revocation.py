@@ -14,7 +14,7 @@ from oidc_provider_ext.views.backchannel import (
 
 # A browser app revokes its tokens at sign-out (RFC 7009 2.1 authenticates the client as at the
 # token endpoint, so the client is the one the request names).
-@form_endpoint(browser_readable=True)
+@form_endpoint(browser_readable=True, sensitive=("client_secret", "token"))
 class RevocationView(JsonErrorsMixin, dot_views.RevokeTokenView):
     http_method_names = ["post", "options"]
     dispatch = View.dispatch  # form_endpoint covers DOT's decorators

@@ -7,6 +7,7 @@ import json
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.views.mixins import OIDCOnlyMixin
 
@@ -61,6 +62,7 @@ def _bearer_token(request) -> str | None:
 # The response is about the token's client: only that client's origins read the claims.
 @decorated_view(
     cors_endpoint(methods=["GET", "POST"], client_ids=_token_client_ids),
+    sensitive_post_parameters("access_token"),  # RFC 6750 2.2: the token in a form body
     rejecting_bad_requests(_invalid_bearer_request),
     csrf_exempt,
     login_not_required,
