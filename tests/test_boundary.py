@@ -366,3 +366,16 @@ def test_decorated_view_wraps_a_subclass_outside_its_parent():
     calls.clear()
     Parent.as_view()(RequestFactory().get("/"))
     assert calls == ["parent-outer", "parent-inner", "view"]
+
+
+def test_every_page_is_reachable_behind_login_required_middleware_unless_it_needs_a_user():
+    # Django's LoginRequiredMiddleware redirects every view without login_required=False. Ours
+    # decide themselves: a page for signed-in users only says so with LoginRequiredMixin (and sends
+    # the browser through our own login); everything else must be reachable as it is.
+    from django.contrib.auth.mixins import LoginRequiredMixin
+
+    patterns = list(urls.endpoint_urlpatterns + urls.discovery_urlpatterns)
+    for pattern in patterns:
+        view_class = getattr(pattern.callback, "view_class", None)
+        needs_user = view_class is not None and issubclass(view_class, LoginRequiredMixin)
+        assert getattr(pattern.callback, "login_required", True) is needs_user, pattern.name
