@@ -13,8 +13,10 @@ for up to ``CLIENT_CACHE_SECONDS``. After changing clients behind the ORM's back
 
 Each process also keeps the entries it read or stored, unpickled (``_local``), and serves them
 under the same two conditions: the generation it reads from the shared cache on every lookup is
-still the entry's, and the entry's own lifetime has not run out. What any process serves is what
-the shared cache alone would serve; a lookup just does not unpickle the client again (~25 µs).
+still the entry's, and the entry's own lifetime has not run out. So a change through the ORM (or
+``bump_generation``) reaches every process at its next lookup, as before; only an entry the
+shared cache evicted on its own is still served here until the end of its lifetime (at most
+``CLIENT_CACHE_SECONDS``). A lookup does not unpickle the client again (~25 µs).
 Every caller gets its own copy (:func:`_own_copy`), as each got its own unpickled one before.
 """
 
