@@ -238,8 +238,9 @@ def get_client(client_id: str):
 
 def forget(client_id: str) -> None:
     """Drop ``client_id`` (and everything derived from the clients) from every process's cache."""
-    cache.delete_many([_key(client_id), _ALLOWED_ORIGINS])
-    _local.pop(_key(client_id), None)
+    key = _key(client_id)
+    cache.delete_many([key, _ALLOWED_ORIGINS])
+    _local.pop(key, None)
     _local.pop(_ALLOWED_ORIGINS, None)
     _changed()
 
