@@ -109,8 +109,11 @@ def _self_registration_metadata() -> dict:
     return metadata
 
 
-# They take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary bounds the body.
-_boundary = rejecting_bad_requests(invalid_request, reads_parameters=False)
+# Public, and they take no parameters (RFC 6749 3.1: unrecognised ones are ignored); the boundary
+# bounds the body.
+_metadata_endpoint = decorated_view(
+    login_not_required, rejecting_bad_requests(invalid_request, reads_parameters=False)
+)
 
 
 def _metadata_response() -> JsonResponse:
@@ -121,7 +124,7 @@ def _metadata_response() -> JsonResponse:
     return response
 
 
-@decorated_view(login_not_required, _boundary)
+@_metadata_endpoint
 class DiscoveryView(View):
     """``ISSUER + /.well-known/openid-configuration`` (OIDC Discovery 4, path appended)."""
 
@@ -129,7 +132,7 @@ class DiscoveryView(View):
         return _metadata_response()
 
 
-@decorated_view(login_not_required, _boundary)
+@_metadata_endpoint
 class AuthorizationServerMetadataView(View):
     """RFC 8414 3: ``/.well-known/oauth-authorization-server`` with the issuer's path, if any,
     *inserted* after it (``https://host/idp`` -> ``/.well-known/oauth-authorization-server/idp``),

@@ -71,6 +71,7 @@ def _json_body(request):
     return rules.parse_body(request.body)
 
 
+@decorated_view(csrf_exempt, login_not_required, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class _RegistrationEndpoint(JsonErrorsMixin, View):
     def dispatch(self, request, *args, **kwargs):
         if app_settings.REGISTRATION == REGISTRATION_OFF:
@@ -95,7 +96,6 @@ class _RegistrationEndpoint(JsonErrorsMixin, View):
         return response
 
 
-@decorated_view(csrf_exempt, login_not_required, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationView(_RegistrationEndpoint):
     """RFC 7591 3.1: POST the client metadata as JSON, get the client (201)."""
 
@@ -128,7 +128,6 @@ class RegistrationView(_RegistrationEndpoint):
         return _json(document, status=201)
 
 
-@decorated_view(csrf_exempt, login_not_required, rejecting_bad_requests(_bad_request, reads_parameters=False))
 class RegistrationClientView(_RegistrationEndpoint):
     """RFC 7592 2: read, replace or delete a registration with its registration access token."""
 
