@@ -374,6 +374,13 @@ def resource_lines(result: dict) -> list[str]:
                 + (f"; fastest of {validation['rounds']} rounds, median {median}/s" if median else "")
                 + ")"
             )
+            floor = validation.get("signature_only_per_core_per_second")
+            if floor:
+                lines.append(
+                    f"      the signature check alone: {floor}/s per core "
+                    f"({validation['signature_only_cpu_us']} µs); validation runs at "
+                    f"{validation['per_core_per_second'] / floor:.2f}× that ceiling"
+                )
     return lines
 
 
@@ -386,6 +393,7 @@ def _signin_inprocess(inproc: dict) -> list:
         inproc.get("password_hash_ms"),
         inproc.get("total_minus_password_hash_ms"),
         inproc.get("cpu_minus_password_hash_ms"),
+        inproc.get("requests_cpu_minus_password_hash_ms"),
         inproc.get("queries"),
     ]
 
@@ -412,7 +420,9 @@ def signin_table(result: dict) -> str:
                 [db, f"{project}, sessions in Redis", *[None] * 6, *_signin_inprocess(redis_sessions)]
             )
     headers = ["db", "project", "HTTP total", *SIGNIN_STEPS]
-    return format_table([*headers, "in-proc total", "pw hash", "total - hash", "cpu - hash", "queries"], rows)
+    return format_table(
+        [*headers, "in-proc total", "pw hash", "total - hash", "cpu - hash", "its requests", "queries"], rows
+    )
 
 
 def prefill_table(result: dict) -> str:
