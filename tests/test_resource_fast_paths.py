@@ -9,10 +9,12 @@ one rule with a token carrying a real signature, so only the rule can refuse it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import time
 import uuid
+from types import MappingProxyType
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -206,6 +208,20 @@ def test_the_returned_claims():
     with pytest.raises(TypeError):
         claims.claims["sub"] = "root"  # type: ignore[index]
     assert math.isfinite(claims.expires_at)
+
+
+def test_the_returned_claims_are_what_the_dataclass_makes():
+    # _check_claims fills the frozen dataclass's __dict__ at once rather than through __init__.
+    claims = validate_access_token(signed("{<C>}"), audience=AUDIENCE)
+    names = [field.name for field in dataclasses.fields(AccessTokenClaims)]
+    assert list(vars(claims)) == names  # every field, and nothing else
+    made = AccessTokenClaims(**{name: getattr(claims, name) for name in names})
+    assert made == claims and repr(made) == repr(claims)
+    assert not hasattr(AccessTokenClaims, "__post_init__") and not hasattr(AccessTokenClaims, "__slots__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claims.sub = "root"  # type: ignore[misc]
+    assert isinstance(claims.claims, MappingProxyType)
+    assert claims.has_scopes("openid") and not claims.has_scopes("admin") and claims.has_resource_owner
 
 
 # --- the settings, read under one look-up ---------------------------------------------------------

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from inspect import iscoroutinefunction
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -374,6 +374,10 @@ def _check_header(header: dict[str, Any]) -> tuple[str, str]:
     return alg, kid
 
 
+# oidc_provider_ext.keys once imported: an import statement per token costs more than the look-up.
+_keys: ModuleType | None = None
+
+
 def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     if url:
         try:
@@ -381,9 +385,12 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
         except remote_jwks.JWKSFetchError as exc:
             log.warning("%s", exc)
             raise KeySetUnavailable("The provider's signing keys cannot be fetched; retry later.") from exc
-    from oidc_provider_ext import keys  # imports models: only where the provider app is installed
+    global _keys
+    if _keys is None:  # imports models: only where the provider app is installed
+        from oidc_provider_ext import keys
 
-    return keys.verification_key(kid)
+        _keys = keys
+    return _keys.verification_key(kid)
 
 
 def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
@@ -476,7 +483,12 @@ def _check_claims(
     jti = get("jti")
     if type(jti) is not str or not jti:
         raise _not_a_string("jti")
-    return AccessTokenClaims(
+    # AccessTokenClaims(...) would set its nine fields one by one through object.__setattr__ (it
+    # is frozen), more than every claim check above together: they are set in one update of the new
+    # object's __dict__ instead, which is where __init__ puts them (the class has no __slots__ nor
+    # __post_init__; tests/test_resource_fast_paths.py compares this with the __init__ one).
+    result = object.__new__(AccessTokenClaims)
+    result.__dict__.update(
         sub=sub,
         client_id=client_id,
         scopes=tuple(filter(None, scope.split(" "))),  # RFC 6749 3.3: space-delimited, no empties
@@ -485,8 +497,9 @@ def _check_claims(
         issued_at=issued_at,
         expires_at=expires_at,
         jti=jti,
-        claims=MappingProxyType(claims),
+        claims=MappingProxyType(claims),  # read-only
     )
+    return result
 
 
 def _check_not_revoked(token: str) -> None:
