@@ -55,6 +55,15 @@ def _padding(algorithm: _Algorithm) -> padding.AsymmetricPadding:
     return padding.PKCS1v15()
 
 
+# What ``public.verify`` takes after the signature and the data, per algorithm, built once: the
+# padding, hash and ECDSA objects of ``cryptography`` hold only what their constructor was given
+# and are never changed by a sign or verify, so one instance serves every call (and every thread).
+_VERIFY_ARGS: dict[str, tuple[Any, ...]] = {
+    name: (_padding(algorithm), algorithm.hash()) if algorithm.kty == "RSA" else (ec.ECDSA(algorithm.hash()),)
+    for name, algorithm in ALGORITHMS.items()
+}
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -118,6 +127,27 @@ def _check_key(algorithm: _Algorithm, crypto_key: Any, private: bool) -> None:
         raise ValueError("the key's curve does not fit the algorithm")
 
 
+# The public keys that passed _check_key for an algorithm, per (JWK object, alg): the check (an ABC
+# isinstance, and the curve for ECDSA) is made once per key, not per token. Held and invalidated
+# like _op_keys: by the JWK object's identity, with the JWK kept so the identity is not reused.
+_verifiers: dict[tuple[int, str], tuple[jwk.JWK, Any]] = {}
+
+
+def _verifier(key: jwk.JWK, alg: str) -> Any:
+    """``op_key(key, "verify")`` once it fits ``alg`` (RFC 8725 3.1); ValueError otherwise."""
+    slot = (id(key), alg)
+    cached = _verifiers.get(slot)
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    public = op_key(key, "verify")
+    _check_key(ALGORITHMS[alg], public, private=False)  # raises: a misfit is never kept
+    with _op_keys_lock:
+        if len(_verifiers) >= _MAX_CACHED_KEYS:
+            _verifiers.clear()
+        _verifiers[slot] = (key, public)
+    return public
+
+
 # --- signing and verification -------------------------------------------------------------------
 
 
@@ -147,13 +177,12 @@ def verify(token: str, key: jwk.JWK, alg: str) -> bytes:
     the caller's to check; only the signature over it is verified here."""
     algorithm = ALGORITHMS[alg]
     header, payload, signature_segment = token.split(".")
-    public = op_key(key, "verify")
-    _check_key(algorithm, public, private=False)
+    public = _verifier(key, alg)
     signature = b64url_decode(signature_segment)
-    data = f"{header}.{payload}".encode("ascii")
+    data = token[: len(header) + 1 + len(payload)].encode("ascii")  # the signing input, as sent
     try:
         if algorithm.kty == "RSA":
-            public.verify(signature, data, _padding(algorithm), algorithm.hash())
+            public.verify(signature, data, *_VERIFY_ARGS[alg])
         else:
             if len(signature) != 2 * algorithm.size:  # RFC 7518 3.4: R and S, each of fixed size
                 raise ValueError("the ECDSA signature has the wrong length")
@@ -161,7 +190,7 @@ def verify(token: str, key: jwk.JWK, alg: str) -> bytes:
                 int.from_bytes(signature[: algorithm.size], "big"),
                 int.from_bytes(signature[algorithm.size :], "big"),
             )
-            public.verify(der, data, ec.ECDSA(algorithm.hash()))
+            public.verify(der, data, *_VERIFY_ARGS[alg])
     except InvalidSignature as exc:
         raise ValueError("the signature does not verify") from exc
     return b64url_decode(payload)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from inspect import iscoroutinefunction
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -238,19 +238,22 @@ def validate_access_token(
     Raises :class:`InvalidToken` (for any malformed input too), :class:`InsufficientScope` when a
     ``required_scopes`` entry was not granted, or :class:`KeySetUnavailable`.
     """
+    settings: tuple[str | None, bool, str, int] | None = None
     if audience is None and resource is None:  # the settings' resource server: parsed once
-        expected = app_settings.derived("resource_server_audiences", lambda: resolve_resource()[0])
+        expected, settings = app_settings.derived("resource_server_defaults", _default_validation)
     else:
         expected, _ = resolve_resource(audience, resource)
     required = tuple(required_scopes)
-    if isinstance(token, str) and len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
-    if not isinstance(token, str) or not _COMPACT_JWS.fullmatch(token):
+    if not isinstance(token, str):
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
-    alg, kid = _header(token.split(".", 1)[0])
-    jwks_url, check_revocation, issuer, leeway = app_settings.derived(
-        "resource_server_validation", _validation_settings
-    )
+    if len(token) > MAX_TOKEN_LENGTH:  # before the regex: the bound is what keeps parsing cheap
+        raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
+    alg, kid = _header(token.partition(".")[0])
+    if settings is None:  # a view's own audience, or settings that failed to read (raise here)
+        settings = app_settings.derived("resource_server_validation", _validation_settings)
+    jwks_url, check_revocation, issuer, leeway = settings
     key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
@@ -258,7 +261,7 @@ def validate_access_token(
     result = _check_claims(claims, expected, issuer, leeway)
     if not jwks_url and check_revocation:
         _check_not_revoked(token)
-    if not result.has_scopes(*required):
+    if required and not result.has_scopes(*required):
         raise InsufficientScope(required)
     return result
 
@@ -271,6 +274,17 @@ def _validation_settings() -> tuple[str | None, bool, str, int]:
         app_settings.RESOURCE_SERVER_ISSUER,
         app_settings.RESOURCE_SERVER_LEEWAY_SECONDS,
     )
+
+
+def _default_validation() -> tuple[tuple[str, ...], tuple[str | None, bool, str, int] | None]:
+    """The settings' audiences and :func:`_validation_settings`, read under one ``derived`` look-up
+    (each look-up reads ``settings``). Settings that fail to read give None: they are read again,
+    and raise, after the token's form and header were checked, as when they are read apart."""
+    expected = resolve_resource()[0]
+    try:
+        return expected, _validation_settings()
+    except Exception:
+        return expected, None
 
 
 def _reject_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -315,9 +329,27 @@ def _json_segment(segment: str, what: str) -> dict[str, Any]:
     return _json_segment_bytes(raw, what)
 
 
+# The C scanner of _JSON (same hooks, so as strict), called straight: _JSON.decode() is this plus
+# two regex matches for whitespace around the value. Text the scan does not take whole (whitespace
+# first or last, trailing data, a syntax error) goes through _JSON.decode() itself, so the verdict
+# is the same either way.
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]
+
+
+def _decode_json(text: str) -> Any:
+    try:
+        value, end = _SCAN_JSON(text, 0)  # StopIteration: no value at 0 (e.g. whitespace first)
+    except StopIteration:
+        pass
+    else:
+        if end == len(text):
+            return value
+    return _JSON.decode(text)
+
+
 def _json_segment_bytes(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _JSON.decode(raw.decode("utf-8"))
+        value = _decode_json(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidToken(f"The access token's {what} is not a JSON object.") from exc
     if not isinstance(value, dict):
@@ -342,6 +374,10 @@ def _check_header(header: dict[str, Any]) -> tuple[str, str]:
     return alg, kid
 
 
+# oidc_provider_ext.keys once imported: an import statement per token costs more than the look-up.
+_keys: ModuleType | None = None
+
+
 def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     if url:
         try:
@@ -349,9 +385,12 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
         except remote_jwks.JWKSFetchError as exc:
             log.warning("%s", exc)
             raise KeySetUnavailable("The provider's signing keys cannot be fetched; retry later.") from exc
-    from oidc_provider_ext import keys  # imports models: only where the provider app is installed
+    global _keys
+    if _keys is None:  # imports models: only where the provider app is installed
+        from oidc_provider_ext import keys
 
-    return keys.verification_key(kid)
+        _keys = keys
+    return _keys.verification_key(kid)
 
 
 def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
@@ -377,58 +416,90 @@ def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
         raise InvalidToken("The access token's signature is invalid.") from exc
 
 
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    # RFC 7519 2: NumericDate is a JSON number; bool is an int in Python, not a JSON number.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidToken(f"The access token's {name} claim is missing or not a number.")
-    return value
+# The claims come from the JSON decoder, which makes exact int, float, str and list objects: a type
+# test by identity is an isinstance() there, and bool (its own type) is not a number (RFC 7519 2:
+# NumericDate is a JSON number; bool is an int in Python, not a JSON number).
+_JSON_NUMBERS = (int, float)
 
 
-def _string(claims: dict[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str) or not value:
-        raise InvalidToken(f"The access token's {name} claim is missing or not a string.")
-    return value
+def _not_a_number(name: str) -> InvalidToken:
+    return InvalidToken(f"The access token's {name} claim is missing or not a number.")
+
+
+def _not_a_string(name: str) -> InvalidToken:
+    return InvalidToken(f"The access token's {name} claim is missing or not a string.")
 
 
 def _check_claims(
     claims: dict[str, Any], expected: tuple[str, ...], trusted_issuer: str, leeway: int
 ) -> AccessTokenClaims:
-    # RFC 9068 4: iss must exactly match the issuer identifier.
-    issuer = _string(claims, "iss")
+    # The checks of RFC 9068 4, in this order; each raises the first failure's InvalidToken.
+    get: Callable[..., Any] = claims.get
+    # iss must exactly match the issuer identifier.
+    issuer = get("iss")
+    if type(issuer) is not str or not issuer:
+        raise _not_a_string("iss")
     if issuer != trusted_issuer:
         raise InvalidToken("The access token was not issued by the issuer this server trusts.")
     now = time.time()
-    expires_at = _number(claims, "exp")
+    expires_at = get("exp")
+    if type(expires_at) not in _JSON_NUMBERS or not math.isfinite(expires_at):
+        raise _not_a_number("exp")
     if now >= expires_at + leeway:  # RFC 7519 4.1.4: valid only before exp
         raise InvalidToken("The access token has expired.")
-    issued_at = _number(claims, "iat")
+    issued_at = get("iat")
+    if type(issued_at) not in _JSON_NUMBERS or not math.isfinite(issued_at):
+        raise _not_a_number("iat")
     if issued_at > now + leeway:
         raise InvalidToken("The access token was issued in the future.")
-    if "nbf" in claims and _number(claims, "nbf") > now + leeway:  # RFC 7519 4.1.5
-        raise InvalidToken("The access token is not valid yet.")
-    aud = claims.get("aud")
-    audiences = (aud,) if isinstance(aud, str) else tuple(aud) if isinstance(aud, list) else ()
-    if not audiences or not all(isinstance(value, str) for value in audiences):
-        raise InvalidToken("The access token's aud claim is missing or malformed.")
-    # RFC 9068 4: aud must contain an identifier this resource server expects for itself.
-    if not set(expected) & set(audiences):
+    if "nbf" in claims:  # RFC 7519 4.1.5
+        not_before = claims["nbf"]
+        if type(not_before) not in _JSON_NUMBERS or not math.isfinite(not_before):
+            raise _not_a_number("nbf")
+        if not_before > now + leeway:
+            raise InvalidToken("The access token is not valid yet.")
+    # aud must contain an identifier this resource server expects for itself: a string, or a
+    # non-empty list of strings.
+    aud = get("aud")
+    if type(aud) is str:
+        audiences: tuple[str, ...] = (aud,)
+        meant_for_us = aud in expected
+    else:
+        audiences = tuple(aud) if type(aud) is list else ()
+        if not audiences or not all(type(value) is str for value in audiences):
+            raise InvalidToken("The access token's aud claim is missing or malformed.")
+        meant_for_us = not set(expected).isdisjoint(audiences)
+    if not meant_for_us:
         raise InvalidToken("The access token is not meant for this resource server (aud).")
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
+    scope = get("scope", "")
+    if type(scope) is not str:
         raise InvalidToken("The access token's scope claim is not a string.")
-    return AccessTokenClaims(
-        sub=_string(claims, "sub"),
-        client_id=_string(claims, "client_id"),
-        scopes=tuple(name for name in scope.split(" ") if name),  # RFC 6749 3.3: space-delimited
+    sub = get("sub")
+    if type(sub) is not str or not sub:
+        raise _not_a_string("sub")
+    client_id = get("client_id")
+    if type(client_id) is not str or not client_id:
+        raise _not_a_string("client_id")
+    jti = get("jti")
+    if type(jti) is not str or not jti:
+        raise _not_a_string("jti")
+    # AccessTokenClaims(...) would set its nine fields one by one through object.__setattr__ (it
+    # is frozen), more than every claim check above together: they are set in one update of the new
+    # object's __dict__ instead, which is where __init__ puts them (the class has no __slots__ nor
+    # __post_init__; tests/test_resource_fast_paths.py compares this with the __init__ one).
+    result = object.__new__(AccessTokenClaims)
+    result.__dict__.update(
+        sub=sub,
+        client_id=client_id,
+        scopes=tuple(filter(None, scope.split(" "))),  # RFC 6749 3.3: space-delimited, no empties
         issuer=issuer,
         audience=audiences,
         issued_at=issued_at,
         expires_at=expires_at,
-        jti=_string(claims, "jti"),
-        claims=MappingProxyType(claims),
+        jti=jti,
+        claims=MappingProxyType(claims),  # read-only
     )
+    return result
 
 
 def _check_not_revoked(token: str) -> None:
