@@ -183,6 +183,15 @@ def test_a_number_too_large_for_a_float_is_not_finite(literal):
     refused(payload.replace('"EXP"', literal), "exp claim is missing or not a number")
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("literal", ["1" + "0" * 400, "-" + "9" * 400])
+def test_an_integer_too_large_for_a_float_is_refused_not_raised(claim, literal):
+    # JSON integers have no bound (RFC 8259 6); math.isfinite() raises OverflowError on one past a
+    # float's range. A NumericDate no clock can reach is refused like any other bad number.
+    payload = "{" + claims_text(**{claim: "N"}) + "}"
+    refused(payload.replace('"N"', literal), f"{claim} claim is missing or not a number")
+
+
 def test_the_checks_keep_their_order():
     # Several rules broken at once: the first in RFC 9068 4's order is the one named.
     now = int(time.time())
