@@ -8,12 +8,10 @@ one rule with a token carrying a real signature, so only the rule can refuse it.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import math
 import time
-import uuid
 from types import MappingProxyType
 
 import pytest
@@ -27,6 +25,7 @@ from oidc_provider_ext.resource import AccessTokenClaims, InvalidToken, validate
 
 from .conftest import oidc_settings
 from .resource_views import AUDIENCE
+from .test_resource import access_claims, b64
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.resource_views")]
 
@@ -37,26 +36,9 @@ def _no_revocation_check(settings):
     oidc_settings(settings, RESOURCE_SERVER_CHECK_REVOCATION=False)
 
 
-def b64(data: bytes | str) -> str:
-    raw = data.encode() if isinstance(data, str) else data
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def claims_text(**overrides: object) -> str:
     """The members of a valid payload as JSON text, without the braces (to add more by hand)."""
-    now = int(time.time())
-    claims = {
-        "iss": app_settings.ISSUER,
-        "sub": "42",
-        "aud": AUDIENCE,
-        "client_id": AUDIENCE,
-        "iat": now,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-        "scope": "openid profile",
-        **overrides,
-    }
-    return json.dumps(claims, separators=(",", ":"))[1:-1]
+    return json.dumps(access_claims(**overrides), separators=(",", ":"))[1:-1]
 
 
 def signed(payload: str) -> str:
