@@ -657,3 +657,25 @@ def test_the_store_key_verifies_only_its_own_alg(alg):
     for _ in range(2):
         invalid(token, "does not match its key")
     assert validate_access_token(signed("{<C>}"), audience=AUDIENCE).sub == "42"
+
+
+def test_override_settings_is_seen_at_once_and_undone(settings):
+    from django.test import override_settings
+
+    oidc_settings(settings, RESOURCE_SERVER_AUDIENCE=AUDIENCE)
+    token = signed("{<C>}")
+    assert validate_access_token(token).sub == "42"
+    base = settings.OIDC_PROVIDER_EXT
+    cases = [
+        ({"RESOURCE_SERVER_ISSUER": "https://other.example"}, InvalidToken, "not issued by the issuer"),
+        ({"RESOURCE_SERVER_AUDIENCE": "api-z"}, InvalidToken, "not meant for this resource server"),
+        (
+            {"RESOURCE_SERVER_JWKS_URL": "http://evil.example"},
+            ImproperlyConfigured,
+            "RESOURCE_SERVER_JWKS_URL",
+        ),
+    ]
+    for overrides, error, message in cases:
+        with override_settings(OIDC_PROVIDER_EXT={**base, **overrides}), pytest.raises(error, match=message):
+            validate_access_token(token)
+        assert validate_access_token(token).sub == "42"  # back to the outer settings
