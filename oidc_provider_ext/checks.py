@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from .conf import (
     MAX_CODE_EXPIRE_SECONDS,
     MAX_DEVICE_CODE_EXPIRE_SECONDS,
+    NUMERIC_SETTINGS,
     REGISTRATION_POLICIES,
     SETTINGS_NAME,
     app_settings,
@@ -136,6 +137,19 @@ def check_settings(app_configs=None, **kwargs):
                     id=W001,
                 )
             )
+    for name, default in NUMERIC_SETTINGS.items():
+        try:
+            getattr(app_settings, name)  # read exactly as every request reads it
+        except (TypeError, ValueError):
+            errors.append(
+                Error(
+                    f"{SETTINGS_NAME}[{name!r}] = {app_settings.raw(name)!r} is not a number.",
+                    hint=f"Give a number, as its default ({default!r}) is.",
+                    id=E005,
+                )
+            )
+        except ImproperlyConfigured:
+            pass  # the setting's own check says why
     code_lifetime = app_settings.raw("CODE_EXPIRE_SECONDS")
     if not isinstance(code_lifetime, int) or not 0 < code_lifetime <= MAX_CODE_EXPIRE_SECONDS:
         errors.append(

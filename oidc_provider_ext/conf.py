@@ -232,6 +232,13 @@ _SETTINGS: dict[str, _Setting] = {
     ),
 }
 
+# The settings read as numbers (int() or float() where they are used), with their defaults:
+# checked at start-up (E005), where a value that is not one would otherwise be a 500 on every
+# request that reads it.
+NUMERIC_SETTINGS = {
+    name: setting.default for name, setting in _SETTINGS.items() if type(setting.default) in (int, float)
+}
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 T = TypeVar("T")

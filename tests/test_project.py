@@ -147,6 +147,18 @@ class TestChecks:
         settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", "ISUSER": "typo"}
         assert checks.E005 in self._ids()
 
+    @pytest.mark.parametrize(
+        "name", ["RESOURCE_SERVER_LEEWAY_SECONDS", "ACCESS_TOKEN_EXPIRE_SECONDS", "THROTTLE_WINDOW_SECONDS"]
+    )
+    def test_e005_an_integer_setting_that_is_not_one(self, settings, name):
+        # Read with int() where it is used: "ten" would be a ValueError (a 500) on every request
+        # that reads it, instead of an error at start-up.
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", name: "ten"}
+        [message] = [m for m in checks.check_settings() if m.id == checks.E005]
+        assert name in message.msg and "'ten'" in message.msg
+        settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", name: "45"}  # from os.environ
+        assert checks.E005 not in self._ids()
+
     def test_e006_code_lifetime_too_long(self, settings):
         settings.OIDC_PROVIDER_EXT = {"ISSUER": "https://id.example.com", "CODE_EXPIRE_SECONDS": 601}
         assert checks.E006 in self._ids()
