@@ -758,6 +758,12 @@ def test_forged_expired_or_untrusted_statements_are_refused(client, publisher):
             _statement(publisher, {"exp": int(time.time()) - 3600}),
             _statement(publisher, {"iat": int(time.time()) + 3600}),
             _statement(publisher, {"exp": "tomorrow"}),
+            # RFC 7519 2: a NumericDate is a finite number; every comparison with NaN is false.
+            _statement(publisher, {"exp": float("nan")}),
+            _statement(publisher, {"exp": float("inf")}),
+            _statement(publisher, {"nbf": float("nan")}),
+            _statement(publisher, {"iat": float("nan")}),
+            _statement(publisher, {"iat": float("-inf")}),
         ],
         "unapproved_software_statement": [_statement(publisher, {"iss": "https://other.example"})],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ _VERIFY_ARGS: dict[str, tuple[Any, ...]] = {
     name: (_padding(algorithm), algorithm.hash()) if algorithm.kty == "RSA" else (ec.ECDSA(algorithm.hash()),)
     for name, algorithm in ALGORITHMS.items()
 }
+
+
+def is_numeric_date(value: object) -> bool:
+    """RFC 7519 2: a NumericDate is a JSON number and finite. For values json decoded (exact int
+    and float; bool is its own type, not a number); json reads NaN, Infinity and 1e400, and an int
+    past a float's range cannot be checked against a clock (math.isfinite raises on it)."""
+    if type(value) is not int and type(value) is not float:
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def b64url(data: bytes) -> str:

@@ -32,6 +32,7 @@ from oauth2_provider.models import AbstractApplication, get_application_model
 from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATION_OPEN, app_settings
 from oidc_provider_ext.internal import crypto, outbound, resources
+from oidc_provider_ext.internal.jws import is_numeric_date
 from oidc_provider_ext.internal.requests import _json_problem
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
 
@@ -387,7 +388,7 @@ def software_statement_claims(data: dict) -> dict[str, Any]:
         value = claims.get(name)
         if value is None:
             continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not is_numeric_date(value):
             raise RegistrationError(
                 "invalid_software_statement", f"The software statement's {name} is not a time."
             )

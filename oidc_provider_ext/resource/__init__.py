@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -416,19 +415,6 @@ def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
         raise InvalidToken("The access token's signature is invalid.") from exc
 
 
-# The claims come from the JSON decoder, which makes exact int, float, str and list objects: a type
-# test by identity is an isinstance() there, and bool (its own type) is not a number (RFC 7519 2:
-# NumericDate is a JSON number; bool is an int in Python, not a JSON number).
-_JSON_NUMBERS = (int, float)
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int past a float's range: JSON integers have no bound (RFC 8259 6)
-        return False
-
-
 def _not_a_number(name: str) -> InvalidToken:
     return InvalidToken(f"The access token's {name} claim is missing or not a number.")
 
@@ -450,18 +436,18 @@ def _check_claims(
         raise InvalidToken("The access token was not issued by the issuer this server trusts.")
     now = time.time()
     expires_at = get("exp")
-    if type(expires_at) not in _JSON_NUMBERS or not _finite(expires_at):
+    if not jose.is_numeric_date(expires_at):
         raise _not_a_number("exp")
     if now >= expires_at + leeway:  # RFC 7519 4.1.4: valid only before exp
         raise InvalidToken("The access token has expired.")
     issued_at = get("iat")
-    if type(issued_at) not in _JSON_NUMBERS or not _finite(issued_at):
+    if not jose.is_numeric_date(issued_at):
         raise _not_a_number("iat")
     if issued_at > now + leeway:
         raise InvalidToken("The access token was issued in the future.")
     if "nbf" in claims:  # RFC 7519 4.1.5
         not_before = claims["nbf"]
-        if type(not_before) not in _JSON_NUMBERS or not _finite(not_before):
+        if not jose.is_numeric_date(not_before):
             raise _not_a_number("nbf")
         if not_before > now + leeway:
             raise InvalidToken("The access token is not valid yet.")
