@@ -235,6 +235,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
     # their JWK objects when keys change, so a changed key is a new entry)
     "oidc_provider_ext.internal.jws._op_keys": (PURE, None),
+    # the same key once checked to fit an algorithm (RFC 8725 3.1), held with the JWK object likewise
+    "oidc_provider_ext.internal.jws._verifiers": (PURE, None),
     "oidc_provider_ext.resource.__init__._headers": (PURE, None),  # a header segment's (alg, kid)
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
     # hot lookups' SQL text (internal/lookups.py), written from the models once per database vendor

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from inspect import iscoroutinefunction
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -373,10 +373,6 @@ def _check_header(header: dict[str, Any]) -> tuple[str, str]:
     return alg, kid
 
 
-# oidc_provider_ext.keys once imported: an import statement per token costs more than the look-up.
-_keys: ModuleType | None = None
-
-
 def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     if url:
         try:
@@ -384,12 +380,9 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
         except remote_jwks.JWKSFetchError as exc:
             log.warning("%s", exc)
             raise KeySetUnavailable("The provider's signing keys cannot be fetched; retry later.") from exc
-    global _keys
-    if _keys is None:  # imports models: only where the provider app is installed
-        from oidc_provider_ext import keys
+    from oidc_provider_ext import keys  # imports models: only where the provider app is installed
 
-        _keys = keys
-    return _keys.verification_key(kid)
+    return keys.verification_key(kid)
 
 
 def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
