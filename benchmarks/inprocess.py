@@ -244,7 +244,6 @@ def resource_validation(client, access_token: str, n: int = RESOURCE_VALIDATIONS
 def _signature_only(token: str):
     """A call doing only the public-key operation that verifies ``token``'s signature (the
     ``cryptography`` key's ``verify``, arguments prepared beforehand): no validator goes under it."""
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
     from oidc_provider_ext import keys
@@ -252,24 +251,16 @@ def _signature_only(token: str):
 
     header_segment, payload_segment, signature_segment = token.split(".")
     header = json.loads(jws.b64url_decode(header_segment))
-    algorithm = jws.ALGORITHMS[header["alg"]]
     public = jws.op_key(keys.verification_key(header["kid"]), "verify")
     signature = jws.b64url_decode(signature_segment)
     data = f"{header_segment}.{payload_segment}".encode("ascii")
-    if algorithm.kty == "RSA":
-        pad = (
-            padding.PSS(padding.MGF1(algorithm.hash()), algorithm.hash.digest_size)
-            if algorithm.pss
-            else padding.PKCS1v15()
+    arguments = jws._VERIFY_ARGS[header["alg"]]  # the padding and hash, or ECDSA, as jws.verify passes
+    if jws.ALGORITHMS[header["alg"]].kty == "EC":  # JWS's R || S, as DER for cryptography
+        half = len(signature) // 2
+        signature = encode_dss_signature(
+            int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
         )
-        digest = algorithm.hash()
-        return lambda: public.verify(signature, data, pad, digest)
-    half = len(signature) // 2
-    der = encode_dss_signature(
-        int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-    )
-    scheme = ec.ECDSA(algorithm.hash())
-    return lambda: public.verify(der, data, scheme)
+    return lambda: public.verify(signature, data, *arguments)
 
 
 def _median_ms(values: list[float]) -> float | None:
