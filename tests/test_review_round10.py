@@ -175,26 +175,42 @@ def test_a_lone_surrogate_in_a_claim_is_taken_as_json_takes_it():
     assert claims.claims["x"] == "\ud800"
 
 
+def _outcome(token: str) -> str:
+    """What validation made of ``token``: "valid", or InvalidToken's description. Anything else
+    (RecursionError, a 500 at a view) fails the test."""
+    try:
+        validate_access_token(token, audience=AUDIENCE)
+    except InvalidToken as exc:
+        return exc.description
+    return "valid"
+
+
+# How deep json nests before RecursionError depends on the Python: 3.11 stops well before 1,000
+# levels, 3.12+ (a C stack limit) reads these. Either way: refused as a token or read, never raised.
 @pytest.mark.parametrize(
     "payload",
     [
-        "[" * 2500 + "]" * 2500,
         '{<C>,"x":' + "[" * 2500 + "]" * 2500 + "}",
         '{<C>,"x":' + '{"":' * 1050 + "1" + "}" * 1050 + "}",
     ],
 )
-def test_deep_nesting_in_the_payload_is_refused_not_raised(payload):
+def test_deep_nesting_in_the_payload_is_refused_or_read_never_raised(payload):
     token = signed(payload)
     assert len(token) <= 8192
-    refused(payload, "payload is not a JSON object")
+    assert _outcome(token) in ("valid", "The access token's payload is not a JSON object.")
 
 
-def test_deep_nesting_in_the_header_is_refused_not_raised():
+def test_a_deeply_nested_list_is_not_a_payload():
+    refused("[" * 2500 + "]" * 2500, "payload is not a JSON object")
+
+
+def test_deep_nesting_in_the_header_is_refused_or_read_never_raised():
     header = '{"alg":"RS256","kid":"<KID>","typ":"at+jwt","x":' + "[" * 2500 + "]" * 2500 + "}"
     token = signed_raw(header, "{<C>}")
     assert len(token) <= 8192
-    for _ in range(2):  # a failure is never kept as a checked header
-        invalid(token, "header is not a JSON object")
+    first = _outcome(token)
+    assert first in ("valid", "The access token's header is not a JSON object.")
+    assert _outcome(token) == first  # a header that failed is not kept as checked, nor one read
 
 
 @pytest.mark.parametrize(
