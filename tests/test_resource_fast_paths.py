@@ -247,6 +247,65 @@ def test_a_settings_change_is_seen_at_once(settings):
 # --- the token's form -----------------------------------------------------------------------------
 
 
+def signed_segments(header: str, payload: str) -> str:
+    """``header.payload`` exactly as given, with a real RS256 signature over that text."""
+    _, key = keys.signing_key()
+    algorithm = jose.ALGORITHMS["RS256"]
+    signing_input = f"{header}.{payload}"
+    raw = key.get_op_key("sign").sign(signing_input.encode(), jose._padding(algorithm), algorithm.hash())
+    return f"{signing_input}.{b64(raw)}"
+
+
+def _other_spellings(segment: str) -> list[str]:
+    # RFC 7515 2: base64url without padding. Each of these decodes to the same bytes under a lenient
+    # decoder (base64.urlsafe_b64decode drops what is outside its alphabet and reads padding).
+    standard = segment.replace("-", "+").replace("_", "/")
+    return [
+        segment + "=" * (-len(segment) % 4 or 4),
+        segment + "==",
+        f"{segment[:4]} {segment[4:]}",
+        f"{segment[:4]}\n{segment[4:]}",
+        f"{segment[:4]}\x00{segment[4:]}",
+        f"{segment[:4]}!{segment[4:]}",
+        *([standard] if standard != segment else []),
+    ]
+
+
+def test_a_real_signature_over_another_spelling_of_the_payload_is_refused():
+    # The form is checked where each segment is decoded (no regex over the whole token first): a
+    # signature made over the odd text itself must not carry it through.
+    kid, _ = keys.signing_key()
+    header = b64(json.dumps({"alg": "RS256", "kid": kid, "typ": "at+jwt"}))
+    # Six "?" hold an aligned "???" (base64 "Pz8/"), six "~" an aligned "~~~" ("fn5+"): the
+    # payload has both "_" and "-", which other spellings turn into "/" and "+".
+    payload = b64("{" + claims_text(sub="??????~~~~~~") + "}")
+    assert validate_access_token(signed_segments(header, payload), audience=AUDIENCE).sub == "??????~~~~~~"
+    assert "-" in payload and "_" in payload
+    for spelling in _other_spellings(payload):
+        with pytest.raises(InvalidToken):
+            validate_access_token(signed_segments(header, spelling), audience=AUDIENCE)
+    for spelling in _other_spellings(header):
+        with pytest.raises(InvalidToken):
+            validate_access_token(signed_segments(spelling, payload), audience=AUDIENCE)
+
+
+def test_another_spelling_of_a_real_signature_is_refused():
+    token = signed("{<C>}")
+    header, payload, signature = token.split(".")
+    assert validate_access_token(token, audience=AUDIENCE).sub == "42"
+    for spelling in _other_spellings(signature):
+        with pytest.raises(InvalidToken):
+            validate_access_token(f"{header}.{payload}.{spelling}", audience=AUDIENCE)
+
+
+@pytest.mark.parametrize(
+    "token", ["a.b.c.d", "..", "a..c", ".b.c", "abc", "", "a.b", "é.e30.c2ln", "e30.é.c2ln"]
+)
+def test_what_is_not_three_segments_of_ascii_is_not_a_jwt(token):
+    with pytest.raises(InvalidToken, match="not a signed JWT"):
+        validate_access_token(token, audience=AUDIENCE)
+
+
 def test_the_length_bound_comes_before_the_form():
     with pytest.raises(InvalidToken, match="longer than 8192"):
         validate_access_token("é" * 9000, audience=AUDIENCE)

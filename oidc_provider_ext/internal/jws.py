@@ -188,11 +188,16 @@ def verify(token: str, key: jwk.JWK, alg: str) -> bytes:
     """The payload of the compact JWS ``token`` if its signature verifies with ``key`` under
     ``alg``; ValueError otherwise (bad form, wrong key type or curve, bad signature). The header is
     the caller's to check; only the signature over it is verified here."""
+    header, payload, signature = token.split(".")
+    return verify_segments(header, payload, signature, key, alg)
+
+
+def verify_segments(header: str, payload: str, signature_segment: str, key: jwk.JWK, alg: str) -> bytes:
+    """:func:`verify` for a token its caller has already split at its two dots."""
     algorithm = ALGORITHMS[alg]
-    header, payload, signature_segment = token.split(".")
     public = _verifier(key, alg)
     signature = b64url_decode(signature_segment)
-    data = token[: len(header) + 1 + len(payload)].encode("ascii")  # the signing input, as sent
+    data = f"{header}.{payload}".encode("ascii")  # the signing input, as sent
     try:
         if algorithm.kty == "RSA":
             public.verify(signature, data, *_VERIFY_ARGS[alg])

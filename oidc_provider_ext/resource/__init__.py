@@ -91,9 +91,6 @@ ALLOWED_ALGS = frozenset(_KEY_TYPE_OF_ALG)
 # Our access tokens are well under 2 KB; a bound keeps parsing cheap for whatever is sent.
 MAX_TOKEN_LENGTH = 8192
 
-# RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). The signature
-# may be empty here so that an unsigned token is refused by name (alg "none") below.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 # Set on every view require_access_token() protects (and on the DRF authentication class):
 # AUDIENCE_MARK the audiences it names, or None when it relies on the settings (system check E011
@@ -245,18 +242,23 @@ def validate_access_token(
     required = tuple(required_scopes)
     if not isinstance(token, str):
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
-    if len(token) > MAX_TOKEN_LENGTH:  # before the regex: the bound is what keeps parsing cheap
+    if len(token) > MAX_TOKEN_LENGTH:  # first: the bound is what keeps parsing cheap
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
-    if not _COMPACT_JWS.fullmatch(token):
+    # RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). Each segment's
+    # alphabet is checked where it is decoded (jose.b64url_decode is strict), the header's before
+    # anything else, the signature's and the payload's before their bytes are used. The signature
+    # may be empty here so that an unsigned token is refused by name (alg "none") below.
+    segments = token.split(".")
+    if len(segments) != 3 or not segments[0] or not segments[1] or not token.isascii():
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
-    alg, kid = _header(token.partition(".")[0])
+    alg, kid = _header(segments[0])
     if settings is None:  # a view's own audience, or settings that failed to read (raise here)
         settings = app_settings.derived("resource_server_validation", _validation_settings)
     jwks_url, check_revocation, issuer, leeway = settings
     key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
-    claims = _json_segment_bytes(_verify_signature(token, key, alg), "payload")
+    claims = _json_segment_bytes(_verify_signature(token, segments, key, alg), "payload")
     result = _check_claims(claims, expected, issuer, leeway)
     if not jwks_url and check_revocation:
         _check_not_revoked(token)
@@ -385,7 +387,7 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     return keys.verification_key(kid)
 
 
-def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
+def _verify_signature(token: str, segments: list[str], key: jwk.JWK, alg: str) -> bytes:
     # RFC 8725 3.1: a key is used only with its own algorithm; one declaring another alg, or of
     # another type, does not verify this token.
     if key.get("alg", alg) != alg or key.get("kty") != _KEY_TYPE_OF_ALG[alg]:
@@ -403,7 +405,7 @@ def _verify_signature(token: str, key: jwk.JWK, alg: str) -> bytes:
     # RSA and ECDSA straight on the key's cached cryptography object (internal/jws.py): jwcrypto's
     # JWS deep-copies its header registry per token, more than half of an offline check.
     try:
-        return jose.verify(token, key, alg)
+        return jose.verify_segments(*segments, key, alg)
     except (ValueError, TypeError) as exc:
         raise InvalidToken("The access token's signature is invalid.") from exc
 
