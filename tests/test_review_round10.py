@@ -527,7 +527,7 @@ def test_an_ec_key_of_the_wrong_curve_is_refused_every_time(crv, alg):
         with pytest.raises(ValueError, match="curve"):
             jose.verify(token, key, alg)
         assert json.loads(jose.verify(token, key, own_alg)) == {"a": 1}
-    assert (id(key), alg) not in jose._verifiers
+    assert (id(key), alg) not in jose._op_keys
 
 
 def test_a_secp256k1_key_never_verifies_es256():
@@ -541,7 +541,7 @@ def test_a_cache_entry_for_another_object_of_the_same_id_is_not_used(monkeypatch
     ec_key = jwk.JWK.generate(kty="EC", crv="P-256")
     token = jose.sign({"alg": "RS256"}, {"a": 1}, rsa_key)
     jose.verify(token, rsa_key, "RS256")
-    monkeypatch.setitem(jose._verifiers, (id(ec_key), "RS256"), jose._verifiers[(id(rsa_key), "RS256")])
+    monkeypatch.setitem(jose._op_keys, (id(ec_key), "RS256"), jose._op_keys[(id(rsa_key), "RS256")])
     with pytest.raises(ValueError, match="does not fit"):
         jose.verify(token, ec_key, "RS256")
     monkeypatch.setitem(jose._op_keys, (id(ec_key), "verify"), jose._op_keys[(id(rsa_key), "verify")])
@@ -555,8 +555,7 @@ def test_a_freed_jwk_and_a_new_one_at_its_address_are_checked_apart():
         token = jose.sign({"alg": "RS256"}, {"a": 1}, rsa)
         jose.verify(token, rsa, "RS256")
         address = id(rsa)
-        jose._verifiers.clear()  # the bound empties the cache: nothing holds the JWK any longer
-        jose._op_keys.clear()
+        jose._op_keys.clear()  # the bound empties the cache: nothing holds the JWK any longer
         del rsa
         gc.collect()
         ec_key = jwk.JWK.generate(kty="EC", crv="P-256")
@@ -577,7 +576,7 @@ def test_the_bound_empties_the_cache_and_every_key_still_verifies():
             other = pairs[index - 1][1]
             with pytest.raises(ValueError, match="does not verify"):
                 jose.verify(other, key, "ES256")
-    assert len(jose._verifiers) <= jose._MAX_CACHED_KEYS
+    assert len(jose._op_keys) <= jose._MAX_CACHED_KEYS
 
 
 def test_concurrent_verifications_with_different_keys(rsa_key):
@@ -595,7 +594,7 @@ def test_concurrent_verifications_with_different_keys(rsa_key):
     def check(index: int) -> None:
         for round_ in range(150):
             if round_ % 50 == 0:
-                jose._verifiers.clear()
+                jose._op_keys.clear()
             for key, alg, token in cases[index:] + cases[:index]:
                 try:
                     ok = json.loads(jose.verify(token, key, alg))

@@ -232,11 +232,10 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # the user's row read with the OP-session check, set only while that request's user is loaded
     "oidc_provider_ext.backends._handed_over": (TRANSIENT, None),
     "oidc_provider_ext.resource.remote_jwks._jwk": (PURE, None),
-    # the cryptography key of a JWK object, held with the object (keys.py and the remote JWKS replace
-    # their JWK objects when keys change, so a changed key is a new entry)
+    # the cryptography key of a JWK object, per operation and per algorithm it was checked to fit
+    # (RFC 8725 3.1), held with the object (keys.py and the remote JWKS replace their JWK objects
+    # when keys change, so a changed key is a new entry)
     "oidc_provider_ext.internal.jws._op_keys": (PURE, None),
-    # the same key once checked to fit an algorithm (RFC 8725 3.1), held with the JWK object likewise
-    "oidc_provider_ext.internal.jws._verifiers": (PURE, None),
     "oidc_provider_ext.resource.__init__._headers": (PURE, None),  # a header segment's (alg, kid)
     "oidc_provider_ext.adapter._adapter_for": (PURE, None),  # one adapter per configured class path
     # hot lookups' SQL text (internal/lookups.py), written from the models once per database vendor

@@ -104,28 +104,36 @@ def b64url_decode(segment: str) -> bytes:
 
 # --- the cryptography key of a JWK, once --------------------------------------------------------
 
+# One cache: per JWK object, its cryptography key for an operation ("sign", "verify"), and under
+# an algorithm's name the public key once it was found to fit that algorithm (RFC 8725 3.1; an ABC
+# isinstance, and the curve for ECDSA), so the fit is checked once per key, not per token.
 _MAX_CACHED_KEYS = 64
 _op_keys: dict[tuple[int, str], tuple[jwk.JWK, Any]] = {}
 _op_keys_lock = threading.Lock()
 
 
-def op_key(key: jwk.JWK, operation: str) -> Any:
-    """``key.get_op_key(operation)`` (the ``cryptography`` key), computed once per JWK object.
+def _cached(slot: tuple[int, str], key: jwk.JWK, compute: Callable[[jwk.JWK, str], Any]) -> Any:
+    """The value kept for ``slot`` of ``key``, or ``compute(key, slot[1])`` kept there (an
+    exception is not).
 
-    Keyed by the object's identity, and the JWK is held with its key so the identity cannot be
+    Keyed by the object's identity, and the JWK is held with its value so the identity cannot be
     reused while cached. The key store and the remote JWKS replace their JWK objects when keys
     change, so a changed key is a new entry; the bound keeps a churn of snapshots from growing it.
     """
-    slot = (id(key), operation)
     cached = _op_keys.get(slot)
     if cached is not None and cached[0] is key:
         return cached[1]
-    value = key.get_op_key(operation)
+    value = compute(key, slot[1])
     with _op_keys_lock:
         if len(_op_keys) >= _MAX_CACHED_KEYS:
             _op_keys.clear()
         _op_keys[slot] = (key, value)
     return value
+
+
+def op_key(key: jwk.JWK, operation: str) -> Any:
+    """``key.get_op_key(operation)`` (the ``cryptography`` key), computed once per JWK object."""
+    return _cached((id(key), operation), key, jwk.JWK.get_op_key)
 
 
 def _check_key(algorithm: _Algorithm, crypto_key: Any, private: bool) -> None:
@@ -140,25 +148,15 @@ def _check_key(algorithm: _Algorithm, crypto_key: Any, private: bool) -> None:
         raise ValueError("the key's curve does not fit the algorithm")
 
 
-# The public keys that passed _check_key for an algorithm, per (JWK object, alg): the check (an ABC
-# isinstance, and the curve for ECDSA) is made once per key, not per token. Held and invalidated
-# like _op_keys: by the JWK object's identity, with the JWK kept so the identity is not reused.
-_verifiers: dict[tuple[int, str], tuple[jwk.JWK, Any]] = {}
+def _fitting_public_key(key: jwk.JWK, alg: str) -> Any:
+    public = op_key(key, "verify")
+    _check_key(ALGORITHMS[alg], public, private=False)  # raises: a misfit is never kept
+    return public
 
 
 def _verifier(key: jwk.JWK, alg: str) -> Any:
     """``op_key(key, "verify")`` once it fits ``alg`` (RFC 8725 3.1); ValueError otherwise."""
-    slot = (id(key), alg)
-    cached = _verifiers.get(slot)
-    if cached is not None and cached[0] is key:
-        return cached[1]
-    public = op_key(key, "verify")
-    _check_key(ALGORITHMS[alg], public, private=False)  # raises: a misfit is never kept
-    with _op_keys_lock:
-        if len(_verifiers) >= _MAX_CACHED_KEYS:
-            _verifiers.clear()
-        _verifiers[slot] = (key, public)
-    return public
+    return _cached((id(key), alg), key, _fitting_public_key)
 
 
 # --- signing and verification -------------------------------------------------------------------
