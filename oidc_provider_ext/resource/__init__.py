@@ -251,14 +251,15 @@ def validate_access_token(
     segments = token.split(".")
     if len(segments) != 3 or not segments[0] or not segments[1] or not token.isascii():
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
-    alg, kid = _header(segments[0])
+    header, payload, signature = segments
+    alg, kid = _header(header)
     if settings is None:  # a view's own audience, or settings that failed to read (raise here)
         settings = app_settings.derived("resource_server_validation", _validation_settings)
     jwks_url, check_revocation, issuer, leeway = settings
     key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
-    claims = _json_segment_bytes(_verify_signature(token, segments, key, alg), "payload")
+    claims = _json_segment_bytes(_verify_signature(token, (header, payload, signature), key, alg), "payload")
     result = _check_claims(claims, expected, issuer, leeway)
     if not jwks_url and check_revocation:
         _check_not_revoked(token)
@@ -387,7 +388,7 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     return keys.verification_key(kid)
 
 
-def _verify_signature(token: str, segments: list[str], key: jwk.JWK, alg: str) -> bytes:
+def _verify_signature(token: str, segments: tuple[str, str, str], key: jwk.JWK, alg: str) -> bytes:
     # RFC 8725 3.1: a key is used only with its own algorithm; one declaring another alg, or of
     # another type, does not verify this token.
     if key.get("alg", alg) != alg or key.get("kty") != _KEY_TYPE_OF_ALG[alg]:
