@@ -289,6 +289,27 @@ def test_a_real_signature_over_another_spelling_of_the_payload_is_refused():
             validate_access_token(signed_segments(spelling, payload), audience=AUDIENCE)
 
 
+def test_an_eddsa_signature_over_another_spelling_of_the_payload_is_refused(monkeypatch):
+    # EdDSA (met through a remote JWKS) is verified by jwcrypto, whose base64url decoder is lenient
+    # (it pads and drops what is outside the alphabet): the payload is decoded strictly here too.
+    from oidc_provider_ext import resource
+
+    private = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="ed")
+    public = jwk.JWK(**private.export_public(as_dict=True))
+    monkeypatch.setattr(resource, "_verification_key", lambda kid, url: public if kid == "ed" else None)
+    header = b64(json.dumps({"alg": "EdDSA", "kid": "ed", "typ": "at+jwt"}))
+    payload = b64("{" + claims_text(sub="??????~~~~~~") + "}")
+
+    def ed_signed(header: str, payload: str) -> str:
+        signing_input = f"{header}.{payload}"
+        return f"{signing_input}.{b64(private.get_op_key('sign').sign(signing_input.encode()))}"
+
+    assert validate_access_token(ed_signed(header, payload), audience=AUDIENCE).sub == "??????~~~~~~"
+    for spelling in _other_spellings(payload):
+        with pytest.raises(InvalidToken):
+            validate_access_token(ed_signed(header, spelling), audience=AUDIENCE)
+
+
 def test_another_spelling_of_a_real_signature_is_refused():
     token = signed("{<C>}")
     header, payload, signature = token.split(".")
