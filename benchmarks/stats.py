@@ -65,6 +65,29 @@ class PhaseStats:
         return summary
 
 
+def merge_phases(rounds: list[PhaseStats]) -> PhaseStats:
+    """One phase run as several rounds (alternated with the other projects'): every sample, the
+    wall time and CPU added up, the machine's load weighted by each round's wall time."""
+    merged = PhaseStats(
+        samples=[sample for phase in rounds for sample in phase.samples],
+        wall_seconds=sum(phase.wall_seconds for phase in rounds),
+        client_cpu_seconds=sum(phase.client_cpu_seconds for phase in rounds),
+        server_cpu_seconds=(
+            None
+            if any(phase.server_cpu_seconds is None for phase in rounds)
+            else sum(phase.server_cpu_seconds or 0.0 for phase in rounds)
+        ),
+    )
+    for phase in rounds:
+        for exception, count in phase.server_exceptions.items():
+            merged.server_exceptions[exception] = merged.server_exceptions.get(exception, 0) + count
+    for name in ("machine_busy", "other_cpu_cores"):
+        known = [(getattr(phase, name), phase.wall_seconds) for phase in rounds]
+        if known and all(value is not None for value, _ in known) and merged.wall_seconds > 0:
+            setattr(merged, name, sum(value * wall for value, wall in known) / merged.wall_seconds)
+    return merged
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 

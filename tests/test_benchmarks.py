@@ -4,6 +4,7 @@ would break `make bench` fails here. Nothing here is timed: performance lives in
 
 import json
 import runpy
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
@@ -522,3 +523,64 @@ def test_without_node_oidc_provider_installed_the_run_goes_on_without_it(monkeyp
     (tmp_path / "node_modules" / "oidc-provider").mkdir(parents=True)
     monkeypatch.setattr(run.shutil, "which", lambda name: "/usr/bin/node")
     assert run.node_available() is True
+
+
+def test_rounds_of_a_phase_merge_into_one():
+    first = stats.PhaseStats(
+        [stats.Sample(0.01, 200), stats.Sample(0.03, 500, "boom")],
+        2.0,
+        client_cpu_seconds=0.5,
+        server_cpu_seconds=1.0,
+        server_exceptions={"ValueError: x": 1},
+        machine_busy=0.5,
+        other_cpu_cores=0.2,
+    )
+    second = stats.PhaseStats(
+        [stats.Sample(0.02, 200)],
+        1.0,
+        client_cpu_seconds=0.25,
+        server_cpu_seconds=0.5,
+        server_exceptions={"ValueError: x": 2, "KeyError: y": 1},
+        machine_busy=0.8,
+        other_cpu_cores=0.5,
+    )
+    merged = stats.merge_phases([first, second])
+    assert [s.latency for s in merged.samples] == [0.01, 0.03, 0.02]
+    assert (
+        merged.wall_seconds == 3.0 and merged.client_cpu_seconds == 0.75 and merged.server_cpu_seconds == 1.5
+    )
+    assert merged.server_exceptions == {"ValueError: x": 3, "KeyError: y": 1}
+    assert merged.machine_busy == pytest.approx(0.6) and merged.other_cpu_cores == pytest.approx(0.3)
+    summary = merged.summary()
+    assert summary["ok"] == 2 and summary["errors"] == 1 and summary["rps"] == pytest.approx(0.67)
+    unknown = stats.merge_phases([first, stats.PhaseStats([], 1.0)])
+    assert unknown.server_cpu_seconds is None and unknown.machine_busy is None
+
+
+def test_a_phase_in_rounds_sends_every_job_once_in_order(monkeypatch):
+    sent: list[list[int]] = []
+
+    def fake_run_phase(server, jobs, *, clients, deadline_seconds, keep_bodies=False):
+        assert deadline_seconds == pytest.approx(20 / 3)
+        tags = [job.tag for job in jobs]
+        done = tags[:-1] if len(sent) == 1 else tags  # the second round meets its deadline early
+        sent.append(done)
+        phase = stats.PhaseStats([stats.Sample(0.01, 200) for _ in done], 1.0)
+        return phase, [(job, f"answer {job.tag}") for job in jobs if job.tag in done]
+
+    monkeypatch.setattr(run, "run_phase", fake_run_phase)
+    bench = run.Bench.__new__(run.Bench)
+    bench.server, bench._rounds, bench.rounds = None, [], 3
+    jobs = [run.Job("GET", "/", None, {}, n) for n in range(10)]
+    results = []
+    for index in range(3):
+        bench.round = index
+        results.append(bench.timed(jobs, {"phase_seconds": 20}, SimpleNamespace(clients=8)))
+    assert results[0] is None and results[1] is None
+    phase, answered, attempted = results[2]
+    assert sent == [[0, 1, 2, 3], [4, 5, 6], [8, 9]]  # contiguous slices; job 7 never went out
+    assert [job.tag for job in attempted] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    assert [answer for _, answer in answered] == [f"answer {n}" for n in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
+    assert len(phase.samples) == 9 and phase.wall_seconds == 3.0
+    assert bench._rounds == []  # ready for the next phase
+    assert run.MODES["full"]["rounds"] == 3 and run.MODES["quick"]["rounds"] == 1
