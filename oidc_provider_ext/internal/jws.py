@@ -187,15 +187,16 @@ def verify(token: str, key: jwk.JWK, alg: str) -> bytes:
     ``alg``; ValueError otherwise (bad form, wrong key type or curve, bad signature). The header is
     the caller's to check; only the signature over it is verified here."""
     header, payload, signature = token.split(".")
-    return verify_segments(header, payload, signature, key, alg)
+    check_signature(f"{header}.{payload}".encode("ascii"), b64url_decode(signature), key, alg)
+    return b64url_decode(payload)
 
 
-def verify_segments(header: str, payload: str, signature_segment: str, key: jwk.JWK, alg: str) -> bytes:
-    """:func:`verify` for a token its caller has already split at its two dots."""
+def check_signature(data: bytes, signature: bytes, key: jwk.JWK, alg: str) -> None:
+    """ValueError unless ``signature`` (decoded from its segment) verifies the signing input
+    ``data`` (RFC 7515 5.2: the header and payload segments as sent, joined by ".") with ``key``
+    under ``alg``, a key that fits the algorithm."""
     algorithm = ALGORITHMS[alg]
     public = _verifier(key, alg)
-    signature = b64url_decode(signature_segment)
-    data = f"{header}.{payload}".encode("ascii")  # the signing input, as sent
     try:
         if algorithm.kty == "RSA":
             public.verify(signature, data, *_VERIFY_ARGS[alg])
@@ -209,4 +210,3 @@ def verify_segments(header: str, payload: str, signature_segment: str, key: jwk.
             public.verify(der, data, *_VERIFY_ARGS[alg])
     except InvalidSignature as exc:
         raise ValueError("the signature does not verify") from exc
-    return b64url_decode(payload)

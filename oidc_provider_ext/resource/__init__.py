@@ -244,22 +244,31 @@ def validate_access_token(
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
     if len(token) > MAX_TOKEN_LENGTH:  # first: the bound is what keeps parsing cheap
         raise InvalidToken(f"The access token is longer than {MAX_TOKEN_LENGTH} characters.")
-    # RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). Each segment's
-    # alphabet is checked where it is decoded (jose.b64url_decode is strict), the header's before
-    # anything else, the signature's and the payload's before their bytes are used. The signature
-    # may be empty here so that an unsigned token is refused by name (alg "none") below.
+    # RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature), each segment
+    # in the one spelling jose.b64url_decode accepts (it refuses any other character, padding and
+    # unused bits set), all three before any look-up. The signature may be empty here so that an
+    # unsigned token is refused by name (alg "none") by the header's checks.
     segments = token.split(".")
     if len(segments) != 3 or not segments[0] or not segments[1] or not token.isascii():
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
     header, payload, signature = segments
     alg, kid = _header(header)
+    try:
+        raw_payload = jose.b64url_decode(payload)
+    except ValueError as exc:
+        raise InvalidToken("The access token's payload is not base64url.") from exc
+    try:
+        raw_signature = jose.b64url_decode(signature)
+    except ValueError as exc:
+        raise InvalidToken("The access token's signature is invalid.") from exc
     if settings is None:  # a view's own audience, or settings that failed to read (raise here)
         settings = app_settings.derived("resource_server_validation", _validation_settings)
     jwks_url, check_revocation, issuer, leeway = settings
     key = _verification_key(kid, jwks_url)
     if key is None:
         raise InvalidToken("The access token is signed with a key this provider does not publish.")
-    claims = _json_segment_bytes(_verify_signature(token, (header, payload, signature), key, alg), "payload")
+    _verify_signature(token, len(header) + 1 + len(payload), raw_signature, key, alg)
+    claims = _json_segment_bytes(raw_payload, "payload")  # read only once its signature verified
     result = _check_claims(claims, expected, issuer, leeway)
     if not jwks_url and check_revocation:
         _check_not_revoked(token)
@@ -388,25 +397,26 @@ def _verification_key(kid: str, url: str | None) -> jwk.JWK | None:
     return keys.verification_key(kid)
 
 
-def _verify_signature(token: str, segments: tuple[str, str, str], key: jwk.JWK, alg: str) -> bytes:
+def _verify_signature(token: str, signed_length: int, signature: bytes, key: jwk.JWK, alg: str) -> None:
+    """InvalidToken unless ``signature`` verifies the token's first ``signed_length`` characters
+    (its signing input, RFC 7515 5.2) with ``key`` under ``alg``."""
     # RFC 8725 3.1: a key is used only with its own algorithm; one declaring another alg, or of
     # another type, does not verify this token.
     if key.get("alg", alg) != alg or key.get("kty") != _KEY_TYPE_OF_ALG[alg]:
         raise InvalidToken(f"The access token's alg {alg!r} does not match its key.")
-    if alg not in jose.ALGORITHMS:  # EdDSA: jwcrypto's own path
+    if alg not in jose.ALGORITHMS:  # EdDSA: jwcrypto's own path, on segments already read strictly
         signed = jws.JWS()
         signed.allowed_algs = [alg]
         try:
-            jose.b64url_decode(token.rpartition(".")[2])  # jwcrypto's decoder reads other spellings
             signed.deserialize(token)
             signed.verify(key, alg=alg)
         except (JWException, ValueError, TypeError) as exc:
             raise InvalidToken("The access token's signature is invalid.") from exc
-        return signed.payload
+        return
     # RSA and ECDSA straight on the key's cached cryptography object (internal/jws.py): jwcrypto's
     # JWS deep-copies its header registry per token, more than half of an offline check.
     try:
-        return jose.verify_segments(*segments, key, alg)
+        jose.check_signature(token[:signed_length].encode("ascii"), signature, key, alg)
     except (ValueError, TypeError) as exc:
         raise InvalidToken("The access token's signature is invalid.") from exc
 
