@@ -88,6 +88,21 @@ def merge_phases(rounds: list[PhaseStats]) -> PhaseStats:
     return merged
 
 
+def pool_signin_rounds(signin: dict, again: dict | None) -> None:
+    """Add the sign-ins of another in-process round (``again``) to ``signin``: the CPU medians
+    are then taken over every sign-in of every round. A failed round adds nothing."""
+    if not again:
+        return
+    for runs, median in (
+        ("runs_cpu_minus_password_hash_ms", "cpu_minus_password_hash_ms"),
+        ("runs_requests_cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms"),
+    ):
+        if runs in signin and runs in again:
+            signin[runs] = signin[runs] + again[runs]
+            signin[median] = round(percentile(signin[runs], 50) or 0.0, 2)
+    signin["rounds"] = signin.get("rounds", 1) + 1
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 

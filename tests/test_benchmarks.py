@@ -341,6 +341,13 @@ def test_a_sign_in_with_sessions_in_redis_spends_no_statement_on_them(user, conf
     assert in_db["queries"] - in_redis["queries"] == 5
     # The requests' CPU is part of the whole sign-in's: the browser's reading of pages is outside it.
     assert 0 < in_db["requests_cpu_minus_password_hash_ms"] <= in_db["cpu_minus_password_hash_ms"]
+    # Each sign-in's numbers travel too, for the medians over alternated rounds (stats.pool_signin_rounds).
+    assert in_db["runs_cpu_minus_password_hash_ms"] == [
+        pytest.approx(in_db["cpu_minus_password_hash_ms"], abs=0.01)
+    ]
+    assert in_db["runs_requests_cpu_minus_password_hash_ms"] == [
+        pytest.approx(in_db["requests_cpu_minus_password_hash_ms"], abs=0.01)
+    ]
     assert in_redis["steps"]["login_page"]["queries"] == 0
     assert not list(redis.Redis.from_url(redis_url).scan_iter())
 
@@ -584,3 +591,27 @@ def test_a_phase_in_rounds_sends_every_job_once_in_order(monkeypatch):
     assert len(phase.samples) == 9 and phase.wall_seconds == 3.0
     assert bench._rounds == []  # ready for the next phase
     assert run.MODES["full"]["rounds"] == 3 and run.MODES["quick"]["rounds"] == 1
+
+
+def test_sign_in_rounds_pool_into_one_median():
+    signin = {
+        "cpu_minus_password_hash_ms": 20.0,
+        "requests_cpu_minus_password_hash_ms": 18.0,
+        "runs_cpu_minus_password_hash_ms": [19.0, 20.0, 30.0],
+        "runs_requests_cpu_minus_password_hash_ms": [17.0, 18.0, 28.0],
+        "queries": 15,
+    }
+    stats.pool_signin_rounds(
+        signin,
+        {
+            "runs_cpu_minus_password_hash_ms": [10.0, 11.0, 12.0],
+            "runs_requests_cpu_minus_password_hash_ms": [9.0, 10.0, 11.0],
+        },
+    )
+    assert signin["runs_cpu_minus_password_hash_ms"] == [19.0, 20.0, 30.0, 10.0, 11.0, 12.0]
+    assert signin["cpu_minus_password_hash_ms"] == 15.5  # the median of all six
+    assert signin["requests_cpu_minus_password_hash_ms"] == 14.0
+    assert signin["rounds"] == 2 and signin["queries"] == 15
+    stats.pool_signin_rounds(signin, None)  # a round that failed adds nothing
+    stats.pool_signin_rounds(signin, {})
+    assert signin["rounds"] == 2 and signin["cpu_minus_password_hash_ms"] == 15.5
