@@ -253,10 +253,7 @@ def validate_access_token(
         raise InvalidToken("The access token is not a signed JWT (RFC 7515 compact serialisation).")
     header, payload, signature = segments
     alg, kid = _header(header)
-    try:
-        raw_payload = jose.b64url_decode(payload)
-    except ValueError as exc:
-        raise InvalidToken("The access token's payload is not base64url.") from exc
+    raw_payload = _segment_bytes(payload, "payload")
     try:
         raw_signature = jose.b64url_decode(signature)
     except ValueError as exc:
@@ -325,19 +322,18 @@ _headers: dict[str, tuple[str, str]] = {}
 def _header(segment: str) -> tuple[str, str]:
     checked = _headers.get(segment)
     if checked is None:
-        checked = _check_header(_json_segment(segment, "header"))
+        checked = _check_header(_json_segment_bytes(_segment_bytes(segment, "header"), "header"))
         if len(_headers) >= _MAX_HEADERS:
             _headers.clear()
         _headers[segment] = checked
     return checked
 
 
-def _json_segment(segment: str, what: str) -> dict[str, Any]:
+def _segment_bytes(segment: str, what: str) -> bytes:
     try:
-        raw = jose.b64url_decode(segment)
+        return jose.b64url_decode(segment)
     except ValueError as exc:
         raise InvalidToken(f"The access token's {what} is not base64url.") from exc
-    return _json_segment_bytes(raw, what)
 
 
 # The C scanner of _JSON (same hooks, so as strict), called straight: _JSON.decode() is this plus
