@@ -28,11 +28,12 @@ from oauth2_provider.models import (
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors, utils
+from oauthlib.openid.connect.core.grant_types.base import GrantTypeBase
 
 from . import keys, throttle
 from .adapter import MemberHint, get_adapter
 from .conf import app_settings
-from .internal import cors, devices, lookups, resources
+from .internal import cors, devices, lookups, resources, token_writes
 from .internal.clients import get_client, is_slow_hash, upgrade_secret_hash
 from .internal.lookups import Lookup
 from .internal.requests import error_description
@@ -59,6 +60,8 @@ class _State:
     client_auth: throttle.ClientAuthAttempt | None = None  # set only while authenticating a client
     audience: resources.Audience | None = None  # RFC 8707: the resource server of this token
     op_session_live: bool = False  # the code's OP session exists and has not ended
+    # A code exchange's tokens, signed before its write transaction: (access token, ID token)
+    signed_ahead: tuple[str, str | None] | None = None
 
 
 def _state(request) -> _State:
@@ -364,6 +367,14 @@ class OIDCValidator(OAuth2Validator):
             return False
         # Before the lock: a refused resource leaves the code redeemable with the right one.
         self._bind_audience(request, client, grant.tenant, authorized=grant.resource, previous=[])
+        request.scopes = grant.scopes
+        request.user = grant.user
+        request.nonce = grant.nonce or None
+        request.claims = grant.claims
+        # Signed before the write transaction, which then holds the SQLite write lock for the
+        # writes alone (internal/token_writes.py). A request that loses the lock below discards them.
+        self._sign_ahead(request)
+        token_writes.begin()
         # The single-use lock: exactly one concurrent request turns redeemed from NULL to a time.
         # The row's expiry is part of it: a logout, consent revocation or deactivation committing
         # between the checks above and this UPDATE expired the code in this very row
@@ -373,16 +384,32 @@ class OIDCValidator(OAuth2Validator):
             AuthorizationGrant, grant.pk, {"redeemed": now}, redeemed__isnull=True, expires__gt=now
         )
         if not won:
+            _state(request).signed_ahead = None
             self._code_replayed(grant)
             return False
-        request.scopes = grant.scopes
-        request.user = grant.user
-        request.nonce = grant.nonce or None
-        request.claims = grant.claims
         return True
+
+    def _sign_ahead(self, request) -> None:
+        """Sign the code exchange's access token and ID token now (see validate_code); oauthlib
+        then takes them from generate_access_token and get_id_token."""
+        access_token = self._mint_access_token(request)
+        id_token = None
+        if "openid" in request.scopes:
+            # What oauthlib's add_id_token starts from (OIDC Core 3.1.3.6), then finalize_id_token.
+            claims: dict[str, Any] = {
+                "aud": request.client.client_id,
+                "iat": int(time.time()),
+                # oauthlib's own at_hash (its id_token_hash uses nothing of its instance).
+                "at_hash": GrantTypeBase.id_token_hash(None, access_token),
+            }
+            if request.nonce is not None:
+                claims["nonce"] = request.nonce
+            id_token = self.finalize_id_token(claims, {"access_token": access_token}, None, request)
+        _state(request).signed_ahead = (access_token, id_token)
 
     def _code_replayed(self, grant: AuthorizationGrant) -> None:
         # RFC 6749 4.1.2: deny, and revoke the tokens previously issued from this code.
+        token_writes.begin()
         log.warning("Authorization code replayed for client %s; revoking its tokens.", grant.application_id)
         AuthorizationGrant.objects.filter(pk=grant.pk).update(reuse_detected=True)
         grant.refresh_from_db(fields=["access_token", "token_family"])
@@ -438,6 +465,7 @@ class OIDCValidator(OAuth2Validator):
         # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The token view
         # runs in one transaction, so the lock holds until our new tokens are committed.
         family = rt.token_family
+        token_writes.begin()
         grant = lookups.grant_of_family_for_update(family) if family else None
         if grant is not None:
             # Before the token is consumed: a refused resource does not cost the client its family.
@@ -490,6 +518,7 @@ class OIDCValidator(OAuth2Validator):
     def _refresh_token_replayed(family) -> None:
         if not family:
             return
+        token_writes.begin()
         log.warning("Refresh token replayed; revoking its family %s.", family)
         # Marking the grant takes its row lock first (the lock order of every token path): it waits
         # for a concurrent winner still minting in this family, so the revocation catches its tokens.
@@ -570,6 +599,20 @@ class OIDCValidator(OAuth2Validator):
 
     def generate_access_token(self, request) -> str:
         """oauthlib token generator (see server.py): an RFC 9068 JWT access token."""
+        state = _state(request)
+        if state.signed_ahead is not None:
+            return state.signed_ahead[0]
+        return self._mint_access_token(request)
+
+    def get_id_token(self, token, token_handler, request):
+        """oauthlib asks this first (add_id_token): the ID token signed ahead with this very access
+        token, else None and oauthlib builds one through finalize_id_token."""
+        ahead = _state(request).signed_ahead
+        if ahead is not None and ahead[0] == token.get("access_token"):
+            return ahead[1]
+        return None
+
+    def _mint_access_token(self, request) -> str:
         client_id = request.client.client_id
         audience = _state(request).audience
         common: dict[str, Any] = {
@@ -619,9 +662,10 @@ class OIDCValidator(OAuth2Validator):
 
     def save_bearer_token(self, token, request, *args, **kwargs):
         """Store the tokens just minted. Replaces DOT's path, which costs a dozen queries per
-        refresh; the token view already runs the whole request in one transaction."""
+        refresh; the writes are one transaction (internal/token_writes.py)."""
         if "scope" not in token:
             raise errors.FatalClientError("Failed to issue the token: missing scope", request=request)
+        token_writes.begin()  # (opened already where a single-use lock came first)
         expires = timezone.now() + timedelta(
             seconds=token.get("expires_in", app_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
         )
@@ -708,6 +752,7 @@ class OIDCValidator(OAuth2Validator):
 
     def validate_device_code(self, client_id, code, request, *args, **kwargs):
         """RFC 8628 3.4/3.5: the device's poll. Returns oauthlib's status for the device code."""
+        token_writes.begin()
         device = (
             DeviceAuthorization.objects.select_for_update()
             .filter(device_code_checksum=devices.device_code_checksum(code))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import HttpResponse
 from django.views.generic import View
 from oauth2_provider import views as dot_views
 
-from oidc_provider_ext.internal import clients, sqlite_writers
+from oidc_provider_ext.internal import clients, token_writes
 from oidc_provider_ext.internal.requests import error_description
 from oidc_provider_ext.views.backchannel import (
     JsonErrorsMixin,
@@ -34,12 +34,13 @@ class TokenView(JsonErrorsMixin, dot_views.TokenView):
         problem = form_post_only(request)
         if problem:
             return problem
-        # One transaction per token request: the single-use locks (code, refresh token, grant)
-        # hold until the new tokens are committed, which is what makes replays race-free; with
-        # SQLite's BEGIN IMMEDIATE it also serialises writers instead of failing them, and they
-        # queue for it in turn (internal/sqlite_writers.py) rather than in SQLite's busy back-off.
+        # One transaction per token request, opened at its first locking statement (the code's or
+        # refresh token's single use; internal/token_writes.py): the locks hold until the new
+        # tokens are committed, which is what makes replays race-free; with SQLite's BEGIN
+        # IMMEDIATE it also serialises writers instead of failing them, and they queue for it in
+        # turn (internal/sqlite_writers.py) rather than in SQLite's busy back-off.
         try:
-            with sqlite_writers.writer_turn(), transaction.atomic():
+            with token_writes.deferred():
                 url, headers, body, status = self.create_token_response(request)
         except IntegrityError:
             # A client deleted through another process within the client cache's lifetime: the
