@@ -411,7 +411,10 @@ class OIDCValidator(OAuth2Validator):
         # RFC 6749 4.1.2: deny, and revoke the tokens previously issued from this code.
         token_writes.begin()
         log.warning("Authorization code replayed for client %s; revoking its tokens.", grant.application_id)
-        AuthorizationGrant.objects.filter(pk=grant.pk).update(reuse_detected=True)
+        if not AuthorizationGrant.objects.filter(pk=grant.pk).update(reuse_detected=True):
+            # Read before the transaction, deleted since (its client or user deleted, cleanup):
+            # nothing left to revoke, and refresh_from_db would raise DoesNotExist (a 500).
+            return
         grant.refresh_from_db(fields=["access_token", "token_family"])
         self._revoke_grant_tokens(grant)
 
