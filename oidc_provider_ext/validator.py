@@ -483,7 +483,17 @@ class OIDCValidator(OAuth2Validator):
                 raise errors.InvalidScopeError(request=request)
         # The single-use lock, as for codes: exactly one concurrent request consumes the token. A
         # loser presents an already-used token, which RFC 9700 4.14.2 treats as theft.
-        if not lookups.update(RefreshToken, rt.pk, {"revoked": timezone.now()}, revoked__isnull=True):
+        # Still bound to the access token read above: one revoked since (RFC 7009; DOT deletes it
+        # and SET NULLs this column) left an orphan, refused as above, read before this transaction.
+        if not lookups.update(
+            RefreshToken,
+            rt.pk,
+            {"revoked": timezone.now()},
+            revoked__isnull=True,
+            access_token=rt.access_token_id,
+        ):
+            if RefreshToken.objects.filter(pk=rt.pk, revoked__isnull=True).exists():
+                return False  # orphaned meanwhile, not used: no replay (the rare path's one query)
             self._refresh_token_replayed(family)
             return False
         if grant is None:
