@@ -14,7 +14,9 @@ FAILS ON HEAD (6b749e3), marked ``# FAILS ON HEAD`` below:
   * test_replay_whose_grant_is_deleted_in_the_window_is_invalid_grant_not_500
   * test_code_exchange_refuses_a_user_deactivated_without_signals_in_the_window
   * test_refresh_refuses_a_token_whose_access_token_is_revoked_in_the_window
-The others pin properties the change relies on (they pass on HEAD).
+The first two pass after a12b149, the fourth after d4c4887; the third (a signal-less deactivation,
+the same window PostgreSQL always had) is reported, not fixed. The others pin properties the change
+relies on (they pass on HEAD).
 """
 
 from __future__ import annotations
@@ -169,7 +171,9 @@ def test_logout_in_the_window_kills_the_code(browser, user, confidential_app, in
     assert not AccessToken.objects.exists()
 
 
-def test_deactivation_with_signals_in_the_window_kills_the_code(browser, user, confidential_app, in_the_window):
+def test_deactivation_with_signals_in_the_window_kills_the_code(
+    browser, user, confidential_app, in_the_window
+):
     code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
     user_pk = user.pk
 
@@ -199,7 +203,9 @@ def test_a_concurrent_winner_in_the_window_makes_the_loser_revoke_it(
     assert not RefreshToken.objects.filter(revoked__isnull=True).exists()
 
 
-def test_a_concurrent_refresh_in_the_window_revokes_the_family(browser, user, confidential_app, in_the_window):
+def test_a_concurrent_refresh_in_the_window_revokes_the_family(
+    browser, user, confidential_app, in_the_window
+):
     code, _ = get_code(browser, confidential_app, user, scope="openid offline_access")
     issued = exchange(Client(), confidential_app, code).json()
     won: dict = {}
@@ -238,11 +244,19 @@ def _claims_both_ways(browser, user, app, monkeypatch, **params):
 VOLATILE = {"jti", "iat", "exp", "nbf", "at_hash"}
 
 
-def test_signed_ahead_tokens_have_the_claims_of_the_oauthlib_path(browser, user, confidential_app, monkeypatch):
+def test_signed_ahead_tokens_have_the_claims_of_the_oauthlib_path(
+    browser, user, confidential_app, monkeypatch
+):
     claims = json.dumps({"id_token": {"email": None, "auth_time": {"essential": True}}})
     (ahead_id, ahead_at, ahead_body), (old_id, old_at, old_body) = _claims_both_ways(
-        browser, user, confidential_app, monkeypatch,
-        scope="openid profile email offline_access", nonce="n-12", claims=claims, acr_values="x",
+        browser,
+        user,
+        confidential_app,
+        monkeypatch,
+        scope="openid profile email offline_access",
+        nonce="n-12",
+        claims=claims,
+        acr_values="x",
     )
     assert {k: v for k, v in ahead_id.items() if k not in VOLATILE} == {
         k: v for k, v in old_id.items() if k not in VOLATILE
@@ -255,11 +269,17 @@ def test_signed_ahead_tokens_have_the_claims_of_the_oauthlib_path(browser, user,
     assert ahead_id["nonce"] == "n-12" and ahead_id["email"] == user.email
 
 
-def test_signed_ahead_tokens_for_a_resource_are_narrowed_like_before(browser, user, confidential_app, monkeypatch):
+def test_signed_ahead_tokens_for_a_resource_are_narrowed_like_before(
+    browser, user, confidential_app, monkeypatch
+):
     ResourceServerFactory(identifier=API, name="API", scopes="api:read", allowed_clients=[confidential_app])
     (ahead_id, ahead_at, ahead_body), (old_id, old_at, old_body) = _claims_both_ways(
-        browser, user, confidential_app, monkeypatch,
-        scope="openid email api:read offline_access", resource=API,
+        browser,
+        user,
+        confidential_app,
+        monkeypatch,
+        scope="openid email api:read offline_access",
+        resource=API,
     )
     assert ahead_at["aud"] == API and ahead_body["scope"] == "api:read"
     assert {k: v for k, v in ahead_at.items() if k not in VOLATILE} == {
@@ -377,7 +397,7 @@ def test_thread_state_is_per_thread():
     assert seen == [None]
 
 
-def test_refresh_tokens_expire_only_after_the_code_is_redeemed(browser, user, confidential_app):
+def test_the_stored_access_token_outlives_its_signed_ahead_jwt(browser, user, confidential_app):
     """A request whose turn waited long still stores an access token no shorter-lived than the JWT."""
     code, _ = get_code(browser, confidential_app, user, scope="openid")
     body = exchange(Client(), confidential_app, code).json()
