@@ -465,8 +465,9 @@ class OIDCValidator(OAuth2Validator):
             return False  # another client's token, or an orphan whose access token was revoked
         if rt.created + timedelta(seconds=app_settings.REFRESH_TOKEN_EXPIRE_SECONDS) <= timezone.now():
             return False
-        # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The token view
-        # runs in one transaction, so the lock holds until our new tokens are committed.
+        # Lock order, everywhere: the grant (the family's lock), then refresh tokens. The request's
+        # write transaction opens here (internal/token_writes.py), so the lock holds until our new
+        # tokens are committed.
         family = rt.token_family
         token_writes.begin()
         grant = lookups.grant_of_family_for_update(family) if family else None
