@@ -355,13 +355,16 @@ def test_an_exception_after_begin_rolls_back_releases_the_turn_and_the_thread_st
     assert not connection.in_atomic_block
 
 
-def test_begin_outside_a_token_request_opens_nothing():
+def test_begin_outside_a_token_request_opens_nothing(monkeypatch):
+    turns = []
+    monkeypatch.setattr(sqlite_writers, "writer_turn", lambda *args, **kwargs: turns.append(args))
     token_writes.begin()
     assert not connection.in_atomic_block
     with transaction.atomic():  # a caller's own transaction is left alone
         token_writes.begin()
         assert connection.in_atomic_block
     assert not connection.in_atomic_block
+    assert turns == []  # nor is the SQLite writers' turn taken
 
 
 def test_nested_deferred_restores_the_outer_request():
