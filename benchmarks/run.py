@@ -41,7 +41,7 @@ if __package__ in (None, ""):
     # this directory shadow anything on sys.path.
     sys.path[0] = str(ROOT)
 
-from benchmarks import cluster, flows, prefill, stats  # noqa: E402
+from benchmarks import cluster, flows, machine, prefill, stats  # noqa: E402
 
 HOST = "127.0.0.1"
 NODE_OP = ROOT / "benchmarks" / "node_op"
@@ -397,18 +397,6 @@ class Server:
 # --- load --------------------------------------------------------------------------------------
 
 
-def machine_cpu() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far (Linux /proc/stat), or None."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    busy = user + nice + system + irq + softirq + steal
-    return busy / ticks, (busy + idle + iowait) / ticks
-
-
 class Meters:
     """CPU used during a phase: by this process (the clients), by the gunicorn workers, and by
     the whole machine, whose remainder is PostgreSQL and anything else running on it."""
@@ -418,11 +406,11 @@ class Meters:
         self.log_offset = server.log_offset()
         self.client = time.process_time()
         self.workers = server.cpu_seconds()
-        self.machine = machine_cpu()
+        self.machine = machine.machine_cpu()
         self.started = time.perf_counter()
 
     def phase(self, samples: list[stats.Sample], ended: float) -> stats.PhaseStats:
-        workers, machine = self.server.cpu_seconds(), machine_cpu()
+        workers, now = self.server.cpu_seconds(), machine.machine_cpu()
         phase = stats.PhaseStats(
             samples=samples,
             wall_seconds=ended - self.started,
@@ -430,8 +418,8 @@ class Meters:
             server_cpu_seconds=workers - self.workers if None not in (workers, self.workers) else None,
             server_exceptions=self.server.exceptions_since(self.log_offset),
         )
-        if machine and self.machine:
-            busy, total = machine[0] - self.machine[0], machine[1] - self.machine[1]
+        if now and self.machine:
+            busy, total = now[0] - self.machine[0], now[1] - self.machine[1]
             phase.machine_busy = busy / total if total else None
             elapsed = time.perf_counter() - self.started
             others = busy - phase.client_cpu_seconds - (phase.server_cpu_seconds or 0)
@@ -747,6 +735,7 @@ class Bench:
         if not self.target.is_django:
             return
         log(f"   {self.name}: in-process measurements through Django's test client")
+        quiet = wait_until_quiet()
         inprocess = run_inprocess(
             self.target,
             self.client,
@@ -755,6 +744,7 @@ class Bench:
             self.server.port,
             redis_url=redis_url,
         )
+        inprocess["machine_before"] = quiet
         self.result["inprocess"] = inprocess
 
     def signin_round(self) -> None:
@@ -762,6 +752,7 @@ class Bench:
         signin = (self.result.get("inprocess") or {}).get("signin")
         if not self.target.is_django or not signin:
             return
+        wait_until_quiet()
         again = run_inprocess(self.target, self.client, [], 0, self.server.port, signin_only=True)
         stats.pool_signin_rounds(signin, again.get("signin"))
 
@@ -831,6 +822,16 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
         bench.result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         results[bench.target.project.name + ("_two_servers" if bench.cluster else "")] = bench.result
     return results
+
+
+def wait_until_quiet() -> dict:
+    """Before a CPU-time measurement: wait for the database's work after the load phases
+    (autovacuum, the checkpoint) to end, and say so in the log if it did not."""
+    quiet = machine.wait_until_quiet()
+    if quiet["waited_seconds"] > 2 or not quiet["quiet"]:
+        how = "quiet" if quiet["quiet"] else f"still {quiet['other_cores']} cores busy"
+        log(f"   waited {quiet['waited_seconds']} s for the machine to be quiet ({how})")
+    return quiet
 
 
 def run_inprocess(

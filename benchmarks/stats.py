@@ -419,6 +419,8 @@ def resource_lines(result: dict) -> list[str]:
                     f"({validation['signature_only_cpu_us']} µs); validation runs at "
                     f"{validation['per_core_per_second'] / floor:.2f}× that ceiling"
                 )
+            if validation.get("other_cores") is not None:
+                lines.append(f"      other processes used {validation['other_cores']} cores meanwhile")
     return lines
 
 
