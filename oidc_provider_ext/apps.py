@@ -28,10 +28,16 @@ class OidcProviderExtConfig(AppConfig):
         super().import_models()
 
     def ready(self):
+        from django.db.backends.signals import connection_created
+
         from . import checks, keys  # noqa: F401  (system checks and signal receivers)
-        from .internal import clients, op_sessions, receivers  # noqa: F401
+        from .internal import clients, op_sessions, receivers, sqlite_checkpoints  # noqa: F401
 
         receivers.connect()
+        # SQLite in WAL mode: checkpoints in a background thread, not inside a token request.
+        connection_created.connect(
+            sqlite_checkpoints.connection_created, dispatch_uid="oidc_provider_ext.sqlite_checkpoints"
+        )
 
         # oauthlib's DEBUG records contain authorization codes and tokens ("Saving grant {'code':
         # ...}"). Unless the site configured that logger itself, keep it at INFO.

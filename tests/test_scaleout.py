@@ -259,6 +259,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # SQLite only: this process's descriptor of the writers' lock file, and whose turn it is
     "oidc_provider_ext.internal.sqlite_writers._descriptors": (TRANSIENT, None),
     "oidc_provider_ext.internal.sqlite_writers._local": (TRANSIENT, None),
+    # SQLite in WAL mode only: which database files this process's checkpointing thread serves
+    "oidc_provider_ext.internal.sqlite_checkpoints._running": (TRANSIENT, None),
     # the token request this thread serves, and whether its write transaction is open yet
     "oidc_provider_ext.internal.token_writes._local": (TRANSIENT, None),
     # client ID metadata documents: a refused document is remembered for a minute in the shared
