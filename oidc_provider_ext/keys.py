@@ -233,6 +233,13 @@ class _Snapshot:
 _lock = threading.Lock()
 _snapshot: _Snapshot | None = None
 _generation_checked_at = 0.0
+# The private JWKs of the last snapshot by the ciphertext they were decrypted from. A reload (every
+# SNAPSHOT_TTL_SECONDS, or when another process changed any key; not ``invalidate()``) keeps the
+# objects of unchanged rows, and with them their ``cryptography`` keys (internal/jws.py keeps one
+# per object): building an RSA private key validates it, ~38 ms that the first token request after
+# every reload paid. Fernet's random IV makes a rewritten row (re-encryption, a new key) a new
+# ciphertext.
+_private_jwks: dict[str, jwk.JWK] = {}
 
 
 def _read_generation() -> str | None:
@@ -261,12 +268,14 @@ def bump_generation() -> None:
 
 
 def _load_snapshot() -> _Snapshot:
+    global _private_jwks
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
     fernet = crypto.fernet()
     signing: dict[str, tuple[str, jwk.JWK]] = {}
     published: dict[str, _Published] = {}
+    private_jwks: dict[str, jwk.JWK] = {}
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
     # so one that expires while this snapshot is in use stops verifying at once.
     for key in SigningKey.objects.all().order_by("created"):
@@ -275,7 +284,13 @@ def _load_snapshot() -> _Snapshot:
             key.public_jwk, jwk.JWK(**key.public_jwk), until.timestamp() if until else None
         )
         if key.state == SigningKey.State.ACTIVE:
-            signing[key.alg] = (key.kid, private_jwk(key, fernet))
+            ciphertext = key.private_jwk_encrypted
+            private = _private_jwks.get(ciphertext)
+            if private is None:
+                private = private_jwk(key, fernet)
+            private_jwks[ciphertext] = private
+            signing[key.alg] = (key.kid, private)
+    _private_jwks = private_jwks
     return _Snapshot(time.monotonic(), generation, signing, published)
 
 
@@ -304,9 +319,11 @@ def _current() -> _Snapshot:
 
 
 def invalidate() -> None:
-    """Drop this process's snapshot; the next use reloads from the database."""
-    global _snapshot
+    """Drop this process's snapshot and its decrypted keys; the next use reloads and decrypts
+    from the database."""
+    global _snapshot, _private_jwks
     _snapshot = None
+    _private_jwks = {}
 
 
 @receiver(post_save, sender=SigningKey)

@@ -413,6 +413,34 @@ class TestKeyGeneration:
         clock.advance(keys.SNAPSHOT_TTL_SECONDS)
         assert keys.signing_key()[0] == new_kid
 
+    def test_a_reload_keeps_the_private_key_object_of_an_unchanged_row(self, clock, monkeypatch):
+        # Building an RSA private key validates it (~38 ms): a TTL reload must not make the next
+        # token request pay it again for the same key.
+        from oidc_provider_ext.internal import jws as our_jws
+
+        keys.rotate()
+        kid, before = keys.signing_key()
+        our_jws.op_key(before, "sign")
+        built = []
+        original = jwk.JWK.get_op_key
+        monkeypatch.setattr(jwk.JWK, "get_op_key", lambda self, *a: built.append(1) or original(self, *a))
+        clock.advance(keys.SNAPSHOT_TTL_SECONDS + 1)
+        again_kid, again = keys.signing_key()
+        assert keys._current().loaded_at == time.monotonic()  # it did reload
+        assert (again_kid, again) == (kid, before) and again is before
+        our_jws.op_key(again, "sign")
+        assert built == []
+
+    def test_a_reload_decrypts_a_rewritten_row_again(self, clock, settings):
+        keys.rotate()
+        kid, before = keys.signing_key()
+        oidc_settings(settings, SECRET_KEYS=["n3w-" + "k" * 44, settings.SECRET_KEY])
+        assert keys.reencrypt() >= 1  # a new ciphertext, no signal
+        clock.advance(keys.SNAPSHOT_TTL_SECONDS + 1)
+        again_kid, again = keys.signing_key()
+        assert again_kid == kid and again is not before
+        assert again.export_private(as_dict=True) == before.export_private(as_dict=True)
+
     def test_changes_bump_the_generation_after_commit(self, django_capture_on_commit_callbacks):
         before = cache.get(keys.GENERATION_CACHE_KEY)
         with django_capture_on_commit_callbacks(execute=False) as pending:
