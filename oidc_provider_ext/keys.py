@@ -276,13 +276,14 @@ def _load_snapshot() -> _Snapshot:
     signing: dict[str, tuple[str, jwk.JWK]] = {}
     published: dict[str, _Published] = {}
     private_jwks: dict[str, jwk.JWK] = {}
+    previous = _snapshot.published if _snapshot is not None else {}
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
     # so one that expires while this snapshot is in use stops verifying at once.
     for key in SigningKey.objects.all().order_by("created"):
         until = prunable_after(key)
-        published[key.kid] = _Published(
-            key.public_jwk, jwk.JWK(**key.public_jwk), until.timestamp() if until else None
-        )
+        kept = previous.get(key.kid)  # its object, and its cryptography key, if unchanged
+        public = kept.key if kept is not None and kept.public == key.public_jwk else jwk.JWK(**key.public_jwk)
+        published[key.kid] = _Published(key.public_jwk, public, until.timestamp() if until else None)
         if key.state == SigningKey.State.ACTIVE:
             ciphertext = key.private_jwk_encrypted
             private = _private_jwks.get(ciphertext)

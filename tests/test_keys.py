@@ -421,6 +421,7 @@ class TestKeyGeneration:
         keys.rotate()
         kid, before = keys.signing_key()
         our_jws.op_key(before, "sign")
+        published_before = keys.verification_key(kid)
         built = []
         original = jwk.JWK.get_op_key
         monkeypatch.setattr(jwk.JWK, "get_op_key", lambda self, *a: built.append(1) or original(self, *a))
@@ -428,6 +429,7 @@ class TestKeyGeneration:
         again_kid, again = keys.signing_key()
         assert keys._current().loaded_at == time.monotonic()  # it did reload
         assert (again_kid, again) == (kid, before) and again is before
+        assert keys.verification_key(kid) is published_before
         our_jws.op_key(again, "sign")
         assert built == []
 
