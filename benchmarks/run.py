@@ -464,14 +464,15 @@ def run_phase(
             if index >= len(jobs):
                 return
             job = jobs[index]
+            sent_at = time.perf_counter() - started
             try:
                 response, seconds = flows.send(HOST, server.port, job.method, job.path, job.body, job.headers)
             except OSError as exc:
-                sample = stats.Sample(0.0, 0, f"{type(exc).__name__}: {exc}")
+                sample = stats.Sample(0.0, 0, f"{type(exc).__name__}: {exc}", sent_at)
                 response = None
             else:
                 error = None if 200 <= response.status < 300 else response.text()
-                sample = stats.Sample(seconds, response.status, error)
+                sample = stats.Sample(seconds, response.status, error, sent_at)
             with lock:
                 samples.append(sample)
                 ended[0] = time.perf_counter()
@@ -922,6 +923,9 @@ def report_phase(name: str, phase_name: str, phase: stats.PhaseStats) -> dict:
             f"{'':>32}machine {summary['machine_busy']:.0%} busy; other processes "
             f"(PostgreSQL included) {summary['other_cpu_cores']:.2f} cores"
         )
+    if summary["slowest"]:
+        slowest = ", ".join(f"{r['ms']:.1f} ms at {r['sent_at_s']:.2f} s" for r in summary["slowest"][:5])
+        log(f"{'':>32}slowest (sent, from the start of their round): {slowest}")
     for sample in summary["error_samples"]:
         log(f"      error {sample[:200]!r}")
     for exception, count in summary["server_exceptions"].items():

@@ -11,6 +11,7 @@ RESULT_SCHEMA = 1
 PHASES = ("exchange", "refresh", "userinfo", "introspection", "signin")
 PROJECTS = ("ours", "stock", "node")
 MAX_ERROR_SAMPLES = 3
+SLOWEST_SAMPLES = 8
 ERROR_SAMPLE_CHARS = 300
 
 
@@ -36,6 +37,9 @@ class Sample:
     latency: float
     status: int
     error: str | None = None
+    # When the request was sent, in seconds from the start of its round: whether the slowest
+    # requests came first (a cold worker, a reload) or anywhere (queueing, the machine).
+    sent_at: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -138,6 +142,10 @@ def summarize(
         "p90_ms": ms(percentile(latencies, 90)),
         "p99_ms": ms(percentile(latencies, 99)),
         "max_ms": ms(max(latencies)) if latencies else None,
+        "slowest": [
+            {"ms": ms(s.latency), "sent_at_s": round(s.sent_at, 3)}
+            for s in sorted(samples, key=lambda s: s.latency, reverse=True)[:SLOWEST_SAMPLES]
+        ],
         "client_cpu_ms_per_request": ms(client_cpu_seconds / count) if count else None,
         "server_cpu_ms_per_request": (
             ms(server_cpu_seconds / count) if count and server_cpu_seconds is not None else None

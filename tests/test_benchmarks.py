@@ -60,6 +60,16 @@ def test_summary_counts_only_successes_as_throughput_and_keeps_the_first_error_b
     assert summary["server_cpu_ms_per_request"] == 100.0
 
 
+def test_summary_names_the_slowest_requests_and_when_they_were_sent():
+    samples = [stats.Sample(0.010, 200, None, i / 100) for i in range(20)]
+    samples[3] = stats.Sample(0.045, 200, None, 0.03)
+    samples[17] = stats.Sample(0.030, 500, "boom", 0.17)
+    slowest = stats.summarize(samples, 1.0)["slowest"]
+    assert len(slowest) == stats.SLOWEST_SAMPLES
+    assert slowest[:2] == [{"ms": 45.0, "sent_at_s": 0.03}, {"ms": 30.0, "sent_at_s": 0.17}]
+    assert all(row["ms"] == 10.0 for row in slowest[2:])
+
+
 def test_phase_stats_report_how_busy_the_machine_was():
     phase = stats.PhaseStats([stats.Sample(0.01, 200)], 1.0, machine_busy=0.8512, other_cpu_cores=1.234)
     summary = phase.summary()
