@@ -109,3 +109,28 @@ def test_a_wal_sqlite_file_gets_the_thread_and_the_backstop(tmp_path, fast_ticks
     assert sqlite_checkpoints._running.get(os.path.abspath(path)) == os.getpid()
     assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == sqlite_checkpoints.BACKSTOP_PAGES
     raw.close()
+
+
+def test_a_database_created_again_at_the_same_path_is_checkpointed(wal_database, fast_ticks):
+    path, writer = wal_database
+    assert sqlite_checkpoints.start(path) is True
+    time.sleep(0.1)  # the thread has its connection to the first file
+    writer.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    again = sqlite3.connect(path)
+    try:
+        again.execute("PRAGMA journal_mode=WAL")
+        again.execute("PRAGMA wal_autocheckpoint=0")
+        again.execute("CREATE TABLE t (payload BLOB)")
+        again.commit()
+        size_before = os.path.getsize(path)
+        again.execute("INSERT INTO t VALUES (?)", (os.urandom(256 * 1024),))
+        again.commit()
+        # Either the thread noticed the new file and checkpoints it, or it saw the path empty,
+        # ended, and the next start() begins a new one: the pages reach the file either way.
+        sqlite_checkpoints.start(path)
+        assert _wait_for(lambda: os.path.getsize(path) >= size_before + 256 * 1024)
+    finally:
+        again.close()
