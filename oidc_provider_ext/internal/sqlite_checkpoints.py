@@ -87,8 +87,9 @@ def _run(path: str, pid: int) -> None:
                     db = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
                     inode = current
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.OperationalError as exc:
-                # Busy (another process's checkpoint, a schema change): the next tick retries.
+            except sqlite3.Error as exc:
+                # Busy (another process's checkpoint, a schema change), or a file that is not a
+                # database (yet): the next tick retries.
                 log.debug("SQLite checkpoint of %s skipped: %s", path, exc)
     finally:
         if db is not None:
