@@ -26,6 +26,8 @@ import threading
 import time
 from urllib.parse import quote
 
+from oidc_provider_ext.internal import sqlite_writers
+
 log = logging.getLogger(__name__)
 
 # Four times a second: at ~600 code exchanges a second the WAL gains ~4,600 pages a second. With a
@@ -42,10 +44,8 @@ _running: dict[str, int] = {}  # database file -> pid of the process whose threa
 def connection_created(sender, connection, **kwargs) -> None:
     """``connection_created`` receiver: a file database in WAL mode gets the backstop and, once
     per process, the checkpointing thread."""
-    if connection.vendor != "sqlite":
-        return
-    name = str(connection.settings_dict.get("NAME") or "")
-    if not name or name == ":memory:" or "mode=memory" in name or name.startswith("file:"):
+    name = sqlite_writers.database_file(connection)
+    if not name or name.startswith("file:"):  # another vendor, in memory, or a URI
         return
     raw = connection.connection
     mode = raw.execute("PRAGMA journal_mode").fetchone()
@@ -84,7 +84,7 @@ def _run(path: str, pid: int) -> None:
                     db.close()
                     db = None
                 if db is None:  # kept open: a tick with nothing to copy reads the WAL index only
-                    db = sqlite3.connect(uri, uri=True, timeout=0, check_same_thread=False)
+                    db = sqlite3.connect(uri, uri=True, timeout=0)
                     inode = current
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:

@@ -36,14 +36,20 @@ _process_turn = threading.Lock()
 _descriptors: dict[str, tuple[int, int]] = {}  # lock file -> (pid, descriptor)
 
 
-def _lock_path(alias: str) -> str | None:
-    connection = connections[alias]
-    if fcntl is None or connection.vendor != "sqlite":
+def database_file(connection) -> str | None:
+    """The file name of ``connection``'s SQLite database; None for another vendor or an
+    in-memory database."""
+    if connection.vendor != "sqlite":
         return None
     name = str(connection.settings_dict.get("NAME") or "")
     if not name or name == ":memory:" or "mode=memory" in name:
         return None
-    return lock_file(name)
+    return name
+
+
+def _lock_path(alias: str) -> str | None:
+    name = database_file(connections[alias]) if fcntl is not None else None
+    return lock_file(name) if name else None
 
 
 def lock_file(database_name: str) -> str:
