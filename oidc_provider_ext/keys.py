@@ -221,6 +221,14 @@ class _Snapshot:
     generation: str | None
     signing: dict[str, tuple[str, jwk.JWK]]  # alg -> (kid, private JWK)
     published: dict[str, _Published]  # kid -> public key, in creation order
+    # The active keys' private JWKs by the ciphertext they were decrypted from. The next reload
+    # (every SNAPSHOT_TTL_SECONDS, or when another process changed any key) keeps the objects of
+    # unchanged rows, public and private, and with them their ``cryptography`` keys
+    # (internal/jws.py keeps one per object): building an RSA private key validates it, ~38 ms
+    # that the first token request after every reload paid. Fernet's random IV makes a rewritten
+    # row (re-encryption, a new key) a new ciphertext; ``invalidate()`` drops the snapshot, and
+    # with it these objects.
+    decrypted: dict[str, jwk.JWK]
 
     def live(self, kid: str) -> jwk.JWK | None:
         """The public key ``kid`` if it may still verify a token at this moment."""
@@ -233,13 +241,6 @@ class _Snapshot:
 _lock = threading.Lock()
 _snapshot: _Snapshot | None = None
 _generation_checked_at = 0.0
-# The private JWKs of the last snapshot by the ciphertext they were decrypted from. A reload (every
-# SNAPSHOT_TTL_SECONDS, or when another process changed any key; not ``invalidate()``) keeps the
-# objects of unchanged rows, and with them their ``cryptography`` keys (internal/jws.py keeps one
-# per object): building an RSA private key validates it, ~38 ms that the first token request after
-# every reload paid. Fernet's random IV makes a rewritten row (re-encryption, a new key) a new
-# ciphertext.
-_private_jwks: dict[str, jwk.JWK] = {}
 
 
 def _read_generation() -> str | None:
@@ -268,31 +269,29 @@ def bump_generation() -> None:
 
 
 def _load_snapshot() -> _Snapshot:
-    global _private_jwks
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
     fernet = crypto.fernet()
     signing: dict[str, tuple[str, jwk.JWK]] = {}
     published: dict[str, _Published] = {}
-    private_jwks: dict[str, jwk.JWK] = {}
-    previous = _snapshot.published if _snapshot is not None else {}
+    decrypted: dict[str, jwk.JWK] = {}
+    previous = _snapshot
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
     # so one that expires while this snapshot is in use stops verifying at once.
     for key in SigningKey.objects.all().order_by("created"):
         until = prunable_after(key)
-        kept = previous.get(key.kid)  # its object, and its cryptography key, if unchanged
+        kept = previous.published.get(key.kid) if previous else None  # kept if unchanged
         public = kept.key if kept is not None and kept.public == key.public_jwk else jwk.JWK(**key.public_jwk)
         published[key.kid] = _Published(key.public_jwk, public, until.timestamp() if until else None)
         if key.state == SigningKey.State.ACTIVE:
             ciphertext = key.private_jwk_encrypted
-            private = _private_jwks.get(ciphertext)
+            private = previous.decrypted.get(ciphertext) if previous else None
             if private is None:
                 private = private_jwk(key, fernet)
-            private_jwks[ciphertext] = private
+            decrypted[ciphertext] = private
             signing[key.alg] = (key.kid, private)
-    _private_jwks = private_jwks
-    return _Snapshot(time.monotonic(), generation, signing, published)
+    return _Snapshot(time.monotonic(), generation, signing, published, decrypted)
 
 
 def _stale(snap: _Snapshot) -> bool:
@@ -322,9 +321,8 @@ def _current() -> _Snapshot:
 def invalidate() -> None:
     """Drop this process's snapshot and its decrypted keys; the next use reloads and decrypts
     from the database."""
-    global _snapshot, _private_jwks
+    global _snapshot
     _snapshot = None
-    _private_jwks = {}
 
 
 @receiver(post_save, sender=SigningKey)

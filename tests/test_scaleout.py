@@ -200,8 +200,6 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # signing keys: the in-process snapshot and when the generation was last read
     "oidc_provider_ext.keys._snapshot": (DERIVED, _keys_bounds),
     "oidc_provider_ext.keys._generation_checked_at": (DERIVED, _keys_bounds),
-    # the private JWKs of that snapshot by their stored ciphertext: a rewritten row is a new entry
-    "oidc_provider_ext.keys._private_jwks": (DERIVED, _keys_bounds),
     "oidc_provider_ext.keys.bump_generation:cache.set": (SHARED, None),
     # clients, CORS origins, "are there tenants", tenants: entries in the shared cache stamped with the
     # client registry generation (with LocMemCache: per process, CLIENT_CACHE_SECONDS)
