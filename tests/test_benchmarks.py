@@ -70,6 +70,15 @@ def test_summary_names_the_slowest_requests_and_when_they_were_sent():
     assert all(row["ms"] == 10.0 for row in slowest[2:])
 
 
+def test_clients_run_with_the_garbage_collector_paused_and_it_resumes_after():
+    import gc
+
+    seen: list[bool] = []
+    run.run_clients(lambda: seen.append(gc.isenabled()), 3)
+    assert seen == [False, False, False]
+    assert gc.isenabled()
+
+
 def test_phase_stats_report_how_busy_the_machine_was():
     phase = stats.PhaseStats([stats.Sample(0.01, 200)], 1.0, machine_busy=0.8512, other_cpu_cores=1.234)
     summary = phase.summary()
