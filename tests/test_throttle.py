@@ -304,6 +304,98 @@ class TestLoginLockoutCannotDenyTheUser:
         assert _sign_in(Client(REMOTE_ADDR=VICTIM), bob.username).status_code == 302
 
 
+class TestLockoutCountIsAxesCount:
+    """contrib.axes.AxesHandler counts failures with its own SQL (written once): for every lockout
+    setting it must be axes' own count, records of other users, addresses, agents, expired ones and
+    ones without a username included in the table."""
+
+    USER_AGENT = "Mozilla/5.0 (the victim's)"
+
+    @pytest.fixture
+    def attempts(self):
+        from datetime import timedelta
+
+        from axes.models import AccessAttempt
+        from django.utils import timezone
+
+        now = timezone.now()
+
+        def record(username, address, agent, failures, age_minutes=1):
+            attempt = AccessAttempt.objects.create(
+                username=username,
+                ip_address=address,
+                user_agent=agent,
+                failures_since_start=failures,
+                get_data="",
+                post_data="",
+                http_accept="*/*",
+                path_info="/login/",
+            )
+            # attempt_time is auto_now_add: set afterwards
+            AccessAttempt.objects.filter(pk=attempt.pk).update(
+                attempt_time=now - timedelta(minutes=age_minutes)
+            )
+
+        record("alice", ATTACKER, self.USER_AGENT, 3)  # the pair, recent
+        record("alice", ATTACKER, "curl/8", 1)  # the pair, another agent
+        record("alice", VICTIM, self.USER_AGENT, 2)  # the user, another address
+        record("bob", ATTACKER, self.USER_AGENT, 4)  # the address, another user
+        record(None, ATTACKER, self.USER_AGENT, 6)  # no username (a form without one)
+        record("alice", ATTACKER, "Mozilla/4.0", 7, age_minutes=60 * 24)  # the pair, long expired
+        record("alice%", ATTACKER, self.USER_AGENT, 5)  # LIKE-shaped: must not match "alice"
+
+    def _request(self, username):
+        from axes.handlers.proxy import AxesProxyHandler
+        from django.test import RequestFactory
+
+        data = {} if username is None else {"username": username}
+        request = RequestFactory().post(
+            "/login/", data, REMOTE_ADDR=ATTACKER, HTTP_USER_AGENT=self.USER_AGENT
+        )
+        AxesProxyHandler.update_request(request)
+        return request, (None if username is None else {"username": username})
+
+    @pytest.mark.parametrize(
+        "parameters",
+        [
+            [["username", "ip_address"]],
+            ["username"],
+            ["ip_address"],
+            [["username", "user_agent"]],
+            [["username", "ip_address", "user_agent"]],
+            ["username", "ip_address"],  # two sets: the larger count
+        ],
+    )
+    @pytest.mark.parametrize("cool_off_minutes", [15, None])
+    @pytest.mark.parametrize("username", ["alice", "bob", "carol", "alice%", None])
+    def test_same_count_as_axes(
+        self, attempts, settings, django_assert_num_queries, parameters, cool_off_minutes, username
+    ):
+        from datetime import timedelta
+
+        from axes.handlers.database import AxesDatabaseHandler
+
+        from oidc_provider_ext.contrib.axes import AxesHandler
+
+        settings.AXES_LOCKOUT_PARAMETERS = parameters
+        settings.AXES_COOLOFF_TIME = None if cool_off_minutes is None else timedelta(minutes=cool_off_minutes)
+        request, credentials = self._request(username)
+        with django_assert_num_queries(len(parameters)):  # one statement per set, none for axes' ORM
+            ours = AxesHandler()._count_failures(request, credentials)
+        assert ours == AxesDatabaseHandler().get_failures(request, credentials)
+        assert AxesHandler().get_failures(request, credentials) == ours
+
+    def test_the_count_is_the_one_the_lockout_uses(self, attempts):
+        """Three recent failures of the pair are on record: two more lock the pair out, and the
+        sign-in from another address still works."""
+        alice = UserFactory(username="alice")
+        attacker = Client(REMOTE_ADDR=ATTACKER, HTTP_USER_AGENT=self.USER_AGENT)
+        _fail_login(attacker, alice.username, 1)
+        assert _sign_in(Client(REMOTE_ADDR=VICTIM), alice.username).status_code == 302
+        _fail_login(attacker, alice.username, 1)
+        assert _sign_in(attacker, alice.username).status_code == 429
+
+
 def test_production_profile_takes_the_proxy_count_from_the_environment():
     import os
     import subprocess

@@ -234,7 +234,7 @@ def read_with_membership(request: HttpRequest, user, tenant_code: str):
     from oidc_provider_ext.models import TenantMembership
     from oidc_provider_ext.models.grants import tenant_member_sql
 
-    from .lookups import _prep
+    from .lookups import prep
 
     alias = router.db_for_read(get_user_model())
     if router.db_for_read(TenantMembership) != alias:
@@ -246,7 +246,7 @@ def read_with_membership(request: HttpRequest, user, tenant_code: str):
     condition, fields = prepared
     member = tenant_member_sql(connection.ops.quote_name, "%s", "%s")
     params = [field.get_db_prep_value(user.pk, connection) for field in fields]
-    params += [_prep(TenantMembership, "user", user.pk, connection), tenant_code]
+    params += [prep(TenantMembership, "user", user.pk, connection), tenant_code]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT CASE WHEN {condition} THEN 1 ELSE 0 END, CASE WHEN {member} THEN 1 ELSE 0 END", params

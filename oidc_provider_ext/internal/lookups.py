@@ -484,7 +484,8 @@ def refresh_token_by_checksum(token_checksum: str):
     return lookup.one(token_checksum, using=alias)
 
 
-def _prep(model, name: str, value, connection):
+def prep(model, name: str, value, connection):
+    """``value`` for ``model``'s field ``name`` as a bound parameter, as the ORM prepares a filter's."""
     return model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
 
 
@@ -535,10 +536,10 @@ def update(model, pk, values: dict[str, Any], **conditions) -> int:
         if name.endswith("__isnull") and value is not True:
             raise ValueError(name)
     sql = _update_sql(alias, model, tuple(values), tuple(conditions))
-    params = [_prep(model, name, value, connection) for name, value in values.items()]
-    params.append(_prep(model, model._meta.pk.name, pk, connection))
+    params = [prep(model, name, value, connection) for name, value in values.items()]
+    params.append(prep(model, model._meta.pk.name, pk, connection))
     params += [
-        _prep(model, name.partition("__")[0], value, connection)
+        prep(model, name.partition("__")[0], value, connection)
         for name, value in conditions.items()
         if not name.endswith("__isnull")
     ]

@@ -202,7 +202,7 @@ def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[Live
     ``(the user or None, the rows)``. None where the SQL cannot be written (the factors', the user
     model's: multi-table inheritance, a key to another column)."""
     from . import factors
-    from .lookups import _prep, reading_cursor
+    from .lookups import prep, reading_cursor
 
     alias = router.db_for_read(OPSession)
     connection = connections[alias]
@@ -220,8 +220,8 @@ def _live_read(ids: list[int], user_pk, user_model=None) -> tuple[Any, list[Live
     params = [field.get_db_prep_value(user_pk, connection) for field in fields]
     params.append(NO_TENANT)
     params += ids
-    params.append(_prep(OPSession, "expires", timezone.now(), connection))
-    params.append(_prep(OPSession, "user", user_pk, connection))
+    params.append(prep(OPSession, "expires", timezone.now(), connection))
+    params.append(prep(OPSession, "user", user_pk, connection))
     with reading_cursor(connection) as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
