@@ -95,37 +95,52 @@ class BearerEndpointsMiddleware:
             and not any(db.get("ATOMIC_REQUESTS") for db in settings.DATABASES.values())
         ):
             request.resolver_match = match
-            response = match.func(request, *match.args, **match.kwargs)
-            response.oidc_bearer_endpoint = True  # CSPMiddleware: a JSON answer, no per-view policy
-            return response
+            return match.func(request, *match.args, **match.kwargs)
         return self.get_response(request)
 
 
+# What a view (django-csp's decorators) sets on a response to change or drop its policy.
+_PER_RESPONSE_POLICY = tuple(
+    f"_csp_{part}{suffix}" for part in ("config", "update", "replace", "exempt") for suffix in ("", "_ro")
+)
+
+
 class CSPMiddleware(csp.middleware.CSPMiddleware):
-    """django-csp's middleware; a bearer endpoint's answer (``BearerEndpointsMiddleware``: JSON, no
-    template, no per-view policy, no nonce) gets the same header, built once per policy, path and
-    status instead of on every response (~90 µs each: the policy is deep-copied and rendered)."""
+    """django-csp's middleware; a response without a policy of its own (none of django-csp's
+    decorators, no nonce taken: every page but a tenant's branded sign-in, and every JSON answer)
+    gets the header django-csp writes, built once per policy setting and the parts of the request
+    it depends on (whether the path is under an ``EXCLUDE_URL_PREFIXES`` prefix, the status with
+    ``DEBUG``) instead of on every response (~100 µs each: the policy is deep-copied and rendered)."""
 
     def __init__(self, get_response):
         super().__init__(get_response)
-        self._bearer_headers: dict[tuple, tuple[Any, Any, dict[str, str]]] = {}
+        self._headers: dict[tuple, tuple[Any, Any, dict[str, str]]] = {}
 
     def process_response(self, request, response):
-        if not getattr(response, "oidc_bearer_endpoint", False) or getattr(request, "csp_nonce", None):
+        if getattr(request, "csp_nonce", None) or any(
+            hasattr(response, name) for name in _PER_RESPONSE_POLICY
+        ):
             return super().process_response(request, response)
         policy = getattr(settings, "CONTENT_SECURITY_POLICY", None)
         report_only = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
-        key = (request.path_info, response.status_code, settings.DEBUG)
-        cached = self._bearer_headers.get(key)
+        excluded = tuple(
+            request.path_info.startswith(tuple((setting or {}).get("EXCLUDE_URL_PREFIXES") or ()))
+            for setting in (policy, report_only)
+        )
+        key = (excluded, response.status_code, settings.DEBUG)
+        cached = self._headers.get(key)
         if cached is None or cached[0] is not policy or cached[1] is not report_only:
             # What django-csp writes on a plain response to this request: the same header values.
             plain = super().process_response(request, HttpResponse(status=response.status_code))
             names = (csp.constants.HEADER, csp.constants.HEADER_REPORT_ONLY)
             headers = {name: plain[name] for name in names if name in plain}
             cached = (policy, report_only, headers)
-            if len(self._bearer_headers) < 64:
-                self._bearer_headers[key] = cached
+            if len(self._headers) < 64:
+                self._headers[key] = cached
         for name, value in cached[2].items():
             if name not in response:
                 response[name] = value
+        if getattr(request, "_csp_nonce", None) is None:
+            # As django-csp does: a nonce taken after the header was written raises, never goes unsent.
+            request.csp_nonce = csp.middleware.CheckableLazyObject(self._csp_nonce_post_response)
         return response

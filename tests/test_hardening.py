@@ -217,6 +217,76 @@ class TestHostedPageHeaders:
         assert cookies.stdout.split() == ["True", "True", "Lax", "True"], cookies.stderr
 
 
+class TestCSPHeaderBuiltOnce:
+    """oidc_provider_ext.middleware.CSPMiddleware writes a response without a policy of its own
+    from a header built once: always the header django-csp's own middleware writes."""
+
+    @staticmethod
+    def _middleware(middleware_class=None):
+        from django.http import HttpResponse
+
+        from oidc_provider_ext.middleware import CSPMiddleware
+
+        return (middleware_class or CSPMiddleware)(lambda request: HttpResponse())
+
+    @staticmethod
+    def _headers(middleware, path="/login/", **attributes):
+        from csp.constants import HEADER, HEADER_REPORT_ONLY
+        from django.http import HttpResponse
+        from django.test import RequestFactory
+
+        request = RequestFactory().get(path)
+        middleware.process_request(request)
+        response = HttpResponse()
+        for name, value in attributes.items():
+            setattr(response, name, value)
+        response = middleware.process_response(request, response)
+        return request, {name: response.get(name) for name in (HEADER, HEADER_REPORT_ONLY)}
+
+    @pytest.mark.parametrize(
+        "attributes",
+        [
+            {},
+            {"_csp_update": {"img-src": ["https://cdn.example"]}},
+            {"_csp_replace": {"script-src": ["'none'"]}},
+            {"_csp_config": {"default-src": ["'none'"]}},
+            {"_csp_exempt": True},
+            {"_csp_update_ro": {"img-src": ["'self'"]}},
+        ],
+    )
+    def test_the_header_is_django_csps(self, settings, attributes):
+        from csp.middleware import CSPMiddleware as DjangoCSP
+
+        settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"img-src": ["'self'", "https:"]}}
+        middleware = self._middleware()
+        self._headers(middleware)  # a plain response first: the built header is kept
+        _request, ours = self._headers(middleware, **attributes)
+        _request, theirs = self._headers(self._middleware(DjangoCSP), **attributes)
+        assert ours == theirs
+        assert (ours["Content-Security-Policy"] is None) == ("_csp_exempt" in attributes)
+
+    def test_a_path_under_an_excluded_prefix_gets_no_header(self, settings):
+        settings.CONTENT_SECURITY_POLICY = {
+            **settings.CONTENT_SECURITY_POLICY,
+            "EXCLUDE_URL_PREFIXES": ["/embedded/"],
+        }
+        middleware = self._middleware()
+        _request, page = self._headers(middleware)
+        assert "default-src 'self'" in page["Content-Security-Policy"]
+        _request, excluded = self._headers(middleware, path="/embedded/widget")
+        assert excluded["Content-Security-Policy"] is None
+
+    def test_a_nonce_taken_after_the_header_was_written_raises(self):
+        from csp.exceptions import CSPNonceError
+
+        middleware = self._middleware()
+        self._headers(middleware)
+        request, headers = self._headers(middleware)  # the header kept from the first
+        assert "nonce-" not in headers["Content-Security-Policy"]
+        with pytest.raises(CSPNonceError):
+            str(request.csp_nonce)
+
+
 class TestIntrospectionScope:
     def _introspect(self, rp, app, token):
         return rp.post(
