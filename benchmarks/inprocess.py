@@ -18,6 +18,9 @@ and profile) and writes a JSON report on stdout:
   the whole sign-in, and of its requests alone (without the test browser's parsing of the pages).
 - CPU time per request (``time.process_time``, which other processes on a shared machine do not
   inflate the way they do wall time) of exchanges, userinfo and introspection calls.
+- With ``"signin_serve": true`` in the job, only sign-ins: "ready" once warm, then one sign-in per
+  line read from stdin, its CPU minus the password hash a JSON line on stdout (run.py takes them
+  one at a time in turn between the projects: ``paired_signins``).
 - Ours only: offline access-token validation at a resource server
   (``oidc_provider_ext.resource.validate_access_token``, key cache warm, revocation check off as
   for a remote API): validations per second per core, in the fastest of five rounds and their median,
@@ -401,50 +404,58 @@ def password_cost(client) -> dict:
     }
 
 
-def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
-    """Full sign-ins through the test client, fresh browser each: per step the median time,
-    queries, hashing and SQL, and per sign-in the total and the total without the password hash
+class SignIns:
+    """Full sign-ins through the test client, a fresh browser each, one per :meth:`one`: per step
+    the time, queries, hashing and SQL, and per sign-in the CPU with and without the password hash
     (both measured in the same requests, so contention on the machine cannot make them disagree)."""
-    steps: dict[str, dict[str, list[float]]] = {}
-    totals: list[float] = []
-    hashing: list[float] = []
 
-    def observe(step, call):
-        meter.reset()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        response = call()
-        requests_cpu[-1] += time.process_time() - cpu_started
-        row = steps.setdefault(step, {"ms": [], "queries": [], "hash_ms": [], "sql_ms": []})
-        row["ms"].append(time.perf_counter() - started)
-        row["queries"].append(len(meter.queries))
-        row["hash_ms"].append(meter.hash_seconds)
-        row["sql_ms"].append(meter.sql_seconds)
-        totals[-1] += row["ms"][-1]
-        hashing[-1] += meter.hash_seconds
-        if hashing_cpu:
-            hashing_cpu[-1] += meter.hash_cpu_seconds
-        return response
+    def __init__(self, project, client, meter):
+        self.project, self.client, self.meter = project, client, meter
+        self.browser = warm_transport(project)
+        flows.authorize(self.browser, project, client)  # warm templates and caches
 
-    cpu: list[float] = []
-    requests_cpu: list[float] = []  # inside the requests: without the browser's reading of the pages
-    hashing_cpu: list[float] = []
-    browser = warm_transport(project)
-    flows.authorize(browser, project, client)  # warm templates and caches
-    for _ in range(runs):
-        browser.forget_cookies()
-        totals.append(0.0)
-        hashing.append(0.0)
-        hashing_cpu.append(0.0)
-        requests_cpu.append(0.0)
+    def one(self) -> dict:
+        meter = self.meter
+        steps: dict[str, tuple[float, int, float, float]] = {}
+        sums = {"total": 0.0, "hashing": 0.0, "hashing_cpu": 0.0, "requests_cpu": 0.0}
+
+        def observe(step, call):
+            meter.reset()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            response = call()
+            sums["requests_cpu"] += time.process_time() - cpu_started
+            elapsed = time.perf_counter() - started
+            steps[step] = (elapsed, len(meter.queries), meter.hash_seconds, meter.sql_seconds)
+            sums["total"] += elapsed
+            sums["hashing"] += meter.hash_seconds
+            sums["hashing_cpu"] += meter.hash_cpu_seconds
+            return response
+
+        self.browser.forget_cookies()
         started = time.process_time()
-        flows.authorize(browser, project, client, observe)
-        cpu.append(time.process_time() - started)
-    cpu_minus_hash = [c - h for c, h in zip(cpu, hashing_cpu, strict=True)]
-    requests_cpu_minus_hash = [c - h for c, h in zip(requests_cpu, hashing_cpu, strict=True)]
+        flows.authorize(self.browser, self.project, self.client, observe)
+        cpu = time.process_time() - started
+        return {
+            "cpu": cpu,
+            "cpu_minus_hash": cpu - sums["hashing_cpu"],
+            "requests_cpu_minus_hash": sums["requests_cpu"] - sums["hashing_cpu"],
+            "total": sums["total"],
+            "hashing": sums["hashing"],
+            "steps": steps,
+        }
+
+
+def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
+    """``runs`` sign-ins (:class:`SignIns`): their medians."""
+    sign_ins = SignIns(project, client, meter)
+    done = [sign_ins.one() for _ in range(runs)]
+    cpu_minus_hash = [d["cpu_minus_hash"] for d in done]
+    requests_cpu_minus_hash = [d["requests_cpu_minus_hash"] for d in done]
+    steps = {step: [d["steps"][step] for d in done] for step in done[0]["steps"]} if done else {}
     return {
         # CPU of the whole sign-in minus the password hash (CPU-bound, timed inside the request):
         # what the issue's "everything except the password hash" compares.
-        "cpu_ms": _median_ms(cpu),
+        "cpu_ms": _median_ms([d["cpu"] for d in done]),
         "cpu_minus_password_hash_ms": _median_ms(cpu_minus_hash),
         # The same inside the five requests only: the provider's CPU, not the test browser's HTML
         # parsing of its pages (which charges a provider for the size of its pages).
@@ -453,20 +464,37 @@ def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
         "runs_cpu_minus_password_hash_ms": [round(c * 1000, 3) for c in cpu_minus_hash],
         "runs_requests_cpu_minus_password_hash_ms": [round(c * 1000, 3) for c in requests_cpu_minus_hash],
         "sign_ins": runs,
-        "total_ms": _median_ms(totals),
-        "password_hash_ms": _median_ms(hashing),
-        "total_minus_password_hash_ms": _median_ms([t - h for t, h in zip(totals, hashing, strict=True)]),
-        "queries": sum(statistics.median(row["queries"]) for row in steps.values()),
+        "total_ms": _median_ms([d["total"] for d in done]),
+        "password_hash_ms": _median_ms([d["hashing"] for d in done]),
+        "total_minus_password_hash_ms": _median_ms([d["total"] - d["hashing"] for d in done]),
+        "queries": sum(statistics.median(row[1] for row in rows) for rows in steps.values()),
         "steps": {
             step: {
-                "ms": _median_ms(row["ms"]),
-                "queries": statistics.median(row["queries"]),
-                "hash_ms": _median_ms(row["hash_ms"]),
-                "sql_ms": _median_ms(row["sql_ms"]),
+                "ms": _median_ms([row[0] for row in rows]),
+                "queries": statistics.median(row[1] for row in rows),
+                "hash_ms": _median_ms([row[2] for row in rows]),
+                "sql_ms": _median_ms([row[3] for row in rows]),
             }
-            for step, row in steps.items()
+            for step, rows in steps.items()
         },
     }
+
+
+def serve_signins(project, client, meter, commands, answers) -> None:
+    """One sign-in per line read from ``commands``, its CPU minus the password hash (whole, and its
+    requests alone, ms) a JSON line on ``answers``: run.py alternates them between the projects one
+    sign-in at a time (``ready`` is written first, once warm)."""
+    sign_ins = SignIns(project, client, meter)
+    answers.write("ready\n")
+    answers.flush()
+    for _line in commands:
+        done = sign_ins.one()
+        answer = {
+            "cpu_minus_password_hash_ms": round(done["cpu_minus_hash"] * 1000, 3),
+            "requests_cpu_minus_password_hash_ms": round(done["requests_cpu_minus_hash"] * 1000, 3),
+        }
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 def signin_with_sessions_in_redis(project, client, meter, redis_url: str, runs: int = SIGNIN_RUNS) -> dict:
@@ -498,19 +526,18 @@ def signin_with_sessions_in_redis(project, client, meter, redis_url: str, runs: 
 
 
 def main() -> None:
-    job = json.load(sys.stdin)
+    job = json.loads(sys.stdin.readline())  # one line: in serve mode the commands follow it
     django.setup()
     project = flows.PROJECTS[job["project"]]
     client = flows.Client(**job["client"])
+    meter = Meter()
+    if job.get("signin_serve"):
+        with meter.active():
+            serve_signins(project, client, meter, sys.stdin, sys.stdout)
+        return
     codes = [tuple(pair) for pair in job["codes"]]
     timed = job["timed"]
-    meter = Meter()
     report = {"settings_module": os.environ.get("DJANGO_SETTINGS_MODULE")}
-    if job.get("signin_only"):  # another round of the sign-ins alone (run.py alternates them)
-        with meter.active():
-            report["signin"] = signin(project, client, meter)
-        json.dump(report, sys.stdout)
-        return
     rp = warm_transport(project)
 
     def exchanges(pairs):

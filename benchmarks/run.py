@@ -59,6 +59,8 @@ MODES = {
     # timed: in-process exchanges timed and profiled;
     # rounds: each HTTP phase but the sign-in runs as this many slices, alternated between the
     # projects (ours, stock, node, ours, ...), so a few seconds of a busier machine fall on all of them.
+    # signin_pairs: in-process sign-ins of each Django project taken one at a time in turn
+    # (paired_signins), after the first in-process round of each.
     "quick": {
         "codes": 100,
         "phase_seconds": 8,
@@ -68,6 +70,7 @@ MODES = {
         "breakdown": 3,
         "timed": 5,
         "rounds": 1,
+        "signin_pairs": 5,
     },
     "full": {
         "codes": 400,
@@ -78,6 +81,7 @@ MODES = {
         "breakdown": 5,
         "timed": 10,
         "rounds": 3,
+        "signin_pairs": 40,
     },
 }
 
@@ -759,15 +763,6 @@ class Bench:
         inprocess["machine_before"] = quiet
         self.result["inprocess"] = inprocess
 
-    def signin_round(self) -> None:
-        """One more round of in-process sign-ins; the sign-in's CPU medians then cover every round."""
-        signin = (self.result.get("inprocess") or {}).get("signin")
-        if not self.target.is_django or not signin:
-            return
-        wait_until_quiet()
-        again = run_inprocess(self.target, self.client, [], 0, self.server.port, signin_only=True)
-        stats.pool_signin_rounds(signin, again.get("signin"))
-
     def prefill(self, mode: dict, args) -> None:
         if args.prefill and self.target.is_django and self.target.project.name in args.prefill_projects:
             self.result["prefill"] = run_prefill(
@@ -823,11 +818,9 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
         redis_url = args.redis_url or next((str(c.redis_url) for c in clusters), None)
         for bench in single:
             bench.inprocess(mode, args, redis_url)
-        # The sign-ins again, alternated between the projects (ours, stock, ours, stock): their CPU
-        # is compared to stock DOT's, and one pass each left minutes of machine drift between them.
-        for _ in range(mode["rounds"] - 1):
-            for bench in single:
-                bench.signin_round()
+        # The sign-ins again, one at a time in turn between the projects: their CPU is compared to
+        # stock DOT's, and the machine's speed drifts by more than the difference within minutes.
+        paired_signins(single, mode["signin_pairs"])
         for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
@@ -854,7 +847,6 @@ def run_inprocess(
     port: int,
     profile=True,
     redis_url: str | None = None,
-    signin_only: bool = False,
 ) -> dict:
     job = {
         "project": target.project.name,
@@ -863,7 +855,6 @@ def run_inprocess(
         "timed": timed,
         "profile": profile,
         "redis_url": redis_url,
-        "signin_only": signin_only,
     }
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.inprocess"],
@@ -877,6 +868,130 @@ def run_inprocess(
         log(f"   in-process measurement failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}")
         return {"error": completed.stderr[-2000:]}
     return json.loads(completed.stdout)
+
+
+class SignInServerError(RuntimeError):
+    pass
+
+
+class SignInServer:
+    """A ``python -m benchmarks.inprocess`` process signing in on request (its serve mode): each
+    call is one sign-in, answered with its CPU minus the password hash."""
+
+    def __init__(self, target: Target, client: flows.Client, port: int):
+        self.name = target.project.name
+        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.inprocess"],
+            cwd=ROOT,
+            env=target_env(target, port),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            text=True,
+        )
+        job = {"project": target.project.name, "client": client.__dict__, "signin_serve": True}
+        self._send(json.dumps(job))
+        if self._receive() != "ready":
+            raise self._failed("did not start")
+
+    def _send(self, line: str) -> None:
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            raise self._failed("exited") from None
+
+    def _receive(self) -> str:
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().strip()
+
+    def _failed(self, what: str) -> SignInServerError:
+        self._stop()
+        self._errors.seek(0)
+        error = SignInServerError(f"{self.name}: the sign-in process {what}:\n{self._errors.read()[-2000:]}")
+        self.close()
+        return error
+
+    def __call__(self) -> dict:
+        self._send("sign in")
+        line = self._receive()
+        if not line:
+            raise self._failed("exited")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self._stop()
+        self._errors.close()
+
+    def _stop(self) -> None:
+        if self._process.poll() is None:
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()  # type: ignore[union-attr]
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def alternate(players: list, pairs: int) -> list[list]:
+    """``pairs`` answers of each of ``players`` (callables), taken one at a time in turn, the order
+    reversed every other turn (a, b, b, a, a, b, ...): each one's n-th answer comes within a second
+    of the others' n-th, and none always goes first."""
+    answers: list[list] = [[] for _ in players]
+    for index in range(pairs):
+        order = range(len(players)) if index % 2 == 0 else reversed(range(len(players)))
+        for player in order:
+            answers[player].append(players[player]())
+    return answers
+
+
+def paired_signins(benches: list[Bench], pairs: int) -> None:
+    """``pairs`` in-process sign-ins of each Django project, one at a time in turn (:func:`alternate`),
+    pooled into each project's sign-in medians; ours also gets the median of its differences from
+    each other project's sign-in taken beside it (stats.paired_difference)."""
+    benches = [b for b in benches if b.target.is_django and (b.result.get("inprocess") or {}).get("signin")]
+    if not benches or pairs <= 0:
+        return
+    log(f"   sign-ins in process, one at a time in turn ({', '.join(b.name for b in benches)}): {pairs} each")
+    wait_until_quiet()
+    servers: list[SignInServer] = []
+    try:
+        for bench in benches:
+            servers.append(SignInServer(bench.target, bench.client, bench.server.port))
+        answers = alternate(servers, pairs)
+    except SignInServerError as error:
+        log(f"   paired sign-ins failed: {error}")
+        return
+    finally:
+        for server in servers:
+            server.close()
+    runs = {}
+    for bench, answered in zip(benches, answers, strict=True):
+        runs[bench.target.project.name] = [
+            [a[key] for a in answered]
+            for key in ("cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms")
+        ]
+        stats.pool_signin_rounds(
+            bench.result["inprocess"]["signin"],
+            {
+                "runs_cpu_minus_password_hash_ms": runs[bench.target.project.name][0],
+                "runs_requests_cpu_minus_password_hash_ms": runs[bench.target.project.name][1],
+            },
+        )
+    ours = runs.get(flows.OURS.name)
+    for bench in benches:
+        if ours is None or bench.target.project is flows.OURS:
+            continue
+        other = runs[bench.target.project.name]
+        ours_signin = next(b for b in benches if b.target.project is flows.OURS).result["inprocess"]["signin"]
+        ours_signin.setdefault("paired", {})[bench.target.project.name] = {
+            "pairs": pairs,
+            "cpu_minus_password_hash_difference_ms": stats.paired_difference(ours[0], other[0]),
+            "requests_cpu_minus_password_hash_difference_ms": stats.paired_difference(ours[1], other[1]),
+        }
 
 
 def run_prefill(target: Target, server: Server, client: flows.Client, mode: dict, args, before: dict) -> dict:
@@ -975,6 +1090,14 @@ def print_report(result: dict) -> None:
             log(line)
     log("\nFull sign-in, one browser at a time (median ms): over HTTP, and in-process with the password hash")
     log(stats.signin_table(result))
+    paired = stats.paired_lines(result)
+    if paired:
+        log(
+            "\nSign-in CPU minus the password hash, sign-ins taken one at a time in turn "
+            "(median of the differences; below 0: ours spends less)"
+        )
+        for line in paired:
+            log(line)
     for line in stats.profile_summary(result):
         log(line)
     if result.get("prefill"):

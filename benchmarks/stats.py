@@ -107,6 +107,30 @@ def pool_signin_rounds(signin: dict, again: dict | None) -> None:
     signin["rounds"] = signin.get("rounds", 1) + 1
 
 
+def paired_difference(ours: list[float], theirs: list[float]) -> float | None:
+    """The median of ``ours[i] - theirs[i]`` (ms): measurements taken side by side, so what the
+    machine's speed did between them cancels (it moves by more than the difference, minute to
+    minute). None for no pairs."""
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    median = percentile(differences, 50)
+    return None if median is None else round(median, 2)
+
+
+def paired_lines(result: dict) -> list[str]:
+    """Lines: ours' sign-in CPU minus the password hash against each other project's, sign-in by
+    sign-in (run.paired_signins), per database."""
+    lines = []
+    for db, project, data in _projects(result):
+        paired = ((data.get("inprocess") or {}).get("signin") or {}).get("paired") or {}
+        for other, entry in paired.items():
+            lines.append(
+                f"{db}: {project} - {other}, {entry['pairs']} pairs: "
+                f"{entry['cpu_minus_password_hash_difference_ms']:+.2f} ms "
+                f"({entry['requests_cpu_minus_password_hash_difference_ms']:+.2f} ms in its requests)"
+            )
+    return lines
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 

@@ -371,6 +371,74 @@ def test_a_sign_in_with_sessions_in_redis_spends_no_statement_on_them(user, conf
     assert not list(redis.Redis.from_url(redis_url).scan_iter())
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_in_process_answers_one_sign_in_per_line(user, confidential_app):
+    """run.paired_signins' protocol (inprocess.serve_signins): "ready" once warm, then one JSON
+    line per command, each a real sign-in (the browser starts with no cookies each time)."""
+    import io
+
+    commands = io.StringIO("sign in\nsign in\n")
+    answers = io.StringIO()
+    meter = inprocess.Meter()
+    with meter.active():
+        inprocess.serve_signins(flows.OURS, _bench_client(user, confidential_app), meter, commands, answers)
+    ready, *lines = answers.getvalue().splitlines()
+    assert ready == "ready" and len(lines) == 2
+    for line in lines:
+        answer = json.loads(line)
+        assert 0 < answer["requests_cpu_minus_password_hash_ms"] <= answer["cpu_minus_password_hash_ms"]
+    from oidc_provider_ext.models import AuthorizationGrant
+
+    assert AuthorizationGrant.objects.count() == 3  # the warm-up's code and one per sign-in
+
+
+def test_a_sign_in_process_that_fails_to_start_is_reported(tmp_path):
+    target = run.Target(
+        project=flows.OURS,
+        database="sqlite",
+        database_url=f"sqlite:///{tmp_path / 'none.sqlite3'}",
+        settings_module="no_such_settings_module",
+        wsgi="",
+        seed_command=[],
+        env={},
+    )
+    client = flows.Client("id", "secret", REDIRECT_URI, "user", "password")
+    with pytest.raises(run.SignInServerError, match="(?s)did not start.*no_such_settings_module"):
+        run.SignInServer(target, client, port=1)
+
+
+def test_alternate_takes_turns_and_reverses_the_order_every_other_turn():
+    order = []
+
+    def player(name):
+        def one():
+            order.append(name)
+            return f"{name}{order.count(name)}"
+
+        return one
+
+    answers = run.alternate([player("a"), player("b")], 4)
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert answers == [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]]
+
+
+def test_the_paired_difference_is_the_median_of_the_differences():
+    # Medians of each side (12 v 11) would say +1; the pairs say -1 (the 30 ran on a slow second).
+    assert stats.paired_difference([10.0, 12.0, 30.0], [11.0, 13.0, 11.0]) == -1.0
+    assert stats.paired_difference([], []) is None
+    result = _result()
+    result["databases"]["postgresql"]["ours"]["inprocess"]["signin"]["paired"] = {
+        "stock": {
+            "pairs": 40,
+            "cpu_minus_password_hash_difference_ms": -0.82,
+            "requests_cpu_minus_password_hash_difference_ms": -1.17,
+        }
+    }
+    assert stats.paired_lines(result) == [
+        "postgresql: ours - stock, 40 pairs: -0.82 ms (-1.17 ms in its requests)"
+    ]
+
+
 def test_tables_show_every_run_and_the_ratio():
     result = _result()
     table = stats.results_table(result)
