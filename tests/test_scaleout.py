@@ -249,6 +249,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.adapter._tenant_lookup": (PURE, None),
     "oidc_provider_ext.internal.consents._live_consent_lookup": (PURE, None),
     "oidc_provider_ext.internal.factors._enrolled_sql_cache": (PURE, None),
+    # axes' failure count as SQL, per database and lockout parameter set (contrib/axes.py)
+    "oidc_provider_ext.contrib.axes._failures_sql": (PURE, None),
     "oidc_provider_ext.internal.op_sessions._live_sql": (PURE, None),
     # crispy's HTML of an empty field, keyed by everything it depends on (form class, language...)
     "oidc_provider_ext.templatetags.oidc_forms._rendered": (PURE, None),
