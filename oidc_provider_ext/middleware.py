@@ -117,8 +117,11 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
         self._headers: dict[tuple, tuple[Any, Any, dict[str, str]]] = {}
 
     def process_response(self, request, response):
-        if getattr(request, "csp_nonce", None) or any(
-            hasattr(response, name) for name in _PER_RESPONSE_POLICY
+        if (
+            getattr(request, "csp_nonce", None)
+            or any(hasattr(response, name) for name in _PER_RESPONSE_POLICY)
+            # django-csp's extension point: a subclass's parts may depend on the request
+            or type(self).get_policy_parts is not csp.middleware.CSPMiddleware.get_policy_parts
         ):
             return super().process_response(request, response)
         policy = getattr(settings, "CONTENT_SECURITY_POLICY", None)

@@ -265,6 +265,23 @@ class TestCSPHeaderBuiltOnce:
         assert ours == theirs
         assert (ours["Content-Security-Policy"] is None) == ("_csp_exempt" in attributes)
 
+    def test_a_subclass_choosing_its_parts_per_request_is_asked_every_time(self):
+        """django-csp's documented extension point (``get_policy_parts``) is honoured."""
+        from oidc_provider_ext.middleware import CSPMiddleware
+
+        class PerPath(CSPMiddleware):
+            def get_policy_parts(self, request, response, report_only=False):
+                parts = super().get_policy_parts(request, response, report_only)
+                if request.path_info.startswith("/partner/") and not report_only:
+                    parts.update = {"frame-ancestors": ["https://partner.example"]}
+                return parts
+
+        middleware = self._middleware(PerPath)
+        _request, page = self._headers(middleware)
+        assert "partner.example" not in page["Content-Security-Policy"]
+        _request, partner = self._headers(middleware, path="/partner/embed")
+        assert "frame-ancestors 'none' https://partner.example" in partner["Content-Security-Policy"]
+
     def test_a_path_under_an_excluded_prefix_gets_no_header(self, settings):
         settings.CONTENT_SECURITY_POLICY = {
             **settings.CONTENT_SECURITY_POLICY,
