@@ -948,6 +948,10 @@ def alternate(players: list, pairs: int) -> list[list]:
     return answers
 
 
+# What a sign-in process answers per sign-in (inprocess.serve_signins).
+SIGNIN_ANSWER = ("cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms")
+
+
 def paired_signins(benches: list[Bench], pairs: int) -> None:
     """``pairs`` in-process sign-ins of each Django project, one at a time in turn (:func:`alternate`),
     pooled into each project's sign-in medians; ours also gets the median of its differences from
@@ -968,29 +972,27 @@ def paired_signins(benches: list[Bench], pairs: int) -> None:
     finally:
         for server in servers:
             server.close()
-    runs = {}
+    runs = {}  # per project: its sign-ins' numbers, under the names pool_signin_rounds takes
     for bench, answered in zip(benches, answers, strict=True):
-        runs[bench.target.project.name] = [
-            [a[key] for a in answered]
-            for key in ("cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms")
-        ]
-        stats.pool_signin_rounds(
-            bench.result["inprocess"]["signin"],
-            {
-                "runs_cpu_minus_password_hash_ms": runs[bench.target.project.name][0],
-                "runs_requests_cpu_minus_password_hash_ms": runs[bench.target.project.name][1],
-            },
-        )
-    ours = runs.get(flows.OURS.name)
+        pooled = {f"runs_{key}": [a[key] for a in answered] for key in SIGNIN_ANSWER}
+        stats.pool_signin_rounds(bench.result["inprocess"]["signin"], pooled)
+        runs[bench.target.project.name] = pooled
+    ours = next((b for b in benches if b.target.project is flows.OURS), None)
+    if ours is None:
+        return
+    paired = ours.result["inprocess"]["signin"].setdefault("paired", {})
     for bench in benches:
-        if ours is None or bench.target.project is flows.OURS:
+        if bench is ours:
             continue
-        other = runs[bench.target.project.name]
-        ours_signin = next(b for b in benches if b.target.project is flows.OURS).result["inprocess"]["signin"]
-        ours_signin.setdefault("paired", {})[bench.target.project.name] = {
+        mine, theirs = runs[flows.OURS.name], runs[bench.target.project.name]
+        paired[bench.target.project.name] = {
             "pairs": pairs,
-            "cpu_minus_password_hash_difference_ms": stats.paired_difference(ours[0], other[0]),
-            "requests_cpu_minus_password_hash_difference_ms": stats.paired_difference(ours[1], other[1]),
+            **{
+                f"{key.removesuffix('_ms')}_difference_ms": stats.paired_difference(
+                    mine[f"runs_{key}"], theirs[f"runs_{key}"]
+                )
+                for key in SIGNIN_ANSWER
+            },
         }
 
 
