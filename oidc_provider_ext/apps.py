@@ -28,12 +28,17 @@ class OidcProviderExtConfig(AppConfig):
         super().import_models()
 
     def ready(self):
+        from django.contrib.auth.signals import user_logged_in
         from django.db.backends.signals import connection_created
 
         from . import checks, keys  # noqa: F401  (system checks and signal receivers)
-        from .internal import clients, op_sessions, receivers, sqlite_checkpoints  # noqa: F401
+        from .internal import clients, op_sessions, receivers, sign_in, sqlite_checkpoints  # noqa: F401
 
         receivers.connect()
+        # Django's last_login receiver, its UPDATE written once (internal/sign_in.py); a site that
+        # disconnected Django's (dispatch_uid "update_last_login") keeps it disconnected.
+        if user_logged_in.disconnect(dispatch_uid="update_last_login"):
+            user_logged_in.connect(sign_in.update_last_login, dispatch_uid="update_last_login")
         # SQLite in WAL mode: checkpoints in a background thread, not inside a token request.
         connection_created.connect(
             sqlite_checkpoints.connection_created, dispatch_uid="oidc_provider_ext.sqlite_checkpoints"

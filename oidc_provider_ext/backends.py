@@ -16,7 +16,10 @@ or task. Swap it for Django's in ``AUTHENTICATION_BACKENDS`` (docs/operations.md
 
     AUTHENTICATION_BACKENDS = [..., "oidc_provider_ext.backends.ModelBackend"]
 
-Everything else (``authenticate``, permissions) is Django's ``ModelBackend``; a subclass works too.
+``authenticate`` is Django's too, with the user read by name as SQL written once
+(internal/lookups.py: the ORM compiles Django's ``get_by_natural_key()`` query on every sign-in)
+where that answers exactly as the user model's manager would; otherwise the manager is asked.
+Permissions are Django's ``ModelBackend``; a subclass works too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from django.contrib.auth import backends
+from django.contrib.auth import backends, get_user_model
+from django.db import router
+from django.views.decorators.debug import sensitive_variables
 
 #: The user's row read by this request's OP-session check, while ``request.user`` is loaded.
 _handed_over: ContextVar[Any] = ContextVar("oidc_provider_ext_user_read", default=None)
@@ -50,6 +55,30 @@ class ModelBackend(backends.ModelBackend):
     def _read_with_op_sessions(self, user_id):
         user = _handed_over.get()
         if user is not None and user.pk == user_id and self.user_can_authenticate(user):
+            return user
+        return None
+
+    @sensitive_variables("password")
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        """Django's ``ModelBackend.authenticate`` (5.2 and 6.1 decide alike), the user read by
+        :func:`lookups.user_by_name_lookup` where it answers as ``get_by_natural_key()`` would."""
+        from .internal import lookups  # imports models: not at the import of the backend
+
+        users = get_user_model()
+        alias = router.db_for_read(users)  # where the manager's get() reads
+        lookup = lookups.user_by_name_lookup(users, alias)
+        if lookup is None:
+            return super().authenticate(request, username, password, **kwargs)
+        if username is None:
+            username = kwargs.get(users.USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        user: Any = lookup.one(username, using=alias)
+        if user is None:
+            # Django #20760: an unknown name costs one hash too, so timing does not tell names apart.
+            users().set_password(password)
+            return None
+        if user.check_password(password) and self.user_can_authenticate(user):
             return user
         return None
 

@@ -258,6 +258,8 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.internal.lookups._grant_by_code_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._grant_of_family_lookup": (PURE, None),
     "oidc_provider_ext.internal.lookups._refresh_token_lookup": (PURE, None),
+    # the user by name at the password (backends.ModelBackend.authenticate): SQL per user model
+    "oidc_provider_ext.internal.lookups._user_by_name_lookup": (PURE, None),
     # SQLite only: this process's descriptor of the writers' lock file, and whose turn it is
     "oidc_provider_ext.internal.sqlite_writers._descriptors": (TRANSIENT, None),
     "oidc_provider_ext.internal.sqlite_writers._local": (TRANSIENT, None),

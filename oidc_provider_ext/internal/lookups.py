@@ -41,7 +41,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, models, router
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.core.exceptions import FieldDoesNotExist
+from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_refresh_token_model
@@ -567,17 +569,19 @@ def _plain_columns(model) -> list[models.Field] | None:
 
 
 @contextlib.contextmanager
-def _saving(instance: models.Model, using: str, *, created: bool):
+def _saving(
+    instance: models.Model, using: str, *, created: bool, update_fields: frozenset[str] | None = None
+):
     """What ``Model.save_base()`` does around its INSERT or UPDATE: ``pre_save`` before, then the
     instance marked as saved in ``using`` (documented in "Customizing model loading") and
     ``post_save``; nothing after a write that raised."""
     model = type(instance)
-    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=update_fields)
     yield connections[using]
     instance._state.db = using
     instance._state.adding = False
     post_save.send(
-        sender=model, instance=instance, created=created, update_fields=None, raw=False, using=using
+        sender=model, instance=instance, created=created, update_fields=update_fields, raw=False, using=using
     )
 
 
@@ -643,6 +647,79 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
             cursor.execute(sql, params)
             if not create and cursor.rowcount == 0:
                 raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
+
+
+# --- Django's part of a sign-in: the user by name, and its last_login --------------------------------
+
+
+@functools.cache
+def _user_by_name_lookup(model: type[models.Model]) -> Lookup | None:
+    """A :class:`Lookup` of ``model`` by its ``USERNAME_FIELD``, or None where it might not answer
+    as ``model._default_manager.get_by_natural_key()`` (``get()``, one row or DoesNotExist): a
+    username field that is not unique (``get()`` raises on two rows, ``LIMIT 1`` would pick one), or
+    a manager, queryset or natural-key lookup of the site's own (a soft-delete filter, say)."""
+    manager: Any = model._default_manager
+    if (
+        getattr(type(manager), "get_by_natural_key", None) is not BaseUserManager.get_by_natural_key
+        or type(manager).get_queryset is not models.Manager.get_queryset
+        or manager._queryset_class is not models.QuerySet
+    ):
+        return None
+    try:
+        field = column_field(model, model.USERNAME_FIELD)  # type: ignore[attr-defined]
+    except (ValueError, FieldDoesNotExist):
+        return None
+    if not field.unique or _fields(model) is None:
+        return None
+    return Lookup(model, by=[field.name])
+
+
+def user_by_name_lookup(model: type[models.Model], alias: str) -> Lookup | None:
+    """The :class:`Lookup` that reads ``model``'s user by name on database ``alias`` exactly as its
+    manager's ``get_by_natural_key()`` would (None: ask the manager)."""
+    lookup = _user_by_name_lookup(model)
+    return lookup if lookup is not None and lookup.supported(alias) else None
+
+
+# ``save()`` methods whose work beyond ``Model.save()`` is known: AbstractBaseUser's only reports a
+# password set on the object and not yet saved (``_password``), which :func:`save_fields` checks.
+_KNOWN_SAVES = frozenset({models.Model.save, AbstractBaseUser.save})
+
+
+def save_fields(instance: models.Model, names: tuple[str, ...]) -> None:
+    """``instance.save(update_fields=names)`` for a row that exists: one ``UPDATE`` of those columns
+    by key, written once, with ``pre_save``/``post_save`` sent with ``update_fields`` as ``save()``
+    sends them, each field's ``pre_save()`` applied, and DatabaseError when no row was updated (as
+    ``save()``). ``save()`` itself where this could differ from it: a model whose ``save()`` is its
+    own, a proxy or multi-table model, a password set and not yet saved, a deferred or unknown
+    field, an expression as a value, or a vendor the SQL is not tested on."""
+    model = type(instance)
+    using = router.db_for_write(model, instance=instance)
+    meta = model._meta
+    fields = _plain_columns(model) if supported_vendor(using) and not meta.proxy else None
+    by_name = {f.name: f for f in fields or () if not f.primary_key}
+    if (
+        fields is None
+        or model.save not in _KNOWN_SAVES
+        or getattr(instance, "_password", None) is not None
+        or instance.pk is None
+        or not names
+        or any(name not in by_name for name in names)
+        or not instance.get_deferred_fields().isdisjoint(by_name[name].attname for name in names)
+        or any(hasattr(getattr(instance, by_name[name].attname), "resolve_expression") for name in names)
+    ):
+        instance.save(update_fields=names)
+        return
+    with _saving(instance, using, created=False, update_fields=frozenset(names)) as connection:
+        params = [
+            by_name[name].get_db_prep_save(by_name[name].pre_save(instance, False), connection)
+            for name in names
+        ]
+        params.append(prep(model, meta.pk.name, instance.pk, connection))
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(_update_sql(using, model, names, ()), params)
+            if cursor.rowcount == 0:
+                raise DatabaseError("Save with update_fields did not affect any rows.")  # as save()
 
 
 def delete_by_key(model, pk, *, using: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from oidc_provider_ext.conf import app_settings
@@ -131,3 +132,14 @@ class HalfSignIn:
             amr=[*self.amr, *added],
             pending=pending,
         )
+
+
+def update_last_login(sender, user, **kwargs) -> None:
+    """Django's ``update_last_login`` receiver of ``user_logged_in`` (django.contrib.auth.models):
+    the same ``save(update_fields=["last_login"])``, its UPDATE written once (lookups.save_fields:
+    the same signals; ``save()`` itself wherever it could differ). apps.py puts it in place of
+    Django's, under Django's ``dispatch_uid``, only where Django connected its own."""
+    from . import lookups
+
+    user.last_login = timezone.now()
+    lookups.save_fields(user, ("last_login",))

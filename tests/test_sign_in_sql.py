@@ -1,0 +1,244 @@
+"""Django's two statements in a password sign-in, written once: the user read by name
+(backends.ModelBackend.authenticate) and the ``last_login`` UPDATE (sign_in.update_last_login).
+
+Each must decide exactly as Django's own code does; these tests put the two side by side on the
+same rows, and check that every case the written SQL could get wrong goes to Django instead.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import backends as django_backends
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import update_last_login as djangos_update_last_login
+from django.db import DatabaseError, connection
+from django.db.models.signals import post_save, pre_save
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from oidc_provider_ext import backends
+from oidc_provider_ext.internal import lookups, sign_in
+
+from .factories import UserFactory
+from .flow import USER_PASSWORD, login
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+OURS = "oidc_provider_ext.backends.ModelBackend"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookup_cache():
+    lookups._user_by_name_lookup.cache_clear()
+    yield
+    lookups._user_by_name_lookup.cache_clear()
+
+
+def _row(user) -> dict:
+    return {f.attname: getattr(user, f.attname) for f in User._meta.concrete_fields}
+
+
+# --- the user by name ----------------------------------------------------------------------------
+
+
+def test_the_user_is_read_by_one_statement_of_our_own_and_is_the_orms_row():
+    user = UserFactory()
+    with CaptureQueriesContext(connection) as ctx:
+        found = backends.ModelBackend().authenticate(None, username=user.username, password=USER_PASSWORD)
+    written = lookups.user_by_name_lookup(User, "default").compiled("default").sql
+    assert len(ctx.captured_queries) == 1
+    assert ctx.captured_queries[0]["sql"].startswith(written.split("%s")[0])  # values bound, then shown
+    assert 'WHERE t0."username" = ' in written
+    assert found is not None and _row(found) == _row(User.objects.get_by_natural_key(user.username))
+    assert found._state.db == "default" and not found._state.adding
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "right password",
+        "wrong password",
+        "unknown name",
+        "inactive",
+        "name in another case",
+        "empty password",
+    ],
+)
+def test_authenticate_decides_as_djangos_model_backend(case):
+    user = UserFactory(username="ada")
+    username, password = "ada", USER_PASSWORD
+    if case == "wrong password":
+        password = "not-the-password"
+    elif case == "unknown name":
+        username = "grace"
+    elif case == "inactive":
+        User.objects.filter(pk=user.pk).update(is_active=False)
+    elif case == "name in another case":
+        username = "ADA"
+    elif case == "empty password":
+        password = ""
+    djangos = django_backends.ModelBackend().authenticate(None, username=username, password=password)
+    ours = backends.ModelBackend().authenticate(None, username=username, password=password)
+    assert (ours is None) == (djangos is None)
+    assert ours is None or _row(ours) == _row(djangos)
+    assert (ours is not None) == (case == "right password")
+
+
+def test_the_username_may_come_as_the_username_field_keyword():
+    user = UserFactory()
+    found = backends.ModelBackend().authenticate(
+        None, **{User.USERNAME_FIELD: user.username}, password=USER_PASSWORD
+    )
+    assert found is not None and found.pk == user.pk
+    assert backends.ModelBackend().authenticate(None, password=USER_PASSWORD) is None
+    assert backends.ModelBackend().authenticate(None, username=user.username) is None
+
+
+def test_an_unknown_name_costs_one_password_hash_as_in_django():
+    # Django #20760: otherwise the response time tells which names exist.
+    with mock.patch("django.contrib.auth.base_user.make_password", wraps=make_password) as hashed:
+        assert backends.ModelBackend().authenticate(None, username="nobody", password="x") is None
+    assert hashed.call_count == 1
+
+
+def test_a_manager_of_the_sites_own_is_asked_instead(monkeypatch):
+    user = UserFactory()
+    asked = []
+    manager_class = type(User._default_manager)
+    original = manager_class.get_by_natural_key
+
+    def get_by_natural_key(self, username):
+        asked.append(username)
+        return original(self, username)
+
+    monkeypatch.setattr(manager_class, "get_by_natural_key", get_by_natural_key)
+    assert lookups.user_by_name_lookup(User, "default") is None
+    assert backends.ModelBackend().authenticate(None, username=user.username, password=USER_PASSWORD) == user
+    assert asked == [user.username]
+
+
+def test_a_queryset_of_the_sites_own_is_asked_instead(monkeypatch):
+    # A soft-delete manager, say: its get_queryset() filters rows the written SQL would return.
+    manager_class = type(User._default_manager)
+    monkeypatch.setattr(
+        manager_class, "get_queryset", lambda self: super(manager_class, self).get_queryset().none()
+    )
+    user = UserFactory.build(username="hidden")
+    User.objects.bulk_create([user])
+    assert lookups.user_by_name_lookup(User, "default") is None
+    assert backends.ModelBackend().authenticate(None, username="hidden", password=USER_PASSWORD) is None
+
+
+def test_a_username_field_that_is_not_unique_is_left_to_the_manager(monkeypatch):
+    # get() raises on two rows; the written SQL's LIMIT 1 would pick one of them.
+    monkeypatch.setattr(User, "USERNAME_FIELD", "email")
+    assert lookups.user_by_name_lookup(User, "default") is None
+    UserFactory(username="one", email="same@example.com")
+    UserFactory(username="two", email="same@example.com")
+    with pytest.raises(User.MultipleObjectsReturned):
+        backends.ModelBackend().authenticate(None, email="same@example.com", password=USER_PASSWORD)
+
+
+# --- last_login ----------------------------------------------------------------------------------
+
+
+def _signals_of(call, user) -> list[tuple]:
+    seen = []
+
+    def pre(sender, instance, **kwargs):
+        seen.append(
+            ("pre_save", sender, instance.pk, kwargs["update_fields"], kwargs["raw"], kwargs["using"])
+        )
+
+    def post(sender, instance, **kwargs):
+        seen.append(
+            (
+                "post_save",
+                sender,
+                instance.pk,
+                kwargs["update_fields"],
+                kwargs["created"],
+                kwargs["raw"],
+                kwargs["using"],
+            )
+        )
+
+    pre_save.connect(pre, sender=User, weak=False)
+    post_save.connect(post, sender=User, weak=False)
+    try:
+        call(user)
+    finally:
+        pre_save.disconnect(pre, sender=User)
+        post_save.disconnect(post, sender=User)
+    assert all(entry[2] == user.pk for entry in seen)
+    return [(name, sender, *rest) for name, sender, _pk, *rest in seen]
+
+
+def test_last_login_is_one_update_with_djangos_signals_and_value():
+    ours, djangos = UserFactory(), UserFactory()
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as ctx:
+        ours_signals = _signals_of(lambda u: sign_in.update_last_login(User, u), ours)
+    djangos_signals = _signals_of(lambda u: djangos_update_last_login(User, u), djangos)
+    assert [q["sql"].split(" SET ")[0] for q in ctx.captured_queries] == [f'UPDATE "{User._meta.db_table}"']
+    assert ours_signals == djangos_signals
+    assert ours_signals[0][:3] == ("pre_save", User, frozenset({"last_login"}))
+    stored = User.objects.get(pk=ours.pk)
+    assert stored.last_login == ours.last_login and stored.last_login >= before
+    assert _row(stored) == _row(ours)
+
+
+def test_last_login_of_a_deleted_user_raises_as_django():
+    user = UserFactory()
+    User.objects.filter(pk=user.pk).delete()
+    with pytest.raises(DatabaseError, match="Save with update_fields did not affect any rows"):
+        sign_in.update_last_login(User, user)
+
+
+def test_a_save_of_the_sites_own_is_called(monkeypatch):
+    user = UserFactory()
+    calls = []
+    original = User.save
+
+    def save(self, *args, **kwargs):
+        calls.append(kwargs.get("update_fields"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(User, "save", save)
+    sign_in.update_last_login(User, user)
+    assert calls == [("last_login",)]
+
+
+def test_a_password_set_and_not_saved_goes_through_save():
+    # AbstractBaseUser.save() reports it to the password validators after saving.
+    user = UserFactory()
+    user.set_password("a new one")
+    with mock.patch("django.contrib.auth.password_validation.password_changed") as changed:
+        sign_in.update_last_login(User, user)
+    changed.assert_called_once()
+
+
+def test_the_sign_in_page_uses_both(client):
+    user = UserFactory()
+    with CaptureQueriesContext(connection) as ctx:
+        assert login(client, user).status_code == 302
+    statements = [q["sql"] for q in ctx.captured_queries]
+    table = User._meta.db_table
+    assert sum(s.startswith('SELECT t0."id"') and f'FROM "{table}" t0' in s for s in statements) == 1
+    assert any(
+        s.startswith(f'UPDATE "{table}" SET "last_login" = ') and ' WHERE "id" = ' in s for s in statements
+    )
+    assert User.objects.get(pk=user.pk).last_login is not None
+    # Django's receiver is replaced under its own dispatch_uid, not added beside it.
+    assert sum(s.startswith(f'UPDATE "{table}" SET "last_login"') for s in statements) == 1
+
+
+def test_authenticate_through_django_reaches_our_backend():
+    user = UserFactory()
+    found = authenticate(RequestFactory().post("/"), username=user.username, password=USER_PASSWORD)
+    assert found == user and found.backend == OURS
