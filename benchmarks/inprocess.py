@@ -480,11 +480,15 @@ def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
     }
 
 
-def serve_signins(project, client, meter, commands, answers) -> None:
+def serve_signins(project, client, meter, commands, answers, warm: int = 0) -> None:
     """One sign-in per line read from ``commands``, its CPU minus the password hash (whole, and its
     requests alone, ms) a JSON line on ``answers``: run.py alternates them between the projects one
-    sign-in at a time (``ready`` is written first, once warm)."""
+    sign-in at a time (``ready`` is written first, once warm: after ``warm`` sign-ins untimed, so
+    what is measured is a worker's steady state, not its first requests' caches, compiled templates
+    and psycopg's statements, which it prepares at their sixth use)."""
     sign_ins = SignIns(project, client, meter)
+    for _ in range(warm):
+        sign_ins.one()
     answers.write("ready\n")
     answers.flush()
     for _line in commands:
@@ -533,7 +537,7 @@ def main() -> None:
     meter = Meter()
     if job.get("signin_serve"):
         with meter.active():
-            serve_signins(project, client, meter, sys.stdin, sys.stdout)
+            serve_signins(project, client, meter, sys.stdin, sys.stdout, job.get("signin_warm", 0))
         return
     codes = [tuple(pair) for pair in job["codes"]]
     timed = job["timed"]

@@ -60,7 +60,9 @@ MODES = {
     # rounds: each HTTP phase but the sign-in runs as this many slices, alternated between the
     # projects (ours, stock, node, ours, ...), so a few seconds of a busier machine fall on all of them.
     # signin_pairs: in-process sign-ins of each Django project taken one at a time in turn
-    # (paired_signins), after the first in-process round of each.
+    # (paired_signins), after the first in-process round of each, spread over signin_processes
+    # fresh processes per project (one process is faster or slower than the next by more than the
+    # gap measured), each warmed by signin_warm sign-ins first.
     "quick": {
         "codes": 100,
         "phase_seconds": 8,
@@ -71,6 +73,8 @@ MODES = {
         "timed": 5,
         "rounds": 1,
         "signin_pairs": 5,
+        "signin_processes": 1,
+        "signin_warm": 2,
     },
     "full": {
         "codes": 400,
@@ -82,6 +86,8 @@ MODES = {
         "timed": 10,
         "rounds": 3,
         "signin_pairs": 40,
+        "signin_processes": 4,
+        "signin_warm": 10,
     },
 }
 
@@ -820,7 +826,7 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
             bench.inprocess(mode, args, redis_url)
         # The sign-ins again, one at a time in turn between the projects: their CPU is compared to
         # stock DOT's, and the machine's speed drifts by more than the difference within minutes.
-        paired_signins(single, mode["signin_pairs"])
+        paired_signins(single, mode["signin_pairs"], mode["signin_processes"], mode["signin_warm"])
         for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
@@ -878,7 +884,7 @@ class SignInServer:
     """A ``python -m benchmarks.inprocess`` process signing in on request (its serve mode): each
     call is one sign-in, answered with its CPU minus the password hash."""
 
-    def __init__(self, target: Target, client: flows.Client, port: int):
+    def __init__(self, target: Target, client: flows.Client, port: int, warm: int = 0):
         self.name = target.project.name
         self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
         self._process = subprocess.Popen(
@@ -890,7 +896,12 @@ class SignInServer:
             stderr=self._errors,
             text=True,
         )
-        job = {"project": target.project.name, "client": client.__dict__, "signin_serve": True}
+        job = {
+            "project": target.project.name,
+            "client": client.__dict__,
+            "signin_serve": True,
+            "signin_warm": warm,
+        }
         self._send(json.dumps(job))
         if self._receive() != "ready":
             raise self._failed("did not start")
@@ -952,26 +963,38 @@ def alternate(players: list, pairs: int) -> list[list]:
 SIGNIN_ANSWER = ("cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms")
 
 
-def paired_signins(benches: list[Bench], pairs: int) -> None:
+def paired_signins(benches: list[Bench], pairs: int, processes: int = 1, warm: int = 0) -> None:
     """``pairs`` in-process sign-ins of each Django project, one at a time in turn (:func:`alternate`),
     pooled into each project's sign-in medians; ours also gets the median of its differences from
-    each other project's sign-in taken beside it (stats.paired_difference)."""
+    each other project's sign-in taken beside it (stats.paired_difference). The pairs are spread
+    over ``processes`` fresh processes per project, one set after the other, each process warmed by
+    ``warm`` untimed sign-ins (inprocess.serve_signins)."""
     benches = [b for b in benches if b.target.is_django and (b.result.get("inprocess") or {}).get("signin")]
     if not benches or pairs <= 0:
         return
-    log(f"   sign-ins in process, one at a time in turn ({', '.join(b.name for b in benches)}): {pairs} each")
+    processes = max(1, min(processes, pairs))
+    log(
+        f"   sign-ins in process, one at a time in turn ({', '.join(b.name for b in benches)}): {pairs} "
+        f"each, over {processes} process(es) each, {warm} untimed first"
+    )
     wait_until_quiet()
-    servers: list[SignInServer] = []
-    try:
-        for bench in benches:
-            servers.append(SignInServer(bench.target, bench.client, bench.server.port))
-        answers = alternate(servers, pairs)
-    except SignInServerError as error:
-        log(f"   paired sign-ins failed: {error}")
-        return
-    finally:
-        for server in servers:
-            server.close()
+    answers: list[list] = [[] for _ in benches]
+    for index in range(processes):
+        servers: list[SignInServer] = []
+        try:
+            for bench in benches:
+                servers.append(SignInServer(bench.target, bench.client, bench.server.port, warm))
+            # this set's share of the pairs (the first sets take one more when they do not divide)
+            for answered, more in zip(
+                answers, alternate(servers, pairs // processes + (index < pairs % processes)), strict=True
+            ):
+                answered += more
+        except SignInServerError as error:
+            log(f"   paired sign-ins failed: {error}")
+            return
+        finally:
+            for server in servers:
+                server.close()
     runs = {}  # per project: its sign-ins' numbers, under the names pool_signin_rounds takes
     for bench, answered in zip(benches, answers, strict=True):
         pooled = {f"runs_{key}": [a[key] for a in answered] for key in SIGNIN_ANSWER}
@@ -987,6 +1010,8 @@ def paired_signins(benches: list[Bench], pairs: int) -> None:
         mine, theirs = runs[flows.OURS.name], runs[bench.target.project.name]
         paired[bench.target.project.name] = {
             "pairs": pairs,
+            "processes": processes,
+            "warm": warm,
             **{
                 f"{key.removesuffix('_ms')}_difference_ms": stats.paired_difference(
                     mine[f"runs_{key}"], theirs[f"runs_{key}"]

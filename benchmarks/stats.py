@@ -123,8 +123,9 @@ def paired_lines(result: dict) -> list[str]:
     for db, project, data in _projects(result):
         paired = ((data.get("inprocess") or {}).get("signin") or {}).get("paired") or {}
         for other, entry in paired.items():
+            spread = f" over {entry['processes']} processes each" if entry.get("processes", 1) > 1 else ""
             lines.append(
-                f"{db}: {project} - {other}, {entry['pairs']} pairs: "
+                f"{db}: {project} - {other}, {entry['pairs']} pairs{spread}: "
                 f"{entry['cpu_minus_password_hash_difference_ms']:+.2f} ms "
                 f"({entry['requests_cpu_minus_password_hash_difference_ms']:+.2f} ms in its requests)"
             )

@@ -377,19 +377,77 @@ def test_a_sign_in_process_answers_one_sign_in_per_line(user, confidential_app):
     line per command, each a real sign-in (the browser starts with no cookies each time)."""
     import io
 
-    commands = io.StringIO("sign in\nsign in\n")
+    from oidc_provider_ext.models import AuthorizationGrant
+
+    class Commands(io.StringIO):
+        def __iter__(self):
+            # Before the first command: the warm-up's code and the untimed sign-in's, and "ready".
+            assert AuthorizationGrant.objects.count() == 2 and answers.getvalue() == "ready\n"
+            return super().__iter__()
+
+    commands = Commands("sign in\nsign in\n")
     answers = io.StringIO()
     meter = inprocess.Meter()
     with meter.active():
-        inprocess.serve_signins(flows.OURS, _bench_client(user, confidential_app), meter, commands, answers)
+        inprocess.serve_signins(
+            flows.OURS, _bench_client(user, confidential_app), meter, commands, answers, warm=1
+        )
     ready, *lines = answers.getvalue().splitlines()
     assert ready == "ready" and len(lines) == 2
     for line in lines:
         answer = json.loads(line)
         assert 0 < answer["requests_cpu_minus_password_hash_ms"] <= answer["cpu_minus_password_hash_ms"]
-    from oidc_provider_ext.models import AuthorizationGrant
+    assert AuthorizationGrant.objects.count() == 4  # and one per sign-in asked for
 
-    assert AuthorizationGrant.objects.count() == 3  # the warm-up's code and one per sign-in
+
+def test_paired_sign_ins_are_spread_over_fresh_warmed_processes(monkeypatch):
+    """run.paired_signins starts a fresh process per project for each set, warmed first, and splits
+    the pairs between the sets; the difference is taken over every pair of every set."""
+    from types import SimpleNamespace
+
+    started = []
+
+    class FakeServer:
+        def __init__(self, target, client, port, warm=0):
+            self.name, self.calls = target.project.name, 0
+            self.set = sum(1 for s in started if s.name == self.name)
+            self.warm = warm
+            started.append(self)
+
+        def __call__(self):
+            self.calls += 1
+            # ours is 1 ms under stock in every set, whatever the set's own speed
+            cpu = 20.0 + 5 * self.set - (1.0 if self.name == flows.OURS.name else 0.0)
+            return {"cpu_minus_password_hash_ms": cpu, "requests_cpu_minus_password_hash_ms": cpu - 1}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, "SignInServer", FakeServer)
+    monkeypatch.setattr(run, "wait_until_quiet", lambda: {})
+
+    def bench(project):
+        signin = {"runs_cpu_minus_password_hash_ms": [], "runs_requests_cpu_minus_password_hash_ms": []}
+        return SimpleNamespace(
+            target=SimpleNamespace(project=project, is_django=True),
+            result={"inprocess": {"signin": signin}},
+            name=project.name,
+            client=None,
+            server=SimpleNamespace(port=1),
+        )
+
+    ours, stock = bench(flows.OURS), bench(flows.STOCK)
+    run.paired_signins([ours, stock], pairs=5, processes=2, warm=3)
+    assert [(s.name, s.set, s.warm, s.calls) for s in started] == [
+        (flows.OURS.name, 0, 3, 3),
+        (flows.STOCK.name, 0, 3, 3),
+        (flows.OURS.name, 1, 3, 2),
+        (flows.STOCK.name, 1, 3, 2),
+    ]
+    paired = ours.result["inprocess"]["signin"]["paired"][flows.STOCK.name]
+    assert paired["pairs"] == 5 and paired["processes"] == 2 and paired["warm"] == 3
+    assert paired["cpu_minus_password_hash_difference_ms"] == -1.0
+    assert len(ours.result["inprocess"]["signin"]["runs_cpu_minus_password_hash_ms"]) == 5
 
 
 def test_a_sign_in_process_that_fails_to_start_is_reported(tmp_path):
@@ -436,6 +494,10 @@ def test_the_paired_difference_is_the_median_of_the_differences():
     }
     assert stats.paired_lines(result) == [
         "postgresql: ours - stock, 40 pairs: -0.82 ms (-1.17 ms in its requests)"
+    ]
+    result["databases"]["postgresql"]["ours"]["inprocess"]["signin"]["paired"]["stock"]["processes"] = 4
+    assert stats.paired_lines(result) == [
+        "postgresql: ours - stock, 40 pairs over 4 processes each: -0.82 ms (-1.17 ms in its requests)"
     ]
 
 
