@@ -62,7 +62,9 @@ MODES = {
     # signin_pairs: in-process sign-ins of each Django project taken one at a time in turn
     # (paired_signins), after the first in-process round of each, spread over signin_processes
     # fresh processes per project (one process is faster or slower than the next by more than the
-    # gap measured), each warmed by signin_warm sign-ins first.
+    # gap measured), each warmed by signin_warm sign-ins first, in turns of signin_block sign-ins
+    # (a process that resumes after another's sign-in finds the core's caches cold; a worker
+    # serving requests one after another mostly does not).
     "quick": {
         "codes": 100,
         "phase_seconds": 8,
@@ -75,6 +77,7 @@ MODES = {
         "signin_pairs": 5,
         "signin_processes": 1,
         "signin_warm": 2,
+        "signin_block": 5,
     },
     "full": {
         "codes": 400,
@@ -88,6 +91,7 @@ MODES = {
         "signin_pairs": 40,
         "signin_processes": 4,
         "signin_warm": 10,
+        "signin_block": 5,
     },
 }
 
@@ -826,7 +830,9 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
             bench.inprocess(mode, args, redis_url)
         # The sign-ins again, one at a time in turn between the projects: their CPU is compared to
         # stock DOT's, and the machine's speed drifts by more than the difference within minutes.
-        paired_signins(single, mode["signin_pairs"], mode["signin_processes"], mode["signin_warm"])
+        paired_signins(
+            single, mode["signin_pairs"], mode["signin_processes"], mode["signin_warm"], mode["signin_block"]
+        )
         for bench in single:
             bench.prefill(mode, args)
     for bench in benches:
@@ -947,15 +953,17 @@ class SignInServer:
                 self._process.wait()
 
 
-def alternate(players: list, pairs: int) -> list[list]:
-    """``pairs`` answers of each of ``players`` (callables), taken one at a time in turn, the order
-    reversed every other turn (a, b, b, a, a, b, ...): each one's n-th answer comes within a second
-    of the others' n-th, and none always goes first."""
+def alternate(players: list, pairs: int, block: int = 1) -> list[list]:
+    """``pairs`` answers of each of ``players`` (callables), taken in turns of ``block`` answers of
+    one player (the last turn may be shorter), the order reversed every other turn (a, b, b, a, a,
+    b, ...): each one's n-th answer comes within a few seconds of the others' n-th, and none always
+    goes first."""
     answers: list[list] = [[] for _ in players]
-    for index in range(pairs):
+    block = max(1, block)
+    for index, start in enumerate(range(0, pairs, block)):
         order = range(len(players)) if index % 2 == 0 else reversed(range(len(players)))
         for player in order:
-            answers[player].append(players[player]())
+            answers[player].extend(players[player]() for _ in range(min(block, pairs - start)))
     return answers
 
 
@@ -963,8 +971,10 @@ def alternate(players: list, pairs: int) -> list[list]:
 SIGNIN_ANSWER = ("cpu_minus_password_hash_ms", "requests_cpu_minus_password_hash_ms")
 
 
-def paired_signins(benches: list[Bench], pairs: int, processes: int = 1, warm: int = 0) -> None:
-    """``pairs`` in-process sign-ins of each Django project, one at a time in turn (:func:`alternate`),
+def paired_signins(
+    benches: list[Bench], pairs: int, processes: int = 1, warm: int = 0, block: int = 1
+) -> None:
+    """``pairs`` in-process sign-ins of each Django project, in turns of ``block`` (:func:`alternate`),
     pooled into each project's sign-in medians; ours also gets the median of its differences from
     each other project's sign-in taken beside it (stats.paired_difference). The pairs are spread
     over ``processes`` fresh processes per project, one set after the other, each process warmed by
@@ -974,7 +984,7 @@ def paired_signins(benches: list[Bench], pairs: int, processes: int = 1, warm: i
         return
     processes = max(1, min(processes, pairs))
     log(
-        f"   sign-ins in process, one at a time in turn ({', '.join(b.name for b in benches)}): {pairs} "
+        f"   sign-ins in process, in turns of {block} ({', '.join(b.name for b in benches)}): {pairs} "
         f"each, over {processes} process(es) each, {warm} untimed first"
     )
     wait_until_quiet()
@@ -986,7 +996,9 @@ def paired_signins(benches: list[Bench], pairs: int, processes: int = 1, warm: i
                 servers.append(SignInServer(bench.target, bench.client, bench.server.port, warm))
             # this set's share of the pairs (the first sets take one more when they do not divide)
             for answered, more in zip(
-                answers, alternate(servers, pairs // processes + (index < pairs % processes)), strict=True
+                answers,
+                alternate(servers, pairs // processes + (index < pairs % processes), block),
+                strict=True,
             ):
                 answered += more
         except SignInServerError as error:
@@ -1012,6 +1024,7 @@ def paired_signins(benches: list[Bench], pairs: int, processes: int = 1, warm: i
             "pairs": pairs,
             "processes": processes,
             "warm": warm,
+            "block": block,
             **{
                 f"{key.removesuffix('_ms')}_difference_ms": stats.paired_difference(
                     mine[f"runs_{key}"], theirs[f"runs_{key}"]

@@ -124,6 +124,7 @@ def paired_lines(result: dict) -> list[str]:
         paired = ((data.get("inprocess") or {}).get("signin") or {}).get("paired") or {}
         for other, entry in paired.items():
             spread = f" over {entry['processes']} processes each" if entry.get("processes", 1) > 1 else ""
+            spread += f", in turns of {entry['block']}" if entry.get("block", 1) > 1 else ""
             lines.append(
                 f"{db}: {project} - {other}, {entry['pairs']} pairs{spread}: "
                 f"{entry['cpu_minus_password_hash_difference_ms']:+.2f} ms "

@@ -437,7 +437,7 @@ def test_paired_sign_ins_are_spread_over_fresh_warmed_processes(monkeypatch):
         )
 
     ours, stock = bench(flows.OURS), bench(flows.STOCK)
-    run.paired_signins([ours, stock], pairs=5, processes=2, warm=3)
+    run.paired_signins([ours, stock], pairs=5, processes=2, warm=3, block=2)
     assert [(s.name, s.set, s.warm, s.calls) for s in started] == [
         (flows.OURS.name, 0, 3, 3),
         (flows.STOCK.name, 0, 3, 3),
@@ -445,7 +445,7 @@ def test_paired_sign_ins_are_spread_over_fresh_warmed_processes(monkeypatch):
         (flows.STOCK.name, 1, 3, 2),
     ]
     paired = ours.result["inprocess"]["signin"]["paired"][flows.STOCK.name]
-    assert paired["pairs"] == 5 and paired["processes"] == 2 and paired["warm"] == 3
+    assert paired["pairs"] == 5 and paired["processes"] == 2 and paired["warm"] == 3 and paired["block"] == 2
     assert paired["cpu_minus_password_hash_difference_ms"] == -1.0
     assert len(ours.result["inprocess"]["signin"]["runs_cpu_minus_password_hash_ms"]) == 5
 
@@ -478,6 +478,11 @@ def test_alternate_takes_turns_and_reverses_the_order_every_other_turn():
     answers = run.alternate([player("a"), player("b")], 4)
     assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
     assert answers == [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]]
+    # In turns of two, the last one shorter.
+    order.clear()
+    answers = run.alternate([player("a"), player("b")], 5, block=2)
+    assert order == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "b"]
+    assert answers == [["a1", "a2", "a3", "a4", "a5"], ["b1", "b2", "b3", "b4", "b5"]]
 
 
 def test_the_paired_difference_is_the_median_of_the_differences():
@@ -495,9 +500,12 @@ def test_the_paired_difference_is_the_median_of_the_differences():
     assert stats.paired_lines(result) == [
         "postgresql: ours - stock, 40 pairs: -0.82 ms (-1.17 ms in its requests)"
     ]
-    result["databases"]["postgresql"]["ours"]["inprocess"]["signin"]["paired"]["stock"]["processes"] = 4
+    result["databases"]["postgresql"]["ours"]["inprocess"]["signin"]["paired"]["stock"].update(
+        processes=4, block=5
+    )
     assert stats.paired_lines(result) == [
-        "postgresql: ours - stock, 40 pairs over 4 processes each: -0.82 ms (-1.17 ms in its requests)"
+        "postgresql: ours - stock, 40 pairs over 4 processes each, in turns of 5: "
+        "-0.82 ms (-1.17 ms in its requests)"
     ]
 
 
