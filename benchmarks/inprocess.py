@@ -20,7 +20,7 @@ and profile) and writes a JSON report on stdout:
   inflate the way they do wall time) of exchanges, userinfo and introspection calls.
 - With ``"signin_serve": true`` in the job, only sign-ins: "ready" once warm, then one sign-in per
   line read from stdin, its CPU minus the password hash a JSON line on stdout (run.py takes them
-  one at a time in turn between the projects: ``paired_signins``).
+  in turns between the projects: ``paired_signins``).
 - Ours only: offline access-token validation at a resource server
   (``oidc_provider_ext.resource.validate_access_token``, key cache warm, revocation check off as
   for a remote API): validations per second per core, in the fastest of five rounds and their median,

@@ -59,7 +59,7 @@ MODES = {
     # timed: in-process exchanges timed and profiled;
     # rounds: each HTTP phase but the sign-in runs as this many slices, alternated between the
     # projects (ours, stock, node, ours, ...), so a few seconds of a busier machine fall on all of them.
-    # signin_pairs: in-process sign-ins of each Django project taken one at a time in turn
+    # signin_pairs: in-process sign-ins of each Django project taken in turns
     # (paired_signins), after the first in-process round of each, spread over signin_processes
     # fresh processes per project (one process is faster or slower than the next by more than the
     # gap measured), each warmed by signin_warm sign-ins first, in turns of signin_block sign-ins
@@ -828,7 +828,7 @@ def benchmark_database(database: str, targets_: list[Target], mode: dict, args, 
         redis_url = args.redis_url or next((str(c.redis_url) for c in clusters), None)
         for bench in single:
             bench.inprocess(mode, args, redis_url)
-        # The sign-ins again, one at a time in turn between the projects: their CPU is compared to
+        # The sign-ins again, in turns between the projects: their CPU is compared to
         # stock DOT's, and the machine's speed drifts by more than the difference within minutes.
         paired_signins(
             single, mode["signin_pairs"], mode["signin_processes"], mode["signin_warm"], mode["signin_block"]
@@ -1133,7 +1133,7 @@ def print_report(result: dict) -> None:
     paired = stats.paired_lines(result)
     if paired:
         log(
-            "\nSign-in CPU minus the password hash, sign-ins taken one at a time in turn "
+            "\nSign-in CPU minus the password hash, sign-ins taken in turns between the projects "
             "(median of the differences; below 0: ours spends less)"
         )
         for line in paired:
