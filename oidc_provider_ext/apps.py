@@ -36,8 +36,11 @@ class OidcProviderExtConfig(AppConfig):
 
         receivers.connect()
         # Django's last_login receiver, its UPDATE written once (internal/sign_in.py); a site that
-        # disconnected Django's (dispatch_uid "update_last_login") keeps it disconnected.
-        if user_logged_in.disconnect(dispatch_uid="update_last_login"):
+        # disconnected Django's (dispatch_uid "update_last_login") or connected its own under that
+        # uid keeps what it chose.
+        if sign_in.djangos_last_login_receiver_connected() and user_logged_in.disconnect(
+            dispatch_uid="update_last_login"
+        ):
             user_logged_in.connect(sign_in.update_last_login, dispatch_uid="update_last_login")
         # SQLite in WAL mode: checkpoints in a background thread, not inside a token request.
         connection_created.connect(

@@ -14,10 +14,12 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth import backends as django_backends
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login as djangos_update_last_login
-from django.db import DatabaseError, connection
+from django.contrib.auth.signals import user_logged_in
+from django.db import DatabaseError, connection, models, transaction
+from django.db.models.lookups import Exact
 from django.db.models.signals import post_save, pre_save
 from django.test import RequestFactory
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, register_lookup
 from django.utils import timezone
 
 from oidc_provider_ext import backends
@@ -134,6 +136,38 @@ def test_a_queryset_of_the_sites_own_is_asked_instead(monkeypatch):
     assert backends.ModelBackend().authenticate(None, username="hidden", password=USER_PASSWORD) is None
 
 
+def test_a_manager_get_of_the_sites_own_is_asked_instead(monkeypatch):
+    manager_class = type(User._default_manager)
+    original = manager_class.get
+    asked = []
+
+    def get(self, *args, **kwargs):
+        asked.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(manager_class, "get", get)
+    user = UserFactory()
+    assert lookups.user_by_name_lookup(User, "default") is None
+    assert backends.ModelBackend().authenticate(None, username=user.username, password=USER_PASSWORD) == user
+    assert asked == [{"username": user.username}]
+
+
+def test_an_exact_lookup_of_the_sites_own_is_left_to_the_manager():
+    # A case-insensitive "exact", say; an integer field's and a foreign key's are not "= %s" either.
+    class CaseInsensitiveExact(Exact):
+        def as_sql(self, compiler, connection):
+            lhs, lhs_params = self.process_lhs(compiler, connection)
+            rhs, rhs_params = self.process_rhs(compiler, connection)
+            return f"UPPER({lhs}) = UPPER({rhs})", [*lhs_params, *rhs_params]
+
+    field_class = type(User._meta.get_field(User.USERNAME_FIELD))
+    user = UserFactory(username="ada")
+    with register_lookup(field_class, CaseInsensitiveExact, lookup_name="exact"):
+        assert lookups.user_by_name_lookup(User, "default") is None
+        found = backends.ModelBackend().authenticate(None, username="ADA", password=USER_PASSWORD)
+    assert found == user
+
+
 def test_a_username_field_that_is_not_unique_is_left_to_the_manager(monkeypatch):
     # get() raises on two rows; the written SQL's LIMIT 1 would pick one of them.
     monkeypatch.setattr(User, "USERNAME_FIELD", "email")
@@ -185,7 +219,9 @@ def test_last_login_is_one_update_with_djangos_signals_and_value():
     with CaptureQueriesContext(connection) as ctx:
         ours_signals = _signals_of(lambda u: sign_in.update_last_login(User, u), ours)
     djangos_signals = _signals_of(lambda u: djangos_update_last_login(User, u), djangos)
+    # Ours: the column unqualified (Django's UPDATE says "auth_user"."id"), so the written SQL ran.
     assert [q["sql"].split(" SET ")[0] for q in ctx.captured_queries] == [f'UPDATE "{User._meta.db_table}"']
+    assert ' WHERE "id" = ' in ctx.captured_queries[0]["sql"]
     assert ours_signals == djangos_signals
     assert ours_signals[0][:3] == ("pre_save", User, frozenset({"last_login"}))
     stored = User.objects.get(pk=ours.pk)
@@ -194,9 +230,45 @@ def test_last_login_is_one_update_with_djangos_signals_and_value():
 
 
 def test_last_login_of_a_deleted_user_raises_as_django():
+    ours, djangos = UserFactory(), UserFactory()
+    User.objects.filter(pk__in=[ours.pk, djangos.pk]).delete()
+    # Each in its own savepoint: both mark the atomic block they fail in for rollback.
+    with pytest.raises(DatabaseError) as raised_by_django, transaction.atomic():
+        djangos_update_last_login(User, djangos)
+    with pytest.raises(DatabaseError) as raised, transaction.atomic():
+        sign_in.update_last_login(User, ours)
+    # Django 6.1: the model's NotUpdated (a DatabaseError too); 5.2: DatabaseError.
+    assert type(raised.value) is type(raised_by_django.value)
+    assert str(raised.value) == str(raised_by_django.value)
+
+
+def test_a_library_wrapping_the_save_steps_is_called(monkeypatch):
+    # django-model-utils' FieldTracker wraps save_base, django-concurrency _do_update.
     user = UserFactory()
-    User.objects.filter(pk=user.pk).delete()
-    with pytest.raises(DatabaseError, match="Save with update_fields did not affect any rows"):
+    calls = []
+    original = User.save_base
+
+    def save_base(self, *args, **kwargs):
+        calls.append(kwargs.get("update_fields"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(User, "save_base", save_base)
+    sign_in.update_last_login(User, user)
+    assert calls == [frozenset({"last_login"})]
+
+
+def test_a_base_manager_of_the_sites_own_goes_through_save(monkeypatch):
+    # Django's UPDATE filters through the base manager; a filtering one may refuse the row.
+    class Filtering(models.Manager):
+        def get_queryset(self):
+            return super().get_queryset().filter(is_active=True)
+
+    manager = Filtering()
+    manager.model = User
+    monkeypatch.setattr(User._meta, "base_manager", manager)
+    user = UserFactory()
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    with pytest.raises(DatabaseError):  # as Django's save() raises: its UPDATE found no row
         sign_in.update_last_login(User, user)
 
 
@@ -236,6 +308,16 @@ def test_the_sign_in_page_uses_both(client):
     assert User.objects.get(pk=user.pk).last_login is not None
     # Django's receiver is replaced under its own dispatch_uid, not added beside it.
     assert sum(s.startswith(f'UPDATE "{table}" SET "last_login"') for s in statements) == 1
+
+
+def test_only_djangos_own_last_login_receiver_is_replaced():
+    # Ours took its place at start-up; Django's own, connected under any uid, is found.
+    assert not sign_in.djangos_last_login_receiver_connected()
+    user_logged_in.connect(djangos_update_last_login, dispatch_uid="a-sites-copy", weak=False)
+    try:
+        assert sign_in.djangos_last_login_receiver_connected()
+    finally:
+        user_logged_in.disconnect(dispatch_uid="a-sites-copy")
 
 
 def test_authenticate_through_django_reaches_our_backend():

@@ -44,6 +44,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError, connections, models, router, transaction
+from django.db.models.lookups import Exact
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_refresh_token_model
@@ -646,7 +647,7 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             if not create and cursor.rowcount == 0:
-                raise DatabaseError("Forced update did not affect any rows.")  # as Model.save()
+                raise _not_updated(model, "Forced update did not affect any rows.")  # as Model.save()
 
 
 # --- Django's part of a sign-in: the user by name, and its last_login --------------------------------
@@ -659,19 +660,29 @@ def _user_by_name_lookup(model: type[models.Model]) -> Lookup | None:
     username field that is not unique (``get()`` raises on two rows, ``LIMIT 1`` would pick one), or
     a manager, queryset or natural-key lookup of the site's own (a soft-delete filter, say)."""
     manager: Any = model._default_manager
-    if (
-        getattr(type(manager), "get_by_natural_key", None) is not BaseUserManager.get_by_natural_key
-        or type(manager).get_queryset is not models.Manager.get_queryset
-        or manager._queryset_class is not models.QuerySet
-    ):
+    if getattr(
+        type(manager), "get_by_natural_key", None
+    ) is not BaseUserManager.get_by_natural_key or not _djangos_manager(manager):
         return None
     try:
         field = column_field(model, model.USERNAME_FIELD)  # type: ignore[attr-defined]
     except (ValueError, FieldDoesNotExist):
         return None
-    if not field.unique or _fields(model) is None:
+    # The ORM's "=" is the field's exact lookup: an integer field's (a number out of range finds no
+    # row), a foreign key's (takes an instance) or one a site registered are not a plain "= %s".
+    if not field.unique or field.get_lookup("exact") is not Exact or _fields(model) is None:
         return None
     return Lookup(model, by=[field.name])
+
+
+def _djangos_manager(manager: Any) -> bool:
+    """Whether ``manager`` reads rows as Django's ``Manager`` does: no ``get_queryset()``, ``get()``
+    or queryset class of a site's own (a soft-delete filter, say)."""
+    return (
+        type(manager).get_queryset is models.Manager.get_queryset
+        and type(manager).get is models.Manager.get
+        and manager._queryset_class is models.QuerySet
+    )
 
 
 def user_by_name_lookup(model: type[models.Model], alias: str) -> Lookup | None:
@@ -684,6 +695,23 @@ def user_by_name_lookup(model: type[models.Model], alias: str) -> Lookup | None:
 # ``save()`` methods whose work beyond ``Model.save()`` is known: AbstractBaseUser's only reports a
 # password set on the object and not yet saved (``_password``), which :func:`save_fields` checks.
 _KNOWN_SAVES = frozenset({models.Model.save, AbstractBaseUser.save})
+# What save() runs under it, which a library may wrap on a model class (django-model-utils'
+# FieldTracker wraps save_base, django-concurrency _do_update): any of them not Django's, save().
+_SAVE_STEPS = ("save_base", "_save_parents", "_save_table", "_do_update")
+
+
+def _saves_as_django(model: type[models.Model]) -> bool:
+    return (
+        model.save in _KNOWN_SAVES
+        and all(getattr(model, step, None) is getattr(models.Model, step) for step in _SAVE_STEPS)
+        and _djangos_manager(model._base_manager)  # Django's UPDATE filters through it
+    )
+
+
+def _not_updated(model: type[models.Model], message: str) -> DatabaseError:
+    """What ``save()`` raises when its UPDATE found no row: the model's ``NotUpdated`` (Django 6.1,
+    a DatabaseError), else DatabaseError."""
+    return getattr(model, "NotUpdated", DatabaseError)(message)
 
 
 def save_fields(instance: models.Model, names: tuple[str, ...]) -> None:
@@ -700,7 +728,7 @@ def save_fields(instance: models.Model, names: tuple[str, ...]) -> None:
     by_name = {f.name: f for f in fields or () if not f.primary_key}
     if (
         fields is None
-        or model.save not in _KNOWN_SAVES
+        or not _saves_as_django(model)
         or getattr(instance, "_password", None) is not None
         or instance.pk is None
         or not names
@@ -710,16 +738,19 @@ def save_fields(instance: models.Model, names: tuple[str, ...]) -> None:
     ):
         instance.save(update_fields=names)
         return
-    with _saving(instance, using, created=False, update_fields=frozenset(names)) as connection:
+    with (
+        _saving(instance, using, created=False, update_fields=frozenset(names)) as connection,
+        transaction.mark_for_rollback_on_error(using),  # as save_base(), around the fields' work too
+    ):
         params = [
             by_name[name].get_db_prep_save(by_name[name].pre_save(instance, False), connection)
             for name in names
         ]
         params.append(prep(model, meta.pk.name, instance.pk, connection))
-        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(_update_sql(using, model, names, ()), params)
             if cursor.rowcount == 0:
-                raise DatabaseError("Save with update_fields did not affect any rows.")  # as save()
+                raise _not_updated(model, "Save with update_fields did not affect any rows.")
 
 
 def delete_by_key(model, pk, *, using: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import weakref
 from dataclasses import asdict, dataclass
 
 from django.contrib.auth import get_user_model
@@ -143,3 +144,17 @@ def update_last_login(sender, user, **kwargs) -> None:
 
     user.last_login = timezone.now()
     lookups.save_fields(user, ("last_login",))
+
+
+def djangos_last_login_receiver_connected() -> bool:
+    """Whether ``user_logged_in`` has Django's own ``update_last_login`` as a receiver (under any
+    ``dispatch_uid``): only then is it replaced (apps.py)."""
+    from django.contrib.auth.models import update_last_login as djangos
+    from django.contrib.auth.signals import user_logged_in
+
+    try:
+        with user_logged_in.lock:  # each entry: (lookup key, the receiver or a weak reference to it, ...)
+            refs = [entry[1] for entry in user_logged_in.receivers]
+    except (AttributeError, IndexError, TypeError):  # another Django's shape: leave Django's receiver
+        return False
+    return any((ref() if isinstance(ref, weakref.ref) else ref) is djangos for ref in refs)
