@@ -482,8 +482,8 @@ def signin(project, client, meter, runs: int = SIGNIN_RUNS) -> dict:
 
 def serve_signins(project, client, meter, commands, answers, warm: int = 0) -> None:
     """One sign-in per line read from ``commands``, its CPU minus the password hash (whole, and its
-    requests alone, ms) a JSON line on ``answers``: run.py alternates them between the projects one
-    sign-in at a time (``ready`` is written first, once warm: after ``warm`` sign-ins untimed, so
+    requests alone, ms) a JSON line on ``answers``: run.py takes them in turns between the
+    projects (``ready`` is written first, once warm: after ``warm`` sign-ins untimed, so
     what is measured is a worker's steady state, not its first requests' caches, compiled templates
     and psycopg's statements, which it prepares at their sixth use)."""
     sign_ins = SignIns(project, client, meter)

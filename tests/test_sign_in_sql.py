@@ -91,6 +91,22 @@ def test_authenticate_decides_as_djangos_model_backend(case):
     assert (ours is not None) == (case == "right password")
 
 
+@pytest.mark.parametrize("username", ["ada\x00", "ada\x07", "a" * 1_000_000, 42, "ädä"])
+def test_odd_usernames_are_decided_as_djangos_backend_decides_them(username):
+    # NUL (PostgreSQL refuses it in text: both raise), control characters, a megabyte, a number.
+    UserFactory(username="ada")
+
+    def outcome(backend):
+        try:
+            with transaction.atomic():
+                found = backend.authenticate(None, username=username, password=USER_PASSWORD)
+        except Exception as exc:  # noqa: BLE001 - the kind of failure is what is compared
+            return type(exc)
+        return None if found is None else found.pk
+
+    assert outcome(backends.ModelBackend()) == outcome(django_backends.ModelBackend())
+
+
 def test_the_username_may_come_as_the_username_field_keyword():
     user = UserFactory()
     found = backends.ModelBackend().authenticate(
@@ -242,21 +258,6 @@ def test_last_login_of_a_deleted_user_raises_as_django():
     assert str(raised.value) == str(raised_by_django.value)
 
 
-def test_a_library_wrapping_the_save_steps_is_called(monkeypatch):
-    # django-model-utils' FieldTracker wraps save_base, django-concurrency _do_update.
-    user = UserFactory()
-    calls = []
-    original = User.save_base
-
-    def save_base(self, *args, **kwargs):
-        calls.append(kwargs.get("update_fields"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(User, "save_base", save_base)
-    sign_in.update_last_login(User, user)
-    assert calls == [frozenset({"last_login"})]
-
-
 def test_a_base_manager_of_the_sites_own_goes_through_save(monkeypatch):
     # Django's UPDATE filters through the base manager; a filtering one may refuse the row.
     class Filtering(models.Manager):
@@ -272,18 +273,27 @@ def test_a_base_manager_of_the_sites_own_goes_through_save(monkeypatch):
         sign_in.update_last_login(User, user)
 
 
-def test_a_save_of_the_sites_own_is_called(monkeypatch):
+@pytest.mark.parametrize(
+    ("method", "update_fields"),
+    [
+        ("save", ("last_login",)),  # a user model's own save()
+        # a library wrapping a save step: django-model-utils' FieldTracker wraps save_base,
+        # django-concurrency _do_update
+        ("save_base", frozenset({"last_login"})),
+    ],
+)
+def test_a_save_or_save_step_of_the_sites_own_is_called(monkeypatch, method, update_fields):
     user = UserFactory()
     calls = []
-    original = User.save
+    original = getattr(User, method)
 
-    def save(self, *args, **kwargs):
+    def wrapper(self, *args, **kwargs):
         calls.append(kwargs.get("update_fields"))
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(User, "save", save)
+    monkeypatch.setattr(User, method, wrapper)
     sign_in.update_last_login(User, user)
-    assert calls == [("last_login",)]
+    assert calls == [update_fields]
 
 
 def test_a_password_set_and_not_saved_goes_through_save():
