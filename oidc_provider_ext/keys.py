@@ -218,6 +218,7 @@ class _Published:
 @dataclass(frozen=True)
 class _Snapshot:
     loaded_at: float  # time.monotonic()
+    load: int  # which load of this process made it (see ``_valid_from``)
     generation: str | None
     signing: dict[str, tuple[str, jwk.JWK]]  # alg -> (kid, private JWK)
     published: dict[str, _Published]  # kid -> public key, in creation order
@@ -241,6 +242,11 @@ class _Snapshot:
 _lock = threading.Lock()
 _snapshot: _Snapshot | None = None
 _generation_checked_at = 0.0
+# Loads are numbered as they begin (under ``_lock``). ``invalidate()`` sets ``_valid_from`` past
+# the load in progress, if any: that load may have read the rows before the change that
+# invalidated, so what it returns must not be served, even though it is installed after.
+_loads = 0
+_valid_from = 0
 
 
 def _read_generation() -> str | None:
@@ -268,7 +274,7 @@ def bump_generation() -> None:
         )
 
 
-def _load_snapshot() -> _Snapshot:
+def _load_snapshot(load: int) -> _Snapshot:
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
@@ -291,7 +297,7 @@ def _load_snapshot() -> _Snapshot:
                 private = private_jwk(key, fernet)
             decrypted[ciphertext] = private
             signing[key.alg] = (key.kid, private)
-    return _Snapshot(time.monotonic(), generation, signing, published, decrypted)
+    return _Snapshot(time.monotonic(), load, generation, signing, published, decrypted)
 
 
 def _stale(snap: _Snapshot) -> bool:
@@ -306,13 +312,15 @@ def _stale(snap: _Snapshot) -> bool:
 
 
 def _current() -> _Snapshot:
-    global _snapshot, _generation_checked_at
+    global _snapshot, _generation_checked_at, _loads
     snap = _snapshot
-    if snap is None or _stale(snap):
+    if snap is None or snap.load < _valid_from or _stale(snap):
         with _lock:
-            # Another thread may have reloaded while this one waited for the lock.
-            if _snapshot is None or _snapshot is snap:
-                _snapshot = _load_snapshot()
+            # Another thread may have reloaded while this one waited for the lock; its snapshot
+            # serves only if its load began after the last invalidate().
+            if _snapshot is None or _snapshot is snap or _snapshot.load < _valid_from:
+                _loads += 1
+                _snapshot = _load_snapshot(_loads)
                 _generation_checked_at = _snapshot.loaded_at
             snap = _snapshot
     return snap
@@ -320,8 +328,9 @@ def _current() -> _Snapshot:
 
 def invalidate() -> None:
     """Drop this process's snapshot and its decrypted keys; the next use reloads and decrypts
-    from the database."""
-    global _snapshot
+    from the database, in a load that begins after this call."""
+    global _snapshot, _valid_from
+    _valid_from = _loads + 1
     _snapshot = None
 
 

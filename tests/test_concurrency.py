@@ -27,6 +27,7 @@ def _race(request) -> list[int]:
     """Fire ``request()`` from CONCURRENCY threads released at the same instant; their statuses."""
     barrier = threading.Barrier(CONCURRENCY)
     statuses: list[int] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def run():
@@ -35,6 +36,9 @@ def _race(request) -> list[int]:
             status = request().status_code
             with lock:
                 statuses.append(status)
+        except BaseException as exc:  # reported below with its traceback, not lost in a thread
+            with lock:
+                errors.append(exc)
         finally:
             connections.close_all()
 
@@ -43,6 +47,8 @@ def _race(request) -> list[int]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    if errors:
+        raise AssertionError(f"{len(errors)} of {CONCURRENCY} requests raised") from errors[0]
     return statuses
 
 

@@ -463,6 +463,63 @@ class TestKeyGeneration:
             assert keys.prune()
         assert cache.get(keys.GENERATION_CACHE_KEY) != after_rotate
 
+    @pytest.mark.parametrize("asked", ["after the old load ends", "while it holds the lock"])
+    def test_a_load_begun_before_an_invalidation_is_not_served_after_it(self, monkeypatch, asked):
+        # What failed CI under 20 racing token requests: one thread loaded a snapshot before
+        # another's key creation committed; the creator, having invalidated, took that load for
+        # its own and found no key (KeyError, a 500). Here the old load is held open by hand, and
+        # the creator asks for the keys after it ends, or while it waits for the loader's lock.
+        import dataclasses
+        import threading
+
+        assert not SigningKey.objects.filter(alg="ES256").exists()
+        keys.invalidate()
+        before_the_key = keys._load_snapshot(0)  # what a load that began now will find
+        real_load, real_lock = keys._load_snapshot, keys._lock
+        begun, finish, waiting = threading.Event(), threading.Event(), threading.Event()
+
+        def slow_load(load):
+            name = threading.current_thread().name
+            if name == "slow-loader":
+                begun.set()
+                assert finish.wait(10)
+                return dataclasses.replace(before_the_key, load=load)
+            if name == "asker":  # another thread cannot see this test's rows: mark its load
+                return dataclasses.replace(before_the_key, load=load, generation="reloaded")
+            return real_load(load)
+
+        class WatchedLock:  # tells when the asking thread, its first check passed, takes the lock
+            def __enter__(self):
+                if threading.current_thread().name == "asker":
+                    waiting.set()
+                return real_lock.__enter__()
+
+            def __exit__(self, *exc):
+                return real_lock.__exit__(*exc)
+
+        monkeypatch.setattr(keys, "_load_snapshot", slow_load)
+        monkeypatch.setattr(keys, "_lock", WatchedLock())
+        loader = threading.Thread(target=keys._current, name="slow-loader")
+        loader.start()
+        assert begun.wait(10)
+        created = keys.create_key("ES256", state=SigningKey.State.ACTIVE)  # invalidates
+        seen = []
+        asker = threading.Thread(target=lambda: seen.append(keys._current()), name="asker")
+        if asked == "while it holds the lock":
+            asker.start()
+            assert waiting.wait(10)
+            finish.set()
+        else:
+            finish.set()
+            loader.join(10)
+            asker.start()
+        for thread in (loader, asker):
+            thread.join(10)
+            assert not thread.is_alive()
+        assert seen[0].generation == "reloaded", "served the load that began before the key"
+        keys.invalidate()
+        assert keys._current().signing["ES256"][0] == created.kid
+
     def test_a_cache_outage_does_not_stop_signing(self, monkeypatch, clock):
         keys.rotate()
 
