@@ -81,6 +81,20 @@ def _demo_rp_credentials_file(tmp_path_factory):
         yield
 
 
+def record_calls(monkeypatch, cls, name: str, record=lambda args, kwargs: True) -> list:
+    """Wrap method ``name`` of ``cls`` as a library would (a tracker wrapping ``save_base``, say):
+    the list returned gets ``record(args, kwargs)`` for each call, and the method still runs."""
+    calls: list = []
+    original = getattr(cls, name)
+
+    def wrapper(self, *args, **kwargs):
+        calls.append(record(args, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wrapper)
+    return calls
+
+
 def oidc_settings(settings, **overrides) -> None:
     """Merge ``overrides`` into OIDC_PROVIDER_EXT through pytest-django's ``settings`` fixture
     (undone after the test). For a change in the middle of a test (a SECRET_KEYS rotation between

@@ -5,7 +5,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import models
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
@@ -13,6 +12,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oidc_provider_ext.internal import lookups
 from oidc_provider_ext.models import AuthorizationGrant, OPSession
 
+from .conftest import record_calls
 from .factories import ApplicationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -231,9 +231,8 @@ class SelfSavingAccessToken(AccessToken):
 
 
 def test_a_model_with_its_own_save_is_saved_by_it(path):
-    assert lookups.saves_itself(SelfSavingAccessToken)
-    assert not lookups.saves_itself(AccessToken) and not lookups.saves_itself(RefreshToken)
-    assert not lookups.saves_itself(models.Model)
+    assert not lookups.saves_as_django(SelfSavingAccessToken)
+    assert lookups.saves_as_django(AccessToken) and lookups.saves_as_django(RefreshToken)
     user, app = UserFactory(), ApplicationFactory()
     token = SelfSavingAccessToken(user=user, application=app, scope="openid", expires=timezone.now())
     token.token = "raw-access-token-3"
@@ -241,3 +240,16 @@ def test_a_model_with_its_own_save_is_saved_by_it(path):
     lookups.insert(token)
     assert SelfSavingAccessToken.saved == before + 1
     assert token.pk is not None and AccessToken.objects.filter(pk=token.pk).exists()
+
+
+@pytest.mark.parametrize("step", ["save_base", "_save_table", "_do_insert"])
+def test_a_save_step_of_the_sites_own_is_called_by_insert(path, monkeypatch, step):
+    """A library may wrap a step under save() on the model class (django-model-utils' FieldTracker
+    wraps save_base): insert() then calls save(), so the wrapper runs."""
+    calls = record_calls(monkeypatch, AccessToken, step)
+    user, app = UserFactory(), ApplicationFactory()
+    token = AccessToken(user=user, application=app, scope="openid", expires=timezone.now(), resource=[])
+    token.token = "raw-access-token-wrapped"
+    lookups.insert(token)
+    assert len(calls) == 1
+    assert AccessToken.objects.filter(pk=token.pk).exists()

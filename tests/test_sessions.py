@@ -10,6 +10,7 @@ from django.urls import reverse
 from oidc_provider_ext import sessions
 from oidc_provider_ext.sessions import SessionStore, stored_key
 
+from .conftest import record_calls
 from .factories import USER_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +64,20 @@ def test_the_orm_path_reads_and_writes_the_same_rows(monkeypatch):
     assert SessionStore(store.session_key)["who"] == "bob"
     reader.delete()
     assert not Session.objects.exists()
+
+
+@pytest.mark.parametrize("step", ["save_base", "_do_insert", "_do_update"])
+def test_a_save_step_of_the_sites_own_is_called(monkeypatch, step):
+    """A save step wrapped on the session model (a library's tracker, say) runs: the store then
+    saves through save(), not the SQL written once."""
+    calls = record_calls(monkeypatch, Session, step)
+    store = SessionStore()
+    store["who"] = "alice"
+    store.create()
+    store["who"] = "bob"
+    store.save()
+    assert len(calls) == (2 if step == "save_base" else 1)
+    assert SessionStore(store.session_key)["who"] == "bob"
 
 
 def test_a_taken_key_is_never_reused(monkeypatch):

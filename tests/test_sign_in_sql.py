@@ -25,6 +25,7 @@ from django.utils import timezone
 from oidc_provider_ext import backends
 from oidc_provider_ext.internal import lookups, sign_in
 
+from .conftest import record_calls
 from .factories import UserFactory
 from .flow import USER_PASSWORD, login
 
@@ -284,14 +285,7 @@ def test_a_base_manager_of_the_sites_own_goes_through_save(monkeypatch):
 )
 def test_a_save_or_save_step_of_the_sites_own_is_called(monkeypatch, method, update_fields):
     user = UserFactory()
-    calls = []
-    original = getattr(User, method)
-
-    def wrapper(self, *args, **kwargs):
-        calls.append(kwargs.get("update_fields"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(User, method, wrapper)
+    calls = record_calls(monkeypatch, User, method, lambda args, kwargs: kwargs.get("update_fields"))
     sign_in.update_last_login(User, user)
     assert calls == [update_fields]
 

@@ -551,10 +551,25 @@ def update(model, pk, values: dict[str, Any], **conditions) -> int:
         return cursor.rowcount
 
 
-def saves_itself(model: type[models.Model]) -> bool:
-    """Whether ``model``'s class overrides ``save()`` (a site's swapped token model, say): then
-    :func:`insert` calls it instead of writing the INSERT, so whatever it does still happens."""
-    return model.save is not models.Model.save
+# What save() runs under it, which a library may wrap on a model class (django-model-utils'
+# FieldTracker wraps save_base, django-concurrency _do_update): any of them not Django's, save().
+_SAVE_STEPS = ("save_base", "_save_parents", "_save_table", "_do_update", "_do_insert")
+# AbstractBaseUser.save() adds to Model.save() only the report of a password set on the object and
+# not yet saved (``_password``), which :func:`save_fields` checks before it writes.
+_USER_SAVE = frozenset({models.Model.save, AbstractBaseUser.save})
+
+
+def saves_as_django(model: type[models.Model], saves: frozenset = frozenset({models.Model.save})) -> bool:
+    """Whether a row of ``model`` is saved exactly as ``Model.save()`` saves it: its ``save()`` is
+    one of ``saves``, no save step is the site's own (a library may wrap one), and its base manager
+    is Django's (the UPDATE filters through it). Else :func:`insert`, :func:`save` and
+    :func:`save_fields` call ``save()``, so whatever the site's code does still happens. Asked on
+    each call: a class can change (patched)."""
+    return (
+        model.save in saves
+        and all(getattr(model, step, None) is getattr(models.Model, step) for step in _SAVE_STEPS)
+        and _djangos_manager(model._base_manager)
+    )
 
 
 def _plain_columns(model) -> list[models.Field] | None:
@@ -632,10 +647,11 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
     primary key is set by its caller (a session row): one INSERT of every column, or one UPDATE of
     every column by key, with ``pre_save``/``post_save`` sent and each field's ``pre_save()``
     applied as ``save()`` does. Raises what ``save()`` raises: IntegrityError for a taken key,
-    DatabaseError when an UPDATE found no row. A model that overrides ``save()`` is saved by it."""
+    DatabaseError when an UPDATE found no row. A model not saved as Django saves it
+    (:func:`saves_as_django`) is saved by its ``save()``."""
     model = type(instance)
     prepared = _save_sql(using, model, create) if supported_vendor(using) else None
-    if prepared is None or saves_itself(model) or instance.pk is None:
+    if prepared is None or not saves_as_django(model) or instance.pk is None:
         instance.save(force_insert=create, force_update=not create, using=using)
         return
     sql, fields = prepared
@@ -692,22 +708,6 @@ def user_by_name_lookup(model: type[models.Model], alias: str) -> Lookup | None:
     return lookup if lookup is not None and lookup.supported(alias) else None
 
 
-# ``save()`` methods whose work beyond ``Model.save()`` is known: AbstractBaseUser's only reports a
-# password set on the object and not yet saved (``_password``), which :func:`save_fields` checks.
-_KNOWN_SAVES = frozenset({models.Model.save, AbstractBaseUser.save})
-# What save() runs under it, which a library may wrap on a model class (django-model-utils'
-# FieldTracker wraps save_base, django-concurrency _do_update): any of them not Django's, save().
-_SAVE_STEPS = ("save_base", "_save_parents", "_save_table", "_do_update")
-
-
-def _saves_as_django(model: type[models.Model]) -> bool:
-    return (
-        model.save in _KNOWN_SAVES
-        and all(getattr(model, step, None) is getattr(models.Model, step) for step in _SAVE_STEPS)
-        and _djangos_manager(model._base_manager)  # Django's UPDATE filters through it
-    )
-
-
 def _not_updated(model: type[models.Model], message: str) -> DatabaseError:
     """What ``save()`` raises when its UPDATE found no row: the model's ``NotUpdated`` (Django 6.1,
     a DatabaseError), else DatabaseError."""
@@ -728,7 +728,7 @@ def save_fields(instance: models.Model, names: tuple[str, ...]) -> None:
     by_name = {f.name: f for f in fields or () if not f.primary_key}
     if (
         fields is None
-        or not _saves_as_django(model)
+        or not saves_as_django(model, _USER_SAVE)
         or getattr(instance, "_password", None) is not None
         or instance.pk is None
         or not names
@@ -781,11 +781,12 @@ def insert(instance: models.Model) -> None:
     """Save a new ``instance`` (a token row with an auto-increment key) with one INSERT, as
     ``save()`` does: ``pre_save``/``post_save`` sent, each field's ``pre_save()`` (``auto_now``,
     DOT's token checksum) applied, the new key set on ``instance``, which then counts as saved
-    (a later ``save()`` is an UPDATE). A model that overrides ``save()`` is saved by it."""
+    (a later ``save()`` is an UPDATE). A model not saved as Django saves it
+    (:func:`saves_as_django`) is saved by its ``save()``."""
     model = type(instance)
     alias = router.db_for_write(model, instance=instance)
     prepared = _insert_sql(alias, model) if supported_vendor(alias) and instance.pk is None else None
-    if prepared is None or saves_itself(model):  # asked each time: a class can change (patched)
+    if prepared is None or not saves_as_django(model):
         instance.save()
         return
     sql, fields = prepared
