@@ -22,10 +22,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -247,6 +248,7 @@ _generation_checked_at = 0.0
 # invalidated, so what it returns must not be served, even though it is installed after.
 _loads = 0
 _valid_from = 0
+_counter_lock = threading.Lock()  # _loads and _valid_from only move forward
 
 
 def _read_generation() -> str | None:
@@ -274,7 +276,9 @@ def bump_generation() -> None:
         )
 
 
-def _load_snapshot(load: int) -> _Snapshot:
+def _load_snapshot(load: int, previous: _Snapshot | None) -> _Snapshot:
+    """The keys as the database has them now; the key objects of rows unchanged since ``previous``
+    are kept."""
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
@@ -282,7 +286,6 @@ def _load_snapshot(load: int) -> _Snapshot:
     signing: dict[str, tuple[str, jwk.JWK]] = {}
     published: dict[str, _Published] = {}
     decrypted: dict[str, jwk.JWK] = {}
-    previous = _snapshot
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
     # so one that expires while this snapshot is in use stops verifying at once.
     for key in SigningKey.objects.all().order_by("created"):
@@ -311,37 +314,94 @@ def _stale(snap: _Snapshot) -> bool:
     return _read_generation() != snap.generation
 
 
+def _begin_load() -> int:
+    global _loads
+    with _counter_lock:
+        _loads += 1
+        return _loads
+
+
 def _current() -> _Snapshot:
-    global _snapshot, _generation_checked_at, _loads
+    global _snapshot, _generation_checked_at
+    changing = _key_changes_in_transaction()
+    if changing is not None:
+        return _transaction_snapshot(*changing)
     snap = _snapshot
     if snap is None or snap.load < _valid_from or _stale(snap):
         with _lock:
             # Another thread may have reloaded while this one waited for the lock; its snapshot
             # serves only if its load began after the last invalidate().
             if _snapshot is None or _snapshot is snap or _snapshot.load < _valid_from:
-                _loads += 1
-                _snapshot = _load_snapshot(_loads)
+                _snapshot = _load_snapshot(_begin_load(), _snapshot)
                 _generation_checked_at = _snapshot.loaded_at
             snap = _snapshot
     return snap
 
 
 def invalidate() -> None:
-    """Drop this process's snapshot and its decrypted keys; the next use reloads and decrypts
-    from the database, in a load that begins after this call."""
+    """Drop this process's snapshot (and this thread's transaction's, if any) and their decrypted
+    keys; the next use reloads and decrypts from the database, in a load that begins after this
+    call."""
     global _snapshot, _valid_from
-    _valid_from = _loads + 1
+    with _counter_lock:  # read and stored at once, or two at once could move it back
+        _valid_from = _loads + 1
     _snapshot = None
+    _forget_transaction_snapshot(router.db_for_write(SigningKey))
+
+
+# --- key changes inside a transaction ----------------------------------------------------------------
+# A transaction that changed SigningKey rows sees them before anyone else, and they may yet roll
+# back: what it loads serves that transaction alone (kept on its connection) and is never
+# installed for the process. Its commit makes every process reload. The pending on_commit callback
+# is the marker: Django drops it when the transaction, or the savepoint it was registered in,
+# rolls back, so a rolled-back change leaves no trace here either.
+
+_TRANSACTION_SNAPSHOT = "_oidc_provider_ext_keys_snapshot"  # on the connection: (changes, snapshot)
+# Whether this process ever changed a key; until it does, no transaction of it can have an
+# uncommitted change, and _current() skips the look at the connection.
+_changed_here = False
+
+
+def _key_changes_committed() -> None:
+    invalidate()
+    bump_generation()
+
+
+def _key_changes_in_transaction() -> tuple[Any, int] | None:
+    """``(connection, number of key changes pending)`` when this thread's transaction changed keys
+    and has not committed, else None."""
+    if not _changed_here:
+        return None
+    connection = connections[router.db_for_write(SigningKey)]
+    if not (connection.in_atomic_block and connection.run_on_commit):
+        return None
+    pending = sum(1 for entry in connection.run_on_commit if entry[1] is _key_changes_committed)
+    return (connection, pending) if pending else None
+
+
+def _transaction_snapshot(connection, pending: int) -> _Snapshot:
+    kept = connection.__dict__.get(_TRANSACTION_SNAPSHOT)
+    # Fewer changes pending than when it was loaded: a savepoint with one of them rolled back.
+    # Another process's change shows at the TTL (the transaction is short; it reads its own rows).
+    if kept is None or kept[0] != pending or time.monotonic() - kept[1].loaded_at > SNAPSHOT_TTL_SECONDS:
+        previous = kept[1] if kept is not None else None
+        kept = connection.__dict__[_TRANSACTION_SNAPSHOT] = (pending, _load_snapshot(_begin_load(), previous))
+    return kept[1]
+
+
+def _forget_transaction_snapshot(alias: str | None) -> None:
+    connections[alias or DEFAULT_DB_ALIAS].__dict__.pop(_TRANSACTION_SNAPSHOT, None)
 
 
 @receiver(post_save, sender=SigningKey)
 @receiver(post_delete, sender=SigningKey)
-def _key_changed(**kwargs) -> None:
-    invalidate()
-    # Again after commit: a snapshot loaded inside the transaction may hold rows that roll back.
-    # Other processes are told only after commit, or they would reload before the change is visible.
-    transaction.on_commit(invalidate)
-    transaction.on_commit(bump_generation)
+def _key_changed(using=None, **kwargs) -> None:
+    global _changed_here
+    _changed_here = True
+    _forget_transaction_snapshot(using)
+    # Other processes are told only after commit, or they would reload before the change is
+    # visible; outside a transaction this runs at once.
+    transaction.on_commit(_key_changes_committed, using=using)
 
 
 # --- signing and verification ----------------------------------------------------------------------

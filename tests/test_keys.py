@@ -395,6 +395,7 @@ class TestKeyGeneration:
         SigningKey.objects.filter(pk=upcoming.pk).update(state="active", activated=now)
         return upcoming.kid
 
+    @pytest.mark.django_db(transaction=True)  # committed, as another process's change is
     def test_generation_bump_reloads_the_snapshot_within_the_check_interval(self, clock):
         first = keys.rotate()
         assert keys.signing_key()[0] == first.activated.kid  # warm
@@ -404,6 +405,7 @@ class TestKeyGeneration:
         clock.advance(keys.GENERATION_CHECK_SECONDS + 0.1)
         assert keys.signing_key()[0] == new_kid
 
+    @pytest.mark.django_db(transaction=True)  # committed, as another process's change is
     def test_without_a_bump_the_snapshot_waits_for_its_ttl(self, clock):
         first = keys.rotate()
         keys.signing_key()
@@ -413,6 +415,7 @@ class TestKeyGeneration:
         clock.advance(keys.SNAPSHOT_TTL_SECONDS)
         assert keys.signing_key()[0] == new_kid
 
+    @pytest.mark.django_db(transaction=True)  # committed, as another process's change is
     def test_a_reload_keeps_the_private_key_object_of_an_unchanged_row(self, clock, monkeypatch):
         # Building an RSA private key validates it (~38 ms): a TTL reload must not make the next
         # token request pay it again for the same key.
@@ -433,6 +436,7 @@ class TestKeyGeneration:
         our_jws.op_key(again, "sign")
         assert built == []
 
+    @pytest.mark.django_db(transaction=True)  # committed, as another process's change is
     def test_a_reload_decrypts_a_rewritten_row_again(self, clock, settings):
         keys.rotate()
         kid, before = keys.signing_key()
@@ -463,6 +467,7 @@ class TestKeyGeneration:
             assert keys.prune()
         assert cache.get(keys.GENERATION_CACHE_KEY) != after_rotate
 
+    @pytest.mark.django_db(transaction=True)  # committed: the race is between threads
     @pytest.mark.parametrize("asked", ["after the old load ends", "while it holds the lock"])
     def test_a_load_begun_before_an_invalidation_is_not_served_after_it(self, monkeypatch, asked):
         # What failed CI under 20 racing token requests: one thread loaded a snapshot before
@@ -474,11 +479,11 @@ class TestKeyGeneration:
 
         assert not SigningKey.objects.filter(alg="ES256").exists()
         keys.invalidate()
-        before_the_key = keys._load_snapshot(0)  # what a load that began now will find
+        before_the_key = keys._load_snapshot(0, None)  # what a load that began now will find
         real_load, real_lock = keys._load_snapshot, keys._lock
         begun, finish, waiting = threading.Event(), threading.Event(), threading.Event()
 
-        def slow_load(load):
+        def slow_load(load, previous):
             name = threading.current_thread().name
             if name == "slow-loader":
                 begun.set()
@@ -486,7 +491,7 @@ class TestKeyGeneration:
                 return dataclasses.replace(before_the_key, load=load)
             if name == "asker":  # another thread cannot see this test's rows: mark its load
                 return dataclasses.replace(before_the_key, load=load, generation="reloaded")
-            return real_load(load)
+            return real_load(load, previous)
 
         class WatchedLock:  # tells when the asking thread, its first check passed, takes the lock
             def __enter__(self):

@@ -202,6 +202,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.keys._generation_checked_at": (DERIVED, _keys_bounds),
     "oidc_provider_ext.keys._loads": (TRANSIENT, None),
     "oidc_provider_ext.keys._valid_from": (TRANSIENT, None),
+    "oidc_provider_ext.keys._changed_here": (TRANSIENT, None),
     "oidc_provider_ext.keys.bump_generation:cache.set": (SHARED, None),
     # clients, CORS origins, "are there tenants", tenants: entries in the shared cache stamped with the
     # client registry generation (with LocMemCache: per process, CLIENT_CACHE_SECONDS)

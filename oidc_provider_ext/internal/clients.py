@@ -138,8 +138,8 @@ def _keep(key: str, generation: str, expires_at: float, value: Any) -> None:
     _local[key] = (generation, expires_at, _own_copy(value))
 
 
-def _store(key: str, generation: str, value: Any, ttl: int | None) -> None:
-    expires_at = time.time() + ttl if ttl else float("inf")
+def _store(key: str, generation: str, value: Any, ttl: int) -> None:
+    expires_at = time.time() + ttl
     cache.set(key, (generation, value, expires_at), ttl)
     _keep(key, generation, expires_at, value)
 
@@ -275,11 +275,7 @@ def _profile_changed(instance, **kwargs):
 def has_tenants() -> bool:
     """Whether any built-in tenant exists (cached like clients; the answer changes about never).
     The default of ``DefaultOIDCAdapter.has_tenants``; a site with its own model overrides that."""
-    value, generation = _lookup(_HAS_TENANTS)
-    if value is None:
-        value = Tenant.objects.exists()
-        _store(_HAS_TENANTS, generation, value, app_settings.CLIENT_CACHE_SECONDS or None)
-    return value
+    return _cached(_HAS_TENANTS, Tenant.objects.exists)
 
 
 def tenant_by_code(code: str, read: Callable[[], Any]) -> Any:

@@ -121,8 +121,14 @@ def _fetch_once(url: str) -> dict[str, list[dict[str, Any]]]:
     try:
         flight.keyset = _fetch_across_processes(url)
         return flight.keyset
-    except JWKSFetchError as exc:
-        flight.error = exc
+    except Exception as exc:
+        # The waiters answer "keys unavailable" whatever failed here (the shared cache, say);
+        # without an error they would take a key set of None.
+        flight.error = (
+            exc
+            if isinstance(exc, JWKSFetchError)
+            else JWKSFetchError(f"Fetching the JWKS at {url} failed ({type(exc).__name__}).")
+        )
         raise
     finally:
         with _flights_lock:
