@@ -52,6 +52,7 @@ E082 = "oidc_provider_ext.E082"  # device: a cap of pending device authorization
 E083 = "oidc_provider_ext.E083"  # device: DEVICE_USER_CODE_FAILURE_LIMIT is not a positive int
 W044 = "oidc_provider_ext.W044"  # deploy: the default cache is per process (LocMemCache, DummyCache)
 W046 = "oidc_provider_ext.W046"  # deploy: SESSION_ENGINE stores sessions under the cookie's value
+W047 = "oidc_provider_ext.W047"  # a PostgreSQL database runs above READ COMMITTED
 
 # Cache backends that live inside one process: what the provider coordinates through the cache
 # (key and client changes, throttle counters, the remote-JWKS fetch lock) then stops at its edge.
@@ -338,6 +339,40 @@ _CLEAR_KEY_ENGINES = tuple(
 _HASHED_KEY_ENGINES = tuple(
     f"oidc_provider_ext.sessions{name}.SessionStore" for name in ("", ".cache", ".cached_db")
 )
+
+
+@register(Tags.compatibility)
+def check_isolation_level(app_configs=None, **kwargs):
+    """W047: the token endpoint's single-use checks and the signing-key snapshot read what other
+    transactions committed since their own began (READ COMMITTED, PostgreSQL's default). Above it,
+    a request that reads a row another one changed fails with a serialization error (a 500), and
+    a key snapshot loaded in an older read view can hide a rotation until its TTL."""
+    return isolation_warnings(getattr(settings, "DATABASES", {}))
+
+
+def isolation_warnings(databases: dict) -> list[Warning]:
+    found = []
+    for alias, database in databases.items():
+        level = (database.get("OPTIONS") or {}).get("isolation_level")
+        if level is None or "postgresql" not in str(database.get("ENGINE", "")):
+            continue
+        try:  # the installed driver's levels (psycopg 3 and psycopg2 number them differently)
+            from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+            name = IsolationLevel(level).name
+        except (ImportError, ValueError):
+            name = str(level)
+        if name not in ("READ_COMMITTED", "READ_UNCOMMITTED"):  # PostgreSQL runs the latter as the former
+            found.append(
+                Warning(
+                    f"DATABASES[{alias!r}] runs at isolation level {name}; this app needs READ COMMITTED.",
+                    hint="Remove OPTIONS['isolation_level'] (PostgreSQL's default is READ COMMITTED). "
+                    "Above it, concurrent token requests fail with serialization errors. See "
+                    "docs/operations.md, 'Installing: what check catches'.",
+                    id=W047,
+                )
+            )
+    return found
 
 
 @register(Tags.security, deploy=True)

@@ -5,8 +5,9 @@ Lifecycle of a key (per algorithm): ``next`` (published in the JWKS, not signing
 has expired) → removed by ``prune()``. ``rotate()`` moves every key one step at once.
 
 Signing and verification read an in-process snapshot of the published keys, so minting a token
-costs no query once warm. The snapshot is dropped at once in the process that changes a key
-(signals below). Other processes (gunicorn workers, other hosts) learn about a change through a
+costs no query once warm. A change is seen at once by the transaction that makes it (which reads
+through a snapshot of its own until it commits) and, after the commit, by the whole process that
+made it (signals below). Other processes (gunicorn workers, other hosts) learn about a change through a
 "key generation" value in Django's cache, which every change replaces and which each process reads
 at most once per ``GENERATION_CHECK_SECONDS``; with a per-process cache (LocMemCache) they fall
 back on ``SNAPSHOT_TTL_SECONDS``. Either way a new key is published as ``next`` well before it
@@ -26,7 +27,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -243,7 +244,7 @@ class _Snapshot:
 _lock = threading.Lock()
 _snapshot: _Snapshot | None = None
 _generation_checked_at = 0.0
-# Loads are numbered as they begin (under ``_lock``). ``invalidate()`` sets ``_valid_from`` past
+# Loads are numbered as they begin. ``invalidate()`` sets ``_valid_from`` past
 # the load in progress, if any: that load may have read the rows before the change that
 # invalidated, so what it returns must not be served, even though it is installed after.
 _loads = 0
@@ -276,9 +277,9 @@ def bump_generation() -> None:
         )
 
 
-def _load_snapshot(load: int, previous: _Snapshot | None) -> _Snapshot:
-    """The keys as the database has them now; the key objects of rows unchanged since ``previous``
-    are kept."""
+def _load_snapshot(load: int, previous: _Snapshot | None, using: str | None = None) -> _Snapshot:
+    """The keys as database ``using`` (default: the router's for reading) has them now; the key
+    objects of rows unchanged since ``previous`` are kept."""
     # Read the generation before the rows: a change committed during the load then shows up as a
     # newer generation at the next check instead of being missed.
     generation = _read_generation()
@@ -288,7 +289,7 @@ def _load_snapshot(load: int, previous: _Snapshot | None) -> _Snapshot:
     decrypted: dict[str, jwk.JWK] = {}
     # Retired keys past their window are kept too: ``_Snapshot.live()`` hides them by the clock,
     # so one that expires while this snapshot is in use stops verifying at once.
-    for key in SigningKey.objects.all().order_by("created"):
+    for key in SigningKey.objects.using(using).order_by("created"):
         until = prunable_after(key)
         kept = previous.published.get(key.kid) if previous else None  # kept if unchanged
         public = kept.key if kept is not None and kept.public == key.public_jwk else jwk.JWK(**key.public_jwk)
@@ -330,11 +331,14 @@ def _current() -> _Snapshot:
     if snap is None or snap.load < _valid_from or _stale(snap):
         with _lock:
             # Another thread may have reloaded while this one waited for the lock; its snapshot
-            # serves only if its load began after the last invalidate().
-            if _snapshot is None or _snapshot is snap or _snapshot.load < _valid_from:
-                _snapshot = _load_snapshot(_begin_load(), _snapshot)
-                _generation_checked_at = _snapshot.loaded_at
-            snap = _snapshot
+            # serves only if its load began after the last invalidate(). The global is read once
+            # and what is returned is the local: invalidate() may set it to None at any moment.
+            installed = _snapshot
+            if installed is None or installed is snap or installed.load < _valid_from:
+                installed = _load_snapshot(_begin_load(), installed)
+                _snapshot = installed
+                _generation_checked_at = installed.loaded_at
+            snap = installed
     return snap
 
 
@@ -385,17 +389,19 @@ def _transaction_snapshot(connection, pending: int) -> _Snapshot:
     # Another process's change shows at the TTL (the transaction is short; it reads its own rows).
     if kept is None or kept[0] != pending or time.monotonic() - kept[1].loaded_at > SNAPSHOT_TTL_SECONDS:
         previous = kept[1] if kept is not None else None
-        kept = connection.__dict__[_TRANSACTION_SNAPSHOT] = (pending, _load_snapshot(_begin_load(), previous))
+        # On the connection that made the changes: a read router's replica cannot see them.
+        fresh = _load_snapshot(_begin_load(), previous, using=connection.alias)
+        kept = connection.__dict__[_TRANSACTION_SNAPSHOT] = (pending, fresh)
     return kept[1]
 
 
-def _forget_transaction_snapshot(alias: str | None) -> None:
-    connections[alias or DEFAULT_DB_ALIAS].__dict__.pop(_TRANSACTION_SNAPSHOT, None)
+def _forget_transaction_snapshot(alias: str) -> None:
+    connections[alias].__dict__.pop(_TRANSACTION_SNAPSHOT, None)
 
 
 @receiver(post_save, sender=SigningKey)
 @receiver(post_delete, sender=SigningKey)
-def _key_changed(using=None, **kwargs) -> None:
+def _key_changed(using: str, **kwargs) -> None:
     global _changed_here
     _changed_here = True
     _forget_transaction_snapshot(using)
@@ -420,8 +426,7 @@ def signing_key(alg: str | None = None) -> tuple[str, jwk.JWK]:
                 "No active %s signing key existed; created one. Manage keys with `manage.py oidc_keys`.", alg
             )
     except IntegrityError:
-        pass  # another process created it at the same moment
-    invalidate()
+        invalidate()  # another process created it at the same moment: read it
     return _current().signing[alg]
 
 

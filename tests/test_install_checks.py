@@ -128,3 +128,26 @@ class TestPasswordHashersKeepExistingUsers:
         get_user_model().objects.create(username="old", password="5f4dcc3b5aa765d61d8327deb882cf99")
         settings.PASSWORD_HASHERS = REPLACED_HASHERS
         assert "unsalted or unknown" in _messages()[checks.W030].msg
+
+
+class TestIsolationLevel:
+    """W047: the single-use checks and the key snapshot need READ COMMITTED on PostgreSQL."""
+
+    def _with(self, level):
+        from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+        database = {"ENGINE": "django.db.backends.postgresql", "NAME": "idp"}
+        if level is not None:
+            database["OPTIONS"] = {"isolation_level": getattr(IsolationLevel, level)}
+        return checks.isolation_warnings(
+            {"default": {"ENGINE": "django.db.backends.sqlite3"}, "other": database}
+        )
+
+    @pytest.mark.parametrize("level", ["REPEATABLE_READ", "SERIALIZABLE"])
+    def test_above_read_committed_is_named(self, level):
+        (message,) = self._with(level)
+        assert message.id == checks.W047 and level in message.msg and "'other'" in message.msg
+
+    @pytest.mark.parametrize("level", [None, "READ_COMMITTED", "READ_UNCOMMITTED"])
+    def test_read_committed_and_the_default_are_fine(self, level):
+        assert self._with(level) == []

@@ -8,16 +8,21 @@ Each test fails if its attack works (or the property it pins stops holding)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
+import inspect
 import json
+import sys
 import threading
 import time
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, router, transaction
+from django.utils import timezone
 
 from oidc_provider_ext import keys
-from oidc_provider_ext.internal import clients
-from oidc_provider_ext.models import SigningKey, Tenant
+from oidc_provider_ext.internal import clients, lookups
+from oidc_provider_ext.models import OPSession, SigningKey, Tenant
 from oidc_provider_ext.resource import remote_jwks
 from oidc_provider_ext.validator import OIDCValidator
 
@@ -125,6 +130,117 @@ def test_an_invalidation_and_a_load_take_their_numbers_one_at_a_time(monkeypatch
     for thread in (held, *others):
         thread.join(10)
         assert not thread.is_alive()
+
+
+def _line_of(func, text: str) -> int:
+    lines, first = inspect.getsourcelines(func)
+    found = [first + offset for offset, line in enumerate(lines) if line.strip() == text]
+    assert found, f"{text!r} not found in {func.__name__}"
+    return found[-1]
+
+
+@pytest.mark.parametrize("line_text", ["_generation_checked_at = installed.loaded_at", "snap = installed"])
+def test_an_invalidation_right_after_a_reload_does_not_break_current(monkeypatch, line_text):
+    """invalidate() sets the global snapshot to None without the load lock: _current() paused
+    between installing its load and returning it, and invalidated meanwhile, must still return
+    what it loaded (reading the global again gave None: ``None.signing``, a 500)."""
+    monkeypatch.setattr(
+        keys,
+        "_load_snapshot",
+        lambda load, previous: keys._Snapshot(time.monotonic(), load, None, {}, {}, {}),
+    )
+    keys.invalidate()
+    line = _line_of(keys._current, line_text)
+    paused, resume = threading.Event(), threading.Event()
+    result: dict = {}
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            return tracer if frame.f_code is keys._current.__code__ else None
+        if event == "line" and frame.f_lineno == line and not paused.is_set():
+            paused.set()
+            assert resume.wait(10)
+        return tracer
+
+    def target():
+        sys.settrace(tracer)
+        try:
+            result["value"] = keys._current()
+        except BaseException as exc:  # noqa: BLE001 - what the request would raise
+            result["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    assert paused.wait(10), "never reached the line"
+    keys.invalidate()  # another thread's: an unknown kid, a committed key change
+    resume.set()
+    thread.join(10)
+    assert "error" not in result and result["value"] is not None
+
+
+# --- signing keys behind a read router --------------------------------------------------------------
+
+
+class _ReplicaRouter:
+    """The usual primary/replica router: reads on 'replica', writes on 'default'."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+    def db_for_write(self, model, **hints):
+        return "default"
+
+    def allow_relation(self, *args, **hints):
+        return True
+
+    def allow_migrate(self, db, *args, **hints):
+        return db == "default"
+
+
+@pytest.fixture
+def replica(settings):
+    """A zero-lag replica: a second connection to the same test database, on this thread only
+    (Django's test case lets a connection made at run time connect)."""
+    from django.db.utils import load_backend
+
+    default = connections["default"].settings_dict
+    wrapper = load_backend(default["ENGINE"]).DatabaseWrapper(copy.deepcopy(default), "replica")
+    connections["replica"] = wrapper
+    settings.DATABASE_ROUTERS = [_ReplicaRouter()]
+    yield
+    wrapper.close()
+    del connections["replica"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_reads_its_own_key_changes_on_its_own_connection(replica):
+    """The transaction's own snapshot was read through the read router, on a connection that
+    cannot see the transaction's key: the first signature of an algorithm inside a transaction
+    (the refresh grant, ATOMIC_REQUESTS) raised KeyError."""
+    assert router.db_for_read(SigningKey) == "replica"
+    with transaction.atomic():
+        kid, _ = keys.signing_key("ES256")
+    assert SigningKey.objects.filter(kid=kid).exists()
+
+
+# --- rows written with one statement: a failed write marks the transaction ------------------------
+
+
+@pytest.mark.parametrize("write", ["save", "insert"])
+def test_a_failed_insert_marks_the_transaction_as_save_does(user, write):
+    """Model.save_base() writes under transaction.mark_for_rollback_on_error(): an IntegrityError
+    caught inside the same atomic block (no savepoint of its own, as under ATOMIC_REQUESTS) leaves
+    the block marked, so nothing else the request wrote commits. lookups.insert() did not."""
+    first = OPSession.objects.create(user=user, auth_time=timezone.now())
+    duplicate = OPSession(user=user, sid=first.sid, auth_time=timezone.now())
+    with transaction.atomic(savepoint=False):
+        with contextlib.suppress(IntegrityError):
+            duplicate.save() if write == "save" else lookups.insert(duplicate)
+        marked = connection.needs_rollback
+        transaction.set_rollback(False)  # leave the test's transaction usable
+    assert marked
 
 
 # --- "are there tenants" with the client cache off ------------------------------------------------

@@ -655,7 +655,10 @@ def save(instance: models.Model, *, create: bool, using: str) -> None:
         instance.save(force_insert=create, force_update=not create, using=using)
         return
     sql, fields = prepared
-    with _saving(instance, using, created=create) as connection:
+    with (
+        _saving(instance, using, created=create) as connection,
+        transaction.mark_for_rollback_on_error(using),  # as save_base()
+    ):
         params = [
             f.get_db_prep_save(instance.pk if f.primary_key else f.pre_save(instance, create), connection)
             for f in fields
@@ -790,7 +793,10 @@ def insert(instance: models.Model) -> None:
         instance.save()
         return
     sql, fields = prepared
-    with _saving(instance, alias, created=True) as connection:
+    with (
+        _saving(instance, alias, created=True) as connection,
+        transaction.mark_for_rollback_on_error(alias),  # as save_base()
+    ):
         params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
