@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
-from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -36,6 +35,7 @@ from jwcrypto import jwk
 from .conf import app_settings
 from .internal import crypto
 from .internal import jws as jose
+from .internal.shared_cache import cache
 from .models import SigningKey
 
 log = logging.getLogger(__name__)

@@ -33,13 +33,13 @@ from collections.abc import Iterable, Mapping
 
 from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.contrib.auth.signals import user_login_failed
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.utils.crypto import get_random_string
 from python_ipware import IpWare
 
 from .conf import app_settings
+from .internal.shared_cache import cache
 
 log = logging.getLogger(__name__)
 

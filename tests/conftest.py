@@ -61,9 +61,25 @@ def _fresh_cache():
     # failed attempts from 127.0.0.1 must not throttle the next test.
     from django.core.cache import cache
 
+    from oidc_provider_ext.internal import shared_cache
+
     cache.clear()
+    shared_cache._fallback.clear()  # what stood in for the cache while a test broke it
     yield
     cache.clear()
+    shared_cache._fallback.clear()
+
+
+@pytest.fixture
+def cache_down(monkeypatch):
+    """Django's default cache fails every call (Redis restarting, say)."""
+    from django.core.cache import cache
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    for name in ("get", "get_many", "set", "add", "incr", "decr", "delete", "delete_many"):
+        monkeypatch.setattr(cache, name, broken)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -964,6 +964,70 @@ def test_another_process_fetching_means_waiting_for_its_result(remote, tokens, m
     assert remote.requests == 0
 
 
+def test_a_cache_outage_is_not_a_500_and_does_not_flood_the_provider(api, remote, tokens, cache_down):
+    # The API keeps answering from the key set it fetched, in this process, for the cache TTL:
+    # one fetch, not one per request.
+    for _ in range(4):
+        response = api.get("/api/profile", **bearer(tokens["access_token"]))
+        assert response.status_code == 200, response.content
+    assert remote.requests == 1
+
+
+def test_a_cache_outage_keeps_the_refetch_interval(api, remote, tokens, cache_down, monkeypatch):
+    assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
+    rotated = keys.sign(access_claims(), typ="at+jwt", alg="ES256")
+    remote.publish()
+    stranger = jwk.JWK.generate(kty="EC", crv="P-256")
+    for n in range(5):  # made-up kids within the interval of the last fetch: no request
+        token = sign_with(stranger, {"alg": "ES256", "typ": "at+jwt", "kid": f"kid-{n}"}, access_claims())
+        assert_invalid_token(api.get("/api/any", **bearer(token)), "key")
+    assert remote.requests == 1
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 61)
+    assert api.get("/api/any", **bearer(rotated)).status_code == 200  # one refetch finds the new key
+    assert_invalid_token(api.get("/api/any", **bearer(token)), "key")  # and starts a new interval
+    assert remote.requests == 2
+
+
+def test_a_cache_outage_copy_expires_with_the_cache_ttl(api, remote, tokens, cache_down, monkeypatch):
+    assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
+    remote.document = {"keys": []}  # the provider withdrew every key
+    real_time = time.time
+    monkeypatch.setattr(
+        time, "time", lambda: real_time() + app_settings.RESOURCE_SERVER_JWKS_CACHE_SECONDS + 1
+    )
+    assert_invalid_token(api.get("/api/profile", **bearer(tokens["access_token"])), "key")
+    assert remote.requests == 2
+
+
+def test_a_cache_failing_while_another_process_fetches_is_a_503_then_a_fetch(remote, tokens, monkeypatch):
+    from oidc_provider_ext.resource import remote_jwks
+
+    data_key, _refetched = remote_jwks._cache_keys(remote.url)
+    cache.add(f"{data_key}:fetching", True, timeout=30)  # another process holds the fetch lock
+    kid = remote.document["keys"][0]["kid"]
+
+    down: list[bool] = []
+
+    def failing(call):
+        def wrapper(*args, **kwargs):
+            if down:
+                raise ConnectionError("cache down")
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("get", "set", "add", "delete"):
+        monkeypatch.setattr(cache, name, failing(getattr(cache, name)))
+    # ... and the cache goes down while we wait for it
+    monkeypatch.setattr(remote_jwks.time, "sleep", lambda _seconds: down.append(True))
+    # This process's memory has no set and no lock: the other process looks done without a result.
+    with pytest.raises(remote_jwks.JWKSFetchError):  # a 503, and the client retries
+        remote_jwks.verification_key(remote.url, kid)
+    assert remote_jwks.verification_key(remote.url, kid).kid == kid  # the retry fetches here
+    assert remote.requests == 1
+
+
 @pytest.mark.oidc_settings(RESOURCE_SERVER_JWKS_URL="http://127.0.0.1:9/connect/jwks")  # discard port
 def test_unreachable_jwks_is_503(api, tokens):
     response = api.get("/api/profile", **bearer(tokens["access_token"]))

@@ -195,6 +195,7 @@ SHARED = "shared: lives in the shared cache, one copy for every server"
 PURE = "pure: a memo of a function of its arguments (or of settings), never stale"
 CONSTANT = "constant: a table written once at import"
 TRANSIENT = "transient: coordinates requests in flight in one process"
+FALLBACK = "fallback: this process's copy of a shared entry, read only while the shared cache fails"
 
 INVENTORY: dict[str, tuple[str, object]] = {
     # signing keys: the in-process snapshot and when the generation was last read
@@ -227,6 +228,11 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.resource.remote_jwks._fetch_across_processes:cache.add": (SHARED, None),
     "oidc_provider_ext.resource.remote_jwks.verification_key:cache.add": (SHARED, None),
     "oidc_provider_ext.resource.remote_jwks._flights": (TRANSIENT, None),
+    # while the shared cache fails, every entry above is read and written here instead (each entry
+    # with its own expiry; throttles count per process, as under LocMemCache); and when this
+    # process last logged that the shared cache fails
+    "oidc_provider_ext.internal.shared_cache._fallback": (FALLBACK, None),
+    "oidc_provider_ext.internal.shared_cache._warned_at": (TRANSIENT, None),
     # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
     # retry command, sends what another process did not
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
@@ -427,7 +433,7 @@ User, Application = get_user_model(), get_application_model()
 User.objects.create_superuser("admin", "admin@example.com", {ADMIN_PASSWORD!r})
 tenant = Tenant.objects.get(code="acme")
 users = {{}}
-for name in ("rotation", "client", "revoked", "logout", "consent", "deactivated", "balanced"):
+for name in ("rotation", "client", "revoked", "logout", "consent", "deactivated", "balanced", "outage"):
     user = User.objects.create_user(name, name + "@example.com", "pw-" + name * 3)
     TenantMembership.objects.create(tenant=tenant, user=user)
     users[name] = {{"username": name, "password": "pw-" + name * 3, "pk": user.pk}}
@@ -965,6 +971,51 @@ def test_without_a_shared_cache_a_client_change_is_stale_for_at_most_client_cach
     while anonymous.at(b).get(_authorize_url(client, _pkce()[1])).status_code != 400:
         assert time.monotonic() < cached + LOCMEM_CLIENT_CACHE_SECONDS + 1, "stale beyond the TTL"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def outage_cluster(cluster):
+    """Two more servers over the same database, with a Redis of their own for the test to stop."""
+    for running in _running_cluster(cluster.database_url):
+        if not running.own_redis:
+            pytest.skip("SCALEOUT_REDIS_URL names a shared Redis; this test stops the cluster's own")
+        running.fixtures, running.seed = cluster.fixtures, cluster.seed
+        yield running
+
+
+@pytest.mark.live  # real servers over HTTP, like tests/interop
+def test_a_redis_outage_is_not_an_error(outage_cluster):
+    """Redis stops (a restart, a failover): every server goes on signing users in and issuing,
+    refreshing and checking tokens from its own memory (internal/shared_cache.py), instead of
+    answering 500 to every request that touches the cache."""
+    import os
+    import signal
+
+    cluster = outage_cluster
+    client = _demo_client(cluster)
+    browser = _user(cluster, "outage")
+    before = _tokens(browser, cluster.issuer, client, scope="openid profile offline_access")
+    [redis] = [process for name, process in cluster.processes if name == "redis"]
+    os.killpg(redis.pid, signal.SIGKILL)
+    redis.wait(10)
+    for server in cluster.servers:  # a new sign-in, consent and code exchange at each server
+        tokens = _tokens(_user(cluster, "outage"), server, client)
+        assert _userinfo(server, tokens["access_token"]) == 200
+        assert _introspect(server, client, before["access_token"])
+        assert requests.get(server + "/connect/jwks", timeout=10).status_code == 200
+    refreshed = _refresh(cluster.issuer, client, before["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert _userinfo(cluster.issuer, refreshed.json()["access_token"]) == 200
+    wrong = requests.post(
+        cluster.issuer + "/connect/token",
+        data={"grant_type": "refresh_token", "refresh_token": "x"},
+        auth=(client["client_id"], "not the secret"),
+        timeout=10,
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    logs = "\n".join(cluster.log_of(f"app{n}", 400) for n in (1, 2))
+    assert "Internal Server Error" not in logs and "Traceback" not in logs, logs[-3000:]
+    assert "The shared cache failed" in logs
 
 
 @pytest.mark.django_db

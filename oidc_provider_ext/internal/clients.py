@@ -34,7 +34,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher, make_password
-from django.core.cache import cache
 from django.db import models, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_delete, post_save, pre_save
@@ -43,6 +42,7 @@ from oauth2_provider.models import get_application_model
 
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.hashers import ALGORITHM, ClientSecretHasher, looks_generated
+from oidc_provider_ext.internal.shared_cache import cache
 from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()

@@ -21,7 +21,6 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import clients, outbound, resources
 from oidc_provider_ext.internal import registration as rules
+from oidc_provider_ext.internal.shared_cache import cache
 from oidc_provider_ext.models import ClientProfile
 
 log = logging.getLogger(__name__)

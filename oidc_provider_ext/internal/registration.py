@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -34,6 +33,7 @@ from oidc_provider_ext.conf import REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATI
 from oidc_provider_ext.internal import crypto, outbound, resources
 from oidc_provider_ext.internal.jws import is_numeric_date
 from oidc_provider_ext.internal.requests import _json_problem
+from oidc_provider_ext.internal.shared_cache import cache
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
 
 Application = get_application_model()

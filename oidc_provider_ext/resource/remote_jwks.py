@@ -11,6 +11,7 @@ most once per ``RESOURCE_SERVER_JWKS_REFETCH_SECONDS``, so tokens with made-up `
 cannot turn into a flood of requests against the provider. An empty cache is filled by one fetch:
 one per process (the other requests wait for its result) and one across processes (a short
 ``cache.add`` lock; the others wait for the cached set or fail, which the API answers with 503).
+While the cache fails, each process keeps its own copy and interval (internal/shared_cache.py).
 
 Fetches go through the guarded outbound client (internal/outbound.py): one total deadline, a size
 cap, no redirects and the ``OUTBOUND_ALLOWED_NETWORKS`` network policy.
@@ -28,12 +29,12 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from django.core.cache import cache
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import outbound
+from oidc_provider_ext.internal.shared_cache import cache
 
 log = logging.getLogger(__name__)
 
