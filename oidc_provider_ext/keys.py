@@ -253,11 +253,9 @@ _counter_lock = threading.Lock()  # _loads and _valid_from only move forward
 
 
 def _read_generation() -> str | None:
-    try:
-        return cache.get(GENERATION_CACHE_KEY)
-    except Exception:  # a cache outage must not stop signing: fall back on the snapshot TTL
-        log.warning("Cannot read the signing-key generation from the cache.", exc_info=True)
-        return None
+    # Through a cache outage: this process's memory (internal/shared_cache.py), which other
+    # processes' rotations do not reach; the snapshot TTL bounds what they miss.
+    return cache.get(GENERATION_CACHE_KEY)
 
 
 def bump_generation() -> None:
@@ -267,14 +265,7 @@ def bump_generation() -> None:
     rows behind the ORM's back (``QuerySet.update()``, SQL). A random value rather than a counter:
     a cache that evicted or lost the entry can never bring back a value a process already holds.
     """
-    try:
-        cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
-    except Exception:
-        log.warning(
-            "Cannot publish the signing-key generation; other processes reload within %ss.",
-            SNAPSHOT_TTL_SECONDS,
-            exc_info=True,
-        )
+    cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
 
 
 def _load_snapshot(load: int, previous: _Snapshot | None, using: str | None = None) -> _Snapshot:

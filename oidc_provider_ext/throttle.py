@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 
 from django.contrib.auth.hashers import check_password, get_hasher, make_password
@@ -39,7 +40,7 @@ from django.utils.crypto import get_random_string
 from python_ipware import IpWare
 
 from .conf import app_settings
-from .internal.shared_cache import cache
+from .internal.shared_cache import CountUnknown, cache
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ def _key(name: str, *parts: str) -> str:
     return f"{_PREFIX}{name}:{digest}"
 
 
+UNKNOWN_COUNT = sys.maxsize  # over every limit
+
+
 def _count(key: str, window: int | None = None) -> int:
     """Add one to ``key`` in a fixed window (THROTTLE_WINDOW_SECONDS unless given) and return the
     new count: one atomic step, so concurrent requests each see their own number. add() starts the
@@ -99,6 +103,8 @@ def _count(key: str, window: int | None = None) -> int:
         return 1
     try:
         return int(cache.incr(key))
+    except CountUnknown:  # the shared cache failed between the two calls: refuse this attempt
+        return UNKNOWN_COUNT
     except ValueError:
         cache.add(key, 1, window)
         return 1

@@ -63,11 +63,15 @@ def _fresh_cache():
 
     from oidc_provider_ext.internal import shared_cache
 
+    def forget_outages():  # what stood in for the cache while a test broke it
+        shared_cache._fallback.clear()
+        shared_cache._down_until = 0.0
+
     cache.clear()
-    shared_cache._fallback.clear()  # what stood in for the cache while a test broke it
+    forget_outages()
     yield
     cache.clear()
-    shared_cache._fallback.clear()
+    forget_outages()
 
 
 @pytest.fixture

@@ -8,12 +8,15 @@ under two app servers. Each test here fails without the fallback."""
 from __future__ import annotations
 
 import logging
+import time
+import types
 
 import pytest
 from django.core.cache import cache as django_cache
-from django.test import Client
+from django.test import Client, RequestFactory
 from oauth2_provider.models import get_application_model
 
+from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
 from oidc_provider_ext.internal import clients, shared_cache
 
@@ -38,25 +41,29 @@ def test_sign_in_and_every_token_endpoint_work_through_the_outage(cache_down, us
     assert response.status_code == 200, response.content
 
 
-def test_client_authentication_is_still_throttled_in_this_process(cache_down):
-    """The failure counters move to this process's memory: an attacker gets the limit once per
-    process during the outage, as under LocMemCache, not an unlimited number of guesses."""
-    app = Application.objects.create(
+def _client_credentials_app():
+    return Application.objects.create(
         client_id="throttled",
         client_secret="a human chosen secret",
         client_type=Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
     )
+
+
+def _client_credentials(browser, app, secret):
+    return token_request(browser, {"grant_type": "client_credentials"}, auth=(app.client_id, secret))
+
+
+def test_client_authentication_is_still_throttled_in_this_process(cache_down):
+    """The failure counters move to this process's memory: an attacker gets the limit once per
+    process during the outage, as under LocMemCache, not an unlimited number of guesses."""
+    app = _client_credentials_app()
     attacker = Client(REMOTE_ADDR=ATTACKER)
-
-    def attempt(secret):
-        return token_request(attacker, {"grant_type": "client_credentials"}, auth=(app.client_id, secret))
-
-    assert attempt("a human chosen secret").status_code == 200
+    assert _client_credentials(attacker, app, "a human chosen secret").status_code == 200
     for _ in range(app_settings.CLIENT_AUTH_FAILURE_LIMIT):
-        assert attempt("guess").status_code == 401
+        assert _client_credentials(attacker, app, "guess").status_code == 401
     # Over the limit even the right secret is refused from this address.
-    assert attempt("a human chosen secret").status_code == 401
+    assert _client_credentials(attacker, app, "a human chosen secret").status_code == 401
 
 
 def test_a_client_change_in_this_process_is_honoured_at_once(cache_down, confidential_app):
@@ -76,9 +83,84 @@ def test_the_shared_cache_is_used_again_once_it_answers(monkeypatch, confidentia
         for name in ("get", "add", "set"):
             outage.setattr(django_cache, name, broken)
         clients.get_client(confidential_app.client_id)
-    assert django_cache.get(clients._key(confidential_app.client_id)) is None  # it was down
+    key = clients._key(confidential_app.client_id)
+    assert django_cache.get(key) is None  # it was down
     clients.get_client(confidential_app.client_id)
-    assert django_cache.get(clients._key(confidential_app.client_id)) is not None  # back on it
+    assert django_cache.get(key) is None  # within RETRY_SECONDS: still this process's memory
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + shared_cache.RETRY_SECONDS)
+    clients.get_client(confidential_app.client_id)
+    assert django_cache.get(key) is not None  # back on it
+
+
+# --- a cache that answers reads but refuses writes (a demoted primary after a failover,
+# maxmemory with noeviction): found by the round's attacker review ---------------------------------
+
+
+def _refuse_writes(monkeypatch):
+    def refused(*args, **kwargs):
+        raise ConnectionError("READONLY You can't write against a read only replica.")
+
+    for name in ("set", "add", "incr", "decr", "delete", "delete_many"):
+        monkeypatch.setattr(django_cache, name, refused)
+
+
+@pytest.fixture
+def writes_fail(monkeypatch):
+    _refuse_writes(monkeypatch)
+
+
+def _address(address: str):
+    return RequestFactory().get("/", REMOTE_ADDR=address)
+
+
+def test_reads_that_work_do_not_hide_the_counts_writes_put_elsewhere(writes_fail):
+    """Counting fell back on memory while the checks read the shared cache, which never saw a
+    failure: every throttle was lifted."""
+    request = _address(ATTACKER)
+    for _ in range(app_settings.LOGIN_ADDRESS_FAILURE_LIMIT):
+        throttle.count_login_failure(request)
+    assert throttle.login_address_refused(request)
+    sent = sum(throttle.allow_reset_email(request, "victim@example.com") for _ in range(20))
+    assert sent <= throttle.RESET_EMAILS_PER_ADDRESS
+
+
+def test_client_authentication_is_throttled_when_only_writes_fail(writes_fail):
+    app = _client_credentials_app()
+    attacker = Client(REMOTE_ADDR=ATTACKER)
+    for _ in range(3 * app_settings.CLIENT_AUTH_FAILURE_LIMIT):
+        assert _client_credentials(attacker, app, "guess").status_code == 401
+    assert _client_credentials(attacker, app, "a human chosen secret").status_code == 401
+
+
+def test_a_client_change_is_honoured_when_only_writes_fail(monkeypatch, confidential_app):
+    browser = Client()
+    assert browser.get(authorize_url(confidential_app)).status_code == 302  # cached in Redis
+    _refuse_writes(monkeypatch)  # then the node we talk to turns read-only
+    confidential_app.redirect_uris = "https://elsewhere.example/cb"
+    confidential_app.save()  # its invalidation goes to this process's memory
+    assert browser.get(authorize_url(confidential_app)).status_code == 400
+
+
+def test_a_counter_the_cache_loses_between_add_and_incr_refuses_the_attempt(monkeypatch):
+    """add() found the counter in Redis (over the limit), then incr() failed: this process's
+    memory has no such counter, and starting it at 1 checked one more guess."""
+    victim = types.SimpleNamespace(pk=4242)
+    request = _address(ATTACKER)
+    for _ in range(app_settings.MFA_FAILURE_LIMIT + 1):
+        throttle.factor_attempt(request, victim)
+    real_incr = django_cache.incr
+    calls: list[str] = []
+
+    def times_out_once(key, delta=1, *args, **kwargs):
+        calls.append(key)
+        if len(calls) == 1:
+            raise TimeoutError("Timeout reading from socket")
+        return real_incr(key, delta, *args, **kwargs)
+
+    monkeypatch.setattr(django_cache, "incr", times_out_once)
+    assert throttle.factor_attempt(request, victim) is False
+    throttle.factor_succeeded(request, victim)  # giving a count back meanwhile is no error
 
 
 def test_the_outage_is_logged_once_a_minute_per_process(cache_down, caplog, monkeypatch):

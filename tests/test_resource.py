@@ -973,6 +973,17 @@ def test_a_cache_outage_is_not_a_500_and_does_not_flood_the_provider(api, remote
     assert remote.requests == 1
 
 
+def test_a_cache_that_refuses_writes_costs_one_fetch_not_one_per_request(api, remote, tokens, monkeypatch):
+    def refused(*args, **kwargs):
+        raise ConnectionError("READONLY You can't write against a read only replica.")
+
+    for name in ("set", "add", "delete"):
+        monkeypatch.setattr(cache, name, refused)
+    for _ in range(5):
+        assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
+    assert remote.requests == 1
+
+
 def test_a_cache_outage_keeps_the_refetch_interval(api, remote, tokens, cache_down, monkeypatch):
     assert api.get("/api/profile", **bearer(tokens["access_token"])).status_code == 200
     rotated = keys.sign(access_claims(), typ="at+jwt", alg="ES256")

@@ -233,6 +233,7 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # process last logged that the shared cache fails
     "oidc_provider_ext.internal.shared_cache._fallback": (FALLBACK, None),
     "oidc_provider_ext.internal.shared_cache._warned_at": (TRANSIENT, None),
+    "oidc_provider_ext.internal.shared_cache._down_until": (TRANSIENT, None),
     # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
     # retry command, sends what another process did not
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
@@ -279,9 +280,6 @@ INVENTORY: dict[str, tuple[str, object]] = {
     # client ID metadata documents: a refused document is remembered for a minute in the shared
     # cache (the host is not hammered); the document itself lives in the Application row
     "oidc_provider_ext.internal.metadata_documents.prepare:cache.set": (SHARED, None),
-    # registration rate limit per address: the counters are the shared state (window TTL)
-    "oidc_provider_ext.internal.registration.over_request_limit:cache.add": (SHARED, None),
-    "oidc_provider_ext.internal.registration.over_request_limit:cache.incr": (SHARED, None),
     "oidc_provider_ext.resource.urlconf._resources_of": (PURE, None),  # the resources a URLconf names
     "oidc_provider_ext.conf._SETTINGS": (CONSTANT, None),
     # values parsed from the settings dict, kept while it is the same object (AppSettings.derived)

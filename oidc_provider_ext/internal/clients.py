@@ -166,14 +166,7 @@ def bump_generation() -> None:
     ``ClientProfile`` or ``Tenant`` rows behind the ORM's back. Random, not a counter: a cache that
     lost the entry can never bring back a value an older entry was stamped with.
     """
-    try:
-        cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
-    except Exception:
-        log.warning(
-            "Cannot publish the client registry generation; other processes may serve a changed "
-            "client for up to CLIENT_CACHE_SECONDS.",
-            exc_info=True,
-        )
+    cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
 
 
 def _changed() -> None:

@@ -33,7 +33,6 @@ from oidc_provider_ext.conf import REGISTRATION_INITIAL_ACCESS_TOKEN, REGISTRATI
 from oidc_provider_ext.internal import crypto, outbound, resources
 from oidc_provider_ext.internal.jws import is_numeric_date
 from oidc_provider_ext.internal.requests import _json_problem
-from oidc_provider_ext.internal.shared_cache import cache
 from oidc_provider_ext.models import AuthorizationGrant, ClientProfile, InitialAccessToken
 
 Application = get_application_model()
@@ -468,16 +467,7 @@ def over_request_limit(request) -> bool:
     """Count one request to the registration endpoints (or one metadata document fetch) from this
     address; whether the address is over REGISTRATION_REQUESTS_PER_ADDRESS in the window."""
     key = throttle._key("registration", throttle.throttle_address(request))
-    window = app_settings.THROTTLE_WINDOW_SECONDS
-    if cache.add(key, 1, window):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            cache.add(key, 1, window)
-            count = 1
-    return count > app_settings.REGISTRATION_REQUESTS_PER_ADDRESS
+    return throttle._count(key) > app_settings.REGISTRATION_REQUESTS_PER_ADDRESS
 
 
 def self_registered_count() -> int:
