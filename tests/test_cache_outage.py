@@ -14,6 +14,7 @@ import types
 import pytest
 from django.core.cache import cache as django_cache
 from django.test import Client, RequestFactory
+from django.urls import reverse
 from oauth2_provider.models import get_application_model
 
 from oidc_provider_ext import throttle
@@ -178,3 +179,20 @@ def test_a_missing_counter_is_the_callers_business_not_an_outage(caplog):
         shared_cache.cache.incr("no-such-counter")
     assert not caplog.records  # answered by the shared cache: nothing fell back
     assert shared_cache._fallback.get("no-such-counter") is None
+
+
+# --- sessions in cached_db over the failing cache ---------------------------------------------------
+
+
+def test_cached_db_sessions_sign_in_and_out_through_the_outage(settings, cache_down, user, confidential_app):
+    """Django's cached_db engine reads the table and logs when the cache fails on a read or a
+    write, but its delete() raised: the sign-in (the pending request's session is cycled) and the
+    sign-out answered 500. The row, which every request checks, is what ends the session."""
+    settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
+    browser, rp = Client(), Client()
+    code, _ = get_code(browser, confidential_app, user)
+    tokens = exchange(rp, confidential_app, code).json()
+    assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 200  # signed in
+    response = browser.get(reverse("oidc_provider_ext:endsession"), {"id_token_hint": tokens["id_token"]})
+    assert response.status_code == 200 and "You are signed out" in response.content.decode()
+    assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302  # to sign-in

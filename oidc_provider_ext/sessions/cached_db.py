@@ -14,6 +14,9 @@ is replaced here.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.contrib.sessions.backends import cached_db
 
 from . import SessionStore as HashedDBStore
@@ -21,9 +24,77 @@ from .cache import HashedEntries
 
 KEY_PREFIX = "oidc_provider_ext.sessions.cached_db"
 
+log = logging.getLogger(__name__)
+
+
+class _Copy:
+    """The session cache as what it is here, a copy of the table: a call that fails (Redis down)
+    is a miss, or a write skipped, and logged. Django's engine catches its reads and its saves,
+    but not the copy stored after a read of the table nor the delete, so a Redis outage made every
+    sign-in (the session is cycled) and sign-out a 500. A copy left behind by a failed delete is
+    harmless: every request also checks the browser's OP session rows in the database."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def _failed(self, what: str) -> None:
+        log.warning("The session cache failed on %s; the database has the session.", what, exc_info=True)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self._cache.get(key, default)
+        except Exception:
+            self._failed("a read")
+            return default
+
+    def set(self, key: str, value: Any, timeout: Any) -> None:
+        try:
+            self._cache.set(key, value, timeout)
+        except Exception:
+            self._failed("a write")
+
+    def delete(self, key: str) -> None:
+        try:
+            self._cache.delete(key)
+        except Exception:
+            self._failed("a delete")
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            return key in self._cache
+        except Exception:
+            self._failed("a read")
+            return False
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        try:
+            return await self._cache.aget(key, default)
+        except Exception:
+            self._failed("a read")
+            return default
+
+    async def aset(self, key: str, value: Any, timeout: Any) -> None:
+        try:
+            await self._cache.aset(key, value, timeout)
+        except Exception:
+            self._failed("a write")
+
+    async def adelete(self, key: str) -> None:
+        try:
+            await self._cache.adelete(key)
+        except Exception:
+            self._failed("a delete")
+
+    def __repr__(self) -> str:
+        return repr(self._cache)
+
 
 class SessionStore(HashedEntries, cached_db.SessionStore, HashedDBStore):
     cache_key_prefix = KEY_PREFIX
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self._cache = _Copy(self._cache)  # type: ignore[assignment]
 
     def exists(self, session_key: str) -> bool:
         return bool(session_key) and (
