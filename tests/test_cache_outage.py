@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import types
+from importlib import import_module
 
 import pytest
 from django.core.cache import cache as django_cache
@@ -196,3 +197,24 @@ def test_cached_db_sessions_sign_in_and_out_through_the_outage(settings, cache_d
     response = browser.get(reverse("oidc_provider_ext:endsession"), {"id_token_hint": tokens["id_token"]})
     assert response.status_code == 200 and "You are signed out" in response.content.decode()
     assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302  # to sign-in
+
+
+def test_a_cached_session_left_behind_by_a_failed_delete_signs_nobody_in(settings, user, confidential_app):
+    """The delete skipped during an outage leaves the copy in a Redis that kept its data: the
+    browser's OP session rows, ended in the database, still sign it out."""
+    settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
+    browser, rp = Client(), Client()
+    code, _ = get_code(browser, confidential_app, user)
+    tokens = exchange(rp, confidential_app, code).json()
+    assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 200
+    names = [name.split(":", 2)[-1] for name in django_cache._cache]  # type: ignore[attr-defined]
+    copies = {name: django_cache.get(name) for name in names if name.startswith("oidc_provider_ext.sessions")}
+    assert [copy["_auth_user_id"] for copy in copies.values()] == [str(user.pk)], "the session is cached"
+    signed_in_key = browser.cookies["sessionid"].value
+    response = browser.get(reverse("oidc_provider_ext:endsession"), {"id_token_hint": tokens["id_token"]})
+    assert "You are signed out" in response.content.decode()
+    django_cache.set_many(copies, 600)  # Redis comes back with the copy the delete missed
+    store = import_module(settings.SESSION_ENGINE).SessionStore(signed_in_key)
+    assert store.load()["_auth_user_id"] == str(user.pk)  # the engine reads the copy ...
+    browser.cookies["sessionid"] = signed_in_key  # ... for the old cookie (kept, or stolen)
+    assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302  # ... in vain
