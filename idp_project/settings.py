@@ -194,6 +194,9 @@ def _caches(environ) -> dict[str, Any] | None:
             "LOCATION": environ["REDIS_URL"],
             # Several sites (or test clusters) on one Redis database keep apart by prefix.
             "KEY_PREFIX": environ.get("DJANGO_CACHE_KEY_PREFIX", ""),
+            # A Redis that hangs must fail fast: the provider then works from each process's
+            # memory (oidc_provider_ext.internal.shared_cache) instead of holding every worker.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 

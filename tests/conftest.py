@@ -62,10 +62,13 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from oidc_provider_ext.internal import shared_cache
+    from oidc_provider_ext.sessions import cached_db
 
     def forget_outages():  # what stood in for the cache while a test broke it
         shared_cache._fallback.clear()
-        shared_cache._down_until = 0.0
+        shared_cache._unexpiring.clear()
+        for breaker in (shared_cache._breaker, cached_db._breaker):
+            breaker.down_until, breaker.warned_at = 0.0, None
 
     cache.clear()
     forget_outages()

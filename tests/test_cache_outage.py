@@ -95,6 +95,46 @@ def test_the_shared_cache_is_used_again_once_it_answers(monkeypatch, confidentia
     assert django_cache.get(key) is not None  # back on it
 
 
+def _after_retry(monkeypatch) -> None:
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + shared_cache.RETRY_SECONDS)
+
+
+def _broken(*args, **kwargs):
+    raise TimeoutError("Timeout reading from socket")
+
+
+GONE = "https://elsewhere.example/cb"
+
+
+def test_a_change_made_during_the_outage_is_not_undone_by_the_recovery(monkeypatch, confidential_app):
+    """The generation bumped in memory during the outage is written to Redis when it answers:
+    else Redis's old generation and entry serve the old client again (here and everywhere)."""
+    browser = Client()
+    assert browser.get(authorize_url(confidential_app)).status_code == 302  # cached in Redis
+    with monkeypatch.context() as outage:
+        for name in ("get", "get_many", "set", "add", "incr", "decr", "delete", "delete_many"):
+            outage.setattr(django_cache, name, _broken)
+        confidential_app.redirect_uris = GONE
+        confidential_app.save()
+        assert browser.get(authorize_url(confidential_app)).status_code == 400
+    _after_retry(monkeypatch)
+    assert browser.get(authorize_url(confidential_app)).status_code == 400, "the removed URI is back"
+
+
+def test_what_memory_held_does_not_come_back_at_the_next_outage(monkeypatch, confidential_app):
+    browser = Client()
+    with monkeypatch.context() as outage:
+        outage.setattr(django_cache, "get", _broken)
+        assert browser.get(authorize_url(confidential_app)).status_code == 302  # kept in memory
+    _after_retry(monkeypatch)
+    confidential_app.redirect_uris = GONE
+    confidential_app.save()  # Redis answers: the change goes there
+    assert browser.get(authorize_url(confidential_app)).status_code == 400
+    monkeypatch.setattr(django_cache, "get", _broken)  # a second outage
+    assert browser.get(authorize_url(confidential_app)).status_code == 400, "the removed URI is back"
+
+
 # --- a cache that answers reads but refuses writes (a demoted primary after a failover,
 # maxmemory with noeviction): found by the round's attacker review ---------------------------------
 
@@ -166,7 +206,6 @@ def test_a_counter_the_cache_loses_between_add_and_incr_refuses_the_attempt(monk
 
 
 def test_the_outage_is_logged_once_a_minute_per_process(cache_down, caplog, monkeypatch):
-    monkeypatch.setattr(shared_cache, "_warned_at", None)
     with caplog.at_level(logging.WARNING, logger=shared_cache.__name__):
         for n in range(20):
             shared_cache.cache.set(f"k{n}", n, 60)
@@ -218,3 +257,27 @@ def test_a_cached_session_left_behind_by_a_failed_delete_signs_nobody_in(setting
     assert store.load()["_auth_user_id"] == str(user.pk)  # the engine reads the copy ...
     browser.cookies["sessionid"] = signed_in_key  # ... for the old cookie (kept, or stolen)
     assert browser.get(reverse("oidc_provider_ext:connected-apps")).status_code == 302  # ... in vain
+
+
+def test_a_hanging_session_cache_costs_one_timeout_per_interval(settings, user, caplog, monkeypatch):
+    """Each failing call waits for the client's socket timeout: the session cache, like the
+    shared one, is left alone for RETRY_SECONDS after a failure and logged once a minute."""
+    from django.core.cache import caches
+
+    settings.SESSION_ENGINE = "oidc_provider_ext.sessions.cached_db"
+    browser = Client()
+    browser.force_login(user)
+    session_cache = caches[settings.SESSION_CACHE_ALIAS]
+    tries: list[object] = []
+
+    def hangs(*args, **kwargs):
+        tries.append(args)
+        raise TimeoutError("Timeout reading from socket")
+
+    for name in ("get", "set", "delete", "has_key"):
+        monkeypatch.setattr(session_cache, name, hangs)
+    with caplog.at_level(logging.WARNING, logger=shared_cache.__name__):
+        codes = {browser.get(reverse("oidc_provider_ext:connected-apps")).status_code for _ in range(10)}
+    assert codes == {200}  # the table serves the session
+    assert len(tries) == 1
+    assert [r.message for r in caplog.records if "session cache" in r.message] == [caplog.records[0].message]

@@ -229,11 +229,13 @@ INVENTORY: dict[str, tuple[str, object]] = {
     "oidc_provider_ext.resource.remote_jwks.verification_key:cache.add": (SHARED, None),
     "oidc_provider_ext.resource.remote_jwks._flights": (TRANSIENT, None),
     # while the shared cache fails, every entry above is read and written here instead (each entry
-    # with its own expiry; throttles count per process, as under LocMemCache); and when this
-    # process last logged that the shared cache fails
+    # with its own expiry; throttles count per process, as under LocMemCache)
     "oidc_provider_ext.internal.shared_cache._fallback": (FALLBACK, None),
-    "oidc_provider_ext.internal.shared_cache._warned_at": (TRANSIENT, None),
-    "oidc_provider_ext.internal.shared_cache._down_until": (TRANSIENT, None),
+    # the generations written there, for the shared cache when it answers again (then emptied)
+    "oidc_provider_ext.internal.shared_cache._unexpiring": (FALLBACK, None),
+    # when the shared cache (and the session cache) last failed in this process
+    "oidc_provider_ext.internal.shared_cache._breaker": (TRANSIENT, None),
+    "oidc_provider_ext.sessions.cached_db._breaker": (TRANSIENT, None),
     # back-channel logout: threads sending what the outbox (a table) holds; any process, or the
     # retry command, sends what another process did not
     "oidc_provider_ext.internal.backchannel._pool": (TRANSIENT, None),
@@ -389,6 +391,7 @@ class TestExampleSettings:
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": "redis://10.0.0.5:6379/2",
                 "KEY_PREFIX": "idp",
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
             }
         }
 

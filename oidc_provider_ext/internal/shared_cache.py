@@ -10,7 +10,9 @@ writes (a demoted primary after a failover, ``maxmemory`` with ``noeviction``) c
 throttle count in one place and be checked in the other. While it lasts each process works as
 under ``LocMemCache`` (docs/operations.md, "What needs Redis, and what breaks without it"):
 throttles count per process, and a change made through another server reaches this one within
-the caches' own expiry. Set the client's socket timeouts so that a cache that hangs fails quickly.
+the caches' own expiry. When the shared cache answers again, the generations this process bumped
+meanwhile are written to it before anything is read from it, and the memory is emptied. Set the
+client's socket timeouts so that a cache that hangs fails quickly.
 
 ``incr``/``decr`` of a missing key raise ``ValueError``, as Django's backends do; that is the
 caller's business, not an outage. A counter the shared cache has but this process's memory does
@@ -22,6 +24,7 @@ This module imports no model: the resource-server helper uses it in projects wit
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -31,8 +34,8 @@ from django.core.cache.backends.locmem import LocMemCache
 
 log = logging.getLogger(__name__)
 
-WARN_EVERY_SECONDS = 60  # one warning per process per minute while the shared cache fails
-RETRY_SECONDS = 5  # after a failed call, this process uses its memory for this long
+WARN_EVERY_SECONDS = 60  # one warning per process per minute while a cache fails
+RETRY_SECONDS = 5  # after a failed call, this process leaves the cache alone for this long
 
 
 class CountUnknown(ValueError):
@@ -41,36 +44,81 @@ class CountUnknown(ValueError):
     callers that count failures must refuse the attempt."""
 
 
-# The stand-in: bounded; its entries expire on their own once the shared cache is back.
+class Breaker:
+    """When a cache last failed in this process: it is left alone for ``RETRY_SECONDS`` after a
+    failure (a Redis that times out costs one timeout per interval, not one per call), and the
+    failure is logged once per ``WARN_EVERY_SECONDS``."""
+
+    def __init__(self, what: str, meanwhile: str) -> None:
+        self.what, self.meanwhile = what, meanwhile
+        self.down_until = 0.0  # monotonic; 0: the cache answered the last call made on it
+        self.warned_at: float | None = None
+
+    def closed(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.down_until = now + RETRY_SECONDS
+        if self.warned_at is None or now - self.warned_at >= WARN_EVERY_SECONDS:
+            self.warned_at = now
+            log.warning(
+                "%s failed (%s: %s); %s It is tried again every %s s.",
+                self.what,
+                type(exc).__name__,
+                exc,
+                self.meanwhile,
+                RETRY_SECONDS,
+            )
+
+
+_breaker = Breaker("The shared cache", "this process uses its own memory for the provider's caches.")
+# The stand-in: bounded; emptied when the shared cache answers again, so that nothing it held
+# (a client stamped with its generation, say) comes back at the next outage.
 _fallback = LocMemCache("oidc_provider_ext.shared_cache", {"OPTIONS": {"MAX_ENTRIES": 10_000}})
-_down_until = 0.0  # monotonic time before which this process does not try the shared cache
-_warned_at: float | None = None
+# Entries without expiry written to the stand-in: the key and client-registry generations, i.e. the
+# invalidations this process made during the outage. Written to the shared cache when it answers
+# again, so that the change is not undone there for the other processes, or for this one.
+_unexpiring: dict[str, tuple[str, tuple[Any, ...]]] = {}
+_recovery = threading.Lock()
+
+
+def _replay() -> None:
+    """Write the generations bumped in memory to the shared cache (before anything is read from
+    it again: a read first would return the old generation); raises if it still fails."""
+    with _recovery:
+        for key, (name, args) in list(_unexpiring.items()):
+            getattr(_shared, name)(*args)
+            del _unexpiring[key]
+
+
+def _recovered() -> None:
+    with _recovery:
+        _fallback.clear()
+        _breaker.down_until = 0.0
 
 
 def _call(name: str, *args: Any) -> Any:
-    global _down_until, _warned_at
-    if time.monotonic() >= _down_until:
+    if _breaker.closed():
         try:
-            return getattr(_shared, name)(*args)
+            if _unexpiring:
+                _replay()
+            result = getattr(_shared, name)(*args)
         except ValueError:  # incr/decr of a missing key, or a key the backend refuses
             raise
         except Exception as exc:
-            now = time.monotonic()
-            _down_until = now + RETRY_SECONDS
-            if _warned_at is None or now - _warned_at >= WARN_EVERY_SECONDS:
-                _warned_at = now
-                log.warning(
-                    "The shared cache failed (%s: %s); this process uses its own memory for the "
-                    "provider's caches and throttles, and tries it again every %s s.",
-                    type(exc).__name__,
-                    exc,
-                    RETRY_SECONDS,
-                )
+            _breaker.failed(exc)
             if name in ("incr", "decr"):
                 try:
                     return getattr(_fallback, name)(*args)
                 except ValueError:
                     raise CountUnknown(f"{name} of a counter the shared cache holds failed") from exc
+        else:
+            if _breaker.down_until:  # the first call that succeeds after an outage
+                _recovered()
+            return result
+    if name in ("set", "add") and args[2] is None:
+        _unexpiring[args[0]] = name, args
     return getattr(_fallback, name)(*args)
 
 

@@ -14,76 +14,70 @@ is replaced here.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.contrib.sessions.backends import cached_db
+
+from oidc_provider_ext.internal.shared_cache import Breaker
 
 from . import SessionStore as HashedDBStore
 from .cache import HashedEntries
 
 KEY_PREFIX = "oidc_provider_ext.sessions.cached_db"
 
-log = logging.getLogger(__name__)
+
+_breaker = Breaker("The session cache", "the database serves every session meanwhile.")
 
 
 class _Copy:
     """The session cache as what it is here, a copy of the table: a call that fails (Redis down)
-    is a miss, or a write skipped, and logged. Django's engine catches its reads and its saves,
-    but not the copy stored after a read of the table nor the delete, so a Redis outage made every
-    sign-in (the session is cycled) and sign-out a 500. A copy left behind by a failed delete is
-    harmless: every request also checks the browser's OP session rows in the database."""
+    is a miss, or a write skipped, and the cache is left alone for a few seconds (logged once a
+    minute). Django's engine catches its reads and its saves, but not the copy stored after a
+    read of the table nor the delete, so a Redis outage made every sign-in (the session is
+    cycled) and sign-out a 500. A copy left behind by a skipped delete is harmless: every request
+    also checks the browser's OP session rows in the database."""
 
     def __init__(self, cache: Any) -> None:
         self._cache = cache
 
-    def _failed(self, what: str) -> None:
-        log.warning("The session cache failed on %s; the database has the session.", what, exc_info=True)
+    def _try(self, call: Any, *args: Any, default: Any = None) -> Any:
+        if not _breaker.closed():
+            return default
+        try:
+            return call(*args)
+        except Exception as exc:
+            _breaker.failed(exc)
+            return default
+
+    async def _atry(self, call: Any, *args: Any, default: Any = None) -> Any:
+        if not _breaker.closed():
+            return default
+        try:
+            return await call(*args)
+        except Exception as exc:
+            _breaker.failed(exc)
+            return default
 
     def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self._cache.get(key, default)
-        except Exception:
-            self._failed("a read")
-            return default
+        return self._try(self._cache.get, key, default, default=default)
 
     def set(self, key: str, value: Any, timeout: Any) -> None:
-        try:
-            self._cache.set(key, value, timeout)
-        except Exception:
-            self._failed("a write")
+        self._try(self._cache.set, key, value, timeout)
 
     def delete(self, key: str) -> None:
-        try:
-            self._cache.delete(key)
-        except Exception:
-            self._failed("a delete")
+        self._try(self._cache.delete, key)
 
     def __contains__(self, key: str) -> bool:
-        try:
-            return key in self._cache
-        except Exception:
-            self._failed("a read")
-            return False
+        return self._try(self._cache.has_key, key, default=False)
 
     async def aget(self, key: str, default: Any = None) -> Any:
-        try:
-            return await self._cache.aget(key, default)
-        except Exception:
-            self._failed("a read")
-            return default
+        return await self._atry(self._cache.aget, key, default, default=default)
 
     async def aset(self, key: str, value: Any, timeout: Any) -> None:
-        try:
-            await self._cache.aset(key, value, timeout)
-        except Exception:
-            self._failed("a write")
+        await self._atry(self._cache.aset, key, value, timeout)
 
     async def adelete(self, key: str) -> None:
-        try:
-            await self._cache.adelete(key)
-        except Exception:
-            self._failed("a delete")
+        await self._atry(self._cache.adelete, key)
 
     def __repr__(self) -> str:
         return repr(self._cache)
