@@ -87,9 +87,10 @@ def _replay() -> None:
     """Write the generations bumped in memory to the shared cache (before anything is read from
     it again: a read first would return the old generation); raises if it still fails."""
     with _recovery:
-        for key, (name, args) in list(_unexpiring.items()):
-            getattr(_shared, name)(*args)
-            del _unexpiring[key]
+        for key, write in list(_unexpiring.items()):
+            getattr(_shared, write[0])(*write[1])
+            if _unexpiring.get(key) == write:  # else a thread wrote a newer one meanwhile
+                del _unexpiring[key]
 
 
 def _recovered() -> None:
