@@ -20,7 +20,7 @@ from oauth2_provider.models import get_application_model
 
 from oidc_provider_ext import throttle
 from oidc_provider_ext.conf import app_settings
-from oidc_provider_ext.internal import clients, shared_cache
+from oidc_provider_ext.internal import shared_cache
 
 from .flow import authorize_url, exchange, get_code, introspect, refresh, token_request, userinfo, verify_jwt
 
@@ -77,22 +77,33 @@ def test_a_client_change_in_this_process_is_honoured_at_once(cache_down, confide
     assert response.status_code == 400  # the old redirect URI is refused, not redirected to
 
 
-def test_the_shared_cache_is_used_again_once_it_answers(monkeypatch, confidential_app):
+def test_the_shared_cache_is_used_again_once_it_answers(monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("cache down")
 
     with monkeypatch.context() as outage:
-        for name in ("get", "add", "set"):
-            outage.setattr(django_cache, name, broken)
-        clients.get_client(confidential_app.client_id)
-    key = clients._key(confidential_app.client_id)
-    assert django_cache.get(key) is None  # it was down
-    clients.get_client(confidential_app.client_id)
-    assert django_cache.get(key) is None  # within RETRY_SECONDS: still this process's memory
+        outage.setattr(django_cache, "set", broken)
+        shared_cache.cache.set("during", 1, 60)
+    assert django_cache.get("during") is None  # it was down: kept in memory
+    assert shared_cache.cache.get("during") == 1
+    shared_cache.cache.set("within", 1, 60)  # within RETRY_SECONDS: still this process's memory
+    assert django_cache.get("within") is None
     real_monotonic = time.monotonic
     monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + shared_cache.RETRY_SECONDS)
-    clients.get_client(confidential_app.client_id)
-    assert django_cache.get(key) is not None  # back on it
+    shared_cache.cache.set("after", 1, 60)
+    assert django_cache.get("after") == 1  # back on it
+    assert shared_cache.cache.get("during") is None  # and the memory is emptied
+
+
+def test_a_cache_that_answers_reads_only_is_still_down(monkeypatch):
+    """The first call after RETRY_SECONDS may be a read that works on a read-only Redis: the
+    recovery is proven by a write, else the counts kept in memory were emptied every 5 s."""
+    _refuse_writes(monkeypatch)
+    request = _address(ATTACKER)
+    for _ in range(app_settings.LOGIN_ADDRESS_FAILURE_LIMIT):
+        throttle.count_login_failure(request)
+    _after_retry(monkeypatch)
+    assert throttle.login_address_refused(request)
 
 
 def _after_retry(monkeypatch) -> None:
@@ -281,3 +292,43 @@ def test_a_hanging_session_cache_costs_one_timeout_per_interval(settings, user, 
     assert codes == {200}  # the table serves the session
     assert len(tries) == 1
     assert [r.message for r in caplog.records if "session cache" in r.message] == [caplog.records[0].message]
+
+
+def test_one_thread_at_a_time_tries_a_cache_that_still_fails(monkeypatch):
+    """When RETRY_SECONDS are up, the threads that find the cache still failing do not each wait
+    for its timeout in turn: one tries, the others keep to memory."""
+    import threading
+
+    from django.core.cache import caches
+
+    tries: list[int] = []
+
+    def times_out(*args, **kwargs):
+        tries.append(1)
+        time.sleep(0.3)
+        raise TimeoutError("Timeout reading from socket")
+
+    shared_cache._breaker.down_until = time.monotonic() - 1  # an outage whose retry time has come
+    shared_cache._unexpiring["generation"] = "bumped in memory"
+    monkeypatch.setattr(type(caches["default"]), "set", times_out)  # every thread's cache object
+    threads = [threading.Thread(target=shared_cache.cache.get, args=("x",)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(tries) == 1
+    assert shared_cache._unexpiring == {"generation": "bumped in memory"}  # kept for the next try
+
+
+def test_a_generation_bumped_in_memory_reaches_the_shared_cache_and_an_idle_add_does_not_undo_it(
+    monkeypatch,
+):
+    django_cache.set("generation", "before the outage", None)
+    with monkeypatch.context() as outage:
+        for name in ("get", "set", "add"):
+            outage.setattr(django_cache, name, _broken)
+        shared_cache.cache.set("generation", "bumped", None)  # a change during the outage
+        assert shared_cache.cache.add("generation", "a reader's guess", None) is False
+    _after_retry(monkeypatch)
+    assert shared_cache.cache.get("generation") == "bumped"  # written before the read
+    assert django_cache.get("generation") == "bumped"

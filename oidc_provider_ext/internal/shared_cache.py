@@ -10,9 +10,10 @@ writes (a demoted primary after a failover, ``maxmemory`` with ``noeviction``) c
 throttle count in one place and be checked in the other. While it lasts each process works as
 under ``LocMemCache`` (docs/operations.md, "What needs Redis, and what breaks without it"):
 throttles count per process, and a change made through another server reaches this one within
-the caches' own expiry. When the shared cache answers again, the generations this process bumped
-meanwhile are written to it before anything is read from it, and the memory is emptied. Set the
-client's socket timeouts so that a cache that hangs fails quickly.
+the caches' own expiry. When the retry time has come, one thread writes the generations this
+process bumped meanwhile and a probe to the shared cache (a write: a Redis that answers only reads
+is still down) before anything is read from it, and the memory is emptied. Set the client's socket
+timeouts so that a cache that hangs fails quickly.
 
 ``incr``/``decr`` of a missing key raise ``ValueError``, as Django's backends do; that is the
 caller's business, not an outage. A counter the shared cache has but this process's memory does
@@ -73,54 +74,70 @@ class Breaker:
 
 
 _breaker = Breaker("The shared cache", "this process uses its own memory for the provider's caches.")
-# The stand-in: bounded; emptied when the shared cache answers again, so that nothing it held
-# (a client stamped with its generation, say) comes back at the next outage.
+# The stand-in: bounded; emptied when the shared cache is back, so that nothing it held (a client
+# stamped with its generation, say) comes back at the next outage.
 _fallback = LocMemCache("oidc_provider_ext.shared_cache", {"OPTIONS": {"MAX_ENTRIES": 10_000}})
 # Entries without expiry written to the stand-in: the key and client-registry generations, i.e. the
-# invalidations this process made during the outage. Written to the shared cache when it answers
-# again, so that the change is not undone there for the other processes, or for this one.
-_unexpiring: dict[str, tuple[str, tuple[Any, ...]]] = {}
+# invalidations this process made during the outage. Written to the shared cache before anything
+# is read from it again, so that the change is not undone there for the other processes, or for
+# this one.
+_unexpiring: dict[str, Any] = {}
 _recovery = threading.Lock()
+_PROBE = "oidc_provider_ext:shared_cache:probe"
 
 
-def _replay() -> None:
-    """Write the generations bumped in memory to the shared cache (before anything is read from
-    it again: a read first would return the old generation); raises if it still fails."""
+def _recover() -> bool:
+    """Whether the shared cache may be used again: RETRY_SECONDS after its last failure, the
+    generations bumped in memory written to it and a probe written (a Redis that answers reads but
+    refuses writes is still down); then the memory is emptied. One thread tries at a time."""
+    if not _breaker.closed():
+        return False
     with _recovery:
-        for key, write in list(_unexpiring.items()):
-            getattr(_shared, write[0])(*write[1])
-            if _unexpiring.get(key) == write:  # else a thread wrote a newer one meanwhile
-                del _unexpiring[key]
-
-
-def _recovered() -> None:
-    with _recovery:
+        if not _breaker.down_until:  # another thread did it
+            return True
+        if not _breaker.closed():  # another thread found it still down
+            return False
+        try:
+            for key, value in list(_unexpiring.items()):
+                _shared.set(key, value, None)
+                if _unexpiring.get(key) == value:  # else a newer one was written meanwhile
+                    del _unexpiring[key]
+            _shared.set(_PROBE, True, 1)
+        except Exception as exc:
+            _breaker.failed(exc)
+            return False
         _fallback.clear()
         _breaker.down_until = 0.0
+        return True
+
+
+def _in_memory(name: str, *args: Any) -> Any:
+    result = getattr(_fallback, name)(*args)
+    # An add that changed nothing (or that a pending set would undo) is not an invalidation.
+    if (
+        name in ("set", "add")
+        and args[2] is None
+        and (name == "set" or (result and args[0] not in _unexpiring))
+    ):
+        _unexpiring[args[0]] = args[1]
+    return result
 
 
 def _call(name: str, *args: Any) -> Any:
-    if _breaker.closed():
-        try:
-            if _unexpiring:
-                _replay()
-            result = getattr(_shared, name)(*args)
-        except ValueError:  # incr/decr of a missing key, or a key the backend refuses
-            raise
-        except Exception as exc:
-            _breaker.failed(exc)
-            if name in ("incr", "decr"):
-                try:
-                    return getattr(_fallback, name)(*args)
-                except ValueError:
-                    raise CountUnknown(f"{name} of a counter the shared cache holds failed") from exc
-        else:
-            if _breaker.down_until:  # the first call that succeeds after an outage
-                _recovered()
-            return result
-    if name in ("set", "add") and args[2] is None:
-        _unexpiring[args[0]] = name, args
-    return getattr(_fallback, name)(*args)
+    if _breaker.down_until and not _recover():
+        return _in_memory(name, *args)
+    try:
+        return getattr(_shared, name)(*args)
+    except ValueError:  # incr/decr of a missing key, or a key the backend refuses
+        raise
+    except Exception as exc:
+        _breaker.failed(exc)
+        if name in ("incr", "decr"):
+            try:
+                return getattr(_fallback, name)(*args)
+            except ValueError:
+                raise CountUnknown(f"{name} of a counter the shared cache holds failed") from exc
+        return _in_memory(name, *args)
 
 
 class SharedCache:
