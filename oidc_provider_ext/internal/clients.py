@@ -26,7 +26,6 @@ import copy
 import datetime
 import decimal
 import hashlib
-import logging
 import secrets
 import time
 import uuid
@@ -46,7 +45,6 @@ from oidc_provider_ext.internal.shared_cache import cache
 from oidc_provider_ext.models import ClientProfile, Tenant
 
 Application = get_application_model()
-log = logging.getLogger(__name__)
 # Entries are (generation, value, expires_at) triples: named apart from the (generation, value)
 # pairs and bare values older versions stored, so servers of several versions can share one cache
 # during a rolling upgrade without reading each other's entries.
